@@ -1,0 +1,1 @@
+"""The `mse` command line."""

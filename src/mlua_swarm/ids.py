@@ -1,0 +1,126 @@
+"""Prefixed identifiers: `ST-` step, `R-` run, `T-` task, `S-` session, `W-` worker, `wh-` handle.
+
+Each id is a `str` subclass, so it serialises as a plain JSON string; `parse` (also used when
+pydantic decodes one) refuses a wrong prefix or an empty suffix.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+from typing import Any, ClassVar, Self
+
+_COUNTER = itertools.count(1)
+_SALT = secrets.randbits(64)
+_MASK = (1 << 64) - 1
+
+
+def uid_hex() -> str:
+    """16 hex chars, unique within this process (a counter XOR a per-process salt); not secret."""
+    return f"{(next(_COUNTER) ^ _SALT) & _MASK:016x}"
+
+
+def secure_hex(nbytes: int) -> str:
+    """Hex from the OS random source, for anything that acts as a secret."""
+    return secrets.token_hex(nbytes)
+
+
+class PrefixedId(str):
+    """Base of every prefixed id type."""
+
+    prefix: ClassVar[str] = ""
+    kind: ClassVar[str] = "id"
+
+    __slots__ = ()
+
+    @classmethod
+    def new(cls) -> Self:
+        return str.__new__(cls, cls.prefix + uid_hex())
+
+    @classmethod
+    def parse(cls, value: object) -> Self:
+        if isinstance(value, cls):
+            return value
+        if not isinstance(value, str) or not value.startswith(cls.prefix) or len(value) <= len(cls.prefix):
+            raise ValueError(f'invalid {cls.kind} id "{value}": expected "{cls.prefix}" prefix')
+        return str.__new__(cls, value)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str.__repr__(self)})"
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+        from pydantic_core import core_schema
+
+        return core_schema.no_info_plain_validator_function(cls.parse, serialization=core_schema.to_string_ser_schema())
+
+
+class StepId(PrefixedId):
+    """One dispatched Blueprint step; stable across its attempts."""
+
+    prefix = "ST-"
+    kind = "step"
+
+
+class RunId(PrefixedId):
+    """One execution of a task; reused by resume and rerun-from."""
+
+    prefix = "R-"
+    kind = "run"
+
+
+class TaskId(PrefixedId):
+    """A persisted work item, run one or more times."""
+
+    prefix = "T-"
+    kind = "task"
+
+
+class SessionId(PrefixedId):
+    """An attached operator session."""
+
+    prefix = "S-"
+    kind = "session"
+
+
+class WorkerId(PrefixedId):
+    """One spawned worker (observability only)."""
+
+    prefix = "W-"
+    kind = "worker"
+
+
+class WorkerHandle(PrefixedId):
+    """A short bearer (`wh-` + 8 random hex) standing for a worker token; expires with it."""
+
+    prefix = "wh-"
+    kind = "worker handle"
+
+    @classmethod
+    def new(cls) -> Self:
+        return str.__new__(cls, cls.prefix + secure_hex(4))
+
+
+class ResumeKey(PrefixedId):
+    """Handle of a suspended step waiting for an answer."""
+
+    prefix = "RK-"
+    kind = "resume key"
+
+    @classmethod
+    def for_senior(cls, step_id: StepId) -> Self:
+        return str.__new__(cls, f"{cls.prefix}senior-{step_id}")
+
+
+__all__ = [
+    "PrefixedId",
+    "ResumeKey",
+    "RunId",
+    "SessionId",
+    "StepId",
+    "TaskId",
+    "WorkerHandle",
+    "WorkerId",
+    "secure_hex",
+    "uid_hex",
+]

@@ -1,0 +1,137 @@
+"""Workers: what a spawner returns, already running.
+
+The engine touches a worker through three members only: `id`, `cancel_token()` and `join()`.
+One spawn is one worker is one join. `join` carries no value: the value is the last `Final` the
+worker put on the engine's output tail for its attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ..cancel import CancellationToken
+from ..ids import WorkerId
+from .errors import WorkerCancelled, WorkerError, WorkerFailed
+
+Completion = Callable[[BaseException | None], Awaitable[BaseException | None]]
+
+
+class Worker(ABC):
+    """A running attempt."""
+
+    @property
+    @abstractmethod
+    def id(self) -> WorkerId: ...
+
+    @abstractmethod
+    def cancel_token(self) -> CancellationToken: ...
+
+    @abstractmethod
+    async def join(self) -> None:
+        """Wait for the end; raise `WorkerFailed(msg)` or `WorkerCancelled`."""
+
+
+class WorkerJoinHandler:
+    """The common building block: an id, a cancel token, and a completion to await.
+
+    `completion` is any awaitable future (usually the asyncio task doing the work) that resolves to
+    `None` or raises a `WorkerError`. Cancelling a task that awaits `join` also cancels that future.
+    """
+
+    __slots__ = ("cancel", "completion", "worker_id")
+
+    def __init__(self, worker_id: WorkerId, cancel: CancellationToken, completion: asyncio.Future[Any]) -> None:
+        self.worker_id = worker_id
+        self.cancel = cancel
+        self.completion = completion
+
+    async def await_completion(self) -> None:
+        completion = self.completion
+        try:
+            await completion
+        except asyncio.CancelledError:
+            if completion.done() and completion.cancelled():
+                raise WorkerCancelled() from None
+            raise
+        except WorkerError:
+            raise
+        except Exception as exc:
+            raise WorkerFailed(f"{type(exc).__name__}: {exc}") from exc
+
+
+class JoinHandleWorker(Worker):
+    """A worker that is nothing but a `WorkerJoinHandler`; each worker kind subclasses it for its name."""
+
+    __slots__ = ("handler",)
+
+    def __init__(self, handler: WorkerJoinHandler) -> None:
+        self.handler = handler
+
+    @property
+    def id(self) -> WorkerId:
+        return self.handler.worker_id
+
+    def cancel_token(self) -> CancellationToken:
+        return self.handler.cancel
+
+    async def join(self) -> None:
+        await self.handler.await_completion()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.handler.worker_id})"
+
+
+class MiddlewareWorker(JoinHandleWorker):
+    """The generic worker type: in-process functions and middleware wrappers."""
+
+
+def wrap_join(inner: Worker, post: Completion) -> Worker:
+    """A worker with `inner`'s id and cancel token whose completion is `post(result of inner.join())`.
+
+    `post` receives `None` on success or the `WorkerError` raised, and returns the error to raise
+    (or `None` for success). It runs in the task that joins, so it is owned by the joiner.
+    """
+    return _PostJoinWorker(inner, post)
+
+
+class _PostJoinWorker(Worker):
+    __slots__ = ("_inner", "_post")
+
+    def __init__(self, inner: Worker, post: Completion) -> None:
+        self._inner = inner
+        self._post = post
+
+    @property
+    def id(self) -> WorkerId:
+        return self._inner.id
+
+    def cancel_token(self) -> CancellationToken:
+        return self._inner.cancel_token()
+
+    async def join(self) -> None:
+        outcome: BaseException | None = None
+        try:
+            await self._inner.join()
+        except WorkerError as exc:
+            outcome = exc
+        result = await self._post(outcome)
+        if result is not None:
+            raise result
+
+    def __repr__(self) -> str:
+        return f"wrap_join({self._inner!r})"
+
+
+__all__ = [
+    "JoinHandleWorker",
+    "MiddlewareWorker",
+    "Worker",
+    "WorkerCancelled",
+    "WorkerError",
+    "WorkerFailed",
+    "WorkerJoinHandler",
+    "wrap_join",
+]

@@ -1,0 +1,198 @@
+"""The spawner adapter: the one interface the engine uses to start a worker for an attempt.
+
+A spawner pulls the attempt's prompt itself (`engine.fetch_prompt`) and delivers it however its
+worker kind wants (an invocation field, stdin, a frame). `InProcSpawner` is the registry of Python
+functions; every other spawner follows its pattern: build a `WorkerJoinHandler`, run the work in a
+task the worker owns, and fold the result into exactly one `Final` on the engine's output tail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
+
+from ..cancel import CancellationToken
+from ..core.ctx import AgentContextView, Ctx
+from ..errors import EngineError, VerdictRejected
+from ..ids import StepId, WorkerId
+from . import JoinHandleWorker, MiddlewareWorker, Worker, WorkerJoinHandler
+from .errors import (
+    NotRegistered,
+    RejectedByMiddleware,
+    SpawnError,
+    SpawnInternalError,
+    WorkerCancelled,
+    WorkerError,
+    WorkerFailed,
+)
+from .output import EngineSink, Final, Inline, OutputSink
+
+if TYPE_CHECKING:
+    from ..core.engine import Engine
+    from ..tokens import CapToken
+
+log = logging.getLogger(__name__)
+
+
+class SpawnerAdapter(ABC):
+    """Builds one running `Worker` for one attempt."""
+
+    @abstractmethod
+    async def spawn(self, engine: Engine, ctx: Ctx, task_id: StepId, attempt: int, token: CapToken) -> Worker:
+        """Start the attempt; raise `SpawnError` if it cannot start."""
+
+
+@dataclass(slots=True)
+class WorkerResult:
+    """What a worker function hands back: the value, whether the agent considers it a success, stats."""
+
+    value: Any
+    ok: bool = True
+    stats: dict[str, Any] | None = None
+
+
+_UNSET: Any = object()
+
+
+@dataclass(slots=True)
+class WorkerInvocation:
+    """Everything a worker function gets for one attempt."""
+
+    token: CapToken
+    task_id: StepId
+    attempt: int
+    agent: str
+    prompt: str
+    sink: OutputSink | None = None
+    cancel_token: CancellationToken | None = None
+    context: AgentContextView | None = None
+    _input: Any = _UNSET
+
+    @property
+    def input(self) -> Any:
+        """`prompt` parsed as JSON when it parses, else the string itself."""
+        if self._input is _UNSET:
+            try:
+                self._input = json.loads(self.prompt)
+            except ValueError:
+                self._input = self.prompt
+        return self._input
+
+
+WorkerFn: TypeAlias = Callable[[WorkerInvocation], Any | Awaitable[Any]]
+W = TypeVar("W", bound=JoinHandleWorker)
+
+
+def render_prompt(value: Any) -> str:
+    """A string prompt as is; anything else as compact JSON."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _is_async(fn: Callable[..., Any]) -> bool:
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
+
+
+class InProcSpawner(SpawnerAdapter, Generic[W]):
+    """A registry of Python worker functions keyed by agent name.
+
+    A function may be `async` or plain (plain ones run in a worker thread, so they may block); it
+    returns a `WorkerResult` or any JSON value (meaning `ok=True`); raising means `WorkerFailed`.
+    """
+
+    worker_kind = "rust_fn"
+
+    def __init__(self, worker_type: type[W] | None = None) -> None:
+        self.registry: dict[str, WorkerFn] = {}
+        self._async: dict[str, bool] = {}
+        self._worker_type: type[JoinHandleWorker] = worker_type or MiddlewareWorker
+
+    @classmethod
+    def typed(cls, worker_type: type[W]) -> InProcSpawner[W]:
+        """A spawner whose workers are of `worker_type` (a per-kind subclass of `JoinHandleWorker`)."""
+        return cls(worker_type)
+
+    def register(self, agent: str, fn: WorkerFn) -> InProcSpawner[W]:
+        """Register (or replace) the function for `agent`; chainable."""
+        self.registry[agent] = fn
+        self._async[agent] = _is_async(fn)
+        return self
+
+    async def spawn(self, engine: Engine, ctx: Ctx, task_id: StepId, attempt: int, token: CapToken) -> Worker:
+        agent = ctx.agent
+        fn = self.registry.get(agent)
+        if fn is None:
+            raise NotRegistered(agent)
+        try:
+            prompt = render_prompt(await engine.fetch_prompt(token, task_id))
+        except EngineError as exc:
+            raise SpawnInternalError(f"fetch_prompt: {exc}") from exc
+        is_async = self._async.get(agent)
+        if is_async is None:
+            is_async = self._async[agent] = _is_async(fn)
+        cancel = CancellationToken()
+        inv = WorkerInvocation(
+            token,
+            task_id,
+            attempt,
+            agent,
+            prompt,
+            EngineSink(engine, token, task_id, attempt),
+            cancel,
+            AgentContextView.from_ctx(ctx),
+        )
+        task = asyncio.create_task(_drive(engine, fn, is_async, inv, self.worker_kind))
+        cancel.on_cancel(task.cancel)
+        return self._worker_type(WorkerJoinHandler(WorkerId.new(), cancel, task))
+
+
+async def _drive(engine: Engine, fn: WorkerFn, is_async: bool, inv: WorkerInvocation, kind: str) -> None:
+    """Run the function, then fold its result into the attempt's one `Final`."""
+    try:
+        result = await fn(inv) if is_async else await asyncio.to_thread(fn, inv)  # type: ignore[misc]
+    except asyncio.CancelledError:
+        raise WorkerCancelled() from None
+    except WorkerError:
+        raise
+    except Exception as exc:
+        raise WorkerFailed(f"{type(exc).__name__}: {exc}" if not isinstance(exc, SpawnError) else str(exc)) from exc
+    await submit_result(engine, inv.token, inv.task_id, inv.attempt, result, kind)
+
+
+async def submit_result(engine: Engine, token: CapToken, task_id: StepId, attempt: int, result: Any, kind: str) -> None:
+    """Fold a worker's return value into one `Final` (and its stats); used by every in-process kind."""
+    wr = result if isinstance(result, WorkerResult) else WorkerResult(result)
+    stats = dict(wr.stats or {})
+    stats.setdefault("worker_kind", kind)
+    engine.record_worker_stats(task_id, attempt, stats)
+    try:
+        await engine.submit_output(token, task_id, attempt, Final(Inline(wr.value), wr.ok))
+    except VerdictRejected as exc:
+        raise WorkerFailed(f"Final rejected before output_tail: {exc}") from exc
+    except EngineError as exc:
+        log.warning("step %s attempt %s: Final not recorded: %s", task_id, attempt, exc)
+
+
+__all__ = [
+    "InProcSpawner",
+    "NotRegistered",
+    "RejectedByMiddleware",
+    "SpawnError",
+    "SpawnInternalError",
+    "SpawnerAdapter",
+    "WorkerCancelled",
+    "WorkerError",
+    "WorkerFailed",
+    "WorkerFn",
+    "WorkerInvocation",
+    "WorkerResult",
+    "render_prompt",
+    "submit_result",
+]
