@@ -142,7 +142,7 @@ class CapToken:
     @classmethod
     def decode(cls, text: str) -> CapToken:
         try:
-            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            raw = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
         except (binascii.Error, ValueError) as exc:
             raise TokenDecodeError(f"token is not URL-safe base64: {exc}") from None
         try:
@@ -289,6 +289,10 @@ class TokenBook:
             max_uses=record.uses_left,
             step_id=record.step_id,
         )
+
+    def handle_of(self, token: CapToken) -> WorkerHandle | None:
+        record = self._records.get(token.fingerprint)
+        return None if record is None else record.handle
 
     def forget(self, token: CapToken) -> None:
         """Drop a token's record and handle: any later use is refused."""

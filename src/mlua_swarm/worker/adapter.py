@@ -156,7 +156,7 @@ class InProcSpawner(SpawnerAdapter, Generic[W]):
 async def _drive(engine: Engine, fn: WorkerFn, is_async: bool, inv: WorkerInvocation, kind: str) -> None:
     """Run the function, then fold its result into the attempt's one `Final`."""
     try:
-        result = await fn(inv) if is_async else await asyncio.to_thread(fn, inv)  # type: ignore[misc]
+        result = await fn(inv) if is_async else await asyncio.to_thread(fn, inv)
     except asyncio.CancelledError:
         raise WorkerCancelled() from None
     except WorkerError:

@@ -104,7 +104,7 @@ class PythonKind(AgentKind):
                 f"cannot import {target!r}: {exc}",
                 "check the module is importable from the Blueprint's folder and the name after ':' exists",
             ) from exc
-        spawner = InProcSpawner().register(str(agent["name"]), fn)
+        spawner: InProcSpawner[Any] = InProcSpawner().register(str(agent["name"]), fn)
         spawner.worker_kind = "python"
         return spawner
 

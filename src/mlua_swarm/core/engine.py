@@ -1,0 +1,632 @@
+"""The engine: token-gated step state, dispatch of attempts to spawners, and the output tail.
+
+In engine vocabulary a "task" is one dispatched Blueprint step, keyed by `StepId`. State lives in
+plain dicts touched only from the event loop's thread and never across an `await`, so it needs no
+lock. Everything slow (spawning, joining) happens between short synchronous sections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..errors import (
+    AttemptClosed,
+    DispatchFailed,
+    PollTimeout,
+    ResourceNotFound,
+    ResumeKeyNotFound,
+    SpawnDepthExceeded,
+    TaskNotFound,
+    VerdictPartMissing,
+    VerdictValueRejected,
+)
+from ..ids import ResumeKey, RunId, SessionId, StepId
+from ..tokens import CapToken, Role, TokenBook, TokenRecord, Verb
+from ..worker import Worker
+from ..worker.adapter import SpawnerAdapter, render_prompt
+from ..worker.errors import SpawnError, WorkerCancelled, WorkerError
+from ..worker.output import Artifact, Final, OutputEvent
+from .config import EngineConfig, RetryPolicy
+from .ctx import AgentContextView, Ctx, CtxMeta, OperatorInfo
+from .events import Event, EventBus, EventStream
+from .fold import MISSING, comparable, fold_tail, is_skip_marker, last_staged, unwrap_skip_marker
+from .state import ENDED, SETTLED, StepStatus, check_transition
+
+log = logging.getLogger(__name__)
+
+OutcomeKind = Literal["pass", "blocked", "skip", "cancelled", "timeout"]
+
+
+@dataclass(frozen=True, slots=True)
+class VerdictContract:
+    """The verdict values an agent may report, read from the Final body or its staged `verdict` part."""
+
+    channel: Literal["body", "part"]
+    values: tuple[str, ...]
+
+    @classmethod
+    def from_value(cls, value: VerdictContract | Mapping[str, Any] | None) -> VerdictContract | None:
+        if value is None or isinstance(value, VerdictContract):
+            return value
+        channel = value.get("channel", "body")
+        if channel not in ("body", "part"):
+            raise ValueError(f"verdict channel must be 'body' or 'part', got {channel!r}")
+        return cls(channel, tuple(str(v) for v in value.get("values", ())))
+
+
+@dataclass(slots=True)
+class TaskSpec:
+    """What to run for one step: the agent, its input, and its per-step policies."""
+
+    agent: str
+    initial_directive: Any = None
+    step_ctx: Any = None
+    timeout_secs: float | None = None
+    retry: RetryPolicy | Mapping[str, Any] | None = None
+    verdict: VerdictContract | Mapping[str, Any] | None = None
+    submit_format: str | None = None
+    """`"text"` keeps string values verbatim instead of parsing JSON out of them."""
+
+    def __post_init__(self) -> None:
+        if self.retry is not None:
+            self.retry = RetryPolicy.from_value(self.retry)
+        if self.verdict is not None:
+            self.verdict = VerdictContract.from_value(self.verdict)
+        if self.timeout_secs is not None and self.timeout_secs <= 0:
+            raise ValueError("timeout_secs must be positive")
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchOutcome:
+    kind: OutcomeKind
+    value: Any = None
+    attempt: int = 0
+
+
+@dataclass(slots=True)
+class RunContext:
+    """The run an attempt belongs to; its id lands in `ctx.meta.runtime["run_id"]`."""
+
+    run_id: RunId
+
+
+@dataclass(frozen=True, slots=True)
+class StepSnapshot:
+    step_id: StepId
+    agent: str
+    status: StepStatus
+    attempt: int
+    last_result: Any
+    created_at: float
+    updated_at: float
+    suspended_on: ResumeKey | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "task_id": self.step_id,
+            "agent": self.agent,
+            "status": self.status.value,
+            "attempt": self.attempt,
+            "last_result": self.last_result,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "suspended_on": self.suspended_on,
+        }
+
+
+@dataclass(slots=True)
+class _Session:
+    id: SessionId
+    operator_id: str
+    role: Role
+    operator: OperatorInfo
+    attached: bool = True
+
+
+@dataclass(slots=True)
+class _Step:
+    id: StepId
+    spec: TaskSpec
+    depth: int
+    status: StepStatus = StepStatus.PENDING
+    attempt: int = 0
+    created_at: float = field(default_factory=time.time)
+    updated_at: float = 0.0
+    last_result: Any = None
+    worker: Worker | None = None
+    token: CapToken | None = None
+    tails: dict[int, list[OutputEvent]] = field(default_factory=dict)
+    staged: dict[int, list[str]] = field(default_factory=dict)
+    stats: dict[int, dict[str, Any]] = field(default_factory=dict)
+    suspended_on: ResumeKey | None = None
+    waiter: asyncio.Future[None] | None = None
+    backoff: asyncio.Future[None] | None = None
+    busy: int = 0
+
+
+class Engine:
+    """Token-gated step state and attempt dispatch. Cheap to construct; one per process is typical."""
+
+    def __init__(self, config: EngineConfig | None = None) -> None:
+        self.config = config or EngineConfig()
+        secret = self.config.token_secret or secrets.token_bytes(32)
+        self.config.token_secret = secret
+        self._tokens = TokenBook(secret)
+        self._steps: dict[StepId, _Step] = {}
+        self._finished: deque[StepId] = deque()
+        self._sessions: dict[str, _Session] = {}
+        self._contracts: dict[str, VerdictContract] = {}
+        self._resumes: dict[ResumeKey, asyncio.Future[Any]] = {}
+        self._resources: dict[str, Any] = {}
+        self._bus = EventBus(self.config.event_queue_size)
+
+    # ── sessions ──────────────────────────────────────────────────────────
+
+    def attach(
+        self,
+        operator_id: str,
+        role: Role = Role.OPERATOR,
+        ttl_secs: int = 86_400,
+        *,
+        operator: OperatorInfo | None = None,
+    ) -> CapToken:
+        """Open a session and mint its token."""
+        token = self._tokens.mint(operator_id, role, ttl_secs)
+        session = _Session(SessionId.new(), operator_id, role, operator or OperatorInfo())
+        self._sessions[token.fingerprint] = session
+        if self._bus.active:
+            self.publish("session_attached", None, session_id=session.id, role=role.value)
+        return token
+
+    def detach(self, token: CapToken) -> None:
+        self._tokens.verify(token, Verb.DETACH_SESSION)
+        session = self._sessions.get(token.fingerprint)
+        if session is not None:
+            session.attached = False
+            if self._bus.active:
+                self.publish("session_detached", None, session_id=session.id)
+
+    def register_verdict_contract(self, agent: str, contract: VerdictContract | Mapping[str, Any]) -> None:
+        """An engine-wide contract for `agent`; a `TaskSpec.verdict` takes precedence."""
+        resolved = VerdictContract.from_value(contract)
+        assert resolved is not None
+        self._contracts[agent] = resolved
+
+    # ── steps ─────────────────────────────────────────────────────────────
+
+    async def start_task(self, token: CapToken, spec: TaskSpec) -> StepId:
+        record = self._tokens.verify(token, Verb.START_TASK)
+        depth = 0
+        if token.role is Role.WORKER and record.step_id is not None:
+            parent = self._steps.get(record.step_id)
+            depth = (parent.depth if parent else 0) + 1
+            if depth >= self.config.max_spawn_depth:
+                raise SpawnDepthExceeded(depth, self.config.max_spawn_depth)
+        step_id = StepId.new()
+        self._steps[step_id] = _Step(step_id, spec, depth)
+        if self._bus.active:
+            self.publish("task_created", step_id, agent=spec.agent)
+        return step_id
+
+    def read_task_state(self, token: CapToken, step_id: StepId) -> StepSnapshot:
+        self._tokens.verify(token, Verb.READ_TASK_STATE, step_id)
+        return self._snapshot(self._step(step_id))
+
+    async def poll_task(self, token: CapToken, step_id: StepId, hold_secs: float = 0.0) -> StepSnapshot:
+        """The step's state once it is settled (ended or suspended), waiting up to `hold_secs`."""
+        self._tokens.verify(token, Verb.POLL_TASK, step_id)
+        st = self._step(step_id)
+        if st.status in SETTLED or hold_secs <= 0:
+            return self._snapshot(st)
+        deadline = time.monotonic() + hold_secs
+        while st.status not in SETTLED:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise PollTimeout(f"step {step_id} still {st.status.value} after {hold_secs}s")
+            if st.waiter is None or st.waiter.done():
+                st.waiter = asyncio.get_running_loop().create_future()
+            try:
+                async with asyncio.timeout(remaining):
+                    await asyncio.shield(st.waiter)
+            except TimeoutError:
+                continue
+        return self._snapshot(st)
+
+    async def cancel_task(self, token: CapToken, step_id: StepId) -> StepSnapshot:
+        """Cancel the step for real: its running worker's cancel token fires; the step stays cancelled."""
+        self._tokens.verify(token, Verb.CANCEL_TASK, step_id)
+        st = self._step(step_id)
+        if st.status in (StepStatus.PASS, StepStatus.CANCELLED):
+            return self._snapshot(st)
+        self._set_status(st, StepStatus.CANCELLED)
+        if st.worker is not None:
+            st.worker.cancel_token().cancel()
+        if st.backoff is not None and not st.backoff.done():
+            st.backoff.set_result(None)
+        if self._bus.active:
+            self.publish("task_cancelled", step_id)
+        return self._snapshot(st)
+
+    # ── dispatch ──────────────────────────────────────────────────────────
+
+    async def dispatch_attempt(
+        self, token: CapToken, step_id: StepId, spawner: SpawnerAdapter, *, run: RunContext | None = None
+    ) -> DispatchOutcome:
+        """Run one attempt: mint a worker token, spawn, join (honouring timeout and cancel), fold the tail."""
+        self._tokens.verify(token, Verb.DISPATCH_ATTEMPT)
+        st = self._step(step_id)
+        self._set_status(st, StepStatus.RUNNING)
+        st.attempt += 1
+        attempt = st.attempt
+        st.busy += 1
+        wtoken = self._tokens.mint(
+            f"worker-of-{step_id}",
+            Role.WORKER,
+            self.config.worker_token_ttl_secs,
+            step_id=step_id,
+            with_handle=True,
+        )
+        st.token = wtoken
+        runtime: dict[str, Any] = {"worker_handle": self._tokens.handle_of(wtoken)}
+        if run is not None:
+            runtime["run_id"] = run.run_id
+        if st.spec.step_ctx is not None:
+            runtime["step_ctx"] = st.spec.step_ctx
+        session = self._sessions.get(token.fingerprint)
+        ctx = Ctx(step_id, attempt, st.spec.agent, CtxMeta(runtime), session.operator if session else OperatorInfo())
+        if self._bus.active:
+            self.publish("task_attempt_started", step_id, attempt=attempt, agent=st.spec.agent)
+        try:
+            try:
+                worker = await spawner.spawn(self, ctx, step_id, attempt, wtoken)
+            except SpawnError as exc:
+                raise self._fail(st, attempt, str(exc)) from exc
+            except asyncio.CancelledError:
+                self._end(st, attempt, StepStatus.CANCELLED, None)
+                raise
+            except Exception as exc:
+                log.exception("spawner %r crashed for step %s", spawner, step_id)
+                raise self._fail(st, attempt, f"internal: spawner crashed: {type(exc).__name__}: {exc}") from exc
+            return await self._join(st, attempt, worker)
+        finally:
+            st.busy -= 1
+            st.worker = None
+            st.token = None
+            self._tokens.forget(wtoken)
+
+    async def _join(self, st: _Step, attempt: int, worker: Worker) -> DispatchOutcome:
+        st.worker = worker
+        if st.status is StepStatus.CANCELLED:
+            worker.cancel_token().cancel()
+        timeout = st.spec.timeout_secs
+        scope = asyncio.timeout(timeout) if timeout is not None else None
+        error: WorkerError | None = None
+        owner_cancelled = False
+        try:
+            if scope is None:
+                await worker.join()
+            else:
+                async with scope:
+                    await worker.join()
+        except TimeoutError:
+            pass
+        except WorkerError as exc:
+            error = exc
+            task = asyncio.current_task()
+            owner_cancelled = task is not None and task.cancelling() > 0
+        except asyncio.CancelledError:
+            owner_cancelled = True
+        timed_out = scope is not None and scope.expired()
+        if owner_cancelled or timed_out:
+            worker.cancel_token().cancel()
+            await _reap(worker)
+            if owner_cancelled:
+                self._end(st, attempt, StepStatus.CANCELLED, None)
+                raise asyncio.CancelledError()
+            self._end(st, attempt, StepStatus.TIMEOUT, None)
+            return DispatchOutcome("timeout", None, attempt)
+        if st.status is StepStatus.CANCELLED or isinstance(error, WorkerCancelled):
+            self._end(st, attempt, StepStatus.CANCELLED, None)
+            return DispatchOutcome("cancelled", None, attempt)
+        if error is not None:
+            raise self._fail(st, attempt, str(error))
+        folded = fold_tail(st.tails.get(attempt, []), st.staged.get(attempt), raw=st.spec.submit_format == "text")
+        if folded is None:
+            raise self._fail(st, attempt, "no Final in output_tail")
+        value, ok = folded
+        if not ok:
+            self._end(st, attempt, StepStatus.BLOCKED, value)
+            return DispatchOutcome("blocked", value, attempt)
+        self._end(st, attempt, StepStatus.PASS, value)
+        if is_skip_marker(value):
+            return DispatchOutcome("skip", unwrap_skip_marker(value), attempt)
+        return DispatchOutcome("pass", value, attempt)
+
+    async def run_step(
+        self, token: CapToken, step_id: StepId, spawner: SpawnerAdapter, *, run: RunContext | None = None
+    ) -> DispatchOutcome:
+        """Dispatch with the step's retry policy: new attempts after the listed outcomes, with backoff."""
+        st = self._step(step_id)
+        policy = st.spec.retry
+        assert policy is None or isinstance(policy, RetryPolicy)
+        if policy is None or policy.max_attempts <= 1:
+            return await self.dispatch_attempt(token, step_id, spawner, run=run)
+        st.busy += 1
+        try:
+            while True:
+                failure: DispatchFailed | None = None
+                try:
+                    outcome = await self.dispatch_attempt(token, step_id, spawner, run=run)
+                    kind: str = outcome.kind
+                except DispatchFailed as exc:
+                    failure, kind = exc, "failed"
+                attempt = st.attempt
+                if kind not in policy.on or attempt >= policy.max_attempts or st.status is StepStatus.CANCELLED:
+                    if failure is not None:
+                        raise failure
+                    return outcome
+                delay_ms = policy.delay_ms(attempt)
+                if self._bus.active:
+                    self.publish("task_retry_scheduled", step_id, attempt=attempt, outcome=kind, delay_ms=delay_ms)
+                if delay_ms > 0:
+                    await self._backoff(st, delay_ms / 1000)
+                if _cancelled(st):
+                    return DispatchOutcome("cancelled", None, attempt)
+        finally:
+            st.busy -= 1
+
+    async def _backoff(self, st: _Step, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+        st.backoff = loop.create_future()
+        handle = loop.call_later(delay, _resolve, st.backoff)
+        try:
+            await st.backoff
+        finally:
+            handle.cancel()
+            st.backoff = None
+
+    def _fail(self, st: _Step, attempt: int, message: str) -> DispatchFailed:
+        if st.status is StepStatus.CANCELLED:
+            self._end(st, attempt, StepStatus.CANCELLED, None)
+        else:
+            self._end(st, attempt, StepStatus.FAILED, {"error": message})
+        return DispatchFailed(message)
+
+    def _end(self, st: _Step, attempt: int, status: StepStatus, value: Any) -> None:
+        """Record an attempt's outcome; a step already cancelled stays cancelled."""
+        if st.status is not StepStatus.CANCELLED:
+            self._set_status(st, status)
+            st.last_result = value
+        if self._bus.active:
+            self.publish(
+                "task_attempt_completed", st.id, attempt=attempt, status=st.status.value, result=st.last_result
+            )
+        self._finished.append(st.id)
+        if len(self._finished) > self.config.retain_finished_steps:
+            self._evict()
+
+    def _evict(self) -> None:
+        """Forget the oldest finished steps beyond the retention bound (steps in use are kept)."""
+        steps = self._steps
+        while len(self._finished) > self.config.retain_finished_steps:
+            old = self._finished.popleft()
+            st = steps.get(old)
+            if st is not None and st.status in ENDED and not st.busy:
+                del steps[old]
+
+    def _set_status(self, st: _Step, status: StepStatus) -> None:
+        check_transition(st.id, st.status, status)
+        st.status = status
+        st.updated_at = time.time()
+        if status in SETTLED and st.waiter is not None and not st.waiter.done():
+            st.waiter.set_result(None)
+
+    # ── worker side ───────────────────────────────────────────────────────
+
+    async def fetch_prompt(self, token: CapToken, step_id: StepId) -> Any:
+        """The step's input (a JSON value), for the worker holding `token`."""
+        self._tokens.verify(token, Verb.FETCH_PROMPT, step_id)
+        return self._step(step_id).spec.initial_directive
+
+    async def fetch_worker_payload(self, token: CapToken, step_id: StepId) -> dict[str, Any]:
+        """What an out-of-process worker fetches: ids, agent, the rendered prompt and its context view."""
+        self._tokens.verify(token, Verb.FETCH_PROMPT, step_id)
+        st = self._step(step_id)
+        attempt = max(st.attempt, 1)
+        view = AgentContextView(step_id, st.spec.agent, attempt)
+        return {
+            "task_id": step_id,
+            "attempt": attempt,
+            "agent": st.spec.agent,
+            "prompt": render_prompt(st.spec.initial_directive),
+            "context": view.to_json(),
+        }
+
+    async def submit_output(
+        self, token: CapToken, step_id: StepId, attempt: int, event: OutputEvent, *, stage: bool = False
+    ) -> None:
+        """Append a worker event to its attempt's tail; a Final is checked against the verdict contract first.
+
+        `stage=True` makes an Artifact one of the worker's own parts (folded into `{out, parts}`).
+        Output for an attempt that is not the live one is refused: a late completion changes nothing.
+        """
+        self._tokens.verify(token, Verb.EMIT_OUTPUT, step_id)
+        st = self._step(step_id)
+        if attempt != st.attempt or st.status is not StepStatus.RUNNING:
+            raise AttemptClosed(f"step {step_id} attempt {attempt} is not running (status {st.status.value})")
+        if type(event) is Final and event.ok:
+            self._check_verdict(st, attempt, event)
+        tail = st.tails.get(attempt)
+        if tail is None:
+            tail = st.tails[attempt] = []
+        tail.append(event)
+        if stage and type(event) is Artifact:
+            st.staged.setdefault(attempt, []).append(event.name)
+        if self._bus.active:
+            self.publish("worker_output", step_id, attempt=attempt, event=event.to_json())
+
+    def _check_verdict(self, st: _Step, attempt: int, final: Final) -> None:
+        contract = st.spec.verdict or self._contracts.get(st.spec.agent)
+        if contract is None:
+            return
+        assert isinstance(contract, VerdictContract)
+        allowed = list(contract.values)
+        if contract.channel == "body":
+            value = comparable(final.content.as_value())
+            if value not in contract.values:
+                raise VerdictValueRejected(value, allowed)
+            return
+        staged = last_staged(st.tails.get(attempt, []), st.staged.get(attempt), "verdict")
+        if staged is MISSING:
+            raise VerdictPartMissing(allowed)
+        value = comparable(staged)
+        if value not in contract.values:
+            raise VerdictValueRejected(value, allowed)
+
+    def output_tail(self, step_id: StepId, attempt: int) -> list[OutputEvent]:
+        st = self._steps.get(step_id)
+        return list(st.tails.get(attempt, ())) if st is not None else []
+
+    def staged_parts(self, step_id: StepId, attempt: int) -> list[str]:
+        st = self._steps.get(step_id)
+        return list(st.staged.get(attempt, ())) if st is not None else []
+
+    def record_worker_stats(self, step_id: StepId, attempt: int, stats: Mapping[str, Any]) -> None:
+        st = self._steps.get(step_id)
+        if st is not None:
+            st.stats.setdefault(attempt, {}).update(stats)
+
+    def worker_stats(self, step_id: StepId, attempt: int) -> dict[str, Any]:
+        st = self._steps.get(step_id)
+        return dict(st.stats.get(attempt, {})) if st is not None else {}
+
+    def resolve_handle(self, handle: str) -> TokenRecord:
+        """The live worker-token record behind a `wh-` handle."""
+        return self._tokens.resolve_handle(handle)
+
+    def remint_worker_token(self, token: CapToken) -> CapToken:
+        return self._tokens.remint(token, self.config.worker_token_ttl_secs)
+
+    def set_resource(self, key: str, value: Any) -> None:
+        self._resources[key] = value
+
+    async def fetch_data(self, token: CapToken, key: str) -> Any:
+        self._tokens.verify(token, Verb.FETCH_DATA)
+        if key not in self._resources:
+            raise ResourceNotFound(f"no resource named {key!r}")
+        return self._resources[key]
+
+    # ── senior escalation ────────────────────────────────────────────────
+
+    async def query_senior(self, token: CapToken, step_id: StepId, question: Any) -> ResumeKey:
+        """Suspend the step until `resume(key, answer)`."""
+        self._tokens.verify(token, Verb.QUERY_SENIOR, step_id)
+        st = self._step(step_id)
+        self._set_status(st, StepStatus.SUSPENDED)
+        key = ResumeKey.for_senior(step_id)
+        st.suspended_on = key
+        self._resumes[key] = asyncio.get_running_loop().create_future()
+        if self._bus.active:
+            self.publish("senior_queried", step_id, key=key, question=question)
+            self.publish("task_suspended", step_id, key=key)
+        return key
+
+    def resume(self, key: ResumeKey, answer: Any) -> None:
+        """Answer a suspended step; it goes back to running."""
+        future = self._resumes.get(key)
+        if future is None:
+            raise ResumeKeyNotFound(f"no pending question under {key}")
+        if not future.done():
+            future.set_result(answer)
+        for st in self._steps.values():
+            if st.suspended_on == key and st.status is StepStatus.SUSPENDED:
+                st.suspended_on = None
+                self._set_status(st, StepStatus.RUNNING)
+                if self._bus.active:
+                    self.publish("task_resumed", st.id, key=key)
+                    self.publish("senior_answered", st.id, answer=answer)
+
+    async def await_resume(self, key: ResumeKey, timeout_secs: float) -> Any:
+        future = self._resumes.get(key)
+        if future is None:
+            raise ResumeKeyNotFound(f"no pending question under {key}")
+        if future.done():
+            return self._resumes.pop(key).result()
+        if timeout_secs <= 0:
+            raise PollTimeout(f"no answer under {key} yet")
+        try:
+            async with asyncio.timeout(timeout_secs):
+                answer = await asyncio.shield(future)
+        except TimeoutError:
+            raise PollTimeout(f"no answer under {key} after {timeout_secs}s") from None
+        self._resumes.pop(key, None)
+        return answer
+
+    # ── events ────────────────────────────────────────────────────────────
+
+    def events(self) -> EventStream:
+        """Subscribe to engine events (use `async with engine.events() as stream: async for ev in stream`)."""
+        return self._bus.subscribe()
+
+    def publish(self, kind: str, step_id: StepId | None = None, **data: Any) -> None:
+        """Send an event to every subscriber; layers use namespaced kinds such as `mw.rate_limited`."""
+        if self._bus.active:
+            self._bus.publish(Event(kind, step_id, data))
+
+    @property
+    def has_subscribers(self) -> bool:
+        return self._bus.active
+
+    # ── introspection ────────────────────────────────────────────────────
+
+    def live_step_count(self) -> int:
+        return len(self._steps)
+
+    def token_count(self) -> int:
+        return len(self._tokens)
+
+    def _step(self, step_id: StepId) -> _Step:
+        st = self._steps.get(step_id)
+        if st is None:
+            raise TaskNotFound(step_id)
+        return st
+
+    @staticmethod
+    def _snapshot(st: _Step) -> StepSnapshot:
+        return StepSnapshot(
+            st.id, st.spec.agent, st.status, st.attempt, st.last_result, st.created_at, st.updated_at, st.suspended_on
+        )
+
+
+def _cancelled(st: _Step) -> bool:
+    return st.status is StepStatus.CANCELLED
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+async def _reap(worker: Worker) -> None:
+    """Wait for a cancelled worker to finish (its spawner bounds how long that takes)."""
+    with contextlib.suppress(WorkerError):
+        await worker.join()
+
+
+__all__ = [
+    "DispatchOutcome",
+    "Engine",
+    "RunContext",
+    "StepSnapshot",
+    "StepStatus",
+    "TaskSpec",
+    "VerdictContract",
+]

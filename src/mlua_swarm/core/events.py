@@ -1,0 +1,105 @@
+"""The engine's event stream: published events fan out to subscribers with bounded buffers.
+
+Publishing with no subscriber costs one attribute check. A subscriber that falls behind loses its
+oldest events and receives one `events_dropped` event saying how many, so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Self
+
+from ..ids import StepId
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    kind: str
+    step_id: StepId | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    ts: float = field(default_factory=time.time)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind, "ts": self.ts}
+        if self.step_id is not None:
+            out["task_id"] = self.step_id
+        out.update(self.data)
+        return out
+
+
+class EventStream:
+    """One subscription: async-iterate it; close it (or use `async with`) to unsubscribe."""
+
+    def __init__(self, bus: EventBus, maxlen: int) -> None:
+        self._bus = bus
+        self._buf: deque[Event] = deque()
+        self._maxlen = maxlen
+        self._dropped = 0
+        self._wake = asyncio.Event()
+        self._closed = False
+
+    def _push(self, event: Event) -> None:
+        if len(self._buf) >= self._maxlen:
+            self._buf.popleft()
+            self._dropped += 1
+        self._buf.append(event)
+        self._wake.set()
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> Event:
+        while not self._buf and not self._dropped:
+            if self._closed:
+                raise StopAsyncIteration
+            self._wake.clear()
+            await self._wake.wait()
+        if self._dropped:
+            count, self._dropped = self._dropped, 0
+            return Event("events_dropped", None, {"count": count})
+        return self._buf.popleft()
+
+    def get_nowait(self) -> Event | None:
+        """The next buffered event, or None."""
+        return self._buf.popleft() if self._buf else None
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._bus._streams.remove(self)
+            self._bus.active = bool(self._bus._streams)
+            self._wake.set()
+
+    async def aclose(self) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+
+class EventBus:
+    __slots__ = ("_maxlen", "_streams", "active")
+
+    def __init__(self, maxlen: int) -> None:
+        self._streams: list[EventStream] = []
+        self._maxlen = maxlen
+        self.active = False
+
+    def subscribe(self) -> EventStream:
+        stream = EventStream(self, self._maxlen)
+        self._streams.append(stream)
+        self.active = True
+        return stream
+
+    def publish(self, event: Event) -> None:
+        for stream in self._streams:
+            stream._push(event)
+
+
+__all__ = ["Event", "EventBus", "EventStream"]

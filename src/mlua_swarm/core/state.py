@@ -1,0 +1,52 @@
+"""The step state machine.
+
+`pending -> running -> pass | blocked | failed | cancelled | timeout`, `running <-> suspended`.
+A step that ended `blocked`, `failed` or `timeout` may run again (a retry is a new attempt of the
+same step); `pass` and `cancelled` are final. Anything else raises `InvalidTransition`.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from ..errors import InvalidTransition
+from ..ids import StepId
+
+
+class StepStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUSPENDED = "suspended"
+    PASS = "pass"
+    BLOCKED = "blocked"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMEOUT = "timeout"
+
+
+S = StepStatus
+_RETRYABLE_END = frozenset({S.BLOCKED, S.FAILED, S.TIMEOUT})
+ALLOWED: dict[StepStatus, frozenset[StepStatus]] = {
+    S.PENDING: frozenset({S.RUNNING, S.CANCELLED}),
+    S.RUNNING: frozenset({S.PASS, S.BLOCKED, S.FAILED, S.CANCELLED, S.TIMEOUT, S.SUSPENDED}),
+    S.SUSPENDED: frozenset({S.RUNNING, S.CANCELLED}),
+    S.PASS: frozenset(),
+    S.CANCELLED: frozenset(),
+    S.BLOCKED: frozenset({S.RUNNING, S.CANCELLED}),
+    S.FAILED: frozenset({S.RUNNING, S.CANCELLED}),
+    S.TIMEOUT: frozenset({S.RUNNING, S.CANCELLED}),
+}
+
+ENDED = frozenset({S.PASS, S.BLOCKED, S.FAILED, S.CANCELLED, S.TIMEOUT})
+"""An attempt is over; the step may still be retried unless it is `pass` or `cancelled`."""
+FINAL = frozenset({S.PASS, S.CANCELLED})
+SETTLED = ENDED | {S.SUSPENDED}
+"""What `poll_task` waits for."""
+
+
+def check_transition(step_id: StepId, current: StepStatus, target: StepStatus) -> None:
+    if target not in ALLOWED[current]:
+        raise InvalidTransition(step_id, current.value, target.value)
+
+
+__all__ = ["ALLOWED", "ENDED", "FINAL", "SETTLED", "StepStatus", "check_transition"]

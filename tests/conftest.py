@@ -1,0 +1,56 @@
+"""Shared fixtures: an engine with an operator token, and a helper to run one step."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlua_swarm.core.engine import DispatchOutcome, Engine, TaskSpec
+from mlua_swarm.tokens import CapToken
+from mlua_swarm.worker.adapter import SpawnerAdapter
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+@pytest.fixture
+def engine() -> Engine:
+    return Engine()
+
+
+@pytest.fixture
+def op(engine: Engine) -> CapToken:
+    return engine.attach("test-operator")
+
+
+async def run_one(engine: Engine, op: CapToken, spawner: SpawnerAdapter, spec: TaskSpec) -> DispatchOutcome:
+    step = await engine.start_task(op, spec)
+    return await engine.run_step(op, step, spawner)
+
+
+def run_mse(
+    args: Sequence[str], *, env: dict[str, str] | None = None, input: str | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the real `mse` command line in a child interpreter."""
+    full_env = {**os.environ, **(env or {})}
+    full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), full_env.get("PYTHONPATH")]))
+    return subprocess.run(
+        [sys.executable, "-m", "mlua_swarm", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        input=input,
+        cwd=cwd,
+        timeout=120,
+    )
+
+
+def json_of(proc: subprocess.CompletedProcess[str]) -> Any:
+    import json
+
+    return json.loads(proc.stdout)
