@@ -221,10 +221,10 @@ async def test_cancelled_worker_join_raises_worker_cancelled(engine: Engine, op:
 
 
 async def test_late_completion_never_overwrites_cancelled(engine: Engine, op: CapToken) -> None:
-    release = threading.Event()
-    returned = threading.Event()
+    entered, release, returned = threading.Event(), threading.Event(), threading.Event()
 
     def stubborn(inv: WorkerInvocation) -> str:
+        entered.set()
         try:
             release.wait(10)
             return "late"
@@ -233,12 +233,11 @@ async def test_late_completion_never_overwrites_cancelled(engine: Engine, op: Ca
 
     step = await engine.start_task(op, TaskSpec("s"))
     task = asyncio.create_task(engine.dispatch_attempt(op, step, InProcSpawner().register("s", stubborn)))
-    while engine._steps[step].worker is None:
-        await asyncio.sleep(0)
+    assert await asyncio.to_thread(entered.wait, 10)
     await engine.cancel_task(op, step)
     assert (await task).kind == "cancelled"
     release.set()
-    await asyncio.to_thread(returned.wait, 10)
+    assert await asyncio.to_thread(returned.wait, 10)
     await asyncio.sleep(0)
     state = engine.read_task_state(op, step)
     assert state.status == "cancelled" and state.last_result is None
