@@ -1,0 +1,46 @@
+"""The Blueprints the workloads run, as flow-ir 0.2.0 JSON built in code (sizes vary per mode)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _path(at: str) -> dict[str, Any]:
+    return {"op": "path", "at": at}
+
+
+def _python_agent(name: str, fn: str) -> dict[str, Any]:
+    return {"name": name, "kind": "python", "spec": {"callable": f"bench.agents:{fn}"}}
+
+
+def sequence(n: int, fn: str = "inc") -> dict[str, Any]:
+    """A `loop` running one step `n` times; each step adds one to `$.i` (start from `{"i": 0}`)."""
+    return {
+        "id": f"bench-sequence-{n}",
+        "flow": {
+            "kind": "loop",
+            "counter": _path("$.round"),
+            "cond": {"op": "lt", "lhs": _path("$.i"), "rhs": {"op": "lit", "value": n}},
+            "body": {"kind": "step", "ref": "step", "in": _path("$.i"), "out": _path("$.i")},
+            "max": n + 1,
+        },
+        "agents": [_python_agent("step", fn)],
+        "default_init_ctx": {"i": 0},
+    }
+
+
+def fanout(lanes: int) -> dict[str, Any]:
+    """A `fanout` over `lanes` integers with join `all`, one trivial step per lane."""
+    return {
+        "id": f"bench-fanout-{lanes}",
+        "flow": {
+            "kind": "fanout",
+            "items": _path("$.items"),
+            "bind": _path("$.item"),
+            "body": {"kind": "step", "ref": "lane", "in": _path("$.item"), "out": _path("$.out")},
+            "join": "all",
+            "out": _path("$.lanes"),
+        },
+        "agents": [_python_agent("lane", "inc")],
+        "default_init_ctx": {"items": list(range(lanes))},
+    }

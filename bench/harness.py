@@ -1,0 +1,255 @@
+"""Run probes in fresh child processes and turn their samples into figures, ratios and verdicts.
+
+A probe is a plain function `module:function(**kwargs) -> dict[str, float | list[float]]` that
+measures one thing and returns named metrics (a list holds one sample per repetition; the figure
+is its median). Each probe runs in its own interpreter so peers' global state (DBOS), imports and
+memory never leak into another measurement; both sides of a comparison still run in the same
+`python -m bench` invocation on the same machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+Metrics = dict[str, float | list[float]]
+
+
+class Unavailable(Exception):
+    """A probe cannot run here: a peer is not installed, or the part of ours it needs has not landed."""
+
+
+def needs(module: str, *, ours: bool) -> Any:
+    """Import `module`, or raise `Unavailable` saying whether a peer is missing or ours is not there yet."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        reason = f"not available yet ({exc})" if ours else f"not installed ({exc.name or module})"
+        raise Unavailable(reason) from exc
+
+
+def median_of(samples: float | Sequence[float]) -> float:
+    """The median of a probe's repetitions (a scalar is already one figure)."""
+    if isinstance(samples, int | float):
+        return float(samples)
+    return float(statistics.median(samples))
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One measurement to run in a child process: `target` is `module:function`."""
+
+    target: str
+    kwargs_json: str = "{}"
+
+    @classmethod
+    def of(cls, target: str, **kwargs: Any) -> Probe:
+        return cls(target, json.dumps(kwargs, sort_keys=True))
+
+    def describe(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in json.loads(self.kwargs_json).items())
+        return f"{self.target}({args})"
+
+
+Status = Literal["ok", "unavailable", "error"]
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """A probe's figures (medians), or why there are none."""
+
+    status: Status
+    figures: Mapping[str, float] = field(default_factory=dict)
+    note: str = ""
+
+    def figure(self, metric: str) -> float | None:
+        return self.figures.get(metric) if self.status == "ok" else None
+
+
+class ProbeRunner:
+    """Runs each distinct probe once per invocation, in a fresh interpreter, with a time limit."""
+
+    def __init__(self, timeout_secs: float, log: Callable[[str], None]) -> None:
+        self.timeout_secs = timeout_secs
+        self._log = log
+        self._cache: dict[Probe, ProbeResult] = {}
+
+    def run(self, probe: Probe) -> ProbeResult:
+        cached = self._cache.get(probe)
+        if cached is None:
+            self._log(f"  running {probe.describe()}")
+            cached = self._cache[probe] = self._spawn(probe)
+            self._log(f"    -> {cached.status} {dict(cached.figures) or cached.note}")
+        return cached
+
+    def _spawn(self, probe: Probe) -> ProbeResult:
+        env = dict(os.environ)
+        paths = [str(REPO_ROOT / "src"), str(REPO_ROOT), env.get("PYTHONPATH", "")]
+        env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+        argv = [sys.executable, "-m", "bench.probe", probe.target, probe.kwargs_json]
+        try:
+            proc = subprocess.run(
+                argv, capture_output=True, text=True, timeout=self.timeout_secs, env=env, cwd=REPO_ROOT, check=False
+            )
+        except subprocess.TimeoutExpired:
+            return ProbeResult("error", note=f"timed out after {self.timeout_secs:.0f}s")
+        lines = proc.stdout.strip().splitlines()
+        if proc.returncode != 0 or not lines:
+            tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            return ProbeResult("error", note=f"exit {proc.returncode}: {tail[:200]}")
+        reply = json.loads(lines[-1])
+        if "unavailable" in reply:
+            return ProbeResult("unavailable", note=str(reply["unavailable"]))
+        return ProbeResult("ok", {k: median_of(v) for k, v in reply["metrics"].items()})
+
+
+@dataclass(frozen=True)
+class Measure:
+    """Which metric of which probe a table cell shows, with a label for the side it stands for."""
+
+    label: str
+    probe: Probe
+    metric: str
+
+
+@dataclass(frozen=True)
+class Target:
+    """A goal from the issue; `check(ours, peer, floor)` is None when a figure it needs is missing."""
+
+    text: str
+    check: Callable[[float | None, float | None, float | None], bool | None]
+
+
+def at_most(limit: float, unit: str) -> Target:
+    return Target(f"<= {limit:g} {unit}", lambda ours, _p, _f: None if ours is None else ours <= limit)
+
+
+def exactly(value: float, unit: str) -> Target:
+    return Target(f"= {value:g} {unit}", lambda ours, _p, _f: None if ours is None else ours == value)
+
+
+def cheaper_than_peer(factor: float) -> Target:
+    """The peer's figure is at least `factor` times ours."""
+
+    def check(ours: float | None, peer: float | None, _f: float | None) -> bool | None:
+        if ours is None or peer is None:
+            return None
+        return peer >= factor * ours
+
+    return Target(f">= {factor:g}x cheaper than peer", check)
+
+
+def within_floor(factor: float) -> Target:
+    """Ours is at most `factor` times the floor's figure."""
+
+    def check(ours: float | None, _p: float | None, floor: float | None) -> bool | None:
+        if ours is None or floor is None:
+            return None
+        return ours <= factor * floor
+
+    return Target(f"<= {factor:g}x the floor", check)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One table row: our figure, optionally a peer's and a floor's from the same run, and the targets."""
+
+    case: str
+    unit: str
+    ours: Measure
+    peer: Measure | None = None
+    floor: Measure | None = None
+    targets: tuple[Target, ...] = ()
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A named group of rows with a paragraph on how both sides are measured."""
+
+    name: str
+    title: str
+    method: str
+    rows: Callable[[bool], list[Comparison]]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One side's figure in a row, or the reason it has none."""
+
+    label: str
+    value: float | None
+    status: Status
+    note: str
+
+
+@dataclass(frozen=True)
+class Row:
+    """A measured comparison: figures, ratios and the verdict per target."""
+
+    workload: str
+    case: str
+    unit: str
+    ours: Cell
+    peer: Cell | None
+    floor: Cell | None
+    verdicts: tuple[tuple[str, bool | None], ...]
+
+    @property
+    def peer_ratio(self) -> float | None:
+        """How many times the peer's figure is ours (above 1: we are cheaper)."""
+        return _ratio(self.peer.value if self.peer else None, self.ours.value)
+
+    @property
+    def floor_ratio(self) -> float | None:
+        """How many times the floor ours is (1 would be the bare Python cost)."""
+        return _ratio(self.ours.value, self.floor.value if self.floor else None)
+
+    @property
+    def result(self) -> str:
+        if not self.verdicts:
+            return ""
+        values = [v for _, v in self.verdicts]
+        if any(v is False for v in values):
+            return "MISS"
+        if all(v is True for v in values):
+            return "PASS"
+        return "n/a"
+
+
+def _ratio(top: float | None, bottom: float | None) -> float | None:
+    if top is None or bottom is None or bottom == 0:
+        return None
+    return top / bottom
+
+
+def _cell(runner: ProbeRunner, measure: Measure | None) -> Cell | None:
+    if measure is None:
+        return None
+    result = runner.run(measure.probe)
+    value = result.figure(measure.metric)
+    if result.status == "ok" and value is None:
+        return Cell(measure.label, None, "error", f"probe gave no metric {measure.metric!r}")
+    return Cell(measure.label, value, result.status, result.note)
+
+
+def measure_row(runner: ProbeRunner, workload: str, cmp: Comparison) -> Row:
+    """Run (or reuse) the probes behind one comparison and judge its targets."""
+    ours = _cell(runner, cmp.ours)
+    assert ours is not None
+    peer = _cell(runner, cmp.peer)
+    floor = _cell(runner, cmp.floor)
+    verdicts = tuple(
+        (t.text, t.check(ours.value, peer.value if peer else None, floor.value if floor else None)) for t in cmp.targets
+    )
+    return Row(workload, cmp.case, cmp.unit, ours, peer, floor, verdicts)

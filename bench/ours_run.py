@@ -1,0 +1,113 @@
+"""Our side as a user runs it: a compiled Blueprint through the run layer (`run_blueprint`), or `mse run`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from . import blueprints
+from .harness import REPO_ROOT, Metrics, Unavailable, needs
+from .timing import per_unit_us_async, stopwatch
+
+
+def _compiled(raw: dict[str, Any]) -> tuple[Any, Any]:
+    """The compiled Blueprint and the run-layer module (`Unavailable` until both have landed)."""
+    compiler = needs("mlua_swarm.blueprint.compiler", ours=True)
+    launch = needs("mlua_swarm.run.launch", ours=True)
+    return compiler.compile_blueprint(raw, base_dir=REPO_ROOT, fns={}), launch
+
+
+def seq_memory(n: int, reps: int) -> Metrics:
+    """A `loop` of `n` trivial `python` steps, run in memory (no store)."""
+    compiled, launch = _compiled(blueprints.sequence(n))
+
+    async def once() -> float:
+        elapsed = stopwatch()
+        result = await launch.run_blueprint(compiled)
+        spent = elapsed()
+        if result.status != "done" or result.final_ctx["i"] != n:
+            raise RuntimeError(f"run ended {result.status}: {result.error}")
+        return spent
+
+    return {"us_per_step": per_unit_us_async(once, n, reps)}
+
+
+def fanout(lanes: int, reps: int) -> Metrics:
+    """A `fanout` of `lanes` trivial `python` steps with join `all`, run in memory."""
+    compiled, launch = _compiled(blueprints.fanout(lanes))
+
+    async def once() -> float:
+        elapsed = stopwatch()
+        result = await launch.run_blueprint(compiled)
+        spent = elapsed()
+        if result.status != "done" or len(result.final_ctx["lanes"]) != lanes:
+            raise RuntimeError(f"run ended {result.status}: {result.error}")
+        return spent
+
+    return {"us_per_lane": per_unit_us_async(once, lanes, reps)}
+
+
+def seq_durable(n: int, reps: int, durability: str) -> Metrics:
+    """The `loop` of `n` steps on a fresh SQLite store per repetition, under one durability mode."""
+    needs("mlua_swarm.store.sqlite", ours=True)
+    _compiled(blueprints.sequence(n))
+    raise Unavailable(f"not available yet (the SQLite store's run API for durability={durability})")
+
+
+def _mse(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mlua_swarm", *args], capture_output=True, text=True, env=env, cwd=REPO_ROOT, check=False
+    )
+
+
+def _command_missing(proc: subprocess.CompletedProcess[str]) -> bool:
+    return proc.returncode == 2 and "invalid choice" in proc.stderr
+
+
+def _logged(path: Path) -> list[int]:
+    return [int(line) for line in path.read_text().split()] if path.exists() else []
+
+
+def crash_resume(n: int, kill_after: int) -> Metrics:
+    """`mse run` a sequence of `n` steps on SQLite, SIGKILL it inside step `kill_after`, then `mse runs resume`.
+
+    Steps with inputs below `kill_after` had finished (and, per the durability promise, been committed)
+    before the kill; any of them running again in the resumed process counts as re-executed.
+    """
+    with tempfile.TemporaryDirectory() as home:
+        bp = Path(home) / "sequence.json"
+        bp.write_text(json.dumps(blueprints.sequence(n, "count")))
+        log = Path(home) / "steps.log"
+        env = dict(os.environ, MSE_HOME=home, MSE_BENCH_LOG=str(log), MSE_BENCH_KILL_AT=str(kill_after))
+        env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT / "src"), str(REPO_ROOT)])
+        first = _mse(["run", str(bp), "--json"], env)
+        if _command_missing(first):
+            raise Unavailable("not available yet (mse run)")
+        if first.returncode != -signal.SIGKILL:
+            raise RuntimeError(f"first run was not killed: exit {first.returncode}: {first.stderr[-300:]}")
+        finished = {i for i in _logged(log) if i < kill_after}
+        listed = _mse(["runs", "list", "--json"], env)
+        if _command_missing(listed):
+            raise Unavailable("not available yet (mse runs list / resume)")
+        run_id = json.loads(listed.stdout)[0]["run_id"]
+        log.write_text("")
+        del env["MSE_BENCH_KILL_AT"]
+        elapsed = stopwatch()
+        resumed = _mse(["runs", "resume", run_id, "--json"], env)
+        resume_ms = elapsed() * 1000
+        doc = json.loads(resumed.stdout) if resumed.stdout.strip() else {}
+        if doc.get("status") != "done" or doc["final_ctx"]["i"] != n:
+            raise RuntimeError(f"resume did not finish the run: exit {resumed.returncode}: {resumed.stderr[-300:]}")
+        executed = _logged(log)
+    return {
+        "reexecuted": float(len(finished.intersection(executed))),
+        "resume_ms": resume_ms,
+        "executed_on_resume": float(len(executed)),
+        "finished_before_kill": float(len(finished)),
+    }

@@ -1,0 +1,335 @@
+"""The catalogue: each workload of the issue, the probes on both sides, the floor beside them, the targets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .harness import (
+    Comparison,
+    Measure,
+    Probe,
+    Workload,
+    at_most,
+    cheaper_than_peer,
+    exactly,
+    within_floor,
+)
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much work each mode does; quick mode keeps the whole suite under a minute."""
+
+    reps: int
+    seq_steps: int
+    lanes: tuple[int, ...]
+    spawns: dict[str, int]
+    lua_steps: int
+    resume_steps: int
+    in_flight: int
+
+    @classmethod
+    def for_mode(cls, quick: bool) -> Sizes:
+        if quick:
+            return cls(3, 200, (10, 100, 1000), {"cat": 10, "python": 3}, 200, 200, 10_000)
+        return cls(5, 1000, (10, 100, 1000, 10_000), {"cat": 100, "python": 20}, 1000, 1000, 10_000)
+
+
+FLOOR_TASK = "create_task + await"
+FLOOR_COMMIT = "SQLite WAL commit"
+LANGGRAPH = "LangGraph"
+LANGGRAPH_SQLITE = "LangGraph + SqliteSaver"
+DBOS = "DBOS (SQLite)"
+OURS = "mlua-swarm"
+
+# Our durability modes beside the LangGraph mode with the same promise (each side's default in the middle).
+DURABILITY_PAIRS = (("sync", "sync"), ("batch", "async"), ("exit", "exit"))
+
+
+def _task_floor(s: Sizes) -> Measure:
+    return Measure(FLOOR_TASK, Probe.of("bench.floor:create_task_await", n=10_000, reps=s.reps), "us_per_op")
+
+
+def _commit_floor(s: Sizes) -> Measure:
+    return Measure(FLOOR_COMMIT, Probe.of("bench.floor:sqlite_commit", n=2000, reps=s.reps), "us_per_op")
+
+
+def _ours_memory(s: Sizes) -> Measure:
+    return Measure(OURS, Probe.of("bench.ours_run:seq_memory", n=s.seq_steps, reps=s.reps), "us_per_step")
+
+
+def _ours_durable(s: Sizes, mode: str) -> Probe:
+    return Probe.of("bench.ours_run:seq_durable", n=s.seq_steps, reps=s.reps, durability=mode)
+
+
+def _lg_durable(s: Sizes, mode: str) -> Probe:
+    return Probe.of("bench.peers_langgraph:seq", n=s.seq_steps, reps=s.reps, checkpointer="sqlite", durability=mode)
+
+
+def _dbos(s: Sizes) -> Probe:
+    return Probe.of("bench.peers_dbos:seq", n=s.seq_steps, reps=s.reps)
+
+
+def seq_rows(quick: bool) -> list[Comparison]:
+    s = Sizes.for_mode(quick)
+    engine_only = Measure(
+        f"{OURS} (engine only)", Probe.of("bench.ours_engine:seq_memory", n=s.seq_steps, reps=s.reps), "us_per_step"
+    )
+    langgraph = Measure(LANGGRAPH, Probe.of("bench.peers_langgraph:seq", n=s.seq_steps, reps=s.reps), "us_per_step")
+    targets = (at_most(30, "us"), cheaper_than_peer(4))
+    return [
+        Comparison("in memory, Blueprint run", "us/step", _ours_memory(s), langgraph, _task_floor(s), targets),
+        Comparison("in memory, engine only", "us/step", engine_only, langgraph, _task_floor(s), targets),
+    ]
+
+
+def durable_rows(quick: bool) -> list[Comparison]:
+    s = Sizes.for_mode(quick)
+    rows = [
+        Comparison(
+            f"SQLite, ours {ours} vs durability={theirs}",
+            "us/step",
+            Measure(OURS, _ours_durable(s, ours), "us_per_step"),
+            Measure(f"{LANGGRAPH_SQLITE} ({theirs})", _lg_durable(s, theirs), "us_per_step"),
+            _commit_floor(s),
+            (at_most(50, "us"), cheaper_than_peer(10)),
+        )
+        for ours, theirs in DURABILITY_PAIRS
+    ]
+    rows.append(
+        Comparison(
+            "SQLite, ours sync vs DBOS",
+            "us/step",
+            Measure(OURS, _ours_durable(s, "sync"), "us_per_step"),
+            Measure(DBOS, _dbos(s), "us_per_step"),
+            _commit_floor(s),
+            (at_most(50, "us"), cheaper_than_peer(25)),
+        )
+    )
+    return rows
+
+
+def fanout_rows(quick: bool) -> list[Comparison]:
+    s = Sizes.for_mode(quick)
+    rows = []
+    for lanes in s.lanes:
+        targets = (at_most(50, "us"),) if lanes == 1000 else ()
+        rows.append(
+            Comparison(
+                f"{lanes:,} lanes, join all",
+                "us/lane",
+                Measure(OURS, Probe.of("bench.ours_run:fanout", lanes=lanes, reps=s.reps), "us_per_lane"),
+                Measure(
+                    f"{LANGGRAPH} Send",
+                    Probe.of("bench.peers_langgraph:fanout", lanes=lanes, reps=s.reps),
+                    "us_per_lane",
+                ),
+                Measure(
+                    "create + gather tasks",
+                    Probe.of("bench.floor:gather_lanes", lanes=lanes, reps=s.reps),
+                    "us_per_lane",
+                ),
+                targets,
+            )
+        )
+    return rows
+
+
+def subprocess_rows(quick: bool) -> list[Comparison]:
+    s = Sizes.for_mode(quick)
+    return [
+        Comparison(
+            f"cold child: {child}",
+            "ms/step",
+            Measure(OURS, Probe.of("bench.ours_engine:subprocess_seq", child=child, n=n, reps=s.reps), "ms_per_step"),
+            None,
+            Measure(
+                "bare create_subprocess_exec",
+                Probe.of("bench.floor:bare_spawn", child=child, n=n, reps=s.reps),
+                "ms_per_op",
+            ),
+            (within_floor(1.2),),
+        )
+        for child, n in s.spawns.items()
+    ]
+
+
+def lua_rows(quick: bool) -> list[Comparison]:
+    s = Sizes.for_mode(quick)
+    probe = Probe.of(
+        "bench.ours_engine:kind_seq",
+        kind="lua",
+        spec={"source": "return _CTX + 1"},
+        first=0,
+        n=s.lua_steps,
+        reps=s.reps,
+    )
+    return [
+        Comparison(
+            "Lua step (fresh VM per attempt)",
+            "us/step",
+            Measure(OURS, probe, "us_per_step"),
+            None,
+            Measure(
+                "new LuaRuntime + call",
+                Probe.of("bench.floor:lua_fresh_call", n=s.lua_steps, reps=s.reps),
+                "us_per_op",
+            ),
+        )
+    ]
+
+
+def resume_rows(quick: bool) -> list[Comparison]:
+    s = Sizes.for_mode(quick)
+    probe = Probe.of("bench.ours_run:crash_resume", n=s.resume_steps, kill_after=s.resume_steps // 2)
+    return [
+        Comparison(
+            f"{s.resume_steps:,}-step run killed halfway: finished steps re-executed",
+            "steps",
+            Measure(OURS, probe, "reexecuted"),
+            targets=(exactly(0, "steps"),),
+        ),
+        Comparison(
+            f"{s.resume_steps:,}-step run killed halfway: resume to finish",
+            "ms",
+            Measure(OURS, probe, "resume_ms"),
+        ),
+    ]
+
+
+def bytes_rows(quick: bool) -> list[Comparison]:
+    s = Sizes.for_mode(quick)
+    return [
+        Comparison(
+            f"SQLite, ours batch vs {LANGGRAPH_SQLITE} (async)",
+            "bytes/step",
+            Measure(OURS, _ours_durable(s, "batch"), "bytes_per_step"),
+            Measure(f"{LANGGRAPH_SQLITE} (async)", _lg_durable(s, "async"), "bytes_per_step"),
+        ),
+        Comparison(
+            "SQLite, ours batch vs DBOS",
+            "bytes/step",
+            Measure(OURS, _ours_durable(s, "batch"), "bytes_per_step"),
+            Measure(DBOS, _dbos(s), "bytes_per_step"),
+        ),
+    ]
+
+
+def middleware_rows(quick: bool) -> list[Comparison]:
+    s = Sizes.for_mode(quick)
+    return [
+        Comparison(
+            "empty middleware stack vs bare spawner",
+            "us/step",
+            Measure(
+                f"{OURS} linked stack",
+                Probe.of("bench.ours_engine:seq_linked", n=s.seq_steps, reps=s.reps),
+                "us_per_step",
+            ),
+            None,
+            Measure(
+                f"{OURS} bare spawner",
+                Probe.of("bench.ours_engine:seq_memory", n=s.seq_steps, reps=s.reps),
+                "us_per_step",
+            ),
+        )
+    ]
+
+
+def memory_rows(quick: bool) -> list[Comparison]:
+    s = Sizes.for_mode(quick)
+    return [
+        Comparison(
+            f"{s.in_flight:,} in-flight sleeping steps",
+            "MB RSS",
+            Measure(OURS, Probe.of("bench.ours_engine:sleeping_rss", steps=s.in_flight), "rss_mb"),
+            Measure(
+                f"{LANGGRAPH} Send (async nodes)",
+                Probe.of("bench.peers_langgraph:sleeping_rss", lanes=s.in_flight, sleep_secs=0.5),
+                "rss_mb",
+            ),
+            Measure(
+                "parked asyncio tasks",
+                Probe.of("bench.floor:sleeping_tasks_rss", n=s.in_flight),
+                "rss_mb",
+            ),
+            (at_most(300, "MB"),),
+        )
+    ]
+
+
+WORKLOADS: tuple[Workload, ...] = (
+    Workload(
+        "seq",
+        "1. Sequential flow of N trivial Python steps, in memory",
+        "Ours: a Blueprint `loop` whose body is one `python` step adding 1 to `$.i`, run through the run "
+        "layer with the in-memory store; and the same N steps driven straight through the engine "
+        "(`start_task` + `dispatch_attempt`, async Python function). LangGraph: a `StateGraph` loop of one "
+        "node adding 1, no checkpointer, `invoke` (its fastest path). Floor: `await asyncio.create_task(noop())`.",
+        seq_rows,
+    ),
+    Workload(
+        "durable",
+        "1b. Sequential flow of N trivial steps, durable on SQLite",
+        "Ours: the same Blueprint on a fresh SQLite store per repetition under each `--durability` mode. "
+        "LangGraph: the same loop with `SqliteSaver` on a fresh WAL file, paired with the durability mode "
+        "that makes the same promise (ours `batch` and LangGraph `async` are each side's default). DBOS: a "
+        "`@DBOS.workflow` calling N `@DBOS.step`s on a SQLite system database. Floor: one INSERT per "
+        "transaction, WAL, synchronous=NORMAL.",
+        durable_rows,
+    ),
+    Workload(
+        "fanout",
+        "2. Fanout with join all",
+        "Ours: a Blueprint `fanout` over N items with join `all`, one trivial `python` step per lane. "
+        "LangGraph: `Send` to N copies of a trivial node, results joined into one list, `invoke`. "
+        "Floor: create N tasks and `gather` them. Figures are per lane.",
+        fanout_rows,
+    ),
+    Workload(
+        "subprocess",
+        "3. Cold subprocess step",
+        "Ours: sequential steps of a `subprocess` agent (plain mode: prompt on stdin, JSON on stdout, own "
+        "process group, stderr drained, MSE_* environment). Floor: `asyncio.create_subprocess_exec` of the "
+        "same argv, prompt on stdin, `communicate`, no engine. Children: `cat` (echoes the JSON prompt; the "
+        "harshest case) and a one-line Python script.",
+        subprocess_rows,
+    ),
+    Workload(
+        "lua",
+        "4. Lua step",
+        "Ours: sequential steps of a `lua` agent whose chunk is `return _CTX + 1` (a fresh Lua VM per "
+        "attempt, as upstream). Floor: a new `lupa.LuaRuntime`, load one function, call it.",
+        lua_rows,
+    ),
+    Workload(
+        "resume",
+        "5. Crash and resume",
+        "Ours: `mse run` of a sequential Blueprint on SQLite is killed with SIGKILL once half of its steps "
+        "have finished; `mse runs resume` then finishes it. Re-executed = steps whose function ran again "
+        "although the store had recorded them finished before the kill.",
+        resume_rows,
+    ),
+    Workload(
+        "bytes",
+        "6. Bytes stored per step",
+        "Database size after one run of N steps (WAL checkpointed into the file), divided by N; the same "
+        "runs as workload 1b. DBOS: growth of its system database over one workflow.",
+        bytes_rows,
+    ),
+    Workload(
+        "middleware",
+        "7. Empty middleware stack",
+        "The in-memory engine-only sequence, once through `middleware.link` with no layers configured "
+        "and once through the bare `InProcSpawner`; the difference is the stack's cost per step.",
+        middleware_rows,
+    ),
+    Workload(
+        "memory",
+        "8. Memory with 10,000 in-flight steps",
+        "Peak RSS of a fresh process holding N dispatched steps at once, each parked on an event "
+        "(ours) or in `asyncio.sleep` (LangGraph `Send` lanes with an async node under `ainvoke`). "
+        "Floor: N bare asyncio tasks parked on one event.",
+        memory_rows,
+    ),
+)

@@ -1,0 +1,20 @@
+"""Smoke test: one of our workloads runs through the benchmark harness (child process, median, verdict).
+
+It checks the harness works, not how fast anything is: performance is the benchmark suite's job.
+"""
+
+from __future__ import annotations
+
+from bench.harness import Comparison, Measure, Probe, ProbeRunner, at_most, measure_row
+
+
+def test_engine_sequence_probe_runs_in_a_child_and_yields_a_judged_row() -> None:
+    log: list[str] = []
+    runner = ProbeRunner(timeout_secs=120, log=log.append)
+    ours = Measure("mlua-swarm", Probe.of("bench.ours_engine:seq_memory", n=5, reps=2), "us_per_step")
+    row = measure_row(runner, "seq", Comparison("tiny sequence", "us/step", ours, targets=(at_most(1e9, "us"),)))
+
+    assert row.ours.status == "ok", row.ours.note
+    assert row.ours.value is not None and row.ours.value > 0
+    assert row.result == "PASS"
+    assert any("bench.ours_engine:seq_memory" in line for line in log)
