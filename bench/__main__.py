@@ -22,6 +22,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--only", action="append", default=[], metavar="NAME", help=f"workloads to run: {names}")
     parser.add_argument("--write", metavar="PATH", type=Path, help="also write the results as markdown (BENCHMARKS.md)")
     parser.add_argument("--timeout", type=float, help="seconds one probe may take (default 120 quick, 900 full)")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds per comparison (default 1 quick, 3 full)")
     return parser.parse_args(argv)
 
 
@@ -44,7 +45,8 @@ def main(argv: list[str]) -> int:
     for line in description:
         console.print(line, highlight=False)
     timeout = args.timeout or (120.0 if args.quick else 900.0)
-    runner = ProbeRunner(timeout, lambda msg: errors.print(msg, style="dim", highlight=False))
+    rounds = args.rounds or (1 if args.quick else 3)
+    runner = ProbeRunner(timeout, rounds, lambda msg: errors.print(msg, style="dim", highlight=False))
     results: list[tuple[Workload, list[Row]]] = []
     for workload in workloads:
         errors.print(f"[bold]{workload.title}[/bold]")

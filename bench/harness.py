@@ -39,10 +39,8 @@ def needs(module: str, *, ours: bool) -> Any:
         raise Unavailable(reason) from exc
 
 
-def median_of(samples: float | Sequence[float]) -> float:
-    """The median of a probe's repetitions (a scalar is already one figure)."""
-    if isinstance(samples, int | float):
-        return float(samples)
+def median_of(samples: Sequence[float]) -> float:
+    """The median of a probe's repetitions."""
     return float(statistics.median(samples))
 
 
@@ -67,31 +65,55 @@ Status = Literal["ok", "unavailable", "error"]
 
 @dataclass(frozen=True)
 class ProbeResult:
-    """A probe's figures (medians), or why there are none."""
+    """A probe's samples per metric (all rounds together), or why there are none."""
 
     status: Status
-    figures: Mapping[str, float] = field(default_factory=dict)
+    samples: Mapping[str, list[float]] = field(default_factory=dict)
     note: str = ""
 
     def figure(self, metric: str) -> float | None:
-        return self.figures.get(metric) if self.status == "ok" else None
+        """The median of the metric's samples."""
+        values = self.samples.get(metric) if self.status == "ok" else None
+        return median_of(values) if values else None
+
+    def merged(self, later: ProbeResult) -> ProbeResult:
+        """This result with a later round's samples added (a failing round ends the probe)."""
+        if later.status != "ok":
+            return later
+        combined = {k: [*self.samples.get(k, []), *v] for k, v in later.samples.items()}
+        return ProbeResult("ok", combined)
 
 
 class ProbeRunner:
-    """Runs each distinct probe once per invocation, in a fresh interpreter, with a time limit."""
+    """Runs each distinct probe once per invocation, in fresh interpreters, with a time limit.
 
-    def __init__(self, timeout_secs: float, log: Callable[[str], None]) -> None:
+    The probes of one comparison run interleaved in `rounds` rounds (ours, peer, floor, ours, ...),
+    so a burst of load on the machine hits every side alike instead of skewing one ratio.
+    """
+
+    def __init__(self, timeout_secs: float, rounds: int, log: Callable[[str], None]) -> None:
         self.timeout_secs = timeout_secs
+        self.rounds = rounds
         self._log = log
         self._cache: dict[Probe, ProbeResult] = {}
 
     def run(self, probe: Probe) -> ProbeResult:
-        cached = self._cache.get(probe)
-        if cached is None:
-            self._log(f"  running {probe.describe()}")
-            cached = self._cache[probe] = self._spawn(probe)
-            self._log(f"    -> {cached.status} {dict(cached.figures) or cached.note}")
-        return cached
+        """The probe's result, running it (alone) first if this invocation has not yet."""
+        self.run_interleaved([probe])
+        return self._cache[probe]
+
+    def run_interleaved(self, probes: Sequence[Probe]) -> None:
+        """Run every probe not yet measured, round-robin, `rounds` times each."""
+        pending = [p for p in dict.fromkeys(probes) if p not in self._cache]
+        for round_no in range(self.rounds):
+            for probe in pending:
+                previous = self._cache.get(probe)
+                if previous is not None and previous.status != "ok":
+                    continue
+                self._log(f"  [{round_no + 1}/{self.rounds}] {probe.describe()}")
+                result = self._spawn(probe)
+                self._log(f"    -> {result.status} {_summary(result)}")
+                self._cache[probe] = result if previous is None else previous.merged(result)
 
     def _spawn(self, probe: Probe) -> ProbeResult:
         env = dict(os.environ)
@@ -111,7 +133,17 @@ class ProbeRunner:
         reply = json.loads(lines[-1])
         if "unavailable" in reply:
             return ProbeResult("unavailable", note=str(reply["unavailable"]))
-        return ProbeResult("ok", {k: median_of(v) for k, v in reply["metrics"].items()})
+        return ProbeResult("ok", {k: _as_samples(v) for k, v in reply["metrics"].items()})
+
+
+def _as_samples(value: float | list[float]) -> list[float]:
+    return [float(v) for v in value] if isinstance(value, list) else [float(value)]
+
+
+def _summary(result: ProbeResult) -> str:
+    if result.status != "ok":
+        return result.note
+    return ", ".join(f"{k}={median_of(v):.4g}" for k, v in result.samples.items())
 
 
 @dataclass(frozen=True)
@@ -245,6 +277,7 @@ def _cell(runner: ProbeRunner, measure: Measure | None) -> Cell | None:
 
 def measure_row(runner: ProbeRunner, workload: str, cmp: Comparison) -> Row:
     """Run (or reuse) the probes behind one comparison and judge its targets."""
+    runner.run_interleaved([m.probe for m in (cmp.ours, cmp.peer, cmp.floor) if m is not None])
     ours = _cell(runner, cmp.ours)
     assert ours is not None
     peer = _cell(runner, cmp.peer)

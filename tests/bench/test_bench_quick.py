@@ -10,11 +10,12 @@ from bench.harness import Comparison, Measure, Probe, ProbeRunner, at_most, meas
 
 def test_engine_sequence_probe_runs_in_a_child_and_yields_a_judged_row() -> None:
     log: list[str] = []
-    runner = ProbeRunner(timeout_secs=120, log=log.append)
+    runner = ProbeRunner(timeout_secs=120, rounds=2, log=log.append)
     ours = Measure("mlua-swarm", Probe.of("bench.ours_engine:seq_memory", n=5, reps=2), "us_per_step")
     row = measure_row(runner, "seq", Comparison("tiny sequence", "us/step", ours, targets=(at_most(1e9, "us"),)))
 
     assert row.ours.status == "ok", row.ours.note
     assert row.ours.value is not None and row.ours.value > 0
     assert row.result == "PASS"
-    assert any("bench.ours_engine:seq_memory" in line for line in log)
+    assert len(runner.run(ours.probe).samples["us_per_step"]) == 4, "2 rounds of 2 repetitions"
+    assert sum("bench.ours_engine:seq_memory" in line for line in log) == 2
