@@ -136,7 +136,8 @@ class StepError(EvalError):
     code = "step_error"
 
     def __init__(self, ref: str, reason: BaseException, verdict_value: Any = None) -> None:
-        super().__init__(f"step {ref!r}: {reason}")
+        detail = str(reason) if isinstance(reason, FlowError) else f"{type(reason).__name__}: {reason}"
+        super().__init__(f"step {ref!r}: {detail}")
         self.ref = ref
         self.reason = reason
         self.verdict_value = verdict_value
