@@ -53,7 +53,11 @@ class Lanes:
 
 async def start(flow: dict[str, Any], ctx: dict[str, Any], lanes: Lanes) -> asyncio.Task[dict[str, Any]]:
     task = asyncio.create_task(run_flow(parse_node(flow), ctx, lanes))
-    await lanes.all_started.wait()
+    try:
+        await asyncio.wait_for(lanes.all_started.wait(), timeout=10)
+    except TimeoutError:
+        task.cancel()
+        raise AssertionError(f"only {lanes.started} of {lanes.count} lanes started concurrently") from None
     return task
 
 

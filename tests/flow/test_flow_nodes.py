@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from mlua_swarm.flow import is_skip_marker, unwrap_skip_marker, wrap_skip_marker
 from mlua_swarm.flow.errors import FlowError, FlowParseError
 from mlua_swarm.flow.nodes import (
     NODE_KINDS,
@@ -165,3 +166,14 @@ def test_where_prefixes_locations() -> None:
     with pytest.raises(FlowParseError) as info:
         parse_node({"kind": "seq", "children": [5]}, "$.stages[2].flow")
     assert info.value.json_path == "$.stages[2].flow.children[0]"
+
+
+def test_skip_marker_helpers() -> None:
+    marker = wrap_skip_marker({"why": "cached"})
+    assert marker == {"__mse_skip": True, "value": {"why": "cached"}}
+    assert is_skip_marker(marker)
+    assert unwrap_skip_marker(marker) == {"why": "cached"}
+    for other in ({"__mse_skip": 1, "value": 0}, {"__mse_skip": True}, "x", None):
+        assert not is_skip_marker(other)
+    with pytest.raises(ValueError, match="not a skip marker"):
+        unwrap_skip_marker({"value": 1})

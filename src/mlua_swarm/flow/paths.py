@@ -136,9 +136,6 @@ class Path:
         return PathNotFound(self.canonical, "unresolvable")
 
 
-ROOT = Path(())
-
-
 def parse_path(text: Any) -> Path:
     """Parse path text (`$`, `.key`, `["key"]` segments) into a Path, or raise PathError."""
     if not isinstance(text, str):
