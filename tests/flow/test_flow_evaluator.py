@@ -277,3 +277,19 @@ async def test_verdict_retry_loop_example() -> None:
     assert ctx["tries"] == 2
     assert ctx["published"] == "published"
     assert agents.refs() == ["checker", "fixer", "checker", "fixer", "checker", "publisher"]
+
+
+async def test_rerunning_a_parsed_flow_never_sees_earlier_writes() -> None:
+    flow = parse_node(
+        seq(assign("$.cfg", lit({"a": {"b": 1}})), assign("$.cfg.a.b", lit(2)), assign("$.cfg.c", lit(3)))
+    )
+    first = await run_flow(flow, {}, Agents())
+    second = await run_flow(flow, {}, Agents())
+    assert first == second == {"cfg": {"a": {"b": 2}, "c": 3}}
+    assert flow.to_json()["children"][0]["value"] == lit({"a": {"b": 1}})
+
+
+async def test_lane_bind_at_root_replaces_the_lane_ctx() -> None:
+    flow = fanout(lit([{"k": 1}, {"k": 2}]), assign("$.seen", p("$.k")), "all", bind="$")
+    ctx = await run_flow(parse_node(flow), {"parent": True}, Agents())
+    assert ctx["rs"] == [{"k": 1, "seen": 1}, {"k": 2, "seen": 2}]

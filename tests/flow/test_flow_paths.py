@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -153,3 +155,32 @@ def test_parse_arbitrary_text_gives_path_or_path_error(text: str) -> None:
         assert 0 <= err.position <= len(text) + 1
     else:
         assert parse_path(path.canonical) == path
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=3),
+    lambda inner: st.lists(inner, max_size=2) | st.dictionaries(st.sampled_from("abc"), inner, max_size=2),
+    max_leaves=6,
+)
+
+
+@given(
+    st.dictionaries(st.sampled_from("abc"), _json, max_size=3),
+    st.lists(st.sampled_from("abc"), min_size=1, max_size=3),
+    _json,
+)
+def test_set_then_get_or_a_defined_error_and_no_shared_value_changes(
+    ctx: dict[str, object], keys: list[str], value: object
+) -> None:
+    path = Path(tuple(keys))
+    before = copy.deepcopy(ctx)
+    nested_before = {k: (v, copy.deepcopy(v)) for k, v in ctx.items()}
+    try:
+        out = path.set(ctx, value)
+    except PathWriteError:
+        assert ctx == before
+        return
+    assert path.get(out) == value
+    assert path.exists(out)
+    for original, snapshot in nested_before.values():
+        assert original == snapshot
