@@ -20,5 +20,5 @@ def is_skip_marker(value: Any) -> bool:
 def unwrap_skip_marker(marker: Any) -> Any:
     """The value a skip marker carries; raises ValueError for anything that is not a marker."""
     if not is_skip_marker(marker):
-        raise ValueError("not a skip marker: expected an object with \"__mse_skip\": true and \"value\"")
+        raise ValueError('not a skip marker: expected an object with "__mse_skip": true and "value"')
     return marker["value"]
