@@ -28,9 +28,9 @@ DEFAULT_RETRY_ON: tuple[RetryOutcome, ...] = ("failed", "timeout")
 
 
 class Model(BaseModel):
-    """Base of every Blueprint model: unknown keys are refused."""
+    """Base of every Blueprint model: unknown keys are refused and JSON types are not coerced."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True)
 
 
 class ContextPolicy(Model):
