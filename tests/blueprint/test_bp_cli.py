@@ -131,3 +131,14 @@ def test_bp_without_a_sub_command_is_a_usage_error() -> None:
     proc = run_mse(["bp"])
     assert proc.returncode == 2
     assert "usage:" in proc.stderr
+
+
+def test_bp_lua_blueprints_lint(tmp_path: Path) -> None:
+    script = (
+        'local F = require "flow_dsl"\n'
+        'return { id = "l", flow = F.step{agent = "ghost", input = F.p("$.in"), out = F.p("$.out")} }\n'
+    )
+    target = write_bp(tmp_path, script, "flow.bp.lua")
+    proc = run_mse(["bp", "lint", str(target)])
+    assert proc.returncode == 2
+    assert "error[unresolved-agent-ref]" in proc.stderr and str(target) in proc.stderr

@@ -207,3 +207,28 @@ def test_all_unresolved_references_are_reported_together(tmp_path: Path) -> None
         ("ref-path-rejected", "$.b[0].$file"),
         ("ref-not-found", "$.agents[0].$agent_md"),
     ]
+
+
+LUA_BP = """local F = require "flow_dsl"
+return {
+  id = "lua-bp",
+  flow = F.step{agent = "a", input = F.p("$.in"), out = F.p("$.out")},
+  agents = { { name = "a", kind = "rust_fn", spec = { fn_id = "identity" } } },
+}
+"""
+
+
+def test_bp_lua_builds_the_blueprint_value(tmp_path: Path) -> None:
+    target = write(tmp_path, "flow.bp.lua", LUA_BP)
+    warnings: list = []
+    raw, base = load_blueprint_source(target, warnings=warnings)
+    assert base == tmp_path.resolve()
+    assert raw["flow"] == step("a", out="$.out", at="$.in")
+    assert raw["agents"] == [agent("a")]
+    assert warnings == []
+
+
+def test_bp_lua_error_is_a_located_diagnostic(tmp_path: Path) -> None:
+    target = write(tmp_path, "broken.bp.lua", 'local x = 1\nerror("no flow here")\n')
+    diag = load_errors(target)[0]
+    assert (diag.location.file, diag.location.line) == (str(target), 2)

@@ -100,7 +100,7 @@ def test_unknown_nested_key_names_the_agent_and_the_allowed_keys() -> None:
 def test_unknown_key_inside_a_tagged_runner_has_a_real_json_path() -> None:
     raw = blueprint(step("a"), runners=[{"name": "ws", "runner": {"backend": "ws_operator", "variant": "v", "x": 1}}])
     diag = only(schema_errors(raw), "schema")
-    assert diag.location.json_path == "$.runners[0].runner.x"
+    assert diag.location.json_path == "$.runners[0].runner.x" and diag.location.element is None
     assert diag.hint is not None and "allowed keys here: backend, variant, tools" in diag.hint
 
 

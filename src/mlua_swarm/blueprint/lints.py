@@ -55,12 +55,13 @@ LINT_DECLS: dict[str, LintDecl] = {
         "unsupported-file",
         "invalid-json",
         "invalid-yaml",
-        "invalid-bp-lua",
         "schema",
         "invalid-flow",
         "ref-not-found",
         "ref-path-rejected",
         "invalid-agent-md",
+        "dsl-error",
+        "invalid-option",
     ),
 }
 CATEGORIES = frozenset(decl.category for decl in LINT_DECLS.values())

@@ -8,7 +8,6 @@ may not contain `..`, so a Blueprint can only read files under those folders.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -35,7 +34,9 @@ def load_blueprint_source(path: str | Path, *, warnings: list[Diagnostic] | None
     file = str(path)
     base_dir = path.resolve().parent
     if path.name.endswith(LUA_SUFFIXES):
-        built = importlib.import_module("mlua_swarm.dsl.runner").build_bp_lua(path)
+        from ..dsl.runner import build_bp_lua
+
+        built = build_bp_lua(path)
         if warnings is not None:
             warnings.extend(built.warnings)
         return built.value, base_dir

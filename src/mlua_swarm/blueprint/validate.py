@@ -14,7 +14,7 @@ from pydantic_core import ErrorDetails
 from ..diagnostics import Diagnostic, DiagnosticError, Location
 from .schema import Blueprint
 
-_ELEMENTS = {"agents": "agent", "operators": "operator", "metas": "meta", "runners": "runner"}
+_ELEMENTS = {"agents": "agent", "operators": "operator", "metas": "meta"}
 
 
 def validate_blueprint(raw: Any) -> Blueprint:
