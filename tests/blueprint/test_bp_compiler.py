@@ -358,3 +358,10 @@ def test_upstream_example_b_is_checked_against_its_contract() -> None:
 def test_fns_default_to_the_builtin_registry(tmp_path: Path) -> None:
     compiled = compile_blueprint(blueprint(step("a"), agent("a")), base_dir=tmp_path)
     assert compiled.agents["a"].kind == "rust_fn"
+
+
+def test_an_agent_module_that_fails_to_import_is_a_diagnostic(tmp_path: Path) -> None:
+    (tmp_path / "bp_broken_mod.py").write_text("raise RuntimeError('boom at import')\n")
+    raw = blueprint(step("p"), {"name": "p", "kind": "python", "spec": {"callable": "bp_broken_mod:run"}})
+    diag = only(compile_errors(raw, tmp_path), "invalid-agent-spec")
+    assert "RuntimeError: boom at import" in diag.message

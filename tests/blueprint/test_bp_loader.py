@@ -9,7 +9,14 @@ import blake3
 import pytest
 
 from mlua_swarm.blueprint.agent_md import AgentMdError, parse_agent_md
-from mlua_swarm.blueprint.loader import INCLUDES_ENV, check_ref_path, expand_refs, has_refs, load_blueprint_source
+from mlua_swarm.blueprint.loader import (
+    INCLUDES_ENV,
+    check_ref_path,
+    expand_refs,
+    has_refs,
+    load_blueprint_source,
+    too_deep_at,
+)
 from mlua_swarm.diagnostics import DiagnosticError
 
 from .helpers import agent, blueprint, only, step
@@ -232,3 +239,13 @@ def test_bp_lua_error_is_a_located_diagnostic(tmp_path: Path) -> None:
     target = write(tmp_path, "broken.bp.lua", 'local x = 1\nerror("no flow here")\n')
     diag = load_errors(target)[0]
     assert (diag.location.file, diag.location.line) == (str(target), 2)
+
+
+def test_deeply_nested_documents_are_refused_before_any_walk(tmp_path: Path) -> None:
+    deep: list = []
+    for _ in range(5000):
+        deep = [deep]
+    diag = only(expand_errors({"id": "x", "default_init_ctx": {"v": deep}}, tmp_path), "document-too-deep")
+    assert diag.location.json_path is not None and diag.location.json_path.startswith("$.default_init_ctx.v[0][0]")
+    assert too_deep_at({"a": [[1]]}, limit=3) is None
+    assert too_deep_at({"a": [[1]]}, limit=2) == "$.a[0][0]"

@@ -381,6 +381,14 @@ class _Compilation:
         except InvalidAgentSpec as exc:
             self._error("invalid-agent-spec", str(exc), self._agent_loc(index, ".spec"), exc.hint)
             return None
+        except Exception as exc:  # user code runs here (imports of `python` agents): report, never crash
+            self._error(
+                "invalid-agent-spec",
+                f"building the agent raised {type(exc).__name__}: {exc}",
+                self._agent_loc(index, ".spec"),
+                f"the '{agent.kind}' kind could not build this spec; check the code it names",
+            )
+            return None
 
     def _check_verdicts(self) -> None:
         indexes = {agent.name: i for i, agent in reversed(list(enumerate(self.bp.agents)))}

@@ -61,6 +61,7 @@ LINT_DECLS: dict[str, LintDecl] = {
         "ref-path-rejected",
         "invalid-agent-md",
         "dsl-error",
+        "document-too-deep",
         "invalid-option",
     ),
 }

@@ -22,6 +22,8 @@ INCLUDES_ENV = "MSE_BLUEPRINT_INCLUDES"
 JSON_SUFFIXES = (".json",)
 YAML_SUFFIXES = (".yaml", ".yml")
 LUA_SUFFIXES = (".lua",)
+MAX_DEPTH = 200
+"""How deeply arrays and objects may nest in a Blueprint; deeper documents are refused before any walk."""
 
 
 def load_blueprint_source(path: str | Path, *, warnings: list[Diagnostic] | None = None) -> tuple[Any, Path]:
@@ -180,8 +182,34 @@ def has_refs(value: Any) -> bool:
     return False
 
 
+def too_deep_at(value: Any, limit: int = MAX_DEPTH) -> str | None:
+    """The JSON path of the first value nested deeper than `limit`, or None (checked without recursion)."""
+    stack: list[tuple[Any, str, int]] = [(value, "$", 0)]
+    while stack:
+        current, json_path, depth = stack.pop()
+        if depth > limit:
+            return json_path
+        if isinstance(current, Mapping):
+            stack.extend((item, _child(json_path, str(key)), depth + 1) for key, item in current.items())
+        elif isinstance(current, list):
+            stack.extend((item, f"{json_path}[{i}]", depth + 1) for i, item in enumerate(current))
+    return None
+
+
 def expand_refs(raw: Any, base_dir: str | Path, *, includes: Sequence[str | Path] = ()) -> Any:
     """A copy of `raw` with every reference expanded; unresolved or refused ones raise DiagnosticError."""
+    deep = too_deep_at(raw)
+    if deep is not None:
+        raise DiagnosticError(
+            [
+                Diagnostic(
+                    "document-too-deep",
+                    f"values nest more than {MAX_DEPTH} levels deep",
+                    location=Location(json_path=deep),
+                    hint="flatten the value there",
+                )
+            ]
+        )
     base = Path(base_dir)
     default_kind = raw.get("default_agent_kind", "operator") if isinstance(raw, Mapping) else "operator"
     expander = RefExpander(reference_dirs(raw, base, includes), default_kind)
@@ -193,10 +221,12 @@ def expand_refs(raw: Any, base_dir: str | Path, *, includes: Sequence[str | Path
 
 __all__ = [
     "INCLUDES_ENV",
+    "MAX_DEPTH",
     "RefExpander",
     "check_ref_path",
     "expand_refs",
     "has_refs",
     "load_blueprint_source",
     "reference_dirs",
+    "too_deep_at",
 ]

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from ..diagnostics import Diagnostic, DiagnosticError, Location
+from ..flow.paths import json_type_name
 from .schema import Blueprint
 
 _ELEMENTS = {"agents": "agent", "operators": "operator", "metas": "meta"}
@@ -24,7 +25,7 @@ def validate_blueprint(raw: Any) -> Blueprint:
             [
                 Diagnostic(
                     "schema",
-                    f"a Blueprint must be a JSON object, got {type(raw).__name__}",
+                    f"a Blueprint must be a JSON object, got {json_type_name(raw)}",
                     location=Location(json_path="$"),
                     hint='start from {"id": "my-flow", "flow": {...}, "agents": [...]}',
                 )
