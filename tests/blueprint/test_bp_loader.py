@@ -249,3 +249,16 @@ def test_deeply_nested_documents_are_refused_before_any_walk(tmp_path: Path) -> 
     assert diag.location.json_path is not None and diag.location.json_path.startswith("$.default_init_ctx.v[0][0]")
     assert too_deep_at({"a": [[1]]}, limit=3) is None
     assert too_deep_at({"a": [[1]]}, limit=2) == "$.a[0][0]"
+
+
+@pytest.mark.parametrize("entry", ["..", "../shared", "/etc"])
+def test_declared_include_folders_may_not_leave_the_blueprint_folder(tmp_path: Path, entry: str) -> None:
+    inner = tmp_path / "bp"
+    inner.mkdir()
+    write(tmp_path, "secret.txt", "secret")
+    write(tmp_path, "shared/secret.txt", "secret")
+    diags = expand_errors({"blueprint_ref_includes": [entry], "x": {"$file": "secret.txt"}}, inner)
+    assert [(d.code, d.location.json_path) for d in diags] == [
+        ("ref-path-rejected", "$.blueprint_ref_includes[0]"),
+        ("ref-not-found", "$.x.$file"),
+    ]

@@ -60,12 +60,22 @@ def load_blueprint_source(path: str | Path, *, warnings: list[Diagnostic] | None
     return parse_yaml_text(text, file), base_dir
 
 
-def reference_dirs(raw: Any, base_dir: Path, includes: Sequence[str | Path] = ()) -> list[Path]:
-    """The folders references are resolved against, in cascade order, without duplicates."""
-    dirs = [base_dir]
+def declared_includes(raw: Any) -> list[tuple[int, str]]:
+    """The Blueprint's own `blueprint_ref_includes` entries, with their index."""
     declared = raw.get("blueprint_ref_includes") if isinstance(raw, Mapping) else None
-    if isinstance(declared, list):
-        dirs += [base_dir / str(entry) for entry in declared]
+    if not isinstance(declared, list):
+        return []
+    return [(i, entry) for i, entry in enumerate(declared) if isinstance(entry, str)]
+
+
+def reference_dirs(raw: Any, base_dir: Path, includes: Sequence[str | Path] = ()) -> list[Path]:
+    """The folders references are resolved against, in cascade order, without duplicates.
+
+    The Blueprint's own include entries obey the same hygiene as references (relative, no `..`), so
+    a document cannot widen what it may read; the environment and the caller may name any folder.
+    """
+    dirs = [base_dir]
+    dirs += [base_dir / entry for _, entry in declared_includes(raw) if check_ref_path(entry) is None]
     dirs += [Path(entry) for entry in os.environ.get(INCLUDES_ENV, "").split(os.pathsep) if entry]
     dirs += [Path(entry) for entry in includes]
     unique: list[Path] = []
@@ -126,12 +136,7 @@ class RefExpander:
             return None
         problem = check_ref_path(ref)
         if problem is not None:
-            self._report(
-                "ref-path-rejected",
-                f"reference {ref!r} refused: {problem}",
-                "use a path relative to the Blueprint's folder or an include folder",
-                json_path,
-            )
+            self.refuse_path(f"reference {ref!r} refused: {problem}", json_path)
             return None
         for folder in self.dirs:
             candidate = folder / ref
@@ -158,6 +163,10 @@ class RefExpander:
             json_path,
         )
         return None
+
+    def refuse_path(self, message: str, json_path: str) -> None:
+        hint = f"use a path relative to the Blueprint's folder; name outside folders with {INCLUDES_ENV} or --include"
+        self._report("ref-path-rejected", message, hint, json_path)
 
     def _report(self, code: str, message: str, hint: str | None, json_path: str) -> None:
         self.diagnostics.append(
@@ -213,6 +222,10 @@ def expand_refs(raw: Any, base_dir: str | Path, *, includes: Sequence[str | Path
     base = Path(base_dir)
     default_kind = raw.get("default_agent_kind", "operator") if isinstance(raw, Mapping) else "operator"
     expander = RefExpander(reference_dirs(raw, base, includes), default_kind)
+    for index, entry in declared_includes(raw):
+        problem = check_ref_path(entry)
+        if problem is not None:
+            expander.refuse_path(f"include folder {entry!r} refused: {problem}", f"$.blueprint_ref_includes[{index}]")
     expanded = expander.expand(raw)
     if expander.diagnostics:
         raise DiagnosticError(expander.diagnostics)
@@ -224,6 +237,7 @@ __all__ = [
     "MAX_DEPTH",
     "RefExpander",
     "check_ref_path",
+    "declared_includes",
     "expand_refs",
     "has_refs",
     "load_blueprint_source",
