@@ -53,6 +53,8 @@ def main(argv: list[str]) -> int:
         rows = [measure_row(runner, workload.name, cmp) for cmp in workload.rows(args.quick)]
         results.append((workload, rows))
         print_table(console, workload, rows)
+    description.append(f"at end: {machine.load()}")
+    console.print(description[-1], highlight=False)
     if args.write is not None:
         command = "python -m bench " + shlex.join(argv)
         args.write.write_text(markdown(results, command.strip(), description, args.quick))

@@ -49,6 +49,12 @@ def _commit() -> str:
     return out.stdout.strip()
 
 
+def load() -> str:
+    """The 1/5/15-minute load averages: other work on the machine skews every figure."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} / {five:.2f} / {fifteen:.2f}"
+
+
 def describe() -> list[str]:
     """Lines naming the CPU, cores, memory, OS, Python and the versions on both sides."""
     versions = ", ".join(f"{p} {_version(p)}" for p in PACKAGES if p != "mlua-swarm")
@@ -56,4 +62,5 @@ def describe() -> list[str]:
         f"{_cpu_model()}, {os.cpu_count()} cores, {_memory_gb()}, {platform.system()} {platform.release()}",
         f"{platform.python_implementation()} {platform.python_version()}; mlua-swarm at commit {_commit()}",
         versions,
+        f"at start: {load()}",
     ]
