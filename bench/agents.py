@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 from typing import Any
@@ -15,6 +16,13 @@ async def inc(inv: Any) -> int:
     """The trivial step: the input plus one."""
     value: int = inv.input
     return value + 1
+
+
+async def nap(inv: Any) -> float:
+    """Sleep for the input's number of seconds: an in-flight step that holds no CPU."""
+    seconds: float = inv.input
+    await asyncio.sleep(seconds)
+    return seconds
 
 
 async def count(inv: Any) -> int:

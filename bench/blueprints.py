@@ -29,18 +29,21 @@ def sequence(n: int, fn: str = "inc") -> dict[str, Any]:
     }
 
 
-def fanout(lanes: int) -> dict[str, Any]:
-    """A `fanout` over `lanes` integers with join `all`, one trivial step per lane."""
+def fanout(items: list[Any], fn: str = "inc") -> dict[str, Any]:
+    """A `fanout` over literal `items` with join `all`, one `fn` step per lane.
+
+    The items are a literal, not a ctx path: every lane's ctx is a copy of the root ctx, so a large
+    list kept in the root would be shared into every lane's joined result.
+    """
     return {
-        "id": f"bench-fanout-{lanes}",
+        "id": f"bench-fanout-{len(items)}",
         "flow": {
             "kind": "fanout",
-            "items": _path("$.items"),
+            "items": {"op": "lit", "value": items},
             "bind": _path("$.item"),
             "body": {"kind": "step", "ref": "lane", "in": _path("$.item"), "out": _path("$.out")},
             "join": "all",
             "out": _path("$.lanes"),
         },
-        "agents": [_python_agent("lane", "inc")],
-        "default_init_ctx": {"items": list(range(lanes))},
+        "agents": [_python_agent("lane", fn)],
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -13,7 +14,7 @@ from typing import Any
 
 from . import blueprints
 from .harness import REPO_ROOT, Metrics, Unavailable, needs
-from .timing import per_unit_us_async, stopwatch
+from .timing import peak_rss_mb, per_unit_us_async, rss_mb, stopwatch
 
 
 def _compiled(raw: dict[str, Any]) -> tuple[Any, Any]:
@@ -40,7 +41,7 @@ def seq_memory(n: int, reps: int) -> Metrics:
 
 def fanout(lanes: int, reps: int) -> Metrics:
     """A `fanout` of `lanes` trivial `python` steps with join `all`, run in memory."""
-    compiled, launch = _compiled(blueprints.fanout(lanes))
+    compiled, launch = _compiled(blueprints.fanout(list(range(lanes))))
 
     async def once() -> float:
         elapsed = stopwatch()
@@ -51,6 +52,20 @@ def fanout(lanes: int, reps: int) -> Metrics:
         return spent
 
     return {"us_per_lane": per_unit_us_async(once, lanes, reps)}
+
+
+def sleeping_rss(lanes: int, sleep_secs: float) -> Metrics:
+    """Peak resident memory while a `fanout` holds `lanes` steps that each sleep `sleep_secs`."""
+    compiled, launch = _compiled(blueprints.fanout([sleep_secs] * lanes, "nap"))
+    baseline = rss_mb()
+
+    async def run() -> None:
+        result = await launch.run_blueprint(compiled)
+        if result.status != "done" or len(result.final_ctx["lanes"]) != lanes:
+            raise RuntimeError(f"run ended {result.status}: {result.error}")
+
+    asyncio.run(run())
+    return {"rss_mb": peak_rss_mb(), "baseline_mb": baseline}
 
 
 def seq_durable(n: int, reps: int, durability: str) -> Metrics:
