@@ -347,7 +347,7 @@ def test_ctrl_c_cancels_the_run_cleanly_with_exit_130(tmp_path: Path) -> None:
     assert doc["status"] == "cancelled" and "Ctrl-C" in doc["error"]["message"]
 
 
-def test_ten_thousand_steps_and_ten_thousand_lanes(tmp_path: Path) -> None:
+def test_ten_thousand_sequential_steps(tmp_path: Path) -> None:
     loop = {
         "kind": "loop",
         "counter": P("$.i"),
@@ -355,18 +355,7 @@ def test_ten_thousand_steps_and_ten_thousand_lanes(tmp_path: Path) -> None:
         "cond": L(True),
         "body": step("echo", P("$.i"), "$.last"),
     }
-    fan = {
-        "kind": "fanout",
-        "items": P("$.items"),
-        "bind": P("$.item"),
-        "join": "all",
-        "out": P("$.lanes"),
-        "body": step("echo", P("$.item"), "$.y"),
-    }
-    agents = [{"name": "echo", "kind": "python", "spec": {"callable": "test_agents:double"}}]
-    path = write_bp(tmp_path, {"id": "big", "flow": {"kind": "seq", "children": [loop, fan]}, "agents": agents})
-    proc = run_mse(["run", str(path), "--json", "--ephemeral", "--init", json.dumps({"items": list(range(10_000))})])
+    path = write_bp(tmp_path, {"id": "long", "flow": loop, "agents": [py_agent("echo", "double")]})
+    proc = run_mse(["run", str(path), "--json", "--ephemeral"])
     assert proc.returncode == 0, proc.stderr[-2000:]
-    ctx = json_of(proc)["final_ctx"]
-    assert ctx["i"] == 10_000 and ctx["last"] == 2 * 9_999
-    assert len(ctx["lanes"]) == 10_000 and ctx["lanes"][-1]["y"] == 2 * 9_999
+    assert json_of(proc)["final_ctx"] == {"i": 10_000, "last": 2 * 9_999}
