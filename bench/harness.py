@@ -76,6 +76,11 @@ class ProbeResult:
         values = self.samples.get(metric) if self.status == "ok" else None
         return median_of(values) if values else None
 
+    def best(self, metric: str) -> float | None:
+        """The lowest sample: what the step costs when nothing else on the machine gets in the way."""
+        values = self.samples.get(metric) if self.status == "ok" else None
+        return min(values) if values and len(values) > 1 else None
+
     def merged(self, later: ProbeResult) -> ProbeResult:
         """This result with a later round's samples added (a failing round ends the probe)."""
         if later.status != "ok":
@@ -223,6 +228,7 @@ class Cell:
     value: float | None
     status: Status
     note: str
+    best: float | None = None
 
 
 @dataclass(frozen=True)
@@ -272,7 +278,7 @@ def _cell(runner: ProbeRunner, measure: Measure | None) -> Cell | None:
     value = result.figure(measure.metric)
     if result.status == "ok" and value is None:
         return Cell(measure.label, None, "error", f"probe gave no metric {measure.metric!r}")
-    return Cell(measure.label, value, result.status, result.note)
+    return Cell(measure.label, value, result.status, result.note, result.best(measure.metric))
 
 
 def measure_row(runner: ProbeRunner, workload: str, cmp: Comparison) -> Row:

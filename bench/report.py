@@ -36,7 +36,7 @@ def fmt_ratio(value: float | None) -> str:
 def figure_text(cell: Cell) -> str:
     """The figure, or a short word saying why there is none (the reason goes into the notes)."""
     if cell.value is not None:
-        return fmt(cell.value)
+        return fmt(cell.value) if cell.best is None else f"{fmt(cell.value)} (min {fmt(cell.best)})"
     if cell.note.startswith("not installed"):
         return "not installed"
     if cell.note.startswith("not available yet"):
@@ -99,8 +99,10 @@ def markdown(
         "",
         "mlua-swarm side by side with LangGraph, DBOS and Python's own floor. Every comparison ran both "
         "sides in the same invocation, on the same machine, each probe in a fresh interpreter; figures "
-        "are the median of several repetitions after one warm-up. *Peer / ours* above 1 means we are "
-        "cheaper; *ours / floor* is how far we are above the bare Python primitive.",
+        "are the median of several repetitions after one warm-up, with the lowest sample in brackets "
+        "(the machine is shared, so the minimum shows the cost without interference). Ratios and "
+        "targets use the medians. *Peer / ours* above 1 means we are cheaper; *ours / floor* is how "
+        "far we are above the bare Python primitive.",
         "",
         f"- Command: `{command}`{' (quick mode)' if quick else ''}",
         f"- Generated: {stamp}",
