@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
+from pathlib import Path
 from typing import Any
+
+from .crash import log_step
 
 
 async def inc(inv: Any) -> int:
@@ -28,8 +30,6 @@ async def nap(inv: Any) -> float:
 async def count(inv: Any) -> int:
     """`inc`, logging each input, and dying abruptly at the configured input."""
     value: int = inv.input
-    with open(os.environ["MSE_BENCH_LOG"], "a") as log:
-        log.write(f"{value}\n")
-    if str(value) == os.environ.get("MSE_BENCH_KILL_AT"):
-        os.kill(os.getpid(), signal.SIGKILL)
+    kill_at = os.environ.get("MSE_BENCH_KILL_AT")
+    log_step(Path(os.environ["MSE_BENCH_LOG"]), value, int(kill_at) if kill_at else None)
     return value + 1

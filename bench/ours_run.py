@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from . import blueprints
+from .crash import crash_then_resume
 from .harness import REPO_ROOT, Metrics, Unavailable, needs
 from .timing import peak_rss_mb, per_unit_us_async, rss_mb, stopwatch
 
@@ -85,44 +85,33 @@ def _command_missing(proc: subprocess.CompletedProcess[str]) -> bool:
     return proc.returncode == 2 and "invalid choice" in proc.stderr
 
 
-def _logged(path: Path) -> list[int]:
-    return [int(line) for line in path.read_text().split()] if path.exists() else []
+def crash_phase(workdir: str, n: int, kill_at: int | None, phase: str) -> Metrics:
+    """One phase of the crash workload: `mse run` the sequence on SQLite under `workdir`, or `mse runs resume` it."""
+    env = dict(os.environ, MSE_HOME=workdir, MSE_BENCH_LOG=str(Path(workdir) / "steps.log"))
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT / "src"), str(REPO_ROOT)])
+    if kill_at is not None:
+        env["MSE_BENCH_KILL_AT"] = str(kill_at)
+    if phase == "run":
+        bp = Path(workdir) / "sequence.json"
+        bp.write_text(json.dumps(blueprints.sequence(n, "count")))
+        proc = _mse(["run", str(bp), "--json"], env)
+        if _command_missing(proc):
+            raise Unavailable("not available yet (mse run)")
+        if proc.returncode < 0:
+            os.kill(os.getpid(), -proc.returncode)
+        raise RuntimeError(f"mse run was expected to die in step {kill_at}: exit {proc.returncode}")
+    listed = _mse(["runs", "list", "--json"], env)
+    if _command_missing(listed):
+        raise Unavailable("not available yet (mse runs list / resume)")
+    run_id = json.loads(listed.stdout)[0]["run_id"]
+    resumed = _mse(["runs", "resume", run_id, "--json"], env)
+    doc = json.loads(resumed.stdout) if resumed.stdout.strip() else {}
+    if doc.get("status") != "done" or doc["final_ctx"]["i"] != n:
+        raise RuntimeError(f"resume did not finish the run: exit {resumed.returncode}: {resumed.stderr[-300:]}")
+    return {"final": float(doc["final_ctx"]["i"])}
 
 
 def crash_resume(n: int, kill_after: int) -> Metrics:
-    """`mse run` a sequence of `n` steps on SQLite, SIGKILL it inside step `kill_after`, then `mse runs resume`.
-
-    Steps with inputs below `kill_after` had finished (and, per the durability promise, been committed)
-    before the kill; any of them running again in the resumed process counts as re-executed.
-    """
-    with tempfile.TemporaryDirectory() as home:
-        bp = Path(home) / "sequence.json"
-        bp.write_text(json.dumps(blueprints.sequence(n, "count")))
-        log = Path(home) / "steps.log"
-        env = dict(os.environ, MSE_HOME=home, MSE_BENCH_LOG=str(log), MSE_BENCH_KILL_AT=str(kill_after))
-        env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT / "src"), str(REPO_ROOT)])
-        first = _mse(["run", str(bp), "--json"], env)
-        if _command_missing(first):
-            raise Unavailable("not available yet (mse run)")
-        if first.returncode != -signal.SIGKILL:
-            raise RuntimeError(f"first run was not killed: exit {first.returncode}: {first.stderr[-300:]}")
-        finished = {i for i in _logged(log) if i < kill_after}
-        listed = _mse(["runs", "list", "--json"], env)
-        if _command_missing(listed):
-            raise Unavailable("not available yet (mse runs list / resume)")
-        run_id = json.loads(listed.stdout)[0]["run_id"]
-        log.write_text("")
-        del env["MSE_BENCH_KILL_AT"]
-        elapsed = stopwatch()
-        resumed = _mse(["runs", "resume", run_id, "--json"], env)
-        resume_ms = elapsed() * 1000
-        doc = json.loads(resumed.stdout) if resumed.stdout.strip() else {}
-        if doc.get("status") != "done" or doc["final_ctx"]["i"] != n:
-            raise RuntimeError(f"resume did not finish the run: exit {resumed.returncode}: {resumed.stderr[-300:]}")
-        executed = _logged(log)
-    return {
-        "reexecuted": float(len(finished.intersection(executed))),
-        "resume_ms": resume_ms,
-        "executed_on_resume": float(len(executed)),
-        "finished_before_kill": float(len(finished)),
-    }
+    """`mse run` a sequence of `n` steps on SQLite, SIGKILLed inside step `kill_after`, then `mse runs resume`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return crash_then_resume("bench.ours_run:crash_phase", Path(tmp), n, kill_after)

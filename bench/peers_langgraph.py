@@ -7,8 +7,10 @@ import operator
 import os
 import sqlite3
 import tempfile
+from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
+from .crash import crash_then_resume, log_step
 from .harness import Metrics, needs
 from .sqlite_size import db_bytes
 from .timing import peak_rss_mb, per_unit_us, rss_mb, stopwatch
@@ -131,3 +133,37 @@ def sleeping_rss(lanes: int, sleep_secs: float) -> Metrics:
 
     asyncio.run(run())
     return {"rss_mb": peak_rss_mb(), "baseline_mb": baseline}
+
+
+def crash_phase(workdir: str, n: int, kill_at: int | None, phase: str) -> Metrics:
+    """One phase of the crash workload: `run` a loop of `n` steps on SqliteSaver (sync), or `resume` it."""
+    saver_mod = needs("langgraph.checkpoint.sqlite", ours=False)
+    log = Path(workdir) / "steps.log"
+
+    def logged_inc(state: LoopState) -> dict[str, int]:
+        log_step(log, state["i"], kill_at)
+        return {"i": state["i"] + 1}
+
+    graph_mod = needs("langgraph.graph", ours=False)
+    graph = graph_mod.StateGraph(LoopState)
+    graph.add_node("step", logged_inc)
+    graph.add_edge(graph_mod.START, "step")
+    graph.add_conditional_edges("step", _again)
+    conn = sqlite3.connect(os.path.join(workdir, "lg.db"), check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    saver = saver_mod.SqliteSaver(conn)
+    saver.setup()
+    app = graph.compile(checkpointer=saver)
+    config = {"recursion_limit": n + 10, "configurable": {"thread_id": "crash"}}
+    start = {"i": 0, "limit": n} if phase == "run" else None
+    result = app.invoke(start, config, durability="sync")
+    if result["i"] != n:
+        raise RuntimeError(f"LangGraph run ended at i={result['i']}, expected {n}")
+    return {"final": float(result["i"])}
+
+
+def crash_resume(n: int, kill_after: int) -> Metrics:
+    """Kill a SqliteSaver loop of `n` steps inside step `kill_after`, then resume its thread."""
+    needs("langgraph.checkpoint.sqlite", ours=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        return crash_then_resume("bench.peers_langgraph:crash_phase", Path(tmp), n, kill_after)

@@ -104,7 +104,8 @@ def markdown(
         "targets use the medians. *Peer / ours* above 1 means we are cheaper; *ours / floor* is how "
         "far we are above the bare Python primitive.",
         "",
-        f"- Command: `{command}`{' (quick mode)' if quick else ''}",
+        f"- Command: `{command}`{' (quick mode)' if quick else ''}; to reproduce, "
+        "`pip install -e '.[bench]'` (or `make bench`), then the same command",
         f"- Generated: {stamp}",
         f"- Machine: {machine[0]}",
         *(f"- {line}" for line in machine[1:]),

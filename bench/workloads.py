@@ -184,20 +184,32 @@ def lua_rows(quick: bool) -> list[Comparison]:
 
 def resume_rows(quick: bool) -> list[Comparison]:
     s = Sizes.for_mode(quick)
-    probe = Probe.of("bench.ours_run:crash_resume", n=s.resume_steps, kill_after=s.resume_steps // 2)
-    return [
-        Comparison(
-            f"{s.resume_steps:,}-step run killed halfway: finished steps re-executed",
-            "steps",
-            Measure(OURS, probe, "reexecuted"),
-            targets=(exactly(0, "steps"),),
-        ),
-        Comparison(
-            f"{s.resume_steps:,}-step run killed halfway: resume to finish",
-            "ms",
-            Measure(OURS, probe, "resume_ms"),
-        ),
-    ]
+    n, kill = s.resume_steps, s.resume_steps // 2
+    ours = Probe.of("bench.ours_run:crash_resume", n=n, kill_after=kill)
+    peers = (
+        (f"{LANGGRAPH_SQLITE} (sync)", Probe.of("bench.peers_langgraph:crash_resume", n=n, kill_after=kill)),
+        (DBOS, Probe.of("bench.peers_dbos:crash_resume", n=n, kill_after=kill)),
+    )
+    rows = []
+    for label, peer in peers:
+        rows.append(
+            Comparison(
+                f"{n:,}-step run killed in step {kill}: finished steps re-executed",
+                "steps",
+                Measure(OURS, ours, "reexecuted"),
+                Measure(label, peer, "reexecuted"),
+                targets=(exactly(0, "steps"),),
+            )
+        )
+        rows.append(
+            Comparison(
+                f"{n:,}-step run killed in step {kill}: resume to the end",
+                "ms",
+                Measure(OURS, ours, "resume_ms"),
+                Measure(label, peer, "resume_ms"),
+            )
+        )
+    return rows
 
 
 def bytes_rows(quick: bool) -> list[Comparison]:
@@ -315,9 +327,12 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload(
         "resume",
         "5. Crash and resume",
-        "Ours: `mse run` of a sequential Blueprint on SQLite is killed with SIGKILL once half of its steps "
-        "have finished; `mse runs resume` then finishes it. Re-executed = steps whose function ran again "
-        "although the store had recorded them finished before the kill.",
+        "Each side runs a sequence of N trivial steps on SQLite in a fresh process whose step function "
+        "kills the process with SIGKILL halfway through (inside step N/2); a second fresh process then "
+        "finishes the run. Ours: `mse run` (default durability), then `mse runs resume`. LangGraph: the "
+        "loop graph on SqliteSaver with durability `sync`, then `invoke(None)` on the same thread. DBOS: "
+        "the workflow, then a relaunch, which recovers it. Re-executed = steps that had finished before "
+        "the kill and ran again. Resume time is the second process's wall time, interpreter start included.",
         resume_rows,
     ),
     Workload(
