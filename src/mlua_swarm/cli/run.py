@@ -76,7 +76,7 @@ async def _run(compiled: Any, init: Any, title: str, timeout: float | None, work
     try:
         with TerminalProgress(f"{title} · {control.run_id}") as progress:
             result = await run_blueprint(compiled, init, control=control, observer=progress, workspace=workspace)
-            progress.console.print(f"■ {result.status}: {progress.summary()}", highlight=False, markup=False)
+        progress.console.print(f"■ {result.status}: {progress.summary()}", highlight=False, markup=False)
     finally:
         if timer is not None:
             timer.cancel()
