@@ -13,7 +13,7 @@ from typing import Any
 from ..blueprint.compiler import compile_blueprint
 from ..blueprint.loader import load_blueprint_source
 from ..diagnostics import Diagnostic, DiagnosticError, Location
-from ..run.launch import RunControl, RunResult, run_blueprint
+from ..run.launch import RunControl, RunResult, Workspace, projection_root, run_blueprint
 from ..run.progress import TerminalProgress
 from ..worker.pyfn import function_registry, parse_fn_option
 from .common import EXIT_CANCELLED, EXIT_FAILED, EXIT_INVALID, EXIT_OK, read_json_arg, report_diagnostics
@@ -28,6 +28,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--store", help="store URL (default: SQLite under $MSE_HOME)")
     p.add_argument("--fn", action="append", default=[], metavar="ID=MODULE:ATTR", help="register a rust_fn id")
     p.add_argument("--timeout", type=float, help="fail the run after this many seconds")
+    p.add_argument("--work-dir", type=Path, help="write each step's output under DIR/workspace/tasks/<step>/ctx")
+    p.add_argument("--project-root", type=Path, help="the project root (used when projection_placement.root says so)")
     p.set_defaults(handler=main)
 
 
@@ -50,6 +52,8 @@ def main(args: argparse.Namespace) -> int:
                 ]
             ) from None
         compiled = compile_blueprint(raw, base_dir=base_dir, fns=fns)
+        workspace = Workspace(args.work_dir, args.project_root)
+        projection_root(compiled, workspace)
     except DiagnosticError as exc:
         report_diagnostics(exc.diagnostics, as_json=args.json)
         return EXIT_INVALID
@@ -59,11 +63,11 @@ def main(args: argparse.Namespace) -> int:
     for warning in compiled.diagnostics:
         print(warning.render(), file=sys.stderr)
     title = f"{compiled.raw.get('id', args.blueprint.name)}"
-    result = asyncio.run(_run(compiled, init, title, args.timeout))
+    result = asyncio.run(_run(compiled, init, title, args.timeout, workspace))
     return _report(result, as_json=args.json)
 
 
-async def _run(compiled: Any, init: Any, title: str, timeout: float | None) -> RunResult:
+async def _run(compiled: Any, init: Any, title: str, timeout: float | None, workspace: Workspace) -> RunResult:
     control = RunControl()
     loop = asyncio.get_running_loop()
     for signum, why in ((signal.SIGINT, "interrupted (Ctrl-C)"), (signal.SIGTERM, "terminated (SIGTERM)")):
@@ -71,8 +75,8 @@ async def _run(compiled: Any, init: Any, title: str, timeout: float | None) -> R
     timer = loop.call_later(timeout, control.cancel, "timeout") if timeout else None
     try:
         with TerminalProgress(f"{title} · {control.run_id}") as progress:
-            result = await run_blueprint(compiled, init, control=control, observer=progress)
-            progress.console.print(f"■ {result.status}: {progress.summary()}", highlight=False, markup=False)
+            result = await run_blueprint(compiled, init, control=control, observer=progress, workspace=workspace)
+        progress.console.print(f"■ {result.status}: {progress.summary()}", highlight=False, markup=False)
     finally:
         if timer is not None:
             timer.cancel()

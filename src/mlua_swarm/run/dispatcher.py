@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from ..core.engine import DispatchOutcome, Engine, RunContext, TaskSpec
 from ..core.fold import wrap_skip_marker
+from ..core.projection import Projection
 from ..errors import DispatchFailed
 from ..flow import Step, StepBlocked, StepFailed
 from ..ids import StepId
@@ -30,12 +31,13 @@ STEP_META = "$step_meta"
 
 @dataclass(frozen=True, slots=True)
 class AgentPolicy:
-    """The per-agent settings a step inherits: timeout, retry, verdict contract, submit format."""
+    """The per-agent settings a step inherits: timeout, retry, verdict contract, submit format, projection."""
 
     timeout_secs: float | None = None
     retry: Any = None
     verdict: Any = None
     submit_format: str | None = None
+    projection: Projection | None = None
 
 
 @dataclass(slots=True)
@@ -115,6 +117,7 @@ class EngineDispatcher:
             retry=policy.retry,
             verdict=policy.verdict,
             submit_format=policy.submit_format,
+            projection=policy.projection,
         )
         started = time.time()
         step_id = await self.engine.start_task(self.token, spec)

@@ -10,10 +10,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from ..blueprint.compiler import CompiledBlueprint
+from ..core.config import CheckPolicy
 from ..core.engine import Engine, RunContext
+from ..core.projection import DEFAULT_DIR_TEMPLATE, Projection
+from ..diagnostics import Diagnostic, DiagnosticError, Location
 from ..flow import FlowFailed, run_flow
 from ..ids import RunId
 from ..worker.adapter import SpawnerAdapter
@@ -66,13 +70,50 @@ def initial_ctx(blueprint: Mapping[str, Any], init_ctx: Any) -> Any:
     return init_ctx
 
 
-def agent_policies(compiled: CompiledBlueprint) -> dict[str, AgentPolicy]:
+@dataclass(frozen=True, slots=True)
+class Workspace:
+    """The folders a run may write step outputs under (`projection_placement.root` picks one)."""
+
+    work_dir: Path | None = None
+    project_root: Path | None = None
+
+
+def projection_root(compiled: CompiledBlueprint, workspace: Workspace) -> Path | None:
+    """Where step outputs are projected, or None; strict check policy without a root is refused."""
+    placement = compiled.raw.get("projection_placement") or {}
+    if placement.get("root") == "project_root":
+        root = workspace.project_root or workspace.work_dir
+    else:
+        root = workspace.work_dir or workspace.project_root
+    if root is None and compiled.raw.get("check_policy") == "strict":
+        raise DiagnosticError(
+            [
+                Diagnostic(
+                    "projection-root-missing",
+                    "check_policy is strict but no work dir or project root was given for step outputs",
+                    location=Location("BlueprintRoot", json_path="$.check_policy"),
+                    hint="pass --work-dir DIR, or set check_policy to warn",
+                )
+            ]
+        )
+    return root
+
+
+def agent_policies(compiled: CompiledBlueprint, workspace: Workspace | None = None) -> dict[str, AgentPolicy]:
     default_ctx = compiled.raw.get("default_agent_ctx") or {}
+    root = projection_root(compiled, workspace or Workspace())
+    placement = compiled.raw.get("projection_placement") or {}
+    check = CheckPolicy(compiled.raw.get("check_policy") or "warn")
     policies: dict[str, AgentPolicy] = {}
     for name, agent in compiled.agents.items():
         meta_ctx = ((agent.raw.get("meta") or {}).get("ctx")) or {}
         submit_format = meta_ctx.get("submit_format", default_ctx.get("submit_format"))
-        policies[name] = AgentPolicy(agent.timeout_secs, agent.retry, agent.verdict, submit_format)
+        projection = None
+        if root is not None:
+            step_name = compiled.step_names.canonical_of(name) or name
+            template = placement.get("dir_template") or DEFAULT_DIR_TEMPLATE
+            projection = Projection(root, step_name, template, check)
+        policies[name] = AgentPolicy(agent.timeout_secs, agent.retry, agent.verdict, submit_format, projection)
     return policies
 
 
@@ -89,6 +130,7 @@ async def run_blueprint(
     observer: RunObserver | None = None,
     externs: Mapping[str, Callable[..., Any]] | None = None,
     stack: StackBuilder | None = None,
+    workspace: Workspace | None = None,
 ) -> RunResult:
     """Evaluate the Blueprint's flow to the end (or failure, or cancellation)."""
     engine = engine or Engine()
@@ -100,7 +142,7 @@ async def run_blueprint(
         engine,
         token,
         spawner,
-        policies=agent_policies(compiled),
+        policies=agent_policies(compiled, workspace),
         metas={m["name"]: m.get("ctx") for m in compiled.raw.get("metas") or []},
         run=RunContext(control.run_id),
         journal=journal,
@@ -139,4 +181,4 @@ async def run_blueprint(
     return result
 
 
-__all__ = ["RunControl", "RunResult", "agent_policies", "initial_ctx", "run_blueprint"]
+__all__ = ["RunControl", "RunResult", "Workspace", "agent_policies", "initial_ctx", "projection_root", "run_blueprint"]
