@@ -194,3 +194,13 @@ async def test_audit_layer_publishes_attempt_events_and_long_hold_warns(engine: 
         ("attempt_finished", step, 1),
     ]
     assert events[2].data["error"] is None
+
+
+async def test_an_auditor_the_policy_denies_is_dropped_with_a_warning(engine: Engine, op: CapToken) -> None:
+    blueprint = {**audit_blueprint("sync"), "policy": {"deny": ["auditor"]}}
+    linked, diagnostics = link(audited_router(), blueprint, engine, run=RecordingRun())
+    assert [(d.code, d.location.json_path) for d in diagnostics] == [("audit-agent-denied", "$.audits[0].agent")]
+    assert "after_run_audit" not in linked.layer_names
+    step = await engine.start_task(op, TaskSpec("work"))
+    await engine.run_step(op, step, linked)
+    assert engine.output_tail(step, 1) == [Final(Inline({"answer": 42}))]

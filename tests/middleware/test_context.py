@@ -81,7 +81,7 @@ async def test_runtime_keeps_every_tier_and_records_policy_and_placement(engine:
     assert runtime["context_policy"] == {"include": None, "exclude": ["secret", "work_dir"], "steps": None,
                                          "steps_exclude": []}  # fmt: skip
     assert runtime["__projection_placement"] == {"root": "work_dir"}
-    assert runtime["agent_context"]["extra"]["region"] == "us"
+    assert runtime["agent_context"].extra["region"] == "us"
 
 
 def test_non_object_ctx_tier_is_a_warning_and_bad_context_policy_an_error(engine: Engine) -> None:

@@ -183,3 +183,19 @@ async def test_main_ai_hook_is_inactive_for_automate_operators(engine: Engine) -
     linked, _ = link(InProcSpawner().register("work", work), {"spawner_hints": {"layers": ["main_ai"]}}, engine,
                      run=RecordingRun())  # fmt: skip
     assert (await run_one(engine, op, linked, TaskSpec("work"))).kind == "pass"
+
+
+def test_the_documented_policy_example_is_valid() -> None:
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    from mlua_swarm.middleware import PolicyConfig
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "middleware.md").read_text()
+    (example,) = re.findall(r"```yaml\n(policy:.*?)```", doc, re.S)
+    policy = PolicyConfig.model_validate(yaml.safe_load(example)["policy"])
+    assert policy.concurrency == {"review": 2, "*": 16}
+    assert policy.rate_limits["*"].burst == 1
+    assert policy.budget is not None and policy.budget.max_wall_secs == 900

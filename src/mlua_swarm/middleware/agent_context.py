@@ -3,8 +3,9 @@
 Tiers, strongest first: Run > Task > Step > Agent > Blueprint-global. The run and task tiers are
 already in `ctx.meta.runtime` when this layer runs, so lower tiers are only inserted where a key is
 absent. The view is filtered by the agent's `ContextPolicy` (else the Blueprint default) and stored
-as JSON at `runtime["agent_context"]`, the policy at `runtime["context_policy"]` (the server filters
-`context.steps` with it when a worker fetches its payload).
+as an `AgentContextView` at `runtime["agent_context"]` (serialise it with `.to_json()`), the policy
+as JSON at `runtime["context_policy"]` (the server filters `context.steps` with it when a worker
+fetches its payload).
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ class AgentContextLayer(AroundLayer):
                 tier_keys.append(key)
         policy = self.policy_for(ctx.agent)
         view = build_view(ctx, tier_keys, policy)
-        runtime["agent_context"] = view.to_json()
+        runtime["agent_context"] = view
         if policy is not None:
             runtime["context_policy"] = policy.model_dump()
         if self.projection_placement is not None:
@@ -83,12 +84,18 @@ def build_view(ctx: Ctx, tier_keys: list[str], policy: ContextPolicy | None) -> 
     """The view of `ctx`: named fields from the runtime, other tier keys as `extra`, then the policy."""
     runtime = ctx.meta.runtime
     admits = policy.admits if policy is not None else _admit_all
-    view = AgentContextView(ctx.task_id, ctx.agent, ctx.attempt)
-    for key in NAMED_FIELDS:
-        if admits(key):
-            setattr(view, key, runtime.get(key))
-    view.extra = {key: runtime[key] for key in tier_keys if key not in NAMED_FIELDS and admits(key)}
-    return view
+    get = runtime.get
+    return AgentContextView(
+        ctx.task_id,
+        ctx.agent,
+        ctx.attempt,
+        project_root=get("project_root") if admits("project_root") else None,
+        work_dir=get("work_dir") if admits("work_dir") else None,
+        task_metadata=get("task_metadata") if admits("task_metadata") else None,
+        run_id=get("run_id") if admits("run_id") else None,
+        project_name_alias=get("project_name_alias") if admits("project_name_alias") else None,
+        extra={key: runtime[key] for key in tier_keys if key not in NAMED_FIELDS and admits(key)},
+    )
 
 
 def _admit_all(_key: str) -> bool:

@@ -65,10 +65,6 @@ class PolicyConfig(BaseModel):
                 raise ValueError(f"{rule!r} is not an agent name or 'kind:<kind>'")
         return value
 
-    @property
-    def is_empty(self) -> bool:
-        return not (self.concurrency or self.rate_limits or self.deny or self.budget) and self.allow is None
-
 
 class ContextPolicy(BaseModel):
     """Which non-identity fields of the agent context view a worker sees; exclude beats include."""

@@ -126,6 +126,9 @@ def link(
     diagnostics.extend(context_diagnostics)
     kinds = _agent_kinds(blueprint)
     diagnostics.extend(_policy_warnings(policy, kinds))
+    gate = PolicyGateLayer(policy.allow, policy.deny, kinds) if policy.allow is not None or policy.deny else None
+    if gate is not None:
+        audits = _admitted_audits(audits, gate, diagnostics)
 
     stack = SpawnerStack(router)
     if policy.rate_limits:
@@ -152,8 +155,8 @@ def link(
     if policy.budget is not None:
         budget = BudgetLayer(policy.budget, run)
         stack.layer(budget)
-    if policy.allow is not None or policy.deny:
-        stack.layer(PolicyGateLayer(policy.allow, policy.deny, kinds))
+    if gate is not None:
+        stack.layer(gate)
     linked = LinkedSpawner(stack.build(), stack.layers, supervisor, budget, engine, audit_token)
     return linked, diagnostics
 
@@ -208,6 +211,20 @@ def _audit_defs(blueprint: Mapping[str, Any]) -> list[AuditDef]:
             ]
         )
     return [parse_section(AuditDef, item, f"$.audits[{i}]", "invalid-audit") for i, item in enumerate(section)]
+
+
+def _admitted_audits(audits: list[AuditDef], gate: PolicyGateLayer, diagnostics: list[Diagnostic]) -> list[AuditDef]:
+    """Audits bypass the stack, so an auditor the policy refuses is dropped here, with a warning."""
+    admitted: list[AuditDef] = []
+    for index, audit in enumerate(audits):
+        reason = gate.refusal(audit.agent)
+        if reason is None:
+            admitted.append(audit)
+            continue
+        path = f"$.audits[{index}].agent"
+        hint = "allow the auditor in policy, or remove the audit"
+        diagnostics.append(_diagnostic("audit-agent-denied", f"audit is skipped: {reason}", path, hint, Level.WARN))
+    return admitted
 
 
 def _agent_kinds(blueprint: Mapping[str, Any]) -> dict[str, str]:
