@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from mlua_swarm.core.ctx import Ctx, OperatorInfo, OperatorKind
 from mlua_swarm.core.engine import Engine, TaskSpec
 from mlua_swarm.diagnostics import DiagnosticError, Level
 from mlua_swarm.errors import DispatchFailed
 from mlua_swarm.ids import StepId
-from mlua_swarm.middleware import AroundLayer, LayerRegistry, SpawnerStack, TaskInput, link
+from mlua_swarm.middleware import AroundLayer, LayerRegistry, PolicyConfig, SpawnerStack, TaskInput, link
 from mlua_swarm.middleware.join import after_join
 from mlua_swarm.tokens import CapToken
 from mlua_swarm.worker import Worker
@@ -186,13 +189,6 @@ async def test_main_ai_hook_is_inactive_for_automate_operators(engine: Engine) -
 
 
 def test_the_documented_policy_example_is_valid() -> None:
-    import re
-    from pathlib import Path
-
-    import yaml
-
-    from mlua_swarm.middleware import PolicyConfig
-
     doc = (Path(__file__).resolve().parents[2] / "docs" / "middleware.md").read_text()
     (example,) = re.findall(r"```yaml\n(policy:.*?)```", doc, re.S)
     policy = PolicyConfig.model_validate(yaml.safe_load(example)["policy"])

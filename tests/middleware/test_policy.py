@@ -124,6 +124,31 @@ async def test_cancel_while_waiting_for_a_slot_releases_it(engine: Engine, op: C
         assert [e.kind for e in buffered(stream, "mw.")] == []
 
 
+async def test_timed_out_and_cancelled_workers_give_their_slots_back(engine: Engine, op: CapToken) -> None:
+    started = asyncio.Event()
+
+    async def hang(inv: WorkerInvocation) -> Any:
+        started.set()
+        await asyncio.Event().wait()
+
+    router = InProcSpawner().register("hang", hang).register("quick", lambda inv: "ok")
+    linked, _ = link(router, {"policy": {"concurrency": {"*": 1}}}, engine, run=RecordingRun())
+    layer = linked.layer("concurrency")
+    assert isinstance(layer, ConcurrencyLayer)
+    assert (await run_one(engine, op, linked, TaskSpec("hang", timeout_secs=0.05))).kind == "timeout"
+    assert layer.in_use("*") == 0
+    started.clear()
+    step = await engine.start_task(op, TaskSpec("hang"))
+    running = asyncio.create_task(engine.run_step(op, step, linked))
+    await started.wait()
+    assert layer.in_use("*") == 1
+    await engine.cancel_task(op, step)
+    assert (await running).kind == "cancelled"
+    assert layer.in_use("*") == 0
+    async with asyncio.timeout(5):
+        assert (await run_one(engine, op, linked, TaskSpec("quick"))).value == "ok"
+
+
 async def test_a_failed_inner_spawn_gives_its_slot_back(engine: Engine, op: CapToken) -> None:
     linked, _ = link(InProcSpawner(), {"policy": {"concurrency": {"ghost": 1}}}, engine, run=RecordingRun())
     for _ in range(3):
