@@ -14,7 +14,6 @@ import hashlib
 import hmac
 import json
 import time
-from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -100,20 +99,40 @@ class TokenDecodeError(ValueError):
     """The transport form is not base64 of a token's JSON."""
 
 
-@dataclass(frozen=True, slots=True)
 class CapToken:
-    agent_id: str
-    role: Role
-    scopes: tuple[str, ...]
-    issued_at: int
-    expire_at: int
-    max_uses: int | None
-    nonce: str
-    sig_hex: str
-    fingerprint: str = field(init=False, repr=False, compare=False)
+    """A signed grant. Treat it as immutable: the engine trusts the signature of objects it minted."""
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "fingerprint", hashlib.sha256(self.nonce.encode()).hexdigest())
+    __slots__ = ("agent_id", "expire_at", "fingerprint", "issued_at", "max_uses", "nonce", "role", "scopes", "sig_hex")
+
+    def __init__(
+        self,
+        agent_id: str,
+        role: Role,
+        scopes: tuple[str, ...],
+        issued_at: int,
+        expire_at: int,
+        max_uses: int | None,
+        nonce: str,
+        sig_hex: str,
+    ) -> None:
+        self.agent_id = agent_id
+        self.role = role
+        self.scopes = scopes
+        self.issued_at = issued_at
+        self.expire_at = expire_at
+        self.max_uses = max_uses
+        self.nonce = nonce
+        self.sig_hex = sig_hex
+        self.fingerprint = hashlib.sha256(nonce.encode()).hexdigest()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CapToken) and self.to_json() == other.to_json()
+
+    def __hash__(self) -> int:
+        return hash(self.fingerprint)
+
+    def __repr__(self) -> str:
+        return f"CapToken(role={self.role.value}, agent_id={self.agent_id!r}, fingerprint={self.fingerprint[:12]}…)"
 
     def signing_input(self) -> bytes:
         return _signing_input(
@@ -159,9 +178,6 @@ class CapToken:
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise TokenDecodeError(f"token JSON has the wrong shape: {exc}") from None
-
-    def __str__(self) -> str:
-        return f"CapToken(role={self.role.value}, agent={self.agent_id}, fp={self.fingerprint[:12]})"
 
 
 def _signing_input(
@@ -211,7 +227,7 @@ class TokenBook:
         self._handles: dict[str, str] = {}
 
     def sign(self, message: bytes) -> str:
-        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
+        return hmac.digest(self._secret, message, "sha256").hex()
 
     def mint(
         self,
