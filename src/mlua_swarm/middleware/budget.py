@@ -34,7 +34,8 @@ class BudgetLayer(AroundLayer):
 
     The spawn beyond `max_attempts`, or the `max_wall_secs` timer, marks the budget spent: it
     publishes `mw.budget_exceeded`, calls `run.cancel(reason)` once, and every later spawn is refused
-    with that reason. `close()` stops the timer (the linked stack calls it).
+    with that reason (or, when the run's cancellation has reached the spawning task, ends cancelled).
+    `close()` stops the timer (the linked stack calls it).
     """
 
     name = "budget"
@@ -59,6 +60,7 @@ class BudgetLayer(AroundLayer):
                 self._spend(engine, f"run budget exceeded: more than max_attempts={limit} attempts", task_id)
         if self.spent is not None:
             engine.publish("mw.denied", task_id, attempt=attempt, agent=ctx.agent, reason=self.spent)
+            await _take_pending_cancel()
             raise RejectedByMiddleware(self.spent)
         return await inner.spawn(engine, ctx, task_id, attempt, token)
 
@@ -86,6 +88,17 @@ class BudgetLayer(AroundLayer):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+
+async def _take_pending_cancel() -> None:
+    """Let a cancellation already requested for this task (by `run.cancel`) arrive now.
+
+    Cancelling the run reaches the spawning task synchronously when it is part of the run; one
+    yield delivers it, so the step and the run end cancelled rather than failed by the refusal.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        await asyncio.sleep(0)
 
 
 __all__ = ["BudgetLayer", "RunControl"]
