@@ -8,6 +8,7 @@ from .budget import BudgetLayer, RunControl
 from .concurrency import ConcurrencyLayer
 from .config import AuditDef, BudgetConfig, ContextPolicy, PolicyConfig, RateLimitConfig
 from .gate import PolicyGateLayer
+from .join import after_join, last_final
 from .layer import SpawnerLayer
 from .link import LinkedSpawner, link
 from .long_hold import LongHoldLayer
@@ -48,5 +49,7 @@ __all__ = [
     "SpawnerStack",
     "TaskInput",
     "TokenBucket",
+    "after_join",
+    "last_final",
     "link",
 ]
