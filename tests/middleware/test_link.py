@@ -195,3 +195,22 @@ def test_the_documented_policy_example_is_valid() -> None:
     assert policy.concurrency == {"review": 2, "*": 16}
     assert policy.rate_limits["*"].burst == 1
     assert policy.budget is not None and policy.budget.max_wall_secs == 900
+
+
+def test_one_link_reports_every_problem_at_once(engine: Engine) -> None:
+    blueprint = {
+        "spawner_hints": {"layers": ["turbo", "operator_delegate"]},
+        "policy": {"deny": [""]},
+        "audits": [{"mode": "sync"}],
+        "default_context_policy": {"exclude": "x"},
+    }
+    with pytest.raises(DiagnosticError) as caught:
+        link(InProcSpawner(), blueprint, engine, run=RecordingRun())
+    assert [(d.code, d.level, d.location.json_path) for d in caught.value.diagnostics] == [
+        ("unknown-spawner-hint", Level.WARN, "$.spawner_hints.layers[0]"),
+        ("removed-spawner-hint", Level.ERROR, "$.spawner_hints.layers[1]"),
+        ("invalid-policy", Level.ERROR, "$.policy.deny"),
+        ("invalid-audit", Level.ERROR, "$.audits[0].agent"),
+        ("invalid-context-policy", Level.ERROR, "$.default_context_policy.exclude"),
+    ]
+    assert "removed-spawner-hint" in str(caught.value)

@@ -13,11 +13,11 @@ starts; the gate and the budget sit outside everything so a refused spawn costs 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..diagnostics import Diagnostic, DiagnosticError, Level, Location
+from ..diagnostics import Diagnostic, DiagnosticError, Level, Location, has_errors
 from ..worker.adapter import SpawnerAdapter
 from .after_run_audit import AfterRunAuditLayer, AuditSupervisor
 from .agent_context import agent_context_from_blueprint
@@ -30,6 +30,8 @@ from .rate_limit import RateLimitLayer
 from .registry import REMOVED_HINTS, LayerRegistry
 from .runtime_keys import TaskInput, project_name_alias_layer, task_input_layer
 from .stack import SpawnerStack
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from ..core.ctx import Ctx
@@ -114,15 +116,19 @@ def link(
 ) -> tuple[LinkedSpawner, list[Diagnostic]]:
     """Wrap `router` in the layers the Blueprint and `registry` call for (see the module docstring).
 
-    Returns the linked spawner and the warnings found; raises `DiagnosticError` for a removed hint
-    (`removed-spawner-hint`) or a malformed `policy`, `audits`, `spawner_hints` or context policy.
+    Returns the linked spawner and the warnings found. A removed hint (`removed-spawner-hint`) or a
+    malformed `policy`, `audits`, `spawner_hints` or context policy raises `DiagnosticError` carrying
+    every diagnostic found, warnings included.
     """
     registry = registry if registry is not None else LayerRegistry.default()
     diagnostics: list[Diagnostic] = []
     hints = _hint_keys(blueprint, registry, diagnostics)
-    policy = parse_section(PolicyConfig, blueprint.get("policy") or {}, "$.policy", "invalid-policy")
-    audits = _audit_defs(blueprint)
-    context_layer, context_diagnostics = agent_context_from_blueprint(blueprint)
+    policy = _checked(lambda: _policy(blueprint), diagnostics)
+    audits = _checked(lambda: _audit_defs(blueprint), diagnostics)
+    context = _checked(lambda: agent_context_from_blueprint(blueprint), diagnostics)
+    if policy is None or audits is None or context is None or has_errors(diagnostics):
+        raise DiagnosticError(diagnostics)
+    context_layer, context_diagnostics = context
     diagnostics.extend(context_diagnostics)
     kinds = _agent_kinds(blueprint)
     diagnostics.extend(_policy_warnings(policy, kinds))
@@ -161,28 +167,32 @@ def link(
     return linked, diagnostics
 
 
+def _checked(parse: Callable[[], T], diagnostics: list[Diagnostic]) -> T | None:
+    """`parse()`, or None with its diagnostics collected, so one link reports every problem at once."""
+    try:
+        return parse()
+    except DiagnosticError as exc:
+        diagnostics.extend(exc.diagnostics)
+        return None
+
+
 def _hint_keys(blueprint: Mapping[str, Any], registry: LayerRegistry, diagnostics: list[Diagnostic]) -> list[str]:
     section = blueprint.get("spawner_hints")
     if section is None:
         return []
     layers = section.get("layers", []) if isinstance(section, Mapping) else None
     if not isinstance(layers, list) or not all(isinstance(key, str) for key in layers):
-        raise DiagnosticError(
-            [_diagnostic("invalid-spawner-hints", "spawner_hints.layers must be a list of strings",
-                         "$.spawner_hints.layers", 'write e.g. "spawner_hints": {"layers": ["main_ai"]}')]
-        )  # fmt: skip
+        hint = 'write e.g. "spawner_hints": {"layers": ["main_ai"]}'
+        message = "spawner_hints.layers must be a list of strings"
+        diagnostics.append(_diagnostic("invalid-spawner-hints", message, "$.spawner_hints.layers", hint))
+        return []
     keys: list[str] = []
     for index, key in enumerate(layers):
         path = f"$.spawner_hints.layers[{index}]"
         if key in REMOVED_HINTS:
-            error = _diagnostic(
-                "removed-spawner-hint",
-                f"spawner hint {key!r} was removed",
-                path,
-                "delete it; operator routing is declared with an agent of kind 'operator'",
-            )
-            raise DiagnosticError([*diagnostics, error])
-        if key not in registry.hints:
+            hint = "delete it; operator routing is declared with an agent of kind 'operator'"
+            diagnostics.append(_diagnostic("removed-spawner-hint", f"spawner hint {key!r} was removed", path, hint))
+        elif key not in registry.hints:
             known = ", ".join(sorted(registry.hints)) or "none"
             diagnostics.append(
                 _diagnostic("unknown-spawner-hint", f"unknown spawner hint {key!r} is ignored", path,
@@ -196,6 +206,10 @@ def _hint_keys(blueprint: Mapping[str, Any], registry: LayerRegistry, diagnostic
         else:
             keys.append(key)
     return keys
+
+
+def _policy(blueprint: Mapping[str, Any]) -> PolicyConfig:
+    return parse_section(PolicyConfig, blueprint.get("policy") or {}, "$.policy", "invalid-policy")
 
 
 def _audit_defs(blueprint: Mapping[str, Any]) -> list[AuditDef]:
