@@ -179,9 +179,12 @@ class LuaSandbox:
             lua_namespaces = rt.table()
             for ns, fns in (namespaces or {}).items():
                 lua_namespaces[ns] = rt.table_from({name: self._bridge(f"{ns}.{name}", fn) for name, fn in fns.items()})
-            status, value, line = self._sb.run(
-                source, chunkname, lua_globals, lua_modules, lua_namespaces, warn or _drop_warning
-            )
+            try:
+                status, value, line = self._sb.run(
+                    source, chunkname, lua_globals, lua_modules, lua_namespaces, warn or _drop_warning
+                )
+            except UnicodeDecodeError as exc:
+                raise LuaScriptError("the script returned a string that is not valid UTF-8") from exc
             self._raise_for(status, value, line)
             try:
                 result = lua_to_json(value)
@@ -204,7 +207,10 @@ class LuaSandbox:
             lua_args = rt.table()
             for index, arg in enumerate(args, start=1):
                 lua_args[index] = json_to_lua(rt, arg)
-            status, value = self._sb.call_eval(source, chunkname, lua_args, len(args))
+            try:
+                status, value = self._sb.call_eval(source, chunkname, lua_args, len(args))
+            except UnicodeDecodeError as exc:
+                raise LuaScriptError("the script returned a string that is not valid UTF-8") from exc
             self._raise_for(status, value, None)
             try:
                 result = lua_to_json(value)
