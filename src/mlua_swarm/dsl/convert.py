@@ -83,17 +83,12 @@ def _describe(keys: list[int]) -> str:
 
 
 def json_to_lua(runtime: Any, value: Any) -> Any:
-    """Convert JSON data into Lua values owned by `runtime` (objects and arrays become tables)."""
-    if isinstance(value, Mapping):
-        table = runtime.table()
-        for key, item in value.items():
-            table[str(key)] = json_to_lua(runtime, item)
-        return table
-    if isinstance(value, list | tuple):
-        table = runtime.table()
-        for index, item in enumerate(value, start=1):
-            table[index] = json_to_lua(runtime, item)
-        return table
+    """Convert JSON data into Lua values owned by `runtime` (objects and arrays become tables).
+
+    JSON null becomes nil, so an array holding null has a hole there (as with upstream's scripts).
+    """
+    if isinstance(value, Mapping | list | tuple):
+        return runtime.table_from(value, recursive=True)
     return value
 
 

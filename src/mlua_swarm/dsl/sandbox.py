@@ -172,9 +172,7 @@ class LuaSandbox:
         """Run a chunk; `chunkname` follows Lua's rules (`=name` shows as `name` in messages)."""
         rt = self.runtime
         with self._session(signal or AbortSignal(), limits) as started:
-            lua_globals = rt.table()
-            for key, value in (globals_ or {}).items():
-                lua_globals[key] = json_to_lua(rt, value)
+            lua_globals = json_to_lua(rt, dict(globals_ or {}))
             lua_modules = rt.table_from(dict(modules or {}))
             lua_namespaces = rt.table()
             for ns, fns in (namespaces or {}).items():
@@ -204,9 +202,7 @@ class LuaSandbox:
         """Evaluate `source` to a function (mlua `eval` rules) and call it with JSON `args`."""
         rt = self.runtime
         with self._session(signal or AbortSignal(), limits) as started:
-            lua_args = rt.table()
-            for index, arg in enumerate(args, start=1):
-                lua_args[index] = json_to_lua(rt, arg)
+            lua_args = json_to_lua(rt, args)
             try:
                 status, value = self._sb.call_eval(source, chunkname, lua_args, len(args))
             except UnicodeDecodeError as exc:
