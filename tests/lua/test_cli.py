@@ -124,3 +124,42 @@ def test_an_unresolved_agent_md_only_warns_unless_strict_embed(tmp_path: Path) -
     strict = mse_bp(["build", "r.bp.lua", "--strict-embed"], tmp_path)
     assert strict.returncode == 2
     assert "error[ref-not-found]" in strict.stderr
+
+
+SPIN = """local F = require "flow_dsl"
+return {
+  id = "spin",
+  flow = F.seq {
+    F.fanout { items = F.lit { 1, 2, 3 }, bind = F.p "$.i", join = "all", out = F.p "$.r",
+      body = F.step { agent = "work", input = F.p "$.i", out = F.p "$.o" } },
+    F.step { agent = "spin", input = "x", out = F.p "$.s" },
+  },
+  agents = {
+    { name = "work", kind = "lua", spec = { source = "return _CTX * 2" } },
+    { name = "spin", kind = "lua", spec = { source = "while true do end" }, timeout_secs = 0.5 },
+  },
+}
+"""
+
+
+def test_mse_run_times_out_an_endless_lua_step(tmp_path: Path) -> None:
+    (tmp_path / "spin.bp.lua").write_text(SPIN, encoding="utf-8")
+    ran = run_mse(["run", "spin.bp.lua", "--json", "--ephemeral"], cwd=tmp_path)
+    assert ran.returncode == 1, ran.stderr
+    result = json.loads(ran.stdout)
+    assert result["error"]["failed_step"] == "spin"
+    assert "timed out" in result["error"]["message"]
+    assert [lane["o"] for lane in result["partial_ctx"]["r"]] == [2, 4, 6]
+
+
+def test_a_lua_agent_with_bad_syntax_fails_lint_with_invalid_agent_spec(tmp_path: Path) -> None:
+    (tmp_path / "bad.bp.lua").write_text(
+        'local F = require "flow_dsl"\n'
+        "return { id = 'b', flow = F.step { agent = 'x', input = 1, out = F.p '$.y' },\n"
+        "  agents = { { name = 'x', kind = 'lua', spec = { source = 'return = 1' } } } }\n",
+        encoding="utf-8",
+    )
+    lint = run_mse(["bp", "lint", "bad.bp.lua"], cwd=tmp_path)
+    assert lint.returncode == 2
+    assert "invalid-agent-spec" in lint.stderr
+    assert "x.lua:1:" in lint.stderr

@@ -50,7 +50,7 @@ _LINE = re.compile(r":(\d+):")
 class LuaLimits:
     """Per-run budgets; `None` means unlimited."""
 
-    instructions: int | None = 200_000_000
+    instructions: int | None = 1_000_000_000
     wall_secs: float | None = 60.0
     memory_bytes: int | None = 64 * 1024 * 1024
 

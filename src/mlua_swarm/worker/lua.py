@@ -98,7 +98,10 @@ class LuaSpawner(SpawnerAdapter):
         except LuaAborted as exc:
             if exc.reason == "cancelled":
                 raise WorkerCancelled() from None
-            raise WorkerFailed(f"lua eval [{self.label}]: {exc}") from None
+            knob = "instructions" if exc.reason == "budget" else "wall_secs"
+            raise WorkerFailed(
+                f"lua eval [{self.label}]: {exc}; raise spec.limits.{knob} if that is expected"
+            ) from None
         except LuaScriptError as exc:
             raise WorkerFailed(f"lua eval [{self.label}]: {exc.message}") from None
         finally:
