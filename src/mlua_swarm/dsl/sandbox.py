@@ -144,13 +144,14 @@ def _lua_print(text: str) -> None:
 class LuaSandbox:
     """One sandboxed runtime; not thread-safe, use one per thread (see `LuaPool`)."""
 
-    def __init__(self, memory_bytes: int | None = None) -> None:
+    def __init__(self) -> None:
+        # max_memory=0: lupa's counting allocator without a cap; each run sets its own cap.
         self.runtime = lua54.LuaRuntime(
             register_eval=False,
             register_builtins=False,
             unpack_returned_tuples=True,
             attribute_filter=_refuse_attribute,
-            max_memory=0 if memory_bytes is None else memory_bytes,
+            max_memory=0,
         )
         self._guard = _Guard()
         self.poisoned = False
@@ -183,12 +184,7 @@ class LuaSandbox:
                 )
             except UnicodeDecodeError as exc:
                 raise LuaScriptError("the script returned a string that is not valid UTF-8") from exc
-            self._raise_for(status, value, line)
-            try:
-                result = lua_to_json(value)
-            except LuaConversionError as exc:
-                raise LuaScriptError(f"the result cannot be converted to JSON: {exc}") from exc
-            return LuaRun(result, self._guard.polls * HOOK_EVERY, time.monotonic() - started)
+            return self._finish(status, value, line, started)
 
     def call_function(
         self,
@@ -207,12 +203,7 @@ class LuaSandbox:
                 status, value = self._sb.call_eval(source, chunkname, lua_args, len(args))
             except UnicodeDecodeError as exc:
                 raise LuaScriptError("the script returned a string that is not valid UTF-8") from exc
-            self._raise_for(status, value, None)
-            try:
-                result = lua_to_json(value)
-            except LuaConversionError as exc:
-                raise LuaScriptError(f"the result cannot be converted to JSON: {exc}") from exc
-            return LuaRun(result, self._guard.polls * HOOK_EVERY, time.monotonic() - started)
+            return self._finish(status, value, None, started)
 
     def check_syntax(self, source: str, chunkname: str) -> LuaScriptError | None:
         """Compile `source` without running it; the syntax error, if any."""
@@ -243,13 +234,18 @@ class LuaSandbox:
             if limits.memory_bytes is not None:
                 self.runtime.set_max_memory(0)
 
-    def _raise_for(self, status: str, value: Any, line: int | None) -> None:
+    def _finish(self, status: str, value: Any, line: int | None, started: float) -> LuaRun:
+        """Turn the bootstrap's (status, value, line) answer into a `LuaRun` or the matching error."""
         if status == "ok":
-            return
+            try:
+                result = lua_to_json(value)
+            except LuaConversionError as exc:
+                raise LuaScriptError(f"the result cannot be converted to JSON: {exc}") from exc
+            return LuaRun(result, self._guard.polls * HOOK_EVERY, time.monotonic() - started)
         if status == "aborted":
             self.poisoned = True
             reason = self._guard.reason or "cancelled"
-            raise LuaAborted(reason, _abort_text(reason, self._guard))
+            raise LuaAborted(reason, _abort_text(reason, self._guard.polls))
         if status == "syntax":
             text = str(value)
             match = _LINE.search(text)
@@ -288,9 +284,9 @@ def _limit_text(limits: LuaLimits) -> str:
     return f"limit {limits.memory_bytes / (1024 * 1024):g} MiB"
 
 
-def _abort_text(reason: AbortReason, guard: _Guard) -> str:
+def _abort_text(reason: AbortReason, polls: int) -> str:
     if reason == "budget":
-        return f"instruction budget exceeded (about {guard.polls * HOOK_EVERY} instructions)"
+        return f"instruction budget exceeded (about {polls * HOOK_EVERY} instructions)"
     if reason == "timeout":
         return "wall-time budget exceeded"
     return "cancelled"
@@ -299,11 +295,10 @@ def _abort_text(reason: AbortReason, guard: _Guard) -> str:
 class LuaPool:
     """A few warm sandboxes shared across threads; each lease is exclusive to one thread."""
 
-    def __init__(self, max_idle: int = 4, memory_bytes: int | None = None) -> None:
+    def __init__(self, max_idle: int = 4) -> None:
         self._idle: list[LuaSandbox] = []
         self._lock = threading.Lock()
         self._max_idle = max_idle
-        self._memory_bytes = memory_bytes
 
     @contextmanager
     def lease(self) -> Iterator[LuaSandbox]:
@@ -311,7 +306,7 @@ class LuaPool:
         with self._lock:
             sandbox = self._idle.pop() if self._idle else None
         if sandbox is None:
-            sandbox = LuaSandbox(self._memory_bytes)
+            sandbox = LuaSandbox()
         try:
             yield sandbox
         finally:
@@ -331,7 +326,7 @@ def lua_executor() -> ThreadPoolExecutor:
     global _executor
     with _executor_lock:
         if _executor is None:
-            _executor = ThreadPoolExecutor(max_workers=max(4, os.cpu_count() or 1), thread_name_prefix="mse-lua")
+            _executor = ThreadPoolExecutor(max_workers=max(8, os.cpu_count() or 1), thread_name_prefix="mse-lua")
         return _executor
 
 
@@ -353,7 +348,7 @@ async def run_in_lua_thread(pool: LuaPool, job: Callable[[LuaSandbox], T], signa
 
     def work() -> T:
         if signal.reason is not None:
-            raise LuaAborted(signal.reason, _abort_text(signal.reason, _Guard()))
+            raise LuaAborted(signal.reason, _abort_text(signal.reason, 0))
         with pool.lease() as sandbox:
             return job(sandbox)
 
