@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -308,3 +309,21 @@ async def test_a_python_worker_and_a_lua_worker_share_the_engine(engine: Engine,
     first = await run_one(engine, op, InProcSpawner().register("p", py), TaskSpec("p", {"n": 1}))
     second = await run_one(engine, op, lua_agent("return _CTX.n * 10"), TaskSpec("a", {"n": first.value}))
     assert second.value == 20
+
+
+async def test_spec_bridges_import_python_functions_from_the_blueprint_folder(
+    engine: Engine, op: CapToken, tmp_path: Path
+) -> None:
+    (tmp_path / "lua_bridge_tools.py").write_text("def twice(x):\n    return x * 2\n", encoding="utf-8")
+    spec = {"source": "return host.twice(21)", "bridges": {"twice": "lua_bridge_tools:twice"}}
+    spawner = LuaKind().build({"name": "a", "kind": "lua", "spec": spec}, LinkEnv(base_dir=tmp_path))
+    outcome = await run_one(engine, op, spawner, TaskSpec("a", ""))
+    assert outcome.value == 42
+
+
+def test_spec_bridges_that_do_not_import_are_refused(tmp_path: Path) -> None:
+    spec = {"source": "return 1", "bridges": {"x": "no_such_module_here:f"}}
+    with pytest.raises(InvalidAgentSpec, match="cannot import bridge 'x'"):
+        LuaKind().build({"name": "a", "kind": "lua", "spec": spec}, LinkEnv(base_dir=tmp_path))
+    with pytest.raises(InvalidAgentSpec, match="'module:function' strings"):
+        LuaKind().build({"name": "a", "kind": "lua", "spec": {"source": "return 1", "bridges": ["x"]}}, LinkEnv())

@@ -40,6 +40,7 @@ from .adapter import SpawnerAdapter, WorkerResult, render_prompt, submit_result
 from .errors import SpawnInternalError, WorkerCancelled, WorkerFailed
 from .kinds import AgentKind, InvalidAgentSpec, LinkEnv
 from .output import Artifact, EngineSink, Inline
+from .pyfn import import_callable
 
 if TYPE_CHECKING:
     from ..core.engine import Engine
@@ -159,8 +160,9 @@ def script_globals(prompt: str, ctx: Ctx, view: AgentContextView) -> dict[str, A
 class LuaKind(AgentKind):
     """Builds a `LuaSpawner` from `spec.source` (+ `label`) or a pre-registered `spec.fn_id` script.
 
-    `bridges` become `host.<name>` in every script (JSON in, JSON out, synchronous); `limits` are
-    the default budgets, which `spec.limits` (`instructions`, `wall_secs`, `memory_bytes`) may override.
+    `bridges` become `host.<name>` in every script (JSON in, JSON out, synchronous), joined by the
+    agent's own `spec.bridges` (`{"name": "module:function"}`); `limits` are the default budgets,
+    which `spec.limits` (`instructions`, `wall_secs`, `memory_bytes`) may override.
     """
 
     name = "lua"
@@ -191,7 +193,8 @@ class LuaKind(AgentKind):
                 f"agent '{name}': the Lua source does not compile: {error.message}",
                 "fix the Lua syntax in spec.source",
             )
-        return LuaSpawner(source, label, bridges=self.bridges, limits=_limits(name, spec, self.limits), pool=self.pool)
+        bridges = {**self.bridges, **_spec_bridges(name, spec, env)}
+        return LuaSpawner(source, label, bridges=bridges, limits=_limits(name, spec, self.limits), pool=self.pool)
 
     def _source(self, name: str, spec: Mapping[str, Any]) -> tuple[str, str]:
         label = spec.get("label")
@@ -216,6 +219,28 @@ class LuaKind(AgentKind):
                 "inline the script as spec.source, or register it with LuaKind(scripts=...)",
             )
         return script, label or f"{fn_id}.lua"
+
+
+def _spec_bridges(name: str, spec: Mapping[str, Any], env: LinkEnv) -> dict[str, Bridge]:
+    """`spec.bridges`: `{"name": "package.module:function"}`, imported with the Blueprint's folder importable."""
+    raw = spec.get("bridges")
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping) or not all(isinstance(v, str) for v in raw.values()):
+        raise InvalidAgentSpec(
+            f"agent '{name}': spec.bridges maps bridge names to 'module:function' strings",
+            'e.g. "bridges": {"lookup": "my_tools:lookup"}',
+        )
+    bridges: dict[str, Bridge] = {}
+    for bridge, target in raw.items():
+        try:
+            bridges[str(bridge)] = import_callable(target, env.base_dir)
+        except (ImportError, AttributeError, ValueError) as exc:
+            raise InvalidAgentSpec(
+                f"agent '{name}': cannot import bridge '{bridge}' from {target!r}: {exc}",
+                "check the module is importable from the Blueprint's folder and the name after ':' exists",
+            ) from exc
+    return bridges
 
 
 def _limits(name: str, spec: Mapping[str, Any], default: LuaLimits) -> LuaLimits:
