@@ -185,13 +185,18 @@ async def test_one_script_cannot_change_the_library_of_the_next(engine: Engine, 
 
 
 async def test_step_timeout_stops_an_endless_loop_while_other_steps_run(engine: Engine, op: CapToken) -> None:
-    loop_step = await engine.start_task(op, TaskSpec("spin", "", timeout_secs=0.5))
+    loop = asyncio.get_running_loop()
+    spinning_now = asyncio.Event()
+    kind = LuaKind(bridges={"started": lambda: loop.call_soon_threadsafe(spinning_now.set)})
+    loop_step = await engine.start_task(op, TaskSpec("spin", "", timeout_secs=2.0))
     quick_step = await engine.start_task(op, TaskSpec("quick", "hi"))
-    spinning = asyncio.create_task(engine.run_step(op, loop_step, lua_agent("while true do end", name="spin")))
-    quick = await engine.run_step(op, quick_step, lua_agent("return _PROMPT .. '!'", name="quick"))
-    assert quick.value == "hi!"
-    assert not spinning.done()
+    spin = lua_agent("host.started() while true do end", name="spin", kind=kind)
+    spinning = asyncio.create_task(engine.run_step(op, loop_step, spin))
     async with asyncio.timeout(10):
+        await spinning_now.wait()
+        quick = await engine.run_step(op, quick_step, lua_agent("return _PROMPT .. '!'", name="quick"))
+        assert quick.value == "hi!"
+        assert not spinning.done()
         outcome = await spinning
     assert outcome.kind == "timeout"
     assert engine.read_task_state(op, loop_step).status.value == "timeout"
