@@ -49,6 +49,7 @@ class AgentKind(ABC):
 _BUILTIN: dict[str, str] = {
     "rust_fn": "mlua_swarm.worker.pyfn:RustFnKind",
     "python": "mlua_swarm.worker.pyfn:PythonKind",
+    "subprocess": "mlua_swarm.worker.process:SubprocessKind",
 }
 _LOADED: dict[str, AgentKind] = {}
 
