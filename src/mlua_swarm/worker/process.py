@@ -326,7 +326,8 @@ class _ChildRun:
             helpers.append(asyncio.create_task(self._feed(stdin)))
         tasks = [reader, *helpers]
         try:
-            await self.protocol.exited
+            # Shielded: cancelling this task (a timeout, say) must not cancel the exit future itself.
+            await asyncio.shield(self.protocol.exited)
             self.elapsed_ms = (time.monotonic() - self.started) * 1000
             self.killer.signal(signal.SIGKILL)
             stragglers = await _settle(tasks, PIPE_CLOSE_SECS)
