@@ -48,6 +48,7 @@ from .templates import (
     BoundTemplate,
     MissingPlaceholder,
     OutputDecl,
+    RenderedCommand,
     bind_template,
     normalize_plain,
     parse_stream_mode,
@@ -89,6 +90,7 @@ class ProcessSpawner(SpawnerAdapter):
         max_frame_bytes: int = DEFAULT_MAX_FRAME,
         cwd: str | os.PathLike[str] | None = None,
         env: Mapping[str, str] | None = None,
+        base_dir: Path | None = None,
     ) -> None:
         self.program = program
         self.args = tuple(args)
@@ -99,8 +101,8 @@ class ProcessSpawner(SpawnerAdapter):
         self.max_frame_bytes = max_frame_bytes
         self.cwd = os.fspath(cwd) if cwd is not None else None
         self.env = dict(env or {})
+        self.base_dir = base_dir
         self.template: BoundTemplate | None = None
-        self.base_dir: Path | None = None
 
     @classmethod
     def shell(cls, command: str, **options: Any) -> ProcessSpawner:
@@ -163,7 +165,9 @@ class ProcessSpawner(SpawnerAdapter):
         task = asyncio.create_task(run.drive(stdin.encode() if stdin is not None else None))
         return ProcessWorker(WorkerJoinHandler(WorkerId.new(), cancel, task))
 
-    def _render(self, bound: BoundTemplate, ctx: Ctx, directive: Any, prompt: str, cleanup: list[Path]) -> Any:
+    def _render(
+        self, bound: BoundTemplate, ctx: Ctx, directive: Any, prompt: str, cleanup: list[Path]
+    ) -> RenderedCommand:
         """The template's argv, stdin, env and cwd for this attempt."""
         view = AgentContextView.from_ctx(ctx)
         try:
@@ -532,17 +536,16 @@ class SubprocessKind(AgentKind):
         cwd = spec.get("cwd")
         if cwd is not None and not isinstance(cwd, str):
             raise InvalidAgentSpec(f"agent '{name}': spec.cwd must be a string (relative to the Blueprint)", None)
-        spawner = ProcessSpawner(
+        return ProcessSpawner(
             program,
             args,
             use_stdin=use_stdin,
             stream_mode=parse_stream_mode(spec.get("stream_mode"), f"agent '{name}'"),
             cwd=cwd,
             env=extra_env,
+            base_dir=env.base_dir,
             **_options(spec, name),
         )
-        spawner.base_dir = env.base_dir
-        return spawner
 
 
 def _options(spec: Mapping[str, Any], name: Any) -> dict[str, Any]:
