@@ -1,16 +1,23 @@
 """Cancel, timeout and owner cancellation kill the child's whole process group, for real."""
 
 import asyncio
+import os
+import select
 import signal
 from pathlib import Path
 
 import pytest
 
 from mlua_swarm.core.config import EngineConfig
+from mlua_swarm.core.ctx import Ctx
 from mlua_swarm.core.engine import Engine, TaskSpec
+from mlua_swarm.ids import StepId
 from mlua_swarm.tokens import CapToken
+from mlua_swarm.worker import Worker
+from mlua_swarm.worker.adapter import SpawnerAdapter
+from mlua_swarm.worker.process import ProcessSpawner, ProcessWorker
 
-from .helpers import Gate, alive, gone, progress_note, py, watch_exit
+from .helpers import SAFETY_SECS, Gate, alive, gone, progress_note, py, watch_exit
 
 FORKS_A_GRANDCHILD = """
     import subprocess
@@ -145,3 +152,31 @@ async def test_a_grandchild_left_behind_by_a_finished_child_is_killed(
         outcome = await dispatch
         assert await gone(grandchild_exit)
     assert (outcome.kind, outcome.value) == ("pass", "finished")
+
+
+class CancelledBeforeItRuns(SpawnerAdapter):
+    """Cancels the worker's task right after spawn, before it ever runs (as an instant timeout would)."""
+
+    def __init__(self, inner: ProcessSpawner) -> None:
+        self.inner = inner
+        self.pidfd: int | None = None
+
+    async def spawn(self, engine: Engine, ctx: Ctx, task_id: StepId, attempt: int, token: CapToken) -> Worker:
+        worker = await self.inner.spawn(engine, ctx, task_id, attempt, token)
+        assert isinstance(worker, ProcessWorker)
+        self.pidfd = os.pidfd_open(worker.pid)
+        worker.handler.completion.cancel()
+        return worker
+
+
+async def test_a_worker_cancelled_before_it_runs_still_kills_the_child(engine: Engine, op: CapToken) -> None:
+    spawner = CancelledBeforeItRuns(ProcessSpawner("sleep", ["1000"]))
+    step = await engine.start_task(op, TaskSpec("sleeper", "x"))
+    outcome = await engine.dispatch_attempt(op, step, spawner)
+    assert outcome.kind == "cancelled" and spawner.pidfd is not None
+    try:
+        readable, _, _ = select.select([spawner.pidfd], [], [], SAFETY_SECS)
+        assert readable == [spawner.pidfd]
+    finally:
+        os.close(spawner.pidfd)
+    assert engine.worker_stats(step, 1)["worker_kind"] == "subprocess"

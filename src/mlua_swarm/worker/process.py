@@ -70,7 +70,13 @@ MALFORMED_REPORTS = 5
 
 
 class ProcessWorker(JoinHandleWorker):
-    """A running child process."""
+    """A running child process; `pid` is also its process group id."""
+
+    __slots__ = ("pid",)
+
+    def __init__(self, handler: WorkerJoinHandler, pid: int) -> None:
+        super().__init__(handler)
+        self.pid = pid
 
 
 class ProcessSpawner(SpawnerAdapter):
@@ -112,11 +118,9 @@ class ProcessSpawner(SpawnerAdapter):
     @classmethod
     def from_template(cls, bound: BoundTemplate, *, base_dir: Path | None = None, **options: Any) -> ProcessSpawner:
         """A child described by a `SubprocessDef` template; relative cwds resolve against `base_dir`."""
-        spawner = cls(
-            bound.template.argv[0], bound.template.argv[1:], stream_mode=bound.template.stream_mode, **options
-        )
+        argv = bound.template.argv
+        spawner = cls(argv[0], argv[1:], stream_mode=bound.template.stream_mode, base_dir=base_dir, **options)
         spawner.template = bound
-        spawner.base_dir = base_dir
         return spawner
 
     async def spawn(self, engine: Engine, ctx: Ctx, task_id: StepId, attempt: int, token: CapToken) -> Worker:
@@ -158,12 +162,12 @@ class ProcessSpawner(SpawnerAdapter):
         proc = asyncio.subprocess.Process(transport, protocol, loop)
         grace = self.kill_grace_secs if self.kill_grace_secs is not None else engine.config.cancel_grace_secs
         cancel = CancellationToken()
-        run = _ChildRun(self, engine, token, task_id, attempt, proc, protocol, _GroupKiller(proc.pid, grace), cancel)
-        run.cleanup = cleanup
-        run.started = started
-        cancel.on_cancel(run.killer.terminate_soon)
+        killer = _GroupKiller(proc.pid, grace)
+        run = _ChildRun(self, engine, token, task_id, attempt, proc, protocol, killer, cancel, cleanup, started)
+        cancel.on_cancel(killer.terminate_soon)
         task = asyncio.create_task(run.drive(stdin.encode() if stdin is not None else None))
-        return ProcessWorker(WorkerJoinHandler(WorkerId.new(), cancel, task))
+        task.add_done_callback(run.abandon)
+        return ProcessWorker(WorkerJoinHandler(WorkerId.new(), cancel, task), proc.pid)
 
     def _render(
         self, bound: BoundTemplate, ctx: Ctx, directive: Any, prompt: str, cleanup: list[Path]
@@ -296,6 +300,8 @@ class _ChildRun:
         protocol: _ExitAwareProtocol,
         killer: _GroupKiller,
         cancel: CancellationToken,
+        cleanup: list[Path],
+        started: float,
     ) -> None:
         self.engine = engine
         self.token = token
@@ -309,16 +315,15 @@ class _ChildRun:
         self.output: OutputDecl | None = spawner.template.template.output if spawner.template else None
         self.killer = killer
         self.cancel = cancel
-        self.cleanup: list[Path] = []
+        self.cleanup = cleanup
         self.stderr = TailBuffer()
-        self.started = time.monotonic()
+        self.started = started
         self.elapsed_ms = 0.0
         self.events = 0
         self.malformed: list[Malformed] = []
         self.malformed_count = 0
         self.last_final: Final | None = None
         self.rejected: VerdictRejected | None = None
-        self.stats: dict[str, Any] = {}
 
     async def drive(self, stdin: bytes | None) -> None:
         """Run the child to the end; the attempt's Final (or error) reflects how it ended."""
@@ -353,6 +358,15 @@ class _ChildRun:
             await self._finish_plain(body)
         else:
             await self._finish_stream()
+
+    def abandon(self, task: asyncio.Task[None]) -> None:
+        """Done-callback of the drive task: if it never ran its cleanup (cancelled before it started), kill now."""
+        if self.killer.closed:
+            return
+        self.killer.signal(signal.SIGKILL)
+        self.killer.close()
+        _unlink(self.cleanup)
+        self._record_stats()
 
     async def _stop(self, tasks: list[asyncio.Task[Any]]) -> None:
         """Whatever happened, the group is gone, helper tasks are awaited and stats are recorded."""
