@@ -160,11 +160,13 @@ class CancelledBeforeItRuns(SpawnerAdapter):
     def __init__(self, inner: ProcessSpawner) -> None:
         self.inner = inner
         self.pidfd: int | None = None
+        self.worker: ProcessWorker | None = None
 
     async def spawn(self, engine: Engine, ctx: Ctx, task_id: StepId, attempt: int, token: CapToken) -> Worker:
         worker = await self.inner.spawn(engine, ctx, task_id, attempt, token)
         assert isinstance(worker, ProcessWorker)
         self.pidfd = os.pidfd_open(worker.pid)
+        self.worker = worker
         worker.handler.completion.cancel()
         return worker
 
@@ -179,4 +181,7 @@ async def test_a_worker_cancelled_before_it_runs_still_kills_the_child(engine: E
         assert readable == [spawner.pidfd]
     finally:
         os.close(spawner.pidfd)
+    assert spawner.worker is not None
+    async with asyncio.timeout(SAFETY_SECS):
+        assert await spawner.worker.process.wait() == -signal.SIGKILL
     assert engine.worker_stats(step, 1)["worker_kind"] == "subprocess"

@@ -70,13 +70,18 @@ MALFORMED_REPORTS = 5
 
 
 class ProcessWorker(JoinHandleWorker):
-    """A running child process; `pid` is also its process group id."""
+    """A running child process. `process` is for inspection only (its `pid` is also its group id);
+    `await process.wait()` returns once the child is reaped and its pipes are closed."""
 
-    __slots__ = ("pid",)
+    __slots__ = ("process",)
 
-    def __init__(self, handler: WorkerJoinHandler, pid: int) -> None:
+    def __init__(self, handler: WorkerJoinHandler, process: asyncio.subprocess.Process) -> None:
         super().__init__(handler)
-        self.pid = pid
+        self.process = process
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
 
 
 class ProcessSpawner(SpawnerAdapter):
@@ -163,11 +168,13 @@ class ProcessSpawner(SpawnerAdapter):
         grace = self.kill_grace_secs if self.kill_grace_secs is not None else engine.config.cancel_grace_secs
         cancel = CancellationToken()
         killer = _GroupKiller(proc.pid, grace)
-        run = _ChildRun(self, engine, token, task_id, attempt, proc, protocol, killer, cancel, cleanup, started)
+        run = _ChildRun(
+            self, engine, token, task_id, attempt, proc, transport, protocol, killer, cancel, cleanup, started
+        )
         cancel.on_cancel(killer.terminate_soon)
         task = asyncio.create_task(run.drive(stdin.encode() if stdin is not None else None))
         task.add_done_callback(run.abandon)
-        return ProcessWorker(WorkerJoinHandler(WorkerId.new(), cancel, task), proc.pid)
+        return ProcessWorker(WorkerJoinHandler(WorkerId.new(), cancel, task), proc)
 
     def _render(
         self, bound: BoundTemplate, ctx: Ctx, directive: Any, prompt: str, cleanup: list[Path]
@@ -297,6 +304,7 @@ class _ChildRun:
         task_id: StepId,
         attempt: int,
         proc: asyncio.subprocess.Process,
+        transport: asyncio.SubprocessTransport,
         protocol: _ExitAwareProtocol,
         killer: _GroupKiller,
         cancel: CancellationToken,
@@ -308,6 +316,7 @@ class _ChildRun:
         self.task_id = task_id
         self.attempt = attempt
         self.proc = proc
+        self.transport = transport
         self.protocol = protocol
         self.mode = spawner.stream_mode
         self.ok_from = spawner.ok_from
@@ -346,7 +355,6 @@ class _ChildRun:
                     "(a process outside its process group holds them)"
                 )
             body = reader.result()
-            await proc.wait()
         except FrameTooLarge as exc:
             raise WorkerFailed(str(exc)) from None
         finally:
@@ -361,12 +369,9 @@ class _ChildRun:
 
     def abandon(self, task: asyncio.Task[None]) -> None:
         """Done-callback of the drive task: if it never ran its cleanup (cancelled before it started), kill now."""
-        if self.killer.closed:
-            return
-        self.killer.signal(signal.SIGKILL)
-        self.killer.close()
-        _unlink(self.cleanup)
-        self._record_stats()
+        if not self.killer.closed:
+            self.killer.signal(signal.SIGKILL)
+            self._release()
 
     async def _stop(self, tasks: list[asyncio.Task[Any]]) -> None:
         """Whatever happened, the group is gone, helper tasks are awaited and stats are recorded."""
@@ -381,9 +386,19 @@ class _ChildRun:
             self.killer.signal(signal.SIGKILL)
             await _settle(tasks, PIPE_CLOSE_SECS)
         finally:
-            self.killer.close()
-            _unlink(self.cleanup)
-            self._record_stats()
+            self._release()
+        await self.proc.wait()
+
+    def _release(self) -> None:
+        """Stop signalling, close our ends of the pipes (unread output is dropped), record the stats."""
+        self.killer.close()
+        transport = self.transport
+        for fd in (0, 1, 2):
+            pipe = transport.get_pipe_transport(fd)
+            if pipe is not None:
+                pipe.close()
+        _unlink(self.cleanup)
+        self._record_stats()
 
     async def _feed(self, data: bytes) -> None:
         stdin = self.proc.stdin
