@@ -100,6 +100,7 @@ async def test_no_final_gives_a_synthetic_failing_final(engine: Engine, op: CapT
     code = """
         progress("working")
         print("garbage")
+        sys.stderr.write("why it went wrong")
     """
     step = await engine.start_task(op, TaskSpec("nf", "x"))
     outcome = await engine.dispatch_attempt(op, step, py(code, stream_mode="ndjson_lines"))
@@ -107,6 +108,7 @@ async def test_no_final_gives_a_synthetic_failing_final(engine: Engine, op: CapT
     assert outcome.value["note"] == "streaming mode: no Final event received"
     assert outcome.value["exit_success"] is True and outcome.value["malformed_records"] == 1
     assert outcome.value["first_malformed"].startswith("record 2: not JSON")
+    assert outcome.value["stderr"] == "why it went wrong"
 
 
 async def test_an_ok_final_with_a_failing_exit_code_blocks(engine: Engine, op: CapToken) -> None:

@@ -65,6 +65,8 @@ log = logging.getLogger(__name__)
 OkFrom = Literal["exit_code", "final"]
 PIPE_CLOSE_SECS = 5.0
 """How long the child's pipes may stay open after it exited and its group was killed."""
+STDERR_IN_VALUE = 2000
+"""How much of the stderr tail (in characters) a synthetic failing Final carries, for diagnosis."""
 MALFORMED_REPORTS = 5
 """Malformed stream records reported one by one as Progress events; the rest are only counted."""
 
@@ -470,6 +472,8 @@ class _ChildRun:
             if self.malformed_count:
                 value["malformed_records"] = self.malformed_count
                 value["first_malformed"] = self.malformed[0].describe()
+            if self.stderr.total:
+                value["stderr"] = self.stderr.text()[-STDERR_IN_VALUE:]
             await self._override(Final(Inline(value), ok=False))
         elif final.ok and code != 0 and self.ok_from == "exit_code":
             reason = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
