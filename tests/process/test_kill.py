@@ -13,7 +13,7 @@ from mlua_swarm.core.ctx import Ctx
 from mlua_swarm.core.engine import Engine, TaskSpec
 from mlua_swarm.ids import StepId
 from mlua_swarm.tokens import CapToken
-from mlua_swarm.worker import Worker
+from mlua_swarm.worker import Worker, process
 from mlua_swarm.worker.adapter import SpawnerAdapter
 from mlua_swarm.worker.process import ProcessSpawner, ProcessWorker
 
@@ -185,3 +185,26 @@ async def test_a_worker_cancelled_before_it_runs_still_kills_the_child(engine: E
     async with asyncio.timeout(SAFETY_SECS):
         assert await spawner.worker.process.wait() == -signal.SIGKILL
     assert engine.worker_stats(step, 1)["worker_kind"] == "subprocess"
+
+
+async def test_output_held_open_by_a_process_outside_the_group_does_not_hang_the_attempt(
+    engine: Engine, op: CapToken, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A grandchild that left the group (setsid) keeps stdout open; the attempt ends after the bound anyway."""
+    monkeypatch.setattr(process, "PIPE_CLOSE_SECS", 0.3)
+    code = """
+        import subprocess
+        r, w = os.pipe()
+        escaper = f"import os, time; os.setsid(); os.write({w}, b'x'); time.sleep(1000)"
+        escaped = subprocess.Popen([sys.executable, "-c", escaper], pass_fds=[w])
+        os.read(r, 1)
+        final({"escaped": escaped.pid})
+    """
+    step = await engine.start_task(op, TaskSpec("daemonizer", "x"))
+    outcome = await engine.dispatch_attempt(op, step, py(code, stream_mode="ndjson_lines"))
+    escaped = outcome.value["escaped"]
+    try:
+        assert outcome.kind == "pass" and engine.worker_stats(step, 1)["output_held_open"] is True
+        assert alive(escaped), "a process that left the group is outside our reach, by design"
+    finally:
+        os.kill(escaped, signal.SIGKILL)

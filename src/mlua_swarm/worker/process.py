@@ -40,7 +40,6 @@ from .streams import (
     Malformed,
     StreamMode,
     TailBuffer,
-    drain_into,
     read_bounded,
     read_events,
 )
@@ -64,7 +63,8 @@ log = logging.getLogger(__name__)
 
 OkFrom = Literal["exit_code", "final"]
 PIPE_CLOSE_SECS = 5.0
-"""How long the child's pipes may stay open after it exited and its group was killed."""
+"""How long the child's pipes may stay open after it exited and its group was killed; then they are
+closed (a process that left the group, `setsid` say, can hold them) and the attempt ends with what was read."""
 STDERR_IN_VALUE = 2000
 """How much of the stderr tail (in characters) a synthetic failing Final carries, for diagnosis."""
 MALFORMED_REPORTS = 5
@@ -148,7 +148,7 @@ class ProcessSpawner(SpawnerAdapter):
                 cwd = os.fspath(self.base_dir / cwd)
             env = {**os.environ, **_mse_env(ctx, task_id, attempt, token), **extra_env}
             loop = asyncio.get_running_loop()
-            protocol = _ExitAwareProtocol(loop)
+            protocol = _ChildProtocol(loop)
             started = time.monotonic()
             try:
                 transport, _ = await loop.subprocess_exec(
@@ -244,16 +244,24 @@ def _unlink(paths: list[Path]) -> None:
         path.unlink(missing_ok=True)
 
 
-class _ExitAwareProtocol(SubprocessStreamProtocol):
-    """The stock stream protocol plus a future resolved when the child itself exits.
+class _ChildProtocol(SubprocessStreamProtocol):
+    """The stock stream protocol, plus a future resolved when the child itself exits, and stderr
+    kept straight into a bounded tail (no reader task, never paused, so the child never blocks on it).
 
     `Process.wait()` also waits for the pipes to close, which a grandchild can hold open forever;
-    this future lets the worker notice the exit and kill the rest of the group first.
+    `exited` lets the worker notice the exit and kill the rest of the group first.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(limit=2**16, loop=loop)
         self.exited: asyncio.Future[None] = loop.create_future()
+        self.stderr_tail = TailBuffer()
+
+    def pipe_data_received(self, fd: int, data: bytes | str) -> None:
+        if fd == 2:
+            self.stderr_tail.write(data if isinstance(data, bytes) else data.encode())
+        else:
+            super().pipe_data_received(fd, data)
 
     def process_exited(self) -> None:
         super().process_exited()
@@ -296,7 +304,11 @@ class _GroupKiller:
 
 
 class _ChildRun:
-    """One attempt's child: feeds stdin, reads stdout, drains stderr, and reports the outcome."""
+    """One attempt's child: feeds stdin, reads stdout, and reports the outcome.
+
+    The drive task is the only task: stdin is handed to the pipe transport (which flushes it and
+    then closes), stderr lands in the protocol's tail, and stdout is read inline.
+    """
 
     def __init__(
         self,
@@ -307,7 +319,7 @@ class _ChildRun:
         attempt: int,
         proc: asyncio.subprocess.Process,
         transport: asyncio.SubprocessTransport,
-        protocol: _ExitAwareProtocol,
+        protocol: _ChildProtocol,
         killer: _GroupKiller,
         cancel: CancellationToken,
         cleanup: list[Path],
@@ -327,7 +339,7 @@ class _ChildRun:
         self.killer = killer
         self.cancel = cancel
         self.cleanup = cleanup
-        self.stderr = TailBuffer()
+        self.stderr = protocol.stderr_tail
         self.started = started
         self.elapsed_ms = 0.0
         self.events = 0
@@ -335,36 +347,44 @@ class _ChildRun:
         self.malformed_count = 0
         self.last_final: Final | None = None
         self.rejected: VerdictRejected | None = None
+        self.pipes_held = False
+        self._pipe_timer: asyncio.TimerHandle | None = None
+        protocol.exited.add_done_callback(self._on_exit)
+
+    def _on_exit(self, _: asyncio.Future[None]) -> None:
+        """The child is gone: kill what it left in its group, and bound how long its pipes stay open."""
+        self.elapsed_ms = (time.monotonic() - self.started) * 1000
+        self.killer.signal(signal.SIGKILL)
+        if not self.killer.closed:
+            self._pipe_timer = asyncio.get_running_loop().call_later(PIPE_CLOSE_SECS, self._pipes_stuck)
+
+    def _pipes_stuck(self) -> None:
+        """A process outside the group still holds the pipes: stop reading so the attempt can end."""
+        self.pipes_held = True
+        log.warning(
+            "step %s attempt %s: the child exited but a process outside its group kept its output open for %ss",
+            self.task_id,
+            self.attempt,
+            PIPE_CLOSE_SECS,
+        )
+        self._close_pipes()
 
     async def drive(self, stdin: bytes | None) -> None:
         """Run the child to the end; the attempt's Final (or error) reflects how it ended."""
-        proc = self.proc
-        assert proc.stdout is not None and proc.stderr is not None
-        reader = asyncio.create_task(self._read_stdout(proc.stdout))
-        helpers = [asyncio.create_task(drain_into(proc.stderr, self.stderr))]
         if stdin is not None:
-            helpers.append(asyncio.create_task(self._feed(stdin)))
-        tasks = [reader, *helpers]
+            self._feed(stdin)
         try:
-            # Shielded: cancelling this task (a timeout, say) must not cancel the exit future itself.
+            body = await self._read_stdout()
+            # Shielded: cancelling this task must not cancel the exit future itself.
             await asyncio.shield(self.protocol.exited)
-            self.elapsed_ms = (time.monotonic() - self.started) * 1000
-            self.killer.signal(signal.SIGKILL)
-            stragglers = await _settle(tasks, PIPE_CLOSE_SECS)
-            if stragglers:
-                raise WorkerFailed(
-                    f"the child exited but its output pipes stayed open for {PIPE_CLOSE_SECS}s "
-                    "(a process outside its process group holds them)"
-                )
-            body = reader.result()
         except FrameTooLarge as exc:
             raise WorkerFailed(str(exc)) from None
         finally:
-            await self._stop(tasks)
+            await self._stop()
         if self.cancel.is_cancelled():
             raise WorkerCancelled()
         if self.mode is None:
-            assert isinstance(body, bytes)
+            assert body is not None
             await self._finish_plain(body)
         else:
             await self._finish_stream()
@@ -375,8 +395,8 @@ class _ChildRun:
             self.killer.signal(signal.SIGKILL)
             self._release()
 
-    async def _stop(self, tasks: list[asyncio.Task[Any]]) -> None:
-        """Whatever happened, the group is gone, helper tasks are awaited and stats are recorded."""
+    async def _stop(self) -> None:
+        """Whatever happened, the group is gone, the pipes are closed and the stats are recorded."""
         try:
             if not self.protocol.exited.done():
                 self.killer.terminate_soon()
@@ -385,8 +405,6 @@ class _ChildRun:
                 except asyncio.CancelledError:
                     self.killer.signal(signal.SIGKILL)
                     raise
-            self.killer.signal(signal.SIGKILL)
-            await _settle(tasks, PIPE_CLOSE_SECS)
         finally:
             self._release()
         await self.proc.wait()
@@ -394,24 +412,32 @@ class _ChildRun:
     def _release(self) -> None:
         """Stop signalling, close our ends of the pipes (unread output is dropped), record the stats."""
         self.killer.close()
-        transport = self.transport
-        for fd in (0, 1, 2):
-            pipe = transport.get_pipe_transport(fd)
-            if pipe is not None:
-                pipe.close()
+        if self._pipe_timer is not None:
+            self._pipe_timer.cancel()
+        self._close_pipes()
         _unlink(self.cleanup)
         self._record_stats()
 
-    async def _feed(self, data: bytes) -> None:
+    def _close_pipes(self) -> None:
+        for fd in (0, 1, 2):
+            pipe = self.transport.get_pipe_transport(fd)
+            if pipe is not None:
+                pipe.close()
+
+    def _feed(self, data: bytes) -> None:
+        """Hand the prompt to the stdin pipe, which writes it as the child reads and then closes it.
+
+        A child that exits without reading its stdin is not an error: the broken pipe is dropped.
+        """
         stdin = self.proc.stdin
         assert stdin is not None
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            stdin.write(data)
-            await stdin.drain()
-            stdin.close()
+        stdin.write(data)
+        stdin.close()
 
-    async def _read_stdout(self, stdout: asyncio.StreamReader) -> bytes | None:
+    async def _read_stdout(self) -> bytes | None:
         """Plain mode: the whole (bounded) body. Streaming: submit events as they arrive."""
+        stdout = self.proc.stdout
+        assert stdout is not None
         try:
             if self.mode is None:
                 return await read_bounded(stdout, self.max_frame)
@@ -504,24 +530,14 @@ class _ChildRun:
         }
         if code is not None and code < 0:
             stats["signal"] = -code
+        if self.pipes_held:
+            stats["output_held_open"] = True
         if self.mode is not None:
             stats["events"] = self.events
             stats["malformed_records"] = self.malformed_count
             if self.malformed:
                 stats["malformed"] = [m.describe() for m in self.malformed]
         self.engine.record_worker_stats(self.task_id, self.attempt, stats)
-
-
-async def _settle(tasks: list[asyncio.Task[Any]], timeout: float) -> list[asyncio.Task[Any]]:
-    """Wait up to `timeout` for the tasks; cancel and await the ones still running and return them."""
-    pending = [t for t in tasks if not t.done()]
-    if pending:
-        _, still = await asyncio.wait(pending, timeout=timeout)
-        pending = list(still)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-    return pending
 
 
 # ── the `subprocess` agent kind ─────────────────────────────────────────────

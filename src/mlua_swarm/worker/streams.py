@@ -120,15 +120,6 @@ class TailBuffer:
         return self.total > len(self._buf)
 
 
-async def drain_into(reader: asyncio.StreamReader, tail: TailBuffer) -> None:
-    """Read a stream to EOF keeping only its tail, so the child never blocks on a full pipe."""
-    while True:
-        chunk = await reader.read(_CHUNK)
-        if not chunk:
-            return
-        tail.write(chunk)
-
-
 async def read_events(
     reader: asyncio.StreamReader, mode: StreamMode, max_frame: int = DEFAULT_MAX_FRAME
 ) -> AsyncIterator[OutputEvent | Malformed]:
@@ -228,7 +219,6 @@ __all__ = [
     "StreamMode",
     "TailBuffer",
     "decode_event",
-    "drain_into",
     "read_bounded",
     "read_events",
     "read_lines",
