@@ -57,6 +57,12 @@ def test_compile_time_checks_name_the_template_and_the_problem(entry: dict[str, 
     assert "subprocess template 'x'" in str(info.value) or "argv" in str(info.value)
 
 
+def test_a_misspelt_placeholder_gets_a_suggestion() -> None:
+    with pytest.raises(InvalidAgentSpec) as info:
+        SubprocessDef.from_json({"name": "x", "argv": ["echo", "{promt}"]})
+    assert info.value.hint is not None and info.value.hint.startswith("did you mean {prompt}?")
+
+
 def test_a_valid_template_parses_with_its_references() -> None:
     t = SubprocessDef.from_json(
         {

@@ -9,6 +9,7 @@ stays literal. In plain mode a declared `output` turns the child's stdout into t
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -129,9 +130,11 @@ class SubprocessDef:
         texts = [*argv, *(t for t in (stdin, cwd) if t is not None), *env.values()]
         unknown = sorted(set().union(*(placeholders_in(t) for t in texts)) - PLACEHOLDERS)
         if unknown:
+            close = difflib.get_close_matches(unknown[0], PLACEHOLDERS, n=1)
+            guess = f"did you mean {{{close[0]}}}? " if close else ""
             raise InvalidAgentSpec(
                 f"{where}: unknown placeholder(s) {', '.join('{' + u + '}' for u in unknown)}",
-                f"placeholders are {', '.join(sorted('{' + p + '}' for p in PLACEHOLDERS))}",
+                f"{guess}placeholders are {', '.join(sorted('{' + p + '}' for p in PLACEHOLDERS))}",
             )
         return cls(name, tuple(argv), stdin, dict(env), cwd, output, stream_mode)
 
