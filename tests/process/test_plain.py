@@ -102,6 +102,12 @@ async def test_a_missing_program_is_a_spawn_error(engine: Engine, op: CapToken, 
     assert engine.read_task_state(op, step).status == "failed"
 
 
+async def test_a_prompt_that_cannot_be_an_argument_is_a_spawn_error(engine: Engine, op: CapToken) -> None:
+    step = await engine.start_task(op, TaskSpec("nul", "a\x00b"))
+    with pytest.raises(DispatchFailed, match="internal: spawn failed: echo: embedded null byte"):
+        await engine.dispatch_attempt(op, step, ProcessSpawner("echo", use_stdin=False))
+
+
 async def test_a_child_that_ignores_stdin_does_not_break_the_attempt(engine: Engine, op: CapToken) -> None:
     outcome = await run_one(engine, op, ProcessSpawner("true"), TaskSpec("t", "x" * 1_000_000))
     assert outcome.kind == "pass" and outcome.value == {"raw": "", "stderr": ""}

@@ -161,7 +161,7 @@ class ProcessSpawner(SpawnerAdapter):
                     env=env,
                     start_new_session=True,
                 )
-            except OSError as exc:
+            except (OSError, ValueError) as exc:
                 raise SpawnInternalError(f"spawn failed: {argv[0]}: {exc}") from exc
         except BaseException:
             _unlink(cleanup)
@@ -209,6 +209,13 @@ class ProcessSpawner(SpawnerAdapter):
     def __repr__(self) -> str:
         what = f"template={self.template.template.name!r}" if self.template else f"program={self.program!r}"
         return f"ProcessSpawner({what}, mode={self.stream_mode or 'plain'})"
+
+
+def _exit_fields(returncode: int | None) -> dict[str, Any]:
+    """`exit_code` (null when the child was killed by a signal), and `signal` when it was."""
+    if returncode is not None and returncode < 0:
+        return {"exit_code": None, "signal": -returncode}
+    return {"exit_code": returncode}
 
 
 def _mse_env(ctx: Ctx, task_id: StepId, attempt: int, token: CapToken) -> dict[str, str]:
@@ -493,7 +500,7 @@ class _ChildRun:
                 "raw": "",
                 "note": "streaming mode: no Final event received",
                 "exit_success": code == 0,
-                "exit_code": code,
+                **_exit_fields(code),
             }
             if self.malformed_count:
                 value["malformed_records"] = self.malformed_count
@@ -505,7 +512,7 @@ class _ChildRun:
             reason = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
             value = {
                 "error": f"the child's final event said ok but it ended with {reason}",
-                "exit_code": code,
+                **_exit_fields(code),
                 "final": final.content.as_value(),
             }
             await self._override(Final(Inline(value), ok=False))
@@ -517,19 +524,17 @@ class _ChildRun:
             log.warning("step %s attempt %s: Final not recorded: %s", self.task_id, self.attempt, exc)
 
     def _record_stats(self) -> None:
-        code = self.proc.returncode
+        exit_fields = _exit_fields(self.proc.returncode)
         stats: dict[str, Any] = {
             "worker_kind": "subprocess",
             "pid": self.proc.pid,
-            "exit_code": code if code is None or code >= 0 else None,
+            **exit_fields,
             "stream_mode": self.mode.value if self.mode else "plain",
             "stderr_tail": self.stderr.text(),
             "stderr_bytes": self.stderr.total,
             "elapsed_ms": round(self.elapsed_ms or (time.monotonic() - self.started) * 1000, 3),
-            "adapter_data": {"exit_code": code if code is None or code >= 0 else None},
+            "adapter_data": {"exit_code": exit_fields["exit_code"]},
         }
-        if code is not None and code < 0:
-            stats["signal"] = -code
         if self.pipes_held:
             stats["output_held_open"] = True
         if self.mode is not None:
