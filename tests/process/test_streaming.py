@@ -201,3 +201,15 @@ async def test_a_shell_pipeline_streams(engine: Engine, op: CapToken) -> None:
     cmd = "printf '%s\\n' " + events
     outcome = await run_one(engine, op, ProcessSpawner.shell(cmd, stream_mode="ndjson_lines"), TaskSpec("sh", "x"))
     assert outcome.value == "sh"
+
+
+async def test_an_ok_final_followed_by_a_crash_blocks_and_names_the_signal(engine: Engine, op: CapToken) -> None:
+    code = """
+        import signal
+        final("almost")
+        os.kill(os.getpid(), signal.SIGABRT)
+    """
+    outcome = await run_one(engine, op, py(code, stream_mode="ndjson_lines"), TaskSpec("crash", "x"))
+    assert outcome.kind == "blocked"
+    assert (outcome.value["exit_code"], outcome.value["signal"]) == (None, 6)
+    assert "killed by signal 6" in outcome.value["error"]
