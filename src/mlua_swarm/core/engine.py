@@ -500,6 +500,19 @@ class Engine:
         if value not in contract.values:
             raise VerdictValueRejected(value, allowed)
 
+    def annotate_attempt(self, step_id: StepId, attempt: int, event: Artifact) -> bool:
+        """Append an observer's Artifact (an audit) to an attempt's tail, even after the attempt ended.
+
+        It is never one of the worker's parts and never changes the outcome; False if the step is gone.
+        """
+        st = self._steps.get(step_id)
+        if st is None or not 1 <= attempt <= st.attempt:
+            return False
+        st.tails.setdefault(attempt, []).append(event)
+        if self._bus.active:
+            self.publish("worker_output", step_id, attempt=attempt, event=event.to_json())
+        return True
+
     def output_tail(self, step_id: StepId, attempt: int) -> list[OutputEvent]:
         st = self._steps.get(step_id)
         return list(st.tails.get(attempt, ())) if st is not None else []
