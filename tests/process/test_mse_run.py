@@ -77,3 +77,20 @@ def test_ctrl_c_kills_the_subprocess_worker_and_its_grandchild(tmp_path: Path) -
     finally:
         for fd in pidfds:
             os.close(fd)
+
+
+def test_a_template_cwd_work_dir_follows_mse_run_work_dir(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "in.json").write_text('{"from": "work_dir"}')
+    blueprint = {
+        "id": "wd",
+        "flow": {"kind": "step", "ref": "r", "in": {"op": "lit", "value": 1}, "out": {"op": "path", "at": "$.x"}},
+        "subprocesses": [{"name": "t", "argv": ["cat", "in.json"], "cwd": "{work_dir}"}],
+        "agents": [{"name": "r", "kind": "subprocess", "runner": {"backend": "subprocess", "template": "t"}}],
+    }
+    path = tmp_path / "bp.json"
+    path.write_text(json.dumps(blueprint))
+    proc = run_mse(["run", str(path), "--json", "--ephemeral", "--work-dir", str(work)])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json_of(proc)["final_ctx"]["x"] == {"from": "work_dir"}
