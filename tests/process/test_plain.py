@@ -111,3 +111,16 @@ async def test_a_prompt_that_cannot_be_an_argument_is_a_spawn_error(engine: Engi
 async def test_a_child_that_ignores_stdin_does_not_break_the_attempt(engine: Engine, op: CapToken) -> None:
     outcome = await run_one(engine, op, ProcessSpawner("true"), TaskSpec("t", "x" * 1_000_000))
     assert outcome.kind == "pass" and outcome.value == {"raw": "", "stderr": ""}
+
+
+async def test_stderr_written_after_stdout_closed_is_still_in_the_tail(engine: Engine, op: CapToken) -> None:
+    code = """
+        print(json.dumps("value"), flush=True)
+        os.close(1)
+        sys.stderr.write("x" * 1_000_000 + "late words")
+    """
+    step = await engine.start_task(op, TaskSpec("late", "x"))
+    outcome = await engine.dispatch_attempt(op, step, py(code))
+    assert outcome.value == "value"
+    stats = engine.worker_stats(step, 1)
+    assert stats["stderr_tail"].endswith("late words") and stats["stderr_bytes"] == 1_000_010

@@ -263,12 +263,18 @@ class _ChildProtocol(SubprocessStreamProtocol):
         super().__init__(limit=2**16, loop=loop)
         self.exited: asyncio.Future[None] = loop.create_future()
         self.stderr_tail = TailBuffer()
+        self.stderr_closed: asyncio.Future[None] = loop.create_future()
 
     def pipe_data_received(self, fd: int, data: bytes | str) -> None:
         if fd == 2:
             self.stderr_tail.write(data if isinstance(data, bytes) else data.encode())
         else:
             super().pipe_data_received(fd, data)
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        super().pipe_connection_lost(fd, exc)
+        if fd == 2 and not self.stderr_closed.done():
+            self.stderr_closed.set_result(None)
 
     def process_exited(self) -> None:
         super().process_exited()
@@ -382,8 +388,9 @@ class _ChildRun:
             self._feed(stdin)
         try:
             body = await self._read_stdout()
-            # Shielded: cancelling this task must not cancel the exit future itself.
+            # Shielded: cancelling this task must not cancel the protocol's futures themselves.
             await asyncio.shield(self.protocol.exited)
+            await asyncio.shield(self.protocol.stderr_closed)
         except FrameTooLarge as exc:
             raise WorkerFailed(str(exc)) from None
         finally:
