@@ -21,9 +21,11 @@ def _engine_parts() -> tuple[Any, Any]:
     return engine_mod, adapter_mod
 
 
-async def _run_sequence(engine_mod: Any, spawner: Any, agent: str, first: Any, n: int) -> tuple[float, Any]:
+async def _run_sequence(
+    engine_mod: Any, spawner: Any, agent: str, first: Any, n: int, engine: Any = None
+) -> tuple[float, Any]:
     """Dispatch `n` steps one after another, each step's output the next one's input."""
-    engine = engine_mod.Engine()
+    engine = engine or engine_mod.Engine()
     token = engine.attach("bench")
     elapsed = stopwatch()
     value = first
@@ -58,21 +60,40 @@ class _Run:
         raise RuntimeError(f"the benchmark run was cancelled: {reason}")
 
 
-def seq_linked(n: int, reps: int) -> Metrics:
-    """`seq_memory` through the stack `middleware.link` builds for a Blueprint that configures no layers."""
+def stack_overhead(n: int, reps: int) -> Metrics:
+    """Per-step cost of the stack `middleware.link` builds for a Blueprint that configures no layers.
+
+    Each repetition runs `n` steps through the bare `InProcSpawner`, then `n` through the linked
+    stack, in this process, so the difference is not skewed by load changing between probes.
+    """
     engine_mod, adapter_mod = _engine_parts()
     middleware = needs("mlua_swarm.middleware.link", ours=True)
     blueprint = {"agents": [{"name": "inc", "kind": "python", "spec": {"callable": "bench.agents:inc"}}]}
     base = adapter_mod.InProcSpawner().register("inc", inc)
 
-    async def once() -> float:
-        linked, _ = middleware.link(base, blueprint, engine_mod.Engine(), run=_Run())
-        async with linked:
-            spent, value = await _run_sequence(engine_mod, linked, "inc", 0, n)
-        assert value == n
+    async def bare() -> float:
+        spent, _ = await _run_sequence(engine_mod, base, "inc", 0, n)
         return spent
 
-    return {"us_per_step": per_unit_us_async(once, n, reps)}
+    async def linked() -> float:
+        engine = engine_mod.Engine()
+        stack, _ = middleware.link(base, blueprint, engine, run=_Run())
+        async with stack:
+            spent, _ = await _run_sequence(engine_mod, stack, "inc", 0, n, engine)
+        return spent
+
+    bare_us: list[float] = []
+    linked_us: list[float] = []
+    asyncio.run(bare())
+    asyncio.run(linked())
+    for _ in range(2 * reps):
+        bare_us.append(asyncio.run(bare()) / n * 1e6)
+        linked_us.append(asyncio.run(linked()) / n * 1e6)
+    return {
+        "overhead_us": [lk - b for lk, b in zip(linked_us, bare_us, strict=True)],
+        "linked_us": linked_us,
+        "bare_us": bare_us,
+    }
 
 
 def kind_seq(kind: str, spec: dict[str, Any], first: Any, n: int, reps: int) -> Metrics:
