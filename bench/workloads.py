@@ -53,8 +53,11 @@ def _task_floor(s: Sizes) -> Measure:
     return Measure(FLOOR_TASK, Probe.of("bench.floor:create_task_await", n=10_000, reps=s.reps), "us_per_op")
 
 
-def _commit_floor(s: Sizes) -> Measure:
-    return Measure(FLOOR_COMMIT, Probe.of("bench.floor:sqlite_commit", n=2000, reps=s.reps), "us_per_op")
+def _commit_floor(s: Sizes, durability: str) -> Measure:
+    """One WAL commit, fsynced (synchronous=FULL) for our `sync` mode, NORMAL for the others."""
+    synchronous = "FULL" if durability == "sync" else "NORMAL"
+    probe = Probe.of("bench.floor:sqlite_commit", n=2000, reps=s.reps, synchronous=synchronous)
+    return Measure(f"{FLOOR_COMMIT} ({synchronous})", probe, "us_per_op")
 
 
 def _ours_memory(s: Sizes) -> Measure:
@@ -87,28 +90,37 @@ def seq_rows(quick: bool) -> list[Comparison]:
 
 
 def durable_rows(quick: bool) -> list[Comparison]:
+    """Each of our modes beside LangGraph's matching one, then DBOS beside our default and our fsync mode.
+
+    The 50 us target is for a durable step as users get it by default (`batch`, and `exit`); `sync`
+    fsyncs every commit, whose floor alone is above that on this disk.
+    """
     s = Sizes.for_mode(quick)
-    rows = [
-        Comparison(
-            f"SQLite, ours {ours} vs durability={theirs}",
-            "us/step",
-            Measure(OURS, _ours_durable(s, ours), "us_per_step"),
-            Measure(f"{LANGGRAPH_SQLITE} ({theirs})", _lg_durable(s, theirs), "us_per_step"),
-            _commit_floor(s),
-            (at_most(50, "us"), cheaper_than_peer(10)),
+    rows = []
+    for ours, theirs in DURABILITY_PAIRS:
+        absolute = () if ours == "sync" else (at_most(50, "us"),)
+        rows.append(
+            Comparison(
+                f"SQLite, ours {ours} vs durability={theirs}",
+                "us/step",
+                Measure(OURS, _ours_durable(s, ours), "us_per_step"),
+                Measure(f"{LANGGRAPH_SQLITE} ({theirs})", _lg_durable(s, theirs), "us_per_step"),
+                _commit_floor(s, ours),
+                (*absolute, cheaper_than_peer(10)),
+            )
         )
-        for ours, theirs in DURABILITY_PAIRS
-    ]
-    rows.append(
-        Comparison(
-            "SQLite, ours sync vs DBOS",
-            "us/step",
-            Measure(OURS, _ours_durable(s, "sync"), "us_per_step"),
-            Measure(DBOS, _dbos(s), "us_per_step"),
-            _commit_floor(s),
-            (at_most(50, "us"), cheaper_than_peer(25)),
+    for ours in ("batch", "sync"):
+        absolute = () if ours == "sync" else (at_most(50, "us"),)
+        rows.append(
+            Comparison(
+                f"SQLite, ours {ours} vs DBOS",
+                "us/step",
+                Measure(OURS, _ours_durable(s, ours), "us_per_step"),
+                Measure(DBOS, _dbos(s), "us_per_step"),
+                _commit_floor(s, ours),
+                (*absolute, cheaper_than_peer(25)),
+            )
         )
-    )
     return rows
 
 
@@ -289,8 +301,10 @@ WORKLOADS: tuple[Workload, ...] = (
         "Ours: the same Blueprint on a fresh SQLite store per repetition under each `--durability` mode. "
         "LangGraph: the same loop with `SqliteSaver` on a fresh WAL file, paired with the durability mode "
         "that makes the same promise (ours `batch` and LangGraph `async` are each side's default). DBOS: a "
-        "`@DBOS.workflow` calling N `@DBOS.step`s on a SQLite system database. Floor: one INSERT per "
-        "transaction, WAL, synchronous=NORMAL.",
+        "`@DBOS.workflow` calling N `@DBOS.step`s on a SQLite system database. LangGraph's SqliteSaver "
+        "runs WAL with SQLite's default synchronous=FULL and DBOS the rollback journal with FULL, so "
+        "both fsync every commit, as our `sync` mode does. Floor: one INSERT per transaction on a WAL "
+        "database, synchronous=FULL (an fsync per commit) beside `sync`, NORMAL beside the others.",
         durable_rows,
     ),
     Workload(
