@@ -1,0 +1,518 @@
+"""The SQLite store: one WAL file, one writer connection used on the event loop's thread, batched commits.
+
+Each write runs at once inside an open `BEGIN IMMEDIATE` transaction (a few microseconds); the commit is
+scheduled with `loop.call_soon`, so every write queued in the same loop tick shares one commit. `flush()`
+resolves once that commit is done (`sync` commits right away). Committed WAL transactions survive the
+process being killed; `synchronous=FULL` (durability `sync`) also survives power loss. Other processes
+may open the same file: `busy_timeout` makes a writer wait for the lock instead of failing, and each
+process holds the lock for at most one loop tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import sqlite3
+import time
+from collections.abc import Collection
+from pathlib import Path
+from typing import Any
+
+from ..ids import RunId, TaskId
+from .base import DEFAULT_TRACE_CAP, Store, blueprint_hash, cap_trace_payload, check_run_transition, declared_semver
+from .errors import Duplicate, RunNotFound, TaskRecordNotFound
+from .records import (
+    BlueprintVersion,
+    Durability,
+    OutputRecord,
+    ReplayRow,
+    RunOwner,
+    RunRecord,
+    RunStatus,
+    StepEntry,
+    TaskRecord,
+    TaskStatus,
+    TraceEvent,
+    dumps,
+)
+from .schema import migrate
+
+BUSY_TIMEOUT_MS = 30_000
+"""How long a writer waits for another process's write lock before giving up."""
+
+_RUN_COLUMNS = (
+    "id, task_id, status, created_at, updated_at, result_json, input_json,"
+    " owner_host, owner_pid, owner_started_at, heartbeat_at"
+)
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _run_from_row(row: tuple[Any, ...]) -> RunRecord:
+    owner = None if row[7] is None else RunOwner(row[7], int(row[8]), float(row[9] or 0.0))
+    return RunRecord(
+        RunId(row[0]), TaskId(row[1]), RunStatus(row[2]), row[3], row[4], _loads(row[5]), row[6], owner, row[10]
+    )
+
+
+def _task_from_row(row: tuple[Any, ...]) -> TaskRecord:
+    return TaskRecord(TaskId(row[0]), row[1], _loads(row[2]), _loads(row[3]), TaskStatus(row[4]), row[5], row[6])
+
+
+class SqliteStore(Store):
+    """A store in one SQLite file (see the module docstring for the commit model)."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        durability: Durability = Durability.BATCH,
+        trace_cap: int = DEFAULT_TRACE_CAP,
+    ) -> None:
+        self.path = Path(path)
+        super().__init__(f"sqlite://{self.path}", durability=durability, trace_cap=trace_cap)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fresh = not self.path.exists()
+        conn = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+        if fresh:
+            os.chmod(self.path, 0o600)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {'FULL' if self.durability is Durability.SYNC else 'NORMAL'}")
+        try:
+            migrate(conn, str(self.path))
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        self._commit_handle: asyncio.Handle | None = None
+        self._waiters: list[asyncio.Future[None]] = []
+        self._commit_error: sqlite3.Error | None = None
+        self._trace_seq: dict[RunId, int] = {}
+
+    # -- the commit model -----------------------------------------------------------------------
+
+    def _write(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        """Run one write inside the open transaction and make sure a commit follows."""
+        conn = self._conn
+        if not conn.in_transaction:
+            conn.execute("BEGIN IMMEDIATE")
+        loop = _running_loop()
+        try:
+            return conn.execute(sql, params)
+        finally:
+            if loop is None:
+                self._commit()
+            elif self._commit_handle is None:
+                self._commit_handle = loop.call_soon(self._commit)
+
+    def _commit(self) -> None:
+        """Commit the open transaction and settle everyone waiting on it; a failed commit rolls back."""
+        if self._commit_handle is not None:
+            self._commit_handle.cancel()
+            self._commit_handle = None
+        waiters, self._waiters = self._waiters, []
+        error: sqlite3.Error | None = None
+        if self._conn.in_transaction:
+            try:
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                error = exc
+                self._conn.execute("ROLLBACK")
+        live = [w for w in waiters if not w.done()]
+        for waiter in live:
+            if error is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(error)
+        if error is not None and not live:
+            # Nobody is waiting on this commit: the next flush reports that writes were lost.
+            self._commit_error = error
+
+    async def flush(self, durability: Durability | None = None) -> None:
+        if self._commit_error is not None:
+            error, self._commit_error = self._commit_error, None
+            raise error
+        if not self._conn.in_transaction:
+            return
+        mode = self.durability if durability is None else durability
+        loop = _running_loop()
+        if mode is Durability.SYNC or loop is None:
+            self._commit()
+            return
+        if mode is Durability.EXIT:
+            return
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(waiter)
+        await waiter
+
+    def _commit_now(self) -> None:
+        """Commit at once, raising if the commit fails."""
+        if self._conn.in_transaction:
+            self._commit()
+        if self._commit_error is not None:
+            error, self._commit_error = self._commit_error, None
+            raise error
+
+    async def close(self) -> None:
+        self.close_sync()
+
+    def close_sync(self) -> None:
+        """Commit what is queued and close the connection; for callers without an event loop."""
+        self._commit_now()
+        self._conn.close()
+
+    async def token_secret(self) -> bytes:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'token_secret'").fetchone()
+        if row is None:
+            fresh = secrets.token_bytes(32)
+            self._write("INSERT OR IGNORE INTO meta (key, value) VALUES ('token_secret', ?)", (fresh,))
+            self._commit_now()
+            row = self._conn.execute("SELECT value FROM meta WHERE key = 'token_secret'").fetchone()
+        return bytes(row[0])
+
+    # -- blueprints -----------------------------------------------------------------------------
+
+    def _blueprint_rows(self, sql: str, params: tuple[Any, ...]) -> list[BlueprintVersion]:
+        return [
+            BlueprintVersion(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], bool(r[6]))
+            for r in self._conn.execute(sql, params)
+        ]
+
+    _BP_SELECT = (
+        "SELECT b.name, b.version, b.content_hash, b.document_json, b.semver, b.created_at,"
+        " COALESCE(n.archived, 0) FROM blueprints b LEFT JOIN blueprint_names n ON n.name = b.name"
+    )
+
+    async def put_blueprint(self, name: str, document: Any, *, semver: str | None = None) -> BlueprintVersion:
+        digest = blueprint_hash(document)
+        existing = self._blueprint_rows(f"{self._BP_SELECT} WHERE b.name = ? AND b.content_hash = ?", (name, digest))
+        if existing:
+            return existing[0]
+        self._write("INSERT OR IGNORE INTO blueprint_names (name) VALUES (?)", (name,))
+        row = self._conn.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM blueprints WHERE name = ?", (name,))
+        version = int(row.fetchone()[0])
+        chosen = semver if semver is not None else declared_semver(document)
+        self._write(
+            "INSERT INTO blueprints (name, version, content_hash, semver, document_json, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (name, version, digest, chosen, dumps(document), time.time()),
+        )
+        self._commit_now()
+        return self._blueprint_rows(f"{self._BP_SELECT} WHERE b.name = ? AND b.version = ?", (name, version))[0]
+
+    async def blueprint_history(self, name: str) -> list[BlueprintVersion]:
+        return self._blueprint_rows(f"{self._BP_SELECT} WHERE b.name = ? ORDER BY b.version", (name,))
+
+    async def archive_blueprint(self, name: str, archived: bool = True) -> None:
+        self._write(
+            "INSERT INTO blueprint_names (name, archived) VALUES (?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET archived = excluded.archived",
+            (name, int(archived)),
+        )
+        self._commit_now()
+
+    async def list_blueprints(self, *, include_archived: bool = False) -> list[BlueprintVersion]:
+        where = "" if include_archived else " AND COALESCE(n.archived, 0) = 0"
+        return self._blueprint_rows(
+            f"{self._BP_SELECT} WHERE b.version = (SELECT MAX(version) FROM blueprints WHERE name = b.name)"
+            f"{where} ORDER BY b.name",
+            (),
+        )
+
+    # -- tasks ----------------------------------------------------------------------------------
+
+    async def create_task(self, task: TaskRecord) -> None:
+        try:
+            self._write(
+                "INSERT INTO tasks (id, goal, blueprint_ref_json, input_ctx_json, status, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    task.task_id,
+                    task.goal,
+                    dumps(task.blueprint_ref),
+                    dumps(task.input_ctx),
+                    task.status.value,
+                    task.created_at,
+                    task.updated_at,
+                ),
+            )
+        except sqlite3.IntegrityError as exc:
+            raise Duplicate(f"task {task.task_id} exists") from exc
+        await self.flush()
+
+    async def get_task(self, task_id: TaskId) -> TaskRecord:
+        row = self._conn.execute(
+            "SELECT id, goal, blueprint_ref_json, input_ctx_json, status, created_at, updated_at"
+            " FROM tasks WHERE id = ?",
+            (task_id,),
+        ).fetchone()
+        if row is None:
+            raise TaskRecordNotFound(task_id)
+        return _task_from_row(row)
+
+    async def list_tasks(self, *, limit: int | None = None) -> list[TaskRecord]:
+        rows = self._conn.execute(
+            "SELECT id, goal, blueprint_ref_json, input_ctx_json, status, created_at, updated_at"
+            " FROM tasks ORDER BY created_at DESC, rowid DESC LIMIT ?",
+            (-1 if limit is None else limit,),
+        )
+        return [_task_from_row(r) for r in rows]
+
+    def set_task_status(self, task_id: TaskId, status: TaskStatus) -> None:
+        self._write("UPDATE tasks SET status = ?, updated_at = ? WHERE id = ?", (status.value, time.time(), task_id))
+
+    # -- runs -----------------------------------------------------------------------------------
+
+    async def create_run(self, run: RunRecord) -> None:
+        owner = run.owner
+        try:
+            self._write(
+                f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run.run_id,
+                    run.task_id,
+                    run.status.value,
+                    run.created_at,
+                    run.updated_at,
+                    None if run.result is None else dumps(run.result),
+                    run.input_json,
+                    None if owner is None else owner.host,
+                    None if owner is None else owner.pid,
+                    None if owner is None else owner.started_at,
+                    run.heartbeat_at,
+                ),
+            )
+        except sqlite3.IntegrityError as exc:
+            raise Duplicate(f"run {run.run_id} exists") from exc
+        await self.flush()
+
+    async def get_run(self, run_id: RunId) -> RunRecord:
+        row = self._conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise RunNotFound(run_id)
+        return _run_from_row(row)
+
+    async def list_runs(
+        self,
+        *,
+        status: Collection[RunStatus] | None = None,
+        task_id: TaskId | None = None,
+        limit: int | None = None,
+    ) -> list[RunRecord]:
+        where: list[str] = []
+        params: list[Any] = []
+        if status is not None:
+            wanted = [RunStatus(s).value for s in status]
+            where.append(f"status IN ({', '.join('?' * len(wanted))})" if wanted else "0")
+            params.extend(wanted)
+        if task_id is not None:
+            where.append("task_id = ?")
+            params.append(task_id)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        params.append(-1 if limit is None else limit)
+        rows = self._conn.execute(
+            f"SELECT {_RUN_COLUMNS} FROM runs{clause} ORDER BY created_at DESC, rowid DESC LIMIT ?", params
+        )
+        return [_run_from_row(r) for r in rows]
+
+    async def try_transition(
+        self, run_id: RunId, current: RunStatus | Collection[RunStatus], target: RunStatus
+    ) -> bool:
+        expected = [current] if isinstance(current, RunStatus) else list(current)
+        check_run_transition(expected, target)
+        cursor = self._write(
+            f"UPDATE runs SET status = ?, updated_at = ? WHERE id = ? AND status IN ({', '.join('?' * len(expected))})",
+            (target.value, time.time(), run_id, *(s.value for s in expected)),
+        )
+        changed = cursor.rowcount == 1
+        if not changed:
+            await self.get_run(run_id)
+        self._commit_now()
+        return changed
+
+    def set_result(self, run_id: RunId, result: Any) -> None:
+        sql = "UPDATE runs SET result_json = ?, updated_at = ? WHERE id = ?"
+        self._write(sql, (dumps(result), time.time(), run_id))
+
+    def set_owner(self, run_id: RunId, owner: RunOwner | None) -> None:
+        values = (None, None, None) if owner is None else (owner.host, owner.pid, owner.started_at)
+        self._write(
+            "UPDATE runs SET owner_host = ?, owner_pid = ?, owner_started_at = ? WHERE id = ?", (*values, run_id)
+        )
+
+    def beat(self, run_id: RunId, at: float) -> None:
+        self._write("UPDATE runs SET heartbeat_at = ? WHERE id = ?", (at, run_id))
+
+    async def delete_run(self, run_id: RunId) -> None:
+        row = self._conn.execute("SELECT task_id FROM runs WHERE id = ?", (run_id,)).fetchone()
+        for table, column in (("steps", "run_id"), ("replay", "run_id"), ("trace", "run_id"), ("outputs", "run_id")):
+            self._write(f"DELETE FROM {table} WHERE {column} = ?", (run_id,))
+        self._write("DELETE FROM runs WHERE id = ?", (run_id,))
+        if row is not None:
+            self._write(
+                "DELETE FROM tasks WHERE id = ? AND NOT EXISTS (SELECT 1 FROM runs WHERE task_id = ?)", (row[0], row[0])
+            )
+        self._trace_seq.pop(run_id, None)
+
+    # -- per-run history ------------------------------------------------------------------------
+
+    def append_step(self, run_id: RunId, entry: StepEntry) -> None:
+        self._write(
+            "INSERT INTO steps (run_id, step_ref, step_id, status, attempt, started_at, finished_at,"
+            " stats_json, stderr_tail, error_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                run_id,
+                entry.step_ref,
+                entry.step_id,
+                entry.status,
+                entry.attempt,
+                entry.started_at,
+                entry.finished_at,
+                None if entry.stats is None else dumps(entry.stats),
+                entry.stderr_tail,
+                None if entry.error is None else dumps(entry.error),
+            ),
+        )
+
+    async def list_steps(self, run_id: RunId) -> list[StepEntry]:
+        rows = self._conn.execute(
+            "SELECT step_ref, step_id, status, attempt, started_at, finished_at, stats_json, stderr_tail, error_json"
+            " FROM steps WHERE run_id = ? ORDER BY id",
+            (run_id,),
+        )
+        return [StepEntry(r[0], r[1], r[2], r[3], r[4], r[5], _loads(r[6]), r[7], _loads(r[8])) for r in rows]
+
+    def append_replay(self, run_id: RunId, row: ReplayRow) -> None:
+        if row.occurrence is None:
+            raise ValueError("a stored replay row needs its occurrence")
+        try:
+            self._write(
+                "INSERT INTO replay (run_id, step_ref, input_hash, occurrence, skip, value_json, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    row.step_ref,
+                    row.input_hash,
+                    row.occurrence,
+                    int(row.skip),
+                    dumps(row.value),
+                    row.created_at or time.time(),
+                ),
+            )
+        except sqlite3.IntegrityError as exc:
+            key = (row.step_ref, row.input_hash, row.occurrence)
+            raise Duplicate(f"replay row {key} exists for run {run_id}") from exc
+
+    async def list_replay(self, run_id: RunId) -> list[ReplayRow]:
+        rows = self._conn.execute(
+            "SELECT step_ref, input_hash, value_json, skip, occurrence, created_at FROM replay"
+            " WHERE run_id = ? ORDER BY seq",
+            (run_id,),
+        )
+        return [ReplayRow(r[0], r[1], json.loads(r[2]), bool(r[3]), r[4], r[5]) for r in rows]
+
+    async def delete_replay_from(self, run_id: RunId, index: int) -> int:
+        cursor = self._write(
+            "DELETE FROM replay WHERE run_id = ? AND seq >= "
+            "(SELECT seq FROM replay WHERE run_id = ? ORDER BY seq LIMIT 1 OFFSET ?)",
+            (run_id, run_id, max(index, 0)),
+        )
+        self._commit_now()
+        return cursor.rowcount
+
+    def _next_trace_seq(self, run_id: RunId) -> int:
+        seq = self._trace_seq.get(run_id)
+        if seq is None:
+            row = self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM trace WHERE run_id = ?", (run_id,)).fetchone()
+            seq = int(row[0])
+        return seq + 1
+
+    def append_trace(
+        self,
+        run_id: RunId,
+        kind: str,
+        *,
+        step_ref: str | None = None,
+        attempt: int | None = None,
+        payload: Any = None,
+        ts: float | None = None,
+    ) -> int:
+        _, text = cap_trace_payload(payload)
+        at = time.time() if ts is None else ts
+        seq = self._next_trace_seq(run_id)
+        sql = "INSERT INTO trace (run_id, seq, ts, kind, step_ref, attempt, payload_json) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        try:
+            self._write(sql, (run_id, seq, at, kind, step_ref, attempt, text))
+        except sqlite3.IntegrityError:
+            # Another process appended to this run's trace since we last looked.
+            self._trace_seq.pop(run_id, None)
+            seq = self._next_trace_seq(run_id)
+            self._write(sql, (run_id, seq, at, kind, step_ref, attempt, text))
+        self._trace_seq[run_id] = seq
+        if seq > self.trace_cap:
+            self._write("DELETE FROM trace WHERE run_id = ? AND seq <= ?", (run_id, seq - self.trace_cap))
+        return seq
+
+    def release(self, run_id: RunId) -> None:
+        self._trace_seq.pop(run_id, None)
+
+    async def list_trace(
+        self,
+        run_id: RunId,
+        *,
+        after: int = 0,
+        limit: int | None = None,
+        kind_prefix: str | None = None,
+        step_ref: str | None = None,
+    ) -> list[TraceEvent]:
+        sql = "SELECT seq, ts, kind, step_ref, attempt, payload_json FROM trace WHERE run_id = ? AND seq > ?"
+        params: list[Any] = [run_id, after]
+        if kind_prefix is not None:
+            sql += " AND substr(kind, 1, ?) = ?"
+            params += [len(kind_prefix), kind_prefix]
+        if step_ref is not None:
+            sql += " AND step_ref = ?"
+            params.append(step_ref)
+        sql += " ORDER BY seq LIMIT ?"
+        params.append(-1 if limit is None else limit)
+        return [TraceEvent(run_id, r[0], r[1], r[2], r[3], r[4], _loads(r[5])) for r in self._conn.execute(sql, params)]
+
+    def put_output(self, record: OutputRecord) -> None:
+        self._write(
+            "INSERT INTO outputs (run_id, step_id, attempt, producer, event_json, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                record.run_id,
+                record.step_id,
+                record.attempt,
+                record.producer,
+                dumps(record.event),
+                record.created_at or time.time(),
+            ),
+        )
+
+    async def list_outputs(
+        self, run_id: RunId, *, step_id: str | None = None, attempt: int | None = None
+    ) -> list[OutputRecord]:
+        sql = "SELECT step_id, attempt, producer, event_json, created_at FROM outputs WHERE run_id = ?"
+        params: list[Any] = [run_id]
+        if step_id is not None:
+            sql += " AND step_id = ?"
+            params.append(step_id)
+        if attempt is not None:
+            sql += " AND attempt = ?"
+            params.append(attempt)
+        rows = self._conn.execute(sql + " ORDER BY id", params)
+        return [OutputRecord(run_id, r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in rows]
