@@ -240,7 +240,7 @@ class Store(ABC):
     async def delete_run(self, run_id: RunId) -> None:
         """Delete a run with its steps, replay log, trace and outputs (and its task when no run is left)."""
 
-    # -- per-run history ------------------------------------------------------------------------
+    # -- per-run history (reads of an unknown run raise `RunNotFound`; writes need an existing run) ---
 
     @abstractmethod
     def append_step(self, run_id: RunId, entry: StepEntry) -> None:

@@ -10,6 +10,7 @@ class StoreError(MseError):
 
     def __init__(self, message: str, hint: str = "") -> None:
         super().__init__(f"{message} (hint: {hint})" if hint else message)
+        self.message = message
         self.hint = hint
 
 

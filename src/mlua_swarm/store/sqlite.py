@@ -386,7 +386,12 @@ class SqliteStore(Store):
             ),
         )
 
+    def _require_run(self, run_id: RunId) -> None:
+        if self._conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
+            raise RunNotFound(run_id)
+
     async def list_steps(self, run_id: RunId) -> list[StepEntry]:
+        self._require_run(run_id)
         rows = self._conn.execute(
             "SELECT step_ref, step_id, status, attempt, started_at, finished_at, stats_json, stderr_tail, error_json"
             " FROM steps WHERE run_id = ? ORDER BY id",
@@ -416,6 +421,7 @@ class SqliteStore(Store):
             raise Duplicate(f"replay row {key} exists for run {run_id}") from exc
 
     async def list_replay(self, run_id: RunId) -> list[ReplayRow]:
+        self._require_run(run_id)
         rows = self._conn.execute(
             "SELECT step_ref, input_hash, value_json, skip, occurrence, created_at FROM replay"
             " WHERE run_id = ? ORDER BY seq",
@@ -424,6 +430,7 @@ class SqliteStore(Store):
         return [ReplayRow(r[0], r[1], json.loads(r[2]), bool(r[3]), r[4], r[5]) for r in rows]
 
     async def delete_replay_from(self, run_id: RunId, index: int) -> int:
+        self._require_run(run_id)
         cursor = self._write(
             "DELETE FROM replay WHERE run_id = ? AND seq >= "
             "(SELECT seq FROM replay WHERE run_id = ? ORDER BY seq LIMIT 1 OFFSET ?)",
@@ -477,6 +484,7 @@ class SqliteStore(Store):
         kind_prefix: str | None = None,
         step_ref: str | None = None,
     ) -> list[TraceEvent]:
+        self._require_run(run_id)
         sql = "SELECT seq, ts, kind, step_ref, attempt, payload_json FROM trace WHERE run_id = ? AND seq > ?"
         params: list[Any] = [run_id, after]
         if kind_prefix is not None:
@@ -506,6 +514,7 @@ class SqliteStore(Store):
     async def list_outputs(
         self, run_id: RunId, *, step_id: str | None = None, attempt: int | None = None
     ) -> list[OutputRecord]:
+        self._require_run(run_id)
         sql = "SELECT step_id, attempt, producer, event_json, created_at FROM outputs WHERE run_id = ?"
         params: list[Any] = [run_id]
         if step_id is not None:

@@ -1,0 +1,189 @@
+"""What only the SQLite backend promises: persistence, migrations, batched commits, crash safety, concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mlua_swarm.store import (
+    Durability,
+    ReplayRow,
+    RunJournal,
+    RunStatus,
+    SchemaTooNew,
+    SqliteStore,
+    open_store,
+)
+from mlua_swarm.store.schema import SCHEMA_VERSION, migrate
+
+from .conftest import LAUNCH, entry, new_run
+
+WRITER = Path(__file__).with_name("writer.py")
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+def _writer(db: Path, runs: int, steps: int, *, wait: bool = False) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    args = [sys.executable, str(WRITER), str(db), str(runs), str(steps)] + (["--wait"] if wait else [])
+    return subprocess.Popen(
+        args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+
+
+async def test_everything_survives_a_reopen(tmp_path: Path) -> None:
+    db = tmp_path / "s.sqlite3"
+    store = SqliteStore(db)
+    secret = await store.token_secret()
+    run = await new_run(store)
+    journal = RunJournal(store, run.run_id)
+    await journal.record_step(entry("a"), ReplayRow("a", "h", {"v": 1}))
+    await journal.finish(RunStatus.DONE, {"ok": True})
+    await store.close()
+
+    again = SqliteStore(db)
+    assert await again.token_secret() == secret
+    got = await again.get_run(run.run_id)
+    assert got.status is RunStatus.DONE and got.result == {"ok": True} and got.input_json == LAUNCH.to_json()
+    assert [r.value for r in await again.list_replay(run.run_id)] == [{"v": 1}]
+    await again.close()
+    assert db.stat().st_mode & 0o777 == 0o600
+
+
+async def test_writes_in_one_tick_share_one_commit(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.sqlite3")
+    runs = [await new_run(store) for _ in range(10)]
+    journals = [RunJournal(store, r.run_id) for r in runs]
+    commits: list[str] = []
+    store._conn.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+
+    await asyncio.gather(*(j.record_step(entry("a"), ReplayRow("a", "h", 1)) for j in journals))
+
+    assert commits == ["COMMIT"]
+    await store.close()
+
+
+async def test_sync_durability_commits_at_each_step_with_full_fsync(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.sqlite3", durability=Durability.SYNC)
+    assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    run = await new_run(store)
+    journal = RunJournal(store, run.run_id)
+    await journal.record_step(entry("a"), ReplayRow("a", "h", 1))
+    assert not store._conn.in_transaction
+    await store.close()
+
+
+async def test_old_schema_is_migrated_and_keeps_its_rows(tmp_path: Path) -> None:
+    db = tmp_path / "old.sqlite3"
+    conn = sqlite3.connect(db, isolation_level=None)
+    migrate(conn, str(db), target=1)
+    conn.execute(
+        "INSERT INTO runs (id, task_id, status, created_at, updated_at, input_json)"
+        " VALUES ('R-old', 'T-old', 'running', 1.0, 1.0, NULL)"
+    )
+    conn.execute(
+        "INSERT INTO tasks (id, goal, status, created_at, updated_at) VALUES ('T-old', 'g', 'running', 1.0, 1.0)"
+    )
+    conn.close()
+
+    store = await open_store(str(db))
+
+    assert store._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION  # type: ignore[attr-defined]
+    run = await store.get_run("R-old")  # type: ignore[arg-type]
+    # No owner and no heartbeat since 1970: the sweep on open took it for an orphan.
+    assert run.status is RunStatus.INTERRUPTED and run.owner is None
+    await store.close()
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    db = tmp_path / "new.sqlite3"
+    conn = sqlite3.connect(db)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(SchemaTooNew) as refused:
+        SqliteStore(db)
+    assert refused.value.code == "store_schema_too_new"
+    assert "upgrade mlua-swarm" in refused.value.hint
+    assert str(SCHEMA_VERSION + 1) in str(refused.value)
+
+
+async def test_fifty_concurrent_runs_lose_nothing(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.sqlite3")
+
+    async def one(index: int) -> str:
+        run = await new_run(store)
+        journal = RunJournal(store, run.run_id)
+        for step in range(20):
+            journal.trace("core.step_dispatched", f"s{step}", 1)
+            await asyncio.sleep(0)
+            await journal.record_step(entry(f"s{step}"), ReplayRow(f"s{step}", "h", [index, step]))
+        await journal.finish(RunStatus.DONE, {"index": index})
+        return run.run_id
+
+    run_ids = await asyncio.gather(*(one(i) for i in range(50)))
+    await store.close()
+
+    again = SqliteStore(tmp_path / "s.sqlite3")
+    for index, run_id in enumerate(run_ids):
+        assert len(await again.list_steps(run_id)) == 20
+        assert [r.value for r in await again.list_replay(run_id)] == [[index, s] for s in range(20)]
+        assert (await again.get_run(run_id)).status is RunStatus.DONE
+    await again.close()
+
+
+def test_two_processes_write_one_file(tmp_path: Path) -> None:
+    db = tmp_path / "shared.sqlite3"
+    SqliteStore(db).close_sync()
+    children = [_writer(db, runs=5, steps=40, wait=True) for _ in range(2)]
+    for child in children:
+        assert child.stdin is not None
+        child.stdin.write("go\n")
+        child.stdin.flush()
+    outputs = [child.communicate(timeout=120) for child in children]
+    for child, (_, err) in zip(children, outputs, strict=True):
+        assert child.returncode == 0, err
+        assert "locked" not in err
+
+    async def check() -> None:
+        store = SqliteStore(db)
+        runs = await store.list_runs()
+        assert len(runs) == 10 and all(r.status is RunStatus.DONE for r in runs)
+        for run in runs:
+            assert len(await store.list_steps(run.run_id)) == 40
+        await store.close()
+
+    asyncio.run(check())
+
+
+async def test_sigkill_never_loses_a_flushed_step(tmp_path: Path) -> None:
+    db = tmp_path / "crash.sqlite3"
+    child = _writer(db, runs=4, steps=1_000_000)
+    assert child.stdout is not None
+    flushed: list[tuple[str, int]] = []
+    while len(flushed) < 400:
+        line = child.stdout.readline()
+        assert line, child.stderr.read() if child.stderr else "writer died"
+        run_id, index = line.split()
+        flushed.append((run_id, int(index)))
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=30)
+    assert child.returncode == -signal.SIGKILL
+
+    store = await open_store(str(db))
+    by_run: dict[str, set[int]] = {}
+    for run_id, index in flushed:
+        by_run.setdefault(run_id, set()).add(index)
+    for run_id, indexes in by_run.items():
+        steps = {int(s.step_ref[1:]) for s in await store.list_steps(run_id)}  # type: ignore[arg-type]
+        replay = {r.value["i"] for r in await store.list_replay(run_id)}  # type: ignore[arg-type]
+        assert indexes <= steps
+        assert indexes <= replay
+        # The killed owner is gone, so opening the store swept its runs to interrupted.
+        assert (await store.get_run(run_id)).status is RunStatus.INTERRUPTED  # type: ignore[arg-type]
+    await store.close()
