@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from mlua_swarm.ids import RunId
 from mlua_swarm.store import (
     Durability,
     ReplayRow,
@@ -94,8 +95,9 @@ async def test_old_schema_is_migrated_and_keeps_its_rows(tmp_path: Path) -> None
 
     store = await open_store(str(db))
 
-    assert store._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION  # type: ignore[attr-defined]
-    run = await store.get_run("R-old")  # type: ignore[arg-type]
+    assert isinstance(store, SqliteStore)
+    assert store._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    run = await store.get_run(RunId("R-old"))
     # No owner and no heartbeat since 1970: the sweep on open took it for an orphan.
     assert run.status is RunStatus.INTERRUPTED and run.owner is None
     await store.close()
@@ -176,14 +178,14 @@ async def test_sigkill_never_loses_a_flushed_step(tmp_path: Path) -> None:
     assert child.returncode == -signal.SIGKILL
 
     store = await open_store(str(db))
-    by_run: dict[str, set[int]] = {}
+    by_run: dict[RunId, set[int]] = {}
     for run_id, index in flushed:
-        by_run.setdefault(run_id, set()).add(index)
+        by_run.setdefault(RunId(run_id), set()).add(index)
     for run_id, indexes in by_run.items():
-        steps = {int(s.step_ref[1:]) for s in await store.list_steps(run_id)}  # type: ignore[arg-type]
-        replay = {r.value["i"] for r in await store.list_replay(run_id)}  # type: ignore[arg-type]
+        steps = {int(s.step_ref[1:]) for s in await store.list_steps(run_id)}
+        replay = {r.value["i"] for r in await store.list_replay(run_id)}
         assert indexes <= steps
         assert indexes <= replay
         # The killed owner is gone, so opening the store swept its runs to interrupted.
-        assert (await store.get_run(run_id)).status is RunStatus.INTERRUPTED  # type: ignore[arg-type]
+        assert (await store.get_run(run_id)).status is RunStatus.INTERRUPTED
     await store.close()
