@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import secrets
 import time
 from collections import deque
@@ -25,17 +26,33 @@ from .records import (
     TaskRecord,
     TaskStatus,
     TraceEvent,
+    dumps,
 )
+
+# History rows are kept as tuples holding JSON text, as the SQLite backend stores them: a later change
+# to a caller's value cannot reach the store, and both backends accept and return the same values.
+_StepRow = tuple[str, str, str, int, float | None, float | None, str | None, str | None, str | None]
+_ReplayRowT = tuple[str, str, str, bool, int, float]
+_TraceRow = tuple[int, float, str, str | None, int | None, str | None]
+_OutputRow = tuple[str, int, str, str, float]
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def _dumps_or_none(value: Any) -> str | None:
+    return None if value is None else dumps(value)
 
 
 @dataclass(slots=True)
 class _RunLog:
-    steps: list[StepEntry] = field(default_factory=list)
-    replay: list[ReplayRow] = field(default_factory=list)
+    steps: list[_StepRow] = field(default_factory=list)
+    replay: list[_ReplayRowT] = field(default_factory=list)
     replay_keys: set[tuple[str, str, int]] = field(default_factory=set)
-    trace: deque[TraceEvent] = field(default_factory=deque)
+    trace: deque[_TraceRow] = field(default_factory=deque)
     trace_seq: int = 0
-    outputs: list[OutputRecord] = field(default_factory=list)
+    outputs: list[_OutputRow] = field(default_factory=list)
 
 
 class MemoryStore(Store):
@@ -192,10 +209,25 @@ class MemoryStore(Store):
         return log
 
     def append_step(self, run_id: RunId, entry: StepEntry) -> None:
-        self._log(run_id).steps.append(copy.deepcopy(entry))
+        self._log(run_id).steps.append(
+            (
+                entry.step_ref,
+                entry.step_id,
+                entry.status,
+                entry.attempt,
+                entry.started_at,
+                entry.finished_at,
+                _dumps_or_none(entry.stats),
+                entry.stderr_tail,
+                _dumps_or_none(entry.error),
+            )
+        )
 
     async def list_steps(self, run_id: RunId) -> list[StepEntry]:
-        return copy.deepcopy(self._log(run_id).steps)
+        return [
+            StepEntry(r[0], r[1], r[2], r[3], r[4], r[5], _loads(r[6]), r[7], _loads(r[8]))
+            for r in self._log(run_id).steps
+        ]
 
     def append_replay(self, run_id: RunId, row: ReplayRow) -> None:
         if row.occurrence is None:
@@ -204,20 +236,26 @@ class MemoryStore(Store):
         key = (row.step_ref, row.input_hash, row.occurrence)
         if key in log.replay_keys:
             raise Duplicate(f"replay row {key} exists for run {run_id}")
+        stored = (
+            row.step_ref,
+            row.input_hash,
+            dumps(row.value),
+            row.skip,
+            row.occurrence,
+            row.created_at or time.time(),
+        )
         log.replay_keys.add(key)
-        stored = copy.deepcopy(row)
-        stored.created_at = stored.created_at or time.time()
         log.replay.append(stored)
 
     async def list_replay(self, run_id: RunId) -> list[ReplayRow]:
-        return copy.deepcopy(self._log(run_id).replay)
+        return [ReplayRow(r[0], r[1], json.loads(r[2]), r[3], r[4], r[5]) for r in self._log(run_id).replay]
 
     async def delete_replay_from(self, run_id: RunId, index: int) -> int:
         log = self._log(run_id)
         cut = log.replay[max(index, 0) :]
         del log.replay[max(index, 0) :]
-        for row in cut:
-            log.replay_keys.discard((row.step_ref, row.input_hash, row.occurrence or 0))
+        for r in cut:
+            log.replay_keys.discard((r[0], r[1], r[4]))
         return len(cut)
 
     def append_trace(
@@ -231,10 +269,9 @@ class MemoryStore(Store):
         ts: float | None = None,
     ) -> int:
         log = self._log(run_id)
+        _, text = cap_trace_payload(payload)
         log.trace_seq += 1
-        stored, _ = cap_trace_payload(copy.deepcopy(payload))
-        event = TraceEvent(run_id, log.trace_seq, time.time() if ts is None else ts, kind, step_ref, attempt, stored)
-        log.trace.append(event)
+        log.trace.append((log.trace_seq, time.time() if ts is None else ts, kind, step_ref, attempt, text))
         while len(log.trace) > self.trace_cap:
             log.trace.popleft()
         return log.trace_seq
@@ -249,24 +286,24 @@ class MemoryStore(Store):
         step_ref: str | None = None,
     ) -> list[TraceEvent]:
         events = [
-            e
-            for e in self._log(run_id).trace
-            if e.seq > after
-            and (kind_prefix is None or e.kind.startswith(kind_prefix))
-            and (step_ref is None or e.step_ref == step_ref)
+            TraceEvent(run_id, r[0], r[1], r[2], r[3], r[4], _loads(r[5]))
+            for r in self._log(run_id).trace
+            if r[0] > after
+            and (kind_prefix is None or r[2].startswith(kind_prefix))
+            and (step_ref is None or r[3] == step_ref)
         ]
-        return copy.deepcopy(events[:limit])
+        return events[:limit]
 
     def put_output(self, record: OutputRecord) -> None:
-        self._log(record.run_id).outputs.append(copy.deepcopy(record))
+        self._log(record.run_id).outputs.append(
+            (record.step_id, record.attempt, record.producer, dumps(record.event), record.created_at or time.time())
+        )
 
     async def list_outputs(
         self, run_id: RunId, *, step_id: str | None = None, attempt: int | None = None
     ) -> list[OutputRecord]:
-        return copy.deepcopy(
-            [
-                o
-                for o in self._log(run_id).outputs
-                if (step_id is None or o.step_id == step_id) and (attempt is None or o.attempt == attempt)
-            ]
-        )
+        return [
+            OutputRecord(run_id, r[0], r[1], r[2], json.loads(r[3]), r[4])
+            for r in self._log(run_id).outputs
+            if (step_id is None or r[0] == step_id) and (attempt is None or r[1] == attempt)
+        ]

@@ -1,4 +1,8 @@
-"""The SQLite schema as numbered migrations; `PRAGMA user_version` records how many have run."""
+"""The SQLite schema as numbered migrations; `PRAGMA user_version` records how many have run.
+
+Per-run history tables are clustered by `(run_id, seq)` (WITHOUT ROWID): appending one row touches
+one page, which is what a commit costs. Replay-key uniqueness is kept by the store, not an index.
+"""
 
 from __future__ import annotations
 
@@ -28,26 +32,23 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX runs_created ON runs (created_at);
     CREATE INDEX runs_task ON runs (task_id, created_at);
     CREATE TABLE steps (
-        id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, step_ref TEXT NOT NULL, step_id TEXT NOT NULL,
+        run_id TEXT NOT NULL, seq INTEGER NOT NULL, step_ref TEXT NOT NULL, step_id TEXT NOT NULL,
         status TEXT NOT NULL, attempt INTEGER NOT NULL, started_at REAL, finished_at REAL,
-        stats_json TEXT, stderr_tail TEXT, error_json TEXT
-    );
-    CREATE INDEX steps_run ON steps (run_id, id);
+        stats_json TEXT, stderr_tail TEXT, error_json TEXT, PRIMARY KEY (run_id, seq)
+    ) WITHOUT ROWID;
     CREATE TABLE replay (
-        seq INTEGER PRIMARY KEY, run_id TEXT NOT NULL, step_ref TEXT NOT NULL, input_hash TEXT NOT NULL,
+        run_id TEXT NOT NULL, seq INTEGER NOT NULL, step_ref TEXT NOT NULL, input_hash TEXT NOT NULL,
         occurrence INTEGER NOT NULL, skip INTEGER NOT NULL, value_json TEXT NOT NULL, created_at REAL NOT NULL,
-        UNIQUE (run_id, step_ref, input_hash, occurrence)
-    );
-    CREATE INDEX replay_run ON replay (run_id, seq);
+        PRIMARY KEY (run_id, seq)
+    ) WITHOUT ROWID;
     CREATE TABLE trace (
         run_id TEXT NOT NULL, seq INTEGER NOT NULL, ts REAL NOT NULL, kind TEXT NOT NULL,
         step_ref TEXT, attempt INTEGER, payload_json TEXT, PRIMARY KEY (run_id, seq)
     ) WITHOUT ROWID;
     CREATE TABLE outputs (
-        id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, step_id TEXT NOT NULL, attempt INTEGER NOT NULL,
-        producer TEXT NOT NULL, event_json TEXT NOT NULL, created_at REAL NOT NULL
-    );
-    CREATE INDEX outputs_run ON outputs (run_id, step_id, attempt);
+        run_id TEXT NOT NULL, seq INTEGER NOT NULL, step_id TEXT NOT NULL, attempt INTEGER NOT NULL,
+        producer TEXT NOT NULL, event_json TEXT NOT NULL, created_at REAL NOT NULL, PRIMARY KEY (run_id, seq)
+    ) WITHOUT ROWID;
     """,
     # 2: run ownership, for the orphan sweep.
     """

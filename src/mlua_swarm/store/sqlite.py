@@ -42,6 +42,7 @@ from .schema import migrate
 BUSY_TIMEOUT_MS = 30_000
 """How long a writer waits for another process's write lock before giving up."""
 
+_HISTORY_TABLES = ("steps", "replay", "trace", "outputs")
 _RUN_COLUMNS = (
     "id, task_id, status, created_at, updated_at, result_json, input_json,"
     " owner_host, owner_pid, owner_started_at, heartbeat_at"
@@ -99,7 +100,8 @@ class SqliteStore(Store):
         self._commit_handle: asyncio.Handle | None = None
         self._waiters: list[asyncio.Future[None]] = []
         self._commit_error: sqlite3.Error | None = None
-        self._trace_seq: dict[RunId, int] = {}
+        self._seqs: dict[tuple[str, RunId], int] = {}
+        self._replay_keys: dict[RunId, set[tuple[str, str, int]]] = {}
 
     # -- the commit model -----------------------------------------------------------------------
 
@@ -357,23 +359,55 @@ class SqliteStore(Store):
 
     async def delete_run(self, run_id: RunId) -> None:
         row = self._conn.execute("SELECT task_id FROM runs WHERE id = ?", (run_id,)).fetchone()
-        for table, column in (("steps", "run_id"), ("replay", "run_id"), ("trace", "run_id"), ("outputs", "run_id")):
-            self._write(f"DELETE FROM {table} WHERE {column} = ?", (run_id,))
+        for table in _HISTORY_TABLES:
+            self._write(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
         self._write("DELETE FROM runs WHERE id = ?", (run_id,))
         if row is not None:
             self._write(
                 "DELETE FROM tasks WHERE id = ? AND NOT EXISTS (SELECT 1 FROM runs WHERE task_id = ?)", (row[0], row[0])
             )
-        self._trace_seq.pop(run_id, None)
+        self.release(run_id)
 
     # -- per-run history ------------------------------------------------------------------------
 
+    def _append(self, table: str, sql: str, run_id: RunId, values: tuple[Any, ...]) -> int:
+        """Insert a history row under the run's next seq; returns the seq.
+
+        The counter is cached per run; a clash means another process appended to the same run since
+        we read it, so the counter is re-read once.
+        """
+        key = (table, run_id)
+        for _ in range(2):
+            seq = self._seqs.get(key)
+            if seq is None:
+                row = self._conn.execute(f"SELECT COALESCE(MAX(seq), 0) FROM {table} WHERE run_id = ?", (run_id,))
+                seq = int(row.fetchone()[0])
+            seq += 1
+            try:
+                self._write(sql, (run_id, seq, *values))
+            except sqlite3.IntegrityError:
+                self._seqs.pop(key, None)
+                continue
+            self._seqs[key] = seq
+            return seq
+        raise Duplicate(f"{table} seq {seq} of run {run_id} is taken")
+
+    def release(self, run_id: RunId) -> None:
+        for table in _HISTORY_TABLES:
+            self._seqs.pop((table, run_id), None)
+        self._replay_keys.pop(run_id, None)
+
+    def _require_run(self, run_id: RunId) -> None:
+        if self._conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
+            raise RunNotFound(run_id)
+
     def append_step(self, run_id: RunId, entry: StepEntry) -> None:
-        self._write(
-            "INSERT INTO steps (run_id, step_ref, step_id, status, attempt, started_at, finished_at,"
-            " stats_json, stderr_tail, error_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        self._append(
+            "steps",
+            "INSERT INTO steps (run_id, seq, step_ref, step_id, status, attempt, started_at, finished_at,"
+            " stats_json, stderr_tail, error_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            run_id,
             (
-                run_id,
                 entry.step_ref,
                 entry.step_id,
                 entry.status,
@@ -386,39 +420,44 @@ class SqliteStore(Store):
             ),
         )
 
-    def _require_run(self, run_id: RunId) -> None:
-        if self._conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
-            raise RunNotFound(run_id)
-
     async def list_steps(self, run_id: RunId) -> list[StepEntry]:
         self._require_run(run_id)
         rows = self._conn.execute(
             "SELECT step_ref, step_id, status, attempt, started_at, finished_at, stats_json, stderr_tail, error_json"
-            " FROM steps WHERE run_id = ? ORDER BY id",
+            " FROM steps WHERE run_id = ? ORDER BY seq",
             (run_id,),
         )
         return [StepEntry(r[0], r[1], r[2], r[3], r[4], r[5], _loads(r[6]), r[7], _loads(r[8])) for r in rows]
 
+    def _keys_of(self, run_id: RunId) -> set[tuple[str, str, int]]:
+        keys = self._replay_keys.get(run_id)
+        if keys is None:
+            rows = self._conn.execute("SELECT step_ref, input_hash, occurrence FROM replay WHERE run_id = ?", (run_id,))
+            keys = self._replay_keys[run_id] = {(r[0], r[1], r[2]) for r in rows}
+        return keys
+
     def append_replay(self, run_id: RunId, row: ReplayRow) -> None:
         if row.occurrence is None:
             raise ValueError("a stored replay row needs its occurrence")
-        try:
-            self._write(
-                "INSERT INTO replay (run_id, step_ref, input_hash, occurrence, skip, value_json, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    run_id,
-                    row.step_ref,
-                    row.input_hash,
-                    row.occurrence,
-                    int(row.skip),
-                    dumps(row.value),
-                    row.created_at or time.time(),
-                ),
-            )
-        except sqlite3.IntegrityError as exc:
-            key = (row.step_ref, row.input_hash, row.occurrence)
-            raise Duplicate(f"replay row {key} exists for run {run_id}") from exc
+        keys = self._keys_of(run_id)
+        key = (row.step_ref, row.input_hash, row.occurrence)
+        if key in keys:
+            raise Duplicate(f"replay row {key} exists for run {run_id}")
+        self._append(
+            "replay",
+            "INSERT INTO replay (run_id, seq, step_ref, input_hash, occurrence, skip, value_json, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            run_id,
+            (
+                row.step_ref,
+                row.input_hash,
+                row.occurrence,
+                int(row.skip),
+                dumps(row.value),
+                row.created_at or time.time(),
+            ),
+        )
+        keys.add(key)
 
     async def list_replay(self, run_id: RunId) -> list[ReplayRow]:
         self._require_run(run_id)
@@ -436,15 +475,9 @@ class SqliteStore(Store):
             "(SELECT seq FROM replay WHERE run_id = ? ORDER BY seq LIMIT 1 OFFSET ?)",
             (run_id, run_id, max(index, 0)),
         )
+        self._replay_keys.pop(run_id, None)
         self._commit_now()
         return cursor.rowcount
-
-    def _next_trace_seq(self, run_id: RunId) -> int:
-        seq = self._trace_seq.get(run_id)
-        if seq is None:
-            row = self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM trace WHERE run_id = ?", (run_id,)).fetchone()
-            seq = int(row[0])
-        return seq + 1
 
     def append_trace(
         self,
@@ -457,23 +490,15 @@ class SqliteStore(Store):
         ts: float | None = None,
     ) -> int:
         _, text = cap_trace_payload(payload)
-        at = time.time() if ts is None else ts
-        seq = self._next_trace_seq(run_id)
-        sql = "INSERT INTO trace (run_id, seq, ts, kind, step_ref, attempt, payload_json) VALUES (?, ?, ?, ?, ?, ?, ?)"
-        try:
-            self._write(sql, (run_id, seq, at, kind, step_ref, attempt, text))
-        except sqlite3.IntegrityError:
-            # Another process appended to this run's trace since we last looked.
-            self._trace_seq.pop(run_id, None)
-            seq = self._next_trace_seq(run_id)
-            self._write(sql, (run_id, seq, at, kind, step_ref, attempt, text))
-        self._trace_seq[run_id] = seq
+        seq = self._append(
+            "trace",
+            "INSERT INTO trace (run_id, seq, ts, kind, step_ref, attempt, payload_json) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            run_id,
+            (time.time() if ts is None else ts, kind, step_ref, attempt, text),
+        )
         if seq > self.trace_cap:
             self._write("DELETE FROM trace WHERE run_id = ? AND seq <= ?", (run_id, seq - self.trace_cap))
         return seq
-
-    def release(self, run_id: RunId) -> None:
-        self._trace_seq.pop(run_id, None)
 
     async def list_trace(
         self,
@@ -498,11 +523,12 @@ class SqliteStore(Store):
         return [TraceEvent(run_id, r[0], r[1], r[2], r[3], r[4], _loads(r[5])) for r in self._conn.execute(sql, params)]
 
     def put_output(self, record: OutputRecord) -> None:
-        self._write(
-            "INSERT INTO outputs (run_id, step_id, attempt, producer, event_json, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
+        self._append(
+            "outputs",
+            "INSERT INTO outputs (run_id, seq, step_id, attempt, producer, event_json, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            record.run_id,
             (
-                record.run_id,
                 record.step_id,
                 record.attempt,
                 record.producer,
@@ -523,5 +549,5 @@ class SqliteStore(Store):
         if attempt is not None:
             sql += " AND attempt = ?"
             params.append(attempt)
-        rows = self._conn.execute(sql + " ORDER BY id", params)
+        rows = self._conn.execute(sql + " ORDER BY seq", params)
         return [OutputRecord(run_id, r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in rows]
