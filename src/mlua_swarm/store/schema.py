@@ -1,7 +1,9 @@
 """The SQLite schema as numbered migrations; `PRAGMA user_version` records how many have run.
 
-Per-run history tables are clustered by `(run_id, seq)` (WITHOUT ROWID): appending one row touches
-one page, which is what a commit costs. Replay-key uniqueness is kept by the store, not an index.
+Per-run tables are clustered by `(run_id, seq)` (WITHOUT ROWID), and a run's step entries
+(`kind` 0) and replay rows (`kind` 1) share one table, so a step's entry and replay row land on
+the same page: a commit costs about one page write per run that moved. Replay-key uniqueness is
+kept by the store, not an index.
 """
 
 from __future__ import annotations
@@ -31,14 +33,11 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX runs_created ON runs (created_at);
     CREATE INDEX runs_task ON runs (task_id, created_at);
-    CREATE TABLE steps (
-        run_id TEXT NOT NULL, seq INTEGER NOT NULL, step_ref TEXT NOT NULL, step_id TEXT NOT NULL,
-        status TEXT NOT NULL, attempt INTEGER NOT NULL, started_at REAL, finished_at REAL,
-        stats_json TEXT, stderr_tail TEXT, error_json TEXT, PRIMARY KEY (run_id, seq)
-    ) WITHOUT ROWID;
-    CREATE TABLE replay (
-        run_id TEXT NOT NULL, seq INTEGER NOT NULL, step_ref TEXT NOT NULL, input_hash TEXT NOT NULL,
-        occurrence INTEGER NOT NULL, skip INTEGER NOT NULL, value_json TEXT NOT NULL, created_at REAL NOT NULL,
+    CREATE TABLE history (
+        run_id TEXT NOT NULL, seq INTEGER NOT NULL, kind INTEGER NOT NULL, step_ref TEXT NOT NULL,
+        step_id TEXT, status TEXT, attempt INTEGER, started_at REAL, finished_at REAL,
+        stats_json TEXT, stderr_tail TEXT, error_json TEXT,
+        input_hash TEXT, occurrence INTEGER, skip INTEGER, value_json TEXT, created_at REAL,
         PRIMARY KEY (run_id, seq)
     ) WITHOUT ROWID;
     CREATE TABLE trace (

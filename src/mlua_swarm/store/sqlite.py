@@ -42,7 +42,9 @@ from .schema import migrate
 BUSY_TIMEOUT_MS = 30_000
 """How long a writer waits for another process's write lock before giving up."""
 
-_HISTORY_TABLES = ("steps", "replay", "trace", "outputs")
+_HISTORY_TABLES = ("history", "trace", "outputs")
+_STEP, _REPLAY = 0, 1
+"""`history.kind`: a step entry or a replay row."""
 _RUN_COLUMNS = (
     "id, task_id, status, created_at, updated_at, result_json, input_json,"
     " owner_host, owner_pid, owner_started_at, heartbeat_at"
@@ -403,11 +405,12 @@ class SqliteStore(Store):
 
     def append_step(self, run_id: RunId, entry: StepEntry) -> None:
         self._append(
-            "steps",
-            "INSERT INTO steps (run_id, seq, step_ref, step_id, status, attempt, started_at, finished_at,"
-            " stats_json, stderr_tail, error_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "history",
+            "INSERT INTO history (run_id, seq, kind, step_ref, step_id, status, attempt, started_at, finished_at,"
+            " stats_json, stderr_tail, error_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             run_id,
             (
+                _STEP,
                 entry.step_ref,
                 entry.step_id,
                 entry.status,
@@ -424,15 +427,17 @@ class SqliteStore(Store):
         self._require_run(run_id)
         rows = self._conn.execute(
             "SELECT step_ref, step_id, status, attempt, started_at, finished_at, stats_json, stderr_tail, error_json"
-            " FROM steps WHERE run_id = ? ORDER BY seq",
-            (run_id,),
+            " FROM history WHERE run_id = ? AND kind = ? ORDER BY seq",
+            (run_id, _STEP),
         )
         return [StepEntry(r[0], r[1], r[2], r[3], r[4], r[5], _loads(r[6]), r[7], _loads(r[8])) for r in rows]
 
     def _keys_of(self, run_id: RunId) -> set[tuple[str, str, int]]:
         keys = self._replay_keys.get(run_id)
         if keys is None:
-            rows = self._conn.execute("SELECT step_ref, input_hash, occurrence FROM replay WHERE run_id = ?", (run_id,))
+            rows = self._conn.execute(
+                "SELECT step_ref, input_hash, occurrence FROM history WHERE run_id = ? AND kind = ?", (run_id, _REPLAY)
+            )
             keys = self._replay_keys[run_id] = {(r[0], r[1], r[2]) for r in rows}
         return keys
 
@@ -444,11 +449,12 @@ class SqliteStore(Store):
         if key in keys:
             raise Duplicate(f"replay row {key} exists for run {run_id}")
         self._append(
-            "replay",
-            "INSERT INTO replay (run_id, seq, step_ref, input_hash, occurrence, skip, value_json, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "history",
+            "INSERT INTO history (run_id, seq, kind, step_ref, input_hash, occurrence, skip, value_json, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             run_id,
             (
+                _REPLAY,
                 row.step_ref,
                 row.input_hash,
                 row.occurrence,
@@ -462,18 +468,18 @@ class SqliteStore(Store):
     async def list_replay(self, run_id: RunId) -> list[ReplayRow]:
         self._require_run(run_id)
         rows = self._conn.execute(
-            "SELECT step_ref, input_hash, value_json, skip, occurrence, created_at FROM replay"
-            " WHERE run_id = ? ORDER BY seq",
-            (run_id,),
+            "SELECT step_ref, input_hash, value_json, skip, occurrence, created_at FROM history"
+            " WHERE run_id = ? AND kind = ? ORDER BY seq",
+            (run_id, _REPLAY),
         )
         return [ReplayRow(r[0], r[1], json.loads(r[2]), bool(r[3]), r[4], r[5]) for r in rows]
 
     async def delete_replay_from(self, run_id: RunId, index: int) -> int:
         self._require_run(run_id)
         cursor = self._write(
-            "DELETE FROM replay WHERE run_id = ? AND seq >= "
-            "(SELECT seq FROM replay WHERE run_id = ? ORDER BY seq LIMIT 1 OFFSET ?)",
-            (run_id, run_id, max(index, 0)),
+            "DELETE FROM history WHERE run_id = ? AND kind = ? AND seq >= "
+            "(SELECT seq FROM history WHERE run_id = ? AND kind = ? ORDER BY seq LIMIT 1 OFFSET ?)",
+            (run_id, _REPLAY, run_id, _REPLAY, max(index, 0)),
         )
         self._replay_keys.pop(run_id, None)
         self._commit_now()
