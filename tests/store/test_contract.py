@@ -22,6 +22,7 @@ from mlua_swarm.store import (
     Store,
     TaskStatus,
 )
+from mlua_swarm.store.base import STDERR_TAIL_CAP
 from mlua_swarm.store.owner import current_owner
 
 from .conftest import LAUNCH, entry, new_run
@@ -85,13 +86,14 @@ async def test_step_entries_keep_order_and_fields(store: Store) -> None:
     run = await new_run(store)
     store.append_step(run.run_id, entry("a"))
     failed = entry("b", "failed", 2)
-    failed.stderr_tail = "boom\n"
+    failed.stderr_tail = "x" * STDERR_TAIL_CAP + "boom\n"
     failed.error = {"message": "boom"}
     store.append_step(run.run_id, failed)
     await store.flush()
     steps = await store.list_steps(run.run_id)
     assert [(s.step_ref, s.status, s.attempt) for s in steps] == [("a", "pass", 1), ("b", "failed", 2)]
-    assert steps[1].stderr_tail == "boom\n" and steps[1].error == {"message": "boom"}
+    assert steps[1].stderr_tail == "x" * (STDERR_TAIL_CAP - 5) + "boom\n"
+    assert steps[1].error == {"message": "boom"}
     assert steps[0].stats == {"tokens": 3}
     assert steps[0].to_json()["duration_ms"] == 500.0
 

@@ -42,6 +42,8 @@ DEFAULT_TRACE_CAP = 10_000
 TRACE_PAYLOAD_CAP = 8 * 1024
 """Bytes of encoded payload kept per trace event; larger payloads become a truncation marker."""
 TRACE_HEAD_CHARS = 1024
+STDERR_TAIL_CAP = 64 * 1024
+"""Characters of a worker's stderr a step entry keeps (the end of it)."""
 DEFAULT_STALE_SECS = 60.0
 """A run on another host whose heartbeat is older than this is taken for orphaned."""
 
@@ -56,6 +58,11 @@ def cap_trace_payload(payload: Any) -> tuple[Any, str | None]:
         return payload, text
     marker = {"truncated": True, "size_bytes": size, "head": text[:TRACE_HEAD_CHARS]}
     return marker, dumps(marker)
+
+
+def stderr_tail(text: str | None) -> str | None:
+    """The last `STDERR_TAIL_CAP` characters of a worker's stderr."""
+    return text if text is None or len(text) <= STDERR_TAIL_CAP else text[-STDERR_TAIL_CAP:]
 
 
 def blueprint_hash(document: Any) -> str:

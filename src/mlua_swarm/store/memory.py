@@ -12,7 +12,15 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..ids import RunId, TaskId
-from .base import DEFAULT_TRACE_CAP, Store, blueprint_hash, cap_trace_payload, check_run_transition, declared_semver
+from .base import (
+    DEFAULT_TRACE_CAP,
+    Store,
+    blueprint_hash,
+    cap_trace_payload,
+    check_run_transition,
+    declared_semver,
+    stderr_tail,
+)
 from .errors import Duplicate, RunNotFound, TaskRecordNotFound
 from .records import (
     BlueprintVersion,
@@ -218,7 +226,7 @@ class MemoryStore(Store):
                 entry.started_at,
                 entry.finished_at,
                 _dumps_or_none(entry.stats),
-                entry.stderr_tail,
+                stderr_tail(entry.stderr_tail),
                 _dumps_or_none(entry.error),
             )
         )

@@ -21,7 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from ..ids import RunId, TaskId
-from .base import DEFAULT_TRACE_CAP, Store, blueprint_hash, cap_trace_payload, check_run_transition, declared_semver
+from .base import (
+    DEFAULT_TRACE_CAP,
+    Store,
+    blueprint_hash,
+    cap_trace_payload,
+    check_run_transition,
+    declared_semver,
+    stderr_tail,
+)
 from .errors import Duplicate, RunNotFound, TaskRecordNotFound
 from .records import (
     BlueprintVersion,
@@ -418,7 +426,7 @@ class SqliteStore(Store):
                 entry.started_at,
                 entry.finished_at,
                 None if entry.stats is None else dumps(entry.stats),
-                entry.stderr_tail,
+                stderr_tail(entry.stderr_tail),
                 None if entry.error is None else dumps(entry.error),
             ),
         )
