@@ -16,8 +16,8 @@ demo: $(STAMP)
 	$(BIN)/mse run examples/review_loop.json --ephemeral
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests examples
+	$(BIN)/ruff format --check src tests examples
 
 typecheck: $(STAMP)
 	$(BIN)/mypy src

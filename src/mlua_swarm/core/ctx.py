@@ -138,10 +138,19 @@ class AgentContextView:
                 out[key] = value
         out["extra"] = self.extra
         out["steps"] = [
-            {k: v for k, v in (("name", s.name), ("size_bytes", s.size_bytes), ("file_path", s.file_path),
-                               ("content_url", s.content_url), ("sha256", s.sha256)) if v is not None}
+            {
+                k: v
+                for k, v in (
+                    ("name", s.name),
+                    ("size_bytes", s.size_bytes),
+                    ("file_path", s.file_path),
+                    ("content_url", s.content_url),
+                    ("sha256", s.sha256),
+                )
+                if v is not None
+            }
             for s in self.steps
-        ]  # fmt: skip
+        ]
         return out
 
 

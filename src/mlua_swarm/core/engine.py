@@ -38,6 +38,7 @@ from .config import EngineConfig, RetryPolicy
 from .ctx import AgentContextView, Ctx, CtxMeta, OperatorInfo
 from .events import Event, EventBus, EventStream
 from .fold import MISSING, comparable, fold_tail, is_skip_marker, last_staged, unwrap_skip_marker
+from .projection import Projection, project_final, project_part
 from .state import ENDED, SETTLED, StepStatus, check_transition
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,8 @@ class TaskSpec:
     verdict: VerdictContract | Mapping[str, Any] | None = None
     submit_format: str | None = None
     """`"text"` keeps string values verbatim instead of parsing JSON out of them."""
+    projection: Projection | None = None
+    """Write each Final and staged part as files (see `core.projection`)."""
 
     def __post_init__(self) -> None:
         if self.retry is not None:
@@ -472,6 +475,12 @@ class Engine:
             st.staged.setdefault(attempt, []).append(event.name)
         if self._bus.active:
             self.publish("worker_output", step_id, attempt=attempt, event=event.to_json())
+        projection = st.spec.projection
+        if projection is not None:
+            if type(event) is Final:
+                project_final(projection, step_id, attempt, event.ok, event.content.as_value())
+            elif stage and type(event) is Artifact:
+                project_part(projection, step_id, event.name, event.content.as_value())
 
     def _check_verdict(self, st: _Step, attempt: int, final: Final) -> None:
         contract = st.spec.verdict or self._contracts.get(st.spec.agent)
@@ -490,6 +499,19 @@ class Engine:
         value = comparable(staged)
         if value not in contract.values:
             raise VerdictValueRejected(value, allowed)
+
+    def annotate_attempt(self, step_id: StepId, attempt: int, event: Artifact) -> bool:
+        """Append an observer's Artifact (an audit) to an attempt's tail, even after the attempt ended.
+
+        It is never one of the worker's parts and never changes the outcome; False if the step is gone.
+        """
+        st = self._steps.get(step_id)
+        if st is None or not 1 <= attempt <= st.attempt:
+            return False
+        st.tails.setdefault(attempt, []).append(event)
+        if self._bus.active:
+            self.publish("worker_output", step_id, attempt=attempt, event=event.to_json())
+        return True
 
     def output_tail(self, step_id: StepId, attempt: int) -> list[OutputEvent]:
         st = self._steps.get(step_id)

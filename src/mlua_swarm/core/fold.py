@@ -18,15 +18,20 @@ SKIP_KEY = "__mse_skip"
 
 
 def wrap_skip_marker(value: Any) -> dict[str, Any]:
+    """The marker a skipped step returns instead of a value."""
     return {SKIP_KEY: True, "value": value}
 
 
 def is_skip_marker(value: Any) -> bool:
-    return type(value) is dict and value.get(SKIP_KEY) is True
+    """True for an object whose `__mse_skip` is `true` and which carries `value`."""
+    return type(value) is dict and value.get(SKIP_KEY) is True and "value" in value
 
 
-def unwrap_skip_marker(value: Any) -> Any:
-    return value.get("value") if is_skip_marker(value) else None
+def unwrap_skip_marker(marker: Any) -> Any:
+    """The value a skip marker carries; raises ValueError for anything that is not a marker."""
+    if not is_skip_marker(marker):
+        raise ValueError('not a skip marker: expected an object with "__mse_skip": true and "value"')
+    return marker["value"]
 
 
 def lenient_parse(value: Any) -> Any:

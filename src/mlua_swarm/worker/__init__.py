@@ -37,8 +37,9 @@ class Worker(ABC):
 class WorkerJoinHandler:
     """The common building block: an id, a cancel token, and a completion to await.
 
-    `completion` is any awaitable future (usually the asyncio task doing the work) that resolves to
-    `None` or raises a `WorkerError`. Cancelling a task that awaits `join` also cancels that future.
+    `completion` is a future (usually the asyncio task doing the work) that resolves to `None` or
+    raises a `WorkerError`. Joining shields it: a worker is stopped through its cancel token, so
+    the joiner can then wait for the worker's real end.
     """
 
     __slots__ = ("cancel", "completion", "worker_id")
@@ -51,9 +52,9 @@ class WorkerJoinHandler:
     async def await_completion(self) -> None:
         completion = self.completion
         try:
-            await completion
+            await (completion if completion.done() else asyncio.shield(completion))
         except asyncio.CancelledError:
-            if completion.done() and completion.cancelled():
+            if completion.cancelled():
                 raise WorkerCancelled() from None
             raise
         except WorkerError:

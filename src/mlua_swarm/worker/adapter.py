@@ -22,6 +22,7 @@ from ..core.ctx import AgentContextView, Ctx
 from ..errors import EngineError, VerdictRejected
 from ..ids import StepId, WorkerId
 from . import JoinHandleWorker, MiddlewareWorker, Worker, WorkerJoinHandler
+from .eager import start_eager
 from .errors import (
     NotRegistered,
     RejectedByMiddleware,
@@ -105,6 +106,7 @@ class InProcSpawner(SpawnerAdapter, Generic[W]):
 
     A function may be `async` or plain (plain ones run in a worker thread, so they may block); it
     returns a `WorkerResult` or any JSON value (meaning `ok=True`); raising means `WorkerFailed`.
+    The function starts at once, inside `spawn` (see `start_eager`).
     """
 
     worker_kind = "rust_fn"
@@ -148,9 +150,10 @@ class InProcSpawner(SpawnerAdapter, Generic[W]):
             cancel,
             AgentContextView.from_ctx(ctx),
         )
-        task = asyncio.create_task(_drive(engine, fn, is_async, inv, self.worker_kind))
-        cancel.on_cancel(task.cancel)
-        return self._worker_type(WorkerJoinHandler(WorkerId.new(), cancel, task))
+        completion, stop = start_eager(_drive(engine, fn, is_async, inv, self.worker_kind))
+        if not completion.done():
+            cancel.on_cancel(stop)
+        return self._worker_type(WorkerJoinHandler(WorkerId.new(), cancel, completion))
 
 
 async def _drive(engine: Engine, fn: WorkerFn, is_async: bool, inv: WorkerInvocation, kind: str) -> None:

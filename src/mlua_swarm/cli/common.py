@@ -1,0 +1,60 @@
+"""Helpers shared by the `mse` sub-commands: reading JSON arguments and reporting diagnostics."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..diagnostics import Diagnostic, DiagnosticError, Location
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_INVALID = 2
+EXIT_CANCELLED = 130
+
+
+def read_json_arg(value: str, option: str) -> Any:
+    """A JSON literal, or `@path` to read it from a file; raises DiagnosticError on bad input."""
+    source, text = option, value
+    if value.startswith("@"):
+        path = Path(value[1:])
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise DiagnosticError(
+                [
+                    Diagnostic(
+                        "invalid-argument",
+                        f"cannot read {path}: {exc.strerror}",
+                        location=Location(file=str(path)),
+                        hint=f"{option} @FILE needs a readable JSON file",
+                    )
+                ]
+            ) from None
+        source = str(path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DiagnosticError(
+            [
+                Diagnostic(
+                    "invalid-json",
+                    f"{option} is not valid JSON: {exc.msg}",
+                    location=Location(file=source, line=exc.lineno),
+                    hint='quote strings with double quotes, e.g. --init \'{"topic": "x"}\' or --init @ctx.json',
+                )
+            ]
+        ) from None
+
+
+def report_diagnostics(diagnostics: list[Diagnostic], *, as_json: bool) -> None:
+    """Diagnostics to stderr (readable), and with --json also as one document on stdout."""
+    for diagnostic in diagnostics:
+        print(diagnostic.render(), file=sys.stderr)
+    if as_json:
+        print(json.dumps({"status": "invalid", "diagnostics": [d.to_json() for d in diagnostics]}))
+
+
+__all__ = ["EXIT_CANCELLED", "EXIT_FAILED", "EXIT_INVALID", "EXIT_OK", "read_json_arg", "report_diagnostics"]

@@ -1,0 +1,217 @@
+-- The sandbox bootstrap. It runs once per Lua runtime, while the full standard library is still
+-- reachable, keeps private references to the few dangerous functions it needs (debug hooks,
+-- binary-capable `load`), and returns the table of entry points the Python host calls.
+--
+-- Every script then runs in a fresh environment table holding only safe libraries. An instruction
+-- hook calls the host's `check` function every `hook_every` instructions; when the host says stop
+-- (cancelled, out of time, out of budget) the hook raises a private sentinel that protected calls
+-- (`pcall`, `xpcall`, `coroutine.resume`, `coroutine.close`) cannot swallow.
+
+local check, hook_every, log_print = ...
+
+local sethook, getinfo = debug.sethook, debug.getinfo
+local raw_load, raw_pcall, raw_xpcall, raw_error = load, pcall, xpcall, error
+local raw_setmetatable, raw_getmetatable, raw_rawget = setmetatable, getmetatable, rawget
+local raw_type, raw_tostring, raw_select, raw_next = type, tostring, select, next
+local co_resume, co_close = coroutine.resume, coroutine.close
+local concat = table.concat
+
+local ABORT = raw_setmetatable({}, {
+  __tostring = function() return "script aborted by the host" end,
+  __metatable = false,
+})
+local aborted = false
+local user_source = nil
+
+local function hook()
+  if aborted or check() then
+    aborted = true
+    raw_error(ABORT, 0)
+  end
+end
+sethook(hook, "", hook_every)
+
+-- Binary chunks and string.dump are gone for good; strings index a private copy of `string`.
+local function copy(t)
+  local out = {}
+  for k, v in raw_next, t do out[k] = v end
+  return out
+end
+string.dump = nil
+local SAFE_STRING = copy(string)
+local string_mt = raw_getmetatable("")
+string_mt.__index = SAFE_STRING
+string_mt.__metatable = false
+
+local function rethrow_if_aborted(...)
+  if aborted then raw_error(ABORT, 0) end
+  return ...
+end
+
+local function safe_pcall(f, ...)
+  return rethrow_if_aborted(raw_pcall(f, ...))
+end
+
+local function safe_xpcall(f, handler, ...)
+  local function guarded(e)
+    if aborted then return e end
+    return handler(e)
+  end
+  return rethrow_if_aborted(raw_xpcall(f, guarded, ...))
+end
+
+local function safe_setmetatable(t, mt)
+  if raw_type(mt) == "table" and raw_rawget(mt, "__gc") ~= nil then
+    raw_error("setmetatable: __gc metamethods are not allowed in the sandbox", 2)
+  end
+  return raw_setmetatable(t, mt)
+end
+
+local function safe_collectgarbage(opt)
+  if opt == nil or opt == "collect" or opt == "count" then
+    return collectgarbage(opt)
+  end
+  raw_error("collectgarbage: only 'collect' and 'count' are allowed in the sandbox", 2)
+end
+
+local function safe_print(...)
+  local n = raw_select("#", ...)
+  local parts = {}
+  for i = 1, n do parts[i] = raw_tostring((raw_select(i, ...))) end
+  log_print(concat(parts, "\t"))
+end
+
+local function safe_coroutine()
+  local co = copy(coroutine)
+  co.resume = function(c, ...) return rethrow_if_aborted(co_resume(c, ...)) end
+  co.close = function(c) return rethrow_if_aborted(co_close(c)) end
+  return co
+end
+
+-- The line of the innermost frame running the user's script (nil outside it).
+local function user_line()
+  if user_source == nil then return nil end
+  local level = 2
+  while true do
+    local info = getinfo(level, "Sl")
+    if info == nil then return nil end
+    if info.source == user_source then return info.currentline end
+    level = level + 1
+  end
+end
+
+-- A fresh global table holding only the safe library (no `require` yet).
+local function base_env()
+  local env = {
+    assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs,
+    rawequal = rawequal, rawget = rawget, rawlen = rawlen, rawset = rawset, select = select,
+    tonumber = tonumber, tostring = tostring, type = type, getmetatable = getmetatable,
+    _VERSION = _VERSION,
+    pcall = safe_pcall, xpcall = safe_xpcall, setmetatable = safe_setmetatable,
+    collectgarbage = safe_collectgarbage, print = safe_print,
+    string = copy(SAFE_STRING), table = copy(table), math = copy(math), utf8 = copy(utf8),
+    coroutine = safe_coroutine(),
+  }
+  env._G = env
+  env.load = function(chunk, name, _mode, chunk_env)
+    return raw_load(chunk, name, "t", chunk_env or env)
+  end
+  return env
+end
+
+-- The script's environment, with a `require` that only knows `package.preload` entries, which
+-- are compiled from `modules` (name -> source) on first use, each in its own safe environment.
+local function new_env(host, modules)
+  local env = base_env()
+  local loaded, preload = {}, {}
+  local package = { loaded = loaded, preload = preload }
+  local function require(name)
+    local mod = loaded[name]
+    if mod ~= nil then return mod end
+    local loader = preload[name]
+    if loader == nil then
+      raw_error("module '" .. raw_tostring(name) .. "' not found (only preloaded modules can be required)", 2)
+    end
+    mod = loader(name, host)
+    if mod == nil then mod = true end
+    loaded[name] = mod
+    return mod
+  end
+  for name, module_src in raw_next, modules do
+    preload[name] = function(...)
+      local module_env = base_env()
+      module_env.require, module_env.package = require, package
+      local chunk, err = raw_load(module_src, "=" .. name, "t", module_env)
+      if chunk == nil then raw_error(err, 0) end
+      return chunk(...)
+    end
+  end
+  env.package, env.require = package, require
+  return env
+end
+
+local SB = {}
+
+-- Run `src` (chunk name `chunkname`) with extra globals and preloaded module sources.
+-- Returns status, value, line: status is "ok", "error", "syntax" or "aborted".
+function SB.run(src, chunkname, globals, modules, bridges, warn)
+  aborted = false
+  local host = {
+    warn = function(code, msg) warn(code, msg, user_line()) end,
+    where = user_line,
+  }
+  local env = new_env(host, modules)
+  for k, v in raw_next, globals do env[k] = v end
+  if bridges ~= nil then
+    local bridged = {}
+    for name, fn in raw_next, bridges do
+      bridged[name] = function(arg)
+        local ok, res = fn(arg)
+        if not ok then raw_error(res, 2) end
+        return res
+      end
+    end
+    env.host = bridged
+  end
+  local chunk, err = raw_load(src, chunkname, "t", env)
+  if chunk == nil then return "syntax", err, nil end
+  user_source = chunkname
+  local line = nil
+  local ok, value = raw_xpcall(chunk, function(e)
+    if e ~= ABORT then line = user_line() end
+    return e
+  end)
+  user_source = nil
+  if aborted or value == ABORT then return "aborted", nil, nil end
+  if not ok then
+    if raw_type(value) ~= "string" and raw_type(value) ~= "table" then value = raw_tostring(value) end
+    return "error", value, line
+  end
+  return "ok", value, nil
+end
+
+-- Evaluate `src` the way mlua's `eval` does: as an expression first, else as a chunk; the
+-- result must be a function, which is then called with `...`.
+function SB.call_eval(src, chunkname, args, argc)
+  aborted = false
+  local env = base_env()
+  local chunk = raw_load("return " .. src, chunkname, "t", env)
+  if chunk == nil then
+    local err
+    chunk, err = raw_load(src, chunkname, "t", env)
+    if chunk == nil then return "syntax", err end
+  end
+  local ok, fn = raw_pcall(chunk)
+  if ok and raw_type(fn) ~= "function" then
+    ok, fn = false, "expected the script to evaluate to a function, got " .. raw_type(fn)
+  end
+  if ok then ok, fn = raw_pcall(fn, table.unpack(args, 1, argc)) end
+  if aborted or fn == ABORT then return "aborted", nil end
+  if not ok then
+    if raw_type(fn) ~= "string" and raw_type(fn) ~= "table" then fn = raw_tostring(fn) end
+    return "error", fn
+  end
+  return "ok", fn
+end
+
+return SB

@@ -1,0 +1,317 @@
+"""Sandboxed Lua runtimes (lupa, Lua 5.4) with budgets and real cancellation.
+
+A `LuaSandbox` owns one `LuaRuntime` whose standard library is trimmed by `sandbox.lua` (no `os`,
+`io`, `debug`, `dofile`, `loadfile`, binary chunks or `string.dump`; `require` sees preloaded
+modules only) and whose Python attribute access is refused. An instruction hook polls a `_Guard`
+every `HOOK_EVERY` instructions, so an `AbortSignal` fired from any thread (a cancel token, a step
+timeout), the wall-time budget or the instruction budget stops even `while true do end` promptly.
+`LuaPool` keeps a few warm sandboxes; each run gets a fresh environment table, and a sandbox whose
+run was aborted or ran out of memory is dropped instead of reused.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Literal
+
+from lupa import lua54
+
+from .convert import LuaConversionError, json_to_lua, lua_to_json
+
+log = logging.getLogger("mlua_swarm.lua")
+
+HOOK_EVERY = 10_000
+"""Instructions between two polls of the abort flag (about 50 µs of Lua)."""
+
+AbortReason = Literal["cancelled", "timeout", "budget"]
+WarningSink = Callable[[str, str, int | None], None]
+"""Receives (code, message, line of the user's script) for each authoring warning."""
+Bridge = Callable[[Any], Any]
+
+_BOOTSTRAP = resources.files(__package__).joinpath("sandbox.lua").read_text(encoding="utf-8")
+_LINE = re.compile(r":(\d+):")
+
+
+@dataclass(frozen=True, slots=True)
+class LuaLimits:
+    """Per-run budgets; `None` means unlimited."""
+
+    instructions: int | None = 200_000_000
+    wall_secs: float | None = 60.0
+    memory_bytes: int | None = 64 * 1024 * 1024
+
+
+class AbortSignal:
+    """A flag any thread may fire; the running script stops at its next instruction hook."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self) -> None:
+        self.reason: AbortReason | None = None
+
+    def fire(self, reason: AbortReason = "cancelled") -> None:
+        if self.reason is None:
+            self.reason = reason
+
+
+class LuaScriptError(Exception):
+    """The script raised, failed to compile, or returned something with no JSON form."""
+
+    def __init__(self, message: str, line: int | None = None, value: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+        self.value = value
+
+
+class LuaAborted(Exception):
+    """The host stopped the script: cancelled, out of wall time, or out of instruction budget."""
+
+    def __init__(self, reason: AbortReason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class LuaRun:
+    """A finished run: the script's first return value as JSON, and what it cost."""
+
+    value: Any
+    instructions: int
+    elapsed_secs: float
+
+
+class _Guard:
+    """What the instruction hook polls; reset for every run."""
+
+    __slots__ = ("budget", "deadline", "polls", "reason", "signal")
+
+    def __init__(self) -> None:
+        self.signal: AbortSignal | None = None
+        self.deadline: float | None = None
+        self.budget: int | None = None
+        self.polls = 0
+        self.reason: AbortReason | None = None
+
+    def begin(self, signal: AbortSignal, limits: LuaLimits) -> None:
+        self.signal = signal
+        self.deadline = None if limits.wall_secs is None else time.monotonic() + limits.wall_secs
+        self.budget = None if limits.instructions is None else max(1, limits.instructions // HOOK_EVERY)
+        self.polls = 0
+        self.reason = None
+
+    def end(self) -> None:
+        self.signal = None
+
+    def check(self) -> bool:
+        self.polls += 1
+        signal = self.signal
+        if signal is not None and signal.reason is not None:
+            self.reason = signal.reason
+        elif self.budget is not None and self.polls > self.budget:
+            self.reason = "budget"
+        elif self.deadline is not None and time.monotonic() > self.deadline:
+            self.reason = "timeout"
+        return self.reason is not None
+
+
+def _refuse_attribute(obj: Any, name: Any, is_setting: bool) -> Any:
+    raise AttributeError("Python attributes are not reachable from the Lua sandbox")
+
+
+def _lua_print(text: str) -> None:
+    log.info("lua print: %s", text)
+
+
+class LuaSandbox:
+    """One sandboxed runtime; not thread-safe, use one per thread (see `LuaPool`)."""
+
+    def __init__(self, memory_bytes: int | None = None) -> None:
+        self.runtime = lua54.LuaRuntime(
+            register_eval=False,
+            register_builtins=False,
+            unpack_returned_tuples=True,
+            attribute_filter=_refuse_attribute,
+            max_memory=0 if memory_bytes is None else memory_bytes,
+        )
+        self._guard = _Guard()
+        self.poisoned = False
+        self._sb = self.runtime.execute(_BOOTSTRAP, self._guard.check, HOOK_EVERY, _lua_print)
+        self.runtime.globals().python = None
+
+    def run(
+        self,
+        source: str,
+        chunkname: str,
+        *,
+        globals_: Mapping[str, Any] | None = None,
+        modules: Mapping[str, str] | None = None,
+        bridges: Mapping[str, Bridge] | None = None,
+        warn: WarningSink | None = None,
+        signal: AbortSignal | None = None,
+        limits: LuaLimits = LuaLimits(),
+    ) -> LuaRun:
+        """Run a chunk; `chunkname` follows Lua's rules (`=name` shows as `name` in messages)."""
+        rt = self.runtime
+        with self._session(signal or AbortSignal(), limits) as started:
+            lua_globals = rt.table()
+            for key, value in (globals_ or {}).items():
+                lua_globals[key] = json_to_lua(rt, value)
+            lua_modules = rt.table_from(dict(modules or {}))
+            lua_bridges = None if bridges is None else rt.table_from(self._bridges(bridges))
+            status, value, line = self._sb.run(
+                source, chunkname, lua_globals, lua_modules, lua_bridges, warn or _drop_warning
+            )
+            self._raise_for(status, value, line)
+            try:
+                result = lua_to_json(value)
+            except LuaConversionError as exc:
+                raise LuaScriptError(f"the result cannot be converted to JSON: {exc}") from exc
+            return LuaRun(result, self._guard.polls * HOOK_EVERY, time.monotonic() - started)
+
+    def call_function(
+        self,
+        source: str,
+        chunkname: str,
+        args: list[Any],
+        *,
+        signal: AbortSignal | None = None,
+        limits: LuaLimits = LuaLimits(),
+    ) -> LuaRun:
+        """Evaluate `source` to a function (mlua `eval` rules) and call it with JSON `args`."""
+        rt = self.runtime
+        with self._session(signal or AbortSignal(), limits) as started:
+            lua_args = rt.table()
+            for index, arg in enumerate(args, start=1):
+                lua_args[index] = json_to_lua(rt, arg)
+            status, value = self._sb.call_eval(source, chunkname, lua_args, len(args))
+            self._raise_for(status, value, None)
+            try:
+                result = lua_to_json(value)
+            except LuaConversionError as exc:
+                raise LuaScriptError(f"the result cannot be converted to JSON: {exc}") from exc
+            return LuaRun(result, self._guard.polls * HOOK_EVERY, time.monotonic() - started)
+
+    @contextmanager
+    def _session(self, signal: AbortSignal, limits: LuaLimits) -> Iterator[float]:
+        if limits.memory_bytes is not None:
+            self.runtime.set_max_memory(self.runtime.get_memory_used() + limits.memory_bytes)
+        self._guard.begin(signal, limits)
+        try:
+            yield time.monotonic()
+        except lua54.LuaMemoryError as exc:
+            self.poisoned = True
+            raise LuaScriptError(f"not enough memory ({_limit_text(limits)})") from exc
+        except LuaScriptError as exc:
+            if exc.message.endswith("not enough memory"):
+                self.poisoned = True
+                exc.message = f"not enough memory ({_limit_text(limits)})"
+                exc.args = (exc.message,)
+            raise
+        finally:
+            self._guard.end()
+            if limits.memory_bytes is not None:
+                self.runtime.set_max_memory(0)
+
+    def _raise_for(self, status: str, value: Any, line: int | None) -> None:
+        if status == "ok":
+            return
+        if status == "aborted":
+            self.poisoned = True
+            reason = self._guard.reason or "cancelled"
+            raise LuaAborted(reason, _abort_text(reason, self._guard))
+        if status == "syntax":
+            text = str(value)
+            match = _LINE.search(text)
+            raise LuaScriptError(text, int(match.group(1)) if match else None)
+        raise _script_error(value, line)
+
+    def _bridges(self, bridges: Mapping[str, Bridge]) -> dict[str, Callable[[Any], tuple[bool, Any]]]:
+        return {name: self._bridge(name, fn) for name, fn in bridges.items()}
+
+    def _bridge(self, name: str, fn: Bridge) -> Callable[[Any], tuple[bool, Any]]:
+        rt = self.runtime
+
+        def call(arg: Any = None) -> tuple[bool, Any]:
+            try:
+                return True, json_to_lua(rt, fn(lua_to_json(arg)))
+            except Exception as exc:
+                return False, f"host.{name}: {type(exc).__name__}: {exc}"
+
+        return call
+
+
+def _drop_warning(code: str, message: str, line: int | None) -> None:
+    return None
+
+
+def _script_error(value: Any, line: int | None) -> LuaScriptError:
+    if isinstance(value, str):
+        return LuaScriptError(value, line)
+    try:
+        data = lua_to_json(value)
+    except LuaConversionError:
+        return LuaScriptError(str(value), line)
+    return LuaScriptError(json.dumps(data, ensure_ascii=False), line, data)
+
+
+def _limit_text(limits: LuaLimits) -> str:
+    if limits.memory_bytes is None:
+        return "no limit set"
+    return f"limit {limits.memory_bytes / (1024 * 1024):g} MiB"
+
+
+def _abort_text(reason: AbortReason, guard: _Guard) -> str:
+    if reason == "budget":
+        return f"instruction budget exceeded (about {guard.polls * HOOK_EVERY} instructions)"
+    if reason == "timeout":
+        return "wall-time budget exceeded"
+    return "cancelled"
+
+
+class LuaPool:
+    """A few warm sandboxes shared across threads; each lease is exclusive to one thread."""
+
+    def __init__(self, max_idle: int = 4, memory_bytes: int | None = None) -> None:
+        self._idle: list[LuaSandbox] = []
+        self._lock = threading.Lock()
+        self._max_idle = max_idle
+        self._memory_bytes = memory_bytes
+
+    @contextmanager
+    def lease(self) -> Iterator[LuaSandbox]:
+        """A sandbox for one run; returned to the pool afterwards unless the run poisoned it."""
+        with self._lock:
+            sandbox = self._idle.pop() if self._idle else None
+        if sandbox is None:
+            sandbox = LuaSandbox(self._memory_bytes)
+        try:
+            yield sandbox
+        finally:
+            if not sandbox.poisoned:
+                with self._lock:
+                    if len(self._idle) < self._max_idle:
+                        self._idle.append(sandbox)
+
+
+__all__ = [
+    "HOOK_EVERY",
+    "AbortReason",
+    "AbortSignal",
+    "Bridge",
+    "LuaAborted",
+    "LuaLimits",
+    "LuaPool",
+    "LuaRun",
+    "LuaSandbox",
+    "LuaScriptError",
+    "WarningSink",
+]

@@ -1,0 +1,216 @@
+"""The async flow evaluator: walks a parsed node tree over one JSON ctx, dispatching steps.
+
+Ownership rule that keeps this cheap: only the root object of a scope's ctx is mutated in place; every
+nested value is shared and never changed (path writes copy what they pass through). So a `try` snapshot
+and a fanout lane's starting ctx are shallow copies of the root.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from mlua_swarm.flow.errors import (
+    EvalError,
+    ExprTypeError,
+    FanoutLaneCancelled,
+    FlowFailed,
+    NonBoolCond,
+    StepBlocked,
+    StepError,
+)
+from mlua_swarm.flow.exprs import NO_EXTERNS, Externs, eval_expr
+from mlua_swarm.flow.nodes import Assign, Branch, Fanout, Join, Loop, Node, Seq, Step, Try
+from mlua_swarm.flow.paths import json_type_name
+from mlua_swarm.flow.skip import is_skip_marker
+
+Ctx = dict[str, Any]
+
+
+class StepDispatcher(Protocol):
+    """Runs one step: returns its value (or a skip marker), or raises StepBlocked / StepFailed.
+
+    `input` is the evaluated `in` expression, `$step_meta` envelope included; it shares structure with
+    the flow ctx, so a dispatcher must treat it as read-only (strip envelopes into a new object).
+    """
+
+    async def dispatch(self, step: Step, input: Any) -> Any: ...
+
+
+class _Scope:
+    """The ctx one chain of nodes works on (the run, or one fanout lane)."""
+
+    __slots__ = ("ctx",)
+
+    def __init__(self, ctx: Ctx) -> None:
+        self.ctx = ctx
+
+
+_LaneOutcome = tuple[Ctx | None, EvalError | None]
+
+
+class _Runner:
+    """Evaluates nodes for one run: the dispatcher, the externs and a per-kind handler table."""
+
+    __slots__ = ("_handlers", "dispatcher", "externs")
+
+    def __init__(self, dispatcher: StepDispatcher, externs: Externs) -> None:
+        self.dispatcher = dispatcher
+        self.externs = externs
+        self._handlers: dict[type, Callable[[Any, _Scope], Awaitable[None]]] = {
+            Step: self._step,
+            Seq: self._seq,
+            Branch: self._branch,
+            Loop: self._loop,
+            Fanout: self._fanout,
+            Try: self._try,
+            Assign: self._assign,
+        }
+
+    async def run(self, node: Node, scope: _Scope) -> None:
+        """Evaluate `node` against `scope`, updating its ctx."""
+        await self._handlers[type(node)](node, scope)
+
+    async def _step(self, node: Step, scope: _Scope) -> None:
+        value = eval_expr(node.input, scope.ctx, self.externs)
+        try:
+            result = await self.dispatcher.dispatch(node, value)
+        except StepBlocked as err:
+            raise StepError(node.ref, err, err.value) from err
+        except Exception as err:
+            raise StepError(node.ref, err) from err
+        if not is_skip_marker(result):
+            scope.ctx = node.out.set(scope.ctx, result)
+
+    async def _seq(self, node: Seq, scope: _Scope) -> None:
+        handlers = self._handlers
+        for child in node.children:
+            await handlers[type(child)](child, scope)
+
+    async def _branch(self, node: Branch, scope: _Scope) -> None:
+        cond = eval_expr(node.cond, scope.ctx, self.externs)
+        if cond is True:
+            await self.run(node.then, scope)
+        elif cond is False:
+            await self.run(node.else_, scope)
+        else:
+            raise NonBoolCond(f"branch cond must evaluate to a boolean, got {json_type_name(cond)}")
+
+    async def _loop(self, node: Loop, scope: _Scope) -> None:
+        counter = node.counter
+        scope.ctx = counter.set(scope.ctx, 0)
+        done = 0
+        while done < node.max:
+            cond = eval_expr(node.cond, scope.ctx, self.externs)
+            if cond is None or cond is False:
+                return
+            await self.run(node.body, scope)
+            done += 1
+            scope.ctx = counter.set(scope.ctx, done)
+
+    async def _assign(self, node: Assign, scope: _Scope) -> None:
+        scope.ctx = node.at.set(scope.ctx, eval_expr(node.value, scope.ctx, self.externs))
+
+    async def _try(self, node: Try, scope: _Scope) -> None:
+        snapshot = dict(scope.ctx)
+        try:
+            await self.run(node.body, scope)
+            return
+        except EvalError as err:
+            message = str(err)
+        scope.ctx = snapshot
+        if node.err_at is not None:
+            scope.ctx = node.err_at.set(scope.ctx, message)
+        await self.run(node.catch, scope)
+
+    async def _fanout(self, node: Fanout, scope: _Scope) -> None:
+        items = eval_expr(node.items, scope.ctx, self.externs)
+        if not isinstance(items, list):
+            raise ExprTypeError(f"fanout items must be an array, got {json_type_name(items)}")
+        if items:
+            out = await self._join(node, scope.ctx, items)
+        elif node.join in (Join.ALL, Join.ALL_SETTLED):
+            out = []
+        else:
+            raise ExprTypeError(f"fanout join {node.join.value!r} needs at least one item")
+        scope.ctx = node.out.set(scope.ctx, out)
+
+    async def _lane(self, node: Fanout, parent: Ctx, item: Any) -> _LaneOutcome:
+        try:
+            lane = _Scope(node.bind.set(dict(parent), item))
+            await self.run(node.body, lane)
+        except EvalError as err:
+            return None, err
+        return lane.ctx, None
+
+    async def _join(self, node: Fanout, parent: Ctx, items: list[Any]) -> Any:
+        """Run one lane task per item and combine them per the join mode; losers are cancelled and awaited."""
+        join = node.join
+        finished: asyncio.Queue[asyncio.Task[_LaneOutcome]] = asyncio.Queue()
+        settled: list[Any] = [None] * len(items)
+        result: Any = None
+        failure: EvalError | None = None
+        async with asyncio.TaskGroup() as group:
+            position: dict[asyncio.Task[_LaneOutcome], int] = {}
+            for index, item in enumerate(items):
+                task = group.create_task(self._lane(node, parent, item))
+                task.add_done_callback(finished.put_nowait)
+                position[task] = index
+            for _ in items:
+                task = await finished.get()
+                index = position[task]
+                lane_ctx: Ctx | None
+                error: EvalError | None
+                if task.cancelled():
+                    lane_ctx, error = None, FanoutLaneCancelled(f"fanout lane {index} was cancelled")
+                else:
+                    lane_ctx, error = task.result()
+                if join is Join.ALL_SETTLED:
+                    settled[index] = (
+                        {"status": "fulfilled", "value": lane_ctx}
+                        if error is None
+                        else {"status": "rejected", "reason": str(error)}
+                    )
+                    continue
+                if join is Join.ALL and error is None:
+                    settled[index] = lane_ctx
+                    continue
+                if join is Join.ANY and error is not None:
+                    failure = error
+                    continue
+                result, failure = lane_ctx, error
+                break
+            for task in position:
+                task.cancel()
+        if failure is not None:
+            raise failure
+        return settled if join in (Join.ALL, Join.ALL_SETTLED) else result
+
+
+async def run_flow(
+    node: Node,
+    ctx: Ctx,
+    dispatcher: StepDispatcher,
+    *,
+    externs: Externs | None = None,
+) -> Ctx:
+    """Evaluate `node` over a copy of `ctx` and return the final ctx; an uncaught flow error raises FlowFailed.
+
+    Cancelling the caller cancels (and awaits) every running fanout lane and step dispatch.
+    """
+    if not isinstance(ctx, dict):
+        raise TypeError(f"the initial ctx must be a JSON object, got {json_type_name(ctx)}")
+    scope = _Scope(dict(ctx))
+    runner = _Runner(dispatcher, NO_EXTERNS if externs is None else externs)
+    try:
+        await runner.run(node, scope)
+    except EvalError as err:
+        step_error = err if isinstance(err, StepError) else None
+        raise FlowFailed(
+            str(err),
+            failed_step=step_error.ref if step_error else None,
+            verdict_value=step_error.verdict_value if step_error else None,
+            partial_ctx=scope.ctx,
+        ) from err
+    return scope.ctx

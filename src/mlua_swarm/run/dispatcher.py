@@ -1,0 +1,194 @@
+"""`EngineDispatcher`: the bridge from the flow evaluator to the engine, one engine step per Step node.
+
+For each step it strips a `$step_meta` envelope, consults the run journal (a step that already
+finished in an earlier attempt of this run is replayed, not re-executed), starts an engine step
+with the agent's policies, runs it through the linked spawner stack, records the step entry, and
+maps the outcome onto the flow: pass returns the value, skip returns the skip marker, blocked and
+failures raise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..core.engine import DispatchOutcome, Engine, RunContext, TaskSpec
+from ..core.fold import wrap_skip_marker
+from ..core.projection import Projection
+from ..errors import DispatchFailed
+from ..flow import Step, StepBlocked, StepFailed
+from ..ids import StepId
+from ..tokens import CapToken
+from ..worker.adapter import SpawnerAdapter
+from .observer import NullObserver, RunObserver
+
+STEP_META = "$step_meta"
+
+
+@dataclass(frozen=True, slots=True)
+class AgentPolicy:
+    """The per-agent settings a step inherits: timeout, retry, verdict contract, submit format, projection."""
+
+    timeout_secs: float | None = None
+    retry: Any = None
+    verdict: Any = None
+    submit_format: str | None = None
+    projection: Projection | None = None
+
+
+@dataclass(slots=True)
+class StepRecord:
+    """One finished step, as the journal persists it."""
+
+    step_ref: str
+    step_id: StepId | None
+    status: str
+    attempt: int
+    started_at: float
+    finished_at: float
+    input_hash: str
+    value: Any = None
+    error: str | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+    replayed: bool = False
+
+
+class Journal(Protocol):
+    """Persistence of a run's steps (the store implements it; None means in memory only)."""
+
+    def lookup(self, step_ref: str, input_hash: str) -> tuple[bool, Any] | None:
+        """`(skipped, value)` of this occurrence of the step if an earlier attempt finished it."""
+
+    async def record_step(self, record: StepRecord) -> None:
+        """Persist the step; returns once durable (per the durability mode)."""
+
+
+def input_hash(directive: Any) -> str:
+    text = json.dumps(directive, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class EngineDispatcher:
+    def __init__(
+        self,
+        engine: Engine,
+        token: CapToken,
+        spawner: SpawnerAdapter,
+        *,
+        policies: Mapping[str, AgentPolicy] | None = None,
+        metas: Mapping[str, Any] | None = None,
+        run: RunContext | None = None,
+        journal: Journal | None = None,
+        observer: RunObserver | None = None,
+    ) -> None:
+        self.engine = engine
+        self.token = token
+        self.spawner = spawner
+        self.policies = dict(policies or {})
+        self.metas = dict(metas or {})
+        self.run = run
+        self.journal = journal
+        self.observer = observer or NullObserver()
+        self.last_failure: tuple[str, Any] | None = None
+        self.steps_dispatched = 0
+        self.steps_replayed = 0
+
+    async def dispatch(self, step: Step, input: Any) -> Any:
+        ref = step.ref
+        directive, step_ctx = self._unwrap_meta(ref, input)
+        digest = input_hash(directive) if self.journal is not None else ""
+        if self.journal is not None:
+            hit = self.journal.lookup(ref, digest)
+            if hit is not None:
+                skipped, value = hit
+                self.steps_replayed += 1
+                self.observer.step_finished(ref, None, "replayed", 0.0, value)
+                return wrap_skip_marker(value) if skipped else value
+        policy = self.policies.get(ref) or AgentPolicy()
+        spec = TaskSpec(
+            ref,
+            directive,
+            step_ctx=step_ctx,
+            timeout_secs=policy.timeout_secs,
+            retry=policy.retry,
+            verdict=policy.verdict,
+            submit_format=policy.submit_format,
+            projection=policy.projection,
+        )
+        started = time.time()
+        step_id = await self.engine.start_task(self.token, spec)
+        self.steps_dispatched += 1
+        self.observer.step_started(ref, step_id)
+        try:
+            outcome = await self.engine.run_step(self.token, step_id, self.spawner, run=self.run)
+        except DispatchFailed as exc:
+            await self._finish(ref, step_id, "failed", started, digest, None, str(exc))
+            self.last_failure = (ref, None)
+            raise StepFailed(str(exc)) from exc
+        return await self._apply(ref, step_id, outcome, started, digest)
+
+    async def _apply(self, ref: str, step_id: StepId, outcome: DispatchOutcome, started: float, digest: str) -> Any:
+        kind = outcome.kind
+        if kind == "pass":
+            await self._finish(ref, step_id, "passed", started, digest, outcome.value, None, outcome.attempt)
+            return outcome.value
+        if kind == "skip":
+            await self._finish(ref, step_id, "skipped", started, digest, outcome.value, None, outcome.attempt)
+            return wrap_skip_marker(outcome.value)
+        if kind == "blocked":
+            await self._finish(ref, step_id, "blocked", started, digest, outcome.value, None, outcome.attempt)
+            self.last_failure = (ref, outcome.value)
+            raise StepBlocked(outcome.value)
+        message = "cancelled" if kind == "cancelled" else "timed out"
+        await self._finish(ref, step_id, kind, started, digest, None, message, outcome.attempt)
+        self.last_failure = (ref, None)
+        raise StepFailed(message)
+
+    async def _finish(
+        self,
+        ref: str,
+        step_id: StepId,
+        status: str,
+        started: float,
+        digest: str,
+        value: Any,
+        error: str | None,
+        attempt: int = 0,
+    ) -> None:
+        finished = time.time()
+        self.observer.step_finished(ref, step_id, status, finished - started, value if error is None else error)
+        if self.journal is not None:
+            stats = self.engine.worker_stats(step_id, attempt) if attempt else {}
+            record = StepRecord(ref, step_id, status, attempt, started, finished, digest, value, error, stats)
+            await self.journal.record_step(record)
+
+    def _unwrap_meta(self, ref: str, input: Any) -> tuple[Any, Any]:
+        """Split a `$step_meta` envelope into (directive, step context)."""
+        if type(input) is not dict or STEP_META not in input:
+            return input, None
+        rest = dict(input)
+        envelope = rest.pop(STEP_META)
+        if not isinstance(envelope, Mapping):
+            raise StepFailed("$step_meta must be an object with 'ref' and/or 'inline'")
+        step_ctx: dict[str, Any] = {}
+        meta_ref = envelope.get("ref")
+        if meta_ref is not None:
+            if meta_ref not in self.metas:
+                raise StepFailed(f"$step_meta.ref '{meta_ref}' names no entry in metas")
+            base = self.metas[meta_ref]
+            if isinstance(base, Mapping):
+                step_ctx.update(base)
+        inline = envelope.get("inline")
+        if inline is not None:
+            if not isinstance(inline, Mapping):
+                raise StepFailed("$step_meta.inline must be an object")
+            step_ctx.update(inline)
+        directive = rest.pop("$in") if "$in" in rest else (rest or "")
+        return directive, step_ctx
+
+
+__all__ = ["STEP_META", "AgentPolicy", "EngineDispatcher", "Journal", "StepRecord", "input_hash"]

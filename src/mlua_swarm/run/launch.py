@@ -1,0 +1,184 @@
+"""Running a compiled Blueprint: build the spawner stack, evaluate the flow, report the result.
+
+The flow runs in a task owned by `run_blueprint`; `RunControl.cancel` (Ctrl-C, a budget, an API
+call) cancels that task, which cancels every running step's worker for real, and the run ends
+`cancelled`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ..blueprint.compiler import CompiledBlueprint
+from ..core.config import CheckPolicy
+from ..core.engine import Engine, RunContext
+from ..core.projection import DEFAULT_DIR_TEMPLATE, Projection
+from ..diagnostics import Diagnostic, DiagnosticError, Location
+from ..flow import FlowFailed, run_flow
+from ..ids import RunId
+from ..worker.adapter import SpawnerAdapter
+from ..worker.router import AgentRouter
+from .dispatcher import AgentPolicy, EngineDispatcher, Journal
+from .observer import RunObserver
+
+RunStatus = Literal["done", "failed", "cancelled"]
+
+
+@dataclass(slots=True)
+class RunResult:
+    status: RunStatus
+    run_id: RunId
+    final_ctx: Any = None
+    error: dict[str, Any] | None = None
+    partial_ctx: Any = None
+    steps_dispatched: int = 0
+    steps_replayed: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        """The `mse run --json` document."""
+        if self.status == "done":
+            return {"status": "done", "run_id": self.run_id, "final_ctx": self.final_ctx}
+        return {"status": self.status, "run_id": self.run_id, "error": self.error, "partial_ctx": self.partial_ctx}
+
+
+@dataclass(slots=True)
+class RunControl:
+    """Lets anyone holding it cancel the run cleanly (the reason ends up in the result)."""
+
+    run_id: RunId = field(default_factory=RunId.new)
+    reason: str | None = None
+    _task: asyncio.Task[Any] | None = None
+
+    def cancel(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+        if self._task is not None:
+            self._task.cancel()
+
+
+def initial_ctx(blueprint: Mapping[str, Any], init_ctx: Any) -> Any:
+    """`default_init_ctx` shallow-merged under the launch's init ctx (the launch wins)."""
+    default = blueprint.get("default_init_ctx")
+    if init_ctx is None:
+        return dict(default) if isinstance(default, Mapping) else ({} if default is None else default)
+    if isinstance(default, Mapping) and isinstance(init_ctx, Mapping):
+        return {**default, **init_ctx}
+    return init_ctx
+
+
+@dataclass(frozen=True, slots=True)
+class Workspace:
+    """The folders a run may write step outputs under (`projection_placement.root` picks one)."""
+
+    work_dir: Path | None = None
+    project_root: Path | None = None
+
+
+def projection_root(compiled: CompiledBlueprint, workspace: Workspace) -> Path | None:
+    """Where step outputs are projected, or None; strict check policy without a root is refused."""
+    placement = compiled.raw.get("projection_placement") or {}
+    if placement.get("root") == "project_root":
+        root = workspace.project_root or workspace.work_dir
+    else:
+        root = workspace.work_dir or workspace.project_root
+    if root is None and compiled.raw.get("check_policy") == "strict":
+        raise DiagnosticError(
+            [
+                Diagnostic(
+                    "projection-root-missing",
+                    "check_policy is strict but no work dir or project root was given for step outputs",
+                    location=Location("BlueprintRoot", json_path="$.check_policy"),
+                    hint="pass --work-dir DIR, or set check_policy to warn",
+                )
+            ]
+        )
+    return root
+
+
+def agent_policies(compiled: CompiledBlueprint, workspace: Workspace | None = None) -> dict[str, AgentPolicy]:
+    default_ctx = compiled.raw.get("default_agent_ctx") or {}
+    root = projection_root(compiled, workspace or Workspace())
+    placement = compiled.raw.get("projection_placement") or {}
+    check = CheckPolicy(compiled.raw.get("check_policy") or "warn")
+    policies: dict[str, AgentPolicy] = {}
+    for name, agent in compiled.agents.items():
+        meta_ctx = ((agent.raw.get("meta") or {}).get("ctx")) or {}
+        submit_format = meta_ctx.get("submit_format", default_ctx.get("submit_format"))
+        projection = None
+        if root is not None:
+            step_name = compiled.step_names.canonical_of(name) or name
+            template = placement.get("dir_template") or DEFAULT_DIR_TEMPLATE
+            projection = Projection(root, step_name, template, check)
+        policies[name] = AgentPolicy(agent.timeout_secs, agent.retry, agent.verdict, submit_format, projection)
+    return policies
+
+
+StackBuilder = Callable[[SpawnerAdapter, RunControl], SpawnerAdapter]
+
+
+async def run_blueprint(
+    compiled: CompiledBlueprint,
+    init_ctx: Any = None,
+    *,
+    engine: Engine | None = None,
+    control: RunControl | None = None,
+    journal: Journal | None = None,
+    observer: RunObserver | None = None,
+    externs: Mapping[str, Callable[..., Any]] | None = None,
+    stack: StackBuilder | None = None,
+    workspace: Workspace | None = None,
+) -> RunResult:
+    """Evaluate the Blueprint's flow to the end (or failure, or cancellation)."""
+    engine = engine or Engine()
+    control = control or RunControl()
+    token = engine.attach(f"run-{control.run_id}")
+    router: SpawnerAdapter = AgentRouter({name: agent.spawner for name, agent in compiled.agents.items()})
+    spawner = stack(router, control) if stack is not None else router
+    dispatcher = EngineDispatcher(
+        engine,
+        token,
+        spawner,
+        policies=agent_policies(compiled, workspace),
+        metas={m["name"]: m.get("ctx") for m in compiled.raw.get("metas") or []},
+        run=RunContext(control.run_id),
+        journal=journal,
+        observer=observer,
+    )
+    ctx = initial_ctx(compiled.raw, init_ctx)
+    task = asyncio.create_task(run_flow(compiled.flow, ctx, dispatcher, externs=externs))
+    control._task = task
+    if control.reason is not None:
+        task.cancel()
+    result = RunResult("done", control.run_id)
+    try:
+        result.final_ctx = await asyncio.shield(task)
+    except FlowFailed as exc:
+        failed_step, verdict = exc.failed_step, exc.verdict_value
+        if failed_step is None and dispatcher.last_failure is not None:
+            failed_step, verdict = dispatcher.last_failure
+        result.status = "failed"
+        result.error = {"message": exc.message, "failed_step": failed_step, "verdict_value": verdict}
+        result.partial_ctx = exc.partial_ctx
+    except asyncio.CancelledError:
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            raise
+        result.status = "cancelled"
+        result.error = {
+            "message": f"run cancelled: {control.reason or 'cancelled'}",
+            "failed_step": None,
+            "verdict_value": None,
+        }
+    finally:
+        control._task = None
+    result.steps_dispatched = dispatcher.steps_dispatched
+    result.steps_replayed = dispatcher.steps_replayed
+    return result
+
+
+__all__ = ["RunControl", "RunResult", "Workspace", "agent_policies", "initial_ctx", "projection_root", "run_blueprint"]

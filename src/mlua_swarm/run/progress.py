@@ -1,0 +1,127 @@
+"""Live progress on stderr: a rich live view on a terminal, plain lines elsewhere.
+
+The live view shows steps running (fanout lanes of one agent counted together), the latest
+finished steps with their times, and totals. Plain mode prints one line per finished step for
+the first few hundred steps, then a periodic summary, so a 10,000-step run stays readable.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, deque
+from types import TracebackType
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from ..ids import StepId
+
+STYLE = {
+    "passed": "green",
+    "replayed": "cyan",
+    "skipped": "yellow",
+    "blocked": "red",
+    "failed": "bold red",
+    "cancelled": "magenta",
+    "timeout": "red",
+}
+MARK = {
+    "passed": "✓",
+    "replayed": "↺",
+    "skipped": "→",
+    "blocked": "✗",
+    "failed": "✗",
+    "cancelled": "⊘",
+    "timeout": "⌛",
+}
+PLAIN_STEP_LINES = 200
+PLAIN_SUMMARY_EVERY_SECS = 2.0
+
+
+class TerminalProgress:
+    """A `RunObserver` that draws progress on stderr; use as a context manager around the run."""
+
+    def __init__(self, title: str, console: Console | None = None) -> None:
+        self.console = console or Console(stderr=True, soft_wrap=True)
+        self.title = title
+        self.running: Counter[str] = Counter()
+        self.totals: Counter[str] = Counter()
+        self.recent: deque[tuple[str, str, float]] = deque(maxlen=8)
+        self.started = time.monotonic()
+        self._live: Live | None = None
+        self._lines = 0
+        self._last_summary = self.started
+
+    def __enter__(self) -> TerminalProgress:
+        if self.console.is_terminal:
+            self._live = Live(self._render(), console=self.console, refresh_per_second=8, transient=False)
+            self._live.__enter__()
+        else:
+            self.console.print(f"▶ {self.title}", highlight=False)
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        if self._live is not None:
+            self._live.update(self._render())
+            self._live.__exit__(t, e, tb)
+            self._live = None
+
+    def step_started(self, step_ref: str, step_id: StepId | None) -> None:
+        self.running[step_ref] += 1
+        self._refresh()
+
+    def step_finished(self, step_ref: str, step_id: StepId | None, status: str, elapsed: float, detail: Any) -> None:
+        if status != "replayed":
+            self.running[step_ref] -= 1
+            if self.running[step_ref] <= 0:
+                del self.running[step_ref]
+        self.totals[status] += 1
+        self.recent.append((step_ref, status, elapsed))
+        if self._live is None:
+            self._plain(step_ref, status, elapsed, detail)
+        else:
+            self._refresh()
+
+    def summary(self) -> str:
+        parts = [f"{n} {status}" for status, n in sorted(self.totals.items())]
+        return f"{', '.join(parts) or 'no steps'} in {time.monotonic() - self.started:.2f}s"
+
+    def _plain(self, step_ref: str, status: str, elapsed: float, detail: Any) -> None:
+        self._lines += 1
+        notable = status in ("failed", "blocked", "timeout", "cancelled")
+        if self._lines <= PLAIN_STEP_LINES or notable:
+            line = f"  {MARK.get(status, '·')} {step_ref} {status} {elapsed * 1000:.1f}ms"
+            if notable and detail is not None:
+                line += f" — {str(detail)[:200]}"
+            self.console.print(line, highlight=False, markup=False)
+        elif time.monotonic() - self._last_summary >= PLAIN_SUMMARY_EVERY_SECS:
+            self._last_summary = time.monotonic()
+            self.console.print(f"  … {self.summary()}", highlight=False, markup=False)
+
+    def _refresh(self) -> None:
+        if self._live is not None:
+            self._live.update(self._render())
+
+    def _render(self) -> Group:
+        header = Text(f"{self.title}  ", style="bold")
+        header.append(self.summary(), style="dim")
+        running = Table.grid(padding=(0, 2))
+        for ref, count in sorted(self.running.items()):
+            lanes = f" x{count}" if count > 1 else ""
+            running.add_row(Text("⠿", style="blue"), Text(f"{ref}{lanes}", style="blue"), Text("running"))
+        done = Table.grid(padding=(0, 2))
+        for ref, status, elapsed in self.recent:
+            style = STYLE.get(status, "")
+            done.add_row(
+                Text(MARK.get(status, "·"), style=style),
+                Text(ref),
+                Text(status, style=style),
+                Text(f"{elapsed * 1000:.1f}ms", style="dim"),
+            )
+        return Group(header, running, done)
+
+
+__all__ = ["TerminalProgress"]

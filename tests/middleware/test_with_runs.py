@@ -1,0 +1,126 @@
+"""The linked stack under the real run layer: a Blueprint's `policy` shapes a flow run end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mlua_swarm import WorkerInvocation
+from mlua_swarm.blueprint.compiler import compile_blueprint
+from mlua_swarm.core.engine import Engine
+from mlua_swarm.middleware import LinkedSpawner, link
+from mlua_swarm.run.launch import RunControl, run_blueprint
+from mlua_swarm.worker.adapter import SpawnerAdapter
+from mlua_swarm.worker.output import Artifact
+
+
+def P(at: str) -> dict[str, Any]:
+    return {"op": "path", "at": at}
+
+
+def blueprint(flow: dict[str, Any], fns: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    agents = [{"name": name, "kind": "rust_fn", "spec": {"fn_id": name}} for name in fns]
+    return {"id": "t", "flow": flow, "agents": agents, **extra}
+
+
+class Linker:
+    """A `run_blueprint` stack builder that keeps the linked spawner for the test to settle."""
+
+    def __init__(self, raw: dict[str, Any], engine: Engine) -> None:
+        self.raw = raw
+        self.engine = engine
+        self.linked: LinkedSpawner | None = None
+
+    def __call__(self, router: SpawnerAdapter, control: RunControl) -> SpawnerAdapter:
+        self.linked, _ = link(router, self.raw, self.engine, run=control)
+        return self.linked
+
+
+async def test_a_budget_cancels_a_runaway_loop_run() -> None:
+    calls: list[int] = []
+
+    async def spin(inv: WorkerInvocation) -> Any:
+        calls.append(inv.input)
+        return inv.input + 1
+
+    flow = {
+        "kind": "loop", "counter": P("$.i"), "max": 1000, "cond": {"op": "lit", "value": True},
+        "body": {"kind": "step", "ref": "spin", "in": P("$.n"), "out": P("$.n")},
+    }  # fmt: skip
+    raw = blueprint(flow, {"spin": spin}, policy={"budget": {"max_attempts": 7}})
+    engine = Engine()
+    linker = Linker(raw, engine)
+    result = await run_blueprint(compile_blueprint(raw, base_dir=Path.cwd(), fns={"spin": spin}), {"n": 0},
+                                 engine=engine, stack=linker)  # fmt: skip
+    assert linker.linked is not None
+    await linker.linked.aclose()
+    assert result.status == "cancelled"
+    assert "run budget exceeded: more than max_attempts=7 attempts" in result.error["message"]
+    assert calls == list(range(7))
+
+
+async def test_a_denied_step_fails_the_run_with_the_reason_and_audits_land_on_the_rest() -> None:
+    async def plan(inv: WorkerInvocation) -> Any:
+        return {"plan": inv.input}
+
+    async def shell(inv: WorkerInvocation) -> Any:
+        raise AssertionError("a denied agent never runs")
+
+    async def auditor(inv: WorkerInvocation) -> Any:
+        return {"reviewed": inv.input["step_ref"]}
+
+    fns = {"plan": plan, "shell": shell, "auditor": auditor}
+    flow = {
+        "kind": "seq",
+        "children": [
+            {"kind": "step", "ref": "plan", "in": P("$.goal"), "out": P("$.plan")},
+            {"kind": "step", "ref": "shell", "in": P("$.plan"), "out": P("$.done")},
+        ],
+    }
+    raw = blueprint(flow, fns, policy={"deny": ["shell"]}, audits=[{"agent": "auditor", "mode": "async"}])
+    engine = Engine()
+    linker = Linker(raw, engine)
+    async with engine.events() as stream:
+        result = await run_blueprint(compile_blueprint(raw, base_dir=Path.cwd(), fns=fns), {"goal": "g"},
+                                     engine=engine, stack=linker)  # fmt: skip
+        assert linker.linked is not None
+        async with linker.linked:
+            pass
+        landed = []
+        while (event := stream.get_nowait()) is not None:
+            if event.kind == "mw.audit_landed":
+                landed.append(event)
+    assert result.status == "failed"
+    assert result.error["failed_step"] == "shell"
+    assert (
+        "spawn rejected by middleware: agent 'shell' is denied by policy.deny rule 'shell'" in result.error["message"]
+    )
+    assert result.partial_ctx["plan"] == {"plan": "g"}
+    (event,) = landed
+    assert event.step_id is not None
+    tail = engine.output_tail(event.step_id, 1)
+    assert [e for e in tail if isinstance(e, Artifact)] == [Artifact("audit:plan", tail[-1].content)]
+    assert tail[-1].content.as_value() == {"reviewed": "plan"}
+
+
+async def test_a_budget_cancels_a_wide_fanout_run() -> None:
+    calls: list[int] = []
+
+    async def lane(inv: WorkerInvocation) -> Any:
+        calls.append(inv.input)
+        return inv.input
+
+    flow = {
+        "kind": "fanout", "items": P("$.items"), "bind": P("$.item"), "join": "all", "out": P("$.lanes"),
+        "body": {"kind": "step", "ref": "lane", "in": P("$.item"), "out": P("$.y")},
+    }  # fmt: skip
+    raw = blueprint(flow, {"lane": lane}, policy={"budget": {"max_attempts": 5}, "concurrency": {"lane": 2}})
+    engine = Engine()
+    linker = Linker(raw, engine)
+    result = await run_blueprint(compile_blueprint(raw, base_dir=Path.cwd(), fns={"lane": lane}),
+                                 {"items": list(range(20))}, engine=engine, stack=linker)  # fmt: skip
+    assert linker.linked is not None
+    await linker.linked.aclose()
+    assert result.status == "cancelled", result.error
+    assert "max_attempts=5" in result.error["message"]
+    assert len(calls) <= 5

@@ -1,0 +1,120 @@
+"""`run_blueprint` in process: large fanouts, cancellation, replay through a journal."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from mlua_swarm import WorkerInvocation
+from mlua_swarm.blueprint.compiler import compile_blueprint
+from mlua_swarm.run.dispatcher import StepRecord
+from mlua_swarm.run.launch import RunControl, run_blueprint
+
+
+def P(at: str) -> dict[str, Any]:
+    return {"op": "path", "at": at}
+
+
+async def double(inv: WorkerInvocation) -> Any:
+    return inv.input * 2
+
+
+def compiled(flow: dict[str, Any], fns: dict[str, Any]) -> Any:
+    agents = [{"name": name, "kind": "rust_fn", "spec": {"fn_id": name}} for name in fns]
+    return compile_blueprint({"id": "t", "flow": flow, "agents": agents}, base_dir=Path.cwd(), fns=fns)
+
+
+async def test_a_fanout_of_ten_thousand_lanes_completes() -> None:
+    flow = {
+        "kind": "fanout",
+        "items": P("$.items"),
+        "bind": P("$.item"),
+        "join": "all",
+        "out": P("$.lanes"),
+        "body": {"kind": "step", "ref": "double", "in": P("$.item"), "out": P("$.y")},
+    }
+    result = await run_blueprint(compiled(flow, {"double": double}), {"items": list(range(10_000))})
+    assert result.status == "done"
+    lanes = result.final_ctx["lanes"]
+    assert len(lanes) == 10_000 and [lane["y"] for lane in lanes[:3]] == [0, 2, 4] and lanes[-1]["y"] == 19_998
+    assert result.steps_dispatched == 10_000
+
+
+async def test_cancel_stops_every_running_lane_and_reports_cancelled() -> None:
+    started = 0
+    all_started = asyncio.Event()
+    ended: list[str] = []
+
+    async def park(inv: WorkerInvocation) -> None:
+        nonlocal started
+        started += 1
+        if started == 5:
+            all_started.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            ended.append("ended")
+
+    flow = {
+        "kind": "fanout",
+        "items": P("$.items"),
+        "bind": P("$.item"),
+        "join": "all",
+        "out": P("$.lanes"),
+        "body": {"kind": "step", "ref": "park", "in": P("$.item"), "out": P("$.y")},
+    }
+    control = RunControl()
+    run = asyncio.create_task(
+        run_blueprint(compiled(flow, {"park": park}), {"items": [1, 2, 3, 4, 5]}, control=control)
+    )
+    await all_started.wait()
+    control.cancel("budget exceeded")
+    result = await run
+    assert result.status == "cancelled" and "budget exceeded" in result.error["message"]
+    assert ended == ["ended"] * 5
+
+
+class ListJournal:
+    """A journal kept in a list: replays what an earlier run of the same flow recorded."""
+
+    def __init__(self, earlier: list[StepRecord]) -> None:
+        self.earlier = {}
+        for record in earlier:
+            if record.status in ("passed", "skipped"):
+                self.earlier.setdefault((record.step_ref, record.input_hash), []).append(record)
+        self.records: list[StepRecord] = []
+
+    def lookup(self, step_ref: str, input_hash: str) -> tuple[bool, Any] | None:
+        queue = self.earlier.get((step_ref, input_hash))
+        if not queue:
+            return None
+        record = queue.pop(0)
+        return record.status == "skipped", record.value
+
+    async def record_step(self, record: StepRecord) -> None:
+        self.records.append(record)
+
+
+async def test_a_journal_replays_finished_steps_without_dispatching_them() -> None:
+    calls: list[Any] = []
+
+    async def counted(inv: WorkerInvocation) -> Any:
+        calls.append(inv.input)
+        return inv.input + 1
+
+    flow = {
+        "kind": "loop",
+        "counter": P("$.i"),
+        "max": 4,
+        "cond": {"op": "lit", "value": True},
+        "body": {"kind": "step", "ref": "inc", "in": P("$.n"), "out": P("$.n")},
+    }
+    first = ListJournal([])
+    done = await run_blueprint(compiled(flow, {"inc": counted}), {"n": 0}, journal=first)
+    assert done.final_ctx == {"n": 4, "i": 4} and calls == [0, 1, 2, 3]
+    calls.clear()
+    again = ListJournal(first.records[:3])
+    replayed = await run_blueprint(compiled(flow, {"inc": counted}), {"n": 0}, journal=again)
+    assert replayed.final_ctx == done.final_ctx
+    assert calls == [3] and replayed.steps_replayed == 3 and replayed.steps_dispatched == 1

@@ -1,0 +1,361 @@
+"""`mse run` end to end: real child interpreter, real Blueprints, exact final contexts and exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ..conftest import SRC, json_of, run_mse
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+AGENTS = """
+import asyncio, os, pathlib
+from mlua_swarm import WorkerResult
+
+async def double(inv):
+    return inv.input * 2
+
+async def judge(inv):
+    return "PASS" if inv.input >= 8 else "RETRY"
+
+async def fail_blocked(inv):
+    return WorkerResult({"verdict": "NO"}, ok=False)
+
+async def boom(inv):
+    raise RuntimeError("exploded")
+
+async def park(inv):
+    pathlib.Path(os.environ["PARK_FILE"]).write_text(str(os.getpid()))
+    await asyncio.Event().wait()
+"""
+
+
+def P(at: str) -> dict[str, Any]:
+    return {"op": "path", "at": at}
+
+
+def L(value: Any) -> dict[str, Any]:
+    return {"op": "lit", "value": value}
+
+
+def step(ref: str, inp: dict[str, Any], out: str) -> dict[str, Any]:
+    return {"kind": "step", "ref": ref, "in": inp, "out": P(out)}
+
+
+def py_agent(name: str, fn: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "kind": "python", "spec": {"callable": f"test_agents:{fn}"}, **extra}
+
+
+def write_bp(tmp_path: Path, doc: dict[str, Any], name: str = "bp.json") -> Path:
+    (tmp_path / "test_agents.py").write_text(AGENTS)
+    path = tmp_path / name
+    path.write_text(json.dumps(doc))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("example", "expected"),
+    [
+        (
+            "pipeline.json",
+            {"length": 70, "article": "WHY DURABLE AGENTS / HOW DURABLE AGENTS / WHAT NEXT FOR DURABLE AGENTS"},
+        ),
+        ("review_loop.json", {"verdict": "PASS", "rounds": 2}),
+        ("fanout_review.json", {"summary": "MINOR", "accepted": True}),
+        ("try_rollback.json", {"rolled_back": True}),
+    ],
+)
+def test_examples_run_to_the_expected_ctx(example: str, expected: dict[str, Any]) -> None:
+    proc = run_mse(["run", str(EXAMPLES / example), "--json", "--ephemeral"])
+    assert proc.returncode == 0, proc.stderr
+    doc = json_of(proc)
+    assert doc["status"] == "done" and doc["run_id"].startswith("R-")
+    assert {k: doc["final_ctx"][k] for k in expected} == expected
+    assert "Traceback" not in proc.stderr
+
+
+def test_try_rollback_example_restores_the_snapshot() -> None:
+    doc = json_of(run_mse(["run", str(EXAMPLES / "try_rollback.json"), "--json", "--ephemeral"]))
+    ctx = doc["final_ctx"]
+    assert "deployed" not in ctx and "smoke" not in ctx
+    assert ctx["failure"].startswith("step 'smoke': blocked:")
+    assert ctx["notified"] == f"notified: {ctx['failure']}"
+
+
+FLOWS: list[tuple[str, dict[str, Any], dict[str, Any], Any, dict[str, Any]]] = [
+    (
+        "seq with assign",
+        {
+            "kind": "seq",
+            "children": [
+                step("double", P("$.n"), "$.a"),
+                step("double", P("$.a"), "$.b"),
+                {"kind": "assign", "at": P("$.sum"), "value": {"op": "add", "lhs": P("$.a"), "rhs": P("$.b")}},
+            ],
+        },
+        {"double": "double"},
+        {"n": 3},
+        {"n": 3, "a": 6, "b": 12, "sum": 18.0},
+    ),
+    (
+        "loop until verdict",
+        {
+            "kind": "seq",
+            "children": [
+                {"kind": "assign", "at": P("$.verdict"), "value": L("RETRY")},
+                {
+                    "kind": "loop",
+                    "counter": P("$.i"),
+                    "max": 10,
+                    "cond": {"op": "eq", "lhs": P("$.verdict"), "rhs": L("RETRY")},
+                    "body": {
+                        "kind": "seq",
+                        "children": [step("double", P("$.n"), "$.n"), step("judge", P("$.n"), "$.verdict")],
+                    },
+                },
+            ],
+        },
+        {"double": "double", "judge": "judge"},
+        {"n": 1},
+        {"n": 8, "verdict": "PASS", "i": 3},
+    ),
+    (
+        "branch on a value",
+        {
+            "kind": "branch",
+            "cond": {"op": "gt", "lhs": P("$.n"), "rhs": L(5)},
+            "then": {"kind": "assign", "at": P("$.size"), "value": L("big")},
+            "else": {"kind": "assign", "at": P("$.size"), "value": L("small")},
+        },
+        {},
+        {"n": 2},
+        {"n": 2, "size": "small"},
+    ),
+    (
+        "fanout all",
+        {
+            "kind": "fanout",
+            "items": P("$.xs"),
+            "bind": P("$.x"),
+            "join": "all",
+            "out": P("$.lanes"),
+            "body": step("double", P("$.x"), "$.y"),
+        },
+        {"double": "double"},
+        {"xs": [1, 2]},
+        {"xs": [1, 2], "lanes": [{"xs": [1, 2], "x": 1, "y": 2}, {"xs": [1, 2], "x": 2, "y": 4}]},
+    ),
+    (
+        "try catches a worker error",
+        {
+            "kind": "try",
+            "body": step("boom", P("$.n"), "$.out"),
+            "err_at": P("$.err"),
+            "catch": {"kind": "assign", "at": P("$.recovered"), "value": L(True)},
+        },
+        {"boom": "boom"},
+        {"n": 1},
+        {"n": 1, "err": "step 'boom': worker fn returned error: RuntimeError: exploded", "recovered": True},
+    ),
+    (
+        "builtin identity",
+        step("echo", L({"hello": "world"}), "$.echo"),
+        {},
+        None,
+        {"echo": {"by": "baseline-identity", "agent": "echo", "echoed": '{"hello":"world"}'}},
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "flow", "fns", "init", "expected"), FLOWS, ids=[f[0] for f in FLOWS])
+def test_small_flows_give_exact_final_ctx(
+    tmp_path: Path, name: str, flow: dict[str, Any], fns: dict[str, str], init: Any, expected: dict[str, Any]
+) -> None:
+    agents = [py_agent(agent, fn) for agent, fn in fns.items()]
+    if name == "builtin identity":
+        agents = [{"name": "echo", "kind": "rust_fn", "spec": {"fn_id": "identity"}}]
+    path = write_bp(tmp_path, {"id": name.replace(" ", "-"), "flow": flow, "agents": agents})
+    args = ["run", str(path), "--json", "--ephemeral"] + (["--init", json.dumps(init)] if init is not None else [])
+    proc = run_mse(args)
+    assert proc.returncode == 0, proc.stderr
+    assert json_of(proc)["final_ctx"] == expected
+
+
+def test_fn_option_registers_a_rust_fn_id(tmp_path: Path) -> None:
+    path = write_bp(
+        tmp_path,
+        {
+            "id": "fn",
+            "flow": step("d", P("$.n"), "$.out"),
+            "agents": [{"name": "d", "kind": "rust_fn", "spec": {"fn_id": "dbl"}}],
+        },
+    )
+    proc = run_mse(
+        ["run", str(path), "--json", "--ephemeral", "--fn", "dbl=test_agents:double", "--init", '{"n": 21}'],
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json_of(proc)["final_ctx"]["out"] == 42
+
+
+def test_init_from_file_and_yaml_blueprint(tmp_path: Path) -> None:
+    (tmp_path / "test_agents.py").write_text(AGENTS)
+    (tmp_path / "bp.yaml").write_text(
+        "id: yaml-bp\nflow: {kind: step, ref: d, in: {op: path, at: $.n}, out: {op: path, at: $.out}}\n"
+        "agents:\n  - {name: d, kind: python, spec: {callable: 'test_agents:double'}}\n"
+    )
+    (tmp_path / "init.json").write_text('{"n": 5}')
+    proc = run_mse(["run", str(tmp_path / "bp.yaml"), "--json", "--ephemeral", "--init", f"@{tmp_path / 'init.json'}"])
+    assert proc.returncode == 0, proc.stderr
+    assert json_of(proc)["final_ctx"] == {"n": 5, "out": 10}
+
+
+def test_a_blocked_step_fails_the_run_with_exit_1_and_the_failure_document(tmp_path: Path) -> None:
+    path = write_bp(
+        tmp_path,
+        {
+            "id": "blocked",
+            "flow": {
+                "kind": "seq",
+                "children": [
+                    {"kind": "assign", "at": P("$.before"), "value": L(1)},
+                    step("no", P("$.before"), "$.out"),
+                ],
+            },
+            "agents": [py_agent("no", "fail_blocked")],
+        },
+    )
+    proc = run_mse(["run", str(path), "--json", "--ephemeral"])
+    assert proc.returncode == 1
+    doc = json_of(proc)
+    assert doc["status"] == "failed"
+    assert doc["error"]["failed_step"] == "no"
+    assert doc["error"]["verdict_value"] == {"verdict": "NO"}
+    assert "blocked" in doc["error"]["message"]
+    assert doc["partial_ctx"] == {"before": 1}
+
+
+BAD_INPUTS = [
+    ("invalid json", '{"id": "x", "flow": ', "invalid-json", "line 1"),
+    ("unknown key", json.dumps({"id": "x", "flow": step("a", L(1), "$.a"), "agentz": []}), "schema", "agentz"),
+    (
+        "unresolved ref",
+        json.dumps({"id": "x", "flow": step("ghost", L(1), "$.a"), "agents": []}),
+        "unresolved-agent-ref",
+        "ghost",
+    ),
+    (
+        "bad path",
+        json.dumps(
+            {
+                "id": "x",
+                "flow": step("a", P("$.a[0]"), "$.a"),
+                "agents": [{"name": "a", "kind": "rust_fn", "spec": {"fn_id": "identity"}}],
+            }
+        ),
+        "invalid-flow",
+        "$.flow",
+    ),
+    (
+        "verdict value not in contract",
+        json.dumps(
+            {
+                "id": "x",
+                "flow": {
+                    "kind": "seq",
+                    "children": [
+                        step("a", L(1), "$.v"),
+                        {
+                            "kind": "branch",
+                            "cond": {"op": "eq", "lhs": P("$.v"), "rhs": L("MAYBE")},
+                            "then": {"kind": "seq", "children": []},
+                            "else": {"kind": "seq", "children": []},
+                        },
+                    ],
+                },
+                "agents": [
+                    {
+                        "name": "a",
+                        "kind": "rust_fn",
+                        "spec": {"fn_id": "identity"},
+                        "verdict": {"channel": "body", "values": ["PASS", "FAIL"]},
+                    }
+                ],
+            }
+        ),
+        "verdict-value-not-in-contract",
+        "MAYBE",
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "text", "code", "place"), BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
+def test_bad_input_exits_2_with_a_diagnostic(tmp_path: Path, name: str, text: str, code: str, place: str) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(text)
+    proc = run_mse(["run", str(path), "--json", "--ephemeral"])
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert f"[{code}]" in proc.stderr and place in proc.stderr and "hint:" in proc.stderr
+    doc = json_of(proc)
+    assert doc["status"] == "invalid" and doc["diagnostics"][0]["kind"] == code
+
+
+def test_bad_init_json_exits_2(tmp_path: Path) -> None:
+    proc = run_mse(["run", str(EXAMPLES / "pipeline.json"), "--ephemeral", "--init", "{topic: x}"])
+    assert proc.returncode == 2
+    assert "[invalid-json]" in proc.stderr and "hint:" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_run_timeout_fails_the_run(tmp_path: Path) -> None:
+    path = write_bp(tmp_path, {"id": "slow", "flow": step("park", L(1), "$.x"), "agents": [py_agent("park", "park")]})
+    proc = run_mse(
+        ["run", str(path), "--json", "--ephemeral", "--timeout", "0.5"], env={"PARK_FILE": str(tmp_path / "parked")}
+    )
+    assert proc.returncode == 1
+    assert json_of(proc)["error"]["message"] == "run exceeded --timeout 0.5s"
+
+
+def test_ctrl_c_cancels_the_run_cleanly_with_exit_130(tmp_path: Path) -> None:
+    park_file = tmp_path / "parked"
+    path = write_bp(tmp_path, {"id": "parked", "flow": step("park", L(1), "$.x"), "agents": [py_agent("park", "park")]})
+    env = {**os.environ, "PYTHONPATH": str(SRC), "PARK_FILE": str(park_file)}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "mlua_swarm", "run", str(path), "--json", "--ephemeral"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    deadline = time.monotonic() + 30
+    while not park_file.exists():
+        assert time.monotonic() < deadline and child.poll() is None, child.stderr.read() if child.stderr else ""
+        time.sleep(0.01)
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=30)
+    assert child.returncode == 130, err
+    doc = json.loads(out)
+    assert doc["status"] == "cancelled" and "Ctrl-C" in doc["error"]["message"]
+
+
+def test_ten_thousand_sequential_steps(tmp_path: Path) -> None:
+    loop = {
+        "kind": "loop",
+        "counter": P("$.i"),
+        "max": 10_000,
+        "cond": L(True),
+        "body": step("echo", P("$.i"), "$.last"),
+    }
+    path = write_bp(tmp_path, {"id": "long", "flow": loop, "agents": [py_agent("echo", "double")]})
+    proc = run_mse(["run", str(path), "--json", "--ephemeral"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json_of(proc)["final_ctx"] == {"i": 10_000, "last": 2 * 9_999}
