@@ -13,7 +13,7 @@ from .errors import (
     TaskRecordNotFound,
 )
 from .factory import default_store_path, mse_home, open_store, store_from_url
-from .journal import ReplayHit, RunJournal
+from .journal import DispatchJournal, ReplayHit, RunJournal
 from .lifecycle import (
     ResumePlan,
     cancel_run,
@@ -48,6 +48,7 @@ __all__ = [
     "BadStoreUrl",
     "BlueprintNotFound",
     "BlueprintVersion",
+    "DispatchJournal",
     "Duplicate",
     "Durability",
     "InvalidRunTransition",

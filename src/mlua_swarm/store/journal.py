@@ -14,7 +14,7 @@ import json
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from ..ids import RunId
 from .base import Store
@@ -154,3 +154,49 @@ def _snapshot_entry(entry: StepEntry) -> StepEntry:
         entry.stderr_tail,
         None if entry.error is None else _snapshot(entry.error),
     )
+
+
+class StepRecordLike(Protocol):
+    """The finished-step record the run layer's dispatcher hands its journal (`run.dispatcher.StepRecord`)."""
+
+    step_ref: str
+    step_id: str | None
+    status: str
+    attempt: int
+    started_at: float
+    finished_at: float
+    input_hash: str
+    value: Any
+    error: str | None
+    stats: dict[str, Any]
+
+
+REPLAYED_STATUSES = {"passed": False, "skipped": True}
+"""Dispatcher statuses whose value is logged for replay, and whether that outcome is a skip."""
+
+
+class DispatchJournal:
+    """A `RunJournal` seen through the dispatcher's journal protocol: `(skipped, value)` hits, one record per step."""
+
+    def __init__(self, journal: RunJournal) -> None:
+        self.journal = journal
+
+    def lookup(self, step_ref: str, input_hash: str) -> tuple[bool, Any] | None:
+        hit = self.journal.lookup(step_ref, input_hash)
+        return None if hit is None else (hit.skip, hit.value)
+
+    async def record_step(self, record: StepRecordLike) -> None:
+        entry = StepEntry(
+            record.step_ref,
+            record.step_id or "",
+            record.status,
+            record.attempt,
+            record.started_at,
+            record.finished_at,
+            record.stats or None,
+            None,
+            record.error,
+        )
+        skip = REPLAYED_STATUSES.get(record.status)
+        replay = None if skip is None else ReplayRow(record.step_ref, record.input_hash, record.value, skip=skip)
+        await self.journal.record_step(entry, replay)
