@@ -189,3 +189,26 @@ async def test_sigkill_never_loses_a_flushed_step(tmp_path: Path) -> None:
         # The killed owner is gone, so opening the store swept its runs to interrupted.
         assert (await store.get_run(run_id)).status is RunStatus.INTERRUPTED
     await store.close()
+
+
+async def test_trace_appends_from_two_writers_never_reuse_a_seq(tmp_path: Path) -> None:
+    db = tmp_path / "s.sqlite3"
+    owner = SqliteStore(db)
+    other = SqliteStore(db)
+    run = await new_run(owner)
+    owner.append_trace(run.run_id, "core.a")
+    await owner.flush()
+    other.append_trace(run.run_id, "core.cancel_requested")
+    await other.flush()
+    seq = owner.append_trace(run.run_id, "core.b")
+    await owner.flush()
+    events = await other.list_trace(run.run_id)
+    assert [(e.seq, e.kind) for e in events] == [
+        (1, "core.run_started"),
+        (2, "core.a"),
+        (3, "core.cancel_requested"),
+        (4, "core.b"),
+    ]
+    assert seq == 4
+    await other.close()
+    await owner.close()

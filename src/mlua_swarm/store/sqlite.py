@@ -63,6 +63,10 @@ def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
+def _is_key_clash(exc: sqlite3.IntegrityError) -> bool:
+    return getattr(exc, "sqlite_errorname", "") == "SQLITE_CONSTRAINT_PRIMARYKEY"
+
+
 def _running_loop() -> asyncio.AbstractEventLoop | None:
     try:
         return asyncio.get_running_loop()
@@ -261,6 +265,8 @@ class SqliteStore(Store):
                 ),
             )
         except sqlite3.IntegrityError as exc:
+            if not _is_key_clash(exc):
+                raise
             raise Duplicate(f"task {task.task_id} exists") from exc
         await self.flush()
 
@@ -307,6 +313,8 @@ class SqliteStore(Store):
                 ),
             )
         except sqlite3.IntegrityError as exc:
+            if not _is_key_clash(exc):
+                raise
             raise Duplicate(f"run {run.run_id} exists") from exc
         await self.flush()
 
@@ -395,7 +403,9 @@ class SqliteStore(Store):
             seq += 1
             try:
                 self._write(sql, (run_id, seq, *values))
-            except sqlite3.IntegrityError:
+            except sqlite3.IntegrityError as exc:
+                if not _is_key_clash(exc):
+                    raise
                 self._seqs.pop(key, None)
                 continue
             self._seqs[key] = seq
