@@ -191,6 +191,21 @@ async def test_sigkill_never_loses_a_flushed_step(tmp_path: Path) -> None:
     await store.close()
 
 
+async def test_two_stores_on_one_file_in_one_loop_take_turns(tmp_path: Path) -> None:
+    db = tmp_path / "s.sqlite3"
+    first = SqliteStore(db)
+    second = SqliteStore(db)
+    run_a = await new_run(first)
+    run_b = await new_run(second)
+    first.append_step(run_a.run_id, entry("a"))  # its commit is still pending
+    second.append_step(run_b.run_id, entry("b"))  # would wait for the lock forever without taking turns
+    await asyncio.gather(first.flush(), second.flush())
+    assert [s.step_ref for s in await second.list_steps(run_a.run_id)] == ["a"]
+    assert [s.step_ref for s in await first.list_steps(run_b.run_id)] == ["b"]
+    await first.close()
+    await second.close()
+
+
 async def test_trace_appends_from_two_writers_never_reuse_a_seq(tmp_path: Path) -> None:
     db = tmp_path / "s.sqlite3"
     owner = SqliteStore(db)

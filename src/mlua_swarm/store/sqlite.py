@@ -5,7 +5,8 @@ scheduled with `loop.call_soon`, so every write queued in the same loop tick sha
 resolves once that commit is done (`sync` commits right away). Committed WAL transactions survive the
 process being killed; `synchronous=FULL` (durability `sync`) also survives power loss. Other processes
 may open the same file: `busy_timeout` makes a writer wait for the lock instead of failing, and each
-process holds the lock for at most one loop tick.
+process holds the lock for at most one loop tick. Two stores on one file in one thread take turns:
+starting a transaction first commits the other's.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import json
 import os
 import secrets
 import sqlite3
+import threading
 import time
+import weakref
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -49,6 +52,9 @@ from .schema import migrate
 
 BUSY_TIMEOUT_MS = 30_000
 """How long a writer waits for another process's write lock before giving up."""
+
+_SIBLINGS: dict[tuple[str, int], weakref.WeakSet[SqliteStore]] = {}
+"""Open stores per (file, thread). They share the thread, so one must commit before another can write."""
 
 _HISTORY_TABLES = ("history", "trace", "outputs")
 _STEP, _REPLAY = 0, 1
@@ -98,6 +104,7 @@ class SqliteStore(Store):
         self.path = Path(path)
         super().__init__(f"sqlite://{self.path}", durability=durability, trace_cap=trace_cap)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._key = (str(self.path.resolve()), threading.get_ident())
         fresh = not self.path.exists()
         conn = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
         if fresh:
@@ -105,6 +112,7 @@ class SqliteStore(Store):
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {'FULL' if self.durability is Durability.SYNC else 'NORMAL'}")
+        self._commit_siblings()
         try:
             migrate(conn, str(self.path))
         except BaseException:
@@ -116,13 +124,21 @@ class SqliteStore(Store):
         self._commit_error: sqlite3.Error | None = None
         self._seqs: dict[tuple[str, RunId], int] = {}
         self._replay_keys: dict[RunId, set[tuple[str, str, int]]] = {}
+        _SIBLINGS.setdefault(self._key, weakref.WeakSet()).add(self)
 
     # -- the commit model -----------------------------------------------------------------------
+
+    def _commit_siblings(self) -> None:
+        """Commit other stores on this file and thread first: waiting for their lock would never end."""
+        for sibling in list(_SIBLINGS.get(self._key, ())):
+            if sibling is not self and sibling._conn.in_transaction:
+                sibling._commit()
 
     def _write(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
         """Run one write inside the open transaction and make sure a commit follows."""
         conn = self._conn
         if not conn.in_transaction:
+            self._commit_siblings()
             conn.execute("BEGIN IMMEDIATE")
         loop = _running_loop()
         try:
@@ -188,6 +204,11 @@ class SqliteStore(Store):
         """Commit what is queued and close the connection; for callers without an event loop."""
         self._commit_now()
         self._conn.close()
+        siblings = _SIBLINGS.get(self._key)
+        if siblings is not None:
+            siblings.discard(self)
+            if not siblings:
+                del _SIBLINGS[self._key]
 
     async def token_secret(self) -> bytes:
         row = self._conn.execute("SELECT value FROM meta WHERE key = 'token_secret'").fetchone()
