@@ -22,6 +22,7 @@ from mlua_swarm.store import (
     SqliteStore,
     open_store,
 )
+from mlua_swarm.store import sqlite as sqlite_backend
 from mlua_swarm.store.schema import SCHEMA_VERSION, migrate
 
 from .conftest import LAUNCH, entry, new_run
@@ -210,20 +211,42 @@ async def test_trace_appends_from_two_writers_never_reuse_a_seq(tmp_path: Path) 
     db = tmp_path / "s.sqlite3"
     owner = SqliteStore(db)
     other = SqliteStore(db)
-    run = await new_run(owner)
-    owner.append_trace(run.run_id, "core.a")
-    await owner.flush()
-    other.append_trace(run.run_id, "core.cancel_requested")
-    await other.flush()
-    seq = owner.append_trace(run.run_id, "core.b")
-    await owner.flush()
+    run = await new_run(owner)  # queues core.run_started as seq 1
+    owner.append_trace(run.run_id, "core.a")  # seq 2, not written yet
+    other.append_trace(run.run_id, "core.cancel_requested")  # takes seq 1 in the file
+    await other.flush(Durability.SYNC)
+    await owner.flush(Durability.SYNC)  # clashes, so its events move after the other's
+    assert owner.append_trace(run.run_id, "core.b") == 4
+    await owner.flush(Durability.SYNC)
     events = await other.list_trace(run.run_id)
     assert [(e.seq, e.kind) for e in events] == [
-        (1, "core.run_started"),
-        (2, "core.a"),
-        (3, "core.cancel_requested"),
+        (1, "core.cancel_requested"),
+        (2, "core.run_started"),
+        (3, "core.a"),
         (4, "core.b"),
     ]
-    assert seq == 4
     await other.close()
     await owner.close()
+
+
+async def test_trace_is_written_in_bulk_after_the_step_commits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sqlite_backend, "TRACE_DELAY_SECS", 0.0)
+    db = tmp_path / "s.sqlite3"
+    store = SqliteStore(db)
+    reader = sqlite3.connect(db)
+    run = await new_run(store)
+    journal = RunJournal(store, run.run_id)
+    journal.trace("core.step_completed", "a", 1)
+    await journal.record_step(entry("a"), ReplayRow("a", "h", 1))
+
+    def kinds() -> list[str]:
+        return [r[0] for r in reader.execute("SELECT kind FROM trace WHERE run_id = ? ORDER BY seq", (run.run_id,))]
+
+    assert reader.execute("SELECT COUNT(*) FROM history").fetchone()[0] == 2
+    for _ in range(100):
+        if kinds():
+            break
+        await asyncio.sleep(0)
+    assert kinds() == ["core.run_started", "core.step_completed"]
+    reader.close()
+    await store.close()

@@ -2,8 +2,10 @@
 
 Writes that sit on the hot path (`append_step`, `append_replay`, `append_trace`, `put_output`,
 `set_result`, `set_owner`, `beat`, `set_task_status`) are plain methods that only queue the write; a
-caller that needs it on disk awaits `flush()`, the commit point. Everything that reads, and every
-compare-and-set, is a coroutine, so a networked backend fits behind the same calls.
+caller that needs it on disk awaits `flush()`, the commit point. Trace events are observational and
+may be written in bulk a moment later (SQLite: within 0.1 s); `flush(Durability.SYNC)` and `close()`
+write them too. Everything that reads, and every compare-and-set, is a coroutine, so a networked
+backend fits behind the same calls.
 """
 
 from __future__ import annotations
@@ -143,7 +145,7 @@ class Store(ABC):
 
     @abstractmethod
     async def flush(self, durability: Durability | None = None) -> None:
-        """Return once every write queued so far is committed (`sync`: commit now; `batch`: at the tick's commit)."""
+        """Return once the writes queued so far are committed (`sync`: now, trace included; `batch`: this tick)."""
 
     @abstractmethod
     async def close(self) -> None:
@@ -280,7 +282,11 @@ class Store(ABC):
         payload: Any = None,
         ts: float | None = None,
     ) -> int:
-        """Queue a trace event (payload capped at 8 KiB; oldest pruned past `trace_cap`); returns its seq."""
+        """Queue a trace event (payload capped at 8 KiB; oldest pruned past `trace_cap`); returns its seq.
+
+        The seq is final unless another process appends to the same run's trace before this event is
+        written; then the event moves after that one.
+        """
 
     @abstractmethod
     async def list_trace(

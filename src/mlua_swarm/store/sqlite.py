@@ -53,6 +53,13 @@ from .schema import migrate
 BUSY_TIMEOUT_MS = 30_000
 """How long a writer waits for another process's write lock before giving up."""
 
+TRACE_DELAY_SECS = 0.1
+"""Trace events are written in bulk this long after the first one is queued (or at 512 queued)."""
+TRACE_BATCH_ROWS = 512
+_TRACE_INSERT = (
+    "INSERT INTO trace (run_id, seq, ts, kind, step_ref, attempt, payload_json) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+
 _SIBLINGS: dict[tuple[str, int], weakref.WeakSet[SqliteStore]] = {}
 """Open stores per (file, thread). They share the thread, so one must commit before another can write."""
 
@@ -124,6 +131,8 @@ class SqliteStore(Store):
         self._commit_error: sqlite3.Error | None = None
         self._seqs: dict[tuple[str, RunId], int] = {}
         self._replay_keys: dict[RunId, set[tuple[str, str, int]]] = {}
+        self._traces: list[tuple[Any, ...]] = []
+        self._trace_handle: asyncio.TimerHandle | None = None
         _SIBLINGS.setdefault(self._key, weakref.WeakSet()).add(self)
 
     # -- the commit model -----------------------------------------------------------------------
@@ -176,9 +185,11 @@ class SqliteStore(Store):
         if self._commit_error is not None:
             error, self._commit_error = self._commit_error, None
             raise error
+        mode = self.durability if durability is None else durability
+        if mode is Durability.SYNC and self._traces:
+            self._write_traces()
         if not self._conn.in_transaction:
             return
-        mode = self.durability if durability is None else durability
         loop = _running_loop()
         if mode is Durability.SYNC or loop is None:
             self._commit()
@@ -202,6 +213,7 @@ class SqliteStore(Store):
 
     def close_sync(self) -> None:
         """Commit what is queued and close the connection; for callers without an event loop."""
+        self._write_traces()
         self._commit_now()
         self._conn.close()
         siblings = _SIBLINGS.get(self._key)
@@ -397,6 +409,7 @@ class SqliteStore(Store):
         self._write("UPDATE runs SET heartbeat_at = ? WHERE id = ?", (at, run_id))
 
     async def delete_run(self, run_id: RunId) -> None:
+        self._write_traces()
         row = self._conn.execute("SELECT task_id FROM runs WHERE id = ?", (run_id,)).fetchone()
         for table in _HISTORY_TABLES:
             self._write(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
@@ -409,29 +422,37 @@ class SqliteStore(Store):
 
     # -- per-run history ------------------------------------------------------------------------
 
-    def _append(self, table: str, sql: str, run_id: RunId, values: tuple[Any, ...]) -> int:
-        """Insert a history row under the run's next seq; returns the seq.
+    def _max_seq(self, table: str, run_id: RunId) -> int:
+        row = self._conn.execute(f"SELECT COALESCE(MAX(seq), 0) FROM {table} WHERE run_id = ?", (run_id,))
+        return int(row.fetchone()[0])
 
-        The counter is cached per run; a clash means another process appended to the same run since
-        we read it, so the counter is re-read once.
-        """
+    def _next_seq(self, table: str, run_id: RunId) -> int:
+        """The run's next seq in `table`, from a per-run counter read from the file once."""
         key = (table, run_id)
-        for _ in range(2):
-            seq = self._seqs.get(key)
-            if seq is None:
-                row = self._conn.execute(f"SELECT COALESCE(MAX(seq), 0) FROM {table} WHERE run_id = ?", (run_id,))
-                seq = int(row.fetchone()[0])
-            seq += 1
-            try:
-                self._write(sql, (run_id, seq, *values))
-            except sqlite3.IntegrityError as exc:
-                if not _is_key_clash(exc):
-                    raise
-                self._seqs.pop(key, None)
-                continue
-            self._seqs[key] = seq
-            return seq
-        raise Duplicate(f"{table} seq {seq} of run {run_id} is taken")
+        seq = self._seqs.get(key)
+        seq = (self._max_seq(table, run_id) if seq is None else seq) + 1
+        self._seqs[key] = seq
+        return seq
+
+    def _insert_seq(self, table: str, sql: str, run_id: RunId, seq: int, values: tuple[Any, ...]) -> int:
+        """Insert a row at `seq`; when another process took that seq, re-read the top and insert after it.
+
+        The retry runs inside our write transaction, so nobody else can take the new seq.
+        """
+        try:
+            self._write(sql, (run_id, seq, *values))
+        except sqlite3.IntegrityError as exc:
+            if not _is_key_clash(exc):
+                raise
+            seq = self._max_seq(table, run_id) + 1
+            self._write(sql, (run_id, seq, *values))
+        key = (table, run_id)
+        self._seqs[key] = max(self._seqs.get(key, 0), seq)
+        return seq
+
+    def _append(self, table: str, sql: str, run_id: RunId, values: tuple[Any, ...]) -> int:
+        """Insert a history row under the run's next seq; returns the seq."""
+        return self._insert_seq(table, sql, run_id, self._next_seq(table, run_id), values)
 
     def release(self, run_id: RunId) -> None:
         for table in _HISTORY_TABLES:
@@ -535,15 +556,28 @@ class SqliteStore(Store):
         ts: float | None = None,
     ) -> int:
         _, text = cap_trace_payload(payload)
-        seq = self._append(
-            "trace",
-            "INSERT INTO trace (run_id, seq, ts, kind, step_ref, attempt, payload_json) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            run_id,
-            (time.time() if ts is None else ts, kind, step_ref, attempt, text),
-        )
-        if seq > self.trace_cap:
-            self._write("DELETE FROM trace WHERE run_id = ? AND seq <= ?", (run_id, seq - self.trace_cap))
+        seq = self._next_seq("trace", run_id)
+        self._traces.append((run_id, seq, time.time() if ts is None else ts, kind, step_ref, attempt, text))
+        loop = _running_loop()
+        if loop is None or len(self._traces) >= TRACE_BATCH_ROWS:
+            self._write_traces()
+        elif self._trace_handle is None:
+            self._trace_handle = loop.call_later(TRACE_DELAY_SECS, self._write_traces)
         return seq
+
+    def _write_traces(self) -> None:
+        """Move queued trace events into the open transaction and prune each run's oldest past the cap."""
+        if self._trace_handle is not None:
+            self._trace_handle.cancel()
+            self._trace_handle = None
+        queued, self._traces = self._traces, []
+        top: dict[RunId, int] = {}
+        for run_id, seq, *values in queued:
+            seq = self._insert_seq("trace", _TRACE_INSERT, run_id, max(seq, top.get(run_id, 0) + 1), tuple(values))
+            top[run_id] = seq
+        for run_id, seq in top.items():
+            if seq > self.trace_cap:
+                self._write("DELETE FROM trace WHERE run_id = ? AND seq <= ?", (run_id, seq - self.trace_cap))
 
     async def list_trace(
         self,
@@ -555,6 +589,7 @@ class SqliteStore(Store):
         step_ref: str | None = None,
     ) -> list[TraceEvent]:
         self._require_run(run_id)
+        self._write_traces()
         sql = "SELECT seq, ts, kind, step_ref, attempt, payload_json FROM trace WHERE run_id = ? AND seq > ?"
         params: list[Any] = [run_id, after]
         if kind_prefix is not None:
