@@ -250,3 +250,22 @@ async def test_trace_is_written_in_bulk_after_the_step_commits(tmp_path: Path, m
     assert kinds() == ["core.run_started", "core.step_completed"]
     reader.close()
     await store.close()
+
+
+async def test_a_failed_commit_is_reported_to_the_flush_that_waited_for_it(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.sqlite3")
+    run = await new_run(store)
+    conn = store._conn
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("CREATE TEMP TABLE parent (id INTEGER PRIMARY KEY)")
+    conn.execute("CREATE TEMP TABLE child (pid INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)")
+    journal = RunJournal(store, run.run_id)
+    store._write("INSERT INTO child (pid) VALUES (42)")  # only COMMIT notices the dangling reference
+    with pytest.raises(sqlite3.IntegrityError):
+        await journal.record_step(entry("lost"), ReplayRow("lost", "h", 1))
+    await journal.record_step(entry("kept"), ReplayRow("kept", "h", 2))
+    store.append_replay(run.run_id, ReplayRow("lost", "h", 3, occurrence=0))  # its rolled-back key is free
+    await store.flush()
+    assert [s.step_ref for s in await store.list_steps(run.run_id)] == ["kept"]
+    assert [r.value for r in await store.list_replay(run.run_id)] == [2, 3]
+    await store.close()

@@ -52,14 +52,19 @@ class TaskStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+# One encoder each, built once: `json.dumps` with options builds a new encoder per call.
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_CANONICAL = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+
+
 def dumps(value: Any) -> str:
     """Compact JSON, the one encoding every backend stores."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return _COMPACT.encode(value)
 
 
 def canonical_json(value: Any) -> str:
     """Key-sorted compact JSON: equal values give equal text, so it can be hashed."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+    return _CANONICAL.encode(value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import secrets
 import sqlite3
@@ -49,6 +50,8 @@ from .records import (
     dumps,
 )
 from .schema import migrate
+
+log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 30_000
 """How long a writer waits for another process's write lock before giving up."""
@@ -127,8 +130,12 @@ class SqliteStore(Store):
             raise
         self._conn = conn
         self._commit_handle: asyncio.Handle | None = None
-        self._waiters: list[asyncio.Future[None]] = []
-        self._commit_error: sqlite3.Error | None = None
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._txn = 0
+        """Number of the open (or last) write transaction."""
+        self._committed = 0
+        """Number of the last transaction that ended, committed or failed."""
+        self._failed: tuple[int, sqlite3.Error] | None = None
         self._seqs: dict[tuple[str, RunId], int] = {}
         self._replay_keys: dict[RunId, set[tuple[str, str, int]]] = {}
         self._traces: list[tuple[Any, ...]] = []
@@ -149,6 +156,7 @@ class SqliteStore(Store):
         if not conn.in_transaction:
             self._commit_siblings()
             conn.execute("BEGIN IMMEDIATE")
+            self._txn += 1
         loop = _running_loop()
         try:
             return conn.execute(sql, params)
@@ -163,50 +171,64 @@ class SqliteStore(Store):
         if self._commit_handle is not None:
             self._commit_handle.cancel()
             self._commit_handle = None
-        waiters, self._waiters = self._waiters, []
-        error: sqlite3.Error | None = None
         if self._conn.in_transaction:
             try:
                 self._conn.execute("COMMIT")
             except sqlite3.Error as exc:
-                error = exc
                 self._conn.execute("ROLLBACK")
-        live = [w for w in waiters if not w.done()]
-        for waiter in live:
-            if error is None:
-                waiter.set_result(None)
-            else:
-                waiter.set_exception(error)
-        if error is not None and not live:
-            # Nobody is waiting on this commit: the next flush reports that writes were lost.
-            self._commit_error = error
+                self._failed = (self._txn, exc)
+                # Counters and replay keys may name rows that were just rolled back: read them again.
+                self._seqs.clear()
+                self._replay_keys.clear()
+                log.error("store %s: commit failed, its writes are lost: %s", self.path, exc)
+            self._committed = self._txn
+        waiters, self._waiters = self._waiters, []
+        for txn, waiter in waiters:
+            if not waiter.done():
+                self._settle(txn, waiter)
+
+    def _settle(self, txn: int, waiter: asyncio.Future[None]) -> None:
+        failed = self._failed
+        if failed is not None and failed[0] == txn:
+            waiter.set_exception(failed[1])
+        else:
+            waiter.set_result(None)
+
+    def _raise_if_failed(self, txn: int) -> None:
+        failed = self._failed
+        if failed is not None and failed[0] == txn:
+            raise failed[1]
 
     async def flush(self, durability: Durability | None = None) -> None:
-        if self._commit_error is not None:
-            error, self._commit_error = self._commit_error, None
-            raise error
         mode = self.durability if durability is None else durability
         if mode is Durability.SYNC and self._traces:
             self._write_traces()
-        if not self._conn.in_transaction:
+        txn = self._txn
+        if self._committed >= txn:
+            self._raise_if_failed(txn)
             return
         loop = _running_loop()
         if mode is Durability.SYNC or loop is None:
             self._commit()
+            self._raise_if_failed(txn)
             return
         if mode is Durability.EXIT:
             return
-        waiter: asyncio.Future[None] = loop.create_future()
-        self._waiters.append(waiter)
-        await waiter
+        # The tick's commit was scheduled with the transaction's first write, so it runs before this
+        # task resumes from one yield; the future is only for a commit that has not happened by then.
+        await asyncio.sleep(0)
+        if self._committed < txn:
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._waiters.append((txn, waiter))
+            await waiter
+        self._raise_if_failed(txn)
 
     def _commit_now(self) -> None:
         """Commit at once, raising if the commit fails."""
+        txn = self._txn
         if self._conn.in_transaction:
             self._commit()
-        if self._commit_error is not None:
-            error, self._commit_error = self._commit_error, None
-            raise error
+        self._raise_if_failed(txn)
 
     async def close(self) -> None:
         self.close_sync()
