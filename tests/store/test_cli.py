@@ -47,7 +47,7 @@ def test_runs_list_show_steps_trace(tmp_path: Path) -> None:
 
     show = json_of(run_mse(["runs", "show", done, "--json"], env=env))
     assert show["status"] == "done" and show["result"] == {"final_ctx": {"n": 1}}
-    assert show["step_entries"] == 2 and show["replay_rows"] == 2 and show["resumable"] is True
+    assert show["step_entries"] == 2 and show["replay_rows"] == 2 and show["resumable"] is False
 
     steps = json_of(run_mse(["runs", "steps", done, "--json"], env=env))
     assert [(s["step_ref"], s["status"], s["attempt"]) for s in steps] == [("a", "pass", 1), ("b", "pass", 1)]

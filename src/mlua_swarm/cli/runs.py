@@ -78,7 +78,7 @@ async def _show(store: Store, args: argparse.Namespace) -> int:
         f"owner      {'-' if owner is None else f'{owner.host} pid {owner.pid}'}",
         f"heartbeat  {_when(run.heartbeat_at)}",
         f"steps      {len(steps)} entries, {len(replay)} replayable",
-        f"resumable  {'yes' if run.input_json is not None else 'no'}",
+        f"resumable  {'yes' if document['resumable'] else 'no'}",
         f"result     {json.dumps(run.result, ensure_ascii=False)[:2000]}",
     ]
     _emit(args, document, lines)

@@ -128,7 +128,7 @@ class RunRecord:
             "result": self.result,
             "owner": None if self.owner is None else self.owner.to_json(),
             "heartbeat_at": self.heartbeat_at,
-            "resumable": self.input_json is not None,
+            "resumable": self.status is RunStatus.INTERRUPTED and self.input_json is not None,
         }
 
 
