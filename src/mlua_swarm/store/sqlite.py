@@ -6,7 +6,9 @@ resolves once that commit is done (`sync` commits right away). Committed WAL tra
 process being killed; `synchronous=FULL` (durability `sync`) also survives power loss. Other processes
 may open the same file: `busy_timeout` makes a writer wait for the lock instead of failing, and each
 process holds the lock for at most one loop tick. Two stores on one file in one thread take turns:
-starting a transaction first commits the other's.
+starting a transaction first commits the other's. Trace events are observational: they are written
+in bulk up to 0.1 s after they are queued, off the steps' commits (`flush(SYNC)` and `close()` write
+them at once).
 """
 
 from __future__ import annotations
@@ -138,6 +140,7 @@ class SqliteStore(Store):
         self._failed: tuple[int, sqlite3.Error] | None = None
         self._seqs: dict[tuple[str, RunId], int] = {}
         self._replay_keys: dict[RunId, set[tuple[str, str, int]]] = {}
+        self._closed = False
         self._traces: list[tuple[Any, ...]] = []
         self._trace_handle: asyncio.TimerHandle | None = None
         _SIBLINGS.setdefault(self._key, weakref.WeakSet()).add(self)
@@ -234,10 +237,13 @@ class SqliteStore(Store):
         self.close_sync()
 
     def close_sync(self) -> None:
-        """Commit what is queued and close the connection; for callers without an event loop."""
+        """Commit what is queued and close the connection (idempotent); for callers without an event loop."""
+        if self._closed:
+            return
         self._write_traces()
         self._commit_now()
         self._conn.close()
+        self._closed = True
         siblings = _SIBLINGS.get(self._key)
         if siblings is not None:
             siblings.discard(self)
