@@ -153,21 +153,28 @@ class SqliteStore(Store):
             if sibling is not self and sibling._conn.in_transaction:
                 sibling._commit()
 
-    def _write(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
-        """Run one write inside the open transaction and make sure a commit follows."""
+    def _begin(self) -> bool:
+        """Open the write transaction if none is open and schedule its commit; False without a loop."""
         conn = self._conn
         if not conn.in_transaction:
             self._commit_siblings()
             conn.execute("BEGIN IMMEDIATE")
             self._txn += 1
-        loop = _running_loop()
-        try:
-            return conn.execute(sql, params)
-        finally:
+        if self._commit_handle is None:
+            loop = _running_loop()
             if loop is None:
+                return False
+            self._commit_handle = loop.call_soon(self._commit)
+        return True
+
+    def _write(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        """Run one write inside the open transaction; without an event loop it commits at once."""
+        scheduled = self._begin()
+        try:
+            return self._conn.execute(sql, params)
+        finally:
+            if not scheduled:
                 self._commit()
-            elif self._commit_handle is None:
-                self._commit_handle = loop.call_soon(self._commit)
 
     def _commit(self) -> None:
         """Commit the open transaction and settle everyone waiting on it; a failed commit rolls back."""
@@ -599,13 +606,41 @@ class SqliteStore(Store):
             self._trace_handle.cancel()
             self._trace_handle = None
         queued, self._traces = self._traces, []
-        top: dict[RunId, int] = {}
-        for run_id, seq, *values in queued:
-            seq = self._insert_seq("trace", _TRACE_INSERT, run_id, max(seq, top.get(run_id, 0) + 1), tuple(values))
-            top[run_id] = seq
-        for run_id, seq in top.items():
-            if seq > self.trace_cap:
-                self._write("DELETE FROM trace WHERE run_id = ? AND seq <= ?", (run_id, seq - self.trace_cap))
+        if not queued:
+            return
+        scheduled = self._begin()
+        try:
+            top = self._insert_traces(queued)
+            for run_id, seq in top.items():
+                key = ("trace", run_id)
+                self._seqs[key] = max(self._seqs.get(key, 0), seq)
+                if seq > self.trace_cap:
+                    self._write("DELETE FROM trace WHERE run_id = ? AND seq <= ?", (run_id, seq - self.trace_cap))
+        finally:
+            if not scheduled:
+                self._commit()
+
+    def _insert_traces(self, queued: list[tuple[Any, ...]]) -> dict[RunId, int]:
+        """Insert in one statement; if another process took some seq, insert one by one after its events."""
+        conn = self._conn
+        conn.execute("SAVEPOINT traces")
+        try:
+            conn.executemany(_TRACE_INSERT, queued)
+            top: dict[RunId, int] = {}
+            for row in queued:
+                top[row[0]] = max(top.get(row[0], 0), row[1])
+            return top
+        except sqlite3.IntegrityError as exc:
+            conn.execute("ROLLBACK TO traces")
+            if not _is_key_clash(exc):
+                raise
+            top = {}
+            for run_id, seq, *values in queued:
+                wanted = max(seq, top.get(run_id, 0) + 1)
+                top[run_id] = self._insert_seq("trace", _TRACE_INSERT, run_id, wanted, tuple(values))
+            return top
+        finally:
+            conn.execute("RELEASE traces")
 
     async def list_trace(
         self,
