@@ -15,6 +15,7 @@ from mlua_swarm.store import (
     Store,
     TaskStatus,
     cancel_run,
+    durable_run,
     heartbeat,
     load_launch,
     prepare_rerun_from,
@@ -195,3 +196,42 @@ async def test_heartbeat_beats_and_reports_a_cancel(store: Store) -> None:
             await cancelled.wait()
     after = (await store.get_run(run.run_id)).heartbeat_at
     assert after is not None and after > before
+
+
+async def test_durable_run_creates_beats_and_finishes(store: Store) -> None:
+    async with durable_run(store, LAUNCH, goal="g", heartbeat_secs=60) as journal:
+        await journal.record_step(entry("a"), ReplayRow("a", "h", 1))
+        await journal.finish(S.DONE, {"final_ctx": {}})
+    run = await store.get_run(journal.run_id)
+    assert run.status is S.DONE and run.input_json == LAUNCH.to_json()
+    assert (await store.get_task(run.task_id)).goal == "g"
+
+
+async def test_durable_run_fails_the_run_on_an_error_and_cancels_on_cancellation(store: Store) -> None:
+    with pytest.raises(RuntimeError):
+        async with durable_run(store, LAUNCH) as failing:
+            raise RuntimeError("flow exploded")
+    run = await store.get_run(failing.run_id)
+    assert run.status is S.FAILED and run.result["error"]["message"] == "flow exploded"
+
+    with pytest.raises(asyncio.CancelledError):
+        async with durable_run(store, LAUNCH) as cancelled:
+            raise asyncio.CancelledError
+    assert (await store.get_run(cancelled.run_id)).status is S.CANCELLED
+
+    async with durable_run(store, LAUNCH) as forgotten:
+        pass
+    assert (await store.get_run(forgotten.run_id)).status is S.FAILED
+
+
+async def test_durable_run_continues_a_resume_plan(store: Store) -> None:
+    async with durable_run(store, LAUNCH) as first:
+        first.lookup("a", "h")
+        await first.record_step(entry("a"), ReplayRow("a", "h", "logged"))
+        await first.finish(S.INTERRUPTED, None)
+    plan = await prepare_resume(store, first.run_id)
+    async with durable_run(store, plan=plan) as again:
+        hit = again.lookup("a", "h")
+        assert hit is not None and hit.value == "logged"
+        await again.finish(S.DONE, {"final_ctx": {"a": "logged"}})
+    assert (await store.get_run(first.run_id)).status is S.DONE

@@ -60,6 +60,8 @@ class RunJournal:
         self.durability = store.durability if durability is None else Durability(durability)
         self.replayed = 0
         """How many lookups were answered from the log."""
+        self.finished: RunStatus | None = None
+        """The status `finish` left the run in."""
         self._log = {(r.step_ref, r.input_hash, r.occurrence or 0): r for r in replay}
         self._seen: dict[tuple[str, str], int] = {}
         self._unrecorded: dict[tuple[str, str], list[int]] = {}
@@ -139,6 +141,7 @@ class RunJournal:
         self.store.set_task_status(run.task_id, TaskStatus(run.status.value))
         await self.store.flush(Durability.SYNC)
         self.store.release(self.run_id)
+        self.finished = run.status
         return run.status
 
 

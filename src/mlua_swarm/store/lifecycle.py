@@ -13,8 +13,19 @@ from typing import Any
 from ..ids import RunId, TaskId
 from .base import Store
 from .errors import RunNotResumable
+from .journal import RunJournal
 from .owner import current_owner
-from .records import TERMINAL, LaunchSnapshot, ReplayRow, RunOwner, RunRecord, RunStatus, TaskRecord, TaskStatus
+from .records import (
+    TERMINAL,
+    Durability,
+    LaunchSnapshot,
+    ReplayRow,
+    RunOwner,
+    RunRecord,
+    RunStatus,
+    TaskRecord,
+    TaskStatus,
+)
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +129,45 @@ async def heartbeat(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+@contextlib.asynccontextmanager
+async def durable_run(
+    store: Store,
+    launch: LaunchSnapshot | None = None,
+    *,
+    plan: ResumePlan | None = None,
+    run_id: RunId | None = None,
+    goal: str = "",
+    blueprint_ref: Any = None,
+    durability: Durability | str | None = None,
+    heartbeat_secs: float = DEFAULT_HEARTBEAT_SECS,
+    on_cancel: Callable[[], object] | None = None,
+) -> AsyncIterator[RunJournal]:
+    """A run's whole stored life: create it (or continue a resume/rerun `plan`), beat, and always finish it.
+
+    The block records steps through the journal and ends with `journal.finish(...)`. If it raises
+    instead, the run ends `cancelled` (on cancellation) or `failed` with the error's message; if it
+    returns without finishing, the run ends `failed`.
+    """
+    if plan is None:
+        run = await create_run(store, launch, run_id=run_id, goal=goal, blueprint_ref=blueprint_ref)
+        journal = RunJournal(store, run.run_id, durability)
+    else:
+        journal = RunJournal(store, plan.run.run_id, durability, replay=plan.replay)
+    async with heartbeat(store, journal.run_id, interval=heartbeat_secs, on_cancel=on_cancel):
+        try:
+            yield journal
+        except BaseException as exc:
+            if journal.finished is None:
+                cancelled = isinstance(exc, asyncio.CancelledError | KeyboardInterrupt)
+                message = str(exc) or type(exc).__name__
+                error = {"error": {"message": message, "failed_step": None, "verdict_value": None}}
+                await journal.finish(RunStatus.CANCELLED if cancelled else RunStatus.FAILED, error)
+            raise
+        if journal.finished is None:
+            message = "the run ended without recording its result"
+            await journal.finish(RunStatus.FAILED, {"error": {"message": message}})
 
 
 async def cancel_run(store: Store, run_id: RunId) -> bool:
