@@ -91,13 +91,19 @@ class RunJournal:
         return occurrence
 
     async def record_step(self, entry: StepEntry, replay: ReplayRow | None = None) -> None:
-        """Append a step entry (and its replay row for pass/skip outcomes), then reach the commit point."""
+        """Append a step entry (and its replay row for pass/skip outcomes), then reach the commit point.
+
+        A replay row without an occurrence gets the one its `lookup` handed out (set on the row).
+        """
         if replay is not None and replay.occurrence is None:
             replay.occurrence = self._occurrence_for(replay.step_ref, replay.input_hash)
         if self.durability is Durability.EXIT:
+            kept = None
             if replay is not None:
-                replay.value = _snapshot(replay.value)
-            self._steps.append((_snapshot_entry(entry), replay))
+                kept = ReplayRow(
+                    replay.step_ref, replay.input_hash, _snapshot(replay.value), replay.skip, replay.occurrence
+                )
+            self._steps.append((_snapshot_entry(entry), kept))
             return
         self.store.append_step(self.run_id, entry)
         if replay is not None:
@@ -105,7 +111,7 @@ class RunJournal:
         await self.store.flush(self.durability)
 
     def trace(self, kind: str, step_ref: str | None = None, attempt: int | None = None, payload: Any = None) -> None:
-        """Queue an observational event; it rides the next commit (in `exit`, the final one)."""
+        """Queue an observational event; the store writes it shortly after (in `exit`, at the end)."""
         if self.durability is Durability.EXIT:
             snapshot = None if payload is None else _snapshot(payload)
             self._traces.append(_BufferedTrace(kind, step_ref, attempt, snapshot, time.time()))
