@@ -129,11 +129,10 @@ def _delegate(function: str) -> Callable[[argparse.Namespace], int]:
     """Hand resume / rerun-from to the run layer, which owns compiling and driving the flow."""
 
     def handler(args: argparse.Namespace) -> int:
-        try:
-            launch = importlib.import_module("mlua_swarm.run.launch")
-        except ModuleNotFoundError:
-            return _fail(args, "unavailable", "this build has no run layer to relaunch runs with")
-        code: int = getattr(launch, function)(args)
+        command = getattr(importlib.import_module("mlua_swarm.run.launch"), function, None)
+        if command is None:
+            return _fail(args, "unavailable", f"this build's run layer has no {function} to relaunch runs with")
+        code: int = command(args)
         return code
 
     return handler
