@@ -1,31 +1,99 @@
 """mlua-swarm: a swarm engine for declarative agent Blueprints.
 
 The names most programs need are re-exported here; everything else lives in its layer
-(`core`, `worker`, `middleware`, `flow`, `blueprint`, `run`, `store`).
+(`core`, `worker`, `middleware`, `flow`, `blueprint`, `run`, `store`). They are imported on first
+use, so a light module such as `mlua_swarm.child` does not pay for the engine.
 """
 
-from .cancel import CancellationToken
-from .core.config import EngineConfig, RetryPolicy
-from .core.ctx import AgentContextView, Ctx
-from .core.engine import DispatchOutcome, Engine, RunContext, TaskSpec, VerdictContract
-from .core.state import StepStatus
-from .diagnostics import Diagnostic, DiagnosticError
-from .ids import ResumeKey, RunId, SessionId, StepId, TaskId, WorkerHandle, WorkerId
-from .tokens import CapToken, Role, Verb
-from .worker import MiddlewareWorker, Worker, WorkerJoinHandler, wrap_join
-from .worker.adapter import InProcSpawner, SpawnerAdapter, WorkerInvocation, WorkerResult
-from .worker.errors import (
-    NotRegistered,
-    RejectedByMiddleware,
-    SpawnError,
-    SpawnInternalError,
-    WorkerCancelled,
-    WorkerError,
-    WorkerFailed,
-)
-from .worker.output import Artifact, FileRef, Final, Inline, Partial, Progress
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .cancel import CancellationToken
+    from .core.config import EngineConfig, RetryPolicy
+    from .core.ctx import AgentContextView, Ctx
+    from .core.engine import DispatchOutcome, Engine, RunContext, TaskSpec, VerdictContract
+    from .core.state import StepStatus
+    from .diagnostics import Diagnostic, DiagnosticError
+    from .ids import ResumeKey, RunId, SessionId, StepId, TaskId, WorkerHandle, WorkerId
+    from .tokens import CapToken, Role, Verb
+    from .worker import MiddlewareWorker, Worker, WorkerJoinHandler, wrap_join
+    from .worker.adapter import InProcSpawner, SpawnerAdapter, WorkerInvocation, WorkerResult
+    from .worker.errors import (
+        NotRegistered,
+        RejectedByMiddleware,
+        SpawnError,
+        SpawnInternalError,
+        WorkerCancelled,
+        WorkerError,
+        WorkerFailed,
+    )
+    from .worker.output import Artifact, FileRef, Final, Inline, Partial, Progress
 
 __version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    "NotRegistered": ".worker.errors",
+    "RejectedByMiddleware": ".worker.errors",
+    "SpawnError": ".worker.errors",
+    "SpawnInternalError": ".worker.errors",
+    "WorkerCancelled": ".worker.errors",
+    "WorkerError": ".worker.errors",
+    "WorkerFailed": ".worker.errors",
+    "AgentContextView": ".core.ctx",
+    "Artifact": ".worker.output",
+    "CancellationToken": ".cancel",
+    "CapToken": ".tokens",
+    "Ctx": ".core.ctx",
+    "Diagnostic": ".diagnostics",
+    "DiagnosticError": ".diagnostics",
+    "DispatchOutcome": ".core.engine",
+    "Engine": ".core.engine",
+    "EngineConfig": ".core.config",
+    "FileRef": ".worker.output",
+    "Final": ".worker.output",
+    "InProcSpawner": ".worker.adapter",
+    "Inline": ".worker.output",
+    "MiddlewareWorker": ".worker",
+    "Partial": ".worker.output",
+    "Progress": ".worker.output",
+    "ResumeKey": ".ids",
+    "RetryPolicy": ".core.config",
+    "Role": ".tokens",
+    "RunContext": ".core.engine",
+    "RunId": ".ids",
+    "SessionId": ".ids",
+    "SpawnerAdapter": ".worker.adapter",
+    "StepId": ".ids",
+    "StepStatus": ".core.state",
+    "TaskId": ".ids",
+    "TaskSpec": ".core.engine",
+    "Verb": ".tokens",
+    "VerdictContract": ".core.engine",
+    "Worker": ".worker",
+    "WorkerHandle": ".ids",
+    "WorkerId": ".ids",
+    "WorkerInvocation": ".worker.adapter",
+    "WorkerJoinHandler": ".worker",
+    "WorkerResult": ".worker.adapter",
+    "wrap_join": ".worker",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mlua_swarm' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
 
 __all__ = [
     "AgentContextView",

@@ -37,7 +37,10 @@ class Role(StrEnum):
     @property
     def debug_name(self) -> str:
         """The name upstream signs with (Rust's Debug form)."""
-        return self.value.capitalize()
+        return _DEBUG_NAMES[self]
+
+
+_DEBUG_NAMES = {role: role.value.capitalize() for role in Role}
 
 
 class Verb(StrEnum):

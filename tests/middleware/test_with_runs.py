@@ -8,9 +8,7 @@ from typing import Any
 from mlua_swarm import WorkerInvocation
 from mlua_swarm.blueprint.compiler import compile_blueprint
 from mlua_swarm.core.engine import Engine
-from mlua_swarm.middleware import LinkedSpawner, link
-from mlua_swarm.run.launch import RunControl, run_blueprint
-from mlua_swarm.worker.adapter import SpawnerAdapter
+from mlua_swarm.run.launch import run_blueprint
 from mlua_swarm.worker.output import Artifact
 
 
@@ -23,19 +21,6 @@ def blueprint(flow: dict[str, Any], fns: dict[str, Any], **extra: Any) -> dict[s
     return {"id": "t", "flow": flow, "agents": agents, **extra}
 
 
-class Linker:
-    """A `run_blueprint` stack builder that keeps the linked spawner for the test to settle."""
-
-    def __init__(self, raw: dict[str, Any], engine: Engine) -> None:
-        self.raw = raw
-        self.engine = engine
-        self.linked: LinkedSpawner | None = None
-
-    def __call__(self, router: SpawnerAdapter, control: RunControl) -> SpawnerAdapter:
-        self.linked, _ = link(router, self.raw, self.engine, run=control)
-        return self.linked
-
-
 async def test_a_budget_cancels_a_runaway_loop_run() -> None:
     calls: list[int] = []
 
@@ -44,16 +29,14 @@ async def test_a_budget_cancels_a_runaway_loop_run() -> None:
         return inv.input + 1
 
     flow = {
-        "kind": "loop", "counter": P("$.i"), "max": 1000, "cond": {"op": "lit", "value": True},
+        "kind": "loop",
+        "counter": P("$.i"),
+        "max": 1000,
+        "cond": {"op": "lit", "value": True},
         "body": {"kind": "step", "ref": "spin", "in": P("$.n"), "out": P("$.n")},
-    }  # fmt: skip
+    }
     raw = blueprint(flow, {"spin": spin}, policy={"budget": {"max_attempts": 7}})
-    engine = Engine()
-    linker = Linker(raw, engine)
-    result = await run_blueprint(compile_blueprint(raw, base_dir=Path.cwd(), fns={"spin": spin}), {"n": 0},
-                                 engine=engine, stack=linker)  # fmt: skip
-    assert linker.linked is not None
-    await linker.linked.aclose()
+    result = await run_blueprint(compile_blueprint(raw, base_dir=Path.cwd(), fns={"spin": spin}), {"n": 0})
     assert result.status == "cancelled"
     assert "run budget exceeded: more than max_attempts=7 attempts" in result.error["message"]
     assert calls == list(range(7))
@@ -79,13 +62,8 @@ async def test_a_denied_step_fails_the_run_with_the_reason_and_audits_land_on_th
     }
     raw = blueprint(flow, fns, policy={"deny": ["shell"]}, audits=[{"agent": "auditor", "mode": "async"}])
     engine = Engine()
-    linker = Linker(raw, engine)
     async with engine.events() as stream:
-        result = await run_blueprint(compile_blueprint(raw, base_dir=Path.cwd(), fns=fns), {"goal": "g"},
-                                     engine=engine, stack=linker)  # fmt: skip
-        assert linker.linked is not None
-        async with linker.linked:
-            pass
+        result = await run_blueprint(compile_blueprint(raw, base_dir=Path.cwd(), fns=fns), {"goal": "g"}, engine=engine)
         landed = []
         while (event := stream.get_nowait()) is not None:
             if event.kind == "mw.audit_landed":
@@ -111,16 +89,17 @@ async def test_a_budget_cancels_a_wide_fanout_run() -> None:
         return inv.input
 
     flow = {
-        "kind": "fanout", "items": P("$.items"), "bind": P("$.item"), "join": "all", "out": P("$.lanes"),
+        "kind": "fanout",
+        "items": P("$.items"),
+        "bind": P("$.item"),
+        "join": "all",
+        "out": P("$.lanes"),
         "body": {"kind": "step", "ref": "lane", "in": P("$.item"), "out": P("$.y")},
-    }  # fmt: skip
+    }
     raw = blueprint(flow, {"lane": lane}, policy={"budget": {"max_attempts": 5}, "concurrency": {"lane": 2}})
-    engine = Engine()
-    linker = Linker(raw, engine)
-    result = await run_blueprint(compile_blueprint(raw, base_dir=Path.cwd(), fns={"lane": lane}),
-                                 {"items": list(range(20))}, engine=engine, stack=linker)  # fmt: skip
-    assert linker.linked is not None
-    await linker.linked.aclose()
+    result = await run_blueprint(
+        compile_blueprint(raw, base_dir=Path.cwd(), fns={"lane": lane}), {"items": list(range(20))}
+    )
     assert result.status == "cancelled", result.error
     assert "max_attempts=5" in result.error["message"]
     assert len(calls) <= 5

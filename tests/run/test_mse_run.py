@@ -359,3 +359,35 @@ def test_ten_thousand_sequential_steps(tmp_path: Path) -> None:
     proc = run_mse(["run", str(path), "--json", "--ephemeral"])
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json_of(proc)["final_ctx"] == {"i": 10_000, "last": 2 * 9_999}
+
+
+def test_policy_is_enforced_by_mse_run(tmp_path: Path) -> None:
+    flow = {"kind": "seq", "children": [step("d", P("$.n"), "$.a"), step("b", P("$.a"), "$.b")]}
+    path = write_bp(
+        tmp_path,
+        {
+            "id": "p",
+            "flow": flow,
+            "policy": {"deny": ["b"]},
+            "agents": [py_agent("d", "double"), py_agent("b", "boom")],
+        },
+    )
+    proc = run_mse(["run", str(path), "--json", "--ephemeral", "--init", '{"n": 1}'])
+    assert proc.returncode == 1, proc.stderr
+    doc = json_of(proc)
+    assert doc["error"]["failed_step"] == "b" and "denied by policy.deny" in doc["error"]["message"]
+    assert doc["partial_ctx"] == {"n": 1, "a": 2}
+
+
+def test_a_malformed_policy_is_invalid_input(tmp_path: Path) -> None:
+    path = write_bp(
+        tmp_path,
+        {
+            "id": "p",
+            "flow": step("d", P("$.n"), "$.a"),
+            "policy": {"concurency": {"d": 1}},
+            "agents": [py_agent("d", "double")],
+        },
+    )
+    proc = run_mse(["run", str(path), "--ephemeral"])
+    assert proc.returncode == 2 and "concurency" in proc.stderr and "hint:" in proc.stderr

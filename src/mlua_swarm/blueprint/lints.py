@@ -47,6 +47,7 @@ LINT_DECLS: dict[str, LintDecl] = {
     **_decls(Level.WARN, "suspicious", "verdict-value-unhandled"),
     **_decls(Level.WARN, "contract", "verdict-contract-never-read"),
     **_decls(Level.WARN, "meta", "unknown-lint-kind", "non-suppressible-lint"),
+    **_decls(Level.WARN, "style", "dsl-dead-halt", "dsl-gate-on-fanout"),
     # Input stage: the document could not be read or does not match the schema.
     **_decls(
         Level.ERROR,
@@ -61,6 +62,7 @@ LINT_DECLS: dict[str, LintDecl] = {
         "ref-path-rejected",
         "invalid-agent-md",
         "dsl-error",
+        "dsl-not-a-table",
         "document-too-deep",
         "invalid-option",
     ),

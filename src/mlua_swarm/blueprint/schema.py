@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..core.config import RetryPolicy
 from ..core.engine import VerdictContract
+from ..middleware.config import PolicyConfig
 
 CURRENT_SCHEMA_VERSION = "0.1.0"
 BUILTIN_AGENT_KINDS: tuple[str, ...] = ("lua", "rust_fn", "agent_block", "subprocess", "operator", "python", "ray")
@@ -280,7 +281,7 @@ class Blueprint(Model):
     subprocesses: list[SubprocessDef] = Field(default_factory=list)
     check_policy: Literal["silent", "warn", "strict"] | None = None
     blueprint_ref_includes: list[str] = Field(default_factory=list)
-    policy: dict[str, Any] | None = Field(None, description="Our extension: middleware policy for this Blueprint.")
+    policy: PolicyConfig | None = Field(None, description="Our extension: middleware policy (docs/middleware.md).")
 
 
 def blueprint_json_schema() -> dict[str, Any]:

@@ -20,7 +20,7 @@ from ..diagnostics import Diagnostic, DiagnosticError, Level, Location
 from ..worker.pyfn import function_registry, parse_fn_option
 
 # Modules under `mlua_swarm.cli` that add sub-commands to `mse bp`; each defines `register_bp(bp_subparsers)`.
-BP_EXTENSIONS: tuple[str, ...] = ()
+BP_EXTENSIONS: tuple[str, ...] = ("bp_dsl",)
 
 EXIT_OK = 0
 EXIT_WARNINGS = 1

@@ -13,7 +13,7 @@ from typing import Any
 from ..blueprint.compiler import compile_blueprint
 from ..blueprint.loader import load_blueprint_source
 from ..diagnostics import Diagnostic, DiagnosticError, Location
-from ..run.launch import RunControl, RunResult, Workspace, projection_root, run_blueprint
+from ..run.launch import RunControl, RunResult, Workspace, preflight, run_blueprint
 from ..run.progress import TerminalProgress
 from ..worker.pyfn import function_registry, parse_fn_option
 from .common import EXIT_CANCELLED, EXIT_FAILED, EXIT_INVALID, EXIT_OK, read_json_arg, report_diagnostics
@@ -53,14 +53,14 @@ def main(args: argparse.Namespace) -> int:
             ) from None
         compiled = compile_blueprint(raw, base_dir=base_dir, fns=fns)
         workspace = Workspace(args.work_dir, args.project_root)
-        projection_root(compiled, workspace)
+        warnings = compiled.diagnostics + asyncio.run(preflight(compiled, workspace))
     except DiagnosticError as exc:
         report_diagnostics(exc.diagnostics, as_json=args.json)
         return EXIT_INVALID
     except ValueError as exc:
         report_diagnostics([Diagnostic("invalid-argument", str(exc), hint="see `mse run --help`")], as_json=args.json)
         return EXIT_INVALID
-    for warning in compiled.diagnostics:
+    for warning in warnings:
         print(warning.render(), file=sys.stderr)
     title = f"{compiled.raw.get('id', args.blueprint.name)}"
     result = asyncio.run(_run(compiled, init, title, args.timeout, workspace))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -63,12 +63,17 @@ class Ctx:
     meta: CtxMeta = field(default_factory=CtxMeta)
     operator: OperatorInfo = field(default_factory=OperatorInfo)
 
-    def clone(self, **changes: Any) -> Ctx:
-        """A copy whose `meta.runtime` can be edited without touching the original (middleware `before`)."""
-        meta = CtxMeta(
-            dict(self.meta.runtime), dict(self.meta.authz), dict(self.meta.observer), dict(self.meta.loop_ns)
+    def clone(self, agent: str | None = None) -> Ctx:
+        """A copy whose `meta` tiers can be edited without touching the original (middleware `before`),
+        optionally routed to another agent."""
+        meta = self.meta
+        return Ctx(
+            self.task_id,
+            self.attempt,
+            self.agent if agent is None else agent,
+            CtxMeta(dict(meta.runtime), dict(meta.authz), dict(meta.observer), dict(meta.loop_ns)),
+            self.operator,
         )
-        return replace(self, meta=meta, **changes)
 
     def to_json(self) -> dict[str, Any]:
         return {

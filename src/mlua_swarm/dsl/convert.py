@@ -1,10 +1,11 @@
 """Lua ↔ JSON value conversion with upstream's rules.
 
 Lua → JSON: a table whose keys are exactly 1..n is an array, every empty table is `[]`, the
-`F.obj()` marker (exactly `{__mse_empty_object__ = true}`) is `{}`, any other table with string
-keys is an object (integer keys become strings); integers stay integers and floats stay floats.
-What has no JSON form (functions, NaN, mixed or sparse tables, cycles) raises `LuaConversionError`
-naming the JSON path, so nothing is silently dropped.
+`F.obj()` marker (exactly `{__mse_empty_object__ = true}`) is `{}`, any other table is an object
+(integer keys become strings, allowed only when there is no key 1, so an array never silently
+loses its extra keys); integers stay integers and floats stay floats. What has no JSON form
+(functions, NaN, arrays mixed with keys, cycles, invalid UTF-8) raises `LuaConversionError`
+naming the JSON path, so nothing is silently dropped. Shared sub-tables are fine.
 """
 
 from __future__ import annotations
@@ -34,8 +35,6 @@ def _to_json(value: Any, path: str, active: set[int]) -> Any:
         if math.isnan(value) or math.isinf(value):
             raise LuaConversionError(f"{path}: {value} has no JSON form")
         return value
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
     if lua54.lua_type(value) != "table":
         kind = lua54.lua_type(value) or type(value).__name__
         raise LuaConversionError(f"{path}: a {kind} has no JSON form")
@@ -53,7 +52,7 @@ def _table_to_json(table: Any, path: str, active: set[int]) -> Any:
     try:
         items = list(table.items())
     except UnicodeDecodeError as exc:
-        raise LuaConversionError(f"{path}: a key or string is not valid UTF-8") from exc
+        raise LuaConversionError(f"{path}: a key or string is not valid UTF-8 text") from exc
     if not items:
         return []
     if len(items) == 1 and items[0][0] == EMPTY_OBJECT_MARKER and items[0][1] is True:
@@ -84,17 +83,12 @@ def _describe(keys: list[int]) -> str:
 
 
 def json_to_lua(runtime: Any, value: Any) -> Any:
-    """Convert JSON data into Lua values owned by `runtime` (objects and arrays become tables)."""
-    if isinstance(value, Mapping):
-        table = runtime.table()
-        for key, item in value.items():
-            table[str(key)] = json_to_lua(runtime, item)
-        return table
-    if isinstance(value, list | tuple):
-        table = runtime.table()
-        for index, item in enumerate(value, start=1):
-            table[index] = json_to_lua(runtime, item)
-        return table
+    """Convert JSON data into Lua values owned by `runtime` (objects and arrays become tables).
+
+    JSON null becomes nil, so an array holding null has a hole there (as with upstream's scripts).
+    """
+    if isinstance(value, Mapping | list | tuple):
+        return runtime.table_from(value, recursive=True)
     return value
 
 

@@ -59,7 +59,7 @@ def build_bp_lua(path: Path) -> BuildResult:
     return build_bp_lua_source(source, str(path))
 
 
-def build_bp_lua_source(source: str, file: str) -> BuildResult:
+def build_bp_lua_source(source: str, file: str, limits: LuaLimits = BUILD_LIMITS) -> BuildResult:
     """Run DSL `source`; `file` names it in messages and diagnostics."""
     name = Path(file).name
     warnings: list[Diagnostic] = []
@@ -68,9 +68,7 @@ def build_bp_lua_source(source: str, file: str) -> BuildResult:
         warnings.append(Diagnostic(code, message, Level.WARN, Location(file=file, line=line), stage=_STAGE))
 
     try:
-        run = LuaSandbox(BUILD_LIMITS.memory_bytes).run(
-            source, f"={name}", modules=dsl_modules(), warn=warn, limits=BUILD_LIMITS
-        )
+        run = LuaSandbox().run(source, f"={name}", modules=dsl_modules(), warn=warn, limits=limits)
     except LuaScriptError as exc:
         raise DiagnosticError(
             [

@@ -154,7 +154,7 @@ local SB = {}
 
 -- Run `src` (chunk name `chunkname`) with extra globals and preloaded module sources.
 -- Returns status, value, line: status is "ok", "error", "syntax" or "aborted".
-function SB.run(src, chunkname, globals, modules, bridges, warn)
+function SB.run(src, chunkname, globals, modules, namespaces, warn)
   aborted = false
   local host = {
     warn = function(code, msg) warn(code, msg, user_line()) end,
@@ -162,16 +162,18 @@ function SB.run(src, chunkname, globals, modules, bridges, warn)
   }
   local env = new_env(host, modules)
   for k, v in raw_next, globals do env[k] = v end
-  if bridges ~= nil then
-    local bridged = {}
-    for name, fn in raw_next, bridges do
-      bridged[name] = function(arg)
-        local ok, res = fn(arg)
+  -- Host functions answer (true, result) or (false, message); the wrapper turns the latter into
+  -- a Lua error at the caller, so scripts can pcall them.
+  for ns, fns in raw_next, namespaces do
+    local wrapped = {}
+    for name, fn in raw_next, fns do
+      wrapped[name] = function(...)
+        local ok, res = fn(...)
         if not ok then raw_error(res, 2) end
         return res
       end
     end
-    env.host = bridged
+    env[ns] = wrapped
   end
   local chunk, err = raw_load(src, chunkname, "t", env)
   if chunk == nil then return "syntax", err, nil end
@@ -212,6 +214,13 @@ function SB.call_eval(src, chunkname, args, argc)
     return "error", fn
   end
   return "ok", fn
+end
+
+-- Compile without running: nil when `src` is valid Lua text, else the message.
+function SB.check(src, chunkname)
+  local chunk, err = raw_load(src, chunkname, "t", {})
+  if chunk == nil then return err end
+  return nil
 end
 
 return SB

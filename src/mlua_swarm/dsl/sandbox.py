@@ -11,16 +11,20 @@ run was aborted or ran out of memory is dropped instead of reused.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
+import os
 import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from lupa import lua54
 
@@ -34,7 +38,9 @@ HOOK_EVERY = 10_000
 AbortReason = Literal["cancelled", "timeout", "budget"]
 WarningSink = Callable[[str, str, int | None], None]
 """Receives (code, message, line of the user's script) for each authoring warning."""
-Bridge = Callable[[Any], Any]
+Bridge = Callable[..., Any]
+"""A host function scripts call as `<namespace>.<name>(...)`: JSON arguments in, JSON out."""
+T = TypeVar("T")
 
 _BOOTSTRAP = resources.files(__package__).joinpath("sandbox.lua").read_text(encoding="utf-8")
 _LINE = re.compile(r":(\d+):")
@@ -44,9 +50,13 @@ _LINE = re.compile(r":(\d+):")
 class LuaLimits:
     """Per-run budgets; `None` means unlimited."""
 
-    instructions: int | None = 200_000_000
+    instructions: int | None = 1_000_000_000
     wall_secs: float | None = 60.0
     memory_bytes: int | None = 64 * 1024 * 1024
+
+
+DEFAULT_LIMITS = LuaLimits()
+"""The budgets a Lua worker gets unless its agent or kind says otherwise."""
 
 
 class AbortSignal:
@@ -134,13 +144,14 @@ def _lua_print(text: str) -> None:
 class LuaSandbox:
     """One sandboxed runtime; not thread-safe, use one per thread (see `LuaPool`)."""
 
-    def __init__(self, memory_bytes: int | None = None) -> None:
+    def __init__(self) -> None:
+        # max_memory=0: lupa's counting allocator without a cap; each run sets its own cap.
         self.runtime = lua54.LuaRuntime(
             register_eval=False,
             register_builtins=False,
             unpack_returned_tuples=True,
             attribute_filter=_refuse_attribute,
-            max_memory=0 if memory_bytes is None else memory_bytes,
+            max_memory=0,
         )
         self._guard = _Guard()
         self.poisoned = False
@@ -154,28 +165,26 @@ class LuaSandbox:
         *,
         globals_: Mapping[str, Any] | None = None,
         modules: Mapping[str, str] | None = None,
-        bridges: Mapping[str, Bridge] | None = None,
+        namespaces: Mapping[str, Mapping[str, Bridge]] | None = None,
         warn: WarningSink | None = None,
         signal: AbortSignal | None = None,
-        limits: LuaLimits = LuaLimits(),
+        limits: LuaLimits = DEFAULT_LIMITS,
     ) -> LuaRun:
         """Run a chunk; `chunkname` follows Lua's rules (`=name` shows as `name` in messages)."""
         rt = self.runtime
         with self._session(signal or AbortSignal(), limits) as started:
-            lua_globals = rt.table()
-            for key, value in (globals_ or {}).items():
-                lua_globals[key] = json_to_lua(rt, value)
+            lua_globals = json_to_lua(rt, dict(globals_ or {}))
             lua_modules = rt.table_from(dict(modules or {}))
-            lua_bridges = None if bridges is None else rt.table_from(self._bridges(bridges))
-            status, value, line = self._sb.run(
-                source, chunkname, lua_globals, lua_modules, lua_bridges, warn or _drop_warning
-            )
-            self._raise_for(status, value, line)
+            lua_namespaces = rt.table()
+            for ns, fns in (namespaces or {}).items():
+                lua_namespaces[ns] = rt.table_from({name: self._bridge(f"{ns}.{name}", fn) for name, fn in fns.items()})
             try:
-                result = lua_to_json(value)
-            except LuaConversionError as exc:
-                raise LuaScriptError(f"the result cannot be converted to JSON: {exc}") from exc
-            return LuaRun(result, self._guard.polls * HOOK_EVERY, time.monotonic() - started)
+                status, value, line = self._sb.run(
+                    source, chunkname, lua_globals, lua_modules, lua_namespaces, warn or _drop_warning
+                )
+            except UnicodeDecodeError as exc:
+                raise LuaScriptError("the script returned a string that is not valid UTF-8") from exc
+            return self._finish(status, value, line, started)
 
     def call_function(
         self,
@@ -184,21 +193,25 @@ class LuaSandbox:
         args: list[Any],
         *,
         signal: AbortSignal | None = None,
-        limits: LuaLimits = LuaLimits(),
+        limits: LuaLimits = DEFAULT_LIMITS,
     ) -> LuaRun:
         """Evaluate `source` to a function (mlua `eval` rules) and call it with JSON `args`."""
         rt = self.runtime
         with self._session(signal or AbortSignal(), limits) as started:
-            lua_args = rt.table()
-            for index, arg in enumerate(args, start=1):
-                lua_args[index] = json_to_lua(rt, arg)
-            status, value = self._sb.call_eval(source, chunkname, lua_args, len(args))
-            self._raise_for(status, value, None)
+            lua_args = json_to_lua(rt, args)
             try:
-                result = lua_to_json(value)
-            except LuaConversionError as exc:
-                raise LuaScriptError(f"the result cannot be converted to JSON: {exc}") from exc
-            return LuaRun(result, self._guard.polls * HOOK_EVERY, time.monotonic() - started)
+                status, value = self._sb.call_eval(source, chunkname, lua_args, len(args))
+            except UnicodeDecodeError as exc:
+                raise LuaScriptError("the script returned a string that is not valid UTF-8") from exc
+            return self._finish(status, value, None, started)
+
+    def check_syntax(self, source: str, chunkname: str) -> LuaScriptError | None:
+        """Compile `source` without running it; the syntax error, if any."""
+        message = self._sb.check(source, chunkname)
+        if message is None:
+            return None
+        match = _LINE.search(str(message))
+        return LuaScriptError(str(message), int(match.group(1)) if match else None)
 
     @contextmanager
     def _session(self, signal: AbortSignal, limits: LuaLimits) -> Iterator[float]:
@@ -221,30 +234,32 @@ class LuaSandbox:
             if limits.memory_bytes is not None:
                 self.runtime.set_max_memory(0)
 
-    def _raise_for(self, status: str, value: Any, line: int | None) -> None:
+    def _finish(self, status: str, value: Any, line: int | None, started: float) -> LuaRun:
+        """Turn the bootstrap's (status, value, line) answer into a `LuaRun` or the matching error."""
         if status == "ok":
-            return
+            try:
+                result = lua_to_json(value)
+            except LuaConversionError as exc:
+                raise LuaScriptError(f"the result cannot be converted to JSON: {exc}") from exc
+            return LuaRun(result, self._guard.polls * HOOK_EVERY, time.monotonic() - started)
         if status == "aborted":
             self.poisoned = True
             reason = self._guard.reason or "cancelled"
-            raise LuaAborted(reason, _abort_text(reason, self._guard))
+            raise LuaAborted(reason, _abort_text(reason, self._guard.polls))
         if status == "syntax":
             text = str(value)
             match = _LINE.search(text)
             raise LuaScriptError(text, int(match.group(1)) if match else None)
         raise _script_error(value, line)
 
-    def _bridges(self, bridges: Mapping[str, Bridge]) -> dict[str, Callable[[Any], tuple[bool, Any]]]:
-        return {name: self._bridge(name, fn) for name, fn in bridges.items()}
-
-    def _bridge(self, name: str, fn: Bridge) -> Callable[[Any], tuple[bool, Any]]:
+    def _bridge(self, name: str, fn: Bridge) -> Callable[..., tuple[bool, Any]]:
         rt = self.runtime
 
-        def call(arg: Any = None) -> tuple[bool, Any]:
+        def call(*args: Any) -> tuple[bool, Any]:
             try:
-                return True, json_to_lua(rt, fn(lua_to_json(arg)))
+                return True, json_to_lua(rt, fn(*(lua_to_json(arg) for arg in args)))
             except Exception as exc:
-                return False, f"host.{name}: {type(exc).__name__}: {exc}"
+                return False, f"{name}: {type(exc).__name__}: {exc}"
 
         return call
 
@@ -269,9 +284,9 @@ def _limit_text(limits: LuaLimits) -> str:
     return f"limit {limits.memory_bytes / (1024 * 1024):g} MiB"
 
 
-def _abort_text(reason: AbortReason, guard: _Guard) -> str:
+def _abort_text(reason: AbortReason, polls: int) -> str:
     if reason == "budget":
-        return f"instruction budget exceeded (about {guard.polls * HOOK_EVERY} instructions)"
+        return f"instruction budget exceeded (about {polls * HOOK_EVERY} instructions)"
     if reason == "timeout":
         return "wall-time budget exceeded"
     return "cancelled"
@@ -280,11 +295,10 @@ def _abort_text(reason: AbortReason, guard: _Guard) -> str:
 class LuaPool:
     """A few warm sandboxes shared across threads; each lease is exclusive to one thread."""
 
-    def __init__(self, max_idle: int = 4, memory_bytes: int | None = None) -> None:
+    def __init__(self, max_idle: int = 4) -> None:
         self._idle: list[LuaSandbox] = []
         self._lock = threading.Lock()
         self._max_idle = max_idle
-        self._memory_bytes = memory_bytes
 
     @contextmanager
     def lease(self) -> Iterator[LuaSandbox]:
@@ -292,7 +306,7 @@ class LuaPool:
         with self._lock:
             sandbox = self._idle.pop() if self._idle else None
         if sandbox is None:
-            sandbox = LuaSandbox(self._memory_bytes)
+            sandbox = LuaSandbox()
         try:
             yield sandbox
         finally:
@@ -302,7 +316,56 @@ class LuaPool:
                         self._idle.append(sandbox)
 
 
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+_default_pool: LuaPool | None = None
+
+
+def lua_executor() -> ThreadPoolExecutor:
+    """The threads Lua runs on, apart from the default executor so scripts never starve other work."""
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(max_workers=max(8, os.cpu_count() or 1), thread_name_prefix="mse-lua")
+        return _executor
+
+
+def default_pool() -> LuaPool:
+    """The process-wide pool of warm sandboxes used by Lua workers and Lua middleware."""
+    global _default_pool
+    with _executor_lock:
+        if _default_pool is None:
+            _default_pool = LuaPool()
+        return _default_pool
+
+
+async def run_in_lua_thread(pool: LuaPool, job: Callable[[LuaSandbox], T], signal: AbortSignal) -> T:
+    """Run `job` on a leased sandbox in a Lua thread, keeping the event loop free.
+
+    If the awaiting task is cancelled, `signal` fires and the script stops at its next hook; the
+    task still waits for the thread to hand its sandbox back before it re-raises.
+    """
+
+    def work() -> T:
+        if signal.reason is not None:
+            raise LuaAborted(signal.reason, _abort_text(signal.reason, 0))
+        with pool.lease() as sandbox:
+            return job(sandbox)
+
+    future = asyncio.get_running_loop().run_in_executor(lua_executor(), work)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        signal.fire("cancelled")
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait({future})
+        if future.done() and not future.cancelled():
+            future.exception()
+        raise
+
+
 __all__ = [
+    "DEFAULT_LIMITS",
     "HOOK_EVERY",
     "AbortReason",
     "AbortSignal",
@@ -314,4 +377,7 @@ __all__ = [
     "LuaSandbox",
     "LuaScriptError",
     "WarningSink",
+    "default_pool",
+    "lua_executor",
+    "run_in_lua_thread",
 ]

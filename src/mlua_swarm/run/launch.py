@@ -8,6 +8,7 @@ call) cancels that task, which cancels every running step's worker for real, and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ from ..core.projection import DEFAULT_DIR_TEMPLATE, Projection
 from ..diagnostics import Diagnostic, DiagnosticError, Location
 from ..flow import FlowFailed, run_flow
 from ..ids import RunId
-from ..worker.adapter import SpawnerAdapter
+from ..middleware import LayerRegistry, LinkedSpawner, TaskInput, link
 from ..worker.router import AgentRouter
 from .dispatcher import AgentPolicy, EngineDispatcher, Journal
 from .observer import RunObserver
@@ -117,7 +118,33 @@ def agent_policies(compiled: CompiledBlueprint, workspace: Workspace | None = No
     return policies
 
 
-StackBuilder = Callable[[SpawnerAdapter, RunControl], SpawnerAdapter]
+def link_stack(
+    compiled: CompiledBlueprint,
+    engine: Engine,
+    control: RunControl,
+    workspace: Workspace | None = None,
+    registry: LayerRegistry | None = None,
+) -> tuple[LinkedSpawner, list[Diagnostic]]:
+    """The agent router wrapped in the middleware the Blueprint asks for."""
+    router = AgentRouter({name: agent.spawner for name, agent in compiled.agents.items()})
+    task_input = None
+    if workspace is not None and (workspace.work_dir or workspace.project_root):
+        task_input = TaskInput(
+            project_root=str(workspace.project_root) if workspace.project_root else None,
+            work_dir=str(workspace.work_dir) if workspace.work_dir else None,
+        )
+    return link(router, compiled.raw, engine, run=control, registry=registry, task_input=task_input)
+
+
+async def preflight(
+    compiled: CompiledBlueprint, workspace: Workspace | None = None, registry: LayerRegistry | None = None
+) -> list[Diagnostic]:
+    """Everything checked before a run starts (middleware config, projection root): the warnings, or
+    `DiagnosticError` for what would make the run fail."""
+    projection_root(compiled, workspace or Workspace())
+    linked, warnings = link_stack(compiled, Engine(), RunControl(), workspace, registry)
+    await linked.aclose()
+    return warnings
 
 
 async def run_blueprint(
@@ -129,19 +156,37 @@ async def run_blueprint(
     journal: Journal | None = None,
     observer: RunObserver | None = None,
     externs: Mapping[str, Callable[..., Any]] | None = None,
-    stack: StackBuilder | None = None,
     workspace: Workspace | None = None,
+    registry: LayerRegistry | None = None,
 ) -> RunResult:
-    """Evaluate the Blueprint's flow to the end (or failure, or cancellation)."""
+    """Evaluate the Blueprint's flow to the end (or failure, or cancellation).
+
+    Raises `DiagnosticError` before anything runs if the middleware configuration is invalid.
+    """
     engine = engine or Engine()
     control = control or RunControl()
+    linked, _ = link_stack(compiled, engine, control, workspace, registry)
+    async with contextlib.AsyncExitStack() as cleanup:
+        cleanup.push_async_callback(linked.aclose)
+        return await _run(compiled, init_ctx, engine, control, linked, journal, observer, externs, workspace)
+
+
+async def _run(
+    compiled: CompiledBlueprint,
+    init_ctx: Any,
+    engine: Engine,
+    control: RunControl,
+    linked: LinkedSpawner,
+    journal: Journal | None,
+    observer: RunObserver | None,
+    externs: Mapping[str, Callable[..., Any]] | None,
+    workspace: Workspace | None,
+) -> RunResult:
     token = engine.attach(f"run-{control.run_id}")
-    router: SpawnerAdapter = AgentRouter({name: agent.spawner for name, agent in compiled.agents.items()})
-    spawner = stack(router, control) if stack is not None else router
     dispatcher = EngineDispatcher(
         engine,
         token,
-        spawner,
+        linked,
         policies=agent_policies(compiled, workspace),
         metas={m["name"]: m.get("ctx") for m in compiled.raw.get("metas") or []},
         run=RunContext(control.run_id),
@@ -163,6 +208,9 @@ async def run_blueprint(
         result.status = "failed"
         result.error = {"message": exc.message, "failed_step": failed_step, "verdict_value": verdict}
         result.partial_ctx = exc.partial_ctx
+        if control.reason is not None:
+            result.status = "cancelled"
+            result.error["message"] = f"run cancelled: {control.reason}"
     except asyncio.CancelledError:
         if not task.done():
             task.cancel()
@@ -176,6 +224,8 @@ async def run_blueprint(
         }
     finally:
         control._task = None
+    if result.status != "cancelled":
+        await linked.drain()
     result.steps_dispatched = dispatcher.steps_dispatched
     result.steps_replayed = dispatcher.steps_replayed
     return result

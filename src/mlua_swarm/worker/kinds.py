@@ -49,6 +49,8 @@ class AgentKind(ABC):
 _BUILTIN: dict[str, str] = {
     "rust_fn": "mlua_swarm.worker.pyfn:RustFnKind",
     "python": "mlua_swarm.worker.pyfn:PythonKind",
+    "lua": "mlua_swarm.worker.lua:LuaKind",
+    "subprocess": "mlua_swarm.worker.process:SubprocessKind",
 }
 _LOADED: dict[str, AgentKind] = {}
 

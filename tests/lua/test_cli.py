@@ -1,0 +1,165 @@
+"""`mse bp build` / `mse bp new` in a child interpreter; the templates build, lint clean and run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mlua_swarm.cli.bp import BP_EXTENSIONS
+from mlua_swarm.cli.bp_dsl import TEMPLATES
+
+from ..conftest import SRC, run_mse
+
+
+def mse_bp(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`mse bp ...` once the bp group lists this module; until then the module's own entry point."""
+    if "bp_dsl" in BP_EXTENSIONS:
+        return run_mse(["bp", *args], cwd=cwd)
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    return subprocess.run(
+        [sys.executable, "-m", "mlua_swarm.cli.bp_dsl", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_each_template_builds_lints_clean_and_runs(tmp_path: Path, template: str) -> None:
+    created = mse_bp(["new", template, "demo"], tmp_path)
+    assert created.returncode == 0, created.stderr
+    script = tmp_path / "demo.bp.lua"
+    assert script.exists()
+
+    built = mse_bp(["build", "demo.bp.lua"], tmp_path)
+    assert built.returncode == 0, built.stderr
+    value = json.loads(built.stdout)
+    assert value["id"] == "demo"
+
+    lint = run_mse(["bp", "lint", "demo.bp.lua", "--strict"], cwd=tmp_path)
+    assert lint.returncode == 0, lint.stderr
+    assert "OK (0 error(s), 0 warning(s))" in lint.stderr
+
+    ran = run_mse(["run", "demo.bp.lua", "--json", "--ephemeral"], cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(ran.stdout)["status"] == "done"
+
+
+def test_template_runs_produce_their_documented_results(tmp_path: Path) -> None:
+    for template in ("verdict", "fanout"):
+        assert mse_bp(["new", template, template], tmp_path).returncode == 0
+    verdict = json.loads(run_mse(["run", "verdict.bp.lua", "--json", "--ephemeral"], cwd=tmp_path).stdout)
+    fanout = json.loads(run_mse(["run", "fanout.bp.lua", "--json", "--ephemeral"], cwd=tmp_path).stdout)
+    assert verdict["final_ctx"]["accepted"] is True
+    assert verdict["final_ctx"]["check"]["parts"]["verdict"] == "PASS"
+    assert fanout["final_ctx"]["summary"] == {"lanes": 3, "fulfilled": 3}
+
+
+def test_build_writes_to_an_output_file(tmp_path: Path) -> None:
+    mse_bp(["new", "single", "one"], tmp_path)
+    built = mse_bp(["build", "one.bp.lua", "-o", "one.json"], tmp_path)
+    assert built.returncode == 0, built.stderr
+    assert built.stdout == ""
+    assert json.loads((tmp_path / "one.json").read_text())["id"] == "one"
+
+
+def test_new_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
+    assert mse_bp(["new", "single", "x"], tmp_path).returncode == 0
+    again = mse_bp(["new", "pipeline", "x"], tmp_path)
+    assert again.returncode == 1
+    assert "exists" in again.stderr
+    assert mse_bp(["new", "pipeline", "x", "--force"], tmp_path).returncode == 0
+    assert "B.pipeline" in (tmp_path / "x.bp.lua").read_text()
+
+
+def test_build_prints_authoring_warnings_to_stderr(tmp_path: Path) -> None:
+    (tmp_path / "w.bp.lua").write_text(
+        'local B = require "bp_dsl"\n'
+        "return B.bp { id = 'w', flow = B.pipeline { B.stage 'a' { agent = 'a' }, halt_on = { 'X' } },\n"
+        "  agents = { { name = 'a', kind = 'lua', spec = { source = 'return 1' } } } }\n",
+        encoding="utf-8",
+    )
+    built = mse_bp(["build", "w.bp.lua"], tmp_path)
+    assert built.returncode == 0, built.stderr
+    assert "warn[dsl-dead-halt] w.bp.lua:2" in built.stderr
+    assert json.loads(built.stdout)["id"] == "w"
+
+
+def test_build_reports_a_lua_error_with_its_line(tmp_path: Path) -> None:
+    (tmp_path / "e.bp.lua").write_text("local x = 1\nerror('broken here')\n", encoding="utf-8")
+    built = mse_bp(["build", "e.bp.lua"], tmp_path)
+    assert built.returncode == 2
+    assert "error[dsl-error] e.bp.lua:2: broken here" in built.stderr
+    assert built.stdout == ""
+
+
+def test_build_fails_on_a_compile_error(tmp_path: Path) -> None:
+    (tmp_path / "c.bp.lua").write_text(
+        'local F = require "flow_dsl"\n'
+        "return { id = 'c', flow = F.step { agent = 'ghost', input = F.p '$.x', out = F.p '$.y' } }\n",
+        encoding="utf-8",
+    )
+    built = mse_bp(["build", "c.bp.lua"], tmp_path)
+    assert built.returncode == 2
+    assert "ghost" in built.stderr
+
+
+def test_an_unresolved_agent_md_only_warns_unless_strict_embed(tmp_path: Path) -> None:
+    (tmp_path / "r.bp.lua").write_text(
+        'local F = require "flow_dsl"\nlocal B = require "bp_dsl"\n'
+        "return B.bp { id = 'r', flow = F.seq {}, agents = { B.agent { md = 'agents/missing.md', kind = 'lua' } } }\n",
+        encoding="utf-8",
+    )
+    lenient = mse_bp(["build", "r.bp.lua"], tmp_path)
+    assert lenient.returncode == 0, lenient.stderr
+    assert "warn[ref-not-found]" in lenient.stderr
+    assert json.loads(lenient.stdout)["agents"] == [{"$agent_md": "agents/missing.md", "kind": "lua"}]
+    strict = mse_bp(["build", "r.bp.lua", "--strict-embed"], tmp_path)
+    assert strict.returncode == 2
+    assert "error[ref-not-found]" in strict.stderr
+
+
+SPIN = """local F = require "flow_dsl"
+return {
+  id = "spin",
+  flow = F.seq {
+    F.fanout { items = F.lit { 1, 2, 3 }, bind = F.p "$.i", join = "all", out = F.p "$.r",
+      body = F.step { agent = "work", input = F.p "$.i", out = F.p "$.o" } },
+    F.step { agent = "spin", input = "x", out = F.p "$.s" },
+  },
+  agents = {
+    { name = "work", kind = "lua", spec = { source = "return _CTX * 2" } },
+    { name = "spin", kind = "lua", spec = { source = "while true do end" }, timeout_secs = 0.5 },
+  },
+}
+"""
+
+
+def test_mse_run_times_out_an_endless_lua_step(tmp_path: Path) -> None:
+    (tmp_path / "spin.bp.lua").write_text(SPIN, encoding="utf-8")
+    ran = run_mse(["run", "spin.bp.lua", "--json", "--ephemeral"], cwd=tmp_path)
+    assert ran.returncode == 1, ran.stderr
+    result = json.loads(ran.stdout)
+    assert result["error"]["failed_step"] == "spin"
+    assert "timed out" in result["error"]["message"]
+    assert [lane["o"] for lane in result["partial_ctx"]["r"]] == [2, 4, 6]
+
+
+def test_a_lua_agent_with_bad_syntax_fails_lint_with_invalid_agent_spec(tmp_path: Path) -> None:
+    (tmp_path / "bad.bp.lua").write_text(
+        'local F = require "flow_dsl"\n'
+        "return { id = 'b', flow = F.step { agent = 'x', input = 1, out = F.p '$.y' },\n"
+        "  agents = { { name = 'x', kind = 'lua', spec = { source = 'return = 1' } } } }\n",
+        encoding="utf-8",
+    )
+    lint = run_mse(["bp", "lint", "bad.bp.lua"], cwd=tmp_path)
+    assert lint.returncode == 2
+    assert "invalid-agent-spec" in lint.stderr
+    assert "x.lua:1:" in lint.stderr
