@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from pathlib import Path
 
-from mlua_swarm.store import ReplayRow, RunJournal, RunStatus, SqliteStore
+from mlua_swarm.store import ReplayRow, RunJournal, RunOwner, RunStatus, SqliteStore
+from mlua_swarm.store.owner import current_owner
 
 from ..conftest import json_of, run_mse
 from .conftest import entry, new_run
@@ -97,3 +100,23 @@ def test_unknown_run_and_explicit_store(tmp_path: Path) -> None:
     assert json_of(run_mse(["runs", "list", "--json", "--store", "memory://"], env=env)) == []
     bad = run_mse(["runs", "list", "--json", "--store", "ftp://x"], env=env)
     assert bad.returncode == 2 and json_of(bad)["error"]["code"] == "bad_store_url"
+
+
+def test_opening_the_store_marks_runs_of_a_killed_owner_interrupted(tmp_path: Path) -> None:
+    env = {"MSE_HOME": str(tmp_path)}
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+
+    async def seed() -> str:
+        store = SqliteStore(tmp_path / "mse.sqlite3")
+        run = await new_run(store)
+        me = current_owner()
+        store.set_owner(run.run_id, RunOwner(me.host, dead.pid, me.started_at))
+        await store.close()
+        return run.run_id
+
+    run_id = asyncio.run(seed())
+    runs = json_of(run_mse(["runs", "list", "--json"], env=env))
+    assert [(r["run_id"], r["status"], r["resumable"]) for r in runs] == [(run_id, "interrupted", True)]
+    trace = json_of(run_mse(["runs", "trace", run_id, "--json", "--kind", "core.run_interrupted"], env=env))
+    assert f"owner process {dead.pid}" in trace[0]["payload"]["reason"]
