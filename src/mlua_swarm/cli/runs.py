@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import json
 import re
 import sys
@@ -14,6 +13,7 @@ from typing import Any
 
 from ..ids import RunId
 from ..store import RunStatus, Store, StoreError, cancel_run, open_store
+from .run import rerun_from_main, resume_main
 
 Handler = Callable[[Store, argparse.Namespace], Awaitable[int]]
 
@@ -125,19 +125,6 @@ async def _prune(store: Store, args: argparse.Namespace) -> int:
     return 0
 
 
-def _delegate(function: str) -> Callable[[argparse.Namespace], int]:
-    """Hand resume / rerun-from to the run layer, which owns compiling and driving the flow."""
-
-    def handler(args: argparse.Namespace) -> int:
-        command = getattr(importlib.import_module("mlua_swarm.run.launch"), function, None)
-        if command is None:
-            return _fail(args, "unavailable", f"this build's run layer has no {function} to relaunch runs with")
-        code: int = command(args)
-        return code
-
-    return handler
-
-
 def _run(handler: Handler) -> Callable[[argparse.Namespace], int]:
     def command(args: argparse.Namespace) -> int:
         async def go() -> int:
@@ -199,10 +186,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p = sub.add_parser("resume", parents=[common], help="resume an interrupted run, replaying finished steps")
     p.add_argument("run_id", metavar="RUN_ID")
     p.add_argument("--durability", choices=durability, default="batch")
-    p.set_defaults(handler=_delegate("resume_command"))
+    p.set_defaults(handler=resume_main)
 
     p = sub.add_parser("rerun-from", parents=[common], help="re-run a finished run from one step on")
     p.add_argument("run_id", metavar="RUN_ID")
     p.add_argument("step", metavar="STEP")
     p.add_argument("--durability", choices=durability, default="batch")
-    p.set_defaults(handler=_delegate("rerun_from_command"))
+    p.set_defaults(handler=rerun_from_main)

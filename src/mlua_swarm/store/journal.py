@@ -168,16 +168,35 @@ def _snapshot_entry(entry: StepEntry) -> StepEntry:
 class StepRecordLike(Protocol):
     """The finished-step record the run layer's dispatcher hands its journal (`run.dispatcher.StepRecord`)."""
 
-    step_ref: str
-    step_id: str | None
-    status: str
-    attempt: int
-    started_at: float
-    finished_at: float
-    input_hash: str
-    value: Any
-    error: str | None
-    stats: dict[str, Any]
+    @property
+    def step_ref(self) -> str: ...
+
+    @property
+    def step_id(self) -> str | None: ...
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def attempt(self) -> int: ...
+
+    @property
+    def started_at(self) -> float: ...
+
+    @property
+    def finished_at(self) -> float: ...
+
+    @property
+    def input_hash(self) -> str: ...
+
+    @property
+    def value(self) -> Any: ...
+
+    @property
+    def error(self) -> str | None: ...
+
+    @property
+    def stats(self) -> dict[str, Any]: ...
 
 
 REPLAYED_STATUSES = {"passed": False, "skipped": True}
