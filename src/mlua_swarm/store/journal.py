@@ -213,6 +213,9 @@ class DispatchJournal:
         hit = self.journal.lookup(step_ref, input_hash)
         return None if hit is None else (hit.skip, hit.value)
 
+    def trace(self, kind: str, step_ref: str | None = None, attempt: int | None = None, payload: Any = None) -> None:
+        self.journal.trace(kind, step_ref, attempt, payload)
+
     async def record_step(self, record: StepRecordLike) -> None:
         entry = StepEntry(
             record.step_ref,
