@@ -13,7 +13,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/mse run examples/review_loop.json --ephemeral
+	MSE_HOME=.mse $(BIN)/mse run examples/review_loop.json
+	MSE_HOME=.mse $(BIN)/mse runs list --limit 5
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests examples

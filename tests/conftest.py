@@ -18,6 +18,12 @@ from mlua_swarm.worker.adapter import SpawnerAdapter
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_mse_home(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Runs the tests start (in process or as `mse` children) never touch the real ~/.mse."""
+    os.environ.setdefault("MSE_HOME", str(tmp_path_factory.mktemp("mse-home")))
+
+
 @pytest.fixture
 def engine() -> Engine:
     return Engine()

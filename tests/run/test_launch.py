@@ -84,6 +84,7 @@ class ListJournal:
             if record.status in ("passed", "skipped"):
                 self.earlier.setdefault((record.step_ref, record.input_hash), []).append(record)
         self.records: list[StepRecord] = []
+        self.traces: list[tuple[str, str | None]] = []
 
     def lookup(self, step_ref: str, input_hash: str) -> tuple[bool, Any] | None:
         queue = self.earlier.get((step_ref, input_hash))
@@ -94,6 +95,9 @@ class ListJournal:
 
     async def record_step(self, record: StepRecord) -> None:
         self.records.append(record)
+
+    def trace(self, kind: str, step_ref: str | None = None, attempt: int | None = None, payload: Any = None) -> None:
+        self.traces.append((kind, step_ref))
 
 
 async def test_a_journal_replays_finished_steps_without_dispatching_them() -> None:
@@ -118,3 +122,20 @@ async def test_a_journal_replays_finished_steps_without_dispatching_them() -> No
     replayed = await run_blueprint(compiled(flow, {"inc": counted}), {"n": 0}, journal=again)
     assert replayed.final_ctx == done.final_ctx
     assert calls == [3] and replayed.steps_replayed == 3 and replayed.steps_dispatched == 1
+
+
+async def test_middleware_decisions_reach_the_journal_trace() -> None:
+    async def ok(inv: WorkerInvocation) -> Any:
+        return 1
+
+    flow = {"kind": "step", "ref": "shell", "in": {"op": "lit", "value": 1}, "out": P("$.x")}
+    raw = {
+        "id": "t",
+        "flow": flow,
+        "policy": {"deny": ["shell"]},
+        "agents": [{"name": "shell", "kind": "rust_fn", "spec": {"fn_id": "shell"}}],
+    }
+    journal = ListJournal([])
+    result = await run_blueprint(compile_blueprint(raw, base_dir=Path.cwd(), fns={"shell": ok}), {}, journal=journal)
+    assert result.status == "failed"
+    assert ("mw.denied", "shell") in journal.traces

@@ -254,8 +254,7 @@ class Engine:
             st.worker.cancel_token().cancel()
         if st.backoff is not None and not st.backoff.done():
             st.backoff.set_result(None)
-        if self._bus.active:
-            self.publish("task_cancelled", step_id)
+        self.publish("task_cancelled", step_id)
         return self._snapshot(st)
 
     # ── dispatch ──────────────────────────────────────────────────────────
@@ -377,8 +376,7 @@ class Engine:
                         raise failure
                     return outcome
                 delay_ms = policy.delay_ms(attempt)
-                if self._bus.active:
-                    self.publish("task_retry_scheduled", step_id, attempt=attempt, outcome=kind, delay_ms=delay_ms)
+                self.publish("task_retry_scheduled", step_id, attempt=attempt, outcome=kind, delay_ms=delay_ms)
                 if delay_ms > 0:
                     await self._backoff(st, delay_ms / 1000)
                 if _cancelled(st):
@@ -594,13 +592,17 @@ class Engine:
 
     # ── events ────────────────────────────────────────────────────────────
 
-    def events(self) -> EventStream:
-        """Subscribe to engine events (use `async with engine.events() as stream: async for ev in stream`)."""
-        return self._bus.subscribe()
+    def events(self, prefixes: tuple[str, ...] | None = None) -> EventStream:
+        """Subscribe to engine events (use `async with engine.events() as stream: async for ev in stream`).
+
+        With `prefixes`, only kinds starting with one of them are delivered, and the engine does not
+        build its per-step events for this subscriber.
+        """
+        return self._bus.subscribe(prefixes)
 
     def publish(self, kind: str, step_id: StepId | None = None, **data: Any) -> None:
-        """Send an event to every subscriber; layers use namespaced kinds such as `mw.rate_limited`."""
-        if self._bus.active:
+        """Send an event to the subscribers that want it; layers use namespaced kinds such as `mw.rate_limited`."""
+        if self._bus.wants(kind):
             self._bus.publish(Event(kind, step_id, data))
 
     @property

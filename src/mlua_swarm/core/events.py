@@ -33,8 +33,9 @@ class Event:
 class EventStream:
     """One subscription: async-iterate it; close it (or use `async with`) to unsubscribe."""
 
-    def __init__(self, bus: EventBus, maxlen: int) -> None:
+    def __init__(self, bus: EventBus, maxlen: int, prefixes: tuple[str, ...] | None = None) -> None:
         self._bus = bus
+        self.prefixes = prefixes
         self._buf: deque[Event] = deque()
         self._maxlen = maxlen
         self._dropped = 0
@@ -69,8 +70,7 @@ class EventStream:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self._bus._streams.remove(self)
-            self._bus.active = bool(self._bus._streams)
+            self._bus._remove(self)
             self._wake.set()
 
     async def aclose(self) -> None:
@@ -84,22 +84,39 @@ class EventStream:
 
 
 class EventBus:
-    __slots__ = ("_maxlen", "_streams", "active")
+    """Subscribers see every event, or (with prefixes) only the kinds they asked for.
+
+    `active` says whether any subscriber wants every event, so the engine builds its per-step events
+    only then; `wants(kind)` answers for one kind.
+    """
+
+    __slots__ = ("_filtered", "_maxlen", "_streams", "active")
 
     def __init__(self, maxlen: int) -> None:
         self._streams: list[EventStream] = []
+        self._filtered: list[EventStream] = []
         self._maxlen = maxlen
         self.active = False
 
-    def subscribe(self) -> EventStream:
-        stream = EventStream(self, self._maxlen)
-        self._streams.append(stream)
-        self.active = True
+    def subscribe(self, prefixes: tuple[str, ...] | None = None) -> EventStream:
+        stream = EventStream(self, self._maxlen, prefixes)
+        (self._streams if prefixes is None else self._filtered).append(stream)
+        self.active = bool(self._streams)
         return stream
+
+    def _remove(self, stream: EventStream) -> None:
+        (self._streams if stream.prefixes is None else self._filtered).remove(stream)
+        self.active = bool(self._streams)
+
+    def wants(self, kind: str) -> bool:
+        return self.active or any(kind.startswith(s.prefixes or ()) for s in self._filtered)
 
     def publish(self, event: Event) -> None:
         for stream in self._streams:
             stream._push(event)
+        for stream in self._filtered:
+            if event.kind.startswith(stream.prefixes or ()):
+                stream._push(event)
 
 
 __all__ = ["Event", "EventBus", "EventStream"]

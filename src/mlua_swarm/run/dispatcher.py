@@ -66,6 +66,9 @@ class Journal(Protocol):
     async def record_step(self, record: StepRecord) -> None:
         """Persist the step; returns once durable (per the durability mode)."""
 
+    def trace(self, kind: str, step_ref: str | None = None, attempt: int | None = None, payload: Any = None) -> None:
+        """Queue a trace event (middleware decisions, retries, cancellations) for the run's history."""
+
 
 def input_hash(directive: Any) -> str:
     text = json.dumps(directive, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

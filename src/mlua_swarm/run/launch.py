@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -17,6 +17,7 @@ from typing import Any, Literal
 from ..blueprint.compiler import CompiledBlueprint
 from ..core.config import CheckPolicy
 from ..core.engine import Engine, RunContext
+from ..core.events import Event
 from ..core.projection import DEFAULT_DIR_TEMPLATE, Projection
 from ..diagnostics import Diagnostic, DiagnosticError, Location
 from ..flow import FlowFailed, run_flow
@@ -194,6 +195,47 @@ async def _run(
         observer=observer,
     )
     ctx = initial_ctx(compiled.raw, init_ctx)
+    if journal is not None:
+        return await _traced(engine, journal, _evaluate(compiled, ctx, control, linked, dispatcher, externs))
+    return await _evaluate(compiled, ctx, control, linked, dispatcher, externs)
+
+
+TRACED_EVENTS = ("mw.", "attempt_", "task_retry_scheduled", "task_cancelled", "task_suspended", "task_resumed")
+"""Engine events a run's journal keeps: middleware decisions, retries, cancellations, suspensions."""
+
+
+async def _traced(engine: Engine, journal: Journal, run: Coroutine[Any, Any, RunResult]) -> RunResult:
+    """Run `run` while copying the engine events a run's history keeps into its journal."""
+    stream = engine.events(TRACED_EVENTS)
+
+    def copy(event: Event) -> None:
+        journal.trace(
+            event.kind, step_ref=event.data.get("agent"), attempt=event.data.get("attempt"), payload=event.to_json()
+        )
+
+    async def forward() -> None:
+        async for event in stream:
+            copy(event)
+
+    forwarder = asyncio.create_task(forward())
+    try:
+        return await run
+    finally:
+        forwarder.cancel()
+        await asyncio.gather(forwarder, return_exceptions=True)
+        while (event := stream.get_nowait()) is not None:
+            copy(event)
+        stream.close()
+
+
+async def _evaluate(
+    compiled: CompiledBlueprint,
+    ctx: Any,
+    control: RunControl,
+    linked: LinkedSpawner,
+    dispatcher: EngineDispatcher,
+    externs: Mapping[str, Callable[..., Any]] | None,
+) -> RunResult:
     task = asyncio.create_task(run_flow(compiled.flow, ctx, dispatcher, externs=externs))
     control._task = task
     if control.reason is not None:

@@ -1,1 +1,89 @@
-"""store layer."""
+"""Durable runs: one store interface (memory and SQLite backends), the per-run journal, run lifecycle."""
+
+from .base import DEFAULT_STALE_SECS, DEFAULT_TRACE_CAP, TRACE_PAYLOAD_CAP, Store
+from .errors import (
+    BadStoreUrl,
+    BlueprintNotFound,
+    Duplicate,
+    InvalidRunTransition,
+    RunNotFound,
+    RunNotResumable,
+    SchemaTooNew,
+    StoreError,
+    TaskRecordNotFound,
+)
+from .factory import default_store_path, mse_home, open_store, store_from_url
+from .journal import DispatchJournal, ReplayHit, RunJournal
+from .lifecycle import (
+    ResumePlan,
+    cancel_run,
+    claim_run,
+    create_run,
+    durable_run,
+    heartbeat,
+    load_launch,
+    prepare_rerun_from,
+    prepare_resume,
+)
+from .memory import MemoryStore
+from .records import (
+    BlueprintVersion,
+    Durability,
+    LaunchSnapshot,
+    OutputRecord,
+    ReplayRow,
+    RunOwner,
+    RunRecord,
+    RunStatus,
+    StepEntry,
+    TaskRecord,
+    TaskStatus,
+    TraceEvent,
+)
+from .sqlite import SqliteStore
+
+__all__ = [
+    "DEFAULT_STALE_SECS",
+    "DEFAULT_TRACE_CAP",
+    "TRACE_PAYLOAD_CAP",
+    "BadStoreUrl",
+    "BlueprintNotFound",
+    "BlueprintVersion",
+    "DispatchJournal",
+    "Duplicate",
+    "Durability",
+    "InvalidRunTransition",
+    "LaunchSnapshot",
+    "MemoryStore",
+    "OutputRecord",
+    "ReplayHit",
+    "ReplayRow",
+    "ResumePlan",
+    "RunJournal",
+    "RunNotFound",
+    "RunNotResumable",
+    "RunOwner",
+    "RunRecord",
+    "RunStatus",
+    "SchemaTooNew",
+    "SqliteStore",
+    "StepEntry",
+    "Store",
+    "StoreError",
+    "TaskRecord",
+    "TaskRecordNotFound",
+    "TaskStatus",
+    "TraceEvent",
+    "cancel_run",
+    "claim_run",
+    "create_run",
+    "default_store_path",
+    "durable_run",
+    "heartbeat",
+    "load_launch",
+    "mse_home",
+    "open_store",
+    "prepare_rerun_from",
+    "prepare_resume",
+    "store_from_url",
+]

@@ -147,6 +147,7 @@ class ProcessSpawner(SpawnerAdapter):
             if cwd is not None and self.base_dir is not None:
                 cwd = os.fspath(self.base_dir / cwd)
             env = {**os.environ, **_mse_env(ctx, task_id, attempt, token), **extra_env}
+            env["PYTHONPATH"] = _with_package_path(env.get("PYTHONPATH"))
             loop = asyncio.get_running_loop()
             protocol = _ChildProtocol(loop)
             started = time.monotonic()
@@ -235,6 +236,18 @@ def _mse_env(ctx: Ctx, task_id: StepId, attempt: int, token: CapToken) -> dict[s
     if run_id:
         env["MSE_RUN_ID"] = str(run_id)
     return env
+
+
+_PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
+
+
+def _with_package_path(pythonpath: str | None) -> str:
+    """`PYTHONPATH` with this package's folder appended, so any Python child can import
+    `mlua_swarm.child` (it needs only the standard library)."""
+    parts = pythonpath.split(os.pathsep) if pythonpath else []
+    if _PACKAGE_PARENT not in parts:
+        parts.append(_PACKAGE_PARENT)
+    return os.pathsep.join(parts)
 
 
 def _write_system_file(system: str, task_id: StepId, attempt: int, cleanup: list[Path]) -> str:

@@ -1,0 +1,195 @@
+"""`mse runs list|show|steps|trace|cancel|prune|resume|rerun-from`: inspect and manage stored runs."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from ..ids import RunId
+from ..store import RunStatus, Store, StoreError, cancel_run, open_store
+from .run import rerun_from_main, resume_main
+
+Handler = Callable[[Store, argparse.Namespace], Awaitable[int]]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_UNIT_SECS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> float:
+    """`90`, `30s`, `15m`, `12h`, `7d`, `2w` as seconds."""
+    m = _DURATION.match(text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"bad duration {text!r}: use a number with s, m, h, d or w (e.g. 7d)")
+    return float(m.group(1)) * _UNIT_SECS[m.group(2)]
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _emit(args: argparse.Namespace, document: Any, lines: list[str]) -> None:
+    if args.json:
+        print(json.dumps(document, ensure_ascii=False))
+    else:
+        print("\n".join(lines))
+
+
+def _fail(args: argparse.Namespace, code: str, message: str, hint: str = "") -> int:
+    print(f"error[{code}]: {message}" + (f"\n  hint: {hint}" if hint else ""), file=sys.stderr)
+    if args.json:
+        print(json.dumps({"error": {"code": code, "message": message, "hint": hint}}))
+    return 2
+
+
+def _summary(run_json: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in run_json.items() if k != "result"}
+
+
+async def _list(store: Store, args: argparse.Namespace) -> int:
+    status = None if not args.status else [RunStatus(s) for s in args.status]
+    runs = await store.list_runs(status=status, limit=args.limit)
+    lines = [f"{'RUN':<20} {'TASK':<20} {'STATUS':<12} CREATED (UTC)"]
+    lines += [f"{r.run_id:<20} {r.task_id:<20} {r.status.value:<12} {_when(r.created_at)}" for r in runs]
+    _emit(args, [_summary(r.to_json()) for r in runs], lines if runs else ["no runs"])
+    return 0
+
+
+async def _show(store: Store, args: argparse.Namespace) -> int:
+    run = await store.get_run(args.run_id)
+    task = await store.get_task(run.task_id)
+    steps = await store.list_steps(run.run_id)
+    replay = await store.list_replay(run.run_id)
+    document = {**run.to_json(), "task": task.to_json(), "step_entries": len(steps), "replay_rows": len(replay)}
+    owner = run.owner
+    lines = [
+        f"run        {run.run_id}",
+        f"task       {run.task_id}  {task.goal}".rstrip(),
+        f"status     {run.status.value}",
+        f"created    {_when(run.created_at)}",
+        f"updated    {_when(run.updated_at)}",
+        f"owner      {'-' if owner is None else f'{owner.host} pid {owner.pid}'}",
+        f"heartbeat  {_when(run.heartbeat_at)}",
+        f"steps      {len(steps)} entries, {len(replay)} replayable",
+        f"resumable  {'yes' if document['resumable'] else 'no'}",
+        f"result     {json.dumps(run.result, ensure_ascii=False)[:2000]}",
+    ]
+    _emit(args, document, lines)
+    return 0
+
+
+async def _steps(store: Store, args: argparse.Namespace) -> int:
+    await store.get_run(args.run_id)
+    steps = await store.list_steps(args.run_id)
+    lines = [f"{'STEP':<24} {'ATTEMPT':>7} {'STATUS':<10} {'MS':>10}  STEP ID"]
+    for s in steps:
+        ms = s.to_json()["duration_ms"]
+        lines.append(f"{s.step_ref:<24} {s.attempt:>7} {s.status:<10} {'-' if ms is None else ms:>10}  {s.step_id}")
+    _emit(args, [s.to_json() for s in steps], lines if steps else ["no step entries"])
+    return 0
+
+
+async def _trace(store: Store, args: argparse.Namespace) -> int:
+    await store.get_run(args.run_id)
+    events = await store.list_trace(
+        args.run_id, after=args.after, limit=args.limit, kind_prefix=args.kind, step_ref=args.step
+    )
+    lines = [
+        f"{e.seq:>6} {_when(e.ts)} {e.kind:<24} {e.step_ref or '-'} {json.dumps(e.payload, ensure_ascii=False)[:200]}"
+        for e in events
+    ]
+    _emit(args, [e.to_json() for e in events], lines if events else ["no trace events"])
+    return 0
+
+
+async def _cancel(store: Store, args: argparse.Namespace) -> int:
+    cancelled = await cancel_run(store, args.run_id)
+    run = await store.get_run(args.run_id)
+    message = f"run {run.run_id} cancelled" if cancelled else f"run {run.run_id} is already {run.status.value}"
+    _emit(args, {"run_id": run.run_id, "cancelled": cancelled, "status": run.status.value}, [message])
+    return 0 if cancelled else 1
+
+
+async def _prune(store: Store, args: argparse.Namespace) -> int:
+    if args.older_than is None and args.keep is None:
+        return _fail(args, "bad_arguments", "prune needs --older-than, --keep, or both", "e.g. --older-than 7d")
+    pruned = await store.prune(older_than=args.older_than, keep=args.keep)
+    _emit(args, {"pruned": pruned}, [f"pruned {pruned} run(s)"])
+    return 0
+
+
+def _run(handler: Handler) -> Callable[[argparse.Namespace], int]:
+    def command(args: argparse.Namespace) -> int:
+        async def go() -> int:
+            store = await open_store(args.store)
+            try:
+                return await handler(store, args)
+            finally:
+                await store.close()
+
+        try:
+            if getattr(args, "run_id", None) is not None:
+                args.run_id = RunId.parse(args.run_id)
+            return asyncio.run(go())
+        except StoreError as exc:
+            return _fail(args, exc.code, exc.message, exc.hint)
+        except ValueError as exc:
+            return _fail(args, "bad_arguments", str(exc))
+
+    return command
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `mse runs ...`."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--store", metavar="URL", help="memory://, sqlite:///path or a path (default $MSE_HOME)")
+    common.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+
+    runs = subparsers.add_parser("runs", help="inspect and manage stored runs")
+    sub = runs.add_subparsers(dest="runs_command", metavar="ACTION", required=True)
+
+    p = sub.add_parser("list", parents=[common], help="runs, newest first")
+    p.add_argument("--status", action="append", choices=[s.value for s in RunStatus], help="repeatable filter")
+    p.add_argument("--limit", type=int, default=None)
+    p.set_defaults(handler=_run(_list))
+
+    for name, handler, text in (
+        ("show", _show, "one run: status, owner, result"),
+        ("steps", _steps, "a run's step entries"),
+        ("cancel", _cancel, "cancel a pending, running or interrupted run"),
+    ):
+        p = sub.add_parser(name, parents=[common], help=text)
+        p.add_argument("run_id", metavar="RUN_ID")
+        p.set_defaults(handler=_run(handler))
+
+    p = sub.add_parser("trace", parents=[common], help="a run's trace events")
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("--after", type=int, default=0, help="only events with a greater seq")
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--kind", default=None, help="kind prefix, e.g. core.")
+    p.add_argument("--step", default=None, help="only this step_ref")
+    p.set_defaults(handler=_run(_trace))
+
+    p = sub.add_parser("prune", parents=[common], help="delete finished runs by age and/or count")
+    p.add_argument("--older-than", type=parse_duration, default=None, metavar="AGE", help="e.g. 7d, 12h")
+    p.add_argument("--keep", type=int, default=None, metavar="N", help="keep the newest N runs")
+    p.set_defaults(handler=_run(_prune))
+
+    durability = ("sync", "batch", "exit")
+    p = sub.add_parser("resume", parents=[common], help="resume an interrupted run, replaying finished steps")
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("--durability", choices=durability, default="batch")
+    p.set_defaults(handler=resume_main)
+
+    p = sub.add_parser("rerun-from", parents=[common], help="re-run a finished run from one step on")
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("step", metavar="STEP")
+    p.add_argument("--durability", choices=durability, default="batch")
+    p.set_defaults(handler=rerun_from_main)

@@ -1,0 +1,350 @@
+"""The one store interface every backend implements (memory, SQLite; PostgreSQL can follow).
+
+Writes that sit on the hot path (`append_step`, `append_replay`, `append_trace`, `put_output`,
+`set_result`, `set_owner`, `beat`, `set_task_status`) are plain methods that only queue the write; a
+caller that needs it on disk awaits `flush()`, the commit point. Trace events are observational and
+may be written in bulk a moment later (SQLite: within 0.1 s); `flush(Durability.SYNC)` and `close()`
+write them too. Everything that reads, and every compare-and-set, is a coroutine, so a networked
+backend fits behind the same calls.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Collection, Mapping
+from types import TracebackType
+from typing import Any, Self
+
+from ..ids import RunId, TaskId
+from . import semver
+from .errors import BlueprintNotFound, InvalidRunTransition
+from .owner import owner_gone
+from .records import (
+    RUN_TRANSITIONS,
+    TERMINAL,
+    BlueprintVersion,
+    Durability,
+    OutputRecord,
+    ReplayRow,
+    RunOwner,
+    RunRecord,
+    RunStatus,
+    StepEntry,
+    TaskRecord,
+    TaskStatus,
+    TraceEvent,
+    canonical_json,
+    dumps,
+)
+
+DEFAULT_TRACE_CAP = 10_000
+"""Trace events kept per run; older ones are pruned as new ones arrive."""
+TRACE_PAYLOAD_CAP = 8 * 1024
+"""Bytes of encoded payload kept per trace event; larger payloads become a truncation marker."""
+TRACE_HEAD_CHARS = 1024
+STDERR_TAIL_CAP = 64 * 1024
+"""Characters of a worker's stderr a step entry keeps (the end of it)."""
+DEFAULT_STALE_SECS = 60.0
+"""A run on another host whose heartbeat is older than this is taken for orphaned."""
+
+
+def cap_trace_payload(payload: Any) -> tuple[Any, str | None]:
+    """The payload as stored (a `{truncated, size_bytes, head}` marker past 8 KiB) and its JSON text."""
+    if payload is None:
+        return None, None
+    text = dumps(payload)
+    size = len(text.encode())
+    if size <= TRACE_PAYLOAD_CAP:
+        return payload, text
+    marker = {"truncated": True, "size_bytes": size, "head": text[:TRACE_HEAD_CHARS]}
+    return marker, dumps(marker)
+
+
+def stderr_tail(text: str | None) -> str | None:
+    """The last `STDERR_TAIL_CAP` characters of a worker's stderr."""
+    return text if text is None or len(text) <= STDERR_TAIL_CAP else text[-STDERR_TAIL_CAP:]
+
+
+def blueprint_hash(document: Any) -> str:
+    """SHA-256 hex of the canonical JSON of a Blueprint: its content-addressed version id."""
+    return hashlib.sha256(canonical_json(document).encode()).hexdigest()
+
+
+def declared_semver(document: Any) -> str | None:
+    """The Blueprint's own `version` field when it reads as a semantic version."""
+    if isinstance(document, Mapping):
+        declared = document.get("version")
+        if isinstance(declared, str) and semver.parse_version(declared) is not None:
+            return declared
+    return None
+
+
+def check_run_transition(current: Collection[RunStatus], target: RunStatus) -> None:
+    """Refuse a compare-and-set whose move is illegal from any of the expected statuses."""
+    for status in current:
+        if target not in RUN_TRANSITIONS[status]:
+            raise InvalidRunTransition(status.value, target.value)
+
+
+def orphan_reason(run: RunRecord, now: float, stale_after: float) -> str | None:
+    """Why a `running` run has no live owner (None when it still has one)."""
+    if run.owner is not None:
+        gone = owner_gone(run.owner)
+        if gone is True:
+            return f"owner process {run.owner.pid} on {run.owner.host} is gone"
+        if gone is False:
+            return None
+    last = run.heartbeat_at if run.heartbeat_at is not None else run.updated_at
+    if now - last > stale_after:
+        return f"no heartbeat for {now - last:.0f}s"
+    return None
+
+
+def select_version(name: str, history: list[BlueprintVersion], selector: str) -> BlueprintVersion:
+    """Pick `latest`, a fixed content hash (a prefix of at least 8 hex chars), or the newest semver match."""
+    if not history:
+        raise BlueprintNotFound(f"no blueprint named {name!r}", "store one with put_blueprint")
+    if selector == "latest":
+        return history[-1]
+    wanted = selector.removeprefix("sha256:").lower()
+    if len(wanted) >= 8 and all(c in "0123456789abcdef" for c in wanted):
+        hits = [v for v in history if v.content_hash.startswith(wanted)]
+        if hits:
+            return hits[-1]
+    if semver.is_requirement(selector):
+        matching = [
+            (parsed, v.version, v)
+            for v in history
+            if v.semver is not None
+            and (parsed := semver.parse_version(v.semver)) is not None
+            and semver.matches(selector, parsed)
+        ]
+        if matching:
+            return max(matching, key=lambda t: (t[0], t[1]))[2]
+    raise BlueprintNotFound(
+        f"blueprint {name!r} has no version matching {selector!r}",
+        "use 'latest', a content hash prefix, or a semver requirement such as '^1.2'",
+    )
+
+
+class Store(ABC):
+    """Durable state of blueprints, tasks, runs, step entries, replay log, trace and outputs."""
+
+    def __init__(
+        self, url: str, *, durability: Durability = Durability.BATCH, trace_cap: int = DEFAULT_TRACE_CAP
+    ) -> None:
+        if trace_cap < 1:
+            raise ValueError("trace_cap must be at least 1")
+        self.url = url
+        self.durability = Durability(durability)
+        self.trace_cap = trace_cap
+
+    # -- commit points and lifetime -------------------------------------------------------------
+
+    @abstractmethod
+    async def flush(self, durability: Durability | None = None) -> None:
+        """Return once the writes queued so far are committed (`sync`: now, trace included; `batch`: this tick)."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Commit what is queued and release the backend."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    def release(self, run_id: RunId) -> None:
+        """Drop per-run caches of a run this process stops writing to (its data stays)."""
+        return None
+
+    @abstractmethod
+    async def token_secret(self) -> bytes:
+        """The engine's HMAC secret, created once and kept so tokens survive a restart."""
+
+    # -- blueprints -----------------------------------------------------------------------------
+
+    @abstractmethod
+    async def put_blueprint(self, name: str, document: Any, *, semver: str | None = None) -> BlueprintVersion:
+        """Store a version, or return the one with the same content hash; `semver` defaults to its `version`."""
+
+    @abstractmethod
+    async def blueprint_history(self, name: str) -> list[BlueprintVersion]:
+        """Every version of `name`, oldest first."""
+
+    @abstractmethod
+    async def archive_blueprint(self, name: str, archived: bool = True) -> None:
+        """Hide (or show again) a Blueprint in listings; its versions stay readable."""
+
+    @abstractmethod
+    async def list_blueprints(self, *, include_archived: bool = False) -> list[BlueprintVersion]:
+        """The latest version of each Blueprint, by name."""
+
+    async def get_blueprint(self, name: str, selector: str = "latest") -> BlueprintVersion:
+        """One version of `name`: `latest`, a fixed content hash, or a semver requirement (`^1.2`)."""
+        return select_version(name, await self.blueprint_history(name), selector)
+
+    # -- tasks ----------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def create_task(self, task: TaskRecord) -> None:
+        """Insert a task and commit; raises `Duplicate` when the id exists."""
+
+    @abstractmethod
+    async def get_task(self, task_id: TaskId) -> TaskRecord:
+        """The task, or `TaskRecordNotFound`."""
+
+    @abstractmethod
+    async def list_tasks(self, *, limit: int | None = None) -> list[TaskRecord]:
+        """Tasks, newest first."""
+
+    @abstractmethod
+    def set_task_status(self, task_id: TaskId, status: TaskStatus) -> None:
+        """Queue a task status change."""
+
+    # -- runs -----------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def create_run(self, run: RunRecord) -> None:
+        """Insert a run and commit; raises `Duplicate` when the id exists."""
+
+    @abstractmethod
+    async def get_run(self, run_id: RunId) -> RunRecord:
+        """The run, or `RunNotFound`."""
+
+    @abstractmethod
+    async def list_runs(
+        self,
+        *,
+        status: Collection[RunStatus] | None = None,
+        task_id: TaskId | None = None,
+        limit: int | None = None,
+    ) -> list[RunRecord]:
+        """Runs, newest first, optionally filtered by status and task."""
+
+    @abstractmethod
+    async def try_transition(
+        self, run_id: RunId, current: RunStatus | Collection[RunStatus], target: RunStatus
+    ) -> bool:
+        """Compare-and-set the run's status and commit; False when it was not in `current`."""
+
+    @abstractmethod
+    def set_result(self, run_id: RunId, result: Any) -> None:
+        """Queue the run's result document."""
+
+    @abstractmethod
+    def set_owner(self, run_id: RunId, owner: RunOwner | None) -> None:
+        """Queue the run's owning process."""
+
+    @abstractmethod
+    def beat(self, run_id: RunId, at: float) -> None:
+        """Queue a heartbeat of the run's owner."""
+
+    @abstractmethod
+    async def delete_run(self, run_id: RunId) -> None:
+        """Delete a run with its steps, replay log, trace and outputs (and its task when no run is left)."""
+
+    # -- per-run history (reads of an unknown run raise `RunNotFound`; writes need an existing run) ---
+
+    @abstractmethod
+    def append_step(self, run_id: RunId, entry: StepEntry) -> None:
+        """Queue one step entry."""
+
+    @abstractmethod
+    async def list_steps(self, run_id: RunId) -> list[StepEntry]:
+        """The run's step entries in the order they were written."""
+
+    @abstractmethod
+    def append_replay(self, run_id: RunId, row: ReplayRow) -> None:
+        """Queue a replay row; raises `Duplicate` on a repeated (step_ref, input_hash, occurrence)."""
+
+    @abstractmethod
+    async def list_replay(self, run_id: RunId) -> list[ReplayRow]:
+        """The run's replay log in insertion order."""
+
+    @abstractmethod
+    async def delete_replay_from(self, run_id: RunId, index: int) -> int:
+        """Cut the replay log at `index` (0-based, insertion order) and commit; returns how many rows went."""
+
+    @abstractmethod
+    def append_trace(
+        self,
+        run_id: RunId,
+        kind: str,
+        *,
+        step_ref: str | None = None,
+        attempt: int | None = None,
+        payload: Any = None,
+        ts: float | None = None,
+    ) -> int:
+        """Queue a trace event (payload capped at 8 KiB; oldest pruned past `trace_cap`); returns its seq.
+
+        The seq is final unless another process appends to the same run's trace before this event is
+        written; then the event moves after that one.
+        """
+
+    @abstractmethod
+    async def list_trace(
+        self,
+        run_id: RunId,
+        *,
+        after: int = 0,
+        limit: int | None = None,
+        kind_prefix: str | None = None,
+        step_ref: str | None = None,
+    ) -> list[TraceEvent]:
+        """Trace events with seq > `after`, oldest first."""
+
+    @abstractmethod
+    def put_output(self, record: OutputRecord) -> None:
+        """Queue one output event of an attempt."""
+
+    @abstractmethod
+    async def list_outputs(
+        self, run_id: RunId, *, step_id: str | None = None, attempt: int | None = None
+    ) -> list[OutputRecord]:
+        """Output events of a run, in the order written."""
+
+    # -- maintenance ----------------------------------------------------------------------------
+
+    async def sweep_orphans(self, *, stale_after: float = DEFAULT_STALE_SECS) -> list[RunId]:
+        """Mark `running` runs whose owner is gone as `interrupted` (resumable); returns their ids."""
+        now = time.time()
+        swept: list[RunId] = []
+        for run in await self.list_runs(status=[RunStatus.RUNNING]):
+            reason = orphan_reason(run, now, stale_after)
+            if reason is None or not await self.try_transition(run.run_id, RunStatus.RUNNING, RunStatus.INTERRUPTED):
+                continue
+            self.append_trace(run.run_id, "core.run_interrupted", payload={"reason": reason})
+            self.set_task_status(run.task_id, TaskStatus.INTERRUPTED)
+            swept.append(run.run_id)
+        await self.flush()
+        return swept
+
+    async def prune(self, *, older_than: float | None = None, keep: int | None = None) -> int:
+        """Delete finished runs last updated more than `older_than` seconds ago and/or beyond the newest `keep`.
+
+        With both given, a run goes only when it meets both. Running and pending runs are never pruned.
+        """
+        if older_than is None and keep is None:
+            raise ValueError("prune needs older_than, keep, or both")
+        if keep is not None and keep < 0:
+            raise ValueError("keep must not be negative")
+        cutoff = None if older_than is None else time.time() - older_than
+        doomed = 0
+        for index, run in enumerate(await self.list_runs()):
+            if run.status not in TERMINAL:
+                continue
+            if keep is not None and index < keep:
+                continue
+            if cutoff is not None and run.updated_at >= cutoff:
+                continue
+            await self.delete_run(run.run_id)
+            doomed += 1
+        await self.flush()
+        return doomed

@@ -1,0 +1,69 @@
+"""Store errors: each has a stable `code` and a `hint` saying what to do about it."""
+
+from __future__ import annotations
+
+from ..errors import MseError
+
+
+class StoreError(MseError):
+    code = "store_error"
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(f"{message} (hint: {hint})" if hint else message)
+        self.message = message
+        self.hint = hint
+
+
+class BadStoreUrl(StoreError):
+    code = "bad_store_url"
+
+
+class SchemaTooNew(StoreError):
+    code = "store_schema_too_new"
+
+
+class RecordNotFound(StoreError):
+    code = "not_found"
+
+
+class RunNotFound(RecordNotFound):
+    code = "run_not_found"
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"run not found: {run_id}", "list runs with `mse runs list`")
+        self.run_id = run_id
+
+
+class TaskRecordNotFound(RecordNotFound):
+    code = "task_record_not_found"
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"task not found: {task_id}")
+        self.task_id = task_id
+
+
+class BlueprintNotFound(RecordNotFound):
+    code = "blueprint_not_found"
+
+
+class Duplicate(StoreError):
+    code = "duplicate"
+
+
+class InvalidRunTransition(StoreError):
+    code = "invalid_run_transition"
+
+    def __init__(self, current: str, target: str) -> None:
+        super().__init__(f"a run may not move from {current} to {target}")
+        self.current = current
+        self.target = target
+
+
+class RunNotResumable(StoreError):
+    """`resume` / `rerun-from` refused: wrong status, no launch snapshot, or the step is not in the log."""
+
+    code = "run_not_resumable"
+
+    def __init__(self, message: str, hint: str = "", *, reason: str = "status") -> None:
+        super().__init__(message, hint)
+        self.reason = reason

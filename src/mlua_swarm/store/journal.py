@@ -1,0 +1,233 @@
+"""The per-run journal the run layer writes through: replay lookups, step records, trace, the finish.
+
+`lookup` answers from the replay rows the journal was built with (a resume passes the stored log),
+counting occurrences of each (step_ref, input_hash) so repeated identical steps replay in order.
+`record_step` reaches the commit point its durability asks for before it returns: in `sync` and
+`batch` a step whose `record_step` returned is on disk; in `exit` everything waits in memory until
+`finish`, and a crash loses the run's steps.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..ids import RunId
+from .base import Store
+from .records import Durability, ReplayRow, RunStatus, StepEntry, TaskStatus, dumps
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayHit:
+    """A logged outcome to reuse instead of dispatching: the stored value, and whether it was a skip."""
+
+    value: Any
+    skip: bool
+    occurrence: int
+
+
+@dataclass(frozen=True, slots=True)
+class _BufferedTrace:
+    kind: str
+    step_ref: str | None
+    attempt: int | None
+    payload: Any
+    ts: float
+
+
+def _snapshot(value: Any) -> Any:
+    """A deep copy through JSON, so later changes by the caller do not reach a buffered record."""
+    return json.loads(dumps(value))
+
+
+class RunJournal:
+    """Durable history of one run, written by the process that owns the run."""
+
+    def __init__(
+        self,
+        store: Store,
+        run_id: RunId | str,
+        durability: Durability | str | None = None,
+        *,
+        replay: list[ReplayRow] | tuple[ReplayRow, ...] = (),
+    ) -> None:
+        self.store = store
+        self.run_id = RunId.parse(run_id)
+        self.durability = store.durability if durability is None else Durability(durability)
+        self.replayed = 0
+        """How many lookups were answered from the log."""
+        self.finished: RunStatus | None = None
+        """The status `finish` left the run in."""
+        self._log = {(r.step_ref, r.input_hash, r.occurrence or 0): r for r in replay}
+        self._seen: dict[tuple[str, str], int] = {}
+        self._unrecorded: dict[tuple[str, str], list[int]] = {}
+        self._steps: list[tuple[StepEntry, ReplayRow | None]] = []
+        self._traces: deque[_BufferedTrace] = deque(maxlen=store.trace_cap)
+
+    def lookup(self, step_ref: str, input_hash: str) -> ReplayHit | None:
+        """The logged outcome of this step's next occurrence with this input, or None to dispatch it."""
+        key = (step_ref, input_hash)
+        occurrence = self._seen.get(key, 0)
+        self._seen[key] = occurrence + 1
+        row = self._log.get((step_ref, input_hash, occurrence))
+        if row is None:
+            heapq.heappush(self._unrecorded.setdefault(key, []), occurrence)
+            return None
+        self.replayed += 1
+        return ReplayHit(row.value, row.skip, occurrence)
+
+    def _occurrence_for(self, step_ref: str, input_hash: str) -> int:
+        """The lowest occurrence a miss handed out and nobody recorded yet (or the next one)."""
+        key = (step_ref, input_hash)
+        waiting = self._unrecorded.get(key)
+        if waiting:
+            return heapq.heappop(waiting)
+        occurrence = self._seen.get(key, 0)
+        self._seen[key] = occurrence + 1
+        return occurrence
+
+    async def record_step(self, entry: StepEntry, replay: ReplayRow | None = None) -> None:
+        """Append a step entry (and its replay row for pass/skip outcomes), then reach the commit point.
+
+        A replay row without an occurrence gets the one its `lookup` handed out (set on the row).
+        """
+        if replay is not None and replay.occurrence is None:
+            replay.occurrence = self._occurrence_for(replay.step_ref, replay.input_hash)
+        if self.durability is Durability.EXIT:
+            kept = None
+            if replay is not None:
+                kept = ReplayRow(
+                    replay.step_ref, replay.input_hash, _snapshot(replay.value), replay.skip, replay.occurrence
+                )
+            self._steps.append((_snapshot_entry(entry), kept))
+            return
+        self.store.append_step(self.run_id, entry)
+        if replay is not None:
+            self.store.append_replay(self.run_id, replay)
+        await self.store.flush(self.durability)
+
+    def trace(self, kind: str, step_ref: str | None = None, attempt: int | None = None, payload: Any = None) -> None:
+        """Queue an observational event; the store writes it shortly after (in `exit`, at the end)."""
+        if self.durability is Durability.EXIT:
+            snapshot = None if payload is None else _snapshot(payload)
+            self._traces.append(_BufferedTrace(kind, step_ref, attempt, snapshot, time.time()))
+            return
+        self.store.append_trace(self.run_id, kind, step_ref=step_ref, attempt=attempt, payload=payload)
+
+    def _write_buffered(self) -> None:
+        for entry, replay in self._steps:
+            self.store.append_step(self.run_id, entry)
+            if replay is not None:
+                self.store.append_replay(self.run_id, replay)
+        for t in self._traces:
+            self.store.append_trace(
+                self.run_id, t.kind, step_ref=t.step_ref, attempt=t.attempt, payload=t.payload, ts=t.ts
+            )
+        self._steps.clear()
+        self._traces.clear()
+
+    async def finish(self, status: RunStatus | str, result_json: Any) -> RunStatus:
+        """Store the result and move the run from `running` to `status`; returns the status it ended with.
+
+        A run cancelled meanwhile stays `cancelled` (its result is still kept). Everything is committed
+        when this returns, whatever the durability.
+        """
+        target = RunStatus(status)
+        self._write_buffered()
+        self.store.set_result(self.run_id, result_json)
+        await self.store.try_transition(self.run_id, RunStatus.RUNNING, target)
+        run = await self.store.get_run(self.run_id)
+        self.store.append_trace(
+            self.run_id, "core.run_finished", payload={"status": run.status.value, "requested": target.value}
+        )
+        self.store.set_task_status(run.task_id, TaskStatus(run.status.value))
+        await self.store.flush(Durability.SYNC)
+        self.store.release(self.run_id)
+        self.finished = run.status
+        return run.status
+
+
+def _snapshot_entry(entry: StepEntry) -> StepEntry:
+    return StepEntry(
+        entry.step_ref,
+        entry.step_id,
+        entry.status,
+        entry.attempt,
+        entry.started_at,
+        entry.finished_at,
+        None if entry.stats is None else _snapshot(entry.stats),
+        entry.stderr_tail,
+        None if entry.error is None else _snapshot(entry.error),
+    )
+
+
+class StepRecordLike(Protocol):
+    """The finished-step record the run layer's dispatcher hands its journal (`run.dispatcher.StepRecord`)."""
+
+    @property
+    def step_ref(self) -> str: ...
+
+    @property
+    def step_id(self) -> str | None: ...
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def attempt(self) -> int: ...
+
+    @property
+    def started_at(self) -> float: ...
+
+    @property
+    def finished_at(self) -> float: ...
+
+    @property
+    def input_hash(self) -> str: ...
+
+    @property
+    def value(self) -> Any: ...
+
+    @property
+    def error(self) -> str | None: ...
+
+    @property
+    def stats(self) -> dict[str, Any]: ...
+
+
+REPLAYED_STATUSES = {"passed": False, "skipped": True}
+"""Dispatcher statuses whose value is logged for replay, and whether that outcome is a skip."""
+
+
+class DispatchJournal:
+    """A `RunJournal` seen through the dispatcher's journal protocol: `(skipped, value)` hits, one record per step."""
+
+    def __init__(self, journal: RunJournal) -> None:
+        self.journal = journal
+
+    def lookup(self, step_ref: str, input_hash: str) -> tuple[bool, Any] | None:
+        hit = self.journal.lookup(step_ref, input_hash)
+        return None if hit is None else (hit.skip, hit.value)
+
+    def trace(self, kind: str, step_ref: str | None = None, attempt: int | None = None, payload: Any = None) -> None:
+        self.journal.trace(kind, step_ref, attempt, payload)
+
+    async def record_step(self, record: StepRecordLike) -> None:
+        entry = StepEntry(
+            record.step_ref,
+            record.step_id or "",
+            record.status,
+            record.attempt,
+            record.started_at,
+            record.finished_at,
+            record.stats or None,
+            None,
+            record.error,
+        )
+        skip = REPLAYED_STATUSES.get(record.status)
+        replay = None if skip is None else ReplayRow(record.step_ref, record.input_hash, record.value, skip=skip)
+        await self.journal.record_step(entry, replay)

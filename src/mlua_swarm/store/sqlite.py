@@ -1,0 +1,696 @@
+"""The SQLite store: one WAL file, one writer connection used on the event loop's thread, batched commits.
+
+Each write runs at once inside an open `BEGIN IMMEDIATE` transaction (a few microseconds); the commit is
+scheduled with `loop.call_soon`, so every write queued in the same loop tick shares one commit. `flush()`
+resolves once that commit is done (`sync` commits right away). Committed WAL transactions survive the
+process being killed; `synchronous=FULL` (durability `sync`) also survives power loss. Other processes
+may open the same file: `busy_timeout` makes a writer wait for the lock instead of failing, and each
+process holds the lock for at most one loop tick. Two stores on one file in one thread take turns:
+starting a transaction first commits the other's. Trace events are observational: they are written
+in bulk up to 0.1 s after they are queued, off the steps' commits (`flush(SYNC)` and `close()` write
+them at once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import secrets
+import sqlite3
+import threading
+import time
+import weakref
+from collections.abc import Collection
+from pathlib import Path
+from typing import Any
+
+from ..ids import RunId, TaskId
+from .base import (
+    DEFAULT_TRACE_CAP,
+    Store,
+    blueprint_hash,
+    cap_trace_payload,
+    check_run_transition,
+    declared_semver,
+    stderr_tail,
+)
+from .errors import Duplicate, RunNotFound, TaskRecordNotFound
+from .records import (
+    BlueprintVersion,
+    Durability,
+    OutputRecord,
+    ReplayRow,
+    RunOwner,
+    RunRecord,
+    RunStatus,
+    StepEntry,
+    TaskRecord,
+    TaskStatus,
+    TraceEvent,
+    dumps,
+)
+from .schema import migrate
+
+log = logging.getLogger(__name__)
+
+BUSY_TIMEOUT_MS = 30_000
+"""How long a writer waits for another process's write lock before giving up."""
+
+TRACE_DELAY_SECS = 0.1
+"""Trace events are written in bulk this long after the first one is queued (or at 512 queued)."""
+TRACE_BATCH_ROWS = 512
+_TRACE_INSERT = (
+    "INSERT INTO trace (run_id, seq, ts, kind, step_ref, attempt, payload_json) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+
+_SIBLINGS: dict[tuple[str, int], weakref.WeakSet[SqliteStore]] = {}
+"""Open stores per (file, thread). They share the thread, so one must commit before another can write."""
+
+_HISTORY_TABLES = ("history", "trace", "outputs")
+_STEP, _REPLAY = 0, 1
+"""`history.kind`: a step entry or a replay row."""
+_RUN_COLUMNS = (
+    "id, task_id, status, created_at, updated_at, result_json, input_json,"
+    " owner_host, owner_pid, owner_started_at, heartbeat_at"
+)
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def _is_key_clash(exc: sqlite3.IntegrityError) -> bool:
+    return getattr(exc, "sqlite_errorname", "") == "SQLITE_CONSTRAINT_PRIMARYKEY"
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _run_from_row(row: tuple[Any, ...]) -> RunRecord:
+    owner = None if row[7] is None else RunOwner(row[7], int(row[8]), float(row[9] or 0.0))
+    return RunRecord(
+        RunId(row[0]), TaskId(row[1]), RunStatus(row[2]), row[3], row[4], _loads(row[5]), row[6], owner, row[10]
+    )
+
+
+def _task_from_row(row: tuple[Any, ...]) -> TaskRecord:
+    return TaskRecord(TaskId(row[0]), row[1], _loads(row[2]), _loads(row[3]), TaskStatus(row[4]), row[5], row[6])
+
+
+class SqliteStore(Store):
+    """A store in one SQLite file (see the module docstring for the commit model)."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        durability: Durability = Durability.BATCH,
+        trace_cap: int = DEFAULT_TRACE_CAP,
+    ) -> None:
+        self.path = Path(path)
+        super().__init__(f"sqlite://{self.path}", durability=durability, trace_cap=trace_cap)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._key = (str(self.path.resolve()), threading.get_ident())
+        fresh = not self.path.exists()
+        conn = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+        if fresh:
+            os.chmod(self.path, 0o600)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {'FULL' if self.durability is Durability.SYNC else 'NORMAL'}")
+        self._commit_siblings()
+        try:
+            migrate(conn, str(self.path))
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        self._commit_handle: asyncio.Handle | None = None
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._txn = 0
+        """Number of the open (or last) write transaction."""
+        self._committed = 0
+        """Number of the last transaction that ended, committed or failed."""
+        self._failed: tuple[int, sqlite3.Error] | None = None
+        self._seqs: dict[tuple[str, RunId], int] = {}
+        self._replay_keys: dict[RunId, set[tuple[str, str, int]]] = {}
+        self._closed = False
+        self._traces: list[tuple[Any, ...]] = []
+        self._trace_handle: asyncio.TimerHandle | None = None
+        _SIBLINGS.setdefault(self._key, weakref.WeakSet()).add(self)
+
+    # -- the commit model -----------------------------------------------------------------------
+
+    def _commit_siblings(self) -> None:
+        """Commit other stores on this file and thread first: waiting for their lock would never end."""
+        for sibling in list(_SIBLINGS.get(self._key, ())):
+            if sibling is not self and sibling._conn.in_transaction:
+                sibling._commit()
+
+    def _begin(self) -> bool:
+        """Open the write transaction if none is open and schedule its commit; False without a loop."""
+        conn = self._conn
+        if not conn.in_transaction:
+            self._commit_siblings()
+            conn.execute("BEGIN IMMEDIATE")
+            self._txn += 1
+        if self._commit_handle is None:
+            loop = _running_loop()
+            if loop is None:
+                return False
+            self._commit_handle = loop.call_soon(self._commit)
+        return True
+
+    def _write(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        """Run one write inside the open transaction; without an event loop it commits at once."""
+        scheduled = self._begin()
+        try:
+            return self._conn.execute(sql, params)
+        finally:
+            if not scheduled:
+                self._commit()
+
+    def _commit(self) -> None:
+        """Commit the open transaction and settle everyone waiting on it; a failed commit rolls back."""
+        if self._commit_handle is not None:
+            self._commit_handle.cancel()
+            self._commit_handle = None
+        if self._conn.in_transaction:
+            try:
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._conn.execute("ROLLBACK")
+                self._failed = (self._txn, exc)
+                # Counters and replay keys may name rows that were just rolled back: read them again.
+                self._seqs.clear()
+                self._replay_keys.clear()
+                log.error("store %s: commit failed, its writes are lost: %s", self.path, exc)
+            self._committed = self._txn
+        waiters, self._waiters = self._waiters, []
+        for txn, waiter in waiters:
+            if not waiter.done():
+                self._settle(txn, waiter)
+
+    def _settle(self, txn: int, waiter: asyncio.Future[None]) -> None:
+        failed = self._failed
+        if failed is not None and failed[0] == txn:
+            waiter.set_exception(failed[1])
+        else:
+            waiter.set_result(None)
+
+    def _raise_if_failed(self, txn: int) -> None:
+        failed = self._failed
+        if failed is not None and failed[0] == txn:
+            raise failed[1]
+
+    async def flush(self, durability: Durability | None = None) -> None:
+        mode = self.durability if durability is None else durability
+        if mode is Durability.SYNC and self._traces:
+            self._write_traces()
+        txn = self._txn
+        if self._committed >= txn:
+            self._raise_if_failed(txn)
+            return
+        loop = _running_loop()
+        if mode is Durability.SYNC or loop is None:
+            self._commit()
+            self._raise_if_failed(txn)
+            return
+        if mode is Durability.EXIT:
+            return
+        # The tick's commit was scheduled with the transaction's first write, so it runs before this
+        # task resumes from one yield; the future is only for a commit that has not happened by then.
+        await asyncio.sleep(0)
+        if self._committed < txn:
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._waiters.append((txn, waiter))
+            await waiter
+        self._raise_if_failed(txn)
+
+    def _commit_now(self) -> None:
+        """Commit at once, raising if the commit fails."""
+        txn = self._txn
+        if self._conn.in_transaction:
+            self._commit()
+        self._raise_if_failed(txn)
+
+    async def close(self) -> None:
+        self.close_sync()
+
+    def close_sync(self) -> None:
+        """Commit what is queued and close the connection (idempotent); for callers without an event loop."""
+        if self._closed:
+            return
+        self._write_traces()
+        self._commit_now()
+        self._conn.close()
+        self._closed = True
+        siblings = _SIBLINGS.get(self._key)
+        if siblings is not None:
+            siblings.discard(self)
+            if not siblings:
+                del _SIBLINGS[self._key]
+
+    async def token_secret(self) -> bytes:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'token_secret'").fetchone()
+        if row is None:
+            fresh = secrets.token_bytes(32)
+            self._write("INSERT OR IGNORE INTO meta (key, value) VALUES ('token_secret', ?)", (fresh,))
+            self._commit_now()
+            row = self._conn.execute("SELECT value FROM meta WHERE key = 'token_secret'").fetchone()
+        return bytes(row[0])
+
+    # -- blueprints -----------------------------------------------------------------------------
+
+    def _blueprint_rows(self, sql: str, params: tuple[Any, ...]) -> list[BlueprintVersion]:
+        return [
+            BlueprintVersion(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], bool(r[6]))
+            for r in self._conn.execute(sql, params)
+        ]
+
+    _BP_SELECT = (
+        "SELECT b.name, b.version, b.content_hash, b.document_json, b.semver, b.created_at,"
+        " COALESCE(n.archived, 0) FROM blueprints b LEFT JOIN blueprint_names n ON n.name = b.name"
+    )
+
+    async def put_blueprint(self, name: str, document: Any, *, semver: str | None = None) -> BlueprintVersion:
+        digest = blueprint_hash(document)
+        existing = self._blueprint_rows(f"{self._BP_SELECT} WHERE b.name = ? AND b.content_hash = ?", (name, digest))
+        if existing:
+            return existing[0]
+        self._write("INSERT OR IGNORE INTO blueprint_names (name) VALUES (?)", (name,))
+        row = self._conn.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM blueprints WHERE name = ?", (name,))
+        version = int(row.fetchone()[0])
+        chosen = semver if semver is not None else declared_semver(document)
+        self._write(
+            "INSERT INTO blueprints (name, version, content_hash, semver, document_json, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (name, version, digest, chosen, dumps(document), time.time()),
+        )
+        self._commit_now()
+        return self._blueprint_rows(f"{self._BP_SELECT} WHERE b.name = ? AND b.version = ?", (name, version))[0]
+
+    async def blueprint_history(self, name: str) -> list[BlueprintVersion]:
+        return self._blueprint_rows(f"{self._BP_SELECT} WHERE b.name = ? ORDER BY b.version", (name,))
+
+    async def archive_blueprint(self, name: str, archived: bool = True) -> None:
+        self._write(
+            "INSERT INTO blueprint_names (name, archived) VALUES (?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET archived = excluded.archived",
+            (name, int(archived)),
+        )
+        self._commit_now()
+
+    async def list_blueprints(self, *, include_archived: bool = False) -> list[BlueprintVersion]:
+        where = "" if include_archived else " AND COALESCE(n.archived, 0) = 0"
+        return self._blueprint_rows(
+            f"{self._BP_SELECT} WHERE b.version = (SELECT MAX(version) FROM blueprints WHERE name = b.name)"
+            f"{where} ORDER BY b.name",
+            (),
+        )
+
+    # -- tasks ----------------------------------------------------------------------------------
+
+    async def create_task(self, task: TaskRecord) -> None:
+        try:
+            self._write(
+                "INSERT INTO tasks (id, goal, blueprint_ref_json, input_ctx_json, status, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    task.task_id,
+                    task.goal,
+                    dumps(task.blueprint_ref),
+                    dumps(task.input_ctx),
+                    task.status.value,
+                    task.created_at,
+                    task.updated_at,
+                ),
+            )
+        except sqlite3.IntegrityError as exc:
+            if not _is_key_clash(exc):
+                raise
+            raise Duplicate(f"task {task.task_id} exists") from exc
+        await self.flush()
+
+    async def get_task(self, task_id: TaskId) -> TaskRecord:
+        row = self._conn.execute(
+            "SELECT id, goal, blueprint_ref_json, input_ctx_json, status, created_at, updated_at"
+            " FROM tasks WHERE id = ?",
+            (task_id,),
+        ).fetchone()
+        if row is None:
+            raise TaskRecordNotFound(task_id)
+        return _task_from_row(row)
+
+    async def list_tasks(self, *, limit: int | None = None) -> list[TaskRecord]:
+        rows = self._conn.execute(
+            "SELECT id, goal, blueprint_ref_json, input_ctx_json, status, created_at, updated_at"
+            " FROM tasks ORDER BY created_at DESC, rowid DESC LIMIT ?",
+            (-1 if limit is None else limit,),
+        )
+        return [_task_from_row(r) for r in rows]
+
+    def set_task_status(self, task_id: TaskId, status: TaskStatus) -> None:
+        self._write("UPDATE tasks SET status = ?, updated_at = ? WHERE id = ?", (status.value, time.time(), task_id))
+
+    # -- runs -----------------------------------------------------------------------------------
+
+    async def create_run(self, run: RunRecord) -> None:
+        owner = run.owner
+        try:
+            self._write(
+                f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run.run_id,
+                    run.task_id,
+                    run.status.value,
+                    run.created_at,
+                    run.updated_at,
+                    None if run.result is None else dumps(run.result),
+                    run.input_json,
+                    None if owner is None else owner.host,
+                    None if owner is None else owner.pid,
+                    None if owner is None else owner.started_at,
+                    run.heartbeat_at,
+                ),
+            )
+        except sqlite3.IntegrityError as exc:
+            if not _is_key_clash(exc):
+                raise
+            raise Duplicate(f"run {run.run_id} exists") from exc
+        await self.flush()
+
+    async def get_run(self, run_id: RunId) -> RunRecord:
+        row = self._conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise RunNotFound(run_id)
+        return _run_from_row(row)
+
+    async def list_runs(
+        self,
+        *,
+        status: Collection[RunStatus] | None = None,
+        task_id: TaskId | None = None,
+        limit: int | None = None,
+    ) -> list[RunRecord]:
+        where: list[str] = []
+        params: list[Any] = []
+        if status is not None:
+            wanted = [RunStatus(s).value for s in status]
+            where.append(f"status IN ({', '.join('?' * len(wanted))})" if wanted else "0")
+            params.extend(wanted)
+        if task_id is not None:
+            where.append("task_id = ?")
+            params.append(task_id)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        params.append(-1 if limit is None else limit)
+        rows = self._conn.execute(
+            f"SELECT {_RUN_COLUMNS} FROM runs{clause} ORDER BY created_at DESC, rowid DESC LIMIT ?", params
+        )
+        return [_run_from_row(r) for r in rows]
+
+    async def try_transition(
+        self, run_id: RunId, current: RunStatus | Collection[RunStatus], target: RunStatus
+    ) -> bool:
+        expected = [current] if isinstance(current, RunStatus) else list(current)
+        check_run_transition(expected, target)
+        cursor = self._write(
+            f"UPDATE runs SET status = ?, updated_at = ? WHERE id = ? AND status IN ({', '.join('?' * len(expected))})",
+            (target.value, time.time(), run_id, *(s.value for s in expected)),
+        )
+        changed = cursor.rowcount == 1
+        if not changed:
+            await self.get_run(run_id)
+        self._commit_now()
+        return changed
+
+    def set_result(self, run_id: RunId, result: Any) -> None:
+        sql = "UPDATE runs SET result_json = ?, updated_at = ? WHERE id = ?"
+        self._write(sql, (dumps(result), time.time(), run_id))
+
+    def set_owner(self, run_id: RunId, owner: RunOwner | None) -> None:
+        values = (None, None, None) if owner is None else (owner.host, owner.pid, owner.started_at)
+        self._write(
+            "UPDATE runs SET owner_host = ?, owner_pid = ?, owner_started_at = ? WHERE id = ?", (*values, run_id)
+        )
+
+    def beat(self, run_id: RunId, at: float) -> None:
+        self._write("UPDATE runs SET heartbeat_at = ? WHERE id = ?", (at, run_id))
+
+    async def delete_run(self, run_id: RunId) -> None:
+        self._write_traces()
+        row = self._conn.execute("SELECT task_id FROM runs WHERE id = ?", (run_id,)).fetchone()
+        for table in _HISTORY_TABLES:
+            self._write(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
+        self._write("DELETE FROM runs WHERE id = ?", (run_id,))
+        if row is not None:
+            self._write(
+                "DELETE FROM tasks WHERE id = ? AND NOT EXISTS (SELECT 1 FROM runs WHERE task_id = ?)", (row[0], row[0])
+            )
+        self.release(run_id)
+
+    # -- per-run history ------------------------------------------------------------------------
+
+    def _max_seq(self, table: str, run_id: RunId) -> int:
+        row = self._conn.execute(f"SELECT COALESCE(MAX(seq), 0) FROM {table} WHERE run_id = ?", (run_id,))
+        return int(row.fetchone()[0])
+
+    def _next_seq(self, table: str, run_id: RunId) -> int:
+        """The run's next seq in `table`, from a per-run counter read from the file once."""
+        key = (table, run_id)
+        seq = self._seqs.get(key)
+        seq = (self._max_seq(table, run_id) if seq is None else seq) + 1
+        self._seqs[key] = seq
+        return seq
+
+    def _insert_seq(self, table: str, sql: str, run_id: RunId, seq: int, values: tuple[Any, ...]) -> int:
+        """Insert a row at `seq`; when another process took that seq, re-read the top and insert after it.
+
+        The retry runs inside our write transaction, so nobody else can take the new seq.
+        """
+        try:
+            self._write(sql, (run_id, seq, *values))
+        except sqlite3.IntegrityError as exc:
+            if not _is_key_clash(exc):
+                raise
+            seq = self._max_seq(table, run_id) + 1
+            self._write(sql, (run_id, seq, *values))
+        key = (table, run_id)
+        self._seqs[key] = max(self._seqs.get(key, 0), seq)
+        return seq
+
+    def _append(self, table: str, sql: str, run_id: RunId, values: tuple[Any, ...]) -> int:
+        """Insert a history row under the run's next seq; returns the seq."""
+        return self._insert_seq(table, sql, run_id, self._next_seq(table, run_id), values)
+
+    def release(self, run_id: RunId) -> None:
+        for table in _HISTORY_TABLES:
+            self._seqs.pop((table, run_id), None)
+        self._replay_keys.pop(run_id, None)
+
+    def _require_run(self, run_id: RunId) -> None:
+        if self._conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
+            raise RunNotFound(run_id)
+
+    def append_step(self, run_id: RunId, entry: StepEntry) -> None:
+        self._append(
+            "history",
+            "INSERT INTO history (run_id, seq, kind, step_ref, step_id, status, attempt, started_at, finished_at,"
+            " stats_json, stderr_tail, error_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            run_id,
+            (
+                _STEP,
+                entry.step_ref,
+                entry.step_id,
+                entry.status,
+                entry.attempt,
+                entry.started_at,
+                entry.finished_at,
+                None if entry.stats is None else dumps(entry.stats),
+                stderr_tail(entry.stderr_tail),
+                None if entry.error is None else dumps(entry.error),
+            ),
+        )
+
+    async def list_steps(self, run_id: RunId) -> list[StepEntry]:
+        self._require_run(run_id)
+        rows = self._conn.execute(
+            "SELECT step_ref, step_id, status, attempt, started_at, finished_at, stats_json, stderr_tail, error_json"
+            " FROM history WHERE run_id = ? AND kind = ? ORDER BY seq",
+            (run_id, _STEP),
+        )
+        return [StepEntry(r[0], r[1], r[2], r[3], r[4], r[5], _loads(r[6]), r[7], _loads(r[8])) for r in rows]
+
+    def _keys_of(self, run_id: RunId) -> set[tuple[str, str, int]]:
+        keys = self._replay_keys.get(run_id)
+        if keys is None:
+            rows = self._conn.execute(
+                "SELECT step_ref, input_hash, occurrence FROM history WHERE run_id = ? AND kind = ?", (run_id, _REPLAY)
+            )
+            keys = self._replay_keys[run_id] = {(r[0], r[1], r[2]) for r in rows}
+        return keys
+
+    def append_replay(self, run_id: RunId, row: ReplayRow) -> None:
+        if row.occurrence is None:
+            raise ValueError("a stored replay row needs its occurrence")
+        keys = self._keys_of(run_id)
+        key = (row.step_ref, row.input_hash, row.occurrence)
+        if key in keys:
+            raise Duplicate(f"replay row {key} exists for run {run_id}")
+        self._append(
+            "history",
+            "INSERT INTO history (run_id, seq, kind, step_ref, input_hash, occurrence, skip, value_json, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            run_id,
+            (
+                _REPLAY,
+                row.step_ref,
+                row.input_hash,
+                row.occurrence,
+                int(row.skip),
+                dumps(row.value),
+                row.created_at or time.time(),
+            ),
+        )
+        keys.add(key)
+
+    async def list_replay(self, run_id: RunId) -> list[ReplayRow]:
+        self._require_run(run_id)
+        rows = self._conn.execute(
+            "SELECT step_ref, input_hash, value_json, skip, occurrence, created_at FROM history"
+            " WHERE run_id = ? AND kind = ? ORDER BY seq",
+            (run_id, _REPLAY),
+        )
+        return [ReplayRow(r[0], r[1], json.loads(r[2]), bool(r[3]), r[4], r[5]) for r in rows]
+
+    async def delete_replay_from(self, run_id: RunId, index: int) -> int:
+        self._require_run(run_id)
+        cursor = self._write(
+            "DELETE FROM history WHERE run_id = ? AND kind = ? AND seq >= "
+            "(SELECT seq FROM history WHERE run_id = ? AND kind = ? ORDER BY seq LIMIT 1 OFFSET ?)",
+            (run_id, _REPLAY, run_id, _REPLAY, max(index, 0)),
+        )
+        self._replay_keys.pop(run_id, None)
+        self._commit_now()
+        return cursor.rowcount
+
+    def append_trace(
+        self,
+        run_id: RunId,
+        kind: str,
+        *,
+        step_ref: str | None = None,
+        attempt: int | None = None,
+        payload: Any = None,
+        ts: float | None = None,
+    ) -> int:
+        _, text = cap_trace_payload(payload)
+        seq = self._next_seq("trace", run_id)
+        self._traces.append((run_id, seq, time.time() if ts is None else ts, kind, step_ref, attempt, text))
+        loop = _running_loop()
+        if loop is None or len(self._traces) >= TRACE_BATCH_ROWS:
+            self._write_traces()
+        elif self._trace_handle is None:
+            self._trace_handle = loop.call_later(TRACE_DELAY_SECS, self._write_traces)
+        return seq
+
+    def _write_traces(self) -> None:
+        """Move queued trace events into the open transaction and prune each run's oldest past the cap."""
+        if self._trace_handle is not None:
+            self._trace_handle.cancel()
+            self._trace_handle = None
+        queued, self._traces = self._traces, []
+        if not queued:
+            return
+        scheduled = self._begin()
+        try:
+            top = self._insert_traces(queued)
+            for run_id, seq in top.items():
+                key = ("trace", run_id)
+                self._seqs[key] = max(self._seqs.get(key, 0), seq)
+                if seq > self.trace_cap:
+                    self._write("DELETE FROM trace WHERE run_id = ? AND seq <= ?", (run_id, seq - self.trace_cap))
+        finally:
+            if not scheduled:
+                self._commit()
+
+    def _insert_traces(self, queued: list[tuple[Any, ...]]) -> dict[RunId, int]:
+        """Insert in one statement; if another process took some seq, insert one by one after its events."""
+        conn = self._conn
+        conn.execute("SAVEPOINT traces")
+        try:
+            conn.executemany(_TRACE_INSERT, queued)
+            top: dict[RunId, int] = {}
+            for row in queued:
+                top[row[0]] = max(top.get(row[0], 0), row[1])
+            return top
+        except sqlite3.IntegrityError as exc:
+            conn.execute("ROLLBACK TO traces")
+            if not _is_key_clash(exc):
+                raise
+            top = {}
+            for run_id, seq, *values in queued:
+                wanted = max(seq, top.get(run_id, 0) + 1)
+                top[run_id] = self._insert_seq("trace", _TRACE_INSERT, run_id, wanted, tuple(values))
+            return top
+        finally:
+            conn.execute("RELEASE traces")
+
+    async def list_trace(
+        self,
+        run_id: RunId,
+        *,
+        after: int = 0,
+        limit: int | None = None,
+        kind_prefix: str | None = None,
+        step_ref: str | None = None,
+    ) -> list[TraceEvent]:
+        self._require_run(run_id)
+        self._write_traces()
+        sql = "SELECT seq, ts, kind, step_ref, attempt, payload_json FROM trace WHERE run_id = ? AND seq > ?"
+        params: list[Any] = [run_id, after]
+        if kind_prefix is not None:
+            sql += " AND substr(kind, 1, ?) = ?"
+            params += [len(kind_prefix), kind_prefix]
+        if step_ref is not None:
+            sql += " AND step_ref = ?"
+            params.append(step_ref)
+        sql += " ORDER BY seq LIMIT ?"
+        params.append(-1 if limit is None else limit)
+        return [TraceEvent(run_id, r[0], r[1], r[2], r[3], r[4], _loads(r[5])) for r in self._conn.execute(sql, params)]
+
+    def put_output(self, record: OutputRecord) -> None:
+        self._append(
+            "outputs",
+            "INSERT INTO outputs (run_id, seq, step_id, attempt, producer, event_json, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            record.run_id,
+            (
+                record.step_id,
+                record.attempt,
+                record.producer,
+                dumps(record.event),
+                record.created_at or time.time(),
+            ),
+        )
+
+    async def list_outputs(
+        self, run_id: RunId, *, step_id: str | None = None, attempt: int | None = None
+    ) -> list[OutputRecord]:
+        self._require_run(run_id)
+        sql = "SELECT step_id, attempt, producer, event_json, created_at FROM outputs WHERE run_id = ?"
+        params: list[Any] = [run_id]
+        if step_id is not None:
+            sql += " AND step_id = ?"
+            params.append(step_id)
+        if attempt is not None:
+            sql += " AND attempt = ?"
+            params.append(attempt)
+        rows = self._conn.execute(sql + " ORDER BY seq", params)
+        return [OutputRecord(run_id, r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in rows]

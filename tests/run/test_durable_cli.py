@@ -1,0 +1,140 @@
+"""Durable runs through the real CLI: SIGKILL mid-run, resume, rerun-from — finished steps never re-run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..conftest import SRC, json_of, run_mse
+
+AGENTS = """
+import asyncio, os, pathlib
+
+def _log(name, value):
+    with open(os.environ["STEP_LOG"], "a") as fh:
+        fh.write(f"{name}:{value}\\n")
+
+async def prep(inv):
+    _log("prep", inv.input)
+    return {"base": 100}
+
+async def count(inv):
+    n = inv.input
+    if n == 10 and not pathlib.Path(os.environ["ALLOW_FILE"]).exists():
+        pathlib.Path(os.environ["PARK_FILE"]).write_text("parked")
+        await asyncio.Event().wait()
+    _log("count", n)
+    return n + 1
+"""
+
+FLOW = {
+    "kind": "seq",
+    "children": [
+        {"kind": "step", "ref": "prep", "in": {"op": "lit", "value": "go"}, "out": {"op": "path", "at": "$.prep"}},
+        {"kind": "assign", "at": {"op": "path", "at": "$.n"}, "value": {"op": "lit", "value": 0}},
+        {
+            "kind": "loop",
+            "counter": {"op": "path", "at": "$.i"},
+            "max": 30,
+            "cond": {"op": "lit", "value": True},
+            "body": {
+                "kind": "step",
+                "ref": "count",
+                "in": {"op": "path", "at": "$.n"},
+                "out": {"op": "path", "at": "$.n"},
+            },
+        },
+    ],
+}
+
+
+def setup(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    (tmp_path / "durable_agents.py").write_text(AGENTS)
+    bp = tmp_path / "bp.json"
+    agents = [
+        {"name": name, "kind": "python", "spec": {"callable": f"durable_agents:{name}"}} for name in ("prep", "count")
+    ]
+    bp.write_text(json.dumps({"id": "durable", "flow": FLOW, "agents": agents}))
+    env = {
+        "MSE_HOME": str(tmp_path / "home"),
+        "STEP_LOG": str(tmp_path / "steps.log"),
+        "PARK_FILE": str(tmp_path / "parked"),
+        "ALLOW_FILE": str(tmp_path / "allow"),
+    }
+    return bp, env
+
+
+def log_lines(tmp_path: Path) -> list[str]:
+    path = tmp_path / "steps.log"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def reference_ctx(tmp_path: Path, bp: Path, env: dict[str, str]) -> Any:
+    """The final ctx of the same flow run without interruption (in memory, its own log)."""
+    ref_env = {**env, "STEP_LOG": str(tmp_path / "reference.log"), "ALLOW_FILE": str(bp)}
+    proc = run_mse(["run", str(bp), "--json", "--ephemeral"], env=ref_env)
+    assert proc.returncode == 0, proc.stderr
+    return json_of(proc)["final_ctx"]
+
+
+def test_sigkill_mid_run_then_resume_runs_every_finished_step_exactly_once(tmp_path: Path) -> None:
+    bp, env = setup(tmp_path)
+    expected = reference_ctx(tmp_path, bp, env)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "mlua_swarm", "run", str(bp), "--json"],
+        env={**os.environ, **env, "PYTHONPATH": str(SRC)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "parked").exists():
+        assert child.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    child.send_signal(signal.SIGKILL)
+    child.wait(30)
+    assert log_lines(tmp_path) == ["prep:go"] + [f"count:{n}" for n in range(10)]
+
+    runs = json_of(run_mse(["runs", "list", "--json"], env=env))
+    assert len(runs) == 1 and runs[0]["status"] == "interrupted"
+    run_id = runs[0]["run_id"]
+
+    (tmp_path / "allow").write_text("")
+    proc = run_mse(["runs", "resume", run_id, "--json"], env=env)
+    assert proc.returncode == 0, proc.stderr
+    doc = json_of(proc)
+    assert doc == {"status": "done", "run_id": run_id, "final_ctx": expected}
+    assert log_lines(tmp_path) == ["prep:go"] + [f"count:{n}" for n in range(30)]
+    assert json_of(run_mse(["runs", "show", run_id, "--json"], env=env))["status"] == "done"
+
+
+def test_rerun_from_a_step_replays_what_came_before_it(tmp_path: Path) -> None:
+    bp, env = setup(tmp_path)
+    (tmp_path / "allow").write_text("")
+    first = run_mse(["run", str(bp), "--json"], env=env)
+    assert first.returncode == 0, first.stderr
+    done = json_of(first)
+    assert log_lines(tmp_path) == ["prep:go"] + [f"count:{n}" for n in range(30)]
+
+    proc = run_mse(["runs", "rerun-from", done["run_id"], "count", "--json"], env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert json_of(proc) == done
+    lines = log_lines(tmp_path)
+    assert lines.count("prep:go") == 1
+    assert lines[31:] == [f"count:{n}" for n in range(30)]
+
+
+def test_resume_refuses_a_run_that_is_not_interrupted(tmp_path: Path) -> None:
+    bp, env = setup(tmp_path)
+    (tmp_path / "allow").write_text("")
+    done = json_of(run_mse(["run", str(bp), "--json"], env=env))
+    proc = run_mse(["runs", "resume", done["run_id"], "--json"], env=env)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and "hint:" in proc.stderr
+    proc = run_mse(["runs", "resume", "not-a-run", "--json"], env=env)
+    assert proc.returncode == 2 and "R-" in proc.stderr

@@ -1,0 +1,27 @@
+"""Store fixtures: every contract test runs against both backends."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from mlua_swarm.store import LaunchSnapshot, MemoryStore, RunRecord, SqliteStore, StepEntry, Store, create_run
+
+LAUNCH = LaunchSnapshot({"name": "demo", "flow": {"kind": "step", "ref": "a"}}, {"topic": "x"}, {"timeout": 5})
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    backend: Store = MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "mse.sqlite3")
+    yield backend
+    await backend.close()
+
+
+async def new_run(store: Store, launch: LaunchSnapshot | None = LAUNCH) -> RunRecord:
+    return await create_run(store, launch, goal="test")
+
+
+def entry(ref: str, status: str = "pass", attempt: int = 1) -> StepEntry:
+    return StepEntry(ref, f"ST-{ref}", status, attempt, 1.0, 1.5, {"tokens": 3}, None, None)
