@@ -158,6 +158,8 @@ class Measure:
     label: str
     probe: Probe
     metric: str
+    with_min: bool = True
+    """Show the lowest sample too (meaningless for a difference of two timings)."""
 
 
 @dataclass(frozen=True)
@@ -278,7 +280,8 @@ def _cell(runner: ProbeRunner, measure: Measure | None) -> Cell | None:
     value = result.figure(measure.metric)
     if result.status == "ok" and value is None:
         return Cell(measure.label, None, "error", f"probe gave no metric {measure.metric!r}")
-    return Cell(measure.label, value, result.status, result.note, result.best(measure.metric))
+    best = result.best(measure.metric) if measure.with_min else None
+    return Cell(measure.label, value, result.status, result.note, best)
 
 
 def measure_row(runner: ProbeRunner, workload: str, cmp: Comparison) -> Row:

@@ -122,6 +122,7 @@ def markdown(
     lines += ["## Targets", "", "| Workload | Case | Target | Result |", "|---|---|---|---|"]
     for title, row in verdicts:
         target = "; ".join(text for text, _ in row.verdicts)
-        lines.append(f"| {_md(title)} | {_md(row.case)} | {_md(target)} | {row.result} |")
+        case = f"{row.case} (vs {row.peer.label})" if row.peer else row.case
+        lines.append(f"| {_md(title)} | {_md(case)} | {_md(target)} | {row.result} |")
     lines.append("")
     return "\n".join(lines)

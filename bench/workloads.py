@@ -249,7 +249,7 @@ def middleware_rows(quick: bool) -> list[Comparison]:
         Comparison(
             "empty middleware stack: added cost per step",
             "us/step",
-            Measure(OURS, probe, "overhead_us"),
+            Measure(OURS, probe, "overhead_us", with_min=False),
             None,
             Measure(f"{OURS} step, bare spawner", probe, "bare_us"),
         )
