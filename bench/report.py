@@ -106,7 +106,8 @@ def markdown(
         "",
         f"- Command: `{command}`{' (quick mode)' if quick else ''}; to reproduce, "
         "`pip install -e '.[bench]'` (or `make bench`), then the same command",
-        f"- Generated: {stamp}",
+        f"- Generated: {stamp}; `python -m bench --quick` runs small sizes in under a minute, "
+        "`python -m bench.profile` shows where our in-memory step spends its time",
         f"- Machine: {machine[0]}",
         *(f"- {line}" for line in machine[1:]),
         "",
