@@ -115,11 +115,7 @@ def agent_context_from_blueprint(blueprint: Mapping[str, Any]) -> tuple[AgentCon
     default policy and projection placement; a ctx tier that is not an object is skipped with a warning."""
     diagnostics: list[Diagnostic] = []
     global_ctx = _object_tier(blueprint.get("default_agent_ctx"), "$.default_agent_ctx", None, diagnostics)
-    metas = {
-        m.get("name"): m.get("ctx")
-        for m in blueprint.get("metas") or ()
-        if isinstance(m, Mapping)
-    }  # fmt: skip
+    metas = {m.get("name"): m.get("ctx") for m in blueprint.get("metas") or () if isinstance(m, Mapping)}
     agent_ctx: dict[str, dict[str, Any]] = {}
     agent_policy: dict[str, ContextPolicy] = {}
     for index, agent in enumerate(blueprint.get("agents") or ()):
