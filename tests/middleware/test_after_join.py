@@ -126,9 +126,16 @@ async def test_audit_directive_carries_the_instruction(engine: Engine, op: CapTo
     step = await engine.start_task(op, TaskSpec("work"))
     await engine.run_step(op, step, linked)
     assert directives == [
-        {"kind": "after_run_audit", "task_id": step, "step_ref": "work", "attempt": 1, "ok": True,
-         "final_value": {"answer": 42}, "instruction": AUDIT_INSTRUCTION}
-    ]  # fmt: skip
+        {
+            "kind": "after_run_audit",
+            "task_id": step,
+            "step_ref": "work",
+            "attempt": 1,
+            "ok": True,
+            "final_value": {"answer": 42},
+            "instruction": AUDIT_INSTRUCTION,
+        }
+    ]
 
 
 async def test_failing_auditor_is_swallowed_and_reported(engine: Engine, op: CapToken) -> None:

@@ -55,12 +55,16 @@ async def test_ctx_tiers_merge_with_step_over_agent_over_global_and_policy_filte
     step = await engine.start_task(op, TaskSpec("probe", step_ctx={"region": "step", "project_root": "/ignored"}))
     view = (await engine.run_step(op, step, linked, run=run)).value
     assert view == {
-        "task_id": step, "agent": "probe", "attempt": 1,
-        "project_root": "/srv/acme", "task_metadata": {"ticket": 7}, "run_id": run.run_id,
+        "task_id": step,
+        "agent": "probe",
+        "attempt": 1,
+        "project_root": "/srv/acme",
+        "task_metadata": {"ticket": 7},
+        "run_id": run.run_id,
         "project_name_alias": "acme",
         "extra": {"region": "step", "team": "core", "tier": "agent", "owner": "ops"},
         "steps": [],
-    }  # fmt: skip
+    }
     plain = (await run_one(engine, op, linked, TaskSpec("plain"))).value
     assert plain["extra"] == {"team": "core"}
     assert "project_root" in plain and "work_dir" not in plain and "project_name_alias" not in plain
@@ -78,8 +82,12 @@ async def test_runtime_keeps_every_tier_and_records_policy_and_placement(engine:
     await run_one(engine, op, linked, TaskSpec("probe"))
     (runtime,) = seen
     assert runtime["secret"] == "s3" and runtime["region"] == "us"
-    assert runtime["context_policy"] == {"include": None, "exclude": ["secret", "work_dir"], "steps": None,
-                                         "steps_exclude": []}  # fmt: skip
+    assert runtime["context_policy"] == {
+        "include": None,
+        "exclude": ["secret", "work_dir"],
+        "steps": None,
+        "steps_exclude": [],
+    }
     assert runtime["__projection_placement"] == {"root": "work_dir"}
     assert runtime["agent_context"].extra["region"] == "us"
 

@@ -74,18 +74,36 @@ async def test_link_orders_launch_hint_and_base_layers_as_documented(engine: Eng
         "spawner_hints": {"layers": ["h1", "h2"]},
         "metadata": {"project_name_alias": "proj"},
         "audits": [{"agent": "auditor", "steps": ["nothing-matches"], "mode": "sync"}],
-        "policy": {"deny": ["kind:subprocess"], "budget": {"max_attempts": 10}, "concurrency": {"work": 1},
-                   "rate_limits": {"work": {"rate_per_sec": 1000, "burst": 5}}},
-    }  # fmt: skip
+        "policy": {
+            "deny": ["kind:subprocess"],
+            "budget": {"max_attempts": 10},
+            "concurrency": {"work": 1},
+            "rate_limits": {"work": {"rate_per_sec": 1000, "burst": 5}},
+        },
+    }
     linked, diagnostics = link(
-        recording_router(log), blueprint, engine, run=RecordingRun(), registry=registry,
+        recording_router(log),
+        blueprint,
+        engine,
+        run=RecordingRun(),
+        registry=registry,
         task_input=TaskInput(project_root="/srv/p"),
-    )  # fmt: skip
+    )
     assert diagnostics == []
     assert linked.layer_names == [
-        "policy_gate", "budget", "task_input", "after_run_audit", "project_name_alias", "agent_context",
-        "h2", "h1", "b2", "b1", "concurrency", "rate_limit",
-    ]  # fmt: skip
+        "policy_gate",
+        "budget",
+        "task_input",
+        "after_run_audit",
+        "project_name_alias",
+        "agent_context",
+        "h2",
+        "h1",
+        "b2",
+        "b1",
+        "concurrency",
+        "rate_limit",
+    ]
     async with linked:
         outcome = await run_one(engine, op, linked, TaskSpec("work"))
     assert outcome.kind == "pass"
@@ -183,8 +201,9 @@ async def test_main_ai_hook_is_inactive_for_automate_operators(engine: Engine) -
         return 1
 
     op = engine.attach("automate", operator=OperatorInfo(kind=OperatorKind.AUTOMATE, spawn_hook=Refuser()))
-    linked, _ = link(InProcSpawner().register("work", work), {"spawner_hints": {"layers": ["main_ai"]}}, engine,
-                     run=RecordingRun())  # fmt: skip
+    linked, _ = link(
+        InProcSpawner().register("work", work), {"spawner_hints": {"layers": ["main_ai"]}}, engine, run=RecordingRun()
+    )
     assert (await run_one(engine, op, linked, TaskSpec("work"))).kind == "pass"
 
 

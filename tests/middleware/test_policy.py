@@ -34,8 +34,9 @@ def echo_router(ran: list[str]) -> InProcSpawner[Any]:
 
 async def test_deny_by_kind_blocks_the_step_with_a_clear_reason(engine: Engine, op: CapToken) -> None:
     ran: list[str] = []
-    linked, _ = link(echo_router(ran), {"agents": AGENTS, "policy": {"deny": ["kind:subprocess"]}}, engine,
-                     run=RecordingRun())  # fmt: skip
+    linked, _ = link(
+        echo_router(ran), {"agents": AGENTS, "policy": {"deny": ["kind:subprocess"]}}, engine, run=RecordingRun()
+    )
     async with engine.events() as stream:
         step = await engine.start_task(op, TaskSpec("shell", "ls"))
         with pytest.raises(DispatchFailed) as caught:
@@ -99,8 +100,12 @@ async def test_cancel_while_waiting_for_a_slot_releases_it(engine: Engine, op: C
         await gate.wait()
         return "ok"
 
-    linked, _ = link(InProcSpawner().register("slow", slow), {"policy": {"concurrency": {"slow": 5, "*": 1}}},
-                     engine, run=RecordingRun())  # fmt: skip
+    linked, _ = link(
+        InProcSpawner().register("slow", slow),
+        {"policy": {"concurrency": {"slow": 5, "*": 1}}},
+        engine,
+        run=RecordingRun(),
+    )
     layer = linked.layer("concurrency")
     assert isinstance(layer, ConcurrencyLayer)
     async with engine.events() as stream:
@@ -250,8 +255,9 @@ async def test_budget_wall_time_cancels_the_run(engine: Engine, op: CapToken) ->
 
     step = await engine.start_task(op, TaskSpec("hang"))
     run = RecordingRun()
-    linked, _ = link(InProcSpawner().register("hang", hang), {"policy": {"budget": {"max_wall_secs": 0.05}}},
-                     engine, run=run)  # fmt: skip
+    linked, _ = link(
+        InProcSpawner().register("hang", hang), {"policy": {"budget": {"max_wall_secs": 0.05}}}, engine, run=run
+    )
     task = asyncio.create_task(engine.run_step(op, step, linked))
     run.on_cancel = task.cancel
     async with linked:

@@ -122,9 +122,13 @@ async def test_spec_mode_and_two_templates_coexist_in_one_blueprint(engine: Engi
     agents = [
         {"name": "cat", "kind": "subprocess", "spec": {"program": "cat"}, "runner": {"backend": "ws_operator"}},
         {"name": "shout", "kind": "subprocess", "spec": {}},
-        {"name": "ids", "kind": "subprocess", "profile": {"tools": ["read", "grep"]},
-         "runner": {"backend": "subprocess", "template": "argv"}},
-    ]  # fmt: skip
+        {
+            "name": "ids",
+            "kind": "subprocess",
+            "profile": {"tools": ["read", "grep"]},
+            "runner": {"backend": "subprocess", "template": "argv"},
+        },
+    ]
     spawners = {a["name"]: build(a, blueprint) for a in agents}
     assert (await run_one(engine, op, spawners["cat"], TaskSpec("cat", {"k": 1}))).value == {"k": 1}
     assert (await run_one(engine, op, spawners["shout"], TaskSpec("shout", "hey"))).value == {
@@ -191,13 +195,17 @@ async def test_spec_cwd_is_relative_to_the_blueprint_folder(engine: Engine, op: 
         ({"name": "a", "kind": "subprocess", "spec": {"program": "x", "max_frame_bytes": 0}}, "max_frame_bytes"),
         ({"name": "a", "kind": "subprocess", "spec": {"program": "x"}, "runner_ref": "nope"}, "runner 'nope' is not"),
         (
-            {"name": "a", "kind": "subprocess", "spec": {"program": "x"},
-             "runner": {"backend": "subprocess", "template": "t"}},
+            {
+                "name": "a",
+                "kind": "subprocess",
+                "spec": {"program": "x"},
+                "runner": {"backend": "subprocess", "template": "t"},
+            },
             r"unknown spec key\(s\) program",
         ),
         ({"name": "a", "kind": "subprocess", "runner": {"backend": "subprocess", "template": "zz"}}, "'zz' is not"),
     ],
-)  # fmt: skip
+)
 def test_bad_specs_fail_at_build_time_with_a_hint(agent: dict[str, Any], message: str) -> None:
     blueprint = template_bp({"name": "t", "argv": ["true"]})
     with pytest.raises(InvalidAgentSpec, match=message):

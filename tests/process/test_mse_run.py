@@ -29,13 +29,24 @@ time.sleep(1000)
     ("name", "expected"),
     [
         ("plain.json", {"words": 9, "report": {"words": 9, "verdict": "long"}}),
-        ("streaming.json", {"measured": {"out": {"lengths": {"alpha": 5, "beta": 4, "gamma-delta": 11}, "total": 20},
-                                         "parts": {"longest": "gamma-delta"}}}),
-        ("templates.json", {"sum": {"total": 12, "count": 3},
-                            "brief": {"system": "Summarise 3 numbers adding up to 12.",
-                                      "prompt": '{"total":12,"count":3}'}}),
+        (
+            "streaming.json",
+            {
+                "measured": {
+                    "out": {"lengths": {"alpha": 5, "beta": 4, "gamma-delta": 11}, "total": 20},
+                    "parts": {"longest": "gamma-delta"},
+                }
+            },
+        ),
+        (
+            "templates.json",
+            {
+                "sum": {"total": 12, "count": 3},
+                "brief": {"system": "Summarise 3 numbers adding up to 12.", "prompt": '{"total":12,"count":3}'},
+            },
+        ),
     ],
-)  # fmt: skip
+)
 def test_examples_run_end_to_end(name: str, expected: dict[str, object]) -> None:
     proc = run_mse(["run", str(EXAMPLES / name), "--json", "--ephemeral"], env={"PATH": PATH_WITH_THIS_PYTHON})
     assert proc.returncode == 0, proc.stderr[-2000:]

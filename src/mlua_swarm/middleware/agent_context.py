@@ -59,12 +59,20 @@ class AgentContextLayer(AroundLayer):
     def policy_for(self, agent: str) -> ContextPolicy | None:
         return self.agent_policy.get(agent, self.default_policy)
 
+    def passes_through(self, agent: str) -> bool:
+        """No policy filters this agent's view and no projection placement is declared."""
+        return self.policy_for(agent) is None and self.projection_placement is None
+
     async def around(
         self, inner: SpawnerAdapter, engine: Engine, ctx: Ctx, task_id: StepId, attempt: int, token: CapToken
     ) -> Worker:
+        step_tier = ctx.meta.runtime.get("step_ctx")
+        if not step_tier and not self.merged_tiers(ctx.agent) and self.passes_through(ctx.agent):
+            # Nothing to merge or filter: the engine's fresh per-attempt ctx only gains the view.
+            ctx.meta.runtime["agent_context"] = build_view(ctx, [], None)
+            return await inner.spawn(engine, ctx, task_id, attempt, token)
         ctx = ctx.clone()
         runtime = ctx.meta.runtime
-        step_tier = runtime.get("step_ctx")
         tier_keys: list[str] = []
         for tier in (step_tier if isinstance(step_tier, dict) else {}, self.merged_tiers(ctx.agent)):
             for key, value in tier.items():
@@ -107,11 +115,7 @@ def agent_context_from_blueprint(blueprint: Mapping[str, Any]) -> tuple[AgentCon
     default policy and projection placement; a ctx tier that is not an object is skipped with a warning."""
     diagnostics: list[Diagnostic] = []
     global_ctx = _object_tier(blueprint.get("default_agent_ctx"), "$.default_agent_ctx", None, diagnostics)
-    metas = {
-        m.get("name"): m.get("ctx")
-        for m in blueprint.get("metas") or ()
-        if isinstance(m, Mapping)
-    }  # fmt: skip
+    metas = {m.get("name"): m.get("ctx") for m in blueprint.get("metas") or () if isinstance(m, Mapping)}
     agent_ctx: dict[str, dict[str, Any]] = {}
     agent_policy: dict[str, ContextPolicy] = {}
     for index, agent in enumerate(blueprint.get("agents") or ()):

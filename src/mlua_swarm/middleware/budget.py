@@ -78,9 +78,13 @@ class BudgetLayer(AroundLayer):
         self.close()
         elapsed = 0.0 if self._started is None else time.monotonic() - self._started
         engine.publish(
-            "mw.budget_exceeded", step_id, run_id=self.run.run_id, reason=reason, attempts=self.attempts,
+            "mw.budget_exceeded",
+            step_id,
+            run_id=self.run.run_id,
+            reason=reason,
+            attempts=self.attempts,
             elapsed_secs=round(elapsed, 3),
-        )  # fmt: skip
+        )
         self.run.cancel(reason)
 
     def close(self) -> None:

@@ -195,14 +195,24 @@ def _hint_keys(blueprint: Mapping[str, Any], registry: LayerRegistry, diagnostic
         elif key not in registry.hints:
             known = ", ".join(sorted(registry.hints)) or "none"
             diagnostics.append(
-                _diagnostic("unknown-spawner-hint", f"unknown spawner hint {key!r} is ignored", path,
-                            f"known hints: {known}", Level.WARN)
-            )  # fmt: skip
+                _diagnostic(
+                    "unknown-spawner-hint",
+                    f"unknown spawner hint {key!r} is ignored",
+                    path,
+                    f"known hints: {known}",
+                    Level.WARN,
+                )
+            )
         elif key in keys:
             diagnostics.append(
-                _diagnostic("duplicate-spawner-hint", f"spawner hint {key!r} is declared twice; it is added once",
-                            path, "declare each hint once", Level.WARN)
-            )  # fmt: skip
+                _diagnostic(
+                    "duplicate-spawner-hint",
+                    f"spawner hint {key!r} is declared twice; it is added once",
+                    path,
+                    "declare each hint once",
+                    Level.WARN,
+                )
+            )
         else:
             keys.append(key)
     return keys

@@ -90,9 +90,13 @@ class RateLimitLayer(AroundLayer):
 
                 def waiting(secs: float, scope: str = scope) -> None:
                     engine.publish(
-                        "mw.rate_limited", task_id, attempt=attempt, agent=ctx.agent, scope=scope,
+                        "mw.rate_limited",
+                        task_id,
+                        attempt=attempt,
+                        agent=ctx.agent,
+                        scope=scope,
                         wait_ms=round(secs * 1000, 3),
-                    )  # fmt: skip
+                    )
 
                 await bucket.take(waiting)
                 taken.append(bucket)
