@@ -69,11 +69,12 @@ def sleeping_rss(lanes: int, sleep_secs: float) -> Metrics:
     return {"rss_mb": peak_rss_mb(), "baseline_mb": baseline}
 
 
-def seq_durable(n: int, reps: int, durability: str) -> Metrics:
-    """The `loop` of `n` steps recorded in a fresh SQLite store per repetition, as `mse run` records it.
+def seq_durable(n: int, reps: int, durability: str, store: str = "sqlite") -> Metrics:
+    """The `loop` of `n` steps recorded in a fresh store per repetition, as `mse run` records it.
 
-    Timed: creating the run, every step through the journal, and the run's finish (everything is
-    committed when it returns). Bytes: the database file afterwards (WAL folded in), per step.
+    `store="memory"` is the in-memory store `mse run --ephemeral` uses. Timed: creating the run,
+    every step through the journal, and the run's finish (everything is committed when it returns).
+    Bytes (SQLite only): the database file afterwards (WAL folded in), per step.
     """
     store_mod = needs("mlua_swarm.store", ours=True)
     compiled, launch = _compiled(blueprints.sequence(n))
@@ -86,13 +87,14 @@ def seq_durable(n: int, reps: int, durability: str) -> Metrics:
 
         async def once() -> float:
             path = Path(tmp) / f"mse-{next(counter)}.sqlite3"
-            store = await store_mod.open_store(f"sqlite://{path}", durability=durability)
+            url = f"sqlite://{path}" if store == "sqlite" else "memory://"
+            opened = await store_mod.open_store(url, durability=durability)
             try:
-                engine = engine_mod.Engine(config_mod.EngineConfig(token_secret=await store.token_secret()))
+                engine = engine_mod.Engine(config_mod.EngineConfig(token_secret=await opened.token_secret()))
                 control = launch.RunControl()
                 elapsed = stopwatch()
                 async with store_mod.durable_run(
-                    store, run_id=control.run_id, goal="bench", durability=durability
+                    opened, run_id=control.run_id, goal="bench", durability=durability
                 ) as journal:
                     result = await launch.run_blueprint(
                         compiled, engine=engine, control=control, journal=store_mod.DispatchJournal(journal)
@@ -100,14 +102,15 @@ def seq_durable(n: int, reps: int, durability: str) -> Metrics:
                     await journal.finish(store_mod.RunStatus(result.status), result.final_ctx)
                 spent = elapsed()
             finally:
-                await store.close()
+                await opened.close()
             if result.status != "done" or result.final_ctx["i"] != n:
                 raise RuntimeError(f"run ended {result.status}: {result.error}")
-            sizes.append(db_bytes(str(path)) / n)
+            if store == "sqlite":
+                sizes.append(db_bytes(str(path)) / n)
             return spent
 
         samples = per_unit_us_async(once, n, reps)
-    return {"us_per_step": samples, "bytes_per_step": sizes[-reps:]}
+    return {"us_per_step": samples, "bytes_per_step": sizes[-reps:]} if sizes else {"us_per_step": samples}
 
 
 def _mse(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -82,9 +82,15 @@ def seq_rows(quick: bool) -> list[Comparison]:
         f"{OURS} (engine only)", Probe.of("bench.ours_engine:seq_memory", n=s.seq_steps, reps=s.reps), "us_per_step"
     )
     langgraph = Measure(LANGGRAPH, Probe.of("bench.peers_langgraph:seq", n=s.seq_steps, reps=s.reps), "us_per_step")
+    ephemeral = Measure(
+        OURS,
+        Probe.of("bench.ours_run:seq_durable", n=s.seq_steps, reps=s.reps, durability="batch", store="memory"),
+        "us_per_step",
+    )
     targets = (at_most(30, "us"), cheaper_than_peer(4))
     return [
         Comparison("in memory, Blueprint run", "us/step", _ours_memory(s), langgraph, _task_floor(s), targets),
+        Comparison("memory store (mse run --ephemeral)", "us/step", ephemeral, langgraph, _task_floor(s), targets),
         Comparison("in memory, engine only", "us/step", engine_only, langgraph, _task_floor(s), targets),
     ]
 
@@ -289,8 +295,9 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload(
         "seq",
         "1. Sequential flow of N trivial Python steps, in memory",
-        "Ours: a Blueprint `loop` whose body is one `python` step adding 1 to `$.i`, run through the run "
-        "layer with the in-memory store; and the same N steps driven straight through the engine "
+        "Ours: a Blueprint `loop` whose body is one `python` step adding 1 to `$.i`, run with "
+        "`run_blueprint` and no store; the same run recorded in the in-memory store, as "
+        "`mse run --ephemeral` does; and the same N steps driven straight through the engine "
         "(`start_task` + `dispatch_attempt`, async Python function). LangGraph: a `StateGraph` loop of one "
         "node adding 1, no checkpointer, `invoke` (its fastest path). Floor: `await asyncio.create_task(noop())`.",
         seq_rows,
