@@ -1,4 +1,6 @@
 import asyncio
+import gc
+import sys
 import threading
 from typing import Any
 
@@ -458,11 +460,20 @@ async def test_memory_stays_flat_over_many_steps() -> None:
     engine = Engine(EngineConfig(retain_finished_steps=100))
     op = engine.attach("op")
     spawner = InProcSpawner().register("e", echo)
-    for i in range(20_000):
-        step = await engine.start_task(op, TaskSpec("e", i))
-        await engine.dispatch_attempt(op, step, spawner)
+
+    async def steps(n: int) -> None:
+        for i in range(n):
+            step = await engine.start_task(op, TaskSpec("e", i))
+            await engine.dispatch_attempt(op, step, spawner)
+
+    await steps(10_000)
+    gc.collect()
+    blocks_after_10k = sys.getallocatedblocks()
+    await steps(90_000)
+    gc.collect()
     assert engine.live_step_count() <= 100
     assert engine.token_count() == 1
+    assert sys.getallocatedblocks() - blocks_after_10k < 2_000
 
 
 def test_invocation_input_parses_json_or_keeps_text() -> None:
