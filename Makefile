@@ -17,8 +17,8 @@ demo: $(STAMP)
 	MSE_HOME=.mse $(BIN)/mse runs list --limit 5
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests examples
-	$(BIN)/ruff format --check src tests examples
+	$(BIN)/ruff check src tests examples bench
+	$(BIN)/ruff format --check src tests examples bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy src

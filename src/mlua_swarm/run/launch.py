@@ -34,9 +34,9 @@ RunStatus = Literal["done", "failed", "cancelled"]
 class RunResult:
     status: RunStatus
     run_id: RunId
-    final_ctx: Any = None
+    final_ctx: Any = field(default=None, repr=False)
     error: dict[str, Any] | None = None
-    partial_ctx: Any = None
+    partial_ctx: Any = field(default=None, repr=False)
     steps_dispatched: int = 0
     steps_replayed: int = 0
 

@@ -90,11 +90,14 @@ WorkerFn: TypeAlias = Callable[[WorkerInvocation], Any | Awaitable[Any]]
 W = TypeVar("W", bound=JoinHandleWorker)
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def render_prompt(value: Any) -> str:
     """A string prompt as is; anything else as compact JSON."""
     if isinstance(value, str):
         return value
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return _COMPACT.encode(value)
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:
@@ -133,7 +136,7 @@ class InProcSpawner(SpawnerAdapter, Generic[W]):
         if fn is None:
             raise NotRegistered(agent)
         try:
-            prompt = render_prompt(await engine.fetch_prompt(token, task_id))
+            directive = await engine.fetch_prompt(token, task_id)
         except EngineError as exc:
             raise SpawnInternalError(f"fetch_prompt: {exc}") from exc
         is_async = self._async.get(agent)
@@ -145,7 +148,7 @@ class InProcSpawner(SpawnerAdapter, Generic[W]):
             task_id,
             attempt,
             agent,
-            prompt,
+            render_prompt(directive),
             EngineSink(engine, token, task_id, attempt),
             cancel,
             AgentContextView.from_ctx(ctx),
