@@ -139,3 +139,17 @@ async def test_middleware_decisions_reach_the_journal_trace() -> None:
     result = await run_blueprint(compile_blueprint(raw, base_dir=Path.cwd(), fns={"shell": ok}), {}, journal=journal)
     assert result.status == "failed"
     assert ("mw.denied", "shell") in journal.traces
+
+
+async def test_an_engine_running_many_runs_keeps_no_state_per_finished_run() -> None:
+    from mlua_swarm import Engine
+
+    engine = Engine()
+    flow = {"kind": "step", "ref": "double", "in": {"op": "lit", "value": 2}, "out": P("$.y")}
+    blueprint = compiled(flow, {"double": double})
+    await run_blueprint(blueprint, {}, engine=engine)
+    tokens, steps = engine.token_count(), engine.live_step_count()
+    for _ in range(50):
+        assert (await run_blueprint(blueprint, {}, engine=engine)).final_ctx == {"y": 4}
+    assert engine.token_count() == tokens and len(engine._sessions) == 0
+    assert engine.live_step_count() <= steps + 50

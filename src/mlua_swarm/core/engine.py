@@ -197,6 +197,14 @@ class Engine:
             if self._bus.active:
                 self.publish("session_detached", None, session_id=session.id)
 
+    def close_session(self, token: CapToken) -> None:
+        """Forget a session and its token (a finished run's); later use of the token is refused."""
+        self._tokens.verify(token, Verb.DETACH_SESSION)
+        session = self._sessions.pop(token.fingerprint, None)
+        self._tokens.forget(token)
+        if session is not None and self._bus.active:
+            self.publish("session_detached", None, session_id=session.id)
+
     def register_verdict_contract(self, agent: str, contract: VerdictContract | Mapping[str, Any]) -> None:
         """An engine-wide contract for `agent`; a `TaskSpec.verdict` takes precedence."""
         resolved = VerdictContract.from_value(contract)

@@ -195,9 +195,12 @@ async def _run(
         observer=observer,
     )
     ctx = initial_ctx(compiled.raw, init_ctx)
-    if journal is not None:
-        return await _traced(engine, journal, _evaluate(compiled, ctx, control, linked, dispatcher, externs))
-    return await _evaluate(compiled, ctx, control, linked, dispatcher, externs)
+    try:
+        if journal is not None:
+            return await _traced(engine, journal, _evaluate(compiled, ctx, control, linked, dispatcher, externs))
+        return await _evaluate(compiled, ctx, control, linked, dispatcher, externs)
+    finally:
+        engine.close_session(token)
 
 
 TRACED_EVENTS = ("mw.", "attempt_", "task_retry_scheduled", "task_cancelled", "task_suspended", "task_resumed")
