@@ -87,7 +87,7 @@ class LinkedSpawner(SpawnerAdapter):
         await self.audits.aclose()
         if self._audit_token is not None:
             token, self._audit_token = self._audit_token, None
-            self._engine.detach(token)
+            self._engine.close_session(token)
 
     async def __aenter__(self) -> LinkedSpawner:
         return self
