@@ -299,6 +299,11 @@ class Store(ABC):
         """
         self.append_step_rows(run_id, (step_row(entry, replay),))
 
+    async def commit_step(self, run_id: RunId, row: StepRow, durability: Durability) -> None:
+        """Append one encoded step and return once it reached the commit point `durability` asks for."""
+        self.append_step_rows(run_id, (row,))
+        await self.flush(durability)
+
     @abstractmethod
     def append_step_rows(self, run_id: RunId, rows: Sequence[StepRow]) -> None:
         """Queue encoded step records (see `step_row`) in order; a replay key already stored raises `Duplicate`."""

@@ -101,8 +101,7 @@ class RunJournal:
         if self.durability is Durability.EXIT:
             self._steps.append(step_row(entry, replay))
             return
-        self.store.append_step(self.run_id, entry, replay)
-        await self.store.flush(self.durability)
+        await self.store.commit_step(self.run_id, step_row(entry, replay), self.durability)
 
     def trace(self, kind: str, step_ref: str | None = None, attempt: int | None = None, payload: Any = None) -> None:
         """Queue an observational event; the store writes it shortly after (in `exit`, at the end)."""

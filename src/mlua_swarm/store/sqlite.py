@@ -522,6 +522,9 @@ class SqliteStore(Store):
             raise RunNotFound(run_id)
 
     def append_step_rows(self, run_id: RunId, rows: Sequence[StepRow]) -> None:
+        if len(rows) == 1:
+            self._append_step_row(run_id, rows[0])
+            return
         keys = self._keys_of(run_id)
         fresh = [(r[0], r[9], r[10]) for r in rows if r[9] is not None]
         for key in fresh:
@@ -529,22 +532,64 @@ class SqliteStore(Store):
                 raise Duplicate(f"replay row {key} exists for run {run_id}")
         if len(set(fresh)) < len(fresh):
             raise Duplicate(f"replay rows for run {run_id} repeat a key")
-        if len(rows) == 1:
-            row = rows[0]
-            self._append("history", _HISTORY_INSERT, run_id, (_STEP if row[9] is None else _STEP_REPLAY, *row))
-        elif rows:
-            seq = self._next_seq("history", run_id) - 1
-            queued = [
-                (run_id, seq + i, _STEP if r[9] is None else _STEP_REPLAY, *r) for i, r in enumerate(rows, start=1)
-            ]
-            scheduled = self._begin()
-            try:
-                top = self._insert_many("history", _HISTORY_INSERT, queued)
-            finally:
-                if not scheduled:
-                    self._commit()
-            self._seqs[("history", run_id)] = top[run_id]
+        if not rows:
+            return
+        seq = self._next_seq("history", run_id) - 1
+        queued = [(run_id, seq + i, _STEP if r[9] is None else _STEP_REPLAY, *r) for i, r in enumerate(rows, start=1)]
+        scheduled = self._begin()
+        try:
+            top = self._insert_many("history", _HISTORY_INSERT, queued)
+        finally:
+            if not scheduled:
+                self._commit()
+        self._seqs[("history", run_id)] = top[run_id]
         keys.update(fresh)
+
+    def _free_replay_key(self, run_id: RunId, row: StepRow) -> tuple[str, str, int] | None:
+        """The row's replay key, checked unused (None for a step without a replay row)."""
+        if row[9] is None:
+            return None
+        key = (row[0], row[9], row[10])
+        if key in self._keys_of(run_id):
+            raise Duplicate(f"replay row {key} exists for run {run_id}")
+        return key
+
+    def _append_step_row(self, run_id: RunId, row: StepRow) -> None:
+        """One step inside the open transaction: one insert, and its replay key remembered."""
+        key = self._free_replay_key(run_id, row)
+        self._append("history", _HISTORY_INSERT, run_id, (_STEP if key is None else _STEP_REPLAY, *row))
+        if key is not None:
+            self._replay_keys[run_id].add(key)
+
+    async def commit_step(self, run_id: RunId, row: StepRow, durability: Durability) -> None:
+        """A sequential writer (see `flush`) with nothing else queued inserts the step as its own transaction."""
+        loop = _running_loop()
+        if (
+            loop is None
+            or durability is Durability.EXIT
+            or (durability is Durability.SYNC and self._traces)
+            or self._conn.in_transaction
+            or asyncio.current_task(loop) is not self._last_flusher
+        ):
+            await super().commit_step(run_id, row, durability)
+            return
+        key = self._free_replay_key(run_id, row)
+        self._commit_siblings()
+        seq = self._next_seq("history", run_id)
+        try:
+            self._conn.execute(_HISTORY_INSERT, (run_id, seq, _STEP if key is None else _STEP_REPLAY, *row))
+        except sqlite3.IntegrityError as exc:
+            if not _is_key_clash(exc):
+                raise
+            # Another process took the seq: insert after its rows under the write lock.
+            self._append_step_row(run_id, row)
+            self._commit_now()
+            return
+        self._txn += 1
+        self._committed = self._txn
+        self.commits += 1
+        if key is not None:
+            self._replay_keys[run_id].add(key)
 
     async def list_steps(self, run_id: RunId) -> list[StepEntry]:
         self._require_run(run_id)
