@@ -270,3 +270,22 @@ async def test_a_failed_commit_is_reported_to_the_flush_that_waited_for_it(tmp_p
     assert [s.step_ref for s in await store.list_steps(run.run_id)] == ["kept"]
     assert [r.value for r in await store.list_replay(run.run_id)] == [2, 3]
     await store.close()
+
+
+async def test_a_sequential_writer_steps_after_rows_another_writer_took(tmp_path: Path) -> None:
+    db = tmp_path / "s.sqlite3"
+    owner = SqliteStore(db)
+    other = SqliteStore(db)
+    run = await new_run(owner)
+    journal = RunJournal(owner, run.run_id)
+    await journal.record_step(entry("a"), ReplayRow("a", "h", 1))
+    await journal.record_step(entry("b"), ReplayRow("b", "h", 2))  # the same task again: one insert, its own commit
+    other.append_step(run.run_id, entry("x"))  # takes the seq the owner counts on next
+    await other.flush()
+    before = owner.commits
+    await journal.record_step(entry("c"), ReplayRow("c", "h", 3))
+    assert owner.commits == before + 1
+    assert [s.step_ref for s in await other.list_steps(run.run_id)] == ["a", "b", "x", "c"]
+    assert [r.value for r in await other.list_replay(run.run_id)] == [1, 2, 3]
+    await other.close()
+    await owner.close()
