@@ -2,7 +2,9 @@
 
 Writes that sit on the hot path (`append_step`, `append_replay`, `append_trace`, `put_output`,
 `set_result`, `set_owner`, `beat`, `set_task_status`) are plain methods that only queue the write; a
-caller that needs it on disk awaits `flush()`, the commit point. Trace events are observational and
+caller that needs it on disk awaits `flush()`, the commit point (`commit_step` does both for one step,
+which lets a backend take a shorter way). A step entry and its replay row are encoded once, together
+(`step_row`), and stored as one record. Trace events are observational and
 may be written in bulk a moment later (SQLite: within 0.1 s); `flush(Durability.SYNC)` and `close()`
 write them too. Everything that reads, and every compare-and-set, is a coroutine, so a networked
 backend fits behind the same calls.

@@ -2,13 +2,16 @@
 
 Each write runs at once inside an open `BEGIN IMMEDIATE` transaction (a few microseconds); the commit is
 scheduled with `loop.call_soon`, so every write queued in the same loop tick shares one commit. `flush()`
-resolves once that commit is done (`sync` commits right away). Committed WAL transactions survive the
-process being killed; `synchronous=FULL` (durability `sync`) also survives power loss. Other processes
-may open the same file: `busy_timeout` makes a writer wait for the lock instead of failing, and each
-process holds the lock for at most one loop tick. Two stores on one file in one thread take turns:
-starting a transaction first commits the other's. Trace events are observational: they are written
-in bulk up to 0.1 s after they are queued, off the steps' commits (`flush(SYNC)` and `close()` write
-them at once).
+resolves once that commit is done (`sync` commits right away). A task that flushes twice in a row with
+no other task flushing in between is a sequential writer: nobody can join its commit, so its `flush()`
+commits at once, and its next step (`commit_step`) is a single autocommit insert, with no transaction
+to open and no loop turn to wait for. Concurrent writers (fanout lanes, parallel runs) keep sharing
+the tick's commit. Committed WAL transactions survive the process being killed; `synchronous=FULL`
+(durability `sync`) also survives power loss. Other processes may open the same file: `busy_timeout`
+makes a writer wait for the lock instead of failing, and each process holds the lock for at most one
+loop tick. Two stores on one file in one thread take turns: starting a transaction first commits the
+other's. Trace events are observational: they are written in bulk up to 0.1 s after they are queued,
+off the steps' commits (`flush(SYNC)` and `close()` write them at once).
 """
 
 from __future__ import annotations
