@@ -14,6 +14,7 @@ import pytest
 
 from mlua_swarm.ids import RunId
 from mlua_swarm.store import (
+    Duplicate,
     Durability,
     ReplayRow,
     RunJournal,
@@ -289,3 +290,35 @@ async def test_a_sequential_writer_steps_after_rows_another_writer_took(tmp_path
     assert [r.value for r in await other.list_replay(run.run_id)] == [1, 2, 3]
     await other.close()
     await owner.close()
+
+
+async def test_a_file_with_separate_step_and_replay_rows_reads_back_after_the_upgrade(tmp_path: Path) -> None:
+    db = tmp_path / "v2.sqlite3"
+    conn = sqlite3.connect(db, isolation_level=None)
+    migrate(conn, str(db), target=2)
+    conn.execute(
+        "INSERT INTO runs (id, task_id, status, created_at, updated_at) VALUES ('R-old', 'T-old', 'done', 1.0, 1.0)"
+    )
+    conn.execute(
+        "INSERT INTO history (run_id, seq, kind, step_ref, step_id, status, attempt)"
+        " VALUES ('R-old', 1, 0, 'a', 'ST-a', 'passed', 1)"
+    )
+    conn.execute(
+        "INSERT INTO history (run_id, seq, kind, step_ref, input_hash, occurrence, skip, value_json, created_at)"
+        " VALUES ('R-old', 2, 1, 'a', 'h', 0, 0, '{\"v\":1}', 1.0)"
+    )
+    conn.close()
+
+    store = SqliteStore(db)
+    assert store._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    run_id = RunId("R-old")
+    store.append_step(run_id, entry("b"), ReplayRow("b", "h", 2, occurrence=0))
+    with pytest.raises(Duplicate):
+        store.append_step(run_id, entry("a"), ReplayRow("a", "h", 3, occurrence=0))
+    await store.flush()
+    assert [s.step_ref for s in await store.list_steps(run_id)] == ["a", "b"]
+    assert [(r.step_ref, r.value) for r in await store.list_replay(run_id)] == [("a", {"v": 1}), ("b", 2)]
+    assert await store.delete_replay_from(run_id, 0) == 2
+    assert [s.step_ref for s in await store.list_steps(run_id)] == ["a", "b"]
+    assert await store.list_replay(run_id) == []
+    await store.close()
