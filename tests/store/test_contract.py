@@ -259,3 +259,49 @@ async def test_orphan_sweep_marks_runs_of_dead_owners_interrupted(store: Store) 
         assert (await store.list_trace(run_id, kind_prefix="core.run_interrupted"))[0].payload["reason"]
     for run in (alive, far_fresh):
         assert (await store.get_run(run.run_id)).status is S.RUNNING
+
+
+async def test_a_step_stored_with_its_replay_row_reads_back_as_both(store: Store) -> None:
+    run = await new_run(store)
+    store.append_step(run.run_id, entry("a"), ReplayRow("a", "h", {"v": 1}, occurrence=0))
+    store.append_replay(run.run_id, ReplayRow("x", "h", "alone", occurrence=0))
+    store.append_step(run.run_id, entry("b", "failed"))
+    store.append_step(run.run_id, entry("c"), ReplayRow("c", "h", None, skip=True, occurrence=0))
+    await store.flush()
+    assert [(s.step_ref, s.status, s.stats) for s in await store.list_steps(run.run_id)] == [
+        ("a", "pass", {"tokens": 3}),
+        ("b", "failed", {"tokens": 3}),
+        ("c", "pass", {"tokens": 3}),
+    ]
+    assert [(r.step_ref, r.value, r.skip) for r in await store.list_replay(run.run_id)] == [
+        ("a", {"v": 1}, False),
+        ("x", "alone", False),
+        ("c", None, True),
+    ]
+
+
+async def test_a_step_with_a_taken_or_foreign_replay_key_is_refused_and_not_stored(store: Store) -> None:
+    run = await new_run(store)
+    store.append_replay(run.run_id, ReplayRow("a", "h", 1, occurrence=0))
+    with pytest.raises(Duplicate):
+        store.append_step(run.run_id, entry("a"), ReplayRow("a", "h", 2, occurrence=0))
+    with pytest.raises(ValueError, match="replay row of 'b'"):
+        store.append_step(run.run_id, entry("a"), ReplayRow("b", "h", 2, occurrence=0))
+    with pytest.raises(ValueError, match="occurrence"):
+        store.append_step(run.run_id, entry("a"), ReplayRow("a", "h", 2))
+    await store.flush()
+    assert await store.list_steps(run.run_id) == []
+    assert [r.value for r in await store.list_replay(run.run_id)] == [1]
+
+
+async def test_cutting_the_replay_log_keeps_the_step_entries(store: Store) -> None:
+    run = await new_run(store)
+    for i in range(4):
+        store.append_step(run.run_id, entry(f"s{i}"), ReplayRow(f"s{i}", "h", i, occurrence=0))
+    assert await store.delete_replay_from(run.run_id, 1) == 3
+    assert [r.step_ref for r in await store.list_replay(run.run_id)] == ["s0"]
+    assert [s.step_ref for s in await store.list_steps(run.run_id)] == ["s0", "s1", "s2", "s3"]
+    store.append_step(run.run_id, entry("s1"), ReplayRow("s1", "h", "again", occurrence=0))
+    await store.flush()
+    assert [r.value for r in await store.list_replay(run.run_id)] == [0, "again"]
+    assert len(await store.list_steps(run.run_id)) == 5

@@ -14,6 +14,7 @@ import pytest
 
 from mlua_swarm.ids import RunId
 from mlua_swarm.store import (
+    Duplicate,
     Durability,
     ReplayRow,
     RunJournal,
@@ -242,7 +243,8 @@ async def test_trace_is_written_in_bulk_after_the_step_commits(tmp_path: Path, m
     def kinds() -> list[str]:
         return [r[0] for r in reader.execute("SELECT kind FROM trace WHERE run_id = ? ORDER BY seq", (run.run_id,))]
 
-    assert reader.execute("SELECT COUNT(*) FROM history").fetchone()[0] == 2
+    # The step is on disk already, its entry and replay row as one row.
+    assert reader.execute("SELECT step_ref, value_json FROM history").fetchall() == [("a", "1")]
     for _ in range(100):
         if kinds():
             break
@@ -268,4 +270,55 @@ async def test_a_failed_commit_is_reported_to_the_flush_that_waited_for_it(tmp_p
     await store.flush()
     assert [s.step_ref for s in await store.list_steps(run.run_id)] == ["kept"]
     assert [r.value for r in await store.list_replay(run.run_id)] == [2, 3]
+    await store.close()
+
+
+async def test_a_sequential_writer_steps_after_rows_another_writer_took(tmp_path: Path) -> None:
+    db = tmp_path / "s.sqlite3"
+    owner = SqliteStore(db)
+    other = SqliteStore(db)
+    run = await new_run(owner)
+    journal = RunJournal(owner, run.run_id)
+    await journal.record_step(entry("a"), ReplayRow("a", "h", 1))
+    await journal.record_step(entry("b"), ReplayRow("b", "h", 2))  # the same task again: one insert, its own commit
+    other.append_step(run.run_id, entry("x"))  # takes the seq the owner counts on next
+    await other.flush()
+    before = owner.commits
+    await journal.record_step(entry("c"), ReplayRow("c", "h", 3))
+    assert owner.commits == before + 1
+    assert [s.step_ref for s in await other.list_steps(run.run_id)] == ["a", "b", "x", "c"]
+    assert [r.value for r in await other.list_replay(run.run_id)] == [1, 2, 3]
+    await other.close()
+    await owner.close()
+
+
+async def test_a_file_with_separate_step_and_replay_rows_reads_back_after_the_upgrade(tmp_path: Path) -> None:
+    db = tmp_path / "v2.sqlite3"
+    conn = sqlite3.connect(db, isolation_level=None)
+    migrate(conn, str(db), target=2)
+    conn.execute(
+        "INSERT INTO runs (id, task_id, status, created_at, updated_at) VALUES ('R-old', 'T-old', 'done', 1.0, 1.0)"
+    )
+    conn.execute(
+        "INSERT INTO history (run_id, seq, kind, step_ref, step_id, status, attempt)"
+        " VALUES ('R-old', 1, 0, 'a', 'ST-a', 'passed', 1)"
+    )
+    conn.execute(
+        "INSERT INTO history (run_id, seq, kind, step_ref, input_hash, occurrence, skip, value_json, created_at)"
+        " VALUES ('R-old', 2, 1, 'a', 'h', 0, 0, '{\"v\":1}', 1.0)"
+    )
+    conn.close()
+
+    store = SqliteStore(db)
+    assert store._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    run_id = RunId("R-old")
+    store.append_step(run_id, entry("b"), ReplayRow("b", "h", 2, occurrence=0))
+    with pytest.raises(Duplicate):
+        store.append_step(run_id, entry("a"), ReplayRow("a", "h", 3, occurrence=0))
+    await store.flush()
+    assert [s.step_ref for s in await store.list_steps(run_id)] == ["a", "b"]
+    assert [(r.step_ref, r.value) for r in await store.list_replay(run_id)] == [("a", {"v": 1}), ("b", 2)]
+    assert await store.delete_replay_from(run_id, 0) == 2
+    assert [s.step_ref for s in await store.list_steps(run_id)] == ["a", "b"]
+    assert await store.list_replay(run_id) == []
     await store.close()

@@ -2,7 +2,9 @@
 
 Writes that sit on the hot path (`append_step`, `append_replay`, `append_trace`, `put_output`,
 `set_result`, `set_owner`, `beat`, `set_task_status`) are plain methods that only queue the write; a
-caller that needs it on disk awaits `flush()`, the commit point. Trace events are observational and
+caller that needs it on disk awaits `flush()`, the commit point (`commit_step` does both for one step,
+which lets a backend take a shorter way). A step entry and its replay row are encoded once, together
+(`step_row`), and stored as one record. Trace events are observational and
 may be written in bulk a moment later (SQLite: within 0.1 s); `flush(Durability.SYNC)` and `close()`
 write them too. Everything that reads, and every compare-and-set, is a coroutine, so a networked
 backend fits behind the same calls.
@@ -13,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -60,6 +62,47 @@ def cap_trace_payload(payload: Any) -> tuple[Any, str | None]:
         return payload, text
     marker = {"truncated": True, "size_bytes": size, "head": text[:TRACE_HEAD_CHARS]}
     return marker, dumps(marker)
+
+
+StepRow = tuple[Any, ...]
+"""A step entry with its optional replay row, JSON-encoded: an immutable snapshot every backend stores as is.
+
+Fields: step_ref, step_id, status, attempt, started_at, finished_at, stats_json, stderr_tail, error_json,
+then input_hash, occurrence, skip, value_json, created_at (all None when the step has no replay row).
+"""
+STEP_ENTRY_FIELDS = 9
+"""How many leading `StepRow` fields belong to the step entry."""
+
+
+def step_row(entry: StepEntry, replay: ReplayRow | None = None) -> StepRow:
+    """Encode a step entry and its replay row (same step_ref; it needs its occurrence) into one `StepRow`."""
+    stats = entry.stats
+    error = entry.error
+    head = (
+        entry.step_ref,
+        entry.step_id,
+        entry.status,
+        entry.attempt,
+        entry.started_at,
+        entry.finished_at,
+        None if stats is None else dumps(stats),
+        stderr_tail(entry.stderr_tail),
+        None if error is None else dumps(error),
+    )
+    if replay is None:
+        return (*head, None, None, None, None, None)
+    if replay.occurrence is None:
+        raise ValueError("a stored replay row needs its occurrence")
+    if replay.step_ref != entry.step_ref:
+        raise ValueError(f"replay row of {replay.step_ref!r} given with the entry of {entry.step_ref!r}")
+    return (
+        *head,
+        replay.input_hash,
+        replay.occurrence,
+        replay.skip,
+        dumps(replay.value),
+        replay.created_at or time.time(),
+    )
 
 
 def stderr_tail(text: str | None) -> str | None:
@@ -251,9 +294,21 @@ class Store(ABC):
 
     # -- per-run history (reads of an unknown run raise `RunNotFound`; writes need an existing run) ---
 
+    def append_step(self, run_id: RunId, entry: StepEntry, replay: ReplayRow | None = None) -> None:
+        """Queue one step entry, with the replay row of its outcome when given (kept as one record).
+
+        Raises `Duplicate` on a repeated replay key, like `append_replay`.
+        """
+        self.append_step_rows(run_id, (step_row(entry, replay),))
+
+    async def commit_step(self, run_id: RunId, row: StepRow, durability: Durability) -> None:
+        """Append one encoded step and return once it reached the commit point `durability` asks for."""
+        self.append_step_rows(run_id, (row,))
+        await self.flush(durability)
+
     @abstractmethod
-    def append_step(self, run_id: RunId, entry: StepEntry) -> None:
-        """Queue one step entry."""
+    def append_step_rows(self, run_id: RunId, rows: Sequence[StepRow]) -> None:
+        """Queue encoded step records (see `step_row`) in order; a replay key already stored raises `Duplicate`."""
 
     @abstractmethod
     async def list_steps(self, run_id: RunId) -> list[StepEntry]:

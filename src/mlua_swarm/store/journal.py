@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..ids import RunId
-from .base import Store
+from .base import StepRow, Store, step_row
 from .records import Durability, ReplayRow, RunStatus, StepEntry, TaskStatus, dumps
 
 
@@ -65,7 +65,8 @@ class RunJournal:
         self._log = {(r.step_ref, r.input_hash, r.occurrence or 0): r for r in replay}
         self._seen: dict[tuple[str, str], int] = {}
         self._unrecorded: dict[tuple[str, str], list[int]] = {}
-        self._steps: list[tuple[StepEntry, ReplayRow | None]] = []
+        self._steps: list[StepRow] = []
+        """`exit` durability: the run's steps, encoded (so later changes by the caller cannot reach them)."""
         self._traces: deque[_BufferedTrace] = deque(maxlen=store.trace_cap)
 
     def lookup(self, step_ref: str, input_hash: str) -> ReplayHit | None:
@@ -98,17 +99,9 @@ class RunJournal:
         if replay is not None and replay.occurrence is None:
             replay.occurrence = self._occurrence_for(replay.step_ref, replay.input_hash)
         if self.durability is Durability.EXIT:
-            kept = None
-            if replay is not None:
-                kept = ReplayRow(
-                    replay.step_ref, replay.input_hash, _snapshot(replay.value), replay.skip, replay.occurrence
-                )
-            self._steps.append((_snapshot_entry(entry), kept))
+            self._steps.append(step_row(entry, replay))
             return
-        self.store.append_step(self.run_id, entry)
-        if replay is not None:
-            self.store.append_replay(self.run_id, replay)
-        await self.store.flush(self.durability)
+        await self.store.commit_step(self.run_id, step_row(entry, replay), self.durability)
 
     def trace(self, kind: str, step_ref: str | None = None, attempt: int | None = None, payload: Any = None) -> None:
         """Queue an observational event; the store writes it shortly after (in `exit`, at the end)."""
@@ -119,10 +112,7 @@ class RunJournal:
         self.store.append_trace(self.run_id, kind, step_ref=step_ref, attempt=attempt, payload=payload)
 
     def _write_buffered(self) -> None:
-        for entry, replay in self._steps:
-            self.store.append_step(self.run_id, entry)
-            if replay is not None:
-                self.store.append_replay(self.run_id, replay)
+        self.store.append_step_rows(self.run_id, self._steps)
         for t in self._traces:
             self.store.append_trace(
                 self.run_id, t.kind, step_ref=t.step_ref, attempt=t.attempt, payload=t.payload, ts=t.ts
@@ -149,20 +139,6 @@ class RunJournal:
         self.store.release(self.run_id)
         self.finished = run.status
         return run.status
-
-
-def _snapshot_entry(entry: StepEntry) -> StepEntry:
-    return StepEntry(
-        entry.step_ref,
-        entry.step_id,
-        entry.status,
-        entry.attempt,
-        entry.started_at,
-        entry.finished_at,
-        None if entry.stats is None else _snapshot(entry.stats),
-        entry.stderr_tail,
-        None if entry.error is None else _snapshot(entry.error),
-    )
 
 
 class StepRecordLike(Protocol):

@@ -7,19 +7,20 @@ import json
 import secrets
 import time
 from collections import deque
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..ids import RunId, TaskId
 from .base import (
     DEFAULT_TRACE_CAP,
+    STEP_ENTRY_FIELDS,
+    StepRow,
     Store,
     blueprint_hash,
     cap_trace_payload,
     check_run_transition,
     declared_semver,
-    stderr_tail,
 )
 from .errors import Duplicate, RunNotFound, TaskRecordNotFound
 from .records import (
@@ -39,7 +40,6 @@ from .records import (
 
 # History rows are kept as tuples holding JSON text, as the SQLite backend stores them: a later change
 # to a caller's value cannot reach the store, and both backends accept and return the same values.
-_StepRow = tuple[str, str, str, int, float | None, float | None, str | None, str | None, str | None]
 _ReplayRowT = tuple[str, str, str, bool, int, float]
 _TraceRow = tuple[int, float, str, str | None, int | None, str | None]
 _OutputRow = tuple[str, int, str, str, float]
@@ -49,13 +49,9 @@ def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-def _dumps_or_none(value: Any) -> str | None:
-    return None if value is None else dumps(value)
-
-
 @dataclass(slots=True)
 class _RunLog:
-    steps: list[_StepRow] = field(default_factory=list)
+    steps: list[StepRow] = field(default_factory=list)
     replay: list[_ReplayRowT] = field(default_factory=list)
     replay_keys: set[tuple[str, str, int]] = field(default_factory=set)
     trace: deque[_TraceRow] = field(default_factory=deque)
@@ -216,20 +212,19 @@ class MemoryStore(Store):
             raise RunNotFound(run_id)
         return log
 
-    def append_step(self, run_id: RunId, entry: StepEntry) -> None:
-        self._log(run_id).steps.append(
-            (
-                entry.step_ref,
-                entry.step_id,
-                entry.status,
-                entry.attempt,
-                entry.started_at,
-                entry.finished_at,
-                _dumps_or_none(entry.stats),
-                stderr_tail(entry.stderr_tail),
-                _dumps_or_none(entry.error),
-            )
-        )
+    def append_step_rows(self, run_id: RunId, rows: Sequence[StepRow]) -> None:
+        log = self._log(run_id)
+        keys = [(r[0], r[9], r[10]) for r in rows if r[9] is not None]
+        for key in keys:
+            if key in log.replay_keys:
+                raise Duplicate(f"replay row {key} exists for run {run_id}")
+        if len(set(keys)) < len(keys):
+            raise Duplicate(f"replay rows for run {run_id} repeat a key")
+        for r in rows:
+            log.steps.append(r[:STEP_ENTRY_FIELDS])
+            if r[9] is not None:
+                log.replay.append((r[0], r[9], r[12], r[11], r[10], r[13]))
+        log.replay_keys.update(keys)
 
     async def list_steps(self, run_id: RunId) -> list[StepEntry]:
         return [

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+import orjson
+
 from ..ids import RunId, TaskId
 
 
@@ -55,11 +57,23 @@ class TaskStatus(StrEnum):
 # One encoder each, built once: `json.dumps` with options builds a new encoder per call.
 _COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 _CANONICAL = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+_ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
 def dumps(value: Any) -> str:
-    """Compact JSON, the one encoding every backend stores."""
-    return _COMPACT.encode(value)
+    """Compact JSON, the one encoding every backend stores.
+
+    orjson does the common case; the stdlib encoder takes over for what orjson would treat differently:
+    values it refuses (integers past 64 bits, types the stdlib refuses too) and any output holding `null`,
+    since orjson also writes NaN and infinities as `null` where the stdlib keeps them.
+    """
+    try:
+        text = orjson.dumps(value, option=_ORJSON_OPTIONS)
+    except TypeError:
+        return _COMPACT.encode(value)
+    if b"null" in text:
+        return _COMPACT.encode(value)
+    return text.decode()
 
 
 def canonical_json(value: Any) -> str:

@@ -1,9 +1,9 @@
 """The SQLite schema as numbered migrations; `PRAGMA user_version` records how many have run.
 
-Per-run tables are clustered by `(run_id, seq)` (WITHOUT ROWID), and a run's step entries
-(`kind` 0) and replay rows (`kind` 1) share one table, so a step's entry and replay row land on
-the same page: a commit costs about one page write per run that moved. Replay-key uniqueness is
-kept by the store, not an index.
+Per-run tables are clustered by `(run_id, seq)` (WITHOUT ROWID). A run's step entries (`kind` 0),
+replay rows (`kind` 1) and steps stored with their replay row (`kind` 2, one insert per step) share
+one table: a commit costs about one page write per run that moved. Replay-key uniqueness is kept by
+the store, not an index.
 """
 
 from __future__ import annotations
@@ -57,6 +57,8 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE runs ADD COLUMN heartbeat_at REAL;
     CREATE INDEX runs_status ON runs (status);
     """,
+    # 3: `history.kind` 2, a step entry stored with its replay row; releases that do not know it must refuse the file.
+    "",
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

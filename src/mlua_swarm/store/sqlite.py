@@ -2,13 +2,16 @@
 
 Each write runs at once inside an open `BEGIN IMMEDIATE` transaction (a few microseconds); the commit is
 scheduled with `loop.call_soon`, so every write queued in the same loop tick shares one commit. `flush()`
-resolves once that commit is done (`sync` commits right away). Committed WAL transactions survive the
-process being killed; `synchronous=FULL` (durability `sync`) also survives power loss. Other processes
-may open the same file: `busy_timeout` makes a writer wait for the lock instead of failing, and each
-process holds the lock for at most one loop tick. Two stores on one file in one thread take turns:
-starting a transaction first commits the other's. Trace events are observational: they are written
-in bulk up to 0.1 s after they are queued, off the steps' commits (`flush(SYNC)` and `close()` write
-them at once).
+resolves once that commit is done (`sync` commits right away). A task that flushes twice in a row with
+no other task flushing in between is a sequential writer: nobody can join its commit, so its `flush()`
+commits at once, and its next step (`commit_step`) is a single autocommit insert, with no transaction
+to open and no loop turn to wait for. Concurrent writers (fanout lanes, parallel runs) keep sharing
+the tick's commit. Committed WAL transactions survive the process being killed; `synchronous=FULL`
+(durability `sync`) also survives power loss. Other processes may open the same file: `busy_timeout`
+makes a writer wait for the lock instead of failing, and each process holds the lock for at most one
+loop tick. Two stores on one file in one thread take turns: starting a transaction first commits the
+other's. Trace events are observational: they are written in bulk up to 0.1 s after they are queued,
+off the steps' commits (`flush(SYNC)` and `close()` write them at once).
 """
 
 from __future__ import annotations
@@ -22,19 +25,19 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..ids import RunId, TaskId
 from .base import (
     DEFAULT_TRACE_CAP,
+    StepRow,
     Store,
     blueprint_hash,
     cap_trace_payload,
     check_run_transition,
     declared_semver,
-    stderr_tail,
 )
 from .errors import Duplicate, RunNotFound, TaskRecordNotFound
 from .records import (
@@ -69,8 +72,15 @@ _SIBLINGS: dict[tuple[str, int], weakref.WeakSet[SqliteStore]] = {}
 """Open stores per (file, thread). They share the thread, so one must commit before another can write."""
 
 _HISTORY_TABLES = ("history", "trace", "outputs")
-_STEP, _REPLAY = 0, 1
-"""`history.kind`: a step entry or a replay row."""
+_STEP, _REPLAY, _STEP_REPLAY = 0, 1, 2
+"""`history.kind`: a step entry, a replay row, or a step entry with its replay row (one row per step)."""
+_STEP_KINDS = (_STEP, _STEP_REPLAY)
+_REPLAY_KINDS = (_REPLAY, _STEP_REPLAY)
+_HISTORY_INSERT = (
+    "INSERT INTO history (run_id, seq, kind, step_ref, step_id, status, attempt, started_at, finished_at,"
+    " stats_json, stderr_tail, error_json, input_hash, occurrence, skip, value_json, created_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 _RUN_COLUMNS = (
     "id, task_id, status, created_at, updated_at, result_json, input_json,"
     " owner_host, owner_pid, owner_started_at, heartbeat_at"
@@ -138,6 +148,10 @@ class SqliteStore(Store):
         self._committed = 0
         """Number of the last transaction that ended, committed or failed."""
         self._failed: tuple[int, sqlite3.Error] | None = None
+        self._last_flusher: asyncio.Task[Any] | None = None
+        """The task whose `flush` waited for the tick's commit last; when it flushes again, it commits at once."""
+        self.commits = 0
+        """Write transactions this store committed."""
         self._seqs: dict[tuple[str, RunId], int] = {}
         self._replay_keys: dict[RunId, set[tuple[str, str, int]]] = {}
         self._closed = False
@@ -149,7 +163,10 @@ class SqliteStore(Store):
 
     def _commit_siblings(self) -> None:
         """Commit other stores on this file and thread first: waiting for their lock would never end."""
-        for sibling in list(_SIBLINGS.get(self._key, ())):
+        siblings = _SIBLINGS.get(self._key)
+        if siblings is None or len(siblings) < 2:
+            return
+        for sibling in list(siblings):
             if sibling is not self and sibling._conn.in_transaction:
                 sibling._commit()
 
@@ -184,6 +201,7 @@ class SqliteStore(Store):
         if self._conn.in_transaction:
             try:
                 self._conn.execute("COMMIT")
+                self.commits += 1
             except sqlite3.Error as exc:
                 self._conn.execute("ROLLBACK")
                 self._failed = (self._txn, exc)
@@ -224,8 +242,16 @@ class SqliteStore(Store):
             return
         if mode is Durability.EXIT:
             return
+        task = asyncio.current_task(loop)
+        if task is self._last_flusher:
+            # The same task flushed last time: a sequential writer, which nobody joins in this tick.
+            self._commit()
+            self._raise_if_failed(txn)
+            return
+        self._last_flusher = task
         # The tick's commit was scheduled with the transaction's first write, so it runs before this
-        # task resumes from one yield; the future is only for a commit that has not happened by then.
+        # task resumes from one yield, after the other tasks that run in this tick wrote into it too;
+        # the future is only for a commit that has not happened by then.
         await asyncio.sleep(0)
         if self._committed < txn:
             waiter: asyncio.Future[None] = loop.create_future()
@@ -498,32 +524,82 @@ class SqliteStore(Store):
         if self._conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
             raise RunNotFound(run_id)
 
-    def append_step(self, run_id: RunId, entry: StepEntry) -> None:
-        self._append(
-            "history",
-            "INSERT INTO history (run_id, seq, kind, step_ref, step_id, status, attempt, started_at, finished_at,"
-            " stats_json, stderr_tail, error_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            run_id,
-            (
-                _STEP,
-                entry.step_ref,
-                entry.step_id,
-                entry.status,
-                entry.attempt,
-                entry.started_at,
-                entry.finished_at,
-                None if entry.stats is None else dumps(entry.stats),
-                stderr_tail(entry.stderr_tail),
-                None if entry.error is None else dumps(entry.error),
-            ),
-        )
+    def append_step_rows(self, run_id: RunId, rows: Sequence[StepRow]) -> None:
+        if len(rows) == 1:
+            self._append_step_row(run_id, rows[0])
+            return
+        keys = self._keys_of(run_id)
+        fresh = [(r[0], r[9], r[10]) for r in rows if r[9] is not None]
+        for key in fresh:
+            if key in keys:
+                raise Duplicate(f"replay row {key} exists for run {run_id}")
+        if len(set(fresh)) < len(fresh):
+            raise Duplicate(f"replay rows for run {run_id} repeat a key")
+        if not rows:
+            return
+        seq = self._next_seq("history", run_id) - 1
+        queued = [(run_id, seq + i, _STEP if r[9] is None else _STEP_REPLAY, *r) for i, r in enumerate(rows, start=1)]
+        scheduled = self._begin()
+        try:
+            top = self._insert_many("history", _HISTORY_INSERT, queued)
+        finally:
+            if not scheduled:
+                self._commit()
+        self._seqs[("history", run_id)] = top[run_id]
+        keys.update(fresh)
+
+    def _free_replay_key(self, run_id: RunId, row: StepRow) -> tuple[str, str, int] | None:
+        """The row's replay key, checked unused (None for a step without a replay row)."""
+        if row[9] is None:
+            return None
+        key = (row[0], row[9], row[10])
+        if key in self._keys_of(run_id):
+            raise Duplicate(f"replay row {key} exists for run {run_id}")
+        return key
+
+    def _append_step_row(self, run_id: RunId, row: StepRow) -> None:
+        """One step inside the open transaction: one insert, and its replay key remembered."""
+        key = self._free_replay_key(run_id, row)
+        self._append("history", _HISTORY_INSERT, run_id, (_STEP if key is None else _STEP_REPLAY, *row))
+        if key is not None:
+            self._replay_keys[run_id].add(key)
+
+    async def commit_step(self, run_id: RunId, row: StepRow, durability: Durability) -> None:
+        """A sequential writer (see `flush`) with nothing else queued inserts the step as its own transaction."""
+        loop = _running_loop()
+        if (
+            loop is None
+            or durability is Durability.EXIT
+            or (durability is Durability.SYNC and self._traces)
+            or self._conn.in_transaction
+            or asyncio.current_task(loop) is not self._last_flusher
+        ):
+            await super().commit_step(run_id, row, durability)
+            return
+        key = self._free_replay_key(run_id, row)
+        self._commit_siblings()
+        seq = self._next_seq("history", run_id)
+        try:
+            self._conn.execute(_HISTORY_INSERT, (run_id, seq, _STEP if key is None else _STEP_REPLAY, *row))
+        except sqlite3.IntegrityError as exc:
+            if not _is_key_clash(exc):
+                raise
+            # Another process took the seq: insert after its rows under the write lock.
+            self._append_step_row(run_id, row)
+            self._commit_now()
+            return
+        self._txn += 1
+        self._committed = self._txn
+        self.commits += 1
+        if key is not None:
+            self._replay_keys[run_id].add(key)
 
     async def list_steps(self, run_id: RunId) -> list[StepEntry]:
         self._require_run(run_id)
         rows = self._conn.execute(
             "SELECT step_ref, step_id, status, attempt, started_at, finished_at, stats_json, stderr_tail, error_json"
-            " FROM history WHERE run_id = ? AND kind = ? ORDER BY seq",
-            (run_id, _STEP),
+            " FROM history WHERE run_id = ? AND kind IN (?, ?) ORDER BY seq",
+            (run_id, *_STEP_KINDS),
         )
         return [StepEntry(r[0], r[1], r[2], r[3], r[4], r[5], _loads(r[6]), r[7], _loads(r[8])) for r in rows]
 
@@ -531,7 +607,8 @@ class SqliteStore(Store):
         keys = self._replay_keys.get(run_id)
         if keys is None:
             rows = self._conn.execute(
-                "SELECT step_ref, input_hash, occurrence FROM history WHERE run_id = ? AND kind = ?", (run_id, _REPLAY)
+                "SELECT step_ref, input_hash, occurrence FROM history WHERE run_id = ? AND kind IN (?, ?)",
+                (run_id, *_REPLAY_KINDS),
             )
             keys = self._replay_keys[run_id] = {(r[0], r[1], r[2]) for r in rows}
         return keys
@@ -564,21 +641,31 @@ class SqliteStore(Store):
         self._require_run(run_id)
         rows = self._conn.execute(
             "SELECT step_ref, input_hash, value_json, skip, occurrence, created_at FROM history"
-            " WHERE run_id = ? AND kind = ? ORDER BY seq",
-            (run_id, _REPLAY),
+            " WHERE run_id = ? AND kind IN (?, ?) ORDER BY seq",
+            (run_id, *_REPLAY_KINDS),
         )
         return [ReplayRow(r[0], r[1], json.loads(r[2]), bool(r[3]), r[4], r[5]) for r in rows]
 
     async def delete_replay_from(self, run_id: RunId, index: int) -> int:
+        """Cut the log; a step stored with its replay row keeps its entry and loses the replay part."""
         self._require_run(run_id)
-        cursor = self._write(
-            "DELETE FROM history WHERE run_id = ? AND kind = ? AND seq >= "
-            "(SELECT seq FROM history WHERE run_id = ? AND kind = ? ORDER BY seq LIMIT 1 OFFSET ?)",
-            (run_id, _REPLAY, run_id, _REPLAY, max(index, 0)),
-        )
+        row = self._conn.execute(
+            "SELECT seq FROM history WHERE run_id = ? AND kind IN (?, ?) ORDER BY seq LIMIT 1 OFFSET ?",
+            (run_id, *_REPLAY_KINDS, max(index, 0)),
+        ).fetchone()
+        if row is None:
+            return 0
+        dropped = self._write(
+            "DELETE FROM history WHERE run_id = ? AND kind = ? AND seq >= ?", (run_id, _REPLAY, row[0])
+        ).rowcount
+        dropped += self._write(
+            "UPDATE history SET kind = ?, input_hash = NULL, occurrence = NULL, skip = NULL, value_json = NULL,"
+            " created_at = NULL WHERE run_id = ? AND kind = ? AND seq >= ?",
+            (_STEP, run_id, _STEP_REPLAY, row[0]),
+        ).rowcount
         self._replay_keys.pop(run_id, None)
         self._commit_now()
-        return cursor.rowcount
+        return dropped
 
     def append_trace(
         self,
@@ -610,7 +697,7 @@ class SqliteStore(Store):
             return
         scheduled = self._begin()
         try:
-            top = self._insert_traces(queued)
+            top = self._insert_many("trace", _TRACE_INSERT, queued)
             for run_id, seq in top.items():
                 key = ("trace", run_id)
                 self._seqs[key] = max(self._seqs.get(key, 0), seq)
@@ -620,27 +707,30 @@ class SqliteStore(Store):
             if not scheduled:
                 self._commit()
 
-    def _insert_traces(self, queued: list[tuple[Any, ...]]) -> dict[RunId, int]:
-        """Insert in one statement; if another process took some seq, insert one by one after its events."""
+    def _insert_many(self, table: str, sql: str, queued: list[tuple[Any, ...]]) -> dict[RunId, int]:
+        """Insert `(run_id, seq, ...)` rows in one statement inside the open transaction; returns each run's top seq.
+
+        If another process took some seq, the rows go in one by one after its rows, in their order.
+        """
         conn = self._conn
-        conn.execute("SAVEPOINT traces")
+        conn.execute("SAVEPOINT many")
         try:
-            conn.executemany(_TRACE_INSERT, queued)
+            conn.executemany(sql, queued)
             top: dict[RunId, int] = {}
             for row in queued:
                 top[row[0]] = max(top.get(row[0], 0), row[1])
             return top
         except sqlite3.IntegrityError as exc:
-            conn.execute("ROLLBACK TO traces")
+            conn.execute("ROLLBACK TO many")
             if not _is_key_clash(exc):
                 raise
             top = {}
             for run_id, seq, *values in queued:
                 wanted = max(seq, top.get(run_id, 0) + 1)
-                top[run_id] = self._insert_seq("trace", _TRACE_INSERT, run_id, wanted, tuple(values))
+                top[run_id] = self._insert_seq(table, sql, run_id, wanted, tuple(values))
             return top
         finally:
-            conn.execute("RELEASE traces")
+            conn.execute("RELEASE many")
 
     async def list_trace(
         self,
