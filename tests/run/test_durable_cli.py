@@ -138,3 +138,32 @@ def test_resume_refuses_a_run_that_is_not_interrupted(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr and "hint:" in proc.stderr
     proc = run_mse(["runs", "resume", "not-a-run", "--json"], env=env)
     assert proc.returncode == 2 and "R-" in proc.stderr
+
+
+def test_a_childs_stderr_tail_is_kept_on_its_step_entry(tmp_path: Path) -> None:
+    bp = tmp_path / "bp.json"
+    agent = {
+        "name": "noisy",
+        "kind": "subprocess",
+        "spec": {"program": "sh", "args": ["-c", "cat >/dev/null; echo warming up >&2; echo '{\"ok\": 1}'"]},
+    }
+    bp.write_text(
+        json.dumps(
+            {
+                "id": "noisy",
+                "agents": [agent],
+                "flow": {
+                    "kind": "step",
+                    "ref": "noisy",
+                    "in": {"op": "lit", "value": "x"},
+                    "out": {"op": "path", "at": "$.out"},
+                },
+            }
+        )
+    )
+    env = {"MSE_HOME": str(tmp_path / "home")}
+    done = json_of(run_mse(["run", str(bp), "--json"], env=env))
+    assert done["final_ctx"] == {"out": {"ok": 1}}
+    (entry,) = json_of(run_mse(["runs", "steps", done["run_id"], "--json"], env=env))
+    assert entry["stderr_tail"] == "warming up\n"
+    assert entry["stats"]["exit_code"] == 0 and "stderr_tail" not in entry["stats"]

@@ -10,7 +10,6 @@ failures raise.
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from ..core.projection import Projection
 from ..errors import DispatchFailed
 from ..flow import Step, StepBlocked, StepFailed
 from ..ids import StepId
+from ..jsontext import canonical
 from ..tokens import CapToken
 from ..worker.adapter import SpawnerAdapter
 from .observer import NullObserver, RunObserver
@@ -71,8 +71,7 @@ class Journal(Protocol):
 
 
 def input_hash(directive: Any) -> str:
-    text = json.dumps(directive, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return hashlib.sha256(canonical(directive).encode()).hexdigest()
 
 
 class EngineDispatcher:

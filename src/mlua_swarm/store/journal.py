@@ -193,6 +193,11 @@ class DispatchJournal:
         self.journal.trace(kind, step_ref, attempt, payload)
 
     async def record_step(self, record: StepRecordLike) -> None:
+        stats = record.stats or None
+        stderr = None
+        if stats is not None and "stderr_tail" in stats:
+            stats = dict(stats)
+            stderr = stats.pop("stderr_tail")
         entry = StepEntry(
             record.step_ref,
             record.step_id or "",
@@ -200,8 +205,8 @@ class DispatchJournal:
             record.attempt,
             record.started_at,
             record.finished_at,
-            record.stats or None,
-            None,
+            stats or None,
+            stderr,
             record.error,
         )
         skip = REPLAYED_STATUSES.get(record.status)

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from ..ids import RunId, TaskId
+from ..jsontext import canonical, compact
 
 
 class Durability(StrEnum):
@@ -55,8 +56,6 @@ class TaskStatus(StrEnum):
 
 
 # One encoder each, built once: `json.dumps` with options builds a new encoder per call.
-_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
-_CANONICAL = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, sort_keys=True)
 _ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
@@ -70,15 +69,13 @@ def dumps(value: Any) -> str:
     try:
         text = orjson.dumps(value, option=_ORJSON_OPTIONS)
     except TypeError:
-        return _COMPACT.encode(value)
+        return compact(value)
     if b"null" in text:
-        return _COMPACT.encode(value)
+        return compact(value)
     return text.decode()
 
 
-def canonical_json(value: Any) -> str:
-    """Key-sorted compact JSON: equal values give equal text, so it can be hashed."""
-    return _CANONICAL.encode(value)
+canonical_json = canonical
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from ..cancel import CancellationToken
 from ..core.ctx import AgentContextView, Ctx
 from ..errors import EngineError, VerdictRejected
 from ..ids import StepId, WorkerId
+from ..jsontext import compact
 from . import JoinHandleWorker, MiddlewareWorker, Worker, WorkerJoinHandler
 from .eager import start_eager
 from .errors import (
@@ -90,14 +91,11 @@ WorkerFn: TypeAlias = Callable[[WorkerInvocation], Any | Awaitable[Any]]
 W = TypeVar("W", bound=JoinHandleWorker)
 
 
-_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
-
-
 def render_prompt(value: Any) -> str:
     """A string prompt as is; anything else as compact JSON."""
     if isinstance(value, str):
         return value
-    return _COMPACT.encode(value)
+    return compact(value)
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:

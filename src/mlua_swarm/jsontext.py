@@ -1,0 +1,22 @@
+"""The two JSON text forms the package writes: compact (prompts, stored values) and canonical (hashing)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_CANONICAL = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+
+
+def compact(value: Any) -> str:
+    """Compact JSON with UTF-8 kept as is."""
+    return _COMPACT.encode(value)
+
+
+def canonical(value: Any) -> str:
+    """Key-sorted compact JSON: equal values give equal text, so it can be hashed."""
+    return _CANONICAL.encode(value)
+
+
+__all__ = ["canonical", "compact"]
