@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import signal
 import sys
@@ -83,10 +84,13 @@ def main(args: argparse.Namespace) -> int:
     }
     launch = LaunchSnapshot(compiled.raw, init, options)
 
+    if args.ephemeral:
+        return _finish(args, asyncio.run(execute(None, compiled, init, workspace, args)))
+
     async def go(store: Store) -> RunResult:
         return await execute(store, compiled, init, workspace, args, launch=launch)
 
-    return _finish(args, _with_store(args, "memory://" if args.ephemeral else args.store, go))
+    return _finish(args, _with_store(args, args.store, go))
 
 
 def resume_main(args: argparse.Namespace) -> int:
@@ -117,7 +121,7 @@ def rerun_from_main(args: argparse.Namespace) -> int:
 
 
 async def execute(
-    store: Store,
+    store: Store | None,
     compiled: CompiledBlueprint,
     init: Any,
     workspace: Workspace,
@@ -126,8 +130,10 @@ async def execute(
     launch: LaunchSnapshot | None = None,
     plan: ResumePlan | None = None,
 ) -> RunResult:
-    """Drive one run with progress, signals, the `--timeout` and a durable journal; returns its result."""
-    engine = Engine(EngineConfig(token_secret=await store.token_secret()))
+    """Drive one run with progress, signals and the `--timeout`, recorded in `store` (None: kept in
+    memory only, nothing recorded); returns its result."""
+    secret = await store.token_secret() if store is not None else None
+    engine = Engine(EngineConfig(token_secret=secret))
     control = RunControl(plan.run.run_id if plan is not None else RunId.new())
     loop = asyncio.get_running_loop()
     for signum, why in ((signal.SIGINT, "interrupted (Ctrl-C)"), (signal.SIGTERM, "terminated (SIGTERM)")):
@@ -136,22 +142,27 @@ async def execute(
     timer = loop.call_later(timeout, control.cancel, "timeout") if timeout else None
     title = f"{compiled.raw.get('id', 'blueprint')} · {control.run_id}"
     try:
-        async with durable_run(
-            store,
-            launch,
-            plan=plan,
-            run_id=control.run_id,
-            goal=str(compiled.raw.get("id", "")),
-            durability=args.durability,
-            on_cancel=lambda: control.cancel("cancelled by `mse runs cancel`"),
-        ) as journal:
+        async with contextlib.AsyncExitStack() as scope:
+            journal = None
+            if store is not None:
+                journal = await scope.enter_async_context(
+                    durable_run(
+                        store,
+                        launch,
+                        plan=plan,
+                        run_id=control.run_id,
+                        goal=str(compiled.raw.get("id", "")),
+                        durability=args.durability,
+                        on_cancel=lambda: control.cancel("cancelled by `mse runs cancel`"),
+                    )
+                )
             with TerminalProgress(title) as progress:
                 result = await run_blueprint(
                     compiled,
                     init,
                     engine=engine,
                     control=control,
-                    journal=DispatchJournal(journal),
+                    journal=DispatchJournal(journal) if journal is not None else None,
                     observer=progress,
                     workspace=workspace,
                 )
@@ -162,7 +173,8 @@ async def execute(
                     "failed_step": None,
                     "verdict_value": None,
                 }
-            await journal.finish(RunStatus(result.status), _stored_result(result))
+            if journal is not None:
+                await journal.finish(RunStatus(result.status), _stored_result(result))
         replayed = f", {result.steps_replayed} replayed" if result.steps_replayed else ""
         progress.console.print(f"■ {result.status}: {progress.summary()}{replayed}", highlight=False, markup=False)
     finally:
