@@ -72,7 +72,7 @@ def sleeping_rss(lanes: int, sleep_secs: float) -> Metrics:
 def seq_durable(n: int, reps: int, durability: str, store: str = "sqlite") -> Metrics:
     """The `loop` of `n` steps recorded in a fresh store per repetition, as `mse run` records it.
 
-    `store="memory"` is the in-memory store `mse run --ephemeral` uses. Timed: creating the run,
+    `store="memory"` records into the in-memory store (`--store memory://`). Timed: creating the run,
     every step through the journal, and the run's finish (everything is committed when it returns).
     Bytes (SQLite only): the database file afterwards (WAL folded in), per step.
     """

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -85,6 +86,10 @@ def print_table(console: Console, workload: Workload, rows: Sequence[Row]) -> No
         console.print(f"  note: {line}", style="dim", highlight=False)
 
 
+LIMITS = Path(__file__).with_name("limits.md")
+"""Hand-written analysis of what limits the targets we miss, appended to every BENCHMARKS.md."""
+
+
 def _md(text: str) -> str:
     return text.replace("|", "\\|")
 
@@ -126,4 +131,6 @@ def markdown(
         case = f"{row.case} (vs {row.peer.label})" if row.peer else row.case
         lines.append(f"| {_md(title)} | {_md(case)} | {_md(target)} | {row.result} |")
     lines.append("")
+    if LIMITS.exists():
+        lines += ["", LIMITS.read_text().rstrip(), ""]
     return "\n".join(lines)

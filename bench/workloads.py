@@ -90,7 +90,9 @@ def seq_rows(quick: bool) -> list[Comparison]:
     targets = (at_most(30, "us"), cheaper_than_peer(4))
     return [
         Comparison("in memory, Blueprint run", "us/step", _ours_memory(s), langgraph, _task_floor(s), targets),
-        Comparison("memory store (mse run --ephemeral)", "us/step", ephemeral, langgraph, _task_floor(s), targets),
+        Comparison(
+            "recorded in the memory store (--store memory://)", "us/step", ephemeral, langgraph, _task_floor(s), targets
+        ),
         Comparison("in memory, engine only", "us/step", engine_only, langgraph, _task_floor(s), targets),
     ]
 
@@ -296,8 +298,8 @@ WORKLOADS: tuple[Workload, ...] = (
         "seq",
         "1. Sequential flow of N trivial Python steps, in memory",
         "Ours: a Blueprint `loop` whose body is one `python` step adding 1 to `$.i`, run with "
-        "`run_blueprint` and no store; the same run recorded in the in-memory store, as "
-        "`mse run --ephemeral` does; and the same N steps driven straight through the engine "
+        "`run_blueprint` and no store (what `mse run --ephemeral` does); the same run recorded in the "
+        "in-memory store (`--store memory://`); and the same N steps driven straight through the engine "
         "(`start_task` + `dispatch_attempt`, async Python function). LangGraph: a `StateGraph` loop of one "
         "node adding 1, no checkpointer, `invoke` (its fastest path). Floor: `await asyncio.create_task(noop())`.",
         seq_rows,
