@@ -142,3 +142,14 @@ def test_bp_lua_blueprints_lint(tmp_path: Path) -> None:
     proc = run_mse(["bp", "lint", str(target)])
     assert proc.returncode == 2
     assert "error[unresolved-agent-ref]" in proc.stderr and str(target) in proc.stderr
+
+
+def test_lint_reports_middleware_findings(tmp_path: Path) -> None:
+    raw = {
+        "id": "x",
+        "flow": {"kind": "step", "ref": "a", "in": {"op": "lit", "value": 1}, "out": {"op": "path", "at": "$.a"}},
+        "agents": [{"name": "a", "kind": "rust_fn", "spec": {"fn_id": "identity"}}],
+        "spawner_hints": {"layers": ["turbo"]},
+    }
+    proc = run_mse(["bp", "lint", str(write_bp(tmp_path, raw)), "--strict"])
+    assert proc.returncode == 1 and "[unknown-spawner-hint]" in proc.stderr and "turbo" in proc.stderr

@@ -7,6 +7,7 @@ listed in `BP_EXTENSIONS` (for example the Lua DSL's `bp build` and `bp new`).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib
 import json
 import sys
@@ -17,6 +18,7 @@ from ..blueprint.compiler import compile_blueprint
 from ..blueprint.loader import load_blueprint_source
 from ..blueprint.schema import blueprint_json_schema
 from ..diagnostics import Diagnostic, DiagnosticError, Level, Location
+from ..run.launch import link_warnings
 from ..worker.pyfn import function_registry, parse_fn_option
 
 # Modules under `mlua_swarm.cli` that add sub-commands to `mse bp`; each defines `register_bp(bp_subparsers)`.
@@ -74,9 +76,10 @@ def lint_diagnostics(args: argparse.Namespace) -> list[Diagnostic]:
         compiled = compile_blueprint(
             raw, base_dir=base_dir, fns=fns, strict=args.strict, includes=args.include, source=str(args.file)
         )
+        linked = asyncio.run(link_warnings(compiled))
     except DiagnosticError as exc:
         return warnings + exc.diagnostics
-    return warnings + compiled.diagnostics
+    return warnings + compiled.diagnostics + linked
 
 
 def exit_code(diagnostics: list[Diagnostic], strict: bool) -> int:

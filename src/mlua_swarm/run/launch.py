@@ -137,15 +137,20 @@ def link_stack(
     return link(router, compiled.raw, engine, run=control, registry=registry, task_input=task_input)
 
 
+async def link_warnings(compiled: CompiledBlueprint, registry: LayerRegistry | None = None) -> list[Diagnostic]:
+    """Link the middleware once without running anything: its warnings, or `DiagnosticError`."""
+    linked, warnings = link_stack(compiled, Engine(), RunControl(), None, registry)
+    await linked.aclose()
+    return warnings
+
+
 async def preflight(
     compiled: CompiledBlueprint, workspace: Workspace | None = None, registry: LayerRegistry | None = None
 ) -> list[Diagnostic]:
     """Everything checked before a run starts (middleware config, projection root): the warnings, or
     `DiagnosticError` for what would make the run fail."""
     projection_root(compiled, workspace or Workspace())
-    linked, warnings = link_stack(compiled, Engine(), RunControl(), workspace, registry)
-    await linked.aclose()
-    return warnings
+    return await link_warnings(compiled, registry)
 
 
 async def run_blueprint(
@@ -276,4 +281,14 @@ async def _evaluate(
     return result
 
 
-__all__ = ["RunControl", "RunResult", "Workspace", "agent_policies", "initial_ctx", "projection_root", "run_blueprint"]
+__all__ = [
+    "RunControl",
+    "RunResult",
+    "Workspace",
+    "agent_policies",
+    "initial_ctx",
+    "link_warnings",
+    "preflight",
+    "projection_root",
+    "run_blueprint",
+]
