@@ -153,3 +153,32 @@ async def test_an_engine_running_many_runs_keeps_no_state_per_finished_run() -> 
         assert (await run_blueprint(blueprint, {}, engine=engine)).final_ctx == {"y": 4}
     assert engine.token_count() == tokens and len(engine._sessions) == 0
     assert engine.live_step_count() <= steps + 50
+
+
+async def test_fifty_durable_runs_at_once_on_one_sqlite_file(tmp_path: Path) -> None:
+    from mlua_swarm.store import DispatchJournal, LaunchSnapshot, durable_run, open_store
+
+    flow = {
+        "kind": "loop",
+        "counter": P("$.i"),
+        "max": 20,
+        "cond": {"op": "lit", "value": True},
+        "body": {"kind": "step", "ref": "double", "in": P("$.i"), "out": P("$.y")},
+    }
+    blueprint = compiled(flow, {"double": double})
+    store = await open_store(str(tmp_path / "shared.sqlite3"))
+
+    async def one() -> Any:
+        async with durable_run(store, LaunchSnapshot(blueprint.raw, {})) as journal:
+            result = await run_blueprint(blueprint, {}, journal=DispatchJournal(journal))
+            await journal.finish(result.status, result.final_ctx)
+            return journal.run_id, result
+
+    try:
+        outcomes = await asyncio.gather(*(one() for _ in range(50)))
+        for run_id, result in outcomes:
+            assert result.status == "done" and result.final_ctx == {"i": 20, "y": 38}
+            assert [entry.status for entry in await store.list_steps(run_id)] == ["passed"] * 20
+            assert (await store.get_run(run_id)).status == "done"
+    finally:
+        await store.close()
