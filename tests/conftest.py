@@ -39,6 +39,24 @@ async def run_one(engine: Engine, op: CapToken, spawner: SpawnerAdapter, spec: T
     return await engine.run_step(op, step, spawner)
 
 
+def P(at: str) -> dict[str, Any]:
+    """A flow path expression."""
+    return {"op": "path", "at": at}
+
+
+def fn_blueprint(flow: dict[str, Any], fns: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """A Blueprint whose agents are `rust_fn` agents named after their function ids."""
+    agents = [{"name": name, "kind": "rust_fn", "spec": {"fn_id": name}} for name in fns]
+    return {"id": "t", "flow": flow, "agents": agents, **extra}
+
+
+def compile_fns(flow: dict[str, Any], fns: dict[str, Any], **extra: Any) -> Any:
+    """`fn_blueprint` compiled with `fns` as its function registry."""
+    from mlua_swarm.blueprint.compiler import compile_blueprint
+
+    return compile_blueprint(fn_blueprint(flow, fns, **extra), base_dir=Path.cwd(), fns=fns)
+
+
 def run_mse(
     args: Sequence[str], *, env: dict[str, str] | None = None, input: str | None = None, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:

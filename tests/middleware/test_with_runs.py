@@ -11,14 +11,7 @@ from mlua_swarm.core.engine import Engine
 from mlua_swarm.run.launch import run_blueprint
 from mlua_swarm.worker.output import Artifact
 
-
-def P(at: str) -> dict[str, Any]:
-    return {"op": "path", "at": at}
-
-
-def blueprint(flow: dict[str, Any], fns: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    agents = [{"name": name, "kind": "rust_fn", "spec": {"fn_id": name}} for name in fns]
-    return {"id": "t", "flow": flow, "agents": agents, **extra}
+from ..conftest import P, fn_blueprint
 
 
 async def test_a_budget_cancels_a_runaway_loop_run() -> None:
@@ -35,7 +28,7 @@ async def test_a_budget_cancels_a_runaway_loop_run() -> None:
         "cond": {"op": "lit", "value": True},
         "body": {"kind": "step", "ref": "spin", "in": P("$.n"), "out": P("$.n")},
     }
-    raw = blueprint(flow, {"spin": spin}, policy={"budget": {"max_attempts": 7}})
+    raw = fn_blueprint(flow, {"spin": spin}, policy={"budget": {"max_attempts": 7}})
     result = await run_blueprint(compile_blueprint(raw, base_dir=Path.cwd(), fns={"spin": spin}), {"n": 0})
     assert result.status == "cancelled"
     assert "run budget exceeded: more than max_attempts=7 attempts" in result.error["message"]
@@ -60,7 +53,7 @@ async def test_a_denied_step_fails_the_run_with_the_reason_and_audits_land_on_th
             {"kind": "step", "ref": "shell", "in": P("$.plan"), "out": P("$.done")},
         ],
     }
-    raw = blueprint(flow, fns, policy={"deny": ["shell"]}, audits=[{"agent": "auditor", "mode": "async"}])
+    raw = fn_blueprint(flow, fns, policy={"deny": ["shell"]}, audits=[{"agent": "auditor", "mode": "async"}])
     engine = Engine()
     async with engine.events() as stream:
         result = await run_blueprint(compile_blueprint(raw, base_dir=Path.cwd(), fns=fns), {"goal": "g"}, engine=engine)
@@ -96,7 +89,7 @@ async def test_a_budget_cancels_a_wide_fanout_run() -> None:
         "out": P("$.lanes"),
         "body": {"kind": "step", "ref": "lane", "in": P("$.item"), "out": P("$.y")},
     }
-    raw = blueprint(flow, {"lane": lane}, policy={"budget": {"max_attempts": 5}, "concurrency": {"lane": 2}})
+    raw = fn_blueprint(flow, {"lane": lane}, policy={"budget": {"max_attempts": 5}, "concurrency": {"lane": 2}})
     result = await run_blueprint(
         compile_blueprint(raw, base_dir=Path.cwd(), fns={"lane": lane}), {"items": list(range(20))}
     )

@@ -11,18 +11,11 @@ from mlua_swarm.blueprint.compiler import compile_blueprint
 from mlua_swarm.run.dispatcher import StepRecord
 from mlua_swarm.run.launch import RunControl, run_blueprint
 
-
-def P(at: str) -> dict[str, Any]:
-    return {"op": "path", "at": at}
+from ..conftest import P, compile_fns
 
 
 async def double(inv: WorkerInvocation) -> Any:
     return inv.input * 2
-
-
-def compiled(flow: dict[str, Any], fns: dict[str, Any]) -> Any:
-    agents = [{"name": name, "kind": "rust_fn", "spec": {"fn_id": name}} for name in fns]
-    return compile_blueprint({"id": "t", "flow": flow, "agents": agents}, base_dir=Path.cwd(), fns=fns)
 
 
 async def test_a_fanout_of_ten_thousand_lanes_completes() -> None:
@@ -34,7 +27,7 @@ async def test_a_fanout_of_ten_thousand_lanes_completes() -> None:
         "out": P("$.lanes"),
         "body": {"kind": "step", "ref": "double", "in": P("$.item"), "out": P("$.y")},
     }
-    result = await run_blueprint(compiled(flow, {"double": double}), {"items": list(range(10_000))})
+    result = await run_blueprint(compile_fns(flow, {"double": double}), {"items": list(range(10_000))})
     assert result.status == "done"
     lanes = result.final_ctx["lanes"]
     assert len(lanes) == 10_000 and [lane["y"] for lane in lanes[:3]] == [0, 2, 4] and lanes[-1]["y"] == 19_998
@@ -66,7 +59,7 @@ async def test_cancel_stops_every_running_lane_and_reports_cancelled() -> None:
     }
     control = RunControl()
     run = asyncio.create_task(
-        run_blueprint(compiled(flow, {"park": park}), {"items": [1, 2, 3, 4, 5]}, control=control)
+        run_blueprint(compile_fns(flow, {"park": park}), {"items": [1, 2, 3, 4, 5]}, control=control)
     )
     await all_started.wait()
     control.cancel("budget exceeded")
@@ -115,11 +108,11 @@ async def test_a_journal_replays_finished_steps_without_dispatching_them() -> No
         "body": {"kind": "step", "ref": "inc", "in": P("$.n"), "out": P("$.n")},
     }
     first = ListJournal([])
-    done = await run_blueprint(compiled(flow, {"inc": counted}), {"n": 0}, journal=first)
+    done = await run_blueprint(compile_fns(flow, {"inc": counted}), {"n": 0}, journal=first)
     assert done.final_ctx == {"n": 4, "i": 4} and calls == [0, 1, 2, 3]
     calls.clear()
     again = ListJournal(first.records[:3])
-    replayed = await run_blueprint(compiled(flow, {"inc": counted}), {"n": 0}, journal=again)
+    replayed = await run_blueprint(compile_fns(flow, {"inc": counted}), {"n": 0}, journal=again)
     assert replayed.final_ctx == done.final_ctx
     assert calls == [3] and replayed.steps_replayed == 3 and replayed.steps_dispatched == 1
 
@@ -146,7 +139,7 @@ async def test_an_engine_running_many_runs_keeps_no_state_per_finished_run() -> 
 
     engine = Engine()
     flow = {"kind": "step", "ref": "double", "in": {"op": "lit", "value": 2}, "out": P("$.y")}
-    blueprint = compiled(flow, {"double": double})
+    blueprint = compile_fns(flow, {"double": double})
     await run_blueprint(blueprint, {}, engine=engine)
     tokens, steps = engine.token_count(), engine.live_step_count()
     for _ in range(50):
@@ -165,7 +158,7 @@ async def test_fifty_durable_runs_at_once_on_one_sqlite_file(tmp_path: Path) -> 
         "cond": {"op": "lit", "value": True},
         "body": {"kind": "step", "ref": "double", "in": P("$.i"), "out": P("$.y")},
     }
-    blueprint = compiled(flow, {"double": double})
+    blueprint = compile_fns(flow, {"double": double})
     store = await open_store(str(tmp_path / "shared.sqlite3"))
 
     async def one() -> Any:
