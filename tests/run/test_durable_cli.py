@@ -167,3 +167,26 @@ def test_a_childs_stderr_tail_is_kept_on_its_step_entry(tmp_path: Path) -> None:
     (entry,) = json_of(run_mse(["runs", "steps", done["run_id"], "--json"], env=env))
     assert entry["stderr_tail"] == "warming up\n"
     assert entry["stats"]["exit_code"] == 0 and "stderr_tail" not in entry["stats"]
+
+
+def test_mse_runs_cancel_stops_a_live_run_in_another_process(tmp_path: Path) -> None:
+    bp, env = setup(tmp_path)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "mlua_swarm", "run", str(bp), "--json"],
+        env={**os.environ, **env, "PYTHONPATH": str(SRC)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "parked").exists():
+        assert child.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    (run,) = json_of(run_mse(["runs", "list", "--json"], env=env))
+    assert run["status"] == "running"
+    proc = run_mse(["runs", "cancel", run["run_id"]], env=env)
+    assert proc.returncode == 0, proc.stderr
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 130, err
+    assert json.loads(out)["status"] == "cancelled"
+    assert json_of(run_mse(["runs", "show", run["run_id"], "--json"], env=env))["status"] == "cancelled"
