@@ -529,8 +529,13 @@ class Engine:
 
     def record_worker_stats(self, step_id: StepId, attempt: int, stats: Mapping[str, Any]) -> None:
         st = self._steps.get(step_id)
-        if st is not None:
-            st.stats.setdefault(attempt, {}).update(stats)
+        if st is None:
+            return
+        current = st.stats.get(attempt)
+        if current is None:
+            st.stats[attempt] = dict(stats)
+        else:
+            current.update(stats)
 
     def worker_stats(self, step_id: StepId, attempt: int) -> dict[str, Any]:
         st = self._steps.get(step_id)

@@ -173,9 +173,9 @@ async def _drive(engine: Engine, fn: WorkerFn, is_async: bool, inv: WorkerInvoca
 async def submit_result(engine: Engine, token: CapToken, task_id: StepId, attempt: int, result: Any, kind: str) -> None:
     """Fold a worker's return value into one `Final` (and its stats); used by every in-process kind."""
     wr = result if isinstance(result, WorkerResult) else WorkerResult(result)
-    stats = dict(wr.stats or {})
-    stats.setdefault("worker_kind", kind)
-    engine.record_worker_stats(task_id, attempt, stats)
+    engine.record_worker_stats(
+        task_id, attempt, {"worker_kind": kind, **wr.stats} if wr.stats else {"worker_kind": kind}
+    )
     try:
         await engine.submit_output(token, task_id, attempt, Final(Inline(wr.value), wr.ok))
     except VerdictRejected as exc:
