@@ -90,9 +90,7 @@ def seq_rows(quick: bool) -> list[Comparison]:
     targets = (at_most(30, "us"), cheaper_than_peer(4))
     return [
         Comparison("in memory, Blueprint run", "us/step", _ours_memory(s), langgraph, _task_floor(s), targets),
-        Comparison(
-            "recorded in the memory store (--store memory://)", "us/step", ephemeral, langgraph, _task_floor(s), targets
-        ),
+        Comparison("recorded in the memory store", "us/step", ephemeral, langgraph, _task_floor(s), targets),
         Comparison("in memory, engine only", "us/step", engine_only, langgraph, _task_floor(s), targets),
     ]
 
