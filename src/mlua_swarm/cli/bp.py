@@ -17,16 +17,14 @@ from typing import Any
 from ..blueprint.compiler import compile_blueprint
 from ..blueprint.loader import load_blueprint_source
 from ..blueprint.schema import blueprint_json_schema
-from ..diagnostics import Diagnostic, DiagnosticError, Level, Location
+from ..diagnostics import Diagnostic, DiagnosticError, Level
 from ..run.launch import link_warnings
-from ..worker.pyfn import function_registry, parse_fn_option
+from .common import EXIT_INVALID, EXIT_OK, fn_options, fn_registry, report_diagnostics
 
 # Modules under `mlua_swarm.cli` that add sub-commands to `mse bp`; each defines `register_bp(bp_subparsers)`.
 BP_EXTENSIONS: tuple[str, ...] = ("bp_dsl",)
 
-EXIT_OK = 0
 EXIT_WARNINGS = 1
-EXIT_INVALID = 2
 
 
 def register(subparsers: Any) -> None:
@@ -58,20 +56,10 @@ def lint_diagnostics(args: argparse.Namespace) -> list[Diagnostic]:
     warnings: list[Diagnostic] = []
     try:
         raw, base_dir = load_blueprint_source(args.file, warnings=warnings)
-        extra = dict(parse_fn_option(option) for option in args.fn)
-        fns = function_registry(extra, base_dir)
+        source = str(args.file)
+        fns = fn_registry(fn_options(args.fn, source), base_dir, source)
     except DiagnosticError as exc:
         return warnings + exc.diagnostics
-    except (ValueError, ImportError, AttributeError) as exc:
-        return [
-            Diagnostic(
-                "invalid-option",
-                f"--fn: {exc}",
-                location=Location(file=str(args.file)),
-                hint="pass --fn ID=module:attr with an importable module",
-                stage="load",
-            )
-        ]
     try:
         compiled = compile_blueprint(
             raw, base_dir=base_dir, fns=fns, strict=args.strict, includes=args.include, source=str(args.file)
@@ -99,8 +87,7 @@ def lint_command(args: argparse.Namespace) -> int:
         document = {"file": str(args.file), "status": status, "diagnostics": [d.to_json() for d in diagnostics]}
         print(json.dumps(document, indent=2))
     else:
-        for diagnostic in diagnostics:
-            print(diagnostic.render(), file=sys.stderr)
+        report_diagnostics(diagnostics, as_json=False)
         errors = sum(d.level is Level.ERROR for d in diagnostics)
         warns = sum(d.level is Level.WARN for d in diagnostics)
         print(f"{args.file}: {status.upper()} ({errors} error(s), {warns} warning(s))", file=sys.stderr)

@@ -18,7 +18,7 @@ from typing import Any
 from ..blueprint.compiler import compile_blueprint
 from ..diagnostics import Diagnostic, DiagnosticError, Level
 from ..dsl.runner import build_bp_lua
-from ..worker.pyfn import function_registry, parse_fn_option
+from .common import fn_options, fn_registry, report_diagnostics
 
 TEMPLATES = ("pipeline", "single", "verdict", "fanout")
 EXIT_OK = 0
@@ -54,11 +54,11 @@ def build_command(args: argparse.Namespace) -> int:
     try:
         built = build_bp_lua(args.file)
     except DiagnosticError as exc:
-        _report(exc.diagnostics)
+        report_diagnostics(exc.diagnostics, as_json=False)
         return EXIT_INVALID
-    _report(built.warnings)
+    report_diagnostics(built.warnings, as_json=False)
     findings = _lint(built.value, args)
-    _report(findings)
+    report_diagnostics(findings, as_json=False)
     if any(d.level is Level.ERROR for d in findings):
         return EXIT_INVALID
     text = json.dumps(built.value, indent=2, ensure_ascii=False) + "\n"
@@ -77,9 +77,9 @@ def _lint(value: dict[str, Any], args: argparse.Namespace) -> list[Diagnostic]:
     """Compile the built value; unresolved references downgrade to a warning without --strict-embed."""
     base_dir = args.file.resolve().parent
     try:
-        fns = function_registry(dict(parse_fn_option(option) for option in args.fn), base_dir)
-    except (ValueError, ImportError, AttributeError) as exc:
-        return [Diagnostic("invalid-option", f"--fn: {exc}", hint="pass --fn ID=module:attr", stage="load")]
+        fns = fn_registry(fn_options(args.fn, str(args.file)), base_dir, str(args.file))
+    except DiagnosticError as exc:
+        return exc.diagnostics
     try:
         compiled = compile_blueprint(value, base_dir=base_dir, fns=fns, includes=args.include, source=str(args.file))
     except DiagnosticError as exc:
@@ -99,11 +99,6 @@ def _as_warning(diagnostic: Diagnostic) -> Diagnostic:
         "pass --include DIR for the folder holding it, or --strict-embed to make this an error",
         diagnostic.stage,
     )
-
-
-def _report(diagnostics: list[Diagnostic]) -> None:
-    for diagnostic in diagnostics:
-        print(diagnostic.render(), file=sys.stderr)
 
 
 def template_text(template: str, name: str) -> str:

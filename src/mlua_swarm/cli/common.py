@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..diagnostics import Diagnostic, DiagnosticError, Location
+from ..worker.pyfn import function_registry, parse_fn_option
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -49,6 +51,33 @@ def read_json_arg(value: str, option: str) -> Any:
         ) from None
 
 
+def fn_options(options: Sequence[str], source: str | None = None) -> dict[str, str]:
+    """`--fn ID=module:attr` options as `{id: target}`; a malformed one is an `invalid-option` diagnostic."""
+    try:
+        return dict(parse_fn_option(option) for option in options)
+    except ValueError as exc:
+        raise DiagnosticError([_fn_diagnostic(exc, source)]) from None
+
+
+def fn_registry(extra: Mapping[str, str], base_dir: Path, source: str | None = None) -> dict[str, Callable[..., Any]]:
+    """The function ids `rust_fn` agents may name (built-ins, entry points, `--fn`); an import
+    failure is an `invalid-option` diagnostic."""
+    try:
+        return function_registry(extra, base_dir)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise DiagnosticError([_fn_diagnostic(exc, source)]) from None
+
+
+def _fn_diagnostic(exc: Exception, source: str | None) -> Diagnostic:
+    return Diagnostic(
+        "invalid-option",
+        f"--fn: {exc}",
+        location=Location(file=source),
+        hint="pass --fn ID=package.module:function with an importable module",
+        stage="load",
+    )
+
+
 def report_diagnostics(diagnostics: list[Diagnostic], *, as_json: bool) -> None:
     """Diagnostics to stderr (readable), and with --json also as one document on stdout."""
     for diagnostic in diagnostics:
@@ -57,4 +86,13 @@ def report_diagnostics(diagnostics: list[Diagnostic], *, as_json: bool) -> None:
         print(json.dumps({"status": "invalid", "diagnostics": [d.to_json() for d in diagnostics]}))
 
 
-__all__ = ["EXIT_CANCELLED", "EXIT_FAILED", "EXIT_INVALID", "EXIT_OK", "read_json_arg", "report_diagnostics"]
+__all__ = [
+    "EXIT_CANCELLED",
+    "EXIT_FAILED",
+    "EXIT_INVALID",
+    "EXIT_OK",
+    "fn_options",
+    "fn_registry",
+    "read_json_arg",
+    "report_diagnostics",
+]

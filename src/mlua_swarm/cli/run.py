@@ -39,8 +39,16 @@ from ..store import (
     prepare_rerun_from,
     prepare_resume,
 )
-from ..worker.pyfn import function_registry, parse_fn_option
-from .common import EXIT_CANCELLED, EXIT_FAILED, EXIT_INVALID, EXIT_OK, read_json_arg, report_diagnostics
+from .common import (
+    EXIT_CANCELLED,
+    EXIT_FAILED,
+    EXIT_INVALID,
+    EXIT_OK,
+    fn_options,
+    fn_registry,
+    read_json_arg,
+    report_diagnostics,
+)
 
 DURABILITY_HELP = "sync: fsync every step; batch (default): commit each step before moving on; exit: write at the end"
 
@@ -63,7 +71,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def main(args: argparse.Namespace) -> int:
     try:
         init = read_json_arg(args.init, "--init") if args.init is not None else None
-        extra_fns = dict(parse_fn_option(option) for option in args.fn)
+        extra_fns = fn_options(args.fn, str(args.blueprint))
         raw, base_dir = load_blueprint_source(args.blueprint)
         workspace = Workspace(args.work_dir, args.project_root)
         compiled = _compile(raw, base_dir, extra_fns, str(args.blueprint))
@@ -74,7 +82,7 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as exc:
         report_diagnostics([Diagnostic("invalid-argument", str(exc), hint="see `mse run --help`")], as_json=args.json)
         return EXIT_INVALID
-    _print_warnings(warnings)
+    report_diagnostics(warnings, as_json=False)
     options = {
         "base_dir": str(base_dir),
         "fns": extra_fns,
@@ -193,20 +201,7 @@ def _stored_result(result: RunResult) -> Any:
 
 
 def _compile(raw: Any, base_dir: Path, extra_fns: Mapping[str, str], source: str | None) -> CompiledBlueprint:
-    try:
-        fns = function_registry(extra_fns, base_dir)
-    except (ImportError, AttributeError, ValueError) as exc:
-        raise DiagnosticError(
-            [
-                Diagnostic(
-                    "invalid-argument",
-                    f"--fn: {exc}",
-                    location=Location(),
-                    hint="use --fn ID=package.module:function with an importable module",
-                )
-            ]
-        ) from None
-    return compile_blueprint(raw, base_dir=base_dir, fns=fns, source=source)
+    return compile_blueprint(raw, base_dir=base_dir, fns=fn_registry(extra_fns, base_dir, source), source=source)
 
 
 def _compile_launch(launch: LaunchSnapshot) -> tuple[CompiledBlueprint, Workspace]:
@@ -244,11 +239,6 @@ def _with_store(args: argparse.Namespace, url: str | None, go: Any) -> RunResult
 
 def _store_diagnostic(exc: StoreError) -> Diagnostic:
     return Diagnostic(exc.code, exc.message, location=Location("store"), hint=exc.hint or None, stage="store")
-
-
-def _print_warnings(warnings: list[Diagnostic]) -> None:
-    for warning in warnings:
-        print(warning.render(), file=sys.stderr)
 
 
 def _finish(args: argparse.Namespace, outcome: RunResult | list[Diagnostic]) -> int:

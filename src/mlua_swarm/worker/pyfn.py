@@ -45,7 +45,7 @@ def parse_fn_option(option: str) -> tuple[str, str]:
     """`ID=module:attr` from `--fn`."""
     fn_id, sep, target = option.partition("=")
     if not sep or not fn_id or ":" not in target:
-        raise ValueError(f"--fn expects ID=module:attr, got {option!r}")
+        raise ValueError(f"expected ID=module:attr, got {option!r}")
     return fn_id, target
 
 
