@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -57,21 +58,46 @@ def compile_fns(flow: dict[str, Any], fns: dict[str, Any], **extra: Any) -> Any:
     return compile_blueprint(fn_blueprint(flow, fns, **extra), base_dir=Path.cwd(), fns=fns)
 
 
+def mse_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """This environment plus `env`, with the package importable from `src`."""
+    full_env = {**os.environ, **(env or {})}
+    full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), full_env.get("PYTHONPATH")]))
+    return full_env
+
+
 def run_mse(
     args: Sequence[str], *, env: dict[str, str] | None = None, input: str | None = None, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run the real `mse` command line in a child interpreter."""
-    full_env = {**os.environ, **(env or {})}
-    full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), full_env.get("PYTHONPATH")]))
     return subprocess.run(
         [sys.executable, "-m", "mlua_swarm", *args],
         capture_output=True,
         text=True,
-        env=full_env,
+        env=mse_env(env),
         input=input,
         cwd=cwd,
         timeout=120,
     )
+
+
+def start_mse(args: Sequence[str], *, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """Start `mse` in a child interpreter without waiting (stdout and stderr piped, as text)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "mlua_swarm", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=mse_env(env),
+    )
+
+
+def wait_for_file(path: Path, child: subprocess.Popen[str], timeout: float = 60) -> None:
+    """Wait until a worker in `child` creates `path` (its signal that it is running)."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert child.poll() is None, child.stderr.read() if child.stderr else ""
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.01)
 
 
 def json_of(proc: subprocess.CompletedProcess[str]) -> Any:

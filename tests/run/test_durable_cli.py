@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from ..conftest import SRC, json_of, run_mse
+from ..conftest import json_of, run_mse, start_mse, wait_for_file
 
 AGENTS = """
 import asyncio, os, pathlib
@@ -86,16 +82,8 @@ def reference_ctx(tmp_path: Path, bp: Path, env: dict[str, str]) -> Any:
 def test_sigkill_mid_run_then_resume_runs_every_finished_step_exactly_once(tmp_path: Path) -> None:
     bp, env = setup(tmp_path)
     expected = reference_ctx(tmp_path, bp, env)
-    child = subprocess.Popen(
-        [sys.executable, "-m", "mlua_swarm", "run", str(bp), "--json"],
-        env={**os.environ, **env, "PYTHONPATH": str(SRC)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 60
-    while not (tmp_path / "parked").exists():
-        assert child.poll() is None and time.monotonic() < deadline
-        time.sleep(0.01)
+    child = start_mse(["run", str(bp), "--json"], env=env)
+    wait_for_file(tmp_path / "parked", child)
     child.send_signal(signal.SIGKILL)
     child.wait(30)
     assert log_lines(tmp_path) == ["prep:go"] + [f"count:{n}" for n in range(10)]
@@ -171,17 +159,8 @@ def test_a_childs_stderr_tail_is_kept_on_its_step_entry(tmp_path: Path) -> None:
 
 def test_mse_runs_cancel_stops_a_live_run_in_another_process(tmp_path: Path) -> None:
     bp, env = setup(tmp_path)
-    child = subprocess.Popen(
-        [sys.executable, "-m", "mlua_swarm", "run", str(bp), "--json"],
-        env={**os.environ, **env, "PYTHONPATH": str(SRC)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 60
-    while not (tmp_path / "parked").exists():
-        assert child.poll() is None and time.monotonic() < deadline
-        time.sleep(0.01)
+    child = start_mse(["run", str(bp), "--json"], env=env)
+    wait_for_file(tmp_path / "parked", child)
     (run,) = json_of(run_mse(["runs", "list", "--json"], env=env))
     assert run["status"] == "running"
     proc = run_mse(["runs", "cancel", run["run_id"]], env=env)

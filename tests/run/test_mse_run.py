@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ..conftest import SRC, json_of, run_mse
+from ..conftest import json_of, run_mse, start_mse, wait_for_file
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -328,18 +324,8 @@ def test_run_timeout_fails_the_run(tmp_path: Path) -> None:
 def test_ctrl_c_cancels_the_run_cleanly_with_exit_130(tmp_path: Path) -> None:
     park_file = tmp_path / "parked"
     path = write_bp(tmp_path, {"id": "parked", "flow": step("park", L(1), "$.x"), "agents": [py_agent("park", "park")]})
-    env = {**os.environ, "PYTHONPATH": str(SRC), "PARK_FILE": str(park_file)}
-    child = subprocess.Popen(
-        [sys.executable, "-m", "mlua_swarm", "run", str(path), "--json", "--ephemeral"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    deadline = time.monotonic() + 30
-    while not park_file.exists():
-        assert time.monotonic() < deadline and child.poll() is None, child.stderr.read() if child.stderr else ""
-        time.sleep(0.01)
+    child = start_mse(["run", str(path), "--json", "--ephemeral"], env={"PARK_FILE": str(park_file)})
+    wait_for_file(park_file, child)
     child.send_signal(signal.SIGINT)
     out, err = child.communicate(timeout=30)
     assert child.returncode == 130, err

@@ -58,7 +58,8 @@ def lenient_parse(value: Any) -> Any:
         return value
 
 
-_MISSING: Any = object()
+MISSING: Any = object()
+"""What `last_staged` returns when the worker staged no such part."""
 
 
 def fold_tail(tail: list[OutputEvent], staged: Iterable[str] | None, *, raw: bool = False) -> tuple[Any, bool] | None:
@@ -86,13 +87,13 @@ def fold_tail(tail: list[OutputEvent], staged: Iterable[str] | None, *, raw: boo
 
 
 def last_staged(tail: list[OutputEvent], staged: Iterable[str] | None, name: str) -> Any:
-    """The value of the last artifact `name` the worker staged, or `_MISSING`."""
+    """The value of the last artifact `name` the worker staged, or `MISSING`."""
     if not staged or name not in staged:
-        return _MISSING
+        return MISSING
     for event in reversed(tail):
         if type(event) is Artifact and event.name == name:
             return event.content.as_value()
-    return _MISSING
+    return MISSING
 
 
 def comparable(value: Any) -> str:
@@ -100,7 +101,6 @@ def comparable(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
 
 
-MISSING = _MISSING
 
 __all__ = [
     "MISSING",
