@@ -481,3 +481,23 @@ def test_invocation_input_parses_json_or_keeps_text() -> None:
     token = Engine().attach("x")
     assert WorkerInvocation(token, step, 1, "a", '{"k": [1]}').input == {"k": [1]}
     assert WorkerInvocation(token, step, 1, "a", "plain words").input == "plain words"
+
+
+async def test_resources_sessions_and_late_delivery_tokens(engine: Engine, op: CapToken) -> None:
+    from mlua_swarm.errors import ResourceNotFound, TokenNotFound
+
+    step = await engine.start_task(op, TaskSpec("x", "hello"))
+    worker = engine._tokens.mint("worker-of-x", Role.WORKER, 60, step_id=step)
+    engine.set_resource("glossary", {"mse": "mlua swarm engine"})
+    assert await engine.fetch_data(worker, "glossary") == {"mse": "mlua swarm engine"}
+    with pytest.raises(ResourceNotFound):
+        await engine.fetch_data(worker, "missing")
+    fresh = engine.remint_worker_token(worker)
+    assert fresh.nonce != worker.nonce and await engine.fetch_prompt(fresh, step) == "hello"
+
+    session = engine.attach("short-lived")
+    engine.detach(session)
+    assert (await engine.start_task(session, TaskSpec("x"))).startswith("ST-")
+    engine.close_session(session)
+    with pytest.raises(TokenNotFound):
+        await engine.start_task(session, TaskSpec("x"))
