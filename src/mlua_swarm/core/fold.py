@@ -101,7 +101,6 @@ def comparable(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
 
 
-
 __all__ = [
     "MISSING",
     "SKIP_KEY",

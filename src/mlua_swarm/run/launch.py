@@ -8,7 +8,6 @@ call) cancels that task, which cancels every running step's worker for real, and
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,7 +103,7 @@ def projection_root(compiled: CompiledBlueprint, workspace: Workspace) -> Path |
 def agent_policies(compiled: CompiledBlueprint, workspace: Workspace | None = None) -> dict[str, AgentPolicy]:
     default_ctx = compiled.raw.get("default_agent_ctx") or {}
     root = projection_root(compiled, workspace or Workspace())
-    placement = compiled.raw.get("projection_placement") or {}
+    template = (compiled.raw.get("projection_placement") or {}).get("dir_template") or DEFAULT_DIR_TEMPLATE
     check = CheckPolicy(compiled.raw.get("check_policy") or "warn")
     policies: dict[str, AgentPolicy] = {}
     for name, agent in compiled.agents.items():
@@ -113,7 +112,6 @@ def agent_policies(compiled: CompiledBlueprint, workspace: Workspace | None = No
         projection = None
         if root is not None:
             step_name = compiled.step_names.canonical_of(name) or name
-            template = placement.get("dir_template") or DEFAULT_DIR_TEMPLATE
             projection = Projection(root, step_name, template, check)
         policies[name] = AgentPolicy(agent.timeout_secs, agent.retry, agent.verdict, submit_format, projection)
     return policies
@@ -172,9 +170,10 @@ async def run_blueprint(
     engine = engine or Engine()
     control = control or RunControl()
     linked, _ = link_stack(compiled, engine, control, workspace, registry)
-    async with contextlib.AsyncExitStack() as cleanup:
-        cleanup.push_async_callback(linked.aclose)
+    try:
         return await _run(compiled, init_ctx, engine, control, linked, journal, observer, externs, workspace)
+    finally:
+        await linked.aclose()
 
 
 async def _run(
