@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 from importlib import resources
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,7 @@ def build_command(args: argparse.Namespace) -> int:
         report_diagnostics(exc.diagnostics, as_json=False)
         return EXIT_INVALID
     report_diagnostics(built.warnings, as_json=False)
-    findings = _lint(built.value, args)
+    findings = lint_built(built.value, args.file, includes=args.include, strict_embed=args.strict_embed, fns=args.fn)
     report_diagnostics(findings, as_json=False)
     if any(d.level is Level.ERROR for d in findings):
         return EXIT_INVALID
@@ -73,18 +74,21 @@ def build_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _lint(value: dict[str, Any], args: argparse.Namespace) -> list[Diagnostic]:
-    """Compile the built value; unresolved references downgrade to a warning without --strict-embed."""
-    base_dir = args.file.resolve().parent
+def lint_built(
+    value: dict[str, Any], file: Path, *, includes: Sequence[Path] = (), strict_embed: bool = False, fns: Sequence[str] = ()
+) -> list[Diagnostic]:
+    """Compile a built value as `bp build` lints it: an unresolved reference is only a warning
+    (the JSON keeps it) unless `strict_embed`."""
+    base_dir = file.resolve().parent
     try:
-        fns = fn_registry(fn_options(args.fn, str(args.file)), base_dir, str(args.file))
+        registry = fn_registry(fn_options(fns, str(file)), base_dir, str(file))
     except DiagnosticError as exc:
         return exc.diagnostics
     try:
-        compiled = compile_blueprint(value, base_dir=base_dir, fns=fns, includes=args.include, source=str(args.file))
+        compiled = compile_blueprint(value, base_dir=base_dir, fns=registry, includes=includes, source=str(file))
     except DiagnosticError as exc:
         errors = [d for d in exc.diagnostics if d.level is Level.ERROR]
-        if args.strict_embed or not errors or any(d.code not in _REF_CODES for d in errors):
+        if strict_embed or not errors or any(d.code not in _REF_CODES for d in errors):
             return exc.diagnostics
         return [_as_warning(d) for d in exc.diagnostics]
     return compiled.diagnostics
@@ -107,14 +111,24 @@ def template_text(template: str, name: str) -> str:
     return source.replace("{{name}}", name)
 
 
-def new_command(args: argparse.Namespace) -> int:
-    raw = str(args.name)
-    stem = raw[: -len(".bp.lua")] if raw.endswith(".bp.lua") else raw
+def scaffold_target(name: str) -> tuple[Path, str] | None:
+    """`NAME` (or `NAME.bp.lua`, possibly with folders) as the script path and the Blueprint id,
+    or None when the id is empty or holds characters the Lua string cannot carry."""
+    stem = name[: -len(".bp.lua")] if name.endswith(".bp.lua") else name
     path = Path(f"{stem}.bp.lua")
     blueprint_id = path.name[: -len(".bp.lua")]
     if not blueprint_id or any(ch in blueprint_id for ch in '"\\[]\n'):
+        return None
+    return path, blueprint_id
+
+
+def new_command(args: argparse.Namespace) -> int:
+    raw = str(args.name)
+    target = scaffold_target(raw)
+    if target is None:
         print(f"error: {raw!r} is not a usable Blueprint name", file=sys.stderr)
         return EXIT_INVALID
+    path, blueprint_id = target
     if path.exists() and not args.force:
         print(f"error: {path} exists; pass --force to overwrite it", file=sys.stderr)
         return EXIT_FAILED
@@ -140,4 +154,4 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["TEMPLATES", "build_command", "main", "new_command", "register_bp", "template_text"]
+__all__ = ["TEMPLATES", "build_command", "lint_built", "main", "new_command", "register_bp", "scaffold_target", "template_text"]

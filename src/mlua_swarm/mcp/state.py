@@ -1,0 +1,68 @@
+"""What one `mse mcp` process keeps between tool calls: server clients, its own runs, its sessions."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..core.engine import Engine
+from ..run.launch import RunControl, RunResult
+from .http import ServerApi, server_url
+
+
+@dataclass(slots=True)
+class LocalRun:
+    """An inline or file run executing inside this process."""
+
+    control: RunControl
+    blueprint_id: str | None
+    started_at: float = field(default_factory=time.time)
+    task: asyncio.Task[RunResult] | None = None
+    steps_done: int = 0
+    steps_running: set[str] = field(default_factory=set)
+    step_rows: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def result(self) -> RunResult | None:
+        if self.task is None or not self.task.done() or self.task.cancelled():
+            return None
+        return self.task.result() if self.task.exception() is None else None
+
+
+@dataclass(slots=True)
+class McpState:
+    """Shared by every tool of one `mse mcp` process."""
+
+    default_server: str = field(default_factory=server_url)
+    engine: Engine = field(default_factory=Engine)
+    runs: dict[str, LocalRun] = field(default_factory=dict)
+    _apis: dict[str, ServerApi] = field(default_factory=dict)
+
+    def api(self, bind: str | None = None) -> ServerApi:
+        """The client for `bind` (or the default server), created once per base URL."""
+        base = server_url(bind) if bind else self.default_server
+        api = self._apis.get(base)
+        if api is None:
+            api = self._apis[base] = ServerApi(base)
+        return api
+
+    def auto_pin(self, bind: str | None, pin: dict[str, Any], blueprint_id: str) -> dict[str, Any]:
+        """The operator pin of a run by id: as given, with a description filled in when missing."""
+        if pin.get("operator_sid") and not pin.get("operator_desc"):
+            pin = {**pin, "operator_desc": f"driving {blueprint_id} through mse mcp"}
+        return pin
+
+    async def aclose(self) -> None:
+        for run in self.runs.values():
+            if run.task is not None and not run.task.done():
+                run.control.cancel("mse mcp is shutting down")
+        pending = [r.task for r in self.runs.values() if r.task is not None and not r.task.done()]
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        for api in self._apis.values():
+            await api.aclose()
+
+
+__all__ = ["LocalRun", "McpState"]
