@@ -1,64 +1,22 @@
-"""Running a compiled Blueprint: build the spawner stack, evaluate the flow, report the result.
-
-The flow runs in a task owned by `run_blueprint`; `RunControl.cancel` (Ctrl-C, a budget, an API
-call) cancels that task, which cancels every running step's worker for real, and the run ends
-`cancelled`.
-"""
+"""What a run is built from before anything runs: the initial ctx, the workspace, the per-agent
+policies, the linked spawner stack, and the compiled Blueprint of a stored launch snapshot."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from ..blueprint.compiler import CompiledBlueprint
+from ..blueprint.compiler import CompiledBlueprint, compile_blueprint, fn_registry
 from ..core.config import CheckPolicy
-from ..core.engine import Engine, RunContext
-from ..core.events import Event
+from ..core.engine import Engine
 from ..core.projection import DEFAULT_DIR_TEMPLATE, Projection
 from ..diagnostics import Diagnostic, DiagnosticError, Location
-from ..flow import FlowFailed, run_flow
-from ..ids import RunId
-from ..middleware import LayerRegistry, LinkedSpawner, TaskInput, link
+from ..middleware import LayerRegistry, LinkedSpawner, RunControl, TaskInput, link
+from ..store.records import LaunchSnapshot
 from ..worker.router import AgentRouter
-from .dispatcher import AgentPolicy, EngineDispatcher, Journal
-from .observer import RunObserver
-
-RunStatus = Literal["done", "failed", "cancelled"]
-
-
-@dataclass(slots=True)
-class RunResult:
-    status: RunStatus
-    run_id: RunId
-    final_ctx: Any = field(default=None, repr=False)
-    error: dict[str, Any] | None = None
-    partial_ctx: Any = field(default=None, repr=False)
-    steps_dispatched: int = 0
-    steps_replayed: int = 0
-
-    def to_json(self) -> dict[str, Any]:
-        """The `mse run --json` document."""
-        if self.status == "done":
-            return {"status": "done", "run_id": self.run_id, "final_ctx": self.final_ctx}
-        return {"status": self.status, "run_id": self.run_id, "error": self.error, "partial_ctx": self.partial_ctx}
-
-
-@dataclass(slots=True)
-class RunControl:
-    """Lets anyone holding it cancel the run cleanly (the reason ends up in the result)."""
-
-    run_id: RunId = field(default_factory=RunId.new)
-    reason: str | None = None
-    _task: asyncio.Task[Any] | None = None
-
-    def cancel(self, reason: str) -> None:
-        if self.reason is None:
-            self.reason = reason
-        if self._task is not None:
-            self._task.cancel()
+from .dispatcher import AgentPolicy
 
 
 def initial_ctx(blueprint: Mapping[str, Any], init_ctx: Any) -> Any:
@@ -135,159 +93,58 @@ def link_stack(
     return link(router, compiled.raw, engine, run=control, registry=registry, task_input=task_input)
 
 
+class _NoRun:
+    """The run control of a stack linked only to read its warnings: nothing runs, nothing to cancel."""
+
+    run_id = None
+
+    def cancel(self, reason: str) -> None:
+        return None
+
+
 async def link_warnings(compiled: CompiledBlueprint, registry: LayerRegistry | None = None) -> list[Diagnostic]:
     """Link the middleware once without running anything: its warnings, or `DiagnosticError`."""
-    linked, warnings = link_stack(compiled, Engine(), RunControl(), None, registry)
+    linked, warnings = link_stack(compiled, Engine(), _NoRun(), None, registry)
     await linked.aclose()
     return warnings
 
 
-async def preflight(
-    compiled: CompiledBlueprint, workspace: Workspace | None = None, registry: LayerRegistry | None = None
-) -> list[Diagnostic]:
-    """Everything checked before a run starts (middleware config, projection root): the warnings, or
-    `DiagnosticError` for what would make the run fail."""
-    projection_root(compiled, workspace or Workspace())
-    return await link_warnings(compiled, registry)
-
-
-async def run_blueprint(
-    compiled: CompiledBlueprint,
-    init_ctx: Any = None,
+def launch_options(
+    workspace: Workspace,
     *,
-    engine: Engine | None = None,
-    control: RunControl | None = None,
-    journal: Journal | None = None,
-    observer: RunObserver | None = None,
-    externs: Mapping[str, Callable[..., Any]] | None = None,
-    workspace: Workspace | None = None,
-    registry: LayerRegistry | None = None,
-) -> RunResult:
-    """Evaluate the Blueprint's flow to the end (or failure, or cancellation).
-
-    Raises `DiagnosticError` before anything runs if the middleware configuration is invalid.
-    """
-    engine = engine or Engine()
-    control = control or RunControl()
-    linked, _ = link_stack(compiled, engine, control, workspace, registry)
-    try:
-        return await _run(compiled, init_ctx, engine, control, linked, journal, observer, externs, workspace)
-    finally:
-        await linked.aclose()
+    base_dir: Path | None = None,
+    fns: Mapping[str, str] | None = None,
+    source: str | None = None,
+) -> dict[str, Any]:
+    """The launch options a stored run keeps so `compile_launch` rebuilds it exactly."""
+    return {
+        "base_dir": str(base_dir) if base_dir is not None else None,
+        "fns": dict(fns or {}),
+        "source": source,
+        "work_dir": str(workspace.work_dir) if workspace.work_dir else None,
+        "project_root": str(workspace.project_root) if workspace.project_root else None,
+    }
 
 
-async def _run(
-    compiled: CompiledBlueprint,
-    init_ctx: Any,
-    engine: Engine,
-    control: RunControl,
-    linked: LinkedSpawner,
-    journal: Journal | None,
-    observer: RunObserver | None,
-    externs: Mapping[str, Callable[..., Any]] | None,
-    workspace: Workspace | None,
-) -> RunResult:
-    token = engine.attach(f"run-{control.run_id}")
-    dispatcher = EngineDispatcher(
-        engine,
-        token,
-        linked,
-        policies=agent_policies(compiled, workspace),
-        metas={m["name"]: m.get("ctx") for m in compiled.raw.get("metas") or []},
-        run=RunContext(control.run_id),
-        journal=journal,
-        observer=observer,
-    )
-    ctx = initial_ctx(compiled.raw, init_ctx)
-    try:
-        if journal is not None:
-            return await _traced(engine, journal, _evaluate(compiled, ctx, control, linked, dispatcher, externs))
-        return await _evaluate(compiled, ctx, control, linked, dispatcher, externs)
-    finally:
-        engine.close_session(token)
-
-
-TRACED_EVENTS = ("mw.", "attempt_", "task_retry_scheduled", "task_cancelled", "task_suspended", "task_resumed")
-"""Engine events a run's journal keeps: middleware decisions, retries, cancellations, suspensions."""
-
-
-async def _traced(engine: Engine, journal: Journal, run: Coroutine[Any, Any, RunResult]) -> RunResult:
-    """Run `run` while copying the engine events a run's history keeps into its journal."""
-    stream = engine.events(TRACED_EVENTS)
-
-    def copy(event: Event) -> None:
-        journal.trace(
-            event.kind, step_ref=event.data.get("agent"), attempt=event.data.get("attempt"), payload=event.to_json()
-        )
-
-    async def forward() -> None:
-        async for event in stream:
-            copy(event)
-
-    forwarder = asyncio.create_task(forward())
-    try:
-        return await run
-    finally:
-        forwarder.cancel()
-        await asyncio.gather(forwarder, return_exceptions=True)
-        while (event := stream.get_nowait()) is not None:
-            copy(event)
-        stream.close()
-
-
-async def _evaluate(
-    compiled: CompiledBlueprint,
-    ctx: Any,
-    control: RunControl,
-    linked: LinkedSpawner,
-    dispatcher: EngineDispatcher,
-    externs: Mapping[str, Callable[..., Any]] | None,
-) -> RunResult:
-    task = asyncio.create_task(run_flow(compiled.flow, ctx, dispatcher, externs=externs))
-    control._task = task
-    if control.reason is not None:
-        task.cancel()
-    result = RunResult("done", control.run_id)
-    try:
-        result.final_ctx = await asyncio.shield(task)
-    except FlowFailed as exc:
-        failed_step, verdict = exc.failed_step, exc.verdict_value
-        if failed_step is None and dispatcher.last_failure is not None:
-            failed_step, verdict = dispatcher.last_failure
-        result.status = "failed"
-        result.error = {"message": exc.message, "failed_step": failed_step, "verdict_value": verdict}
-        result.partial_ctx = exc.partial_ctx
-        if control.reason is not None:
-            result.status = "cancelled"
-            result.error["message"] = f"run cancelled: {control.reason}"
-    except asyncio.CancelledError:
-        if not task.done():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            raise
-        result.status = "cancelled"
-        result.error = {
-            "message": f"run cancelled: {control.reason or 'cancelled'}",
-            "failed_step": None,
-            "verdict_value": None,
-        }
-    finally:
-        control._task = None
-    if result.status != "cancelled":
-        await linked.drain()
-    result.steps_dispatched = dispatcher.steps_dispatched
-    result.steps_replayed = dispatcher.steps_replayed
-    return result
+def compile_launch(launch: LaunchSnapshot) -> tuple[CompiledBlueprint, Workspace]:
+    """Compile a stored launch snapshot exactly as its first run did; its workspace."""
+    options = launch.options
+    base_dir = Path(options.get("base_dir") or ".")
+    source = options.get("source")
+    fns = fn_registry(options.get("fns") or {}, base_dir, source)
+    compiled = compile_blueprint(launch.blueprint, base_dir=base_dir, fns=fns, source=source)
+    work_dir, project_root = options.get("work_dir"), options.get("project_root")
+    workspace = Workspace(Path(work_dir) if work_dir else None, Path(project_root) if project_root else None)
+    return compiled, workspace
 
 
 __all__ = [
-    "RunControl",
-    "RunResult",
     "Workspace",
     "agent_policies",
+    "compile_launch",
     "initial_ctx",
+    "launch_options",
+    "link_stack",
     "link_warnings",
-    "preflight",
     "projection_root",
-    "run_blueprint",
 ]
