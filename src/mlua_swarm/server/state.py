@@ -12,7 +12,6 @@ from starlette.routing import BaseRoute
 
 from ..blueprint.compiler import CompiledBlueprint, compile_blueprint
 from ..cli.common import fn_registry
-
 from ..core.config import EngineConfig
 from ..core.engine import Engine
 from ..store import Store, open_store
