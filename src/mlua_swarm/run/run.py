@@ -49,8 +49,8 @@ from ..store import (
 )
 from ..tokens import CapToken
 from .dispatcher import AgentPolicy, EngineDispatcher, Journal
-from .launch import Workspace, agent_policies, compile_launch, initial_ctx, launch_options, link_stack
 from .observer import RunObserver
+from .plan import Workspace, agent_policies, compile_launch, initial_ctx, launch_options, link_stack
 
 ResultStatus = Literal["done", "failed", "cancelled"]
 
@@ -412,11 +412,30 @@ async def _give_back(store: Store, plan: ResumePlan) -> None:
     await store.try_transition(plan.run.run_id, RunStatus.RUNNING, plan.previous_status)
 
 
+@dataclass(slots=True)
+class RunControl:
+    """Cancels a `run_blueprint` call from outside (the reason ends up in the result).
+
+    Transitional: new code holds the `Run` and calls `Run.cancel`.
+    """
+
+    run_id: RunId = field(default_factory=RunId.new)
+    reason: str | None = None
+    _run: Run | None = None
+
+    def cancel(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+        if self._run is not None:
+            self._run.cancel(reason)
+
+
 async def run_blueprint(
     compiled: CompiledBlueprint,
     init_ctx: Any = None,
     *,
     engine: Engine | None = None,
+    control: RunControl | None = None,
     journal: Journal | None = None,
     observer: RunObserver | None = None,
     externs: Mapping[str, Callable[..., Any]] | None = None,
@@ -436,10 +455,18 @@ async def run_blueprint(
         externs=externs,
         workspace=workspace,
         registry=registry,
-        run_id=run_id,
+        run_id=control.run_id if control is not None else run_id,
     )
-    async with run:
-        return await run.execute(init_ctx)
+    if control is not None:
+        control._run = run
+        if control.reason is not None:
+            run.cancel(control.reason)
+    try:
+        async with run:
+            return await run.execute(init_ctx)
+    finally:
+        if control is not None:
+            control._run = None
 
 
-__all__ = ["STORE_CANCEL_REASON", "TRACED_EVENTS", "CancelScope", "Run", "RunResult", "run_blueprint"]
+__all__ = ["STORE_CANCEL_REASON", "TRACED_EVENTS", "CancelScope", "Run", "RunControl", "RunResult", "run_blueprint"]
