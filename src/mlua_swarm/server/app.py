@@ -23,6 +23,9 @@ from .state import ServerState
 ROUTE_MODULES: tuple[str, ...] = (
     "mlua_swarm.server.routes_health",
     "mlua_swarm.server.routes_blueprints",
+    "mlua_swarm.server.routes_tasks",
+    "mlua_swarm.server.routes_runs",
+    "mlua_swarm.server.routes_events",
 )
 """Modules contributing routes, in matching order; each defines `routes() -> list[BaseRoute]`."""
 
