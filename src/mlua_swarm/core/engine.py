@@ -479,7 +479,7 @@ class Engine:
         tail.append(event)
         if stage and type(event) is Artifact:
             st.staged.setdefault(attempt, []).append(event.name)
-        if self._bus.active:
+        if self._bus.wants("worker_output"):
             self.publish("worker_output", step_id, attempt=attempt, event=event.to_json())
         projection = st.spec.projection
         if projection is not None:
@@ -515,7 +515,7 @@ class Engine:
         if st is None or not 1 <= attempt <= st.attempt:
             return False
         st.tails.setdefault(attempt, []).append(event)
-        if self._bus.active:
+        if self._bus.wants("worker_output"):
             self.publish("worker_output", step_id, attempt=attempt, event=event.to_json())
         return True
 
