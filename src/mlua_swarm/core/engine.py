@@ -541,6 +541,10 @@ class Engine:
         st = self._steps.get(step_id)
         return dict(st.stats.get(attempt, {})) if st is not None else {}
 
+    def worker_record(self, token: CapToken) -> TokenRecord:
+        """The live record of a token presented from outside: signature, expiry and role checked."""
+        return self._tokens.verify(token, Verb.VERIFY_TOKEN)
+
     def resolve_handle(self, handle: str) -> TokenRecord:
         """The live worker-token record behind a `wh-` handle."""
         return self._tokens.resolve_handle(handle)
