@@ -24,7 +24,7 @@ from ..worker.kinds import InvalidAgentSpec, LinkEnv, agent_kind, known_kinds
 from ..worker.pyfn import function_registry
 from .lints import LINT_DECLS, TUNABLE, lint_key_known, resolve_setting
 from .loader import expand_refs
-from .naming import StepNaming
+from .naming import OutClaim, StepNaming
 from .schema import (
     BUILTIN_AGENT_KINDS,
     AgentDef,
@@ -100,6 +100,26 @@ def compile_blueprint(
         raise DiagnosticError(diagnostics)
     compiled.diagnostics = diagnostics
     return compiled
+
+
+def fn_registry(extra: Mapping[str, str], base_dir: Path, source: str | None = None) -> dict[str, Callable[..., Any]]:
+    """The function ids `rust_fn` agents may name (built-ins, entry points, `--fn ID=module:attr`
+    targets in `extra`); an import failure is an `invalid-option` diagnostic."""
+    try:
+        return function_registry(extra, base_dir)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise DiagnosticError([fn_option_diagnostic(exc, source)]) from None
+
+
+def fn_option_diagnostic(exc: Exception, source: str | None) -> Diagnostic:
+    """A bad `--fn` option (malformed, or naming nothing importable)."""
+    return Diagnostic(
+        "invalid-option",
+        f"--fn: {exc}",
+        location=Location(file=source),
+        hint="pass --fn ID=package.module:function with an importable module",
+        stage="load",
+    )
 
 
 def _parse(expanded: Any) -> tuple[Blueprint, Node]:
@@ -470,9 +490,8 @@ class _Compilation:
             for agent in self.bp.agents
             if agent.meta is not None and agent.meta.projection_name
         }
-        naming, clashes = StepNaming.build(
-            ((step.ref, step.out.keys[0] if step.out.keys else None) for step, _ in self.steps), declared
-        )
+        claims = ((step.ref, OutClaim.of(step.out.keys)) for step, _ in self.steps)
+        naming, clashes = StepNaming.build(claims, declared)
         for clash in clashes:
             message = f"name '{clash.name}' is claimed by steps '{clash.first_ref}' and '{clash.second_ref}'"
             location = Location("step", clash.second_ref, self.first_site.get(clash.second_ref))
@@ -504,4 +523,4 @@ class _Compilation:
             )
 
 
-__all__ = ["CompiledAgent", "CompiledBlueprint", "compile_blueprint"]
+__all__ = ["CompiledAgent", "CompiledBlueprint", "compile_blueprint", "fn_option_diagnostic", "fn_registry"]
