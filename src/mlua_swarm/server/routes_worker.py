@@ -220,7 +220,7 @@ def _check_seat(state: ServerState, call: WorkerCall) -> None:
     hub = state.operators
     check = getattr(hub, "check_submit", None)
     if check is not None:
-        check(call.step_id)
+        check(call.token)
 
 
 async def submit(request: Request) -> Response:
