@@ -545,8 +545,16 @@ class Engine:
         """The live worker-token record behind a `wh-` handle."""
         return self._tokens.resolve_handle(handle)
 
-    def remint_worker_token(self, token: CapToken) -> CapToken:
-        return self._tokens.remint(token, self.config.worker_token_ttl_secs)
+    def remint_worker_token(self, token: CapToken, *, with_handle: bool = False) -> CapToken:
+        """A fresh worker token (and `wh-` handle) for the same step; the caller forgets it when done."""
+        return self._tokens.remint(token, self.config.worker_token_ttl_secs, with_handle=with_handle)
+
+    def handle_of(self, token: CapToken) -> str | None:
+        return self._tokens.handle_of(token)
+
+    def forget_worker_token(self, token: CapToken) -> None:
+        """Drop a re-minted worker token and its handle: later uses are refused."""
+        self._tokens.forget(token)
 
     def set_resource(self, key: str, value: Any) -> None:
         self._resources[key] = value
