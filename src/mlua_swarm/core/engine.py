@@ -451,13 +451,17 @@ class Engine:
         st = self._step(step_id)
         attempt = max(st.attempt, 1)
         view = AgentContextView(step_id, st.spec.agent, attempt)
-        return {
+        payload: dict[str, Any] = {
             "task_id": step_id,
             "attempt": attempt,
             "agent": st.spec.agent,
             "prompt": render_prompt(st.spec.initial_directive),
             "context": view.to_json(),
         }
+        contract = st.spec.verdict or self._contracts.get(st.spec.agent)
+        if isinstance(contract, VerdictContract):
+            payload["verdict"] = {"channel": contract.channel, "values": list(contract.values)}
+        return payload
 
     async def submit_output(
         self, token: CapToken, step_id: StepId, attempt: int, event: OutputEvent, *, stage: bool = False
