@@ -65,3 +65,45 @@ class LoopbackOperator:
     def reply(self, **frame: Any) -> None:
         assert self.conn is not None
         self.hub.receive(self.conn, orjson.dumps(frame))
+
+
+async def on_server(live: Any, fn: Any) -> Any:
+    """Await `fn()` on the live server's loop without blocking this test's loop."""
+
+    async def run() -> Any:
+        return await fn()
+
+    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(run(), live.loop))
+
+
+async def server_launch(
+    live: Any, raw: dict[str, Any], *, sid: str | None = None, desc: str = "pinned by a test", slot: str | None = None
+) -> tuple[Any, Any]:
+    """Start a run of `raw` on the server's engine (pinned to `sid`); returns (run_id, control, task)."""
+    from mlua_swarm.ids import RunId
+    from mlua_swarm.operator.layers import operator_layers
+    from mlua_swarm.run.launch import RunControl, run_blueprint
+
+    async def go() -> tuple[Any, Any]:
+        state = live.state
+        hub = state.operators
+        compiled = state.compile(raw)
+        run_id = RunId.new()
+        declared = [op["name"] for op in raw.get("operators", [])]
+        if sid is not None:
+            await hub.pin(run_id, sid, desc, slot, declared)
+        control = RunControl(run_id)
+        task = asyncio.create_task(
+            run_blueprint(compiled, {}, engine=state.engine, control=control, registry=operator_layers(hub))
+        )
+        return control, task
+
+    control, task = await on_server(live, go)
+    return control, task
+
+
+async def run_result(live: Any, task: Any) -> Any:
+    async def wait() -> Any:
+        return await task
+
+    return await on_server(live, wait)
