@@ -451,13 +451,17 @@ class Engine:
         st = self._step(step_id)
         attempt = max(st.attempt, 1)
         view = AgentContextView(step_id, st.spec.agent, attempt)
-        return {
+        payload: dict[str, Any] = {
             "task_id": step_id,
             "attempt": attempt,
             "agent": st.spec.agent,
             "prompt": render_prompt(st.spec.initial_directive),
             "context": view.to_json(),
         }
+        contract = st.spec.verdict or self._contracts.get(st.spec.agent)
+        if isinstance(contract, VerdictContract):
+            payload["verdict"] = {"channel": contract.channel, "values": list(contract.values)}
+        return payload
 
     async def submit_output(
         self, token: CapToken, step_id: StepId, attempt: int, event: OutputEvent, *, stage: bool = False
@@ -549,8 +553,16 @@ class Engine:
         """The live worker-token record behind a `wh-` handle."""
         return self._tokens.resolve_handle(handle)
 
-    def remint_worker_token(self, token: CapToken) -> CapToken:
-        return self._tokens.remint(token, self.config.worker_token_ttl_secs)
+    def remint_worker_token(self, token: CapToken, *, with_handle: bool = False) -> CapToken:
+        """A fresh worker token (and `wh-` handle) for the same step; the caller forgets it when done."""
+        return self._tokens.remint(token, self.config.worker_token_ttl_secs, with_handle=with_handle)
+
+    def handle_of(self, token: CapToken) -> str | None:
+        return self._tokens.handle_of(token)
+
+    def forget_worker_token(self, token: CapToken) -> None:
+        """Drop a re-minted worker token and its handle: later uses are refused."""
+        self._tokens.forget(token)
 
     def set_resource(self, key: str, value: Any) -> None:
         self._resources[key] = value

@@ -28,6 +28,7 @@ ROUTE_MODULES: tuple[str, ...] = (
     "mlua_swarm.server.routes_events",
     "mlua_swarm.server.routes_worker",
     "mlua_swarm.server.routes_data",
+    "mlua_swarm.server.routes_operators",
 )
 """Modules contributing routes, in matching order; each defines `routes() -> list[BaseRoute]`."""
 

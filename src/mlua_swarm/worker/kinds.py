@@ -13,18 +13,22 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..core.config import EngineConfig
 from .adapter import SpawnerAdapter
+
+if TYPE_CHECKING:
+    from ..services import RuntimeServices
 
 
 class InvalidAgentSpec(ValueError):
     """An agent's `spec` cannot be built; `hint` says how to fix it."""
 
-    def __init__(self, message: str, hint: str | None = None) -> None:
+    def __init__(self, message: str, hint: str | None = None, code: str = "invalid-agent-spec") -> None:
         super().__init__(message)
         self.hint = hint
+        self.code = code
 
 
 @dataclass(slots=True)
@@ -35,6 +39,10 @@ class LinkEnv:
     blueprint: Mapping[str, Any] = field(default_factory=dict)
     fns: dict[str, Callable[..., Any]] = field(default_factory=dict)
     config: EngineConfig = field(default_factory=EngineConfig)
+    services: RuntimeServices | None = None
+    """What the hosting process offers (the server's operator hub); None for a plain `mse run`."""
+    runners: dict[str, Any] = field(default_factory=dict)
+    """Agent name → the Runner it resolved to (inline, `runner_ref`, legacy binding, `default_runner`)."""
 
 
 class AgentKind(ABC):
@@ -51,6 +59,7 @@ _BUILTIN: dict[str, str] = {
     "python": "mlua_swarm.worker.pyfn:PythonKind",
     "lua": "mlua_swarm.worker.lua:LuaKind",
     "subprocess": "mlua_swarm.worker.process:SubprocessKind",
+    "operator": "mlua_swarm.operator.spawner:OperatorAgentKind",
 }
 _LOADED: dict[str, AgentKind] = {}
 
