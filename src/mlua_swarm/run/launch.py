@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..blueprint.compiler import CompiledBlueprint
+from ..blueprint.compiler import CompiledBlueprint, refuse_unavailable_kinds
 from ..core.config import CheckPolicy
 from ..core.engine import Engine, RunContext
 from ..core.events import Event
@@ -147,6 +147,7 @@ async def preflight(
 ) -> list[Diagnostic]:
     """Everything checked before a run starts (middleware config, projection root): the warnings, or
     `DiagnosticError` for what would make the run fail."""
+    refuse_unavailable_kinds(compiled)
     projection_root(compiled, workspace or Workspace())
     return await link_warnings(compiled, registry)
 
@@ -167,6 +168,7 @@ async def run_blueprint(
 
     Raises `DiagnosticError` before anything runs if the middleware configuration is invalid.
     """
+    refuse_unavailable_kinds(compiled)
     engine = engine or Engine()
     control = control or RunControl()
     linked, _ = link_stack(compiled, engine, control, workspace, registry)
