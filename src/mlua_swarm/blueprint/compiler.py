@@ -137,6 +137,26 @@ def refuse_unavailable_kinds(compiled: CompiledBlueprint) -> None:
     )
 
 
+def fn_registry(extra: Mapping[str, str], base_dir: Path, source: str | None = None) -> dict[str, Callable[..., Any]]:
+    """The function ids `rust_fn` agents may name (built-ins, entry points, `--fn ID=module:attr`
+    targets in `extra`); an import failure is an `invalid-option` diagnostic."""
+    try:
+        return function_registry(extra, base_dir)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise DiagnosticError([fn_option_diagnostic(exc, source)]) from None
+
+
+def fn_option_diagnostic(exc: Exception, source: str | None) -> Diagnostic:
+    """A bad `--fn` option (malformed, or naming nothing importable)."""
+    return Diagnostic(
+        "invalid-option",
+        f"--fn: {exc}",
+        location=Location(file=source),
+        hint="pass --fn ID=package.module:function with an importable module",
+        stage="load",
+    )
+
+
 def _parse(expanded: Any) -> tuple[Blueprint, Node]:
     diagnostics: list[Diagnostic] = []
     blueprint: Blueprint | None = None
@@ -538,4 +558,11 @@ class _Compilation:
             )
 
 
-__all__ = ["CompiledAgent", "CompiledBlueprint", "compile_blueprint", "refuse_unavailable_kinds"]
+__all__ = [
+    "CompiledAgent",
+    "CompiledBlueprint",
+    "compile_blueprint",
+    "fn_option_diagnostic",
+    "fn_registry",
+    "refuse_unavailable_kinds",
+]
