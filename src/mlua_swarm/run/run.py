@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal
 
-from ..blueprint.compiler import CompiledBlueprint
+from ..blueprint.compiler import CompiledBlueprint, refuse_unavailable_kinds
 from ..core.config import EngineConfig
 from ..core.engine import Engine, RunContext
 from ..core.events import Event
@@ -282,6 +282,7 @@ class Run:
 
     async def __aenter__(self) -> Run:
         try:
+            refuse_unavailable_kinds(self.compiled)
             if self._engine is None:
                 secret = await self.store.token_secret() if self.store is not None else None
                 self._engine = Engine(EngineConfig(token_secret=secret))
