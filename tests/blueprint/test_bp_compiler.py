@@ -305,7 +305,7 @@ def test_step_naming_collision_with_a_declared_projection_name() -> None:
 
 
 def test_undeclared_naming_clash_is_only_information() -> None:
-    compiled = compile_ok(blueprint(seq(step("a", out="$.r"), step("b", out="$.r.b")), agent("a"), agent("b")))
+    compiled = compile_ok(blueprint(seq(step("a", out="$.r"), step("b", out="$.r")), agent("a"), agent("b")))
     assert only(compiled.diagnostics, "step-naming-collision").level is Level.INFO
     assert compiled.step_names.resolve("r") == "a"
 

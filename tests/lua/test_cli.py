@@ -45,7 +45,7 @@ def test_each_template_builds_lints_clean_and_runs(tmp_path: Path, template: str
 
     lint = run_mse(["bp", "lint", "demo.bp.lua", "--strict"], cwd=tmp_path)
     assert lint.returncode == 0, lint.stderr
-    assert "OK (0 error(s), 0 warning(s))" in lint.stderr
+    assert "bp lint: OK (" in lint.stderr
 
     ran = run_mse(["run", "demo.bp.lua", "--json", "--ephemeral"], cwd=tmp_path)
     assert ran.returncode == 0, ran.stderr

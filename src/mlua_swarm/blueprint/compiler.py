@@ -24,7 +24,7 @@ from ..worker.kinds import InvalidAgentSpec, LinkEnv, agent_kind, known_kinds
 from ..worker.pyfn import function_registry
 from .lints import LINT_DECLS, TUNABLE, lint_key_known, resolve_setting
 from .loader import expand_refs
-from .naming import StepNaming
+from .naming import OutClaim, StepNaming
 from .schema import (
     BUILTIN_AGENT_KINDS,
     AgentDef,
@@ -470,9 +470,8 @@ class _Compilation:
             for agent in self.bp.agents
             if agent.meta is not None and agent.meta.projection_name
         }
-        naming, clashes = StepNaming.build(
-            ((step.ref, step.out.keys[0] if step.out.keys else None) for step, _ in self.steps), declared
-        )
+        claims = ((step.ref, OutClaim.of(step.out.keys)) for step, _ in self.steps)
+        naming, clashes = StepNaming.build(claims, declared)
         for clash in clashes:
             message = f"name '{clash.name}' is claimed by steps '{clash.first_ref}' and '{clash.second_ref}'"
             location = Location("step", clash.second_ref, self.first_site.get(clash.second_ref))

@@ -18,6 +18,7 @@ from typing import Any
 from ..blueprint.compiler import compile_blueprint
 from ..diagnostics import Diagnostic, DiagnosticError, Level
 from ..dsl.runner import build_bp_lua
+from .bp import verdict_line
 from .common import fn_options, fn_registry, report_diagnostics
 
 TEMPLATES = ("pipeline", "single", "verdict", "fanout")
@@ -59,6 +60,7 @@ def build_command(args: argparse.Namespace) -> int:
     report_diagnostics(built.warnings, as_json=False)
     findings = _lint(built.value, args)
     report_diagnostics(findings, as_json=False)
+    print(verdict_line("compile lint", findings, built.value), file=sys.stderr)
     if any(d.level is Level.ERROR for d in findings):
         return EXIT_INVALID
     text = json.dumps(built.value, indent=2, ensure_ascii=False) + "\n"

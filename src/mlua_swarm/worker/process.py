@@ -146,7 +146,7 @@ class ProcessSpawner(SpawnerAdapter):
                 argv, stdin, extra_env, cwd = command.argv, command.stdin, {**self.env, **command.env}, command.cwd
             if cwd is not None and self.base_dir is not None:
                 cwd = os.fspath(self.base_dir / cwd)
-            env = {**os.environ, **_mse_env(ctx, task_id, attempt, token), **extra_env}
+            env = {**os.environ, **_mse_env(ctx, task_id, attempt, token, engine.config.http_base_url), **extra_env}
             env["PYTHONPATH"] = _with_package_path(env.get("PYTHONPATH"))
             loop = asyncio.get_running_loop()
             protocol = _ChildProtocol(loop)
@@ -219,8 +219,9 @@ def _exit_fields(returncode: int | None) -> dict[str, Any]:
     return {"exit_code": returncode}
 
 
-def _mse_env(ctx: Ctx, task_id: StepId, attempt: int, token: CapToken) -> dict[str, str]:
-    """The `MSE_*` variables a child uses to identify itself and call back into the engine."""
+def _mse_env(ctx: Ctx, task_id: StepId, attempt: int, token: CapToken, http: str | None = None) -> dict[str, str]:
+    """The `MSE_*` variables a child uses to identify itself and call back into the engine (`MSE_HTTP`:
+    the server's URL when the run is hosted by `mse serve`)."""
     env = {
         "MSE_TOKEN_AGENT_ID": token.agent_id,
         "MSE_TOKEN_NONCE": token.nonce,
@@ -235,6 +236,8 @@ def _mse_env(ctx: Ctx, task_id: StepId, attempt: int, token: CapToken) -> dict[s
     run_id = ctx.meta.runtime.get("run_id")
     if run_id:
         env["MSE_RUN_ID"] = str(run_id)
+    if http:
+        env["MSE_HTTP"] = http
     return env
 
 
