@@ -23,6 +23,7 @@ from .state import ServerState
 ROUTE_MODULES: tuple[str, ...] = (
     "mlua_swarm.server.routes_health",
     "mlua_swarm.server.routes_blueprints",
+    "mlua_swarm.server.dashboard.routes",
 )
 """Modules contributing routes, in matching order; each defines `routes() -> list[BaseRoute]`."""
 

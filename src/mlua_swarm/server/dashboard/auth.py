@@ -1,10 +1,10 @@
 """Dashboard sign-in and CSRF protection.
 
 When the server has an admin token (it must have one to listen off loopback), a person signs in with
-that token through a form; the token then lives in an HttpOnly, SameSite=Strict cookie and every dashboard page and action
-checks it. Every mutating dashboard request (forms and `fetch` calls alike) carries a CSRF token: an
-HMAC, under a per-process secret, of a random seed kept in its own HttpOnly cookie. A page embeds the
-token; another site can neither read it nor compute it.
+that token through a form; the token then lives in an HttpOnly, SameSite=Strict cookie and every
+dashboard page and action checks it. Every mutating dashboard request (forms and `fetch` calls alike)
+carries a CSRF token: an HMAC, under a per-process secret, of a random seed kept in its own HttpOnly
+cookie. A page embeds the token; another site can neither read it nor compute it.
 """
 
 from __future__ import annotations
@@ -32,24 +32,19 @@ class Guard:
     copy; only the CSRF secret is its own.
     """
 
-    def __init__(self, admin_token: Callable[[], str | None]) -> None:
-        self._admin_token = admin_token
+    def __init__(self, admin_token: Callable[[Request], str | None]) -> None:
+        self.admin_token = admin_token
         self._secret = secrets.token_bytes(32)
 
-    @property
-    def admin_token(self) -> str | None:
-        return self._admin_token()
-
-    @property
-    def required(self) -> bool:
+    def required(self, request: Request) -> bool:
         """Sign-in is needed: the server has an admin token."""
-        return bool(self._admin_token())
+        return bool(self.admin_token(request))
 
     def signed_in(self, request: Request) -> bool:
-        return not self.required or self.token_matches(request.cookies.get(ADMIN_COOKIE, ""))
+        return not self.required(request) or self.token_matches(request, request.cookies.get(ADMIN_COOKIE, ""))
 
-    def token_matches(self, presented: str) -> bool:
-        expected = self._admin_token()
+    def token_matches(self, request: Request, presented: str) -> bool:
+        expected = self.admin_token(request)
         return expected is not None and hmac.compare_digest(presented.encode(), expected.encode())
 
     def seed(self, request: Request) -> tuple[str, bool]:

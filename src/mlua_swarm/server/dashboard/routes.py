@@ -27,6 +27,7 @@ from ...ids import RunId
 from ...store.base import Store
 from ...store.errors import RecordNotFound
 from ...store.records import RunRecord, RunStatus
+from ..http import server
 from .auth import ADMIN_COOKIE, CSRF_FIELD, CSRF_HEADER, SEED_COOKIE, Guard, secure_cookie
 from .views import (
     BlueprintNames,
@@ -56,27 +57,15 @@ class Dashboard:
     """The dashboard of one server process; it reaches the server's state as `request.app.state.server`."""
 
     def __init__(self) -> None:
-        self._current: Any = None
-        self.guard = Guard(lambda: self.config_value("admin_token", None))
+        self.guard = Guard(lambda request: server(request).config.admin_token)
         self.console: Any = None
         self.names = BlueprintNames()
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         self.templates.env.globals["static"] = _static_url
 
-    def server(self, request: Request) -> Any:
-        """The server state behind this request (`ServerState`)."""
-        state = request.app.state.server
-        self._current = state
-        return state
-
-    def store(self, request: Request) -> Store:
-        store: Store = self.server(request).store
-        return store
-
-    def config_value(self, name: str, default: Any) -> Any:
-        state = self._current
-        config = getattr(state, "config", None)
-        return getattr(config, name, default)
+    @staticmethod
+    def store(request: Request) -> Store:
+        return server(request).store
 
     # -- plumbing ---------------------------------------------------------------------------------
 
@@ -87,7 +76,7 @@ class Dashboard:
             csrf=self.guard.csrf_token(seed),
             csrf_field=CSRF_FIELD,
             nav=template.split(".")[0],
-            signed_in_required=self.guard.required,
+            signed_in_required=self.guard.required(request),
         )
         response = self.templates.TemplateResponse(request, template, context)
         if fresh:
@@ -98,7 +87,6 @@ class Dashboard:
         """Wrap a handler with the sign-in check (unless `public`) and, for mutating ones, the CSRF check."""
 
         async def run(request: Request) -> Response:
-            self.server(request)
             if not public and not self.guard.signed_in(request):
                 if api:
                     return JSONResponse({"error": "sign in to the dashboard first"}, status_code=401)
@@ -118,8 +106,9 @@ class Dashboard:
     async def call(self, request: Request, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         """Call one of the server's own `/v1` routes in-process, as the admin; returns (status, JSON body)."""
         headers = {}
-        if self.guard.admin_token:
-            headers["authorization"] = f"Bearer {self.guard.admin_token}"
+        token = self.guard.admin_token(request)
+        if token:
+            headers["authorization"] = f"Bearer {token}"
         transport = httpx.ASGITransport(app=request.app, client=("127.0.0.1", 0))
         async with httpx.AsyncClient(transport=transport, base_url="http://dashboard") as client:
             response = await client.request(method, path, json=body, headers=headers)
@@ -265,9 +254,9 @@ class Dashboard:
         token = form.get("token")
         target = form.get("next")
         target = target if isinstance(target, str) and target.startswith("/") and not target.startswith("//") else "/"
-        if not self.guard.required:
+        if not self.guard.required(request):
             return RedirectResponse(target, status_code=303)
-        if not isinstance(token, str) or not self.guard.token_matches(token):
+        if not isinstance(token, str) or not self.guard.token_matches(request, token):
             error = "That token is not the admin token."
             response = self.page(request, "login.html", "Sign in", next=target, error=error)
             response.status_code = 401
