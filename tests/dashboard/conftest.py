@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 from tests.serverkit import LiveServer, start_server
 
 CHROMIUM = os.environ.get("MSE_CHROMIUM", "/usr/bin/chromium")
@@ -29,6 +29,7 @@ CHROMIUM_ARGS = [
 ]
 DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
 WAIT_MS = 20_000
+expect.set_options(timeout=WAIT_MS)
 
 
 def launch_chromium(playwright: Any) -> Browser:

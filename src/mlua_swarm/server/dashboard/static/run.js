@@ -79,7 +79,7 @@ function buildStep(node, ctx) {
   const meta = el("span", { class: "meta" });
   const button = el("button", { type: "button", class: "n step st-pending", role: "treeitem", "aria-selected": "false",
     "data-ref": node.ref, "data-state": "pending" }, el("span", { class: "ref" }, node.ref), meta);
-  const info = { ref: node.ref, el: button, meta, fanout: ctx.fanout || null, loop: ctx.loop || null, dispatches: [], index: stepCount++ };
+  const info = { ref: node.ref, node, el: button, meta, fanout: ctx.fanout || null, loop: ctx.loop || null, dispatches: [], index: stepCount++ };
   button.addEventListener("click", () => select(info, null));
   if (!nodesByRef.has(node.ref)) nodesByRef.set(node.ref, []);
   nodesByRef.get(node.ref).push(info);
@@ -126,7 +126,8 @@ function paintStep(info) {
     const e = last.entries[last.entries.length - 1];
     if (e.attempt > 1) bits.push(`attempt ${e.attempt}`);
     if (e.duration_ms !== null && e.duration_ms !== undefined) bits.push(duration(e.duration_ms / 1000));
-  } else if (state === "running") bits.push("running");
+  } else if (last && last.elapsed !== undefined && last.elapsed !== null) bits.push(duration(last.elapsed / 1000));
+  else if (state === "running") bits.push("running");
   info.meta.textContent = bits.join(" · ");
   button.dataset.count = String(info.dispatches.length);
   button.setAttribute("aria-label", `${info.ref}: ${state}${bits.length ? ", " + bits.join(", ") : ""}`);
@@ -254,6 +255,8 @@ function addTrace(events) {
   for (const ev of events) {
     if (ev.seq <= traceSeq) continue;
     traceSeq = ev.seq;
+    if (FINISH_KINDS.has(ev.kind)) finished = true;
+    else if (RESTART_KINDS.has(ev.kind)) finished = false;
     const payload = ev.payload === null || ev.payload === undefined ? "" : JSON.stringify(ev.payload);
     rows.push(el("tr", null, el("td", { class: "num" }, ev.seq), el("td", { class: "num" }, clock(ev.ts)),
       el("td", { class: "mono" }, ev.kind), el("td", null, ev.step_ref || ""), el("td", { class: "num" }, ev.attempt ?? ""),
@@ -281,10 +284,15 @@ function liveEvent(kind, payload) {
     if (!d.entries.length && d.status === "pending") { d.status = "running"; touch(d); }
   } else if (/step[._]finished/.test(kind) && agent && payload.status) {
     const d = dispatchFor(stepId, agent);
-    if (!d.entries.length) { d.status = payload.status; touch(d); }
+    if (!d.entries.length) { d.status = payload.status; d.elapsed = payload.elapsed_ms; touch(d); }
   }
 }
 
+const FINISH_KINDS = new Set(["core.run_finished", "core.run_interrupted"]);
+const RESTART_KINDS = new Set(["core.run_started", "core.run_resumed", "core.run_rerun"]);
+const QUIET_POLLS = 5;
+let finished = false;   // the trace says the run's driver is done: nothing more will come
+let quiet = 0;          // refreshes in a row that brought nothing new
 let inflight = false;
 let again = false;
 let timer = null;
@@ -299,8 +307,9 @@ async function refresh() {
     addTrace(u.trace);
     paintRun(u.run, u.now);
     flush();
-    setLive(!TERMINAL.has(u.run.status));
-    if (TERMINAL.has(u.run.status)) stopLive();
+    quiet = u.steps.length || u.trace.length ? 0 : quiet + 1;
+    if (finished || (TERMINAL.has(u.run.status) && quiet >= QUIET_POLLS)) stopLive();
+    setLive(!finished && !TERMINAL.has(u.run.status));
   } catch {
     setLive(false);
   } finally {
@@ -320,7 +329,7 @@ let source = null;
 let poller = null;
 
 function startLive() {
-  if (TERMINAL.has(runStatus)) return;
+  if (finished) return;
   source = new EventSource(`/v1/runs/${run.run_id}/events`);
   source.onopen = () => setLive(true);
   source.onmessage = (m) => onStream("message", m.data);
@@ -340,6 +349,7 @@ function onStream(name, text) {
     const inner = msg.data && typeof msg.data === "object" ? msg.data : {};
     liveEvent(kind, { ...inner, step: msg.step, attempt: msg.attempt ?? inner.attempt });
     flush();
+    if (FINISH_KINDS.has(kind) && source) { source.close(); source = null; }
   }
   schedule();
 }
@@ -409,6 +419,7 @@ function showDetail() {
     document.getElementById("rerun-step").form.requestSubmit();
   });
   parts.push(el("div", { class: "actions" }, rerun));
+  parts.push(kv([["input", el("code", null, exprText(info.node.in).slice(0, 300))], ["writes", el("code", null, exprText(info.node.out))]]));
   if (!list.length) parts.push(el("p", { class: "muted" }, "Not dispatched yet."));
   const shown = list.slice(-20);
   if (list.length > shown.length) parts.push(el("p", { class: "muted" }, `Showing the last ${shown.length} of ${list.length} dispatches.`));
@@ -457,6 +468,6 @@ for (const g of groups) dirtyGroups.add(g);
 paintRun(data.run, data.now);
 flush();
 startLive();
-setLive(!TERMINAL.has(runStatus));
+setLive(!finished);
 performance.mark("mse-drawn");
 window.mseRun = { ready: true, dispatches, refresh };
