@@ -44,6 +44,7 @@ CHROMIUM_ARGS = [
 ]
 LISTENING = re.compile(r"mse serve: listening on (\S+)")
 RENDER_BUDGET_MS = 1000.0
+SRC = Path(__file__).resolve().parents[1] / "src"
 
 
 def P(at: str) -> dict[str, Any]:
@@ -86,6 +87,7 @@ class Server:
 
     def __init__(self, home: Path) -> None:
         env = {**os.environ, "MSE_HOME": str(home)}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")]))
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mlua_swarm", "serve", "--bind", "127.0.0.1:0", "--log-level", "warning"],
             stdout=subprocess.DEVNULL,
