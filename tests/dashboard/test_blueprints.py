@@ -34,6 +34,7 @@ def test_the_blueprint_diff_shows_a_changed_agent(server: LiveServer, page: Page
     expect(page.locator("#diff .d-add")).to_contain_text("REVISE")
     expect(page.locator("#diff .d-del")).to_contain_text("PASS")
     expect(page.locator("pre.source")).to_contain_text("REVISE")
+    page.evaluate("window.scrollTo(0, document.getElementById('diff-h').offsetTop - 70)")
     shoot(page, "blueprint")
 
     page.locator("#diff-a").select_option(index=1)
