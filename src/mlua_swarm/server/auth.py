@@ -19,8 +19,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .errors import BodyTooLarge
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-OWN_CREDENTIAL_PREFIXES: tuple[str, ...] = ("/v1/worker/", "/v1/data/", "/v1/operators")
-"""Routes that check a worker token or an operator bearer themselves."""
+OWN_CREDENTIAL_PREFIXES: tuple[str, ...] = ("/v1/worker/", "/v1/data/", "/v1/operators", "/ui/")
+"""Routes that check a worker token, an operator bearer, or (the dashboard's) a sign-in cookie and CSRF token."""
 
 
 RETIRED_HANDLES = 10_000
