@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from ..core.config import EngineConfig
 from .adapter import SpawnerAdapter
@@ -23,8 +23,8 @@ if TYPE_CHECKING:
     from ..core.ctx import Ctx
     from ..core.engine import Engine
     from ..ids import StepId
-    from ..tokens import CapToken
     from ..services import RuntimeServices
+    from ..tokens import CapToken
     from . import Worker
 
 
