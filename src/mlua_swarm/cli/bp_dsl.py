@@ -93,7 +93,12 @@ def build_command(args: argparse.Namespace) -> int:
 
 
 def lint_built(
-    value: dict[str, Any], file: Path, *, includes: Sequence[Path] = (), strict_embed: bool = False, fns: Sequence[str] = ()
+    value: dict[str, Any],
+    file: Path,
+    *,
+    includes: Sequence[Path] = (),
+    strict_embed: bool = False,
+    fns: Sequence[str] = (),
 ) -> list[Diagnostic]:
     """Compile a built value as `bp build` lints it: an unresolved reference is only a warning
     (the JSON keeps it) unless `strict_embed`."""

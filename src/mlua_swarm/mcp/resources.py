@@ -13,7 +13,7 @@ from mcp.server.mcpserver.tools import Tool
 
 from ..blueprint.schema import blueprint_json_schema
 
-SAMPLES_DIR = "examples/samples"
+SAMPLES_DIR = "samples"
 """Where the bundled sample Blueprints live inside the `mlua_swarm` package."""
 
 SAMPLE_SUFFIXES = (".bp.lua", ".json", ".yaml", ".yml")
@@ -28,7 +28,9 @@ def sample_files() -> list[Traversable]:
     folder = resources.files("mlua_swarm").joinpath(SAMPLES_DIR)
     if not folder.is_dir():
         return []
-    return sorted((f for f in folder.iterdir() if f.is_file() and f.name.endswith(SAMPLE_SUFFIXES)), key=lambda f: f.name)
+    return sorted(
+        (f for f in folder.iterdir() if f.is_file() and f.name.endswith(SAMPLE_SUFFIXES)), key=lambda f: f.name
+    )
 
 
 def sample_key(name: str) -> str:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.engine import Engine
-from ..run.launch import RunControl, RunResult
+from ..run import Run, RunResult
 from .http import ServerApi, server_url
 
 
@@ -16,7 +16,7 @@ from .http import ServerApi, server_url
 class LocalRun:
     """An inline or file run executing inside this process."""
 
-    control: RunControl
+    run: Run
     blueprint_id: str | None
     started_at: float = field(default_factory=time.time)
     task: asyncio.Task[RunResult] | None = None
@@ -57,7 +57,7 @@ class McpState:
     async def aclose(self) -> None:
         for run in self.runs.values():
             if run.task is not None and not run.task.done():
-                run.control.cancel("mse mcp is shutting down")
+                run.run.cancel("mse mcp is shutting down")
         pending = [r.task for r in self.runs.values() if r.task is not None and not r.task.done()]
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)

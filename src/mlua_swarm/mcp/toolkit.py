@@ -13,11 +13,12 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
+from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -80,7 +81,8 @@ def strict_tool(spec: ToolSpec) -> Tool:
     )
     tool = Tool.from_function(spec.fn, name=spec.name, description=description, annotations=annotations)
     base = tool.fn_metadata.arg_model
-    strict = type(base.__name__, (base,), {"model_config": ConfigDict(extra="forbid", arbitrary_types_allowed=True)})
+    config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+    strict = cast(type[ArgModelBase], type(base.__name__, (base,), {"model_config": config}))
     tool.fn_metadata.arg_model = strict
     tool.parameters = strict.model_json_schema()
     return tool
@@ -117,6 +119,7 @@ class ArgumentCheck:
         arguments = ctx.params.get("arguments") or {}
         if tool is None or not isinstance(arguments, dict):
             return await call_next(ctx)
+        assert isinstance(name, str)
         try:
             tool.fn_metadata.validate_arguments(arguments)
         except ValidationError as exc:

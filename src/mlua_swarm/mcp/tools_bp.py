@@ -13,7 +13,7 @@ from ..blueprint.agent_md import AgentMdError, parse_agent_md
 from ..blueprint.compiler import CompiledBlueprint, compile_blueprint
 from ..blueprint.loader import expand_refs, load_blueprint_source
 from ..blueprint.schema import blueprint_json_schema
-from ..cli.bp_dsl import TEMPLATES, lint_built, scaffold_target, template_text
+from ..cli.bp_dsl import TemplateError, lint_built, render_template
 from ..diagnostics import Diagnostic, DiagnosticError, Level
 from ..dsl.runner import build_bp_lua
 from .state import McpState
@@ -31,6 +31,9 @@ LocalPath = Annotated[
 Includes = Annotated[
     list[str] | None, Field(description="Extra folders searched for `$file` / `$agent_md` references.")
 ]
+
+TemplateName = Literal["fanout", "pipeline", "single", "verdict"]
+"""The templates `mse bp new` ships (a test keeps this in step with `template_names()`)."""
 
 WARN_BYTES, WARN_LINES, BLOCK_BYTES, BLOCK_LINES = 25 * 1024, 200, 50 * 1024, 500
 TEMPLATE_VAR = re.compile(r"{{\s*([A-Za-z_][\w.]*)")
@@ -142,7 +145,10 @@ def explain(raw: dict[str, Any], compiled: CompiledBlueprint | None, name: str, 
     runner = compiled_agent.runner.model_dump(exclude_none=True) if compiled_agent and compiled_agent.runner else None
     variant = (runner or {}).get("variant") or profile.get("worker_binding")
     ctx_keys: dict[str, Any] = {}
-    for tier, layer in (("blueprint_default_agent_ctx", raw.get("default_agent_ctx")), ("agent_meta_ctx", meta.get("ctx"))):
+    for tier, layer in (
+        ("blueprint_default_agent_ctx", raw.get("default_agent_ctx")),
+        ("agent_meta_ctx", meta.get("ctx")),
+    ):
         if isinstance(layer, dict):
             for key, value in layer.items():
                 ctx_keys[key] = {"value": value, "winning_tier": tier}
@@ -208,40 +214,61 @@ The same schema is the resource mse://api/blueprint-schema. Takes no arguments."
 
     async def bp_new(
         template: Annotated[
-            Literal["pipeline", "single", "verdict", "fanout"],
-            Field(description="Which scaffold: pipeline (chained stages with a halt gate), single (one agent), "
-            "verdict (review loop until PASS), fanout (parallel branches, then an aggregate)."),
+            TemplateName,
+            Field(
+                description="Which scaffold: pipeline (chained stages), single (one agent), "
+                "verdict (a review loop until PASS), fanout (parallel branches, then an aggregate)."
+            ),
         ],
-        name: Annotated[str, Field(min_length=1, description="The Blueprint id; the script is written as NAME.bp.lua.")],
+        name: Annotated[
+            str, Field(min_length=1, max_length=200, description="The Blueprint id (letters, digits, _ - .).")
+        ],
+        stages: Annotated[
+            list[str] | None,
+            Field(description="Stage names for pipeline, verdict and fanout (default: the template's)."),
+        ] = None,
+        agent: Annotated[str | None, Field(description="The agent name for the single template.")] = None,
+        operator: Annotated[
+            str | None,
+            Field(description="Make the agents operator agents of this operator seat (you execute them via spawns)."),
+        ] = None,
+        binding: Annotated[
+            str | None, Field(description="The worker binding of operator agents (implies operator agents).")
+        ] = None,
         out: Annotated[
             str | None,
             Field(description="Write the script to this path (relative to mse mcp's folder) instead of returning it."),
         ] = None,
         force: Annotated[bool, Field(description="Overwrite `out` when it exists.")] = False,
     ) -> dict[str, Any]:
-        assert template in TEMPLATES
-        target = scaffold_target(name)
-        if target is None:
+        try:
+            script = render_template(template, name, stages=stages, agent=agent, operator=operator, binding=binding)
+        except TemplateError as exc:
             raise ToolFailure(
-                "invalid-name", f"{name!r} is not a usable Blueprint id", "use letters, digits, '-' and '_', e.g. my-bp"
-            )
-        default_path, blueprint_id = target
-        script = template_text(template, blueprint_id)
+                "invalid-arguments", str(exc), "use letters, digits, '-' and '_' in names, e.g. review-notes"
+            ) from None
         if out is None:
-            return {"status": "ok", "blueprint_id": blueprint_id, "script": script, "next": "save it, then bp_build"}
+            return {
+                "status": "ok",
+                "blueprint_id": name,
+                "script": script,
+                "next": "save it as a .bp.lua, then bp_build",
+            }
         path = Path(out).expanduser()
         if path.is_dir():
-            path = path / default_path.name
+            path = path / f"{name}.bp.lua"
         if path.exists() and not force:
             raise ToolFailure("file-exists", f"{path} exists", "pass force=true to overwrite it, or choose another out")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(script, encoding="utf-8")
         except OSError as exc:
-            raise ToolFailure("write-failed", f"cannot write {path}: {exc.strerror}", "choose a writable out path") from None
+            raise ToolFailure(
+                "write-failed", f"cannot write {path}: {exc.strerror}", "choose a writable out path"
+            ) from None
         return {
             "status": "ok",
-            "blueprint_id": blueprint_id,
+            "blueprint_id": name,
             "path": str(path.resolve()),
             "next": f'edit the agents, then bp_build {{"script_path": "{path}"}}',
         }
@@ -253,7 +280,9 @@ The same schema is the resource mse://api/blueprint-schema. Takes no arguments."
             """Start a new Blueprint from a scaffold: writes NAME.bp.lua (Lua DSL) or returns its text.
 
 Use it when the user wants a new flow and has no script yet. The scaffolds run as they are (their
-agents are small Lua functions); replace the agents with real ones, then call bp_build.""",
+agents are small Lua functions); replace the agents with real ones, then call bp_build. Pass
+`operator` (a seat name such as "main-ai") to get operator agents instead: each of their steps
+comes to you as a spawn through mse_pending_wait.""",
             {"template": "pipeline", "name": "review-notes", "out": "review-notes.bp.lua"},
         )
     )
@@ -280,9 +309,7 @@ agents are small Lua functions); replace the agents with real ones, then call bp
                 first_hint(exc.diagnostics) or "fix the Lua error at the reported line and build again",
                 {"stage": "build", "diagnostics": diagnostics_json(exc.diagnostics)},
             ) from None
-        findings = lint_built(
-            built.value, file, includes=[Path(p) for p in include or []], strict_embed=strict_embed
-        )
+        findings = lint_built(built.value, file, includes=[Path(p) for p in include or []], strict_embed=strict_embed)
         if any(d.level is Level.ERROR for d in findings):
             raise ToolFailure(
                 "lint-failed",
@@ -301,7 +328,9 @@ agents are small Lua functions); replace the agents with real ones, then call bp
             try:
                 Path(out).write_text(json.dumps(built.value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
             except OSError as exc:
-                raise ToolFailure("write-failed", f"cannot write {out}: {exc.strerror}", "choose a writable path") from None
+                raise ToolFailure(
+                    "write-failed", f"cannot write {out}: {exc.strerror}", "choose a writable path"
+                ) from None
             result["out"] = out
         if not register:
             result["blueprint"] = built.value
@@ -339,7 +368,12 @@ diagnostic, and a fix hint.""",
     ) -> dict[str, Any]:
         raw, base_dir, label = await blueprint_source(state, id, path, bind, include)
         compiled, diagnostics = try_compile(raw, base_dir, label)
-        limits = {"warn_bytes": warn_bytes, "warn_lines": warn_lines, "block_bytes": block_bytes, "block_lines": block_lines}
+        limits = {
+            "warn_bytes": warn_bytes,
+            "warn_lines": warn_lines,
+            "block_bytes": block_bytes,
+            "block_lines": block_lines,
+        }
         agents = []
         for agent in agent_entries(raw):
             facts = prompt_facts(str((agent.get("profile") or {}).get("system_prompt") or ""))
@@ -417,7 +451,9 @@ stored under, and, when it names a worker variant, which declared tools its wrap
         bp_id: Annotated[str | None, Field(description="A Blueprint registered on mse serve.")] = None,
         path: LocalPath = None,
         bind: Bind = None,
-        wrapper_dir: Annotated[str, Field(description="Folder of worker wrapper files <variant>.md.")] = ".claude/agents",
+        wrapper_dir: Annotated[
+            str, Field(description="Folder of worker wrapper files <variant>.md.")
+        ] = ".claude/agents",
         include: Includes = None,
     ) -> dict[str, Any]:
         raw, base_dir, label = await blueprint_source(state, bp_id, path, bind, include)

@@ -20,9 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..blueprint.compiler import CompiledBlueprint, compile_blueprint
 from ..blueprint.loader import load_blueprint_source
-from ..diagnostics import DiagnosticError
+from ..diagnostics import Diagnostic, DiagnosticError
 from ..ids import StepId
-from ..run.launch import RunControl, RunResult, Workspace, preflight, run_blueprint
+from ..run import Run, RunResult, Workspace
 from .state import LocalRun, McpState
 from .toolkit import ToolBox, ToolFailure, ToolSpec
 from .tools_bp import Bind, first_hint, local_path
@@ -94,6 +94,24 @@ def compile_selected(blueprint: InlineBlueprint | FileBlueprint) -> CompiledBlue
         ) from None
 
 
+async def execute_local(
+    run: Run, local: LocalRun, changed: asyncio.Event, init_ctx: Any, entered: asyncio.Future[list[Diagnostic]]
+) -> RunResult:
+    """Enter and execute `run`; `entered` resolves with its link warnings once it started (or with
+    the error that kept it from starting)."""
+    try:
+        async with run:
+            entered.set_result(list(run.warnings))
+            return await run.execute(init_ctx)
+    except BaseException as exc:
+        if not entered.done():
+            if isinstance(exc, Exception):
+                entered.set_exception(exc)
+            else:
+                entered.cancel()
+        raise
+
+
 def local_report(run_id: str, run: LocalRun) -> dict[str, Any]:
     """swarm_status for a run of this process."""
     report: dict[str, Any] = {
@@ -102,7 +120,7 @@ def local_report(run_id: str, run: LocalRun) -> dict[str, Any]:
         "blueprint_id": run.blueprint_id,
         "steps_done": run.steps_done,
         "steps_running": sorted(run.steps_running),
-        "cancel_requested": run.control.reason is not None,
+        "cancel_requested": run.run.cancel_reason is not None,
     }
     if run.task is None or not run.task.done():
         report["status"] = "running"
@@ -174,26 +192,25 @@ def add_run_tools(box: ToolBox, state: McpState) -> None:
         workspace: Workspace,
     ) -> dict[str, Any]:
         compiled = compile_selected(blueprint)
+        run = Run(compiled, engine=state.engine, workspace=workspace)
+        local = LocalRun(run, str(compiled.raw.get("id") or "") or None)
+        changed = asyncio.Event()
+        run.observer = StepTally(local, changed)
+        entered: asyncio.Future[list[Diagnostic]] = asyncio.get_running_loop().create_future()
+        local.task = asyncio.create_task(
+            execute_local(run, local, changed, init_ctx, entered), name=f"mse-mcp-run-{run.run_id}"
+        )
+        local.task.add_done_callback(lambda _t: changed.set())
         try:
-            warnings = compiled.diagnostics + await preflight(compiled, workspace)
+            warnings = compiled.diagnostics + await entered
         except DiagnosticError as exc:
+            await asyncio.gather(local.task, return_exceptions=True)
             raise ToolFailure(
                 "invalid-blueprint",
                 "the Blueprint cannot run:\n" + "\n".join(d.render() for d in exc.diagnostics),
                 first_hint(exc.diagnostics),
             ) from None
-        control = RunControl()
-        run_id = str(control.run_id)
-        local = LocalRun(control, str(compiled.raw.get("id") or "") or None)
-        changed = asyncio.Event()
-        local.task = asyncio.create_task(
-            run_blueprint(
-                compiled, init_ctx, engine=state.engine, control=control, observer=StepTally(local, changed),
-                workspace=workspace,
-            ),
-            name=f"mse-mcp-run-{run_id}",
-        )
-        local.task.add_done_callback(lambda _t: changed.set())
+        run_id = str(run.run_id)
         state.runs[run_id] = local
         warned = [d.to_json() for d in warnings]
         if detach:
@@ -207,12 +224,12 @@ def add_run_tools(box: ToolBox, state: McpState) -> None:
         try:
             finished = await wait_with_progress(ctx, task.done, changed, describe, timeout_secs)
         except BaseException:
-            control.cancel("the MCP client cancelled the swarm_run call")
+            run.cancel("the MCP client cancelled the swarm_run call")
             with anyio.CancelScope(shield=True):
                 await asyncio.wait({task})
             raise
         if not finished:
-            control.cancel(f"swarm_run timed out after {timeout_secs:g}s")
+            run.cancel(f"swarm_run timed out after {timeout_secs:g}s")
             await asyncio.wait({task})
         report = local_report(run_id, local)
         report["warnings"] = warned
@@ -390,7 +407,7 @@ on mse serve (any driver's).""",
     ) -> dict[str, Any]:
         local = state.runs.get(run_id)
         if local is not None:
-            local.control.cancel(reason)
+            local.run.cancel(reason)
             if local.task is not None:
                 await asyncio.wait({local.task})
             return local_report(run_id, local)
@@ -439,7 +456,8 @@ def bare_inline(value: dict[str, Any]) -> InlineBlueprint:
         raise ToolFailure(
             "invalid-arguments",
             f"blueprint.kind is {value.get('kind')!r} but the selector's other keys do not match it",
-            'use {"kind": "inline", "blueprint": {...}}, {"kind": "file", "path": "..."} or {"kind": "id", "id": "..."}',
+            'use {"kind": "inline", "blueprint": {...}}, {"kind": "file", "path": "..."} '
+            'or {"kind": "id", "id": "..."}',
         )
     return InlineBlueprint(kind="inline", blueprint=value)
 

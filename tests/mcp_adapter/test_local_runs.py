@@ -8,7 +8,7 @@ from typing import Any
 
 import anyio
 
-from tests.mcp.conftest import mse_mcp, payload
+from tests.mcp_adapter.conftest import mse_mcp, payload
 from tests.process.helpers import alive, watch_exit
 
 
@@ -40,9 +40,7 @@ async def test_detached_run_is_cancelled_for_real(tmp_path: Path) -> None:
     fifo = tmp_path / "pid"
     os.mkfifo(fifo)
     async with mse_mcp(tmp_path) as client:
-        started = payload(
-            await client.call_tool("swarm_run", {"blueprint": sleeper_blueprint(fifo), "detach": True})
-        )
+        started = payload(await client.call_tool("swarm_run", {"blueprint": sleeper_blueprint(fifo), "detach": True}))
         assert started["status"] == "running"
         pid = await read_pid(fifo)
         async with watch_exit(pid) as exited:
@@ -57,10 +55,11 @@ async def test_detached_run_is_cancelled_for_real(tmp_path: Path) -> None:
 async def test_blocking_run_reports_progress_and_stops_when_the_client_cancels(tmp_path: Path) -> None:
     fifo = tmp_path / "pid"
     os.mkfifo(fifo)
-    notes: list[tuple[float, float | None, str | None]] = []
+    sleeping_reported = anyio.Event()
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
-        notes.append((progress, total, message))
+        if message and "running: sleep" in message:
+            sleeping_reported.set()
 
     async with mse_mcp(tmp_path) as client, anyio.create_task_group() as tg:
         pid_box: list[int] = []
@@ -77,12 +76,13 @@ async def test_blocking_run_reports_progress_and_stops_when_the_client_cancels(t
         scope = anyio.CancelScope()
         tg.start_soon(_cancellable, call, scope)
         await got_pid.wait()
+        with anyio.fail_after(30):
+            await sleeping_reported.wait()
         async with watch_exit(pid_box[0]) as exited:
             scope.cancel()
             with anyio.fail_after(30):
                 await exited
         assert not alive(pid_box[0])
-        assert any(message and "running: sleep" in message for _, _, message in notes)
 
 
 async def _cancellable(call: Any, scope: anyio.CancelScope) -> None:

@@ -5,11 +5,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.mcp.conftest import error_text, mse_mcp, payload
+from tests.mcp_adapter.conftest import error_text, mse_mcp, payload
 
 FN_BP = {
     "id": "echo",
-    "flow": {"kind": "step", "ref": "upper", "in": {"op": "path", "at": "$.text"}, "out": {"op": "path", "at": "$.out"}},
+    "flow": {
+        "kind": "step",
+        "ref": "upper",
+        "in": {"op": "path", "at": "$.text"},
+        "out": {"op": "path", "at": "$.out"},
+    },
     "agents": [{"name": "upper", "kind": "lua", "spec": {"source": "return string.upper(_PROMPT)"}}],
 }
 
@@ -18,17 +23,19 @@ async def test_blueprint_authoring_without_server(tmp_path: Path) -> None:
     async with mse_mcp(tmp_path) as client:
         schema = payload(await client.call_tool("bp_schema", {}))
         assert "agents" in schema["properties"]
-        new = payload(await client.call_tool("bp_new", {"template": "pipeline", "name": "notes", "out": "notes.bp.lua"}))
+        new = payload(
+            await client.call_tool("bp_new", {"template": "pipeline", "name": "notes", "out": "notes.bp.lua"})
+        )
         assert Path(new["path"]) == tmp_path / "notes.bp.lua"
         built = payload(await client.call_tool("bp_build", {"script_path": "notes.bp.lua", "register": False}))
         assert built["status"] == "ok" and built["blueprint"]["id"] == "notes"
         doctor = payload(await client.call_tool("bp_doctor", {"path": "notes.bp.lua"}))
         assert doctor["compiles"] and doctor["verdict"] == "OK"
-        assert {a["name"] for a in doctor["agents"]} == {"drafter", "reviewer", "publisher"}
-        explained = payload(await client.call_tool("bp_explain_agent", {"path": "notes.bp.lua", "agent": "reviewer"}))
+        assert {a["name"] for a in doctor["agents"]} == {"draft", "review", "publish"}
+        explained = payload(await client.call_tool("bp_explain_agent", {"path": "notes.bp.lua", "agent": "review"}))
         assert explained["kind"] == "lua" and explained["tool_drift"] is None
         rows = payload(await client.call_tool("bp_explain_agents", {"path": "notes.bp.lua"}))
-        assert [r["agent"] for r in rows["agents"]] == ["drafter", "reviewer", "publisher"]
+        assert [r["agent"] for r in rows["agents"]] == ["draft", "review", "publish"]
 
 
 async def test_swarm_run_inline_and_file(tmp_path: Path) -> None:
@@ -43,7 +50,9 @@ async def test_swarm_run_inline_and_file(tmp_path: Path) -> None:
         bare = payload(await client.call_tool("swarm_run", {"blueprint": FN_BP, "init_ctx": {"text": "bare"}}))
         assert bare["final_ctx"]["out"] == "BARE"
         from_file = payload(
-            await client.call_tool("swarm_run", {"blueprint": {"kind": "file", "path": "echo.json"}, "init_ctx": {"text": "f"}})
+            await client.call_tool(
+                "swarm_run", {"blueprint": {"kind": "file", "path": "echo.json"}, "init_ctx": {"text": "f"}}
+            )
         )
         assert from_file["final_ctx"]["out"] == "F"
         status = payload(await client.call_tool("swarm_status", {"run_id": from_file["run_id"]}))
