@@ -16,7 +16,7 @@ from .toolkit import ToolFailure
 DEFAULT_SERVER = "http://127.0.0.1:7777"
 REQUEST_TIMEOUT = 30.0
 
-_STATUS_HINTS = {
+STATUS_HINTS = {
     400: "the server refused the request as malformed; read the error and fix the argument it names",
     401: "the bearer was missing or wrong; join again with mse_operator_join and use the sid it returns",
     404: "nothing by that id on this server; check the id (mse_doctor lists registered Blueprints)",
@@ -99,9 +99,9 @@ def decode(response: httpx.Response, what: str) -> Any:
     raise ToolFailure(
         f"http-{response.status_code}",
         f"{what} answered {response.status_code}: {message or body or response.reason_phrase}",
-        hint or _STATUS_HINTS.get(response.status_code),
+        hint or STATUS_HINTS.get(response.status_code),
         details,
     )
 
 
-__all__ = ["DEFAULT_SERVER", "ServerApi", "decode", "server_url"]
+__all__ = ["DEFAULT_SERVER", "STATUS_HINTS", "ServerApi", "decode", "server_url"]

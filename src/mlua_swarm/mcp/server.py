@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from mcp.server.mcpserver import MCPServer
 
 from .resources import all_resources
-from .state import McpState
+from .state import McpState, package_version
 from .toolkit import ArgumentCheck, ToolBox
 from .tools_bp import add_blueprint_tools
+from .tools_operator import add_operator_tools
 from .tools_run import add_run_tools
 
 INSTRUCTIONS = """mlua-swarm (mse) runs Blueprints: declarative flows whose steps are dispatched to
@@ -23,19 +23,13 @@ Drive operator steps: mse_operator_join, swarm_run by id, then loop mse_pending_
 mse_ack. Guides: resources mse://guides/getting-started and mse://guides/operator-execution-model."""
 
 
-def package_version() -> str:
-    try:
-        return version("mlua-swarm")
-    except PackageNotFoundError:
-        return "0"
-
-
 def build_server(state: McpState | None = None) -> MCPServer[Any]:
     """The MCP server with every tool and resource; `state` is shared by all tool calls."""
     state = state or McpState()
     box = ToolBox()
     add_blueprint_tools(box, state)
     add_run_tools(box, state)
+    add_operator_tools(box, state)
     tools = box.tools()
 
     @asynccontextmanager
