@@ -1,12 +1,16 @@
-"""`mse mcp`: serve the engine's MCP tools to an AI assistant (stdio by default)."""
+"""`mse mcp`: serve the engine's MCP tools to an AI assistant (stdio by default; see docs/mcp.md)."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import socket
+import sys
 from typing import Any
 
 from .common import EXIT_OK
+
+MCP_PATH = "/mcp"
 
 
 def register(sub: Any) -> None:
@@ -17,7 +21,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--transport", choices=["stdio", "streamable-http"], default="stdio", help="default: stdio")
     p.add_argument("--host", default="127.0.0.1", help="streamable-http: address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=7788, help="streamable-http: port (default 7788)")
+    p.add_argument("--port", type=int, default=7788, help="streamable-http: port, 0 picks a free one (default 7788)")
     p.add_argument("--server", metavar="URL", help="mse serve base URL (default: $MSE_HTTP or http://127.0.0.1:7777)")
     p.set_defaults(handler=main)
 
@@ -30,8 +34,16 @@ def main(args: argparse.Namespace) -> int:
     server = build_server()
     if args.transport == "stdio":
         server.run("stdio")
-    else:
-        server.run("streamable-http", host=args.host, port=args.port)
+        return EXIT_OK
+    import anyio
+    import uvicorn
+
+    listener = socket.create_server((args.host, args.port))
+    host, port = listener.getsockname()[:2]
+    app = server.streamable_http_app(streamable_http_path=MCP_PATH, host=args.host)
+    config = uvicorn.Config(app, log_level="warning", lifespan="on")
+    print(f"mse mcp: listening on http://{host}:{port}{MCP_PATH}", file=sys.stderr, flush=True)
+    anyio.run(lambda: uvicorn.Server(config).serve(sockets=[listener]))
     return EXIT_OK
 
 
