@@ -6,7 +6,9 @@ may point one call elsewhere (`host:port` or a URL).
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -15,6 +17,8 @@ from .toolkit import ToolFailure
 
 DEFAULT_SERVER = "http://127.0.0.1:7777"
 REQUEST_TIMEOUT = 30.0
+EVENT_READ_TIMEOUT = 60.0
+"""An event stream with nothing (not even its 15 s keepalive) for this long is taken as lost."""
 
 STATUS_HINTS = {
     400: "the server refused the request as malformed; read the error and fix the argument it names",
@@ -82,6 +86,33 @@ class ServerApi:
                 "start the server with `mse serve` (or point MSE_HTTP / the bind argument at the right address)",
             ) from None
         return decode(response, f"{method} {path}")
+
+    async def events(self, path: str, *, after: int = 0) -> AsyncIterator[dict[str, Any]]:
+        """The JSON `data:` of each Server-Sent Event at `path` (events after sequence `after`),
+        until the server ends the stream; a dropped connection raises `ToolFailure`."""
+        headers = {"Last-Event-ID": str(after)} if after else None
+        try:
+            async with self._client.stream(
+                "GET", path, headers=headers, timeout=httpx.Timeout(REQUEST_TIMEOUT, read=EVENT_READ_TIMEOUT)
+            ) as response:
+                if not response.is_success:
+                    await response.aread()
+                    decode(response, f"GET {path}")
+                data: list[str] = []
+                async for line in response.aiter_lines():
+                    if line.startswith("data:"):
+                        data.append(line[5:].removeprefix(" "))
+                    elif not line and data:
+                        event = json.loads("\n".join(data))
+                        data = []
+                        if isinstance(event, dict):
+                            yield event
+        except httpx.HTTPError as exc:
+            raise ToolFailure(
+                "server-unreachable",
+                f"lost the event stream {self.base_url}{path} ({type(exc).__name__}: {exc})",
+                "check the server with mse_doctor; the run goes on there (follow it with swarm_status)",
+            ) from None
 
 
 def decode(response: httpx.Response, what: str) -> Any:

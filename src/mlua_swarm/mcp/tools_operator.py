@@ -225,6 +225,7 @@ session (its token authenticates the read).""",
         client = session(state, sid)
         deadline = time.monotonic() + timeout_ms / 1000
         waited = 0.0
+        await ctx.report_progress(waited, timeout_ms / 1000, f"waiting for a request for {sid}")
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -23,12 +24,13 @@ from ..blueprint.loader import load_blueprint_source
 from ..diagnostics import Diagnostic, DiagnosticError
 from ..ids import StepId
 from ..run import Run, RunResult, Workspace
+from ..server.feed import TERMINAL_KINDS as TERMINAL_EVENTS
 from .state import LocalRun, McpState
 from .toolkit import ToolBox, ToolFailure, ToolSpec
 from .tools_bp import Bind, first_hint, local_path
 
 HEARTBEAT_SECS = 5.0
-POLL_SECS = (0.1, 0.25, 0.5, 1.0)
+STREAM_RETRIES = 5
 TERMINAL = frozenset({"done", "failed", "cancelled", "interrupted"})
 
 
@@ -53,6 +55,33 @@ class FileBlueprint(BaseModel):
 
 Selector = Annotated[InlineBlueprint | RegisteredBlueprint | FileBlueprint, Field(discriminator="kind")]
 RunIdArg = Annotated[str, Field(pattern=r"^R-\S+$", description="The run id swarm_run returned (R-...).")]
+
+
+@dataclass(slots=True)
+class RemoteProgress:
+    """What the event stream of a run on the server told so far."""
+
+    last_seq: int = 0
+    finished: int = 0
+    running: set[str] = field(default_factory=set)
+    terminal: bool = False
+
+    def note(self, event: dict[str, Any]) -> None:
+        seq = event.get("seq")
+        if isinstance(seq, int):
+            self.last_seq = max(self.last_seq, seq)
+        kind, step = event.get("kind"), str(event.get("step") or "")
+        if kind == "step.started":
+            self.running.add(step)
+        elif kind == "step.finished":
+            self.running.discard(step)
+            self.finished += 1
+        elif kind in TERMINAL_EVENTS:
+            self.terminal = True
+
+    def describe(self) -> tuple[float, str]:
+        running = ", ".join(sorted(self.running)) or "-"
+        return float(self.finished), f"{self.finished} step(s) done; running: {running}"
 
 
 class StepTally:
@@ -264,50 +293,50 @@ def add_run_tools(box: ToolBox, state: McpState) -> None:
         run_id = str(launched.get("run_id"))
         if detach:
             return {**launched, "status": "running", "where": "server", "server": api.base_url}
-        record: dict[str, Any] = {}
         changed = asyncio.Event()
-        stop = asyncio.Event()
+        seen = RemoteProgress()
 
         async def follow() -> None:
-            nonlocal record
-            delays = iter(POLL_SECS)
-            delay = POLL_SECS[0]
-            while not stop.is_set():
-                fresh = await api.call("GET", f"/v1/runs/{run_id}")
-                if fresh != record:
-                    record = fresh
-                    changed.set()
-                if str(record.get("status")) in TERMINAL:
+            """Read the run's events until its terminal one; a dropped stream is resumed where it stopped."""
+            for _ in range(STREAM_RETRIES):
+                try:
+                    async for event in api.events(f"/v1/runs/{run_id}/events", after=seen.last_seq):
+                        seen.note(event)
+                        changed.set()
+                        if seen.terminal:
+                            return
                     return
-                delay = next(delays, delay)
-                with anyio.move_on_after(delay):
-                    await stop.wait()
-
-        def describe() -> tuple[float, str]:
-            steps = record.get("step_entries") or []
-            return float(len(steps)), f"{len(steps)} step event(s); status {record.get('status', 'pending')}"
+                except ToolFailure:
+                    status = (await api.call("GET", f"/v1/runs/{run_id}")).get("status")
+                    if status in TERMINAL:
+                        return
+            raise ToolFailure(
+                "server-unreachable",
+                f"lost the event stream of {run_id} {STREAM_RETRIES} times",
+                "the run goes on on the server: follow it with swarm_status",
+            )
 
         follower = asyncio.create_task(follow())
         follower.add_done_callback(lambda _t: changed.set())
         try:
-            finished = await wait_with_progress(ctx, follower.done, changed, describe, timeout_secs)
+            finished = await wait_with_progress(ctx, follower.done, changed, seen.describe, timeout_secs)
         except BaseException:
-            stop.set()
+            follower.cancel()
             with anyio.CancelScope(shield=True):
                 await asyncio.gather(follower, return_exceptions=True)
                 await api.call("POST", f"/v1/runs/{run_id}/cancel")
             raise
-        stop.set()
-        await asyncio.gather(follower, return_exceptions=True)
-        if follower.done() and not follower.cancelled() and follower.exception() is not None:
-            raise follower.exception()  # type: ignore[misc]
         if not finished:
+            follower.cancel()
+            await asyncio.gather(follower, return_exceptions=True)
             await api.call("POST", f"/v1/runs/{run_id}/cancel")
             raise ToolFailure(
                 "run-timeout",
                 f"run {run_id} did not finish within {timeout_secs:g}s and was cancelled",
                 "raise timeout_secs, or pass detach=true and follow the run with swarm_status",
             )
+        await follower
+        record = await api.call("GET", f"/v1/runs/{run_id}")
         return server_report(launched, record)
 
     async def swarm_run(
