@@ -79,9 +79,9 @@ class RemoteProgress:
         elif kind in TERMINAL_EVENTS:
             self.terminal = True
 
-    def describe(self) -> tuple[float, str]:
+    def describe(self) -> str:
         running = ", ".join(sorted(self.running)) or "-"
-        return float(self.finished), f"{self.finished} step(s) done; running: {running}"
+        return f"{self.finished} step(s) done; running: {running}"
 
 
 class StepTally:
@@ -192,23 +192,30 @@ async def wait_with_progress(
     ctx: Context,
     done: Callable[[], bool],
     changed: asyncio.Event,
-    describe: Callable[[], tuple[float, str]],
+    describe: Callable[[], str],
     timeout: float,
 ) -> bool:
-    """Wait until `done()`, sending a progress notification on every change and every few seconds;
-    False when `timeout` passed first. `changed` is set by whoever makes progress."""
-    deadline = time.monotonic() + timeout
-    while not done():
-        remaining = deadline - time.monotonic()
+    """Wait until `done()`, False when `timeout` passed first. A progress notification (progress:
+    seconds waited, total: `timeout`, message: `describe()`) goes out whenever the description
+    changes and every few seconds. `changed` is set by whoever makes progress."""
+    started = time.monotonic()
+    last: str | None = None
+    while True:
+        changed.clear()
+        if done():
+            return True
+        waited = time.monotonic() - started
+        remaining = timeout - waited
         if remaining <= 0:
             return False
-        changed.clear()
-        with anyio.move_on_after(min(HEARTBEAT_SECS, remaining)):
+        message = describe()
+        if message != last:
+            await ctx.report_progress(round(waited, 3), timeout, message)
+            last = message
+        with anyio.move_on_after(min(HEARTBEAT_SECS, remaining)) as heartbeat:
             await changed.wait()
-        if not done():
-            progress, message = describe()
-            await ctx.report_progress(progress, None, message)
-    return True
+        if heartbeat.cancelled_caught:
+            last = None
 
 
 def add_run_tools(box: ToolBox, state: McpState) -> None:
@@ -246,9 +253,9 @@ def add_run_tools(box: ToolBox, state: McpState) -> None:
             return {"run_id": run_id, "status": "running", "where": "local", "warnings": warned}
         task = local.task
 
-        def describe() -> tuple[float, str]:
+        def describe() -> str:
             running = ", ".join(sorted(local.steps_running)) or "-"
-            return float(local.steps_done), f"{local.steps_done} step(s) done; running: {running}"
+            return f"{local.steps_done} step(s) done; running: {running}"
 
         try:
             finished = await wait_with_progress(ctx, task.done, changed, describe, timeout_secs)
