@@ -82,9 +82,9 @@ def test_mse_run_refuses_each_unavailable_kind_once(tmp_path: Path) -> None:
     ran = run_mse(["run", "bp.json", "--ephemeral"], cwd=tmp_path)
     assert ran.returncode == 2, ran.stderr
     refusals = [line for line in ran.stderr.splitlines() if "kind-unavailable" in line]
-    # operator is runnable since the operator hub landed; agent_block is still refused, once
-    assert len(refusals) == 1, ran.stderr
-    assert "agent kind 'agent_block' is not available in this installation yet (agents: sum)" in refusals[0]
+    assert len(refusals) == 2, ran.stderr
+    assert "agent kind 'operator' is not available in this installation yet (agents: ask, review)" in refusals[0]
+    assert "agent kind 'agent_block' is not available in this installation yet (agents: sum)" in refusals[1]
     assert "did you mean" not in ran.stderr
 
 
@@ -92,7 +92,7 @@ def test_run_blueprint_refuses_before_any_step_starts(tmp_path: Path) -> None:
     compiled = compile_blueprint(BLUEPRINT, base_dir=tmp_path)
     with pytest.raises(DiagnosticError) as raised:
         asyncio.run(run_blueprint(compiled))
-    assert [d.code for d in raised.value.diagnostics] == ["kind-unavailable"]
+    assert [d.code for d in raised.value.diagnostics] == ["kind-unavailable", "kind-unavailable"]
 
 
 class EchoKind(AgentKind):
