@@ -39,8 +39,10 @@ def launch_chromium(playwright: Any) -> Browser:
     return browser
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    # Playwright's sync API keeps an event loop running in this thread while it is open: it must be
+    # closed before the asyncio tests of other modules run.
     with sync_playwright() as playwright:
         browser = launch_chromium(playwright)
         try:

@@ -18,7 +18,7 @@ from ..blueprint.compiler import compile_blueprint
 from ..blueprint.loader import load_blueprint_source
 from ..blueprint.schema import blueprint_json_schema
 from ..diagnostics import Diagnostic, DiagnosticError, Level
-from ..run.launch import link_warnings
+from ..run.plan import link_warnings
 from .common import EXIT_INVALID, EXIT_OK, fn_options, fn_registry, report_diagnostics
 
 # Modules under `mlua_swarm.cli` that add sub-commands to `mse bp`; each defines `register_bp(bp_subparsers)`.
