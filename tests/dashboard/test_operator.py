@@ -7,7 +7,18 @@ from pathlib import Path
 from typing import Any
 
 from playwright.sync_api import Browser, Page, expect
-from tests.dashboard.conftest import WAIT_MS, Gate, gated_step, launch, register, seq, shoot, wait_status
+from tests.dashboard.conftest import (
+    WAIT_MS,
+    Gate,
+    echo_step,
+    gated_step,
+    launch,
+    register,
+    seq,
+    shoot,
+    step,
+    wait_status,
+)
 from tests.serverkit import LiveServer
 
 RUNNER = {"backend": "ws_operator", "variant": "claude", "tools": []}
@@ -54,6 +65,7 @@ def join(page: Page, server: LiveServer, desc: str) -> str:
     page.locator("#join-btn").click()
     expect(page.locator("#sid")).to_have_text(re.compile(r"^S-"))
     expect(page.locator("#live-dot")).to_have_class("live on")
+    expect(page.locator("#join-form")).to_be_hidden()
     sid: str = page.locator("#sid").inner_text()
     return sid
 
@@ -121,9 +133,10 @@ def test_a_run_pinned_to_the_console_session_from_the_blueprint_page(
     notes = console.locator('article.request[data-kind="spawn"]').filter(has_text="notes")
     notes.locator("textarea").fill("not this week")
     expect(notes.locator(".lbl", has_text="sent as text")).to_be_visible()
-    notes.get_by_role("button", name="Submit value").click()
+    notes.get_by_role("button", name="Halt").click()
     record = wait_status(client, run_id, "done", "failed")
-    assert record["result"]["decision"] == "HOLD" and record["result"]["notes"] == "not this week"
+    assert record["result"]["decision"] == "HOLD"
+    assert record["result"]["notes"] == {"halted": True, "reason": "halted in the console", "value": "not this week"}
     expect(launcher.locator("#run-status")).to_have_text("done")
 
     context.close()
@@ -132,3 +145,55 @@ def test_a_run_pinned_to_the_console_session_from_the_blueprint_page(
         deadline_checks -= 1
         client.get("/v1/healthz")
     assert attached(server) == 0
+
+
+def guarded_blueprint() -> dict[str, Any]:
+    """Every spawn asks the run's operator first (`main_ai`); a failed step asks it for advice (`senior_escalation`)."""
+    return {
+        "id": "guarded",
+        "flow": seq(
+            step("build", "$.built"),
+            operator_step("review", "Review the build", "$.review"),
+            step("deploy", "$.deployed"),
+        ),
+        "agents": [echo_step("build", '"artifact-7"'), operator_agent("review"), echo_step("deploy", '"deployed"')],
+        "operators": [{"name": "human"}],
+        "spawner_hints": {"layers": ["main_ai", "senior_escalation"]},
+    }
+
+
+def test_hooks_and_questions_are_answered_in_the_console(server: LiveServer, page: Page) -> None:
+    client = server.client()
+    sid = join(page, server, "carol")
+    run_id = launch(client, guarded_blueprint(), operator_sid=sid, operator_desc="carol")["run_id"]
+
+    def card(kind: str, text: str) -> Any:
+        found = page.locator(f'article.request[data-kind="{kind}"]').filter(has_text=text)
+        expect(found).to_be_visible()
+        return found
+
+    card("hook_before", "build").get_by_role("button", name="Approve").click()
+    card("hook_before", "review").get_by_role("button", name="Approve").click()
+    review = card("spawn", "review")
+    expect(review.locator("pre.prompt")).to_contain_text("Review the build")
+    review.locator("textarea").fill("flaky test in CI")
+    review.get_by_role("button", name="Fail step").click()
+
+    ask = card("ask", "flaky test in CI")
+    expect(ask.locator("pre")).to_contain_text("worker reported ok=false")
+    ask.locator("textarea").fill('{"advice": "retry once"}')
+    ask.get_by_role("button", name="Send answer").click()
+
+    deploy = card("hook_before", "deploy")
+    deploy.get_by_label("reason").fill("not on a Friday")
+    deploy.get_by_role("button", name="Reject").click()
+    expect(page.locator("#pending-empty")).to_be_visible()
+
+    record = wait_status(client, run_id, "done", "failed")
+    assert record["status"] == "failed", record
+    error = record["result"]["error"]
+    assert error["failed_step"] == "deploy" and "not on a Friday" in error["message"], error
+    assert record["result"]["partial_ctx"] == {
+        "built": "artifact-7",
+        "review": {"original": "flaky test in CI", "senior_answer": {"advice": "retry once"}},
+    }

@@ -215,7 +215,10 @@ class Console:
         return JSONResponse({"sent": True, "value": value})
 
     async def _spawn_reply(self, client: OperatorClient, req_id: str, value: Any, body: Mapping[str, Any]) -> None:
-        """End a spawn with the person's value; a verdict on the `part` channel goes in as the `verdict` part."""
+        """End a spawn with the person's value (`ok` false: the step reports failure with that value).
+
+        A verdict on the `part` channel goes in as the `verdict` part, beside the value.
+        """
         ok = bool(body.get("ok", True))
         verdict = body.get("verdict")
         frame = self.frames.pop(req_id, None)
@@ -227,7 +230,7 @@ class Console:
             return
         if isinstance(verdict, str):
             value = verdict
-        await client.spawn_ack(req_id, value, ok=ok, error=None if ok else str(body.get("reason") or "rejected"))
+        await client.spawn_ack(req_id, value, ok=ok)
 
     def routes(self) -> list[BaseRoute]:
         g = self.dashboard.gated
