@@ -172,7 +172,17 @@ def test_hooks_and_questions_are_answered_in_the_console(server: LiveServer, pag
         expect(found).to_be_visible()
         return found
 
-    card("hook_before", "build").get_by_role("button", name="Approve").click()
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.emulate_media(color_scheme="dark")
+    build = card("hook_before", "build")
+    expect(build.locator("h3")).to_contain_text("build")
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    shoot(page, "operator-phone-dark")
+    build.get_by_role("button", name="Approve").focus()
+    page.keyboard.press("Enter")
+    expect(build).to_have_count(0)
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.emulate_media(color_scheme="light")
     card("hook_before", "review").get_by_role("button", name="Approve").click()
     review = card("spawn", "review")
     expect(review.locator("pre.prompt")).to_contain_text("Review the build")
