@@ -51,6 +51,7 @@ _BUILTIN: dict[str, str] = {
     "python": "mlua_swarm.worker.pyfn:PythonKind",
     "lua": "mlua_swarm.worker.lua:LuaKind",
     "subprocess": "mlua_swarm.worker.process:SubprocessKind",
+    "agent_block": "mlua_swarm.worker.agent_block:AgentBlockKind",
 }
 _LOADED: dict[str, AgentKind] = {}
 
