@@ -77,6 +77,11 @@ def require_sdk(provider: ProviderName) -> None:
         raise MissingExtra(package)
 
 
+def installed_providers() -> list[ProviderName]:
+    """The providers whose SDK is installed."""
+    return [p for p in PROVIDERS if importlib.util.find_spec(DEFAULTS[p].package) is not None]
+
+
 def resolve_endpoint(
     model: str | None,
     *,
@@ -118,6 +123,7 @@ __all__ = [
     "PROVIDER_ENV",
     "Endpoint",
     "ProviderName",
+    "installed_providers",
     "require_sdk",
     "resolve_endpoint",
     "split_model",

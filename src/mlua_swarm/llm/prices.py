@@ -87,7 +87,11 @@ def _file_table() -> dict[str, Price]:
 
 
 def price_of(model: str) -> Price | None:
+    """The price of `model` (a `provider:` prefix, as in a declared `profile.model`, is ignored)."""
     table = {**_TABLE, **_file_table()}
+    prefix, sep, rest = model.partition(":")
+    if sep and prefix in ("openai", "anthropic") and model not in table:
+        model = rest
     if model in table:
         return table[model]
     matches = [name for name in table if model.startswith(name)]

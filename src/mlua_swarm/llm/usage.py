@@ -86,9 +86,23 @@ def run_totals(stats: Iterable[Mapping[str, Any] | None]) -> dict[str, Any]:
         "llm_steps": steps,
         "num_turns": turns,
         "usage": usage.to_json(),
-        "cost_usd": round(cost, 6) if steps > unknown else None,
+        "cost_usd": round(cost, 8) if steps > unknown else None,
         "cost_unknown_steps": unknown,
     }
 
 
-__all__ = ["Usage", "run_totals"]
+def describe_totals(totals: Mapping[str, Any]) -> str:
+    """One line for `mse runs show`: steps, turns, tokens (cached share) and cost."""
+    usage = totals["usage"]
+    cost = totals["cost_usd"]
+    money = "cost unknown" if cost is None else f"${cost:.4f}"
+    if cost is not None and totals["cost_unknown_steps"]:
+        money += f" (+{totals['cost_unknown_steps']} step(s) of unknown price)"
+    return (
+        f"{totals['llm_steps']} step(s), {totals['num_turns']} turn(s), "
+        f"{usage['input_tokens']} in ({usage['cached_input_tokens']} cached) + {usage['output_tokens']} out "
+        f"= {usage['total_tokens']} tokens, {money}"
+    )
+
+
+__all__ = ["Usage", "describe_totals", "run_totals"]
