@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 from pathlib import Path
 
@@ -13,16 +12,8 @@ from mlua_swarm.core.engine import Engine
 from mlua_swarm.errors import DispatchFailed
 from mlua_swarm.tokens import CapToken
 
-from .conftest import agent, facts_server, start
+from .conftest import agent, alive, facts_server, start
 from .fakes import AnthropicServer, OpenAIServer, Reply
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from mlua_swarm.core.engine import Engine
@@ -9,20 +11,24 @@ from mlua_swarm.errors import DispatchFailed
 from mlua_swarm.tokens import CapToken
 from mlua_swarm.worker.output import Partial, Progress
 
-from .conftest import agent, facts_server, start
+from .conftest import agent, alive, facts_server, start
 from .fakes import AnthropicServer, OpenAIServer, Reply
 
 VERDICT = {"channel": "body", "values": ["PASS", "FAIL"]}
 
 
 async def test_openai_agent_calls_an_mcp_tool_and_returns_a_verdict(
-    engine: Engine, op: CapToken, openai_server: OpenAIServer
+    engine: Engine, op: CapToken, openai_server: OpenAIServer, tmp_path: Path
 ) -> None:
-    openai_server.play(Reply(tool_calls=[("mcp__facts__lookup", {"key": "status"})]), Reply(text="PASS"))
-    spawner = agent(tools=["mcp__facts__lookup"], mcp_servers=[facts_server(), facts_server(name="unused")])
+    openai_server.play(Reply(tool_calls=[("mcp__facts__lookup", {"key": "status"})]), Reply(text="PASS\n"))
+    used, unused = tmp_path / "facts.pid", tmp_path / "unused.pid"
+    servers = [facts_server(used), facts_server(unused, name="unused")]
+    spawner = agent(tools=["mcp__facts__lookup"], mcp_servers=servers)
     step = await start(engine, op, verdict=VERDICT)
     outcome = await engine.run_step(op, step, spawner)
     assert (outcome.kind, outcome.value) == ("pass", "PASS")
+    assert not alive(int(used.read_text())), "the MCP server outlived its attempt"
+    assert not unused.exists(), "a server no tool grants was started"
 
     first, second = openai_server.requests
     assert first["messages"][0] == {"role": "system", "content": "You check releases. Answer PASS or FAIL."}
@@ -36,7 +42,7 @@ async def test_openai_agent_calls_an_mcp_tool_and_returns_a_verdict(
     assert stats["usage"] == {"input_tokens": 20, "output_tokens": 10, "total_tokens": 30, "cached_input_tokens": 0}
     assert (stats["num_turns"], stats["model"], stats["cost_usd"]) == (2, "test-model", None)
     partials = [e.chunk.as_value() for e in engine.output_tail(step, 1) if isinstance(e, Partial)]
-    assert partials == ["PASS"]
+    assert partials == ["PASS\n"]
 
 
 async def test_anthropic_agent_streams_text_and_prices_the_usage(

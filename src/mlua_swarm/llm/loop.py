@@ -100,7 +100,8 @@ async def run_agent(
             meter.model = model
             text = turn.text
             if not turn.tool_calls:
-                return AgentOutcome(text, True, turn_no, usage, model, conversation.messages)
+                # Models often end an answer with a newline; a verdict contract compares exact words.
+                return AgentOutcome(text.strip(), True, turn_no, usage, model, conversation.messages)
             results = [await _run_tool(hub, allowed, call) for call in turn.tool_calls]
             conversation.add_tool_results(results)
         error = f"turn limit reached: the model still wanted tools after {max_turns} turns (raise spec.max_turns)"
