@@ -79,12 +79,11 @@ def test_an_operator_agent_still_needs_its_operator_ref(tmp_path: Path) -> None:
     assert "spec.operator_ref" in diagnostic.message
 
 
-# An installation where neither upstream kind can run: each test stands in the refusing kinds,
-# since the operator (and later agent_block) helpers register runnable ones on main.
+# agent_block is runnable wherever the llm extra is installed: a stand-in refusing kind plays an
+# installation that cannot run it. Operator agents refuse by themselves outside a server.
 WITHOUT_KINDS = (
     "import sys\n"
     "from mlua_swarm.worker.kinds import UnavailableKind, register_kind\n"
-    "register_kind(UnavailableKind('operator', required=('operator_ref',)))\n"
     "register_kind(UnavailableKind('agent_block'))\n"
     "from mlua_swarm.cli.main import main\n"
     "sys.exit(main(sys.argv[1:]))\n"
@@ -93,7 +92,6 @@ WITHOUT_KINDS = (
 
 @pytest.fixture
 def without_kinds(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(kinds._LOADED, "operator", UnavailableKind("operator", required=("operator_ref",)))
     monkeypatch.setitem(kinds._LOADED, "agent_block", UnavailableKind("agent_block"))
 
 
