@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
+from mcp import Client
 
 from tests.mcp_adapter.conftest import error_text, mse_mcp, payload
 from tests.process.helpers import alive, watch_exit
@@ -106,6 +108,89 @@ async def test_build_register_and_run_inline_and_by_id(serve: ServeProcess, tmp_
             await client.call_tool("swarm_run", {"blueprint": {"kind": "id", "id": "shout"}, "init_ctx": {"text": "x"}})
         )
         assert again["final_ctx"]["loud"] == "X"
+
+
+async def test_operator_loop_completes_with_the_submitted_value(serve: ServeProcess, tmp_path: Path) -> None:
+    folder = work_dir(tmp_path)
+    async with mse_mcp(folder, {"MSE_HTTP": serve.base_url}) as client:
+        payload(
+            await client.call_tool(
+                "bp_new", {"template": "single", "name": "review", "operator": "main-ai", "out": "review.bp.lua"}
+            )
+        )
+        payload(await client.call_tool("bp_build", {"script_path": "review.bp.lua"}))
+        sid = payload(await client.call_tool("mse_operator_join", {"desc": "the MCP test driver"}))["sid"]
+        await cancel_a_waiting_wait(client, sid)
+        outcome: dict[str, Any] = {}
+        run_progress: list[str] = []
+
+        async def on_run_progress(progress: float, total: float | None, message: str | None) -> None:
+            run_progress.append(message or "")
+
+        async def blocking_run() -> None:
+            outcome["run"] = payload(
+                await client.call_tool(
+                    "swarm_run",
+                    {"blueprint": {"kind": "id", "id": "review"}, "init_ctx": {"d": {"input": "check the notes"}}},
+                    progress_callback=on_run_progress,
+                )
+            )
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(blocking_run)
+            request = payload(await client.call_tool("mse_pending_wait", {"sid": sid, "timeout_ms": 60_000}))
+            assert request["timed_out"] is False and request["type"] == "spawn"
+            spawn = request["payload"]
+            assert spawn["agent"] == "solo" and "mse_worker_fetch" in request["next"]
+            handle = spawn.get("worker_handle") or spawn["capability_token"]
+
+            work = payload(await client.call_tool("mse_worker_fetch", {"worker_handle": handle}))
+            assert work["prompt"] == "check the notes" and work["agent"] == "solo"
+            seats = payload(await client.call_tool("mse_run_assignees", {"run_id": work["context"]["run_id"]}))
+            assert [seat["holder"]["op"] for seat in seats["seats"]] == [sid]
+            submitted = payload(
+                await client.call_tool(
+                    "mse_worker_submit", {"worker_handle": handle, "body": {"verdict": "fine", "notes": 3}}
+                )
+            )
+            assert submitted["submitted"] is True
+            acked = payload(
+                await client.call_tool("mse_ack", {"sid": sid, "req_id": request["req_id"], "kind": "spawn_ack"})
+            )
+            assert acked["sent"] is True
+        run = outcome["run"]
+        assert run["status"] == "done" and run["final_ctx"]["solo"] == {"verdict": "fine", "notes": 3}
+        assert any("running: solo" in message for message in run_progress), run_progress
+        listed = payload(await client.call_tool("mse_operator_list", {}))
+        assert sid in [entry["sid"] for entry in listed["operators"]]
+        assert payload(await client.call_tool("mse_operator_leave", {"sid": sid}))["left"] is True
+        gone = error_text(await client.call_tool("mse_pending_wait", {"sid": sid, "timeout_ms": 10}))
+        assert "[unknown-session]" in gone and "mse_operator_join" in gone
+
+
+async def cancel_a_waiting_wait(client: Client, sid: str) -> None:
+    """Start mse_pending_wait, see its progress notification, cancel the call; the adapter stays usable."""
+    waiting = anyio.Event()
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        if message and sid in message:
+            waiting.set()
+
+    async with anyio.create_task_group() as tg:
+        scope = anyio.CancelScope()
+
+        async def wait() -> None:
+            with scope:
+                await client.call_tool(
+                    "mse_pending_wait", {"sid": sid, "timeout_ms": 600_000}, progress_callback=on_progress
+                )
+
+        tg.start_soon(wait)
+        with anyio.fail_after(30):
+            await waiting.wait()
+        scope.cancel()
+    quick = payload(await client.call_tool("mse_pending_wait", {"sid": sid, "timeout_ms": 0}))
+    assert quick["timed_out"] is True
 
 
 async def test_swarm_cancel_stops_a_child_on_the_server(serve: ServeProcess, tmp_path: Path) -> None:

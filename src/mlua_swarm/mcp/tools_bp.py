@@ -32,7 +32,7 @@ Includes = Annotated[
     list[str] | None, Field(description="Extra folders searched for `$file` / `$agent_md` references.")
 ]
 
-TemplateName = Literal["fanout", "pipeline", "single", "verdict"]
+TemplateName = Literal["agent", "fanout", "pipeline", "single", "verdict"]
 """The templates `mse bp new` ships (a test keeps this in step with `template_names()`)."""
 
 WARN_BYTES, WARN_LINES, BLOCK_BYTES, BLOCK_LINES = 25 * 1024, 200, 50 * 1024, 500
@@ -217,7 +217,8 @@ The same schema is the resource mse://api/blueprint-schema. Takes no arguments."
             TemplateName,
             Field(
                 description="Which scaffold: pipeline (chained stages), single (one agent), "
-                "verdict (a review loop until PASS), fanout (parallel branches, then an aggregate)."
+                "verdict (a review loop until PASS), fanout (parallel branches, then an aggregate), "
+                "agent (an LLM agent reviews a draft until PASS; needs a model endpoint)."
             ),
         ],
         name: Annotated[
