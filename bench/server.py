@@ -219,8 +219,33 @@ async def ours_load(url: str, runs: int, clients: int) -> LoadResult:
     return LoadResult("mlua-swarm", runs, clients, seconds, latencies, completed=len(listed))
 
 
-async def sse_latency(url: str, runs: int) -> list[float]:
-    """Step end → SSE receive (ms) of every `step.finished` event of `runs` runs, delivered live."""
+JITTER_TICK_SECS = 0.002
+
+
+async def wake_lateness(samples: list[float], stop: asyncio.Event) -> None:
+    """How late (ms) a 2 ms timer of this process wakes: the machine's own scheduling delay, the
+    floor under any latency measured on it."""
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        due = loop.time() + JITTER_TICK_SECS
+        await asyncio.sleep(JITTER_TICK_SECS)
+        samples.append((loop.time() - due) * 1000)
+
+
+async def sse_latency(url: str, runs: int) -> tuple[list[float], list[float]]:
+    """Step end → SSE receive (ms) of every `step.finished` event of `runs` runs, delivered live; and
+    the timer lateness of this process over the same time."""
+    lateness: list[float] = []
+    stop = asyncio.Event()
+    probe = asyncio.create_task(wake_lateness(lateness, stop))
+    try:
+        return await _sse_samples(url, runs), lateness
+    finally:
+        stop.set()
+        await probe
+
+
+async def _sse_samples(url: str, runs: int) -> list[float]:
     samples: list[float] = []
     body = {"blueprint": {"kind": "inline", "value": sse_blueprint()}, "init_ctx": {}, "detach": True}
     async with httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(60, read=None)) as http:
@@ -353,7 +378,13 @@ def _fmt(value: float) -> str:
 
 
 def report(
-    ours: LoadResult, peer: LoadResult | None, peer_error: str, sse: list[float], command: str, lines: list[str]
+    ours: LoadResult,
+    peer: LoadResult | None,
+    peer_error: str,
+    sse: list[float],
+    lateness: list[float],
+    command: str,
+    lines: list[str],
 ) -> str:
     out = [
         START,
@@ -408,6 +439,11 @@ def report(
             f"| step end → SSE event | {pct(sse, 0.5):.2f} | {p99:.2f} | {max(sse):.2f} | p99 <= 20 ms | "
             f"{'PASS' if p99 <= 20 else 'MISS'} |"
         )
+    if lateness:
+        out.append(
+            f"| floor: a {JITTER_TICK_SECS * 1000:.0f} ms timer of the subscriber's process, how late it wakes | "
+            f"{pct(lateness, 0.5):.2f} | {pct(lateness, 0.99):.2f} | {max(lateness):.2f} | - | |"
+        )
     out += ["", END, ""]
     return "\n".join(out)
 
@@ -446,8 +482,9 @@ def main(argv: list[str]) -> int:
         if before is not None and after is not None:
             ours.server_cpu_secs = after - before
         print(f"mlua-swarm: {ours.runs_per_sec:.1f} runs/s, launch p50 {pct(ours.latencies_ms, 0.5):.1f} ms")
-        sse = asyncio.run(sse_latency(url, sse_runs))
+        sse, lateness = asyncio.run(sse_latency(url, sse_runs))
         print(f"SSE: p50 {pct(sse, 0.5):.2f} ms, p99 {pct(sse, 0.99):.2f} ms over {len(sse)} events")
+        print(f"timer lateness: p50 {pct(lateness, 0.5):.2f} ms, p99 {pct(lateness, 0.99):.2f} ms")
     peer: LoadResult | None = None
     peer_error = "skipped (--no-prefect)"
     if not args.no_prefect:
@@ -459,7 +496,7 @@ def main(argv: list[str]) -> int:
             print(f"Prefect 3 not measured: {exc}", file=sys.stderr)
     lines.append(f"at end: {machine.load()}")
     command = "python -m bench.server " + " ".join(argv)
-    section = report(ours, peer, peer_error, sse, command.strip(), lines)
+    section = report(ours, peer, peer_error, sse, lateness, command.strip(), lines)
     print(section)
     if args.write is not None:
         write_section(args.write, section)
