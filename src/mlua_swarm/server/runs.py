@@ -21,6 +21,7 @@ from ..cli.common import fn_registry
 from ..core.engine import Engine
 from ..core.events import EventStream
 from ..ids import RunId, StepId, TaskId
+from ..middleware.registry import LayerRegistry
 from ..run.launch import RunControl, RunResult, Workspace, run_blueprint
 from ..store import (
     DispatchJournal,
@@ -116,6 +117,8 @@ class RunsManager:
         self.store = store
         self.durability = Durability(durability)
         self.sse_buffer = sse_buffer
+        self.registry: LayerRegistry | None = None
+        """Middleware layers the runs link with (the server routes `main_ai`/`senior_escalation` to operators)."""
         self.live: dict[RunId, LiveRun] = {}
         self.steps: dict[StepId, LiveRun] = {}
         self._outputs: EventStream | None = None
@@ -164,9 +167,12 @@ class RunsManager:
         goal: str = "",
         blueprint_ref: Any = None,
         timeout_secs: float | None = None,
+        run_id: RunId | None = None,
     ) -> LiveRun:
         """Create the run (committed) and start driving it; returns at once."""
-        run = await create_run(self.store, launch, task_id=task_id, goal=goal, blueprint_ref=blueprint_ref)
+        run = await create_run(
+            self.store, launch, task_id=task_id, goal=goal, blueprint_ref=blueprint_ref, run_id=run_id
+        )
         plan = ResumePlan(run, launch, [], RunStatus.PENDING)
         return await self._start(compiled, init_ctx, plan, workspace, timeout_secs)
 
@@ -235,6 +241,7 @@ class RunsManager:
                     journal=_FeedJournal(DispatchJournal(journal), live.feed),
                     observer=_Observer(self, live),
                     workspace=workspace,
+                    registry=self.registry,
                 )
                 self.forward_outputs()
                 status = RunStatus(result.status)

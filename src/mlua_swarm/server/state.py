@@ -16,6 +16,7 @@ from ..cli.common import fn_registry
 from ..core.config import EngineConfig
 from ..core.engine import Engine
 from ..operator.hub import OperatorHub, OperatorHubConfig
+from ..operator.layers import operator_layers
 from ..services import RuntimeServices
 from ..store import Store, open_store
 from ..store.base import blueprint_hash
@@ -85,6 +86,7 @@ class ServerState:
                     sweep_secs=config.operator_session_sweep_secs,
                 ),
             )
+            runs.registry = operator_layers(state.operators)
             await state._seed()
         except BaseException:
             await store.close()
