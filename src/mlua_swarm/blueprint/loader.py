@@ -1,9 +1,10 @@
 """Reading Blueprint files (JSON, YAML, `.bp.lua`) and expanding `$file` / `$agent_md` references.
 
 A reference is resolved against a cascade of folders, first hit wins: the Blueprint's own folder,
-its `blueprint_ref_includes` (relative to that folder), the `MSE_BLUEPRINT_INCLUDES` path list, then
-folders the caller passes (`--include`, server configuration). Reference paths must be relative and
-may not contain `..`, so a Blueprint can only read files under those folders.
+its `blueprint_ref_includes` (relative to that folder), the `MSE_BLUEPRINT_INCLUDES` path list,
+folders the caller passes (`--include`, server configuration), and last the bundled agents folder
+(`mlua_swarm/samples/agents`). Reference paths must be relative and may not contain `..`, so a
+Blueprint can only read files under those folders.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from ..diagnostics import Diagnostic, DiagnosticError, Location
+from ..samples import bundled_agents_dir
 from .agent_md import AgentMdError, parse_agent_md
 from .textparse import load_error, parse_json_text, parse_yaml_text
 
@@ -78,6 +80,7 @@ def reference_dirs(raw: Any, base_dir: Path, includes: Sequence[str | Path] = ()
     dirs += [base_dir / entry for _, entry in declared_includes(raw) if check_ref_path(entry) is None]
     dirs += [Path(entry) for entry in os.environ.get(INCLUDES_ENV, "").split(os.pathsep) if entry]
     dirs += [Path(entry) for entry in includes]
+    dirs.append(bundled_agents_dir())
     unique: list[Path] = []
     for entry in dirs:
         if entry not in unique:
