@@ -19,6 +19,7 @@ from ..core.engine import VerdictContract
 from ..diagnostics import Diagnostic, DiagnosticError, Level, Location, has_errors
 from ..flow.errors import FlowParseError
 from ..flow.nodes import Node, Step, parse_node
+from ..services import RuntimeServices
 from ..worker.adapter import SpawnerAdapter
 from ..worker.kinds import (
     InvalidAgentSpec,
@@ -82,12 +83,13 @@ def compile_blueprint(
     includes: Sequence[str | Path] = (),
     config: EngineConfig | None = None,
     source: str | None = None,
+    services: RuntimeServices | None = None,
 ) -> CompiledBlueprint:
     """Compile a raw Blueprint (references may still be unexpanded) or raise DiagnosticError.
 
     `fns` are the function ids `rust_fn` agents may name (default: built-ins and entry points).
     `strict` makes every unhandled verdict value an error. `source` is stamped on diagnostics as
-    their file.
+    their file. `services` are what the hosting process offers kinds (the server's operator hub).
     """
     try:
         expanded = expand_refs(raw, base_dir, includes=includes)
@@ -99,6 +101,7 @@ def compile_blueprint(
         blueprint=expanded,
         fns=fns if fns is not None else function_registry(base_dir=base_dir),
         config=config or EngineConfig(),
+        services=services,
     )
     run = _Compilation(blueprint, expanded, flow, env, strict)
     compiled = run.compile()
@@ -213,6 +216,7 @@ class _Compilation:
     def compile(self) -> CompiledBlueprint:
         self._check_lint_settings()
         runners = self._resolve_runners()
+        self.env.runners = {name: runner for name, runner in runners.items() if runner is not None}
         self._check_spawner_hints()
         self._check_operator_refs()
         self._check_meta_refs()
@@ -434,7 +438,7 @@ class _Compilation:
         try:
             return kind.build(raw, self.env)
         except InvalidAgentSpec as exc:
-            self._error("invalid-agent-spec", str(exc), self._agent_loc(index, ".spec"), exc.hint)
+            self._error(exc.code, str(exc), self._agent_loc(index, ".spec"), exc.hint)
             return None
         except Exception as exc:  # user code runs here (imports of `python` agents): report, never crash
             self._error(

@@ -43,6 +43,12 @@ class ServerConfig:
     """Extra `rust_fn` ids (`ID -> module:attr`) the server's Blueprints may name."""
     base_dir: str | None = None
     """Where relative references of inline Blueprints resolve (default: the server's working directory)."""
+    operator_session_sweep_secs: float = 300.0
+    """How often expired operator sessions are released (0: only when read)."""
+    operator_ping_secs: float = 30.0
+    """Keepalive ping period of operator sockets."""
+    operator_dead_after_secs: float = 150.0
+    """An operator socket silent this long (no pong, no frame) is dropped; the session stays."""
 
     @property
     def host(self) -> str:

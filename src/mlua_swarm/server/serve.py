@@ -72,6 +72,8 @@ async def build_server(
         lifespan="on",
         timeout_graceful_shutdown=GRACEFUL_SECS,
         ws="websockets-sansio",
+        ws_ping_interval=config.operator_ping_secs,
+        ws_ping_timeout=max(config.operator_dead_after_secs - config.operator_ping_secs, 1.0),
     )
 
     def on_exit() -> None:

@@ -6,7 +6,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from starlette.routing import BaseRoute
 
@@ -14,9 +14,12 @@ from ..blueprint.compiler import CompiledBlueprint, compile_blueprint
 from ..cli.common import fn_registry
 from ..core.config import EngineConfig
 from ..core.engine import Engine
+from ..operator.hub import OperatorHub, OperatorHubConfig
+from ..services import RuntimeServices
 from ..store import Store, open_store
-from .auth import OWN_CREDENTIAL_PREFIXES
+from .auth import OWN_CREDENTIAL_PREFIXES, HandleMemory
 from .config import ServerConfig
+from .dataindex import DataIndex
 from .runs import RunsManager
 
 SEED_BLUEPRINT = {
@@ -32,19 +35,6 @@ SEED_BLUEPRINT = {
 """The Blueprint a fresh server holds: one step echoing its input (upstream's seed)."""
 
 
-class OperatorHub(Protocol):
-    """The operator session hub (filled in by the operators module)."""
-
-    def attached_count(self) -> int:
-        """Operator sessions with a live connection."""
-
-    async def start(self) -> None:
-        """Restore sessions and start background jobs (called once the server's loop runs)."""
-
-    async def aclose(self) -> None:
-        """Tear down sockets and fail parked requests."""
-
-
 @dataclass(slots=True)
 class ServerState:
     config: ServerConfig
@@ -58,6 +48,8 @@ class ServerState:
     """Routes added by other modules at build time (before `create_app`)."""
     auth_exempt: list[str] = field(default_factory=lambda: list(OWN_CREDENTIAL_PREFIXES))
     """Path prefixes of mutating routes that check their own credentials instead of the admin token."""
+    worker_handles: HandleMemory = field(default_factory=HandleMemory)
+    data_index: DataIndex = field(default_factory=DataIndex)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once shutdown began: long waits (SSE streams, sync launches) end."""
 
@@ -76,6 +68,16 @@ class ServerState:
             )
             runs = RunsManager(engine, store, durability=config.durability, sse_buffer=config.sse_buffer)
             state = cls(config, store, engine, runs, base_url)
+            state.operators = OperatorHub(
+                engine,
+                store,
+                base_url=base_url or None,
+                config=OperatorHubConfig(
+                    ping_secs=config.operator_ping_secs,
+                    dead_after_secs=config.operator_dead_after_secs,
+                    sweep_secs=config.operator_session_sweep_secs,
+                ),
+            )
             await state._seed()
         except BaseException:
             await store.close()
@@ -90,7 +92,8 @@ class ServerState:
     def compile(self, raw: Any, *, base_dir: Path | None = None) -> CompiledBlueprint:
         """Compile a Blueprint with the server's function registry; bad input raises DiagnosticError."""
         where = base_dir or self.base_dir
-        return compile_blueprint(raw, base_dir=where, fns=fn_registry(self.config.fns, where))
+        services = RuntimeServices(operators=self.operators)
+        return compile_blueprint(raw, base_dir=where, fns=fn_registry(self.config.fns, where), services=services)
 
     @property
     def uptime(self) -> float:
@@ -100,6 +103,8 @@ class ServerState:
         """The URL clients and child workers reach this server at (known once the socket is bound)."""
         self.base_url = base_url
         self.engine.config.http_base_url = base_url
+        if self.operators is not None:
+            self.operators.base_url = base_url
 
     async def _seed(self) -> None:
         name = self.config.seed_blueprint_id

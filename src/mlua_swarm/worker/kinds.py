@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from ..core.ctx import Ctx
     from ..core.engine import Engine
     from ..ids import StepId
+    from ..services import RuntimeServices
     from ..tokens import CapToken
     from . import Worker
 
@@ -30,9 +31,10 @@ if TYPE_CHECKING:
 class InvalidAgentSpec(ValueError):
     """An agent's `spec` cannot be built; `hint` says how to fix it."""
 
-    def __init__(self, message: str, hint: str | None = None) -> None:
+    def __init__(self, message: str, hint: str | None = None, code: str = "invalid-agent-spec") -> None:
         super().__init__(message)
         self.hint = hint
+        self.code = code
 
 
 @dataclass(slots=True)
@@ -43,6 +45,10 @@ class LinkEnv:
     blueprint: Mapping[str, Any] = field(default_factory=dict)
     fns: dict[str, Callable[..., Any]] = field(default_factory=dict)
     config: EngineConfig = field(default_factory=EngineConfig)
+    services: RuntimeServices | None = None
+    """What the hosting process offers (the server's operator hub); None for a plain `mse run`."""
+    runners: dict[str, Any] = field(default_factory=dict)
+    """Agent name → the Runner it resolved to (inline, `runner_ref`, legacy binding, `default_runner`)."""
 
 
 class AgentKind(ABC):
@@ -62,7 +68,7 @@ _BUILTIN: dict[str, str | None] = {
     "python": "mlua_swarm.worker.pyfn:PythonKind",
     "lua": "mlua_swarm.worker.lua:LuaKind",
     "subprocess": "mlua_swarm.worker.process:SubprocessKind",
-    "operator": None,
+    "operator": "mlua_swarm.operator.spawner:OperatorAgentKind",
     "agent_block": None,
 }
 _LOADED: dict[str, AgentKind] = {}
