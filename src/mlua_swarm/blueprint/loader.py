@@ -28,11 +28,13 @@ MAX_DEPTH = 200
 """How deeply arrays and objects may nest in a Blueprint; deeper documents are refused before any walk."""
 
 
-def load_blueprint_source(path: str | Path, *, warnings: list[Diagnostic] | None = None) -> tuple[Any, Path]:
+def load_blueprint_source(
+    path: str | Path, *, warnings: list[Diagnostic] | None = None, includes: Sequence[str | Path] = ()
+) -> tuple[Any, Path]:
     """Read a Blueprint file into its raw JSON value (references not expanded) and its folder.
 
     `.json`, `.yaml`/`.yml` and `.bp.lua` are accepted; authoring warnings of a `.bp.lua` build are
-    appended to `warnings` when given.
+    appended to `warnings` when given, and its `require` also searches `includes`.
     """
     path = Path(path)
     file = str(path)
@@ -40,7 +42,7 @@ def load_blueprint_source(path: str | Path, *, warnings: list[Diagnostic] | None
     if path.name.endswith(LUA_SUFFIXES):
         from ..dsl.runner import build_bp_lua
 
-        built = build_bp_lua(path)
+        built = build_bp_lua(path, includes=includes)
         if warnings is not None:
             warnings.extend(built.warnings)
         return built.value, base_dir

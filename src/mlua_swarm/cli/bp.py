@@ -56,7 +56,7 @@ def lint_diagnostics(args: argparse.Namespace) -> tuple[list[Diagnostic], Any]:
     and the Blueprint value it read (None when it could not be read)."""
     warnings: list[Diagnostic] = []
     try:
-        raw, base_dir = load_blueprint_source(args.file, warnings=warnings)
+        raw, base_dir = load_blueprint_source(args.file, warnings=warnings, includes=args.include)
         source = str(args.file)
         fns = fn_registry(fn_options(args.fn, source), base_dir, source)
     except DiagnosticError as exc:
