@@ -101,3 +101,21 @@ return B.bp {
     (tmp_path / "missing.bp.lua").write_text(script.replace("reviewer.md", "nobody.md"), encoding="utf-8")
     missing = run_mse(["bp", "build", "--strict-embed", "missing.bp.lua"], cwd=tmp_path)
     assert missing.returncode == 2 and "ref-not-found" in missing.stderr
+
+
+def test_a_bare_bundled_agent_is_a_complete_operator_agent(tmp_path: Path) -> None:
+    """Upstream users name a bundled file with only an operator seat; the file supplies the binding."""
+    script = """local F = require "flow_dsl"
+return {
+  id = "bundled-operator",
+  flow = F.step { agent = "researcher", input = F.lit(""), out = F.p("$.solo") },
+  agents = { { ["$agent_md"] = "researcher.md", spec = { operator_ref = "main-ai" } } },
+  operators = { { name = "main-ai" } },
+  strategy = { strict_refs = true, strict_kind = true },
+}
+"""
+    (tmp_path / "op.bp.lua").write_text(script, encoding="utf-8")
+    env = {INCLUDES_ENV: ""}
+    built = run_mse(["bp", "build", "op.bp.lua"], cwd=tmp_path, env=env)
+    assert built.returncode == 0, built.stderr
+    assert "compile lint: OK (1 agent(s), 1 operator(s) checked)" in built.stderr.splitlines()
