@@ -290,8 +290,13 @@ class Store(ABC):
         status: Collection[RunStatus] | None = None,
         task_id: TaskId | None = None,
         limit: int | None = None,
+        with_result: bool = True,
     ) -> list[RunRecord]:
-        """Runs, newest first, optionally filtered by status and task."""
+        """Runs, newest first, optionally filtered by status and task.
+
+        `with_result=False` leaves every `result` None without reading it, so a listing costs the
+        same however large the runs' results are.
+        """
 
     @abstractmethod
     async def try_transition(
@@ -394,7 +399,7 @@ class Store(ABC):
         """Mark `running` runs whose owner is gone as `interrupted` (resumable); returns their ids."""
         now = time.time()
         swept: list[RunId] = []
-        for run in await self.list_runs(status=[RunStatus.RUNNING]):
+        for run in await self.list_runs(status=[RunStatus.RUNNING], with_result=False):
             reason = orphan_reason(run, now, stale_after)
             if reason is None or not await self.try_transition(run.run_id, RunStatus.RUNNING, RunStatus.INTERRUPTED):
                 continue

@@ -471,6 +471,7 @@ class SqliteStore(Store):
         status: Collection[RunStatus] | None = None,
         task_id: TaskId | None = None,
         limit: int | None = None,
+        with_result: bool = True,
     ) -> list[RunRecord]:
         where: list[str] = []
         params: list[Any] = []
@@ -483,8 +484,9 @@ class SqliteStore(Store):
             params.append(task_id)
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         params.append(-1 if limit is None else limit)
+        columns = _RUN_COLUMNS if with_result else _RUN_COLUMNS.replace("result_json", "NULL")
         rows = self._conn.execute(
-            f"SELECT {_RUN_COLUMNS} FROM runs{clause} ORDER BY created_at DESC, rowid DESC LIMIT ?", params
+            f"SELECT {columns} FROM runs{clause} ORDER BY created_at DESC, rowid DESC LIMIT ?", params
         )
         return [_run_from_row(r) for r in rows]
 
