@@ -105,9 +105,12 @@ def _is_async(fn: Callable[..., Any]) -> bool:
 class InProcSpawner(SpawnerAdapter, Generic[W]):
     """A registry of Python worker functions keyed by agent name.
 
-    A function may be `async` or plain (plain ones run in a worker thread, so they may block); it
-    returns a `WorkerResult` or any JSON value (meaning `ok=True`); raising means `WorkerFailed`.
-    The function starts at once, inside `spawn` (see `start_eager`).
+    A function may be `async` or plain. A plain one runs in a worker thread, so it may block, unless
+    it was registered `inline`: then it runs on the event loop, which saves the thread hop (most of
+    a trivial step's cost) but stalls every other step, timeout and cancel while it runs, so only
+    quick non-blocking functions should be inline. It returns a `WorkerResult` or any JSON value
+    (meaning `ok=True`); raising means `WorkerFailed`. The function starts at once, inside `spawn`
+    (see `start_eager`).
     """
 
     worker_kind = "rust_fn"
@@ -115,6 +118,7 @@ class InProcSpawner(SpawnerAdapter, Generic[W]):
     def __init__(self, worker_type: type[W] | None = None) -> None:
         self.registry: dict[str, WorkerFn] = {}
         self._async: dict[str, bool] = {}
+        self._inline: set[str] = set()
         self._worker_type: type[JoinHandleWorker] = worker_type or MiddlewareWorker
 
     @classmethod
@@ -122,10 +126,14 @@ class InProcSpawner(SpawnerAdapter, Generic[W]):
         """A spawner whose workers are of `worker_type` (a per-kind subclass of `JoinHandleWorker`)."""
         return cls(worker_type)
 
-    def register(self, agent: str, fn: WorkerFn) -> InProcSpawner[W]:
-        """Register (or replace) the function for `agent`; chainable."""
+    def register(self, agent: str, fn: WorkerFn, *, inline: bool = False) -> InProcSpawner[W]:
+        """Register (or replace) the function for `agent`; chainable. `inline`: see the class."""
         self.registry[agent] = fn
         self._async[agent] = _is_async(fn)
+        if inline:
+            self._inline.add(agent)
+        else:
+            self._inline.discard(agent)
         return self
 
     async def spawn(self, engine: Engine, ctx: Ctx, task_id: StepId, attempt: int, token: CapToken) -> Worker:
@@ -151,16 +159,22 @@ class InProcSpawner(SpawnerAdapter, Generic[W]):
             cancel,
             AgentContextView.from_ctx(ctx),
         )
-        completion, stop = start_eager(_drive(engine, fn, is_async, inv, self.worker_kind))
+        inline = agent in self._inline
+        completion, stop = start_eager(_drive(engine, fn, is_async, inline, inv, self.worker_kind))
         if not completion.done():
             cancel.on_cancel(stop)
         return self._worker_type(WorkerJoinHandler(WorkerId.new(), cancel, completion))
 
 
-async def _drive(engine: Engine, fn: WorkerFn, is_async: bool, inv: WorkerInvocation, kind: str) -> None:
+async def _drive(engine: Engine, fn: WorkerFn, is_async: bool, inline: bool, inv: WorkerInvocation, kind: str) -> None:
     """Run the function, then fold its result into the attempt's one `Final`."""
     try:
-        result = await fn(inv) if is_async else await asyncio.to_thread(fn, inv)
+        if is_async:
+            result = await fn(inv)
+        elif inline:
+            result = fn(inv)
+        else:
+            result = await asyncio.to_thread(fn, inv)
     except asyncio.CancelledError:
         raise WorkerCancelled() from None
     except WorkerError:
