@@ -1,19 +1,17 @@
 """Whole-process timings of `mse` commands: start-up, `runs list` beside one huge stored result, and
 `mse run` per step with the progress view on.
 
-`python -m bench.cli [--repeat N] [--src DIR]` prints one line per case (median and minimum of N
-fresh processes, peak RSS of the slowest) and the load average before and after. `--src` times the
-package in another checkout (its `src` folder), so a change can be measured before and after on one
-machine in one sitting.
+`python -m bench.cli [--repeat N] [--src DIR]...` prints one line per case and checkout (median and
+minimum of N fresh processes) and the load average before and after. Each `--src` is a checkout's
+`src` folder; with two, the checkouts take turns run by run, so a change is measured before and
+after under the same machine load.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -37,42 +35,49 @@ STEP_BLUEPRINT = {
 }
 
 
-def timed(argv: list[str], env: dict[str, str], repeat: int, tty: bool = False) -> tuple[float, float, float]:
-    """Median and minimum wall seconds of `repeat` runs of `argv`, and the peak RSS (MB) seen."""
-    walls: list[float] = []
-    peak = 0.0
-    for _ in range(repeat):
-        started = time.perf_counter()
-        if tty:
-            master, slave = os.openpty()
-            proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave)
-            os.close(slave)
-            while True:
-                try:
-                    if not os.read(master, 65536):
-                        break
-                except OSError:
+def once(argv: list[str], env: dict[str, str], tty: bool = False) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of one run of `argv` (stderr on a pseudo-terminal when `tty`)."""
+    started = time.perf_counter()
+    master, slave = os.openpty() if tty else (-1, subprocess.DEVNULL)
+    proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave)
+    if tty:
+        os.close(slave)
+        while True:
+            try:
+                if not os.read(master, 65536):
                     break
-            proc.wait()
-            os.close(master)
-        else:
-            proc = subprocess.Popen(
-                argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-            )
-            _, err = proc.communicate()
-            if proc.returncode != 0:
-                raise SystemExit(f"{' '.join(argv)} failed: {err.decode()[-500:]}")
-        walls.append(time.perf_counter() - started)
-        peak = max(peak, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
-    return statistics.median(walls), min(walls), peak
+            except OSError:
+                break
+        os.close(master)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} exited {proc.returncode}")
+    return time.perf_counter() - started, usage.ru_maxrss / 1024
 
 
-async def fill_store(path: Path, result_mb: int, runs: int) -> None:
-    """A store with `runs` small finished runs and, newest, one whose result is `result_mb` MB of JSON."""
+def interleaved(
+    words: list[str], envs: dict[str, dict[str, str]], repeat: int, tty: bool = False
+) -> dict[str, tuple[float, float, float]]:
+    """Median and minimum seconds and the largest peak RSS (MB) of `mse WORDS` per checkout, the
+    checkouts taking turns."""
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in envs}
+    for _ in range(repeat):
+        for name, env in envs.items():
+            runs[name].append(once([sys.executable, "-m", "mlua_swarm", *words], env, tty))
+    return {
+        name: (statistics.median(w for w, _ in r), min(w for w, _ in r), max(m for _, m in r))
+        for name, r in runs.items()
+    }
+
+
+async def fill_store(home: str, result_mb: int, runs: int) -> None:
+    """The store of MSE_HOME `home`: `runs` small finished runs and, newest, one whose result is
+    `result_mb` MB of JSON."""
     from mlua_swarm.ids import RunId, TaskId
     from mlua_swarm.store import RunRecord, RunStatus, TaskRecord, open_store
 
-    store = await open_store(str(path))
+    store = await open_store(str(Path(home) / "mse.sqlite3"))
     try:
         for i in range(runs + 1):
             task = TaskRecord(TaskId.new(), f"task {i}")
@@ -89,38 +94,54 @@ async def fill_store(path: Path, result_mb: int, runs: int) -> None:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.cli", description=__doc__)
     parser.add_argument("--repeat", type=int, default=7)
-    parser.add_argument("--src", type=Path, default=REPO_ROOT / "src", help="the src folder of the checkout to time")
+    parser.add_argument(
+        "--src", type=Path, action="append", help="a checkout's src folder (repeat to compare; default this one)"
+    )
     parser.add_argument("--result-mb", type=int, default=100, help="size of the one huge stored result")
-    parser.add_argument("--steps", default="1000,10000", help="step counts of the mse run rows")
+    parser.add_argument("--steps", default="1000,10000", help="the two step counts of the mse run rows")
     args = parser.parse_args(argv)
-    print(f"at start: {load()}; timing {args.src}")
+    sources = args.src or [REPO_ROOT / "src"]
+    print(f"at start: {load()}")
     with tempfile.TemporaryDirectory() as home:
-        env = {**os.environ, "PYTHONPATH": str(args.src), "MSE_HOME": home}
-        mse = [sys.executable, "-m", "mlua_swarm"]
-        python = timed([sys.executable, "-c", "pass"], env, args.repeat)
-        print(f"python -c pass: {python[0] * 1000:.0f} ms (min {python[1] * 1000:.0f})")
-        for words in (["--help"], ["runs", "list", "--limit", "20"], ["bp", "--help"]):
-            median, low, peak = timed([*mse, *words], env, args.repeat)
-            print(f"mse {' '.join(words)} (empty store): {median * 1000:.0f} ms (min {low * 1000:.0f}), {peak:.0f} MB")
-        store = Path(home) / "mse.sqlite3"
-        asyncio.run(fill_store(store, args.result_mb, 30))
-        median, low, peak = timed([*mse, "runs", "list", "--limit", "20"], env, args.repeat)
-        print(
-            f"mse runs list --limit 20 beside a {args.result_mb} MB result: "
-            f"{median * 1000:.0f} ms (min {low * 1000:.0f}), {peak:.0f} MB"
+        envs = {str(src): {**os.environ, "PYTHONPATH": str(src), "MSE_HOME": home} for src in sources}
+
+        def report(
+            case: str, figures: dict[str, tuple[float, float, float]], scale: float = 1000, unit: str = "ms"
+        ) -> None:
+            for name, (median, low, rss) in figures.items():
+                digits = 0 if scale == 1000 else 2
+                print(
+                    f"{case} [{name}]: {median * scale:.{digits}f} {unit} (min {low * scale:.{digits}f}), {rss:.0f} MB"
+                )
+
+        python = [once([sys.executable, "-c", "pass"], os.environ.copy())[0] for _ in range(args.repeat)]
+        print(f"python -c pass: {statistics.median(python) * 1000:.0f} ms (min {min(python) * 1000:.0f})")
+        for words in (["--help"], ["bp", "--help"], ["runs", "list", "--limit", "20"]):
+            report(f"mse {' '.join(words)}", interleaved(words, envs, args.repeat))
+        # In a child: a parent grown by the fill would count in every later child's peak RSS.
+        fill = (
+            f"import asyncio; from bench.cli import fill_store; asyncio.run(fill_store({home!r}, {args.result_mb}, 30))"
         )
+        subprocess.run(
+            [sys.executable, "-c", fill],
+            env=envs[str(sources[-1])] | {"PYTHONPATH": f"{sources[-1]}:{REPO_ROOT}"},
+            check=True,
+        )
+        listing = interleaved(["runs", "list", "--limit", "20"], envs, args.repeat)
+        report(f"mse runs list --limit 20 beside a {args.result_mb} MB result", listing)
         bp = Path(home) / "count.json"
         small, large = (int(s) for s in args.steps.split(","))
         for tty in (False, True):
-            view = "terminal live view" if tty else "plain progress (not a terminal)"
-            walls = []
+            view = "terminal live view" if tty else "plain progress"
+            runs = {}
             for steps in (small, large):
                 bp.write_text(json.dumps({**STEP_BLUEPRINT, "flow": {**STEP_BLUEPRINT["flow"], "max": steps}}))
-                median, low, _ = timed([*mse, "run", str(bp), "--ephemeral"], env, max(3, args.repeat // 2), tty)
-                walls.append(median)
-                print(f"mse run --ephemeral, {steps} steps, {view}: {median:.2f} s (min {low:.2f})")
-            per_step = (walls[1] - walls[0]) / (large - small) * 1e6
-            print(f"  -> {per_step:.0f} us/step, start-up cancelled ({view})")
+                runs[steps] = interleaved(["run", str(bp), "--ephemeral"], envs, max(3, args.repeat // 2), tty)
+                report(f"mse run --ephemeral, {steps} steps, {view}", runs[steps], 1, "s")
+            for name in envs:
+                per_step = (runs[large][name][0] - runs[small][name][0]) / (large - small) * 1e6
+                best = (runs[large][name][1] - runs[small][name][1]) / (large - small) * 1e6
+                print(f"  -> {view} [{name}]: {per_step:.0f} us/step (from minima {best:.0f}), start-up cancelled")
     print(f"at end: {load()}")
     return 0
 
