@@ -79,12 +79,11 @@ def test_an_operator_agent_still_needs_its_operator_ref(tmp_path: Path) -> None:
     assert "spec.operator_ref" in diagnostic.message
 
 
-# An installation where neither upstream kind can run: each test stands in the refusing kinds,
-# since the operator (and later agent_block) helpers register runnable ones on main.
-WITHOUT_KINDS = (
+# The real operator kind (which `mse run` without a server cannot run) beside an agent_block kind
+# that is not installed: the agent-block helper registers a runnable one, so the test stands it in.
+WITHOUT_AGENT_BLOCK = (
     "import sys\n"
     "from mlua_swarm.worker.kinds import UnavailableKind, register_kind\n"
-    "register_kind(UnavailableKind('operator', required=('operator_ref',)))\n"
     "register_kind(UnavailableKind('agent_block'))\n"
     "from mlua_swarm.cli.main import main\n"
     "sys.exit(main(sys.argv[1:]))\n"
@@ -100,7 +99,7 @@ def without_kinds(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_mse_run_refuses_each_unavailable_kind_once(tmp_path: Path) -> None:
     (tmp_path / "bp.json").write_text(json.dumps(BLUEPRINT))
     ran = subprocess.run(
-        [sys.executable, "-c", WITHOUT_KINDS, "run", "bp.json", "--ephemeral"],
+        [sys.executable, "-c", WITHOUT_AGENT_BLOCK, "run", "bp.json", "--ephemeral"],
         capture_output=True,
         text=True,
         env=mse_env(),
