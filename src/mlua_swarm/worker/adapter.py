@@ -17,6 +17,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
 
+import orjson
+
 from ..cancel import CancellationToken
 from ..core.ctx import AgentContextView, Ctx
 from ..errors import EngineError, VerdictRejected
@@ -69,27 +71,57 @@ _UNSET: Any = object()
 
 @dataclass(slots=True)
 class WorkerInvocation:
-    """Everything a worker function gets for one attempt."""
+    """Everything a worker function gets for one attempt.
+
+    `directive` is the step's input as the engine holds it: a string is the prompt itself, any other
+    JSON value is rendered to the prompt only when `prompt` is read, so a function that reads only
+    `input` never pays for the text.
+    """
 
     token: CapToken
     task_id: StepId
     attempt: int
     agent: str
-    prompt: str
+    directive: Any
     sink: OutputSink | None = None
     cancel_token: CancellationToken | None = None
     context: AgentContextView | None = None
     _input: Any = _UNSET
+    _prompt: str | None = None
+
+    @property
+    def prompt(self) -> str:
+        """The input as text: a string as is, anything else as compact JSON."""
+        if self._prompt is None:
+            self._prompt = render_prompt(self.directive)
+        return self._prompt
 
     @property
     def input(self) -> Any:
-        """`prompt` parsed as JSON when it parses, else the string itself."""
+        """The prompt parsed as JSON when it parses, else the string itself; never shared with the
+        flow ctx, so the function may change it."""
         if self._input is _UNSET:
-            try:
-                self._input = json.loads(self.prompt)
-            except ValueError:
-                self._input = self.prompt
+            self._input = _parsed(self.directive) if isinstance(self.directive, str) else _copied(self.directive)
         return self._input
+
+
+def _parsed(text: str) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _copied(value: Any) -> Any:
+    """An independent copy of a JSON value (what rendering it and parsing it back gave)."""
+    try:
+        return orjson.loads(orjson.dumps(value))
+    except (orjson.JSONEncodeError, orjson.JSONDecodeError):
+        return json.loads(compact(value))
 
 
 WorkerFn: TypeAlias = Callable[[WorkerInvocation], Any | Awaitable[Any]]
@@ -159,7 +191,7 @@ class InProcSpawner(SpawnerAdapter, Generic[W]):
             task_id,
             attempt,
             agent,
-            render_prompt(directive),
+            directive,
             EngineSink(engine, token, task_id, attempt),
             cancel,
             AgentContextView.from_ctx(ctx),
