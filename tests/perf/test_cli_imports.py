@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -64,7 +65,7 @@ def test_each_summary_is_what_its_module_registers() -> None:
 def test_help_lists_every_command_in_order() -> None:
     shown = run_mse(["--help"])
     assert shown.returncode == 0
-    listed = [line.split()[0] for line in shown.stdout.splitlines() if line.startswith("    ") and line.split()]
+    listed = [m.group(1) for line in shown.stdout.splitlines() if (m := re.match(r"^    (\S+)\s\s", line))]
     assert listed == list(COMMAND_MODULES)
     for name in COMMAND_MODULES:
         assert SUMMARIES[name] in " ".join(shown.stdout.split())
