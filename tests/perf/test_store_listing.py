@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from mlua_swarm.store import MemoryStore, RunStatus, SqliteStore, Store
+from mlua_swarm.store import MemoryStore, ReplayRow, RunStatus, SqliteStore, Store
 
 from ..conftest import run_mse
-from ..store.conftest import new_run
+from ..store.conftest import entry, new_run
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -47,3 +47,15 @@ async def test_mse_runs_list_never_parses_a_stored_result(tmp_path: Path) -> Non
     assert listed.returncode == 0, listed.stderr
     [row] = json.loads(listed.stdout)
     assert row["run_id"] == run.run_id and "result" not in row
+
+
+async def test_history_is_counted_without_loading_it(backend: Store) -> None:
+    run = await new_run(backend)
+    assert await backend.count_history(run.run_id) == (0, 0)
+    backend.append_step(run.run_id, entry("a"), ReplayRow("a", "h1", {"v": 1}, occurrence=0))
+    backend.append_step(run.run_id, entry("b", status="fail"))
+    backend.append_replay(run.run_id, ReplayRow("c", "h2", None, skip=True, occurrence=0))
+    await backend.flush()
+    counted = await backend.count_history(run.run_id)
+    assert counted == (len(await backend.list_steps(run.run_id)), len(await backend.list_replay(run.run_id)))
+    assert counted == (2, 2)

@@ -65,9 +65,8 @@ async def _list(store: Store, args: argparse.Namespace) -> int:
 async def _show(store: Store, args: argparse.Namespace) -> int:
     run = await store.get_run(args.run_id)
     task = await store.get_task(run.task_id)
-    steps = await store.list_steps(run.run_id)
-    replay = await store.list_replay(run.run_id)
-    document = {**run.to_json(), "task": task.to_json(), "step_entries": len(steps), "replay_rows": len(replay)}
+    steps, replay = await store.count_history(run.run_id)
+    document = {**run.to_json(), "task": task.to_json(), "step_entries": steps, "replay_rows": replay}
     owner = run.owner
     lines = [
         f"run        {run.run_id}",
@@ -77,7 +76,7 @@ async def _show(store: Store, args: argparse.Namespace) -> int:
         f"updated    {_when(run.updated_at)}",
         f"owner      {'-' if owner is None else f'{owner.host} pid {owner.pid}'}",
         f"heartbeat  {_when(run.heartbeat_at)}",
-        f"steps      {len(steps)} entries, {len(replay)} replayable",
+        f"steps      {steps} entries, {replay} replayable",
         f"resumable  {'yes' if document['resumable'] else 'no'}",
         f"result     {json.dumps(run.result, ensure_ascii=False)[:2000]}",
     ]

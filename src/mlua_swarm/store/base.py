@@ -350,6 +350,10 @@ class Store(ABC):
     async def list_replay(self, run_id: RunId) -> list[ReplayRow]:
         """The run's replay log in insertion order."""
 
+    async def count_history(self, run_id: RunId) -> tuple[int, int]:
+        """How many step entries and replay rows the run has (backends count without loading them)."""
+        return len(await self.list_steps(run_id)), len(await self.list_replay(run_id))
+
     @abstractmethod
     async def delete_replay_from(self, run_id: RunId, index: int) -> int:
         """Cut the replay log at `index` (0-based, insertion order) and commit; returns how many rows went."""

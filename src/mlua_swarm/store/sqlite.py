@@ -695,6 +695,14 @@ class SqliteStore(Store):
         )
         return [ReplayRow(r[0], r[1], json.loads(r[2]), bool(r[3]), r[4], r[5]) for r in rows]
 
+    async def count_history(self, run_id: RunId) -> tuple[int, int]:
+        self._require_run(run_id)
+        row = self._conn.execute(
+            "SELECT COALESCE(SUM(kind IN (?, ?)), 0), COALESCE(SUM(kind IN (?, ?)), 0) FROM history WHERE run_id = ?",
+            (*_STEP_KINDS, *_REPLAY_KINDS, run_id),
+        ).fetchone()
+        return int(row[0]), int(row[1])
+
     async def delete_replay_from(self, run_id: RunId, index: int) -> int:
         """Cut the log; a step stored with its replay row keeps its entry and loses the replay part."""
         self._require_run(run_id)
