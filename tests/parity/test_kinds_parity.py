@@ -79,9 +79,9 @@ def test_an_operator_agent_still_needs_its_operator_ref(tmp_path: Path) -> None:
     assert "spec.operator_ref" in diagnostic.message
 
 
-# The real operator kind (which `mse run` without a server cannot run) beside an agent_block kind
-# that is not installed: the agent-block helper registers a runnable one, so the test stands it in.
-WITHOUT_AGENT_BLOCK = (
+# agent_block is runnable wherever the llm extra is installed: a stand-in refusing kind plays an
+# installation that cannot run it. Operator agents refuse by themselves outside a server.
+WITHOUT_KINDS = (
     "import sys\n"
     "from mlua_swarm.worker.kinds import UnavailableKind, register_kind\n"
     "register_kind(UnavailableKind('agent_block'))\n"
@@ -92,14 +92,13 @@ WITHOUT_AGENT_BLOCK = (
 
 @pytest.fixture
 def without_kinds(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(kinds._LOADED, "operator", UnavailableKind("operator", required=("operator_ref",)))
     monkeypatch.setitem(kinds._LOADED, "agent_block", UnavailableKind("agent_block"))
 
 
 def test_mse_run_refuses_each_unavailable_kind_once(tmp_path: Path) -> None:
     (tmp_path / "bp.json").write_text(json.dumps(BLUEPRINT))
     ran = subprocess.run(
-        [sys.executable, "-c", WITHOUT_AGENT_BLOCK, "run", "bp.json", "--ephemeral"],
+        [sys.executable, "-c", WITHOUT_KINDS, "run", "bp.json", "--ephemeral"],
         capture_output=True,
         text=True,
         env=mse_env(),

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..ids import RunId
+from ..llm.usage import describe_totals, run_totals
 from ..store import RunStatus, Store, StoreError, cancel_run, open_store
 from .endpoint import server_url
 
@@ -65,8 +66,16 @@ async def _list(store: Store, args: argparse.Namespace) -> int:
 async def _show(store: Store, args: argparse.Namespace) -> int:
     run = await store.get_run(args.run_id)
     task = await store.get_task(run.task_id)
-    steps, replay = await store.count_history(run.run_id)
-    document = {**run.to_json(), "task": task.to_json(), "step_entries": steps, "replay_rows": replay}
+    steps = await store.list_steps(run.run_id)
+    _, replay = await store.count_history(run.run_id)
+    totals = run_totals(s.stats for s in steps)
+    document = {
+        **run.to_json(),
+        "task": task.to_json(),
+        "step_entries": len(steps),
+        "replay_rows": replay,
+        "totals": totals,
+    }
     owner = run.owner
     lines = [
         f"run        {run.run_id}",
@@ -76,10 +85,12 @@ async def _show(store: Store, args: argparse.Namespace) -> int:
         f"updated    {_when(run.updated_at)}",
         f"owner      {'-' if owner is None else f'{owner.host} pid {owner.pid}'}",
         f"heartbeat  {_when(run.heartbeat_at)}",
-        f"steps      {steps} entries, {replay} replayable",
+        f"steps      {len(steps)} entries, {replay} replayable",
         f"resumable  {'yes' if document['resumable'] else 'no'}",
         f"result     {json.dumps(run.result, ensure_ascii=False)[:2000]}",
     ]
+    if totals["llm_steps"]:
+        lines.insert(-1, f"llm        {describe_totals(totals)}")
     _emit(args, document, lines)
     return 0
 
