@@ -59,6 +59,19 @@ class LiveServer:
         future: Future[T] = asyncio.run_coroutine_threadsafe(_awaited(fn), self.loop)
         return future.result(timeout)
 
+    def wait_run(self, run_id: str, timeout: float = 60.0) -> dict[str, Any]:
+        """Wait for a run this server drives to end; returns its record as `GET /v1/runs/{id}` shows it."""
+
+        async def ended() -> None:
+            live = self.state.runs.live.get(run_id)  # type: ignore[call-overload]
+            if live is not None:
+                await asyncio.wait([live.task])  # type: ignore[list-item]
+
+        self.call(ended, timeout)
+        with httpx.Client(base_url=self.base_url) as client:
+            body: dict[str, Any] = client.get(f"/v1/runs/{run_id}").json()
+        return body
+
     def stop(self) -> None:
         for client in self.clients:
             client.close()

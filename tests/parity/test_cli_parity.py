@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+from importlib import resources
 from pathlib import Path
+
+from mlua_swarm.cli.bp_dsl import template_names
 
 from ..conftest import run_mse
 
@@ -55,3 +58,68 @@ def test_lint_reports_warn_and_error_verdicts(tmp_path: Path) -> None:
     built = run_mse(["bp", "build", "bad.bp.lua"], cwd=tmp_path)
     assert built.returncode == 2 and built.stdout == ""
     assert "compile lint: ERROR (" in built.stderr
+
+
+# -- item 5: `mse bp new` with upstream's flags -------------------------------------------------------
+
+
+def test_new_prints_the_script_on_stdout_and_it_builds(tmp_path: Path) -> None:
+    made = run_mse(["bp", "new", "pipeline", "flow-a", "--stages", "fetch, summarise,"], cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "flow-a.bp.lua").write_text(made.stdout)
+    built = run_mse(["bp", "build", "flow-a.bp.lua"], cwd=tmp_path)
+    assert built.returncode == 0, built.stderr
+    value = json.loads(built.stdout)
+    assert value["id"] == "flow-a"
+    assert [agent["name"] for agent in value["agents"]] == ["fetch", "summarise"]
+    ran = run_mse(["run", "flow-a.bp.lua", "--json", "--ephemeral"], cwd=tmp_path)
+    assert json.loads(ran.stdout)["final_ctx"]["summarise"] == "summarise(fetch(an idea))"
+
+
+def test_new_writes_to_out_and_names_the_single_agent(tmp_path: Path) -> None:
+    made = run_mse(["bp", "new", "single", "one", "--agent", "greeter", "-o", "one.bp.lua"], cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    assert made.stdout == ""
+    assert "one.bp.lua" in made.stderr
+    built = run_mse(["bp", "build", "one.bp.lua"], cwd=tmp_path)
+    assert [agent["name"] for agent in json.loads(built.stdout)["agents"]] == ["greeter"]
+
+
+def test_new_with_operator_and_binding_scaffolds_upstream_operator_agents(tmp_path: Path) -> None:
+    made = run_mse(
+        ["bp", "new", "fanout", "fan", "--stages", "lint,test", "--operator", "seat-a", "--binding", "codex"],
+        cwd=tmp_path,
+    )
+    assert made.returncode == 0, made.stderr
+    (tmp_path / "fan.bp.lua").write_text(made.stdout)
+    built = run_mse(["bp", "build", "fan.bp.lua"], cwd=tmp_path)
+    assert built.returncode == 0, built.stderr
+    assert "compile lint: OK (3 agent(s), 1 operator(s) checked)" in built.stderr
+    value = json.loads(built.stdout)
+    assert value["operators"] == [{"name": "seat-a", "kind": "main_ai"}]
+    for agent in value["agents"]:
+        assert agent["kind"] == "operator"
+        assert agent["spec"] == {"operator_ref": "seat-a"}
+        assert agent["runner"] == {"backend": "ws_operator", "variant": "codex", "tools": []}
+    linted = run_mse(["bp", "lint", "fan.bp.lua", "--strict"], cwd=tmp_path)
+    assert linted.returncode == 0, linted.stderr
+    assert "step-naming-collision" not in linted.stderr, "lanes under $.lane.<x> claim `lane` only weakly"
+
+
+def test_binding_alone_implies_the_default_operator(tmp_path: Path) -> None:
+    made = run_mse(["bp", "new", "single", "s", "--binding", "claude"], cwd=tmp_path)
+    assert 'operator_ref = "main-ai"' in made.stdout
+
+
+def test_an_unknown_template_exits_one_and_lists_the_templates(tmp_path: Path) -> None:
+    made = run_mse(["bp", "new", "pipelin", "x"], cwd=tmp_path)
+    assert made.returncode == 1
+    assert f"unknown template 'pipelin': accepted = {' / '.join(template_names())}" in made.stderr
+    assert made.stdout == ""
+
+
+def test_templates_are_the_bp_lua_files_of_the_templates_folder() -> None:
+    folder = Path(str(resources.files("mlua_swarm").joinpath("templates")))
+    assert template_names() == sorted(p.name.removesuffix(".bp.lua") for p in folder.glob("*.bp.lua"))
+    assert {"pipeline", "single", "verdict", "fanout"} <= set(template_names())

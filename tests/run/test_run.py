@@ -294,3 +294,60 @@ async def test_resume_and_rerun_from_continue_a_stored_run_through_the_run_objec
             await Run.resume(store, run.run_id)
     finally:
         await store.close()
+
+
+async def test_create_commits_the_record_before_execute_and_a_failed_start_is_recorded(tmp_path: Path) -> None:
+    store = await _store(tmp_path)
+    try:
+        run = await Run.create(store, _blueprint({"prep": _prep, "work": _prep}), {"n": 1}, goal="g")
+        assert (await store.get_run(run.run_id)).status is RunStatus.RUNNING
+        async with run:
+            result = await run.execute()
+        assert result.final_ctx == {"n": 2, "out": 3}
+        assert (await store.get_run(run.run_id)).status is RunStatus.DONE
+
+        bad = _blueprint({"prep": _prep, "work": _prep})
+        bad.raw["policy"] = {"budget": {"max_wall_secs": "soon"}}
+        doomed = await Run.create(store, bad, {"n": 1})
+        with pytest.raises(DiagnosticError):
+            async with doomed:
+                pass
+        record = await store.get_run(doomed.run_id)
+        assert record.status is RunStatus.FAILED
+        assert record.result["error"]["message"] == "the run did not start: it failed to start"
+    finally:
+        await store.close()
+
+
+async def test_interrupt_leaves_the_record_interrupted_so_it_can_be_resumed(tmp_path: Path) -> None:
+    store = await _store(tmp_path)
+    parked = Parked(expected=1)
+    run = Run(_blueprint({"prep": _prep, "work": parked}), store=store)
+    try:
+        async with run:
+            task = asyncio.create_task(run.execute({"n": 0}))
+            await parked.all_waiting.wait()
+            run.interrupt("server shutting down")
+            result = await task
+        assert result.status == "cancelled" and parked.ended == 1
+        assert (await store.get_run(run.run_id)).status is RunStatus.INTERRUPTED
+    finally:
+        await store.close()
+
+
+async def test_a_trace_sink_receives_the_runs_trace_events_instead_of_the_journal(tmp_path: Path) -> None:
+    store = await _store(tmp_path)
+    seen: list[tuple[str, str | None]] = []
+    run = Run(
+        _blueprint({"prep": _prep, "work": _prep}, policy={"deny": ["work"]}),
+        store=store,
+        trace=lambda kind, step, attempt, payload: seen.append((kind, step)),
+    )
+    try:
+        async with run:
+            result = await run.execute({"n": 0})
+        assert result.status == "failed"
+        assert ("mw.denied", "work") in seen
+        assert [e.kind for e in await store.list_trace(run.run_id) if not e.kind.startswith("core.")] == []
+    finally:
+        await store.close()

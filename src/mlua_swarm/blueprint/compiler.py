@@ -21,7 +21,14 @@ from ..flow.errors import FlowParseError
 from ..flow.nodes import Node, Step, parse_node
 from ..services import RuntimeServices
 from ..worker.adapter import SpawnerAdapter
-from ..worker.kinds import InvalidAgentSpec, LinkEnv, agent_kind, known_kinds
+from ..worker.kinds import (
+    InvalidAgentSpec,
+    LinkEnv,
+    agent_kind,
+    is_runnable,
+    runnable_kinds,
+    unavailable_message,
+)
 from ..worker.pyfn import function_registry
 from .lints import LINT_DECLS, TUNABLE, lint_key_known, resolve_setting
 from .loader import expand_refs
@@ -103,6 +110,34 @@ def compile_blueprint(
         raise DiagnosticError(diagnostics)
     compiled.diagnostics = diagnostics
     return compiled
+
+
+def refuse_unavailable_kinds(compiled: CompiledBlueprint) -> None:
+    """Raise `DiagnosticError` (one diagnostic per kind) if any agent's kind cannot run here.
+
+    Lint and build accept kinds upstream defines that this installation cannot run yet; a run
+    calls this before anything starts.
+    """
+    waiting: dict[str, list[str]] = {}
+    for agent in compiled.agents.values():
+        if not is_runnable(agent.kind):
+            waiting.setdefault(agent.kind, []).append(agent.name)
+    if not waiting:
+        return
+    runnable = _names(runnable_kinds())
+    raise DiagnosticError(
+        [
+            Diagnostic(
+                "kind-unavailable",
+                f"{unavailable_message(kind)} (agents: {', '.join(agents)})",
+                location=Location("agent", agents[0]),
+                hint=f"`mse bp lint` and `mse bp build` accept these agents, but running them needs an "
+                f"installation where the '{kind}' kind is available; kinds runnable here: {runnable}",
+                stage="launch",
+            )
+            for kind, agents in waiting.items()
+        ]
+    )
 
 
 def fn_registry(extra: Mapping[str, str], base_dir: Path, source: str | None = None) -> dict[str, Callable[..., Any]]:
@@ -389,11 +424,11 @@ class _Compilation:
         kind = agent_kind(agent.kind)
         if kind is None:
             if agent.kind in BUILTIN_AGENT_KINDS:
-                message = f"agent kind '{agent.kind}' is not available in this installation"
-                hint = f"kinds available here: {_names(known_kinds())}"
+                message = unavailable_message(agent.kind)
+                hint = f"kinds available here: {_names(runnable_kinds())}"
             else:
                 message = f"unknown agent kind '{agent.kind}'"
-                hint = _suggest(agent.kind, BUILTIN_AGENT_KINDS) + f"kinds available here: {_names(known_kinds())}"
+                hint = _suggest(agent.kind, BUILTIN_AGENT_KINDS) + f"kinds available here: {_names(runnable_kinds())}"
             location = self._agent_loc(index, ".kind")
             if self.bp.strategy.strict_kind:
                 self._error("unknown-agent-kind", message, location, hint)
@@ -527,4 +562,11 @@ class _Compilation:
             )
 
 
-__all__ = ["CompiledAgent", "CompiledBlueprint", "compile_blueprint", "fn_option_diagnostic", "fn_registry"]
+__all__ = [
+    "CompiledAgent",
+    "CompiledBlueprint",
+    "compile_blueprint",
+    "fn_option_diagnostic",
+    "fn_registry",
+    "refuse_unavailable_kinds",
+]

@@ -483,7 +483,7 @@ class Engine:
         tail.append(event)
         if stage and type(event) is Artifact:
             st.staged.setdefault(attempt, []).append(event.name)
-        if self._bus.active:
+        if self._bus.wants("worker_output"):
             self.publish("worker_output", step_id, attempt=attempt, event=event.to_json())
         projection = st.spec.projection
         if projection is not None:
@@ -519,7 +519,7 @@ class Engine:
         if st is None or not 1 <= attempt <= st.attempt:
             return False
         st.tails.setdefault(attempt, []).append(event)
-        if self._bus.active:
+        if self._bus.wants("worker_output"):
             self.publish("worker_output", step_id, attempt=attempt, event=event.to_json())
         return True
 
@@ -544,6 +544,10 @@ class Engine:
     def worker_stats(self, step_id: StepId, attempt: int) -> dict[str, Any]:
         st = self._steps.get(step_id)
         return dict(st.stats.get(attempt, {})) if st is not None else {}
+
+    def worker_record(self, token: CapToken) -> TokenRecord:
+        """The live record of a token presented from outside: signature, expiry and role checked."""
+        return self._tokens.verify(token, Verb.VERIFY_TOKEN)
 
     def resolve_handle(self, handle: str) -> TokenRecord:
         """The live worker-token record behind a `wh-` handle."""

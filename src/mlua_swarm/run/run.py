@@ -27,13 +27,13 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal
 
-from ..blueprint.compiler import CompiledBlueprint
+from ..blueprint.compiler import CompiledBlueprint, refuse_unavailable_kinds
 from ..core.config import EngineConfig
 from ..core.engine import Engine, RunContext
 from ..core.events import Event
 from ..diagnostics import Diagnostic, DiagnosticError
 from ..flow import FlowFailed, run_flow
-from ..ids import RunId
+from ..ids import RunId, TaskId
 from ..middleware import LayerRegistry, LinkedSpawner
 from ..services import RuntimeServices
 from ..store import (
@@ -41,8 +41,10 @@ from ..store import (
     Durability,
     LaunchSnapshot,
     ResumePlan,
+    RunJournal,
     RunStatus,
     Store,
+    create_run,
     durable_run,
     load_launch,
     prepare_rerun_from,
@@ -54,6 +56,9 @@ from .observer import RunObserver
 from .plan import Workspace, agent_policies, compile_launch, initial_ctx, launch_options, link_stack
 
 ResultStatus = Literal["done", "failed", "cancelled"]
+
+TraceSink = Callable[[str, "str | None", "int | None", Any], None]
+"""Where a run's trace events go: `(kind, step_ref, attempt, payload)`."""
 
 TRACED_EVENTS = ("mw.", "attempt_", "task_retry_scheduled", "task_cancelled", "task_suspended", "task_resumed")
 """Engine events a run's journal keeps: middleware decisions, retries, cancellations, suspensions."""
@@ -165,7 +170,8 @@ class Run:
     run makes its own, with the store's token secret). `launch` is what a later resume recompiles
     (default: the Blueprint, the init ctx and the workspace). `registry` adds middleware layers;
     `externs` are the functions flow expressions may call; `journal` replaces the store's journal
-    (tests, custom persistence).
+    (tests, custom persistence); `trace` receives the run's trace events instead of the journal
+    (a server's live feed, which records them itself).
     """
 
     def __init__(
@@ -183,6 +189,7 @@ class Run:
         registry: LayerRegistry | None = None,
         externs: Mapping[str, Callable[..., Any]] | None = None,
         journal: Journal | None = None,
+        trace: TraceSink | None = None,
     ) -> None:
         self.compiled = compiled
         self.store = store
@@ -197,6 +204,8 @@ class Run:
         """Link warnings of the middleware configuration (set on entry)."""
         self.result: RunResult | None = None
         self._journal = journal
+        self._trace = trace
+        self._interrupted = False
         self._engine = engine
         self._shared_engine = engine is not None
         self._scope = CancelScope(timeout)
@@ -207,6 +216,34 @@ class Run:
         self._executed = False
 
     # ── continuing stored runs ──────────────────────────────────────────
+
+    @classmethod
+    async def create(
+        cls,
+        store: Store,
+        compiled: CompiledBlueprint,
+        init_ctx: Any = None,
+        *,
+        launch: LaunchSnapshot | None = None,
+        task_id: TaskId | None = None,
+        goal: str | None = None,
+        blueprint_ref: Any = None,
+        **kwargs: Any,
+    ) -> Run:
+        """A new run whose record exists (`running`, committed) before this returns; `execute()` runs
+        it with `init_ctx`. A run that then fails to start (bad middleware) is recorded `failed`."""
+        workspace = kwargs.pop("workspace", None) or Workspace()
+        launch = launch or LaunchSnapshot(compiled.raw, init_ctx, launch_options(workspace))
+        record = await create_run(
+            store,
+            launch,
+            task_id=task_id,
+            goal=str(compiled.raw.get("id", "")) if goal is None else goal,
+            blueprint_ref=blueprint_ref,
+            run_id=kwargs.pop("run_id", None),
+        )
+        plan = ResumePlan(record, LaunchSnapshot(launch.blueprint, init_ctx, launch.options), [], RunStatus.PENDING)
+        return cls._continuing(compiled, store, plan, workspace, kwargs)
 
     @classmethod
     async def resume(
@@ -221,7 +258,7 @@ class Run:
         try:
             compiled, workspace = compile_launch(plan.launch, services=services)
         except DiagnosticError:
-            await _give_back(store, plan)
+            await _give_back(store, plan, "its Blueprint no longer compiles")
             raise
         return cls._continuing(compiled, store, plan, workspace, kwargs)
 
@@ -250,6 +287,7 @@ class Run:
 
     async def __aenter__(self) -> Run:
         try:
+            refuse_unavailable_kinds(self.compiled)
             if self._engine is None:
                 secret = await self.store.token_secret() if self.store is not None else None
                 self._engine = Engine(EngineConfig(token_secret=secret))
@@ -257,7 +295,7 @@ class Run:
             self._linked, self.warnings = link_stack(self.compiled, self._engine, self, self.workspace, self.registry)
         except BaseException:
             if self._plan is not None and self.store is not None:
-                await _give_back(self.store, self._plan)
+                await _give_back(self.store, self._plan, "it failed to start")
             raise
         self._token = self._engine.attach(f"run-{self.run_id}")
         return self
@@ -292,6 +330,12 @@ class Run:
         first reason is kept); after the flow has finished it changes nothing.
         """
         self._scope.cancel(reason)
+
+    def interrupt(self, reason: str) -> None:
+        """Stop the run like `cancel`, but leave its record `interrupted` so it can be resumed
+        (a server shutting down)."""
+        self._interrupted = True
+        self.cancel(reason)
 
     # ── the run ─────────────────────────────────────────────────────────
 
@@ -334,11 +378,15 @@ class Run:
                 journal=journal,
                 observer=self.observer,
             )
-            if journal is not None:
-                await stack.enter_async_context(self._traced(journal, dispatcher))
+            sink = self._trace or (journal.trace if journal is not None else None)
+            if sink is not None:
+                await stack.enter_async_context(self._traced(sink, dispatcher))
             result = await self._evaluate(initial_ctx(self.compiled.raw, init_ctx), dispatcher)
             if record is not None:
-                await record.finish(RunStatus(result.status), result.stored())
+                status = RunStatus(result.status)
+                if status is RunStatus.CANCELLED and self._interrupted:
+                    status = RunStatus.INTERRUPTED
+                await record.finish(status, result.stored())
         self.result = result
         return result
 
@@ -381,8 +429,8 @@ class Run:
         return result
 
     @contextlib.asynccontextmanager
-    async def _traced(self, journal: Journal, dispatcher: EngineDispatcher) -> AsyncIterator[None]:
-        """Copy the engine events this run's history keeps into its journal while the block runs.
+    async def _traced(self, sink: TraceSink, dispatcher: EngineDispatcher) -> AsyncIterator[None]:
+        """Copy the engine events this run's history keeps into `sink` while the block runs.
 
         On a shared engine only the events of this run's steps (or naming this run) are copied.
         """
@@ -393,9 +441,7 @@ class Run:
         def copy(event: Event) -> None:
             if mine is not None and event.step_id not in mine and event.data.get("run_id") != run_id:
                 return
-            journal.trace(
-                event.kind, step_ref=event.data.get("agent"), attempt=event.data.get("attempt"), payload=event.to_json()
-            )
+            sink(event.kind, event.data.get("agent"), event.data.get("attempt"), event.to_json())
 
         async def forward() -> None:
             async for event in stream:
@@ -412,9 +458,14 @@ class Run:
             stream.close()
 
 
-async def _give_back(store: Store, plan: ResumePlan) -> None:
-    """Put a taken run back in the status it had, when continuing it fails before it starts."""
-    await store.try_transition(plan.run.run_id, RunStatus.RUNNING, plan.previous_status)
+async def _give_back(store: Store, plan: ResumePlan, why: str) -> None:
+    """A taken run that fails before it starts: back to the status it had, or `failed` if it was
+    created for this start."""
+    if plan.previous_status is RunStatus.PENDING:
+        error = {"message": f"the run did not start: {why}", "failed_step": None, "verdict_value": None}
+        await RunJournal(store, plan.run.run_id).finish(RunStatus.FAILED, {"error": error, "partial_ctx": None})
+    else:
+        await store.try_transition(plan.run.run_id, RunStatus.RUNNING, plan.previous_status)
 
 
 @dataclass(slots=True)

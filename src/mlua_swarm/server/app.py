@@ -23,7 +23,13 @@ from .state import ServerState
 ROUTE_MODULES: tuple[str, ...] = (
     "mlua_swarm.server.routes_health",
     "mlua_swarm.server.routes_blueprints",
+    "mlua_swarm.server.routes_tasks",
+    "mlua_swarm.server.routes_runs",
+    "mlua_swarm.server.routes_events",
+    "mlua_swarm.server.routes_worker",
+    "mlua_swarm.server.routes_data",
     "mlua_swarm.server.routes_operators",
+    "mlua_swarm.server.dashboard.routes",
 )
 """Modules contributing routes, in matching order; each defines `routes() -> list[BaseRoute]`."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import json
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 from starlette.requests import Request
@@ -18,8 +19,28 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .errors import BodyTooLarge
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-OWN_CREDENTIAL_PREFIXES: tuple[str, ...] = ("/v1/worker/", "/v1/data/", "/v1/operators")
-"""Routes that check a worker token or an operator bearer themselves."""
+OWN_CREDENTIAL_PREFIXES: tuple[str, ...] = ("/v1/worker/", "/v1/data/", "/v1/operators", "/ui/")
+"""Routes that check a worker token, an operator bearer, or (the dashboard's) a sign-in cookie and CSRF token."""
+
+
+RETIRED_HANDLES = 10_000
+
+
+class HandleMemory:
+    """The `wh-` handles seen in use, to tell "your attempt ended" (410) from "never valid" (401)."""
+
+    def __init__(self, size: int = RETIRED_HANDLES) -> None:
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._size = size
+
+    def saw(self, handle: str) -> None:
+        self._seen[handle] = None
+        self._seen.move_to_end(handle)
+        while len(self._seen) > self._size:
+            self._seen.popitem(last=False)
+
+    def known(self, handle: str) -> bool:
+        return handle in self._seen
 
 
 def bearer_of(headers: Sequence[tuple[bytes, bytes]] | Request) -> str | None:
@@ -109,4 +130,12 @@ class BodyLimit:
         await self.app(scope, counted, send)
 
 
-__all__ = ["OWN_CREDENTIAL_PREFIXES", "SAFE_METHODS", "AdminGuard", "BodyLimit", "bearer_of", "same_secret"]
+__all__ = [
+    "OWN_CREDENTIAL_PREFIXES",
+    "SAFE_METHODS",
+    "AdminGuard",
+    "BodyLimit",
+    "HandleMemory",
+    "bearer_of",
+    "same_secret",
+]

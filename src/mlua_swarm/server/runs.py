@@ -55,6 +55,8 @@ class LiveRun:
     steps: dict[StepId, str] = field(default_factory=dict)
     """Engine step id → step ref of every step dispatched so far."""
     timeout_secs: float | None = None
+    compiled: CompiledBlueprint | None = None
+    workspace: Workspace | None = None
 
 
 class _Observer:
@@ -193,6 +195,8 @@ class RunsManager:
             loop.create_future(),
             len(plan.replay),
             timeout_secs=timeout_secs,
+            compiled=compiled,
+            workspace=workspace,
         )
         self.live[run_id] = live
         await live.feed.catch_up()

@@ -17,8 +17,9 @@ from ..core.engine import Engine
 from ..operator.hub import OperatorHub, OperatorHubConfig
 from ..services import RuntimeServices
 from ..store import Store, open_store
-from .auth import OWN_CREDENTIAL_PREFIXES
+from .auth import OWN_CREDENTIAL_PREFIXES, HandleMemory
 from .config import ServerConfig
+from .dataindex import DataIndex
 from .runs import RunsManager
 
 SEED_BLUEPRINT = {
@@ -47,6 +48,8 @@ class ServerState:
     """Routes added by other modules at build time (before `create_app`)."""
     auth_exempt: list[str] = field(default_factory=lambda: list(OWN_CREDENTIAL_PREFIXES))
     """Path prefixes of mutating routes that check their own credentials instead of the admin token."""
+    worker_handles: HandleMemory = field(default_factory=HandleMemory)
+    data_index: DataIndex = field(default_factory=DataIndex)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once shutdown began: long waits (SSE streams, sync launches) end."""
 

@@ -507,7 +507,13 @@ class _ChildRun:
                     self.token, self.task_id, self.attempt, Progress("malformed_output", note)
                 )
 
+    def _submitted_over_http(self) -> bool:
+        """The child already completed its attempt through the server's worker routes (`MSE_HTTP`)."""
+        return any(type(event) is Final for event in self.engine.output_tail(self.task_id, self.attempt))
+
     async def _finish_plain(self, body: bytes) -> None:
+        if not body.strip() and self._submitted_over_http():
+            return
         value, ok, extra = normalize_plain(body, self.stderr.text(), self.proc.returncode == 0, self.output)
         if extra:
             self.engine.record_worker_stats(self.task_id, self.attempt, extra)
@@ -518,6 +524,8 @@ class _ChildRun:
             raise WorkerFailed(f"Final rejected before output_tail: {self.rejected}")
         code = self.proc.returncode
         final = self.last_final
+        if final is None and self._submitted_over_http():
+            return
         if final is None:
             value: dict[str, Any] = {
                 "raw": "",
