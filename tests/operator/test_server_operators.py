@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -14,7 +16,7 @@ from mlua_swarm.core.events import EventStream
 from mlua_swarm.operator import CancelFrame, OperatorClient, SpawnFrame
 from mlua_swarm.operator.frames import AskFrame
 from mlua_swarm.tokens import CapToken
-from tests.serverkit import LiveServer, start_server
+from tests.serverkit import LiveServer, spawn_mse_serve, start_server
 
 from .helpers import on_server, operator_blueprint, run_result, server_launch
 
@@ -154,3 +156,82 @@ async def test_a_session_survives_a_server_restart(tmp_path: Path) -> None:
             assert info["desc"] == "durable" and info["connected"] is True
     finally:
         second.stop()
+
+
+async def test_a_parked_spawn_survives_a_server_restart_and_is_reissued_on_resume(tmp_path: Path) -> None:
+    first = start_server(tmp_path)
+    joined = first.client().post("/v1/operators", json={"desc": "asleep"}).json()
+    try:
+        run_id = await server_launch(first, operator_blueprint("write", "check"), sid=joined["sid"])
+        parked = await on_server(first, _parked_on(first, joined["sid"]))
+        assert parked == ["spawn"]
+    finally:
+        first.stop()
+    second = start_server(tmp_path)
+    try:
+        http = second.client()
+        record = http.get(f"/v1/runs/{run_id}").json()
+        assert record["status"] == "interrupted" and record["resumable"] is True
+        resumed = http.post(f"/v1/runs/{run_id}/resume")
+        assert resumed.status_code == 202, resumed.text
+        assert await on_server(second, _parked_on(second, joined["sid"])) == ["spawn"]
+        async with OperatorClient(second.base_url, sid=joined["sid"], token=joined["token"]) as op:
+            for name in ("write", "check"):
+                spawn = await op.next_request(10)
+                assert isinstance(spawn, SpawnFrame) and spawn.agent == name
+                assert not CapToken.decode(spawn.capability_token).is_expired()
+                worker = op.worker(spawn)
+                assert (await worker.fetch())["prompt"] == f"do {name}"
+                await worker.submit(f"{name} after the restart")
+                await op.spawn_ack(spawn.req_id, {})
+            result = await run_result(second, run_id)
+        assert result["status"] == "done"
+        assert result["result"] == {"write": "write after the restart", "check": "check after the restart"}
+    finally:
+        second.stop()
+
+
+def _parked_on(live: LiveServer, sid: str) -> Any:
+    """A coroutine function: the kinds of the requests waiting on session `sid`, once one is there."""
+
+    async def kinds() -> list[str]:
+        hub = live.state.operators
+        assert hub is not None
+        while not hub.sessions[sid].pending:
+            await asyncio.sleep(0.01)
+        return [p.kind for p in hub.sessions[sid].pending.values()]
+
+    return kinds
+
+
+async def test_a_killed_server_loses_no_spawn_the_operator_was_holding(tmp_path: Path) -> None:
+    env = {"MSE_HOME": str(tmp_path)}
+    served = spawn_mse_serve(["--bind", "127.0.0.1:0"], env=env)
+    try:
+        async with OperatorClient(served.base_url, desc="holding") as op:
+            sid, token = op.sid, op.token
+            run_id = await server_launch(served, operator_blueprint("write"), sid=sid)
+            first = await op.next_request(10)
+            assert isinstance(first, SpawnFrame)
+    finally:
+        assert served.terminate(signal.SIGKILL) == -signal.SIGKILL
+    again = spawn_mse_serve(["--bind", "127.0.0.1:0"], env=env)
+    try:
+        with again.client() as http:
+            assert http.get(f"/v1/runs/{run_id}").json()["status"] == "interrupted"
+            assert http.post(f"/v1/runs/{run_id}/resume").status_code == 202
+        async with OperatorClient(again.base_url, sid=sid, token=token) as op:
+            spawn = await op.next_request(10)
+            assert isinstance(spawn, SpawnFrame) and spawn.task_id != first.task_id and spawn.agent == "write"
+            await op.worker(spawn).submit("written after the crash")
+            await op.spawn_ack(spawn.req_id, {})
+            async with (
+                httpx.AsyncClient(base_url=again.base_url, timeout=30) as http,
+                http.stream("GET", f"/v1/runs/{run_id}/events") as events,
+            ):
+                async for _ in events.aiter_lines():
+                    pass
+                record = (await http.get(f"/v1/runs/{run_id}")).json()
+        assert record["status"] == "done" and record["result"] == {"write": "written after the crash"}
+    finally:
+        again.terminate()
