@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..ids import RunId
+from ..llm.usage import describe_totals, run_totals
 from ..store import RunStatus, Store, StoreError, cancel_run, open_store
 from .endpoint import server_url
 from .run import rerun_from_main, resume_main
@@ -68,7 +69,14 @@ async def _show(store: Store, args: argparse.Namespace) -> int:
     task = await store.get_task(run.task_id)
     steps = await store.list_steps(run.run_id)
     replay = await store.list_replay(run.run_id)
-    document = {**run.to_json(), "task": task.to_json(), "step_entries": len(steps), "replay_rows": len(replay)}
+    totals = run_totals(s.stats for s in steps)
+    document = {
+        **run.to_json(),
+        "task": task.to_json(),
+        "step_entries": len(steps),
+        "replay_rows": len(replay),
+        "totals": totals,
+    }
     owner = run.owner
     lines = [
         f"run        {run.run_id}",
@@ -82,6 +90,8 @@ async def _show(store: Store, args: argparse.Namespace) -> int:
         f"resumable  {'yes' if document['resumable'] else 'no'}",
         f"result     {json.dumps(run.result, ensure_ascii=False)[:2000]}",
     ]
+    if totals["llm_steps"]:
+        lines.insert(-1, f"llm        {describe_totals(totals)}")
     _emit(args, document, lines)
     return 0
 
