@@ -144,3 +144,19 @@ def test_a_server_runs_agent_block_steps_and_runs_show_sums_them_over_http(
         assert "llm        1 step(s), 2 turn(s), 20 in (0 cached) + 10 out = 30 tokens" in text
     finally:
         server.stop()
+
+
+def test_an_agent_block_runner_grant_outranks_profile_tools(tmp_path: Path) -> None:
+    raw = blueprint(tmp_path)
+    checker = raw["agents"][0]
+    spec = {"mcp_servers": [facts_server(), facts_server(name="docs")]}
+    raw["agents"] = [
+        {**checker, "name": "profile-grant", "spec": spec},
+        {**checker, "name": "ref-grant", "spec": spec, "runner_ref": "docs-only"},
+        {**checker, "name": "none", "spec": spec, "runner": {"backend": "agent_block_in_process", "tools": []}},
+    ]
+    raw["runners"] = [{"name": "docs-only", "runner": {"backend": "agent_block_in_process", "tools": ["mcp__docs__x"]}}]
+    raw["flow"] = {"kind": "seq", "children": [step(a["name"], "$.q", f"$.{a['name']}") for a in raw["agents"]]}
+    compiled = compile_blueprint(raw, base_dir=tmp_path)
+    granted = {name: [s.name for s in a.spawner.settings.granted] for name, a in compiled.agents.items()}
+    assert granted == {"profile-grant": ["facts"], "ref-grant": ["docs"], "none": []}
