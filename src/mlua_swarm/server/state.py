@@ -66,9 +66,7 @@ class ServerState:
                     http_base_url=base_url or None,
                 )
             )
-            runs = RunsManager(engine, store, durability=config.durability, sse_buffer=config.sse_buffer)
-            state = cls(config, store, engine, runs, base_url)
-            state.operators = OperatorHub(
+            hub = OperatorHub(
                 engine,
                 store,
                 base_url=base_url or None,
@@ -78,6 +76,14 @@ class ServerState:
                     sweep_secs=config.operator_session_sweep_secs,
                 ),
             )
+            runs = RunsManager(
+                engine,
+                store,
+                durability=config.durability,
+                sse_buffer=config.sse_buffer,
+                services=RuntimeServices(operators=hub),
+            )
+            state = cls(config, store, engine, runs, base_url, operators=hub)
             await state._seed()
         except BaseException:
             await store.close()
@@ -92,8 +98,8 @@ class ServerState:
     def compile(self, raw: Any, *, base_dir: Path | None = None) -> CompiledBlueprint:
         """Compile a Blueprint with the server's function registry; bad input raises DiagnosticError."""
         where = base_dir or self.base_dir
-        services = RuntimeServices(operators=self.operators)
-        return compile_blueprint(raw, base_dir=where, fns=fn_registry(self.config.fns, where), services=services)
+        fns = fn_registry(self.config.fns, where)
+        return compile_blueprint(raw, base_dir=where, fns=fns, services=self.runs.services)
 
     @property
     def uptime(self) -> float:
