@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 
 from tests.mcp_adapter.conftest import mse_mcp, payload
-from tests.process.helpers import alive, watch_exit
+from tests.process.helpers import watch_exit
 
 
 def sleeper_blueprint(fifo: Path) -> dict[str, Any]:
@@ -49,7 +49,7 @@ async def test_detached_run_is_cancelled_for_real(tmp_path: Path) -> None:
             cancelled = payload(await client.call_tool("swarm_cancel", {"run_id": started["run_id"]}))
             with anyio.fail_after(30):
                 await exited
-        assert cancelled["status"] == "cancelled" and not alive(pid)
+        assert cancelled["status"] == "cancelled"
 
 
 async def test_blocking_run_reports_progress_and_stops_when_the_client_cancels(tmp_path: Path) -> None:
@@ -82,7 +82,6 @@ async def test_blocking_run_reports_progress_and_stops_when_the_client_cancels(t
             scope.cancel()
             with anyio.fail_after(30):
                 await exited
-        assert not alive(pid_box[0])
 
 
 async def _cancellable(call: Any, scope: anyio.CancelScope) -> None:

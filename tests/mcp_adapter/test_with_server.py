@@ -12,7 +12,7 @@ import pytest
 from mcp import Client
 
 from tests.mcp_adapter.conftest import error_text, mse_mcp, payload
-from tests.process.helpers import alive, watch_exit
+from tests.process.helpers import watch_exit
 from tests.serverkit import ServeProcess, spawn_mse_serve
 
 UPSTREAM_TOOLS = {
@@ -160,7 +160,7 @@ async def test_operator_loop_completes_with_the_submitted_value(serve: ServeProc
             assert acked["sent"] is True
         run = outcome["run"]
         assert run["status"] == "done" and run["final_ctx"]["solo"] == {"verdict": "fine", "notes": 3}
-        assert any("running: solo" in message for message in run_progress), run_progress
+        assert run_progress and all("step(s) done" in message for message in run_progress), run_progress
         listed = payload(await client.call_tool("mse_operator_list", {}))
         assert sid in [entry["sid"] for entry in listed["operators"]]
         assert payload(await client.call_tool("mse_operator_leave", {"sid": sid}))["left"] is True
@@ -217,7 +217,6 @@ async def test_swarm_cancel_stops_a_child_on_the_server(serve: ServeProcess, tmp
             payload(await client.call_tool("swarm_cancel", {"run_id": started["run_id"]}))
             with anyio.fail_after(30):
                 await exited
-        assert not alive(pid)
         status = payload(await client.call_tool("swarm_status", {"run_id": started["run_id"]}))
         assert status["status"] == "cancelled"
 
