@@ -16,7 +16,6 @@ from ..cli.common import fn_registry
 from ..core.config import EngineConfig
 from ..core.engine import Engine
 from ..operator.hub import OperatorHub, OperatorHubConfig
-from ..operator.layers import operator_layers
 from ..services import RuntimeServices
 from ..store import Store, open_store
 from ..store.base import blueprint_hash
@@ -74,9 +73,7 @@ class ServerState:
                     http_base_url=base_url or None,
                 )
             )
-            runs = RunsManager(engine, store, durability=config.durability, sse_buffer=config.sse_buffer)
-            state = cls(config, store, engine, runs, base_url)
-            state.operators = OperatorHub(
+            hub = OperatorHub(
                 engine,
                 store,
                 base_url=base_url or None,
@@ -86,7 +83,14 @@ class ServerState:
                     sweep_secs=config.operator_session_sweep_secs,
                 ),
             )
-            runs.registry = operator_layers(state.operators)
+            runs = RunsManager(
+                engine,
+                store,
+                durability=config.durability,
+                sse_buffer=config.sse_buffer,
+                services=RuntimeServices(operators=hub),
+            )
+            state = cls(config, store, engine, runs, base_url, operators=hub)
             await state._seed()
         except BaseException:
             await store.close()
@@ -110,8 +114,7 @@ class ServerState:
         found = self.compiled.get(key)
         if found is not None:
             return found
-        services = RuntimeServices(operators=self.operators)
-        compiled = compile_blueprint(raw, base_dir=where, fns=self.functions(where), services=services)
+        compiled = compile_blueprint(raw, base_dir=where, fns=self.functions(where), services=self.runs.services)
         if compiled.raw == raw:
             if len(self.compiled) >= COMPILED_KEPT:
                 self.compiled.pop(next(iter(self.compiled)))
