@@ -427,6 +427,8 @@ def prefect_load(runs: int, clients: int, database: str, limit: float) -> LoadRe
             log = (tmp / "server.log").read_text(errors="replace")
             locked = log.count("database is locked")
             why = done.stderr.strip().splitlines()[-1][:300] if done.stderr.strip() else f"exit {done.returncode}"
+            if "503 Service Unavailable" in why:
+                why = "its server kept answering 503 Service Unavailable"
             raise RuntimeError(
                 f"the Prefect client gave up after {completed} completed flows: {why}"
                 + (f"; its server log shows {locked} `database is locked` errors" if locked else "")
