@@ -35,6 +35,8 @@ from typing import Any
 import httpx
 from playwright.sync_api import Page, sync_playwright
 
+from . import machine
+
 CHROMIUM = os.environ.get("MSE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -172,6 +174,7 @@ SECTION = "## Dashboard: the run page of a big run"
 def section(results: list[dict[str, Any]], command: str) -> str:
     """The results as BENCHMARKS.md's dashboard section."""
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    described = machine.describe()
     lines = [
         SECTION,
         "",
@@ -182,7 +185,9 @@ def section(results: list[dict[str, Any]], command: str) -> str:
         "*follow lag* is how long after the run's event stream said it finished the already-open page showed "
         "every step passed and the run done (how far the live page falls behind the stream).",
         "",
-        f"- Command: `{command}`; generated {stamp}; load average at end: {os.getloadavg()[0]:.2f}",
+        f"- Command: `{command}`; generated {stamp}",
+        f"- Machine: {described[0]}; {described[1]}",
+        f"- Load average at end: {os.getloadavg()[0]:.2f} (the machine is shared; other work was running)",
         "",
         "| Workload | Steps | Render [ms] | Engine [s] | Follow lag [ms] | Target | Result |",
         "|---|---|---|---|---|---|---|",
