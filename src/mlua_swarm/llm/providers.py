@@ -201,8 +201,10 @@ class OpenAIChat(Conversation):
             "messages": self.messages,
             "stream": True,
             "stream_options": {"include_usage": True},
-            "max_tokens": self.max_tokens,
         }
+        # OpenAI's own API refuses `max_tokens` for its reasoning models and takes
+        # `max_completion_tokens` for all; compatible servers (vLLM, Ollama, llama.cpp) know `max_tokens`.
+        kwargs["max_tokens" if self.endpoint.custom_endpoint else "max_completion_tokens"] = self.max_tokens
         if tools:
             kwargs["tools"] = [
                 {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.schema}}
