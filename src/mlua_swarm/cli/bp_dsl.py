@@ -17,14 +17,13 @@ from collections.abc import Sequence
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jinja2
-
-from ..blueprint.compiler import compile_blueprint
 from ..diagnostics import Diagnostic, DiagnosticError, Level
-from ..dsl.runner import build_bp_lua
 from .bp import verdict_line
+
+if TYPE_CHECKING:
+    import jinja2
 from .common import fn_options, fn_registry, report_diagnostics
 
 TEMPLATE_SUFFIX = ".bp.lua"
@@ -69,6 +68,8 @@ def register_bp(bp_subparsers: Any) -> None:
 
 
 def build_command(args: argparse.Namespace) -> int:
+    from ..dsl.runner import build_bp_lua  # Lua and the DSL: only when a script is built
+
     try:
         built = build_bp_lua(args.file, includes=args.include)
     except DiagnosticError as exc:
@@ -102,6 +103,8 @@ def lint_built(
 ) -> list[Diagnostic]:
     """Compile a built value as `bp build` lints it: an unresolved reference is only a warning
     (the JSON keeps it) unless `strict_embed`."""
+    from ..blueprint.compiler import compile_blueprint
+
     base_dir = file.resolve().parent
     try:
         registry = fn_registry(fn_options(fns, str(file)), base_dir, str(file))
@@ -181,6 +184,8 @@ def render_template(
 
 @cache
 def _templates() -> jinja2.Environment:
+    import jinja2
+
     folder = resources.files("mlua_swarm").joinpath("templates")
     return jinja2.Environment(
         loader=jinja2.FunctionLoader(lambda file: folder.joinpath(file).read_text(encoding="utf-8")),
