@@ -74,6 +74,33 @@ async def test_an_operator_step_completes_through_spawn_and_ack(live_server: Liv
     assert result["result"]["note"] == "no sub-agent: the ack's value is the result"
 
 
+async def test_a_launch_pin_seats_every_declared_seat_and_bad_pins_are_400(live_server: LiveServer) -> None:
+    http = live_server.client()
+    sid = http.post("/v1/operators", json={"desc": "pinned"}).json()["sid"]
+    raw = operator_blueprint("lead:plan", "review:check", seats=("lead", "review"))
+
+    def launch(**pin: Any) -> httpx.Response:
+        body = {"blueprint": {"kind": "inline", "value": raw}, "init_ctx": {}, "detach": True, **pin}
+        return http.post("/v1/tasks", json=body)
+
+    started = launch(operator_sid=sid, operator_desc="alice", operator_slot="review")
+    assert started.status_code == 202, started.text
+    seats = {s["slot"]: s["holder"] for s in started.json()["info"]["seats"]}
+    assert seats["review"] == {"op": sid, "desc": "alice", "gen": 1}
+    assert seats["lead"]["op"] == sid and seats["lead"]["desc"].startswith("auto-seated at launch")
+    http.post(f"/v1/runs/{started.json()['run_id']}/cancel")
+    refused = {
+        "unknown session": launch(operator_sid="S-0000000000000000", operator_desc="x", operator_slot="lead"),
+        "no desc": launch(operator_sid=sid, operator_slot="lead"),
+        "blank desc": launch(operator_sid=sid, operator_desc="  ", operator_slot="lead"),
+        "no slot among two seats": launch(operator_sid=sid, operator_desc="x"),
+        "unknown slot": launch(operator_sid=sid, operator_desc="x", operator_slot="nobody"),
+    }
+    assert {why: r.status_code for why, r in refused.items()} == dict.fromkeys(refused, 400)
+    assert "operator_desc" in refused["no desc"].json()["error"]
+    assert "nobody" in refused["unknown slot"].json()["error"]
+
+
 async def test_a_spawn_waits_for_a_reconnect_and_arrives_with_a_valid_token(live_server: LiveServer) -> None:
     async with OperatorClient(live_server.base_url, desc="laptop") as op:
         await op.disconnect()
