@@ -2,7 +2,8 @@
 
 A launch names its Blueprint inline or by registered id (`latest`, a fixed content hash, or a semver
 requirement), resolves the ttl (request > Blueprint `metadata.default_run_ttl_secs` > server default),
-creates the task and run rows, and starts the run. A sync launch waits for the end (504 past the
+creates the task and run rows, and starts the run. Relative references of the Blueprint resolve from
+`base_dir` (ours), else `project_root`, else the server's folder. A sync launch waits for the end (504 past the
 wait limit, and the run is failed); the run never depends on the client staying connected.
 """
 
@@ -148,7 +149,8 @@ async def start_run(
     if state.stopping.is_set() or state.runs.closing:
         raise ApiError(503, "the server is shutting down")
     work_dir, project_root = task_input.get("work_dir"), task_input.get("project_root")
-    base_dir = Path(project_root).resolve() if project_root else state.base_dir
+    refs_from = task_input.get("base_dir") or project_root
+    base_dir = Path(refs_from).resolve() if refs_from else state.base_dir
     compiled = state.compile(resolved.document, base_dir=base_dir)
     options = {
         "base_dir": str(base_dir),
@@ -203,7 +205,7 @@ def failure_error(result: RunResult) -> ApiError:
 
 
 def _task_input(body: Mapping[str, Any]) -> dict[str, Any]:
-    task_input = {key: _optional_str(body, key) for key in ("project_root", "work_dir")}
+    task_input = {key: _optional_str(body, key) for key in ("project_root", "work_dir", "base_dir")}
     task_input["task_metadata"] = body.get("task_metadata")
     return task_input
 
@@ -273,6 +275,7 @@ async def rekick(request: Request) -> Response:
     if runs and runs[0].input_json is not None:
         previous = LaunchSnapshot.from_json(runs[0].input_json).options
     task_input = {k: previous.get(k) for k in ("project_root", "work_dir", "task_metadata")}
+    task_input["base_dir"] = previous.get("base_dir")
     override = body.get("task_input_override")
     if override is not None:
         if not isinstance(override, Mapping):

@@ -92,6 +92,11 @@ class _FeedJournal:
 
     async def record_step(self, record: Any) -> None:
         await self.inner.record_step(record)
+        if self.feed.subscriber_count:
+            # In-process steps can finish one after another without the run ever suspending; one
+            # turn of the loop per step lets the SSE streams send each step's events as it ends
+            # rather than all at once when the run next waits.
+            await asyncio.sleep(0)
 
     def trace(self, kind: str, step_ref: str | None = None, attempt: int | None = None, payload: Any = None) -> None:
         self.feed.publish(kind, step_ref, attempt, payload)
@@ -213,7 +218,8 @@ class RunsManager:
             workspace=workspace,
         )
         self.live[run_id] = live
-        await live.feed.catch_up()
+        if plan.previous_status is not RunStatus.PENDING:
+            await live.feed.skip_history()
         live.task = asyncio.create_task(self._drive(live, compiled, init_ctx, plan, workspace), name=f"run {run_id}")
         return live
 
