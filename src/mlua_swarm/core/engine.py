@@ -20,11 +20,13 @@ from typing import Any, Literal
 from ..errors import (
     AttemptClosed,
     DispatchFailed,
+    EngineError,
     PollTimeout,
     ResourceNotFound,
     ResumeKeyNotFound,
     SpawnDepthExceeded,
     TaskNotFound,
+    TokenTaskMismatch,
     VerdictPartMissing,
     VerdictValueRejected,
 )
@@ -139,6 +141,8 @@ class _Step:
     id: StepId
     spec: TaskSpec
     depth: int
+    parent: StepId | None = None
+    """The step whose worker started this one (its token may dispatch it); None for operator steps."""
     status: StepStatus = StepStatus.PENDING
     attempt: int = 0
     created_at: float = field(default_factory=time.time)
@@ -149,6 +153,8 @@ class _Step:
     tails: dict[int, list[OutputEvent]] = field(default_factory=dict)
     staged: dict[int, list[str]] = field(default_factory=dict)
     stats: dict[int, dict[str, Any]] = field(default_factory=dict)
+    refused: dict[int, str] = field(default_factory=dict)
+    """Why the engine refused an attempt's Final, for the failure message when no Final landed."""
     suspended_on: ResumeKey | None = None
     waiter: asyncio.Future[None] | None = None
     backoff: asyncio.Future[None] | None = None
@@ -216,13 +222,14 @@ class Engine:
     async def start_task(self, token: CapToken, spec: TaskSpec) -> StepId:
         record = self._tokens.verify(token, Verb.START_TASK)
         depth = 0
-        if token.role is Role.WORKER and record.step_id is not None:
-            parent = self._steps.get(record.step_id)
+        parent_id = record.step_id if token.role is Role.WORKER else None
+        if parent_id is not None:
+            parent = self._steps.get(parent_id)
             depth = (parent.depth if parent else 0) + 1
             if depth >= self.config.max_spawn_depth:
                 raise SpawnDepthExceeded(depth, self.config.max_spawn_depth)
         step_id = StepId.new()
-        self._steps[step_id] = _Step(step_id, spec, depth)
+        self._steps[step_id] = _Step(step_id, spec, depth, parent_id)
         if self._bus.active:
             self.publish("task_created", step_id, agent=spec.agent)
         return step_id
@@ -270,9 +277,14 @@ class Engine:
     async def dispatch_attempt(
         self, token: CapToken, step_id: StepId, spawner: SpawnerAdapter, *, run: RunContext | None = None
     ) -> DispatchOutcome:
-        """Run one attempt: mint a worker token, spawn, join (honouring timeout and cancel), fold the tail."""
-        self._tokens.verify(token, Verb.DISPATCH_ATTEMPT)
+        """Run one attempt: mint a worker token, spawn, join (honouring timeout and cancel), fold the tail.
+
+        A worker token may dispatch only the steps its own step started.
+        """
+        record = self._tokens.verify(token, Verb.DISPATCH_ATTEMPT)
         st = self._step(step_id)
+        if token.role is Role.WORKER and (st.parent is None or st.parent != record.step_id):
+            raise TokenTaskMismatch(str(record.step_id), step_id)
         self._set_status(st, StepStatus.RUNNING)
         st.attempt += 1
         attempt = st.attempt
@@ -283,6 +295,7 @@ class Engine:
             self.config.worker_token_ttl_secs,
             step_id=step_id,
             with_handle=True,
+            attempt_bound=True,
         )
         st.token = wtoken
         runtime: dict[str, Any] = {"worker_handle": self._tokens.handle_of(wtoken)}
@@ -350,7 +363,10 @@ class Engine:
             raise self._fail(st, attempt, str(error))
         folded = fold_tail(st.tails.get(attempt, []), st.staged.get(attempt), raw=st.spec.submit_format == "text")
         if folded is None:
-            raise self._fail(st, attempt, "no Final in output_tail")
+            refused = st.refused.get(attempt)
+            raise self._fail(
+                st, attempt, "no Final in output_tail" + (f" (a Final was refused: {refused})" if refused else "")
+            )
         value, ok = folded
         if not ok:
             self._end(st, attempt, StepStatus.BLOCKED, value)
@@ -466,13 +482,19 @@ class Engine:
 
         `stage=True` makes an Artifact one of the worker's own parts (folded into `{out, parts}`).
         Output for an attempt that is not the live one is refused: a late completion changes nothing.
+        A refused Final's reason is kept for the attempt's failure message.
         """
-        self._tokens.verify(token, Verb.EMIT_OUTPUT, step_id)
-        st = self._step(step_id)
-        if attempt != st.attempt or st.status is not StepStatus.RUNNING:
-            raise AttemptClosed(f"step {step_id} attempt {attempt} is not running (status {st.status.value})")
-        if type(event) is Final and event.ok:
-            self._check_verdict(st, attempt, event)
+        try:
+            self._tokens.verify(token, Verb.EMIT_OUTPUT, step_id)
+            st = self._step(step_id)
+            if attempt != st.attempt or st.status is not StepStatus.RUNNING:
+                raise AttemptClosed(f"step {step_id} attempt {attempt} is not running (status {st.status.value})")
+            if type(event) is Final and event.ok:
+                self._check_verdict(st, attempt, event)
+        except EngineError as exc:
+            if type(event) is Final:
+                self._note_refusal(step_id, attempt, exc)
+            raise
         tail = st.tails.get(attempt)
         if tail is None:
             tail = st.tails[attempt] = []
@@ -487,6 +509,11 @@ class Engine:
                 project_final(projection, step_id, attempt, event.ok, event.content.as_value())
             elif stage and type(event) is Artifact:
                 project_part(projection, step_id, event.name, event.content.as_value())
+
+    def _note_refusal(self, step_id: StepId, attempt: int, exc: EngineError) -> None:
+        st = self._steps.get(step_id)
+        if st is not None and attempt == st.attempt:
+            st.refused[attempt] = str(exc)
 
     def _check_verdict(self, st: _Step, attempt: int, final: Final) -> None:
         contract = st.spec.verdict or self._contracts.get(st.spec.agent)
