@@ -46,8 +46,9 @@ from .common import (
     EXIT_OK,
     fn_options,
     fn_registry,
-    read_json_arg,
+    read_object_arg,
     report_diagnostics,
+    seconds_arg,
 )
 
 DURABILITY_HELP = "sync: fsync every step; batch (default): commit each step before moving on; exit: write at the end"
@@ -62,7 +63,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--store", help="store URL (default: SQLite at $MSE_HOME/mse.sqlite3)")
     p.add_argument("--durability", choices=[d.value for d in Durability], default="batch", help=DURABILITY_HELP)
     p.add_argument("--fn", action="append", default=[], metavar="ID=MODULE:ATTR", help="register a rust_fn id")
-    p.add_argument("--timeout", type=float, help="fail the run after this many seconds")
+    p.add_argument("--timeout", type=seconds_arg, help="fail the run after this many seconds")
     p.add_argument("--work-dir", type=Path, help="write each step's output under DIR/workspace/tasks/<step>/ctx")
     p.add_argument("--project-root", type=Path, help="the project root (used when projection_placement.root says so)")
     p.set_defaults(handler=main)
@@ -70,7 +71,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def main(args: argparse.Namespace) -> int:
     try:
-        init = read_json_arg(args.init, "--init") if args.init is not None else None
+        init = read_object_arg(args.init, "--init") if args.init is not None else None
         extra_fns = fn_options(args.fn, str(args.blueprint))
         raw, base_dir = load_blueprint_source(args.blueprint)
         workspace = Workspace(args.work_dir, args.project_root)

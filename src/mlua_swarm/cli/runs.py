@@ -13,6 +13,7 @@ from typing import Any
 
 from ..ids import RunId
 from ..store import RunStatus, Store, StoreError, cancel_run, open_store
+from .common import count_arg
 from .run import rerun_from_main, resume_main
 
 Handler = Callable[[Store, argparse.Namespace], Awaitable[int]]
@@ -157,7 +158,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     p = sub.add_parser("list", parents=[common], help="runs, newest first")
     p.add_argument("--status", action="append", choices=[s.value for s in RunStatus], help="repeatable filter")
-    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--limit", type=count_arg, default=None)
     p.set_defaults(handler=_run(_list))
 
     for name, handler, text in (
@@ -171,15 +172,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     p = sub.add_parser("trace", parents=[common], help="a run's trace events")
     p.add_argument("run_id", metavar="RUN_ID")
-    p.add_argument("--after", type=int, default=0, help="only events with a greater seq")
-    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--after", type=count_arg, default=0, help="only events with a greater seq")
+    p.add_argument("--limit", type=count_arg, default=None)
     p.add_argument("--kind", default=None, help="kind prefix, e.g. core.")
     p.add_argument("--step", default=None, help="only this step_ref")
     p.set_defaults(handler=_run(_trace))
 
     p = sub.add_parser("prune", parents=[common], help="delete finished runs by age and/or count")
     p.add_argument("--older-than", type=parse_duration, default=None, metavar="AGE", help="e.g. 7d, 12h")
-    p.add_argument("--keep", type=int, default=None, metavar="N", help="keep the newest N runs")
+    p.add_argument("--keep", type=count_arg, default=None, metavar="N", help="keep the newest N runs")
     p.set_defaults(handler=_run(_prune))
 
     durability = ("sync", "batch", "exit")

@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ..blueprint.textparse import read_input_text
 from ..diagnostics import Diagnostic, DiagnosticError, Level, Location
 from .sandbox import LuaAborted, LuaLimits, LuaSandbox, LuaScriptError
 
@@ -42,20 +43,7 @@ def dsl_modules() -> dict[str, str]:
 
 def build_bp_lua(path: Path) -> BuildResult:
     """Run the `.bp.lua` file at `path` and return the Blueprint value it builds."""
-    try:
-        source = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DiagnosticError(
-            [
-                Diagnostic(
-                    "dsl-error",
-                    f"cannot read the script: {exc}",
-                    location=Location(file=str(path)),
-                    hint="check the path and that the file is UTF-8 text",
-                    stage=_STAGE,
-                )
-            ]
-        ) from exc
+    source = read_input_text(path)
     return build_bp_lua_source(source, str(path))
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -38,8 +37,6 @@ from .output import EngineSink, Final, Inline, OutputSink
 if TYPE_CHECKING:
     from ..core.engine import Engine
     from ..tokens import CapToken
-
-log = logging.getLogger(__name__)
 
 
 class SpawnerAdapter(ABC):
@@ -181,7 +178,7 @@ async def submit_result(engine: Engine, token: CapToken, task_id: StepId, attemp
     except VerdictRejected as exc:
         raise WorkerFailed(f"Final rejected before output_tail: {exc}") from exc
     except EngineError as exc:
-        log.warning("step %s attempt %s: Final not recorded: %s", task_id, attempt, exc)
+        raise WorkerFailed(f"Final refused: {exc}") from exc
 
 
 __all__ = [
