@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+MAX_VALUE_BYTES = 16 * 1024 * 1024
+"""The default cap on one value's JSON text inside the process (a worker's result, a script's return)."""
+
 _COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 _CANONICAL = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, sort_keys=True)
 
@@ -19,4 +22,4 @@ def canonical(value: Any) -> str:
     return _CANONICAL.encode(value)
 
 
-__all__ = ["canonical", "compact"]
+__all__ = ["MAX_VALUE_BYTES", "canonical", "compact"]
