@@ -1,4 +1,4 @@
-"""Our side as a user runs it: a compiled Blueprint through the run layer (`run_blueprint`), or `mse run`."""
+"""Our side as a user runs it: a compiled Blueprint through the run layer (`Run`, `run_blueprint`), or `mse run`."""
 
 from __future__ import annotations
 
@@ -21,17 +21,17 @@ from .timing import peak_rss_mb, per_unit_us_async, rss_mb, stopwatch
 def _compiled(raw: dict[str, Any]) -> tuple[Any, Any]:
     """The compiled Blueprint and the run-layer module (`Unavailable` until both have landed)."""
     compiler = needs("mlua_swarm.blueprint.compiler", ours=True)
-    launch = needs("mlua_swarm.run.launch", ours=True)
-    return compiler.compile_blueprint(raw, base_dir=REPO_ROOT, fns={}), launch
+    run = needs("mlua_swarm.run", ours=True)
+    return compiler.compile_blueprint(raw, base_dir=REPO_ROOT, fns={}), run
 
 
 def seq_memory(n: int, reps: int) -> Metrics:
     """A `loop` of `n` trivial `python` steps, run in memory (no store)."""
-    compiled, launch = _compiled(blueprints.sequence(n))
+    compiled, run_layer = _compiled(blueprints.sequence(n))
 
     async def once() -> float:
         elapsed = stopwatch()
-        result = await launch.run_blueprint(compiled)
+        result = await run_layer.run_blueprint(compiled)
         spent = elapsed()
         if result.status != "done" or result.final_ctx["i"] != n:
             raise RuntimeError(f"run ended {result.status}: {result.error}")
@@ -42,11 +42,11 @@ def seq_memory(n: int, reps: int) -> Metrics:
 
 def fanout(lanes: int, reps: int) -> Metrics:
     """A `fanout` of `lanes` trivial `python` steps with join `all`, run in memory."""
-    compiled, launch = _compiled(blueprints.fanout(list(range(lanes))))
+    compiled, run_layer = _compiled(blueprints.fanout(list(range(lanes))))
 
     async def once() -> float:
         elapsed = stopwatch()
-        result = await launch.run_blueprint(compiled)
+        result = await run_layer.run_blueprint(compiled)
         spent = elapsed()
         if result.status != "done" or len(result.final_ctx["lanes"]) != lanes:
             raise RuntimeError(f"run ended {result.status}: {result.error}")
@@ -57,11 +57,11 @@ def fanout(lanes: int, reps: int) -> Metrics:
 
 def sleeping_rss(lanes: int, sleep_secs: float) -> Metrics:
     """Peak resident memory while a `fanout` holds `lanes` steps that each sleep `sleep_secs`."""
-    compiled, launch = _compiled(blueprints.fanout([sleep_secs] * lanes, "nap"))
+    compiled, run_layer = _compiled(blueprints.fanout([sleep_secs] * lanes, "nap"))
     baseline = rss_mb()
 
     async def run() -> None:
-        result = await launch.run_blueprint(compiled)
+        result = await run_layer.run_blueprint(compiled)
         if result.status != "done" or len(result.final_ctx["lanes"]) != lanes:
             raise RuntimeError(f"run ended {result.status}: {result.error}")
 
@@ -77,7 +77,7 @@ def seq_durable(n: int, reps: int, durability: str, store: str = "sqlite") -> Me
     Bytes (SQLite only): the database file afterwards (WAL folded in), per step.
     """
     store_mod = needs("mlua_swarm.store", ours=True)
-    compiled, launch = _compiled(blueprints.sequence(n))
+    compiled, run_layer = _compiled(blueprints.sequence(n))
     engine_mod = needs("mlua_swarm.core.engine", ours=True)
     config_mod = needs("mlua_swarm.core.config", ours=True)
     sizes: list[float] = []
@@ -91,15 +91,9 @@ def seq_durable(n: int, reps: int, durability: str, store: str = "sqlite") -> Me
             opened = await store_mod.open_store(url, durability=durability)
             try:
                 engine = engine_mod.Engine(config_mod.EngineConfig(token_secret=await opened.token_secret()))
-                control = launch.RunControl()
                 elapsed = stopwatch()
-                async with store_mod.durable_run(
-                    opened, run_id=control.run_id, goal="bench", durability=durability
-                ) as journal:
-                    result = await launch.run_blueprint(
-                        compiled, engine=engine, control=control, journal=store_mod.DispatchJournal(journal)
-                    )
-                    await journal.finish(store_mod.RunStatus(result.status), result.final_ctx)
+                async with run_layer.Run(compiled, store=opened, durability=durability, engine=engine) as run:
+                    result = await run.execute()
                 spent = elapsed()
             finally:
                 await opened.close()

@@ -22,7 +22,7 @@ from .harness import REPO_ROOT
 
 async def _blueprint_sequence(steps: int) -> None:
     from mlua_swarm.blueprint.compiler import compile_blueprint
-    from mlua_swarm.run.launch import run_blueprint
+    from mlua_swarm.run import run_blueprint
 
     compiled = compile_blueprint(blueprints.sequence(steps), base_dir=REPO_ROOT, fns={})
     result = await run_blueprint(compiled)

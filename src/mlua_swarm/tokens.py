@@ -336,7 +336,7 @@ class TokenBook:
             raise TokenExpired(record.token.fingerprint)
         return record
 
-    def remint(self, token: CapToken, ttl_secs: int) -> CapToken:
+    def remint(self, token: CapToken, ttl_secs: int, *, with_handle: bool = False) -> CapToken:
         """A fresh worker token for the same step (late delivery); the old one stays valid."""
         fp = token.fingerprint
         if not hmac.compare_digest(self.sign(token.signing_input()), token.sig_hex):
@@ -353,6 +353,7 @@ class TokenBook:
             scopes=token.scopes,
             max_uses=record.uses_left,
             step_id=record.step_id,
+            with_handle=with_handle,
         )
 
     def handle_of(self, token: CapToken) -> WorkerHandle | None:

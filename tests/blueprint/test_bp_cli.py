@@ -26,7 +26,7 @@ def test_clean_blueprint_exits_zero(tmp_path: Path) -> None:
     target = write_bp(tmp_path, blueprint(step("a"), agent("a")))
     proc = run_mse(["bp", "lint", str(target)])
     assert proc.returncode == 0, proc.stderr
-    assert "OK (0 error(s), 0 warning(s))" in proc.stderr
+    assert "bp lint: OK (1 agent(s), 0 operator(s) checked)" in proc.stderr
     assert proc.stdout == ""
 
 

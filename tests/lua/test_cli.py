@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from mlua_swarm.cli.bp import BP_EXTENSIONS
-from mlua_swarm.cli.bp_dsl import TEMPLATES
+from mlua_swarm.cli.bp_dsl import template_names
 
 from ..conftest import SRC, run_mse
 
@@ -31,9 +31,9 @@ def mse_bp(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.parametrize("template", TEMPLATES)
+@pytest.mark.parametrize("template", template_names())
 def test_each_template_builds_lints_clean_and_runs(tmp_path: Path, template: str) -> None:
-    created = mse_bp(["new", template, "demo"], tmp_path)
+    created = mse_bp(["new", template, "demo", "-o", "demo.bp.lua"], tmp_path)
     assert created.returncode == 0, created.stderr
     script = tmp_path / "demo.bp.lua"
     assert script.exists()
@@ -45,7 +45,7 @@ def test_each_template_builds_lints_clean_and_runs(tmp_path: Path, template: str
 
     lint = run_mse(["bp", "lint", "demo.bp.lua", "--strict"], cwd=tmp_path)
     assert lint.returncode == 0, lint.stderr
-    assert "OK (0 error(s), 0 warning(s))" in lint.stderr
+    assert "bp lint: OK (" in lint.stderr
 
     ran = run_mse(["run", "demo.bp.lua", "--json", "--ephemeral"], cwd=tmp_path)
     assert ran.returncode == 0, ran.stderr
@@ -53,30 +53,24 @@ def test_each_template_builds_lints_clean_and_runs(tmp_path: Path, template: str
 
 
 def test_template_runs_produce_their_documented_results(tmp_path: Path) -> None:
-    for template in ("verdict", "fanout"):
-        assert mse_bp(["new", template, template], tmp_path).returncode == 0
+    for template in ("verdict", "fanout", "pipeline"):
+        assert mse_bp(["new", template, template, "-o", f"{template}.bp.lua"], tmp_path).returncode == 0
     verdict = json.loads(run_mse(["run", "verdict.bp.lua", "--json", "--ephemeral"], cwd=tmp_path).stdout)
     fanout = json.loads(run_mse(["run", "fanout.bp.lua", "--json", "--ephemeral"], cwd=tmp_path).stdout)
+    pipeline = json.loads(run_mse(["run", "pipeline.bp.lua", "--json", "--ephemeral"], cwd=tmp_path).stdout)
     assert verdict["final_ctx"]["accepted"] is True
     assert verdict["final_ctx"]["check"]["parts"]["verdict"] == "PASS"
     assert fanout["final_ctx"]["summary"] == {"lanes": 3, "fulfilled": 3}
+    assert pipeline["final_ctx"]["publish"] == "publish(review(draft(an idea)))"
+    assert pipeline["final_ctx"]["done"] is True
 
 
 def test_build_writes_to_an_output_file(tmp_path: Path) -> None:
-    mse_bp(["new", "single", "one"], tmp_path)
+    mse_bp(["new", "single", "one", "-o", "one.bp.lua"], tmp_path)
     built = mse_bp(["build", "one.bp.lua", "-o", "one.json"], tmp_path)
     assert built.returncode == 0, built.stderr
     assert built.stdout == ""
     assert json.loads((tmp_path / "one.json").read_text())["id"] == "one"
-
-
-def test_new_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
-    assert mse_bp(["new", "single", "x"], tmp_path).returncode == 0
-    again = mse_bp(["new", "pipeline", "x"], tmp_path)
-    assert again.returncode == 1
-    assert "exists" in again.stderr
-    assert mse_bp(["new", "pipeline", "x", "--force"], tmp_path).returncode == 0
-    assert "B.pipeline" in (tmp_path / "x.bp.lua").read_text()
 
 
 def test_build_prints_authoring_warnings_to_stderr(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from mlua_swarm.blueprint.compiler import compile_blueprint
-from mlua_swarm.run.launch import RunResult, run_blueprint
+from mlua_swarm.run import RunResult, run_blueprint
 
 from .dsl_helpers import build
 

@@ -8,7 +8,7 @@ from typing import Any
 from mlua_swarm import WorkerInvocation
 from mlua_swarm.blueprint.compiler import compile_blueprint
 from mlua_swarm.core.engine import Engine
-from mlua_swarm.run.launch import run_blueprint
+from mlua_swarm.run import run_blueprint
 from mlua_swarm.worker.output import Artifact
 
 from ..conftest import P, fn_blueprint

@@ -8,8 +8,8 @@ from typing import Any
 
 from mlua_swarm import WorkerInvocation
 from mlua_swarm.blueprint.compiler import compile_blueprint
+from mlua_swarm.run import Run, run_blueprint
 from mlua_swarm.run.dispatcher import StepRecord
-from mlua_swarm.run.launch import RunControl, run_blueprint
 
 from ..conftest import P, compile_fns
 
@@ -57,13 +57,12 @@ async def test_cancel_stops_every_running_lane_and_reports_cancelled() -> None:
         "out": P("$.lanes"),
         "body": {"kind": "step", "ref": "park", "in": P("$.item"), "out": P("$.y")},
     }
-    control = RunControl()
-    run = asyncio.create_task(
-        run_blueprint(compile_fns(flow, {"park": park}), {"items": [1, 2, 3, 4, 5]}, control=control)
-    )
-    await all_started.wait()
-    control.cancel("budget exceeded")
-    result = await run
+    run = Run(compile_fns(flow, {"park": park}))
+    async with run:
+        running = asyncio.create_task(run.execute({"items": [1, 2, 3, 4, 5]}))
+        await all_started.wait()
+        run.cancel("budget exceeded")
+        result = await running
     assert result.status == "cancelled" and "budget exceeded" in result.error["message"]
     assert ended == ["ended"] * 5
 

@@ -310,7 +310,7 @@ async def test_a_file_with_separate_step_and_replay_rows_reads_back_after_the_up
     conn.close()
 
     store = SqliteStore(db)
-    assert store._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert store._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     run_id = RunId("R-old")
     store.append_step(run_id, entry("b"), ReplayRow("b", "h", 2, occurrence=0))
     with pytest.raises(Duplicate):

@@ -20,12 +20,20 @@ from ..diagnostics import Diagnostic, DiagnosticError, Level, Location, has_erro
 from ..flow.errors import FlowParseError
 from ..flow.nodes import Node, Step, parse_node
 from ..paths import name_problem
+from ..services import RuntimeServices
 from ..worker.adapter import SpawnerAdapter
-from ..worker.kinds import InvalidAgentSpec, LinkEnv, agent_kind, known_kinds
+from ..worker.kinds import (
+    InvalidAgentSpec,
+    LinkEnv,
+    agent_kind,
+    is_runnable,
+    runnable_kinds,
+    unavailable_message,
+)
 from ..worker.pyfn import function_registry
 from .lints import LINT_DECLS, TUNABLE, lint_key_known, resolve_setting
 from .loader import expand_refs
-from .naming import StepNaming
+from .naming import OutClaim, StepNaming
 from .schema import (
     BUILTIN_AGENT_KINDS,
     AgentDef,
@@ -76,12 +84,13 @@ def compile_blueprint(
     includes: Sequence[str | Path] = (),
     config: EngineConfig | None = None,
     source: str | None = None,
+    services: RuntimeServices | None = None,
 ) -> CompiledBlueprint:
     """Compile a raw Blueprint (references may still be unexpanded) or raise DiagnosticError.
 
     `fns` are the function ids `rust_fn` agents may name (default: built-ins and entry points).
     `strict` makes every unhandled verdict value an error. `source` is stamped on diagnostics as
-    their file.
+    their file. `services` are what the hosting process offers kinds (the server's operator hub).
     """
     try:
         expanded = expand_refs(raw, base_dir, includes=includes)
@@ -93,6 +102,7 @@ def compile_blueprint(
         blueprint=expanded,
         fns=fns if fns is not None else function_registry(base_dir=base_dir),
         config=config or EngineConfig(),
+        services=services,
     )
     run = _Compilation(blueprint, expanded, flow, env, strict)
     compiled = run.compile()
@@ -101,6 +111,54 @@ def compile_blueprint(
         raise DiagnosticError(diagnostics)
     compiled.diagnostics = diagnostics
     return compiled
+
+
+def refuse_unavailable_kinds(compiled: CompiledBlueprint) -> None:
+    """Raise `DiagnosticError` (one diagnostic per kind) if any agent's kind cannot run here.
+
+    Lint and build accept kinds upstream defines that this installation cannot run yet; a run
+    calls this before anything starts.
+    """
+    waiting: dict[str, list[str]] = {}
+    for agent in compiled.agents.values():
+        if not is_runnable(agent.kind):
+            waiting.setdefault(agent.kind, []).append(agent.name)
+    if not waiting:
+        return
+    runnable = _names(runnable_kinds())
+    raise DiagnosticError(
+        [
+            Diagnostic(
+                "kind-unavailable",
+                f"{unavailable_message(kind)} (agents: {', '.join(agents)})",
+                location=Location("agent", agents[0]),
+                hint=f"`mse bp lint` and `mse bp build` accept these agents, but running them needs an "
+                f"installation where the '{kind}' kind is available; kinds runnable here: {runnable}",
+                stage="launch",
+            )
+            for kind, agents in waiting.items()
+        ]
+    )
+
+
+def fn_registry(extra: Mapping[str, str], base_dir: Path, source: str | None = None) -> dict[str, Callable[..., Any]]:
+    """The function ids `rust_fn` agents may name (built-ins, entry points, `--fn ID=module:attr`
+    targets in `extra`); an import failure is an `invalid-option` diagnostic."""
+    try:
+        return function_registry(extra, base_dir)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise DiagnosticError([fn_option_diagnostic(exc, source)]) from None
+
+
+def fn_option_diagnostic(exc: Exception, source: str | None) -> Diagnostic:
+    """A bad `--fn` option (malformed, or naming nothing importable)."""
+    return Diagnostic(
+        "invalid-option",
+        f"--fn: {exc}",
+        location=Location(file=source),
+        hint="pass --fn ID=package.module:function with an importable module",
+        stage="load",
+    )
 
 
 def _parse(expanded: Any) -> tuple[Blueprint, Node]:
@@ -159,6 +217,7 @@ class _Compilation:
     def compile(self) -> CompiledBlueprint:
         self._check_lint_settings()
         runners = self._resolve_runners()
+        self.env.runners = {name: runner for name, runner in runners.items() if runner is not None}
         self._check_spawner_hints()
         self._check_operator_refs()
         self._check_meta_refs()
@@ -366,11 +425,11 @@ class _Compilation:
         kind = agent_kind(agent.kind)
         if kind is None:
             if agent.kind in BUILTIN_AGENT_KINDS:
-                message = f"agent kind '{agent.kind}' is not available in this installation"
-                hint = f"kinds available here: {_names(known_kinds())}"
+                message = unavailable_message(agent.kind)
+                hint = f"kinds available here: {_names(runnable_kinds())}"
             else:
                 message = f"unknown agent kind '{agent.kind}'"
-                hint = _suggest(agent.kind, BUILTIN_AGENT_KINDS) + f"kinds available here: {_names(known_kinds())}"
+                hint = _suggest(agent.kind, BUILTIN_AGENT_KINDS) + f"kinds available here: {_names(runnable_kinds())}"
             location = self._agent_loc(index, ".kind")
             if self.bp.strategy.strict_kind:
                 self._error("unknown-agent-kind", message, location, hint)
@@ -380,7 +439,7 @@ class _Compilation:
         try:
             return kind.build(raw, self.env)
         except InvalidAgentSpec as exc:
-            self._error("invalid-agent-spec", str(exc), self._agent_loc(index, ".spec"), exc.hint)
+            self._error(exc.code, str(exc), self._agent_loc(index, ".spec"), exc.hint)
             return None
         except Exception as exc:  # user code runs here (imports of `python` agents): report, never crash
             self._error(
@@ -480,9 +539,8 @@ class _Compilation:
                     Location("agent", agent_name, "meta.projection_name"),
                     "use a relative name such as 'review' or 'reports/review'",
                 )
-        naming, clashes = StepNaming.build(
-            ((step.ref, step.out.keys[0] if step.out.keys else None) for step, _ in self.steps), declared
-        )
+        claims = ((step.ref, OutClaim.of(step.out.keys)) for step, _ in self.steps)
+        naming, clashes = StepNaming.build(claims, declared)
         for clash in clashes:
             message = f"name '{clash.name}' is claimed by steps '{clash.first_ref}' and '{clash.second_ref}'"
             location = Location("step", clash.second_ref, self.first_site.get(clash.second_ref))
@@ -510,4 +568,11 @@ class _Compilation:
             )
 
 
-__all__ = ["CompiledAgent", "CompiledBlueprint", "compile_blueprint"]
+__all__ = [
+    "CompiledAgent",
+    "CompiledBlueprint",
+    "compile_blueprint",
+    "fn_option_diagnostic",
+    "fn_registry",
+    "refuse_unavailable_kinds",
+]

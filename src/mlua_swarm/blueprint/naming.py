@@ -1,14 +1,23 @@
 """The step naming table: one canonical name per agent a flow dispatches, plus the aliases it answers to.
 
-The canonical name is the agent's declared `meta.projection_name`, else the step's `ref`. Aliases
-are the ref and the top key of every `out` path the ref writes. Two steps claiming the same name is
-an error when either side declared a projection name, and a warning otherwise (the step whose own
-ref is the name keeps it).
+The canonical name is the agent's declared `meta.projection_name`, else the step's `ref`. A step
+claims names with two strengths:
+
+- strong: its ref, its canonical name, and the key of an `out` path one level deep (`$.plan`
+  makes the step own all of `plan`);
+- weak: the top key of a deeper `out` (`$.lane.lint` only writes inside `lane`).
+
+A weak claim holds only while no other step claims that name at all; once contested, every weak
+claim on it is dropped without a word (several steps writing under one root is ordinary shape),
+so the name resolves to the step claiming it strongly, or to nothing. Two strong claims on one
+name are an error when either side declared a projection name, else a warning; the step whose own
+ref is the name keeps it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 
@@ -28,6 +37,19 @@ class NamingClash:
     declared: bool
 
 
+@dataclass(frozen=True, slots=True)
+class OutClaim:
+    """The top key of a step's `out` path; `nested` when the path goes deeper than that key."""
+
+    key: str
+    nested: bool
+
+    @classmethod
+    def of(cls, keys: Sequence[str]) -> OutClaim | None:
+        """The claim an `out` path with these keys makes (None for `$` itself)."""
+        return cls(keys[0], len(keys) > 1) if keys else None
+
+
 @dataclass(slots=True)
 class StepNaming:
     by_ref: dict[str, str] = field(default_factory=dict)
@@ -44,38 +66,49 @@ class StepNaming:
 
     @classmethod
     def build(
-        cls, steps: Iterable[tuple[str, str | None]], projection_names: Mapping[str, str]
+        cls, steps: Iterable[tuple[str, OutClaim | None]], projection_names: Mapping[str, str]
     ) -> tuple[StepNaming, list[NamingClash]]:
-        """The table for `(ref, top key of out)` step occurrences in document order, and every clash."""
+        """The table for `(ref, out claim)` step occurrences in document order, and every clash."""
         order: list[str] = []
-        tops: dict[str, set[str]] = {}
-        for ref, top in steps:
-            if ref not in tops:
+        outs: dict[str, set[OutClaim]] = {}
+        for ref, claim in steps:
+            if ref not in outs:
                 order.append(ref)
-                tops[ref] = set()
-            if top:
-                tops[ref].add(top)
+                outs[ref] = set()
+            if claim is not None and claim.key:
+                outs[ref].add(claim)
+        strong: dict[str, set[str]] = {}
+        weak: dict[str, set[str]] = {}
+        for ref in order:
+            strong[ref] = {ref} | {c.key for c in outs[ref] if not c.nested}
+            claimed = strong[ref] | {projection_names.get(ref, ref)}
+            weak[ref] = {c.key for c in outs[ref] if c.nested} - claimed
+        claimants = Counter(
+            name for ref in order for name in strong[ref] | {projection_names.get(ref, ref)} | weak[ref]
+        )
+
         naming = cls()
         clashes: list[NamingClash] = []
-        claims: dict[str, tuple[str, bool]] = {}
+        owners: dict[str, tuple[str, bool]] = {}
         for ref in order:
             declared = ref in projection_names
             canonical = projection_names.get(ref, ref)
-            aliases = frozenset(tops[ref] | {ref})
+            uncontested = {name for name in weak[ref] if claimants[name] == 1}
+            aliases = frozenset(strong[ref] | uncontested)
             for name in sorted(aliases | {canonical}):
-                claim = claims.get(name)
-                if claim is None:
-                    claims[name] = (ref, declared)
+                owner = owners.get(name)
+                if owner is None:
+                    owners[name] = (ref, declared)
                     naming.by_name[name] = canonical
                     continue
-                other_ref, other_declared = claim
+                other_ref, other_declared = owner
                 clashes.append(NamingClash(name, other_ref, ref, declared or other_declared))
                 if name == ref and other_ref != name:
-                    claims[name] = (ref, declared)
+                    owners[name] = (ref, declared)
                     naming.by_name[name] = canonical
             naming.by_ref[ref] = canonical
             naming.entries[canonical] = StepNameEntry(canonical, aliases)
         return naming, clashes
 
 
-__all__ = ["NamingClash", "StepNameEntry", "StepNaming"]
+__all__ = ["NamingClash", "OutClaim", "StepNameEntry", "StepNaming"]

@@ -18,7 +18,7 @@ from ..blueprint.compiler import compile_blueprint
 from ..blueprint.loader import load_blueprint_source
 from ..blueprint.schema import blueprint_json_schema
 from ..diagnostics import Diagnostic, DiagnosticError, Level
-from ..run.launch import link_warnings
+from ..run.plan import link_warnings
 from .common import EXIT_INVALID, EXIT_OK, fn_options, fn_registry, report_diagnostics
 
 # Modules under `mlua_swarm.cli` that add sub-commands to `mse bp`; each defines `register_bp(bp_subparsers)`.
@@ -51,23 +51,24 @@ def register(subparsers: Any) -> None:
         importlib.import_module(f"mlua_swarm.cli.{name}").register_bp(bp_sub)
 
 
-def lint_diagnostics(args: argparse.Namespace) -> list[Diagnostic]:
-    """Every diagnostic `mse bp lint` reports for the file: load warnings, then compile findings."""
+def lint_diagnostics(args: argparse.Namespace) -> tuple[list[Diagnostic], Any]:
+    """Every diagnostic `mse bp lint` reports for the file (load warnings, then compile findings),
+    and the Blueprint value it read (None when it could not be read)."""
     warnings: list[Diagnostic] = []
     try:
         raw, base_dir = load_blueprint_source(args.file, warnings=warnings)
         source = str(args.file)
         fns = fn_registry(fn_options(args.fn, source), base_dir, source)
     except DiagnosticError as exc:
-        return warnings + exc.diagnostics
+        return warnings + exc.diagnostics, None
     try:
         compiled = compile_blueprint(
             raw, base_dir=base_dir, fns=fns, strict=args.strict, includes=args.include, source=str(args.file)
         )
         linked = asyncio.run(link_warnings(compiled))
     except DiagnosticError as exc:
-        return warnings + exc.diagnostics
-    return warnings + compiled.diagnostics + linked
+        return warnings + exc.diagnostics, raw
+    return warnings + compiled.diagnostics + linked, raw
 
 
 def exit_code(diagnostics: list[Diagnostic], strict: bool) -> int:
@@ -79,8 +80,28 @@ def exit_code(diagnostics: list[Diagnostic], strict: bool) -> int:
     return EXIT_OK
 
 
+def verdict_line(prefix: str, diagnostics: list[Diagnostic], blueprint: Any) -> str:
+    """Upstream's one-line verdict, e.g. `bp lint: OK (2 agent(s), 1 operator(s) checked)`.
+
+    Scripts and CI grep for `<prefix>: OK`; WARN and ERROR add the counts of findings.
+    """
+    value = blueprint if isinstance(blueprint, dict) else {}
+    agents, operators = value.get("agents"), value.get("operators")
+    checked = (
+        f"{len(agents) if isinstance(agents, list) else 0} agent(s), "
+        f"{len(operators) if isinstance(operators, list) else 0} operator(s) checked"
+    )
+    errors = sum(d.level is Level.ERROR for d in diagnostics)
+    warns = sum(d.level is Level.WARN for d in diagnostics)
+    if errors:
+        return f"{prefix}: ERROR ({checked}) — {errors} error(s), {warns} warning(s)"
+    if warns:
+        return f"{prefix}: WARN ({checked}) — {warns} warning(s)"
+    return f"{prefix}: OK ({checked})"
+
+
 def lint_command(args: argparse.Namespace) -> int:
-    diagnostics = lint_diagnostics(args)
+    diagnostics, blueprint = lint_diagnostics(args)
     code = exit_code(diagnostics, args.strict)
     status = {EXIT_OK: "ok", EXIT_WARNINGS: "warnings", EXIT_INVALID: "error"}[code]
     if args.json:
@@ -88,9 +109,7 @@ def lint_command(args: argparse.Namespace) -> int:
         print(json.dumps(document, indent=2))
     else:
         report_diagnostics(diagnostics, as_json=False)
-        errors = sum(d.level is Level.ERROR for d in diagnostics)
-        warns = sum(d.level is Level.WARN for d in diagnostics)
-        print(f"{args.file}: {status.upper()} ({errors} error(s), {warns} warning(s))", file=sys.stderr)
+    print(verdict_line("bp lint", diagnostics, blueprint), file=sys.stderr)
     return code
 
 
@@ -99,4 +118,12 @@ def schema_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-__all__ = ["BP_EXTENSIONS", "exit_code", "lint_command", "lint_diagnostics", "register", "schema_command"]
+__all__ = [
+    "BP_EXTENSIONS",
+    "exit_code",
+    "lint_command",
+    "lint_diagnostics",
+    "register",
+    "schema_command",
+    "verdict_line",
+]

@@ -3,24 +3,35 @@
 `build` runs a `.bp.lua` script, prints its authoring warnings to stderr, lints the result (as
 `mse bp lint` would) and writes the Blueprint JSON, references unexpanded, to stdout or `-o OUT`.
 An unresolved `$file` / `$agent_md` reference only skips the lint (a warning) unless
-`--strict-embed` is given. `new` writes `NAME.bp.lua` from one of the shipped templates.
+`--strict-embed` is given. `new` renders one of the shipped templates (every `*.bp.lua` file in
+`mlua_swarm/templates`, a Jinja text) to stdout or `-o OUT`, with upstream's flags.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
+from collections.abc import Sequence
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import jinja2
+
 from ..blueprint.compiler import compile_blueprint
 from ..diagnostics import Diagnostic, DiagnosticError, Level
 from ..dsl.runner import build_bp_lua
+from .bp import verdict_line
 from .common import fn_options, fn_registry, report_diagnostics
 
-TEMPLATES = ("pipeline", "single", "verdict", "fanout")
+TEMPLATE_SUFFIX = ".bp.lua"
+DEFAULT_OPERATOR = "main-ai"
+DEFAULT_BINDING = "claude"
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+_WORD = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_INVALID = 2
@@ -43,10 +54,17 @@ def register_bp(bp_subparsers: Any) -> None:
     )
     build.set_defaults(handler=build_command)
 
-    new = bp_subparsers.add_parser("new", help="write NAME.bp.lua from a template")
-    new.add_argument("template", choices=TEMPLATES, help="which scaffold to start from")
-    new.add_argument("name", help="the Blueprint id; the file is NAME.bp.lua")
-    new.add_argument("--force", action="store_true", help="overwrite an existing file")
+    new = bp_subparsers.add_parser("new", help="print a .bp.lua scaffold from a template (or write it with -o)")
+    new.add_argument("template", help=f"which scaffold: {', '.join(template_names())}")
+    new.add_argument("name", help="the Blueprint id")
+    new.add_argument("--stages", metavar="A,B", help="stage names, comma-separated (pipeline, verdict, fanout)")
+    new.add_argument("--agent", help="the agent name (single)")
+    new.add_argument(
+        "--operator",
+        help=f"make the agents operator agents of this operator seat (default {DEFAULT_OPERATOR} with --binding)",
+    )
+    new.add_argument("--binding", help=f"the ws_operator runner variant of operator agents (default {DEFAULT_BINDING})")
+    new.add_argument("-o", "--out", type=Path, help="write the script here instead of stdout")
     new.set_defaults(handler=new_command)
 
 
@@ -59,6 +77,7 @@ def build_command(args: argparse.Namespace) -> int:
     report_diagnostics(built.warnings, as_json=False)
     findings = _lint(built.value, args)
     report_diagnostics(findings, as_json=False)
+    print(verdict_line("compile lint", findings, built.value), file=sys.stderr)
     if any(d.level is Level.ERROR for d in findings):
         return EXIT_INVALID
     text = json.dumps(built.value, indent=2, ensure_ascii=False) + "\n"
@@ -101,29 +120,99 @@ def _as_warning(diagnostic: Diagnostic) -> Diagnostic:
     )
 
 
-def template_text(template: str, name: str) -> str:
-    """The scaffold `template` with its Blueprint id set to `name`."""
-    source = resources.files("mlua_swarm").joinpath(f"templates/{template}.bp.lua").read_text(encoding="utf-8")
-    return source.replace("{{name}}", name)
+def template_names() -> list[str]:
+    """Every template: each `*.bp.lua` file shipped in `mlua_swarm/templates`."""
+    folder = resources.files("mlua_swarm").joinpath("templates")
+    return sorted(
+        entry.name[: -len(TEMPLATE_SUFFIX)] for entry in folder.iterdir() if entry.name.endswith(TEMPLATE_SUFFIX)
+    )
+
+
+class TemplateError(ValueError):
+    """The template or one of its parameters is unusable; the message says which and why."""
+
+
+def render_template(
+    template: str,
+    name: str,
+    *,
+    stages: Sequence[str] | None = None,
+    agent: str | None = None,
+    operator: str | None = None,
+    binding: str | None = None,
+) -> str:
+    """The `.bp.lua` text of `template` for Blueprint `name` (upstream's `mse bp new` parameters).
+
+    Agents are runnable inline Lua unless `operator` or `binding` is given, which makes them
+    upstream-style operator agents (`ws_operator` runner) of that operator seat.
+    """
+    names = template_names()
+    if template not in names:
+        raise TemplateError(f"unknown template '{template}': accepted = {' / '.join(names)}")
+    if not _NAME.match(name):
+        raise TemplateError(f"{name!r} is not a usable Blueprint id (letters, digits, '_', '-', '.')")
+    for label, value in (("stage", stages or ()), ("agent", [agent] if agent else ())):
+        for word in value:
+            if not _WORD.match(word):
+                raise TemplateError(f"{word!r} is not a usable {label} name (letters, digits, '_', '-')")
+    if operator is not None or binding is not None:
+        operator = operator or DEFAULT_OPERATOR
+        binding = binding or DEFAULT_BINDING
+        for label, word in (("operator", operator), ("binding", binding)):
+            if not _WORD.match(word):
+                raise TemplateError(f"{word!r} is not a usable {label} name (letters, digits, '_', '-')")
+    context = {
+        "name": name,
+        "stages": list(stages) if stages else None,
+        "agent": agent,
+        "operator": operator,
+        "binding": binding,
+    }
+    return _templates().get_template(template + TEMPLATE_SUFFIX).render(context)
+
+
+@cache
+def _templates() -> jinja2.Environment:
+    folder = resources.files("mlua_swarm").joinpath("templates")
+    return jinja2.Environment(
+        loader=jinja2.FunctionLoader(lambda file: folder.joinpath(file).read_text(encoding="utf-8")),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,  # the output is Lua source, not HTML
+    )
+
+
+def parse_stages(raw: str | None) -> list[str] | None:
+    """`--stages a,b` as a list; empty entries are dropped, and nothing left means the template's default."""
+    if raw is None:
+        return None
+    return [part.strip() for part in raw.split(",") if part.strip()] or None
 
 
 def new_command(args: argparse.Namespace) -> int:
-    raw = str(args.name)
-    stem = raw[: -len(".bp.lua")] if raw.endswith(".bp.lua") else raw
-    path = Path(f"{stem}.bp.lua")
-    blueprint_id = path.name[: -len(".bp.lua")]
-    if not blueprint_id or any(ch in blueprint_id for ch in '"\\[]\n'):
-        print(f"error: {raw!r} is not a usable Blueprint name", file=sys.stderr)
-        return EXIT_INVALID
-    if path.exists() and not args.force:
-        print(f"error: {path} exists; pass --force to overwrite it", file=sys.stderr)
-        return EXIT_FAILED
     try:
-        path.write_text(template_text(args.template, blueprint_id), encoding="utf-8")
-    except OSError as exc:
-        print(f"error: cannot write {path}: {exc}", file=sys.stderr)
+        text = render_template(
+            args.template,
+            args.name,
+            stages=parse_stages(args.stages),
+            agent=args.agent,
+            operator=args.operator,
+            binding=args.binding,
+        )
+    except TemplateError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    print(f"wrote {path} (template {args.template}); build it with: mse bp build {path}", file=sys.stderr)
+    if args.out is None:
+        sys.stdout.write(text)
+        return EXIT_OK
+    try:
+        args.out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        print(f"error: cannot write {args.out}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"mse bp new: wrote {args.out} ({len(text)} bytes)", file=sys.stderr)
     return EXIT_OK
 
 
@@ -140,4 +229,13 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["TEMPLATES", "build_command", "main", "new_command", "register_bp", "template_text"]
+__all__ = [
+    "TemplateError",
+    "build_command",
+    "main",
+    "new_command",
+    "parse_stages",
+    "register_bp",
+    "render_template",
+    "template_names",
+]

@@ -6,15 +6,16 @@ import argparse
 import json
 import math
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from ..blueprint.compiler import fn_option_diagnostic, fn_registry
 from ..blueprint.textparse import read_input_text
 from ..diagnostics import Diagnostic, DiagnosticError, Location
 from ..flow.paths import json_type_name
-from ..worker.pyfn import function_registry, parse_fn_option
+from ..worker.pyfn import parse_fn_option
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -100,26 +101,7 @@ def fn_options(options: Sequence[str], source: str | None = None) -> dict[str, s
     try:
         return dict(parse_fn_option(option) for option in options)
     except ValueError as exc:
-        raise DiagnosticError([_fn_diagnostic(exc, source)]) from None
-
-
-def fn_registry(extra: Mapping[str, str], base_dir: Path, source: str | None = None) -> dict[str, Callable[..., Any]]:
-    """The function ids `rust_fn` agents may name (built-ins, entry points, `--fn`); an import
-    failure is an `invalid-option` diagnostic."""
-    try:
-        return function_registry(extra, base_dir)
-    except (ImportError, AttributeError, ValueError) as exc:
-        raise DiagnosticError([_fn_diagnostic(exc, source)]) from None
-
-
-def _fn_diagnostic(exc: Exception, source: str | None) -> Diagnostic:
-    return Diagnostic(
-        "invalid-option",
-        f"--fn: {exc}",
-        location=Location(file=source),
-        hint="pass --fn ID=package.module:function with an importable module",
-        stage="load",
-    )
+        raise DiagnosticError([fn_option_diagnostic(exc, source)]) from None
 
 
 def report_diagnostics(diagnostics: list[Diagnostic], *, as_json: bool) -> None:

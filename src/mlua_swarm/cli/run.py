@@ -9,36 +9,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from ..blueprint.compiler import CompiledBlueprint, compile_blueprint
+from ..blueprint.compiler import compile_blueprint
 from ..blueprint.loader import load_blueprint_source
-from ..core.config import EngineConfig
-from ..core.engine import Engine
 from ..diagnostics import Diagnostic, DiagnosticError, Location
 from ..ids import RunId
-from ..run.launch import RunControl, RunResult, Workspace, preflight, run_blueprint
+from ..run import Run, RunResult, Workspace, launch_options
 from ..run.progress import TerminalProgress
-from ..store import (
-    DispatchJournal,
-    Durability,
-    LaunchSnapshot,
-    ResumePlan,
-    RunStatus,
-    Store,
-    StoreError,
-    durable_run,
-    load_launch,
-    open_store,
-    prepare_rerun_from,
-    prepare_resume,
-)
+from ..store import Durability, LaunchSnapshot, Store, StoreError, open_store
 from .common import (
     EXIT_CANCELLED,
     EXIT_FAILED,
@@ -72,168 +56,103 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def main(args: argparse.Namespace) -> int:
     try:
         init = read_object_arg(args.init, "--init") if args.init is not None else None
-        extra_fns = fn_options(args.fn, str(args.blueprint))
+        source = str(args.blueprint)
+        extra_fns = fn_options(args.fn, source)
         raw, base_dir = load_blueprint_source(args.blueprint)
         workspace = Workspace(args.work_dir, args.project_root)
-        compiled = _compile(raw, base_dir, extra_fns, str(args.blueprint))
-        warnings = compiled.diagnostics + asyncio.run(preflight(compiled, workspace))
+        compiled = compile_blueprint(
+            raw, base_dir=base_dir, fns=fn_registry(extra_fns, base_dir, source), source=source
+        )
     except DiagnosticError as exc:
         report_diagnostics(exc.diagnostics, as_json=args.json)
         return EXIT_INVALID
     except ValueError as exc:
         report_diagnostics([Diagnostic("invalid-argument", str(exc), hint="see `mse run --help`")], as_json=args.json)
         return EXIT_INVALID
-    report_diagnostics(warnings, as_json=False)
-    options = {
-        "base_dir": str(base_dir),
-        "fns": extra_fns,
-        "source": str(args.blueprint),
-        "work_dir": str(args.work_dir) if args.work_dir else None,
-        "project_root": str(args.project_root) if args.project_root else None,
-    }
+    report_diagnostics(compiled.diagnostics, as_json=False)
+    options = launch_options(workspace, base_dir=base_dir, fns=extra_fns, source=source)
     launch = LaunchSnapshot(compiled.raw, init, options)
 
-    if args.ephemeral:
-        return _finish(args, asyncio.run(execute(None, compiled, init, workspace, args)))
+    async def go(store: Store | None) -> RunResult:
+        run = Run(
+            compiled,
+            store=store,
+            durability=args.durability,
+            timeout=args.timeout,
+            workspace=workspace,
+            launch=launch,
+        )
+        return await drive(run, init)
 
-    async def go(store: Store) -> RunResult:
-        return await execute(store, compiled, init, workspace, args, launch=launch)
-
-    return _finish(args, _with_store(args, args.store, go))
+    return _finish(args, _session(args, go, "see `mse run --help`"))
 
 
 def resume_main(args: argparse.Namespace) -> int:
     """`mse runs resume RUN_ID`: replay the finished steps, dispatch the rest, under the same run id."""
 
-    async def go(store: Store) -> RunResult:
-        plan = await prepare_resume(store, RunId.parse(args.run_id))
-        try:
-            compiled, workspace = _compile_launch(plan.launch)
-        except DiagnosticError:
-            await store.try_transition(plan.run.run_id, RunStatus.RUNNING, plan.previous_status)
-            raise
-        return await execute(store, compiled, plan.launch.init, workspace, args, plan=plan)
+    async def go(store: Store | None) -> RunResult:
+        assert store is not None
+        return await drive(await Run.resume(store, RunId.parse(args.run_id), durability=args.durability))
 
-    return _finish(args, _with_store(args, args.store, go))
+    return _finish(args, _session(args, go, RUN_ID_HINT))
 
 
 def rerun_from_main(args: argparse.Namespace) -> int:
     """`mse runs rerun-from RUN_ID STEP`: cut the replay log at STEP's first entry and run again from there."""
 
-    async def go(store: Store) -> RunResult:
-        run_id = RunId.parse(args.run_id)
-        compiled, workspace = _compile_launch(await load_launch(store, run_id))
-        plan = await prepare_rerun_from(store, run_id, args.step)
-        return await execute(store, compiled, plan.launch.init, workspace, args, plan=plan)
+    async def go(store: Store | None) -> RunResult:
+        assert store is not None
+        run = await Run.rerun_from(store, RunId.parse(args.run_id), args.step, durability=args.durability)
+        return await drive(run)
 
-    return _finish(args, _with_store(args, args.store, go))
+    return _finish(args, _session(args, go, RUN_ID_HINT))
 
 
-async def execute(
-    store: Store | None,
-    compiled: CompiledBlueprint,
-    init: Any,
-    workspace: Workspace,
-    args: argparse.Namespace,
-    *,
-    launch: LaunchSnapshot | None = None,
-    plan: ResumePlan | None = None,
-) -> RunResult:
-    """Drive one run with progress, signals and the `--timeout`, recorded in `store` (None: kept in
-    memory only, nothing recorded); returns its result."""
-    secret = await store.token_secret() if store is not None else None
-    engine = Engine(EngineConfig(token_secret=secret))
-    control = RunControl(plan.run.run_id if plan is not None else RunId.new())
+SIGNALS = ((signal.SIGINT, "interrupted (Ctrl-C)"), (signal.SIGTERM, "terminated (SIGTERM)"))
+RUN_ID_HINT = "run ids look like R-0123456789abcdef"
+
+
+async def drive(run: Run, init: Any = None) -> RunResult:
+    """Execute `run` with live progress on stderr, Ctrl-C and SIGTERM cancelling it; its result."""
+    progress = TerminalProgress(f"{run.compiled.raw.get('id', 'blueprint')} · {run.run_id}")
+    run.observer = progress
     loop = asyncio.get_running_loop()
-    for signum, why in ((signal.SIGINT, "interrupted (Ctrl-C)"), (signal.SIGTERM, "terminated (SIGTERM)")):
-        loop.add_signal_handler(signum, control.cancel, why)
-    timeout = getattr(args, "timeout", None)
-    timer = loop.call_later(timeout, control.cancel, "timeout") if timeout else None
-    title = f"{compiled.raw.get('id', 'blueprint')} · {control.run_id}"
+    for signum, why in SIGNALS:
+        loop.add_signal_handler(signum, run.cancel, why)
     try:
-        async with contextlib.AsyncExitStack() as scope:
-            journal = None
-            if store is not None:
-                journal = await scope.enter_async_context(
-                    durable_run(
-                        store,
-                        launch,
-                        plan=plan,
-                        run_id=control.run_id,
-                        goal=str(compiled.raw.get("id", "")),
-                        durability=args.durability,
-                        on_cancel=lambda: control.cancel("cancelled by `mse runs cancel`"),
-                    )
-                )
-            with TerminalProgress(title) as progress:
-                result = await run_blueprint(
-                    compiled,
-                    init,
-                    engine=engine,
-                    control=control,
-                    journal=DispatchJournal(journal) if journal is not None else None,
-                    observer=progress,
-                    workspace=workspace,
-                )
-            if result.status == "cancelled" and control.reason == "timeout":
-                result.status = "failed"
-                result.error = {
-                    "message": f"run exceeded --timeout {timeout}s",
-                    "failed_step": None,
-                    "verdict_value": None,
-                }
-            if journal is not None:
-                await journal.finish(RunStatus(result.status), _stored_result(result))
+        async with run:
+            report_diagnostics(run.warnings, as_json=False)
+            with progress:
+                result = await run.execute(init)
         replayed = f", {result.steps_replayed} replayed" if result.steps_replayed else ""
         progress.console.print(f"■ {result.status}: {progress.summary()}{replayed}", highlight=False, markup=False)
     finally:
-        if timer is not None:
-            timer.cancel()
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum, _ in SIGNALS:
             loop.remove_signal_handler(signum)
     return result
 
 
-def _stored_result(result: RunResult) -> Any:
-    """What the run record keeps: the final ctx, or the error with the partial ctx."""
-    if result.status == "done":
-        return result.final_ctx
-    return {"error": result.error, "partial_ctx": result.partial_ctx}
-
-
-def _compile(raw: Any, base_dir: Path, extra_fns: Mapping[str, str], source: str | None) -> CompiledBlueprint:
-    return compile_blueprint(raw, base_dir=base_dir, fns=fn_registry(extra_fns, base_dir, source), source=source)
-
-
-def _compile_launch(launch: LaunchSnapshot) -> tuple[CompiledBlueprint, Workspace]:
-    """Compile a stored launch snapshot exactly as `mse run` did."""
-    options = launch.options
-    base_dir = Path(options.get("base_dir") or ".")
-    compiled = _compile(launch.blueprint, base_dir, options.get("fns") or {}, options.get("source"))
-    work_dir, project_root = options.get("work_dir"), options.get("project_root")
-    workspace = Workspace(Path(work_dir) if work_dir else None, Path(project_root) if project_root else None)
-    return compiled, workspace
-
-
-def _with_store(args: argparse.Namespace, url: str | None, go: Any) -> RunResult | list[Diagnostic]:
-    """Open the store, run `go(store)`, close it; store and input errors come back as diagnostics."""
+def _session(
+    args: argparse.Namespace, go: Callable[[Store | None], Awaitable[RunResult]], hint: str
+) -> RunResult | list[Diagnostic]:
+    """Open the store (none with `--ephemeral`), run `go(store)`, close it; store and input errors
+    come back as diagnostics."""
 
     async def main() -> RunResult | list[Diagnostic]:
+        store = None
         try:
-            store = await open_store(url, durability=args.durability)
-        except StoreError as exc:
-            return [_store_diagnostic(exc)]
-        try:
-            result: RunResult = await go(store)
-            return result
+            if not getattr(args, "ephemeral", False):
+                store = await open_store(args.store, durability=args.durability)
+            return await go(store)
         except StoreError as exc:
             return [_store_diagnostic(exc)]
         except DiagnosticError as exc:
             return exc.diagnostics
         except ValueError as exc:
-            return [Diagnostic("invalid-argument", str(exc), hint="run ids look like R-0123456789abcdef")]
+            return [Diagnostic("invalid-argument", str(exc), hint=hint)]
         finally:
-            await store.close()
+            if store is not None:
+                await store.close()
 
     return asyncio.run(main())
 
@@ -261,4 +180,4 @@ def _finish(args: argparse.Namespace, outcome: RunResult | list[Diagnostic]) -> 
     return EXIT_CANCELLED if result.status == "cancelled" else EXIT_FAILED
 
 
-__all__ = ["execute", "register", "rerun_from_main", "resume_main"]
+__all__ = ["drive", "register", "rerun_from_main", "resume_main"]

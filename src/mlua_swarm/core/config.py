@@ -91,6 +91,8 @@ class EngineConfig:
     check_policy: CheckPolicy = CheckPolicy.WARN
     event_queue_size: int = 10_000
     """Per subscriber; a subscriber that falls this far behind loses the oldest events (and is told)."""
+    http_base_url: str | None = None
+    """The server's base URL when the engine runs inside `mse serve`; child workers get it as `MSE_HTTP`."""
     extras: dict[str, Any] = field(default_factory=dict)
 
 

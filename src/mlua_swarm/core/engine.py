@@ -467,13 +467,17 @@ class Engine:
         st = self._step(step_id)
         attempt = max(st.attempt, 1)
         view = AgentContextView(step_id, st.spec.agent, attempt)
-        return {
+        payload: dict[str, Any] = {
             "task_id": step_id,
             "attempt": attempt,
             "agent": st.spec.agent,
             "prompt": render_prompt(st.spec.initial_directive),
             "context": view.to_json(),
         }
+        contract = st.spec.verdict or self._contracts.get(st.spec.agent)
+        if isinstance(contract, VerdictContract):
+            payload["verdict"] = {"channel": contract.channel, "values": list(contract.values)}
+        return payload
 
     async def submit_output(
         self, token: CapToken, step_id: StepId, attempt: int, event: OutputEvent, *, stage: bool = False
@@ -501,7 +505,7 @@ class Engine:
         tail.append(event)
         if stage and type(event) is Artifact:
             st.staged.setdefault(attempt, []).append(event.name)
-        if self._bus.active:
+        if self._bus.wants("worker_output"):
             self.publish("worker_output", step_id, attempt=attempt, event=event.to_json())
         projection = st.spec.projection
         if projection is not None:
@@ -542,7 +546,7 @@ class Engine:
         if st is None or not 1 <= attempt <= st.attempt:
             return False
         st.tails.setdefault(attempt, []).append(event)
-        if self._bus.active:
+        if self._bus.wants("worker_output"):
             self.publish("worker_output", step_id, attempt=attempt, event=event.to_json())
         return True
 
@@ -568,12 +572,24 @@ class Engine:
         st = self._steps.get(step_id)
         return dict(st.stats.get(attempt, {})) if st is not None else {}
 
+    def worker_record(self, token: CapToken) -> TokenRecord:
+        """The live record of a token presented from outside: signature, expiry and role checked."""
+        return self._tokens.verify(token, Verb.VERIFY_TOKEN)
+
     def resolve_handle(self, handle: str) -> TokenRecord:
         """The live worker-token record behind a `wh-` handle."""
         return self._tokens.resolve_handle(handle)
 
-    def remint_worker_token(self, token: CapToken) -> CapToken:
-        return self._tokens.remint(token, self.config.worker_token_ttl_secs)
+    def remint_worker_token(self, token: CapToken, *, with_handle: bool = False) -> CapToken:
+        """A fresh worker token (and `wh-` handle) for the same step; the caller forgets it when done."""
+        return self._tokens.remint(token, self.config.worker_token_ttl_secs, with_handle=with_handle)
+
+    def handle_of(self, token: CapToken) -> str | None:
+        return self._tokens.handle_of(token)
+
+    def forget_worker_token(self, token: CapToken) -> None:
+        """Drop a re-minted worker token and its handle: later uses are refused."""
+        self._tokens.forget(token)
 
     def set_resource(self, key: str, value: Any) -> None:
         self._resources[key] = value

@@ -186,12 +186,19 @@ function B.pipeline(t)
       items = path(input_of(rec, index, true))
       body = step(fo.agent, bind, fo.lane_out or "$.branch_out")
     else
-      local lanes = normalize_lanes(fo.lanes, "B.pipeline " .. describe(rec, index))
+      local where = "B.pipeline " .. describe(rec, index)
+      local lanes = normalize_lanes(fo.lanes, where)
       local names = {}
       for i, lane in ipairs(lanes) do names[i] = lane.lane end
       items = lit(names)
       local function lane_step(lane)
-        return step(lane.agent, lane.input or ("$.d." .. lane.lane), lane.out or ("$.lane." .. lane.lane))
+        local input = lane.input or ("$.d." .. lane.lane)
+        if is_from(input) then
+          input = resolve_from(input)
+        elseif type(input) ~= "string" then
+          fail(where .. ": fanout lane '" .. lane.lane .. "': input must be a path string or B.from(...)")
+        end
+        return step(lane.agent, input, lane.out or ("$.lane." .. lane.lane))
       end
       body = lane_step(lanes[#lanes])
       for i = #lanes - 1, 1, -1 do
@@ -227,8 +234,12 @@ function B.pipeline(t)
     end
   end
   if non_empty(pipeline_halt) and not any_gate then
-    warn("dsl-dead-halt", "B.pipeline: halt_on is set but no stage is gated, so it has no effect; add gate = true, a stage "
-      .. 'halt_on or retry, or set gate_default = "auto"')
+    local ids, vals = {}, {}
+    for i, rec in ipairs(stages) do ids[i] = tostring(rec.id) end
+    for i, v in ipairs(pipeline_halt) do vals[i] = tostring(v) end
+    warn("dsl-dead-halt", "B.pipeline: halt_on = {" .. table.concat(vals, ", ") .. "} has no effect because none of "
+      .. "the stages [" .. table.concat(ids, ", ") .. "] is gated, so this pipeline can never halt; give one "
+      .. 'stage gate = true, its own halt_on or a retry, or set gate_default = "auto"')
   end
 
   local tail

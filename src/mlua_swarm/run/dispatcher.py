@@ -100,6 +100,13 @@ class EngineDispatcher:
         self.last_failure: tuple[str, Any] | None = None
         self.steps_dispatched = 0
         self.steps_replayed = 0
+        self._started: set[StepId] | None = None
+
+    def track_steps(self) -> set[StepId]:
+        """From now on, remember the id of every step this dispatcher starts (in the returned set)."""
+        if self._started is None:
+            self._started = set()
+        return self._started
 
     async def dispatch(self, step: Step, input: Any) -> Any:
         ref = step.ref
@@ -126,6 +133,8 @@ class EngineDispatcher:
         started = time.time()
         step_id = await self.engine.start_task(self.token, spec)
         self.steps_dispatched += 1
+        if self._started is not None:
+            self._started.add(step_id)
         self.observer.step_started(ref, step_id)
         try:
             outcome = await self.engine.run_step(self.token, step_id, self.spawner, run=self.run)

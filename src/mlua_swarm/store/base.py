@@ -22,6 +22,7 @@ from typing import Any, Self
 from ..ids import RunId, TaskId
 from . import semver
 from .errors import BlueprintNotFound, InvalidRunTransition
+from .operators import OperatorSessionRecord, SeatRecord
 from .owner import owner_gone
 from .records import (
     RUN_TRANSITIONS,
@@ -209,6 +210,28 @@ class Store(ABC):
     @abstractmethod
     async def token_secret(self) -> bytes:
         """The engine's HMAC secret, created once and kept so tokens survive a restart."""
+
+    # -- operator sessions and seats --------------------------------------------------------------
+
+    @abstractmethod
+    async def put_operator_session(self, record: OperatorSessionRecord) -> None:
+        """Insert or replace a session; returns once durable."""
+
+    @abstractmethod
+    async def delete_operator_session(self, sid: str) -> None:
+        """Forget a session (and nothing else); returns once durable."""
+
+    @abstractmethod
+    async def list_operator_sessions(self) -> list[OperatorSessionRecord]:
+        """Every stored session."""
+
+    @abstractmethod
+    async def put_seat(self, record: SeatRecord) -> None:
+        """Insert or replace the seat `(run_id, slot)`; returns once durable."""
+
+    @abstractmethod
+    async def list_seats(self, run_id: RunId | None = None) -> list[SeatRecord]:
+        """The seats of one run, or of every run."""
 
     # -- blueprints -----------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from .base import (
     declared_semver,
 )
 from .errors import Duplicate, RunNotFound, TaskRecordNotFound
+from .operators import OperatorSessionRecord, SeatRecord
 from .records import (
     BlueprintVersion,
     Durability,
@@ -72,6 +73,8 @@ class MemoryStore(Store):
         self._tasks: dict[TaskId, TaskRecord] = {}
         self._runs: dict[RunId, RunRecord] = {}
         self._logs: dict[RunId, _RunLog] = {}
+        self._operator_sessions: dict[str, OperatorSessionRecord] = {}
+        self._seats: dict[tuple[str, str], SeatRecord] = {}
 
     async def flush(self, durability: Durability | None = None) -> None:
         return None
@@ -83,6 +86,23 @@ class MemoryStore(Store):
         if self._secret is None:
             self._secret = secrets.token_bytes(32)
         return self._secret
+
+    # -- operator sessions and seats --------------------------------------------------------------
+
+    async def put_operator_session(self, record: OperatorSessionRecord) -> None:
+        self._operator_sessions[record.sid] = copy.deepcopy(record)
+
+    async def delete_operator_session(self, sid: str) -> None:
+        self._operator_sessions.pop(sid, None)
+
+    async def list_operator_sessions(self) -> list[OperatorSessionRecord]:
+        return [copy.deepcopy(r) for r in self._operator_sessions.values()]
+
+    async def put_seat(self, record: SeatRecord) -> None:
+        self._seats[(record.run_id, record.slot)] = copy.deepcopy(record)
+
+    async def list_seats(self, run_id: RunId | None = None) -> list[SeatRecord]:
+        return [copy.deepcopy(r) for r in self._seats.values() if run_id is None or r.run_id == run_id]
 
     # -- blueprints -----------------------------------------------------------------------------
 

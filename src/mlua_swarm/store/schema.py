@@ -59,6 +59,17 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # 3: `history.kind` 2, a step entry stored with its replay row; releases that do not know it must refuse the file.
     "",
+    # 4: operator sessions (the bearer's digest only) and run seats.
+    """
+    CREATE TABLE operator_sessions (
+        sid TEXT PRIMARY KEY, token_digest TEXT NOT NULL, join_desc TEXT, capability_manifest_json TEXT,
+        joined_at REAL NOT NULL, last_access REAL NOT NULL, observed_json TEXT, observed_total INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE operator_seats (
+        run_id TEXT NOT NULL, slot TEXT NOT NULL, op TEXT, op_desc TEXT, gen INTEGER NOT NULL,
+        PRIMARY KEY (run_id, slot)
+    ) WITHOUT ROWID;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

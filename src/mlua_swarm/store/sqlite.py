@@ -40,6 +40,7 @@ from .base import (
     declared_semver,
 )
 from .errors import Duplicate, RunNotFound, TaskRecordNotFound
+from .operators import OperatorSessionRecord, SeatRecord
 from .records import (
     BlueprintVersion,
     Durability,
@@ -291,6 +292,52 @@ class SqliteStore(Store):
             self._commit_now()
             row = self._conn.execute("SELECT value FROM meta WHERE key = 'token_secret'").fetchone()
         return bytes(row[0])
+
+    # -- operator sessions and seats --------------------------------------------------------------
+
+    async def put_operator_session(self, record: OperatorSessionRecord) -> None:
+        self._write(
+            "INSERT OR REPLACE INTO operator_sessions (sid, token_digest, join_desc, capability_manifest_json,"
+            " joined_at, last_access, observed_json, observed_total) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                record.sid,
+                record.token_digest,
+                record.desc,
+                dumps(record.capability_manifest),
+                record.joined_at,
+                record.last_access,
+                dumps(record.observed),
+                record.observed_total,
+            ),
+        )
+        self._commit_now()
+
+    async def delete_operator_session(self, sid: str) -> None:
+        self._write("DELETE FROM operator_sessions WHERE sid = ?", (sid,))
+        self._commit_now()
+
+    async def list_operator_sessions(self) -> list[OperatorSessionRecord]:
+        rows = self._conn.execute(
+            "SELECT sid, token_digest, join_desc, capability_manifest_json, joined_at, last_access, observed_json,"
+            " observed_total FROM operator_sessions"
+        )
+        return [
+            OperatorSessionRecord(r[0], r[1], r[2], _loads(r[3]), r[4], r[5], _loads(r[6]) or [], r[7]) for r in rows
+        ]
+
+    async def put_seat(self, record: SeatRecord) -> None:
+        self._write(
+            "INSERT OR REPLACE INTO operator_seats (run_id, slot, op, op_desc, gen) VALUES (?, ?, ?, ?, ?)",
+            (record.run_id, record.slot, record.op, record.desc, record.gen),
+        )
+        self._commit_now()
+
+    async def list_seats(self, run_id: RunId | None = None) -> list[SeatRecord]:
+        sql = "SELECT run_id, slot, op, op_desc, gen FROM operator_seats"
+        rows = (
+            self._conn.execute(sql, ()) if run_id is None else self._conn.execute(sql + " WHERE run_id = ?", (run_id,))
+        )
+        return [SeatRecord(*r) for r in rows]
 
     # -- blueprints -----------------------------------------------------------------------------
 

@@ -1,41 +1,26 @@
--- {{name}}: a chained pipeline with a halt gate.
+{% import "_agents.lua.jinja" as agents with context %}
+{% set names = stages or ["draft", "review", "publish"] %}
+-- {{ name }}: a chained pipeline.
 --
--- Each stage reads the previous stage's output (chain = true). The review stage stages a
--- `verdict` part; when it is REJECT the pipeline stops and records the stage in $.halted_at,
--- otherwise it publishes and sets $.done.
+-- With chain = true each stage reads the previous stage's output; the first one reads
+-- $.d.{{ names[0] }}. Each stage writes $.<stage>, and $.done is set at the end. Insert a gate with
+-- `gate = true` and `halt_on = { "VALUE" }` on a stage whose agent stages a `verdict` part.
 local B = require "bp_dsl"
 
 return B.bp {
-  id = "{{name}}",
+  id = "{{ name }}",
   flow = B.pipeline {
-    B.stage "draft" { agent = "drafter", input = "$.d.topic" },
-    B.stage "review" { agent = "reviewer", halt_on = { "REJECT" } },
-    B.stage "publish" { agent = "publisher", input = B.from "draft" },
+{% for stage in names %}
+    B.stage "{{ stage }}" { agent = "{{ stage }}" },
+{% endfor %}
     chain = true,
     done = "$.done",
   },
   agents = {
-    {
-      name = "drafter",
-      kind = "lua",
-      spec = { source = [[return "A short note about " .. _PROMPT .. "."]] },
-    },
-    {
-      name = "reviewer",
-      kind = "lua",
-      spec = {
-        source = [[
-          local verdict = (#_PROMPT > 0) and "APPROVE" or "REJECT"
-          mse.stage("verdict", verdict)
-          return "review: " .. verdict
-        ]],
-      },
-    },
-    {
-      name = "publisher",
-      kind = "lua",
-      spec = { source = [[return { value = { published = _PROMPT } }]] },
-    },
+{% for stage in names %}
+{{ agents.agent(stage, 'return "' ~ stage ~ '(" .. _PROMPT .. ")"') }}
+{% endfor %}
   },
-  default_init_ctx = { d = { topic = "Lua pipelines" } },
+{% include "_operators.lua.jinja" %}
+  default_init_ctx = { d = { ["{{ names[0] }}"] = "an idea" } },
 }

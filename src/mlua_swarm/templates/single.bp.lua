@@ -1,18 +1,17 @@
--- {{name}}: one step. Build with `mse bp build {{name}}.bp.lua`, run with `mse run {{name}}.bp.lua`.
+{% import "_agents.lua.jinja" as agents with context %}
+{% set worker = agent or "solo" %}
+-- {{ name }}: one step. Build it with `mse bp build`, run it with `mse run`.
 local F = require "flow_dsl"
 local B = require "bp_dsl"
 
 return B.bp {
-  id = "{{name}}",
+  id = "{{ name }}",
   flow = F.seq {
-    F.step { agent = "worker", input = F.p "$.d.input", out = F.p "$.result" },
+    F.step { agent = "{{ worker }}", input = F.p "$.d.input", out = F.p "$.{{ worker }}" },
   },
   agents = {
-    {
-      name = "worker",
-      kind = "lua",
-      spec = { source = [[return { value = "handled: " .. _PROMPT }]] },
-    },
+{{ agents.agent(worker, 'return { value = "handled: " .. _PROMPT }') }}
   },
+{% include "_operators.lua.jinja" %}
   default_init_ctx = { d = { input = "hello" } },
 }

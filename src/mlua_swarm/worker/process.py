@@ -146,7 +146,7 @@ class ProcessSpawner(SpawnerAdapter):
                 argv, stdin, extra_env, cwd = command.argv, command.stdin, {**self.env, **command.env}, command.cwd
             if cwd is not None and self.base_dir is not None:
                 cwd = os.fspath(self.base_dir / cwd)
-            env = {**os.environ, **_mse_env(ctx, task_id, attempt, token), **extra_env}
+            env = {**os.environ, **_mse_env(ctx, task_id, attempt, token, engine.config.http_base_url), **extra_env}
             env["PYTHONPATH"] = _with_package_path(env.get("PYTHONPATH"))
             loop = asyncio.get_running_loop()
             protocol = _ChildProtocol(loop)
@@ -219,8 +219,9 @@ def _exit_fields(returncode: int | None) -> dict[str, Any]:
     return {"exit_code": returncode}
 
 
-def _mse_env(ctx: Ctx, task_id: StepId, attempt: int, token: CapToken) -> dict[str, str]:
-    """The `MSE_*` variables a child uses to identify itself and call back into the engine."""
+def _mse_env(ctx: Ctx, task_id: StepId, attempt: int, token: CapToken, http: str | None = None) -> dict[str, str]:
+    """The `MSE_*` variables a child uses to identify itself and call back into the engine (`MSE_HTTP`:
+    the server's URL when the run is hosted by `mse serve`)."""
     env = {
         "MSE_TOKEN_AGENT_ID": token.agent_id,
         "MSE_TOKEN_NONCE": token.nonce,
@@ -235,6 +236,8 @@ def _mse_env(ctx: Ctx, task_id: StepId, attempt: int, token: CapToken) -> dict[s
     run_id = ctx.meta.runtime.get("run_id")
     if run_id:
         env["MSE_RUN_ID"] = str(run_id)
+    if http:
+        env["MSE_HTTP"] = http
     return env
 
 
@@ -504,7 +507,13 @@ class _ChildRun:
                     self.token, self.task_id, self.attempt, Progress("malformed_output", note)
                 )
 
+    def _submitted_over_http(self) -> bool:
+        """The child already completed its attempt through the server's worker routes (`MSE_HTTP`)."""
+        return any(type(event) is Final for event in self.engine.output_tail(self.task_id, self.attempt))
+
     async def _finish_plain(self, body: bytes) -> None:
+        if not body.strip() and self._submitted_over_http():
+            return
         value, ok, extra = normalize_plain(body, self.stderr.text(), self.proc.returncode == 0, self.output)
         if extra:
             self.engine.record_worker_stats(self.task_id, self.attempt, extra)
@@ -515,6 +524,8 @@ class _ChildRun:
             raise WorkerFailed(f"Final rejected before output_tail: {self.rejected}")
         code = self.proc.returncode
         final = self.last_final
+        if final is None and self._submitted_over_http():
+            return
         if final is None:
             value: dict[str, Any] = {
                 "raw": "",

@@ -1,0 +1,176 @@
+"""`mse operator join`: a person in a terminal holds an operator session and answers its requests.
+
+Each request is shown as it arrives (agent, prompt, context, verdict choices) and answered with a
+prompt: a spawn is completed with a value, a verdict, a failure or a halt (this terminal acts as the
+sub-agent and submits over the worker routes); a question gets an answer; a spawn gate is approved
+or rejected. Ctrl-C leaves the terminal but keeps the session (rejoin with --sid and --token).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.prompt import Confirm, Prompt
+from rich.syntax import Syntax
+
+from ..jsontext import compact
+from .common import EXIT_INVALID, EXIT_OK
+
+DEFAULT_SERVER = "http://127.0.0.1:7777"
+CHOICES = {"v": "submit a value", "p": "pass with a verdict", "f": "fail the step", "h": "halt the step"}
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    group = sub.add_parser("operator", help="act as an operator of a server (answer its requests)")
+    commands = group.add_subparsers(dest="operator_command", metavar="COMMAND", required=True)
+    join = commands.add_parser("join", help="hold an operator session in this terminal and answer requests")
+    join.add_argument("--desc", default=None, help="what this operator is (shown to other operators)")
+    join.add_argument(
+        "--server", default=None, help=f"server URL (default: $MSE_HTTP or {DEFAULT_SERVER})", metavar="URL"
+    )
+    join.add_argument("--sid", default=None, help="rejoin this session (with --token) instead of joining anew")
+    join.add_argument("--token", default=None, help="the bearer of --sid")
+    join.set_defaults(handler=_join_main)
+
+
+def _join_main(args: argparse.Namespace) -> int:
+    if (args.sid is None) != (args.token is None):
+        print("error[usage]: --sid and --token go together", file=sys.stderr)
+        return EXIT_INVALID
+    server = args.server or os.environ.get("MSE_HTTP") or DEFAULT_SERVER
+    console = Console()
+    try:
+        return asyncio.run(TerminalOperator(console, server, args.desc, args.sid, args.token).run())
+    except KeyboardInterrupt:
+        console.print("\n[dim]left the terminal; the session stays on the server[/dim]")
+        return EXIT_OK
+
+
+class TerminalOperator:
+    def __init__(self, console: Console, server: str, desc: str | None, sid: str | None, token: str | None) -> None:
+        self.console = console
+        self.server = server
+        self.desc = desc or f"terminal operator ({os.environ.get('USER', 'someone')})"
+        self.sid = sid
+        self.token = token
+
+    async def ask(self, prompt: str, **kwargs: Any) -> str:
+        """A Rich prompt in a thread, so the socket keeps being served while the person types."""
+        answer = await asyncio.to_thread(lambda: Prompt.ask(prompt, console=self.console, **kwargs))
+        return str(answer)
+
+    async def confirm(self, prompt: str) -> bool:
+        answer: bool = await asyncio.to_thread(Confirm.ask, prompt, console=self.console, default=True)
+        return answer
+
+    async def run(self) -> int:
+        from ..operator.client import OperatorClient, OperatorClientError
+
+        client = OperatorClient(self.server, desc=self.desc, sid=self.sid, token=self.token)
+        try:
+            await client.start()
+        except OperatorClientError as exc:
+            self.console.print(f"[red]error[operator-join][/red]: cannot join {self.server}: {exc.message}")
+            self.console.print("  hint: start a server with `mse serve`, or pass --server URL")
+            await client.aclose()
+            return EXIT_INVALID
+        self.console.print(
+            Panel(
+                f"session [bold]{client.sid}[/bold] on {self.server}\n"
+                f"rejoin later with: mse operator join --sid {client.sid} --token {client.token}\n"
+                "waiting for requests… (Ctrl-C leaves; the session stays)",
+                title="operator joined",
+            )
+        )
+        try:
+            async for request in client.requests():
+                await self.handle(client, request)
+        except OperatorClientError as exc:
+            self.console.print(f"[red]the session ended[/red]: {exc.message}")
+            return EXIT_INVALID
+        finally:
+            await client.aclose()
+        return EXIT_OK
+
+    async def handle(self, client: Any, request: Any) -> None:
+        kind = request.type
+        if kind == "spawn":
+            await self.spawn(client, request)
+        elif kind == "ask":
+            self.console.print(Panel(_pretty(request.question), title=f"question from step {request.task_id}"))
+            text = await self.ask("your answer")
+            await client.answer(request.req_id, _value(text))
+        elif kind == "hook_before":
+            title = f"agent {request.agent} is about to start (step {request.task_id}, attempt {request.attempt})"
+            self.console.print(Panel("approve this spawn?", title=title))
+            if await self.confirm("approve"):
+                await client.hook_ack(request.req_id, True)
+            else:
+                reason = await self.ask("reason", default="rejected by the operator")
+                await client.hook_ack(request.req_id, False, reason)
+        elif kind == "hook_after":
+            self.console.print(f"[dim]{request.agent} ({request.task_id}) finished: {compact(request.result)}[/dim]")
+        elif kind == "cancel":
+            self.console.print(f"[yellow]request {request.req_id} was withdrawn: {request.reason}[/yellow]")
+
+    async def spawn(self, client: Any, request: Any) -> None:
+        worker = client.worker(request)
+        payload = await worker.fetch()
+        verdict = payload.get("verdict") or {}
+        values: list[str] = list(verdict.get("values") or [])
+        body = [f"[bold]agent[/bold] {request.agent}   step {request.task_id}   attempt {request.attempt}"]
+        if payload.get("system"):
+            body.append(f"[bold]system[/bold]\n{payload['system']}")
+        body.append(f"[bold]prompt[/bold]\n{payload.get('prompt')}")
+        context = {k: v for k, v in (payload.get("context") or {}).items() if v not in (None, [], {})}
+        if context:
+            body.append(f"[bold]context[/bold] {compact(context)}")
+        if values:
+            body.append(f"[bold]verdict choices[/bold] {', '.join(values)}")
+        self.console.print(Panel("\n".join(body), title="spawn"))
+        menu = {k: v for k, v in CHOICES.items() if k != "p" or values}
+        self.console.print("  ".join(f"[bold]{k}[/bold]={v}" for k, v in menu.items()))
+        action = await self.ask("action", choices=list(menu), default="p" if values else "v")
+        if action == "v":
+            text = await self.ask("value (JSON or text)")
+            await worker.submit(text)
+            await client.spawn_ack(request.req_id, {})
+        elif action == "p":
+            chosen = await self.ask("verdict", choices=values, default=values[0])
+            if verdict.get("channel") == "part":
+                await worker.artifact("verdict", chosen)
+                note = await self.ask("note", default="")
+                await worker.submit(note or chosen)
+            else:
+                await worker.submit(chosen)
+            await client.spawn_ack(request.req_id, {})
+        elif action == "f":
+            reason = await self.ask("why", default="failed by the operator")
+            await client.spawn_ack(request.req_id, ok=False, error=reason)
+        else:
+            reason = await self.ask("reason", default="halted by the operator")
+            await client.spawn_halt(request.req_id, {}, reason)
+        self.console.print(f"[green]answered {request.req_id}[/green]")
+
+
+def _value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _pretty(value: Any) -> Any:
+    if isinstance(value, str):
+        return value
+    return Syntax(json.dumps(value, indent=2, ensure_ascii=False), "json")
+
+
+__all__ = ["register"]

@@ -1,0 +1,58 @@
+"""`mse serve`: the long-lived engine behind the HTTP API (settings: flags > $MSE_HOME/config.toml)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+
+from ..diagnostics import Diagnostic, DiagnosticError
+from .common import EXIT_INVALID, EXIT_OK, fn_options, report_diagnostics
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("serve", help="serve the HTTP API (default 127.0.0.1:7777)")
+    p.add_argument("--bind", help="HOST:PORT to listen on (port 0 picks a free one)")
+    p.add_argument("--store", help="store URL (default: SQLite at $MSE_HOME/mse.sqlite3)")
+    p.add_argument("--admin-token", help="required on mutating routes; mandatory off loopback (or MSE_ADMIN_TOKEN)")
+    p.add_argument("--config", type=Path, help="config file (default: $MSE_HOME/config.toml)")
+    p.add_argument("--fn", action="append", default=[], metavar="ID=MODULE:ATTR", help="register a rust_fn id")
+    p.add_argument("--durability", choices=["sync", "batch", "exit"], help="how runs are committed")
+    p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
+    p.set_defaults(handler=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from ..server.config import load_config
+    from ..server.serve import serve
+
+    try:
+        overrides = {
+            "bind": args.bind,
+            "store": args.store,
+            "admin_token": args.admin_token,
+            "durability": args.durability,
+            "fns": fn_options(args.fn) or None,
+        }
+        config = load_config(args.config, overrides)
+    except DiagnosticError as exc:
+        report_diagnostics(exc.diagnostics, as_json=False)
+        return EXIT_INVALID
+    try:
+        asyncio.run(serve(config, log_level=args.log_level))
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        report_diagnostics(
+            [
+                Diagnostic(
+                    "bind-failed",
+                    f"cannot listen on {config.bind}: {exc.strerror or exc}",
+                    hint="pick another --bind port",
+                    stage="serve",
+                )
+            ],
+            as_json=False,
+        )
+        return EXIT_INVALID
+    return EXIT_OK

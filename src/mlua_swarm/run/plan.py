@@ -1,0 +1,150 @@
+"""What a run is built from before anything runs: the initial ctx, the workspace, the per-agent
+policies, the linked spawner stack, and the compiled Blueprint of a stored launch snapshot."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..blueprint.compiler import CompiledBlueprint, compile_blueprint, fn_registry
+from ..core.config import CheckPolicy
+from ..core.engine import Engine
+from ..core.projection import DEFAULT_DIR_TEMPLATE, Projection
+from ..diagnostics import Diagnostic, DiagnosticError, Location
+from ..middleware import LayerRegistry, LinkedSpawner, RunControl, TaskInput, link
+from ..store.records import LaunchSnapshot
+from ..worker.router import AgentRouter
+from .dispatcher import AgentPolicy
+
+
+def initial_ctx(blueprint: Mapping[str, Any], init_ctx: Any) -> Any:
+    """`default_init_ctx` shallow-merged under the launch's init ctx (the launch wins)."""
+    default = blueprint.get("default_init_ctx")
+    if init_ctx is None:
+        return dict(default) if isinstance(default, Mapping) else ({} if default is None else default)
+    if isinstance(default, Mapping) and isinstance(init_ctx, Mapping):
+        return {**default, **init_ctx}
+    return init_ctx
+
+
+@dataclass(frozen=True, slots=True)
+class Workspace:
+    """The folders a run may write step outputs under (`projection_placement.root` picks one)."""
+
+    work_dir: Path | None = None
+    project_root: Path | None = None
+
+
+def projection_root(compiled: CompiledBlueprint, workspace: Workspace) -> Path | None:
+    """Where step outputs are projected, or None; strict check policy without a root is refused."""
+    placement = compiled.raw.get("projection_placement") or {}
+    if placement.get("root") == "project_root":
+        root = workspace.project_root or workspace.work_dir
+    else:
+        root = workspace.work_dir or workspace.project_root
+    if root is None and compiled.raw.get("check_policy") == "strict":
+        raise DiagnosticError(
+            [
+                Diagnostic(
+                    "projection-root-missing",
+                    "check_policy is strict but no work dir or project root was given for step outputs",
+                    location=Location("BlueprintRoot", json_path="$.check_policy"),
+                    hint="pass --work-dir DIR, or set check_policy to warn",
+                )
+            ]
+        )
+    return root
+
+
+def agent_policies(compiled: CompiledBlueprint, workspace: Workspace | None = None) -> dict[str, AgentPolicy]:
+    default_ctx = compiled.raw.get("default_agent_ctx") or {}
+    root = projection_root(compiled, workspace or Workspace())
+    template = (compiled.raw.get("projection_placement") or {}).get("dir_template") or DEFAULT_DIR_TEMPLATE
+    check = CheckPolicy(compiled.raw.get("check_policy") or "warn")
+    policies: dict[str, AgentPolicy] = {}
+    for name, agent in compiled.agents.items():
+        meta_ctx = ((agent.raw.get("meta") or {}).get("ctx")) or {}
+        submit_format = meta_ctx.get("submit_format", default_ctx.get("submit_format"))
+        projection = None
+        if root is not None:
+            step_name = compiled.step_names.canonical_of(name) or name
+            projection = Projection(root, step_name, template, check)
+        policies[name] = AgentPolicy(agent.timeout_secs, agent.retry, agent.verdict, submit_format, projection)
+    return policies
+
+
+def link_stack(
+    compiled: CompiledBlueprint,
+    engine: Engine,
+    control: RunControl,
+    workspace: Workspace | None = None,
+    registry: LayerRegistry | None = None,
+) -> tuple[LinkedSpawner, list[Diagnostic]]:
+    """The agent router wrapped in the middleware the Blueprint asks for."""
+    router = AgentRouter({name: agent.spawner for name, agent in compiled.agents.items()})
+    task_input = None
+    if workspace is not None and (workspace.work_dir or workspace.project_root):
+        task_input = TaskInput(
+            project_root=str(workspace.project_root) if workspace.project_root else None,
+            work_dir=str(workspace.work_dir) if workspace.work_dir else None,
+        )
+    return link(router, compiled.raw, engine, run=control, registry=registry, task_input=task_input)
+
+
+class _NoRun:
+    """The run control of a stack linked only to read its warnings: nothing runs, nothing to cancel."""
+
+    run_id = None
+
+    def cancel(self, reason: str) -> None:
+        return None
+
+
+async def link_warnings(compiled: CompiledBlueprint, registry: LayerRegistry | None = None) -> list[Diagnostic]:
+    """Link the middleware once without running anything: its warnings, or `DiagnosticError`."""
+    linked, warnings = link_stack(compiled, Engine(), _NoRun(), None, registry)
+    await linked.aclose()
+    return warnings
+
+
+def launch_options(
+    workspace: Workspace,
+    *,
+    base_dir: Path | None = None,
+    fns: Mapping[str, str] | None = None,
+    source: str | None = None,
+) -> dict[str, Any]:
+    """The launch options a stored run keeps so `compile_launch` rebuilds it exactly."""
+    return {
+        "base_dir": str(base_dir) if base_dir is not None else None,
+        "fns": dict(fns or {}),
+        "source": source,
+        "work_dir": str(workspace.work_dir) if workspace.work_dir else None,
+        "project_root": str(workspace.project_root) if workspace.project_root else None,
+    }
+
+
+def compile_launch(launch: LaunchSnapshot) -> tuple[CompiledBlueprint, Workspace]:
+    """Compile a stored launch snapshot exactly as its first run did; its workspace."""
+    options = launch.options
+    base_dir = Path(options.get("base_dir") or ".")
+    source = options.get("source")
+    fns = fn_registry(options.get("fns") or {}, base_dir, source)
+    compiled = compile_blueprint(launch.blueprint, base_dir=base_dir, fns=fns, source=source)
+    work_dir, project_root = options.get("work_dir"), options.get("project_root")
+    workspace = Workspace(Path(work_dir) if work_dir else None, Path(project_root) if project_root else None)
+    return compiled, workspace
+
+
+__all__ = [
+    "Workspace",
+    "agent_policies",
+    "compile_launch",
+    "initial_ctx",
+    "launch_options",
+    "link_stack",
+    "link_warnings",
+    "projection_root",
+]

@@ -1,0 +1,133 @@
+"""Server settings: built-in defaults < `$MSE_HOME/config.toml` < command-line flags.
+
+Unknown keys in the file are refused (a typo must not silently fall back to a default), and so is a
+non-loopback bind without an admin token: anyone who can reach the port could otherwise launch
+runs that execute programs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from ..diagnostics import Diagnostic, DiagnosticError, Location
+from ..store import mse_home
+
+DEFAULT_BIND = "127.0.0.1:7777"
+CONFIG_FILE = "config.toml"
+MAX_BODY_BYTES = 2 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    bind: str = DEFAULT_BIND
+    store: str | None = None
+    """Store URL (None: the SQLite file under `$MSE_HOME`)."""
+    admin_token: str | None = None
+    """Needed on every mutating route (except the worker and operator ones) when set; required off loopback."""
+    max_body_bytes: int = MAX_BODY_BYTES
+    sync_timeout_secs: float = 3600.0
+    default_ttl_secs: float = 1800.0
+    """The ceiling of a detached run when neither the request nor the Blueprint sets `ttl_secs`."""
+    worker_token_ttl_secs: int = 1800
+    durability: str = "batch"
+    seed_blueprint_id: str = "main"
+    sse_buffer: int = 1024
+    """Events held per SSE subscriber before the oldest are dropped (and the subscriber told)."""
+    fns: Mapping[str, str] = field(default_factory=dict)
+    """Extra `rust_fn` ids (`ID -> module:attr`) the server's Blueprints may name."""
+    base_dir: str | None = None
+    """Where relative references of inline Blueprints resolve (default: the server's working directory)."""
+    operator_session_sweep_secs: float = 300.0
+    """How often expired operator sessions are released (0: only when read)."""
+    operator_ping_secs: float = 30.0
+    """Keepalive ping period of operator sockets."""
+    operator_dead_after_secs: float = 150.0
+    """An operator socket silent this long (no pong, no frame) is dropped; the session stays."""
+
+    @property
+    def host(self) -> str:
+        return split_bind(self.bind)[0]
+
+    @property
+    def port(self) -> int:
+        return split_bind(self.bind)[1]
+
+    @property
+    def loopback(self) -> bool:
+        return is_loopback(self.host)
+
+    def check(self) -> None:
+        """Refuse settings the server must not start with."""
+        split_bind(self.bind)
+        if not self.loopback and not self.admin_token:
+            raise _config_error(
+                "admin-token-required",
+                f"refusing to listen on {self.bind} without an admin token",
+                "pass --admin-token T (or set admin_token in config.toml), or bind 127.0.0.1",
+            )
+        if self.max_body_bytes < 1024:
+            raise _config_error("invalid-config", "max_body_bytes must be at least 1024", "use the default 2 MiB")
+        if self.worker_token_ttl_secs <= 0:
+            raise _config_error("invalid-config", "worker_token_ttl_secs must be positive", "use the default 1800")
+
+
+def split_bind(bind: str) -> tuple[str, int]:
+    """`host:port` (IPv6 as `[::1]:7777`) → (host, port); a bad form is an `invalid-config` diagnostic."""
+    host, sep, port = bind.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise _config_error("invalid-config", f"bind must look like HOST:PORT, got {bind!r}", "e.g. 127.0.0.1:7777")
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def config_path() -> Path:
+    return mse_home() / CONFIG_FILE
+
+
+def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = None) -> ServerConfig:
+    """The file's settings (a missing file is fine) with the non-None `overrides` on top, checked."""
+    path = path or config_path()
+    values: dict[str, Any] = {}
+    if path.exists():
+        try:
+            values = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise _config_error("invalid-config", f"cannot read {path}: {exc}", "fix the TOML syntax", path) from None
+    known = {f.name for f in fields(ServerConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise _config_error(
+            "unknown-config-key", f"unknown keys in {path}: {', '.join(unknown)}", f"known: {', '.join(sorted(known))}"
+        )
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    if "MSE_ADMIN_TOKEN" in os.environ and not values.get("admin_token"):
+        values["admin_token"] = os.environ["MSE_ADMIN_TOKEN"]
+    try:
+        config = replace(ServerConfig(), **values)
+    except TypeError as exc:
+        raise _config_error("invalid-config", str(exc), "check the value types in config.toml", path) from None
+    config.check()
+    return config
+
+
+def _config_error(code: str, message: str, hint: str, path: Path | None = None) -> DiagnosticError:
+    location = Location(file=str(path)) if path is not None else Location("server config")
+    return DiagnosticError([Diagnostic(code, message, location=location, hint=hint, stage="config")])
+
+
+__all__ = ["DEFAULT_BIND", "MAX_BODY_BYTES", "ServerConfig", "config_path", "is_loopback", "load_config", "split_bind"]

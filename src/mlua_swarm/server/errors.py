@@ -1,0 +1,115 @@
+"""JSON errors everywhere: `{"error": message, "details"?: any}`, whatever went wrong and wherever.
+
+Route code raises `ApiError(status, message, details)`; engine and store errors are mapped here once,
+so every route answers the same status for the same failure.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ..diagnostics import DiagnosticError
+from ..errors import (
+    AttemptClosed,
+    BadSignature,
+    MseError,
+    RoleViolation,
+    TaskNotFound,
+    TokenExpired,
+    TokenNotFound,
+    TokenTaskMismatch,
+    TokenUsesExhausted,
+    VerdictRejected,
+)
+from ..store.errors import (
+    BlueprintNotFound,
+    Duplicate,
+    RecordNotFound,
+    RunNotResumable,
+    StoreError,
+)
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """An answer other than success: its status, message and optional details."""
+
+    def __init__(self, status: int, message: str, details: Any = None, *, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.details = details
+        self.headers = headers
+
+
+class BodyTooLarge(ApiError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body larger than {limit} bytes", {"limit_bytes": limit})
+
+
+def error_response(status: int, message: str, details: Any = None, headers: dict[str, str] | None = None) -> Response:
+    body: dict[str, Any] = {"error": message}
+    if details is not None:
+        body["details"] = details
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def diagnostics_details(exc: DiagnosticError) -> dict[str, Any]:
+    return {"diagnostics": [d.to_json() for d in exc.diagnostics]}
+
+
+def _store_status(exc: StoreError) -> int:
+    if isinstance(exc, RunNotResumable):
+        return {"status": 409, "conflict": 409, "no_snapshot": 422, "step": 422, "empty_log": 422}.get(exc.reason, 409)
+    if isinstance(exc, RecordNotFound | BlueprintNotFound):
+        return 404
+    if isinstance(exc, Duplicate):
+        return 409
+    return 500
+
+
+def map_exception(exc: BaseException) -> ApiError:
+    """The API error an exception stands for."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, HTTPException):
+        return ApiError(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}) or None)
+    if isinstance(exc, DiagnosticError):
+        first = exc.diagnostics[0].message if exc.diagnostics else "invalid input"
+        return ApiError(400, first, diagnostics_details(exc))
+    if isinstance(exc, BadSignature | TokenExpired):
+        return ApiError(401, str(exc))
+    if isinstance(exc, TokenTaskMismatch | RoleViolation):
+        return ApiError(403, str(exc))
+    if isinstance(exc, TokenNotFound | TokenUsesExhausted | AttemptClosed):
+        return ApiError(410, str(exc), {"hint": "the attempt this credential belongs to has ended"})
+    if isinstance(exc, TaskNotFound):
+        return ApiError(410, str(exc), {"hint": "the step has ended and was released"})
+    if isinstance(exc, VerdictRejected):
+        return ApiError(422, str(exc), {"code": exc.code})
+    if isinstance(exc, StoreError):
+        details: dict[str, Any] = {"code": exc.code}
+        if exc.hint:
+            details["hint"] = exc.hint
+        return ApiError(_store_status(exc), exc.message, details)
+    log.error("unhandled error in a route", exc_info=exc)
+    return ApiError(500, f"internal error: {type(exc).__name__}: {exc}")
+
+
+async def handle_exception(request: Request, exc: Exception) -> Response:
+    err = map_exception(exc)
+    return error_response(err.status, err.message, err.details, err.headers)
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    cls: handle_exception for cls in (ApiError, HTTPException, DiagnosticError, MseError, Exception)
+}
+"""Handled inside the app (no traceback logged); plain `Exception` is the 500 of last resort."""
+
+__all__ = ["EXCEPTION_HANDLERS", "ApiError", "BodyTooLarge", "error_response", "map_exception"]

@@ -1,0 +1,148 @@
+"""A run's live event feed: every event is a trace row first, then pushed to the run's subscribers.
+
+The trace sequence number is the event's id, so a subscriber that reconnects with `Last-Event-ID`
+reads what it missed from the store and then continues live, with no gap and no duplicate. Each
+subscriber has a bounded buffer: a slow one loses its oldest events (and is told how many) instead
+of holding the run back or growing without limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from ..ids import RunId
+from ..store import Store, TraceEvent
+
+TERMINAL_KINDS = frozenset({"core.run_finished", "core.run_interrupted"})
+"""Trace kinds after which a run's stream ends."""
+
+
+@dataclass(frozen=True, slots=True)
+class FeedEvent:
+    seq: int
+    kind: str
+    step: str | None
+    attempt: int | None
+    ts: float
+    data: Any
+
+    @classmethod
+    def from_trace(cls, event: TraceEvent) -> FeedEvent:
+        return cls(event.seq, event.kind, event.step_ref, event.attempt, event.ts, event.payload)
+
+    def to_json(self, run_id: str) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "run_id": run_id,
+            "kind": self.kind,
+            "step": self.step,
+            "attempt": self.attempt,
+            "ts": self.ts,
+            "data": self.data,
+        }
+
+    @property
+    def terminal(self) -> bool:
+        return self.kind in TERMINAL_KINDS
+
+
+class Subscriber:
+    """One listener's bounded buffer. `next()` returns an event, an int (events dropped), or None (ended)."""
+
+    def __init__(self, feed: RunFeed, maxlen: int) -> None:
+        self._feed = feed
+        self._buf: deque[FeedEvent] = deque()
+        self._maxlen = maxlen
+        self.dropped = 0
+        self._wake = asyncio.Event()
+        self.ended = False
+
+    def push(self, event: FeedEvent) -> None:
+        if len(self._buf) >= self._maxlen:
+            self._buf.popleft()
+            self.dropped += 1
+        self._buf.append(event)
+        self._wake.set()
+
+    def end(self) -> None:
+        self.ended = True
+        self._wake.set()
+
+    async def next(self, timeout: float | None = None) -> FeedEvent | int | None:
+        """The next event; the count of dropped events first if any were; None once the feed ended and
+        everything was read; raises TimeoutError after `timeout` seconds of silence."""
+        while not self._buf and not self.dropped:
+            if self.ended:
+                return None
+            self._wake.clear()
+            if timeout is None:
+                await self._wake.wait()
+            else:
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
+        if self.dropped:
+            count, self.dropped = self.dropped, 0
+            return count
+        return self._buf.popleft()
+
+    def close(self) -> None:
+        self._feed.unsubscribe(self)
+
+
+class RunFeed:
+    """The feed of one run hosted by this server."""
+
+    def __init__(self, store: Store, run_id: RunId, buffer: int) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.buffer = buffer
+        self.last_seq = 0
+        self.ended = False
+        self._subs: set[Subscriber] = set()
+
+    def publish(self, kind: str, step: str | None = None, attempt: int | None = None, data: Any = None) -> int:
+        """Record the event in the run's trace and push it (with its full data) to every subscriber."""
+        seq = self.store.append_trace(self.run_id, kind, step_ref=step, attempt=attempt, payload=data)
+        self._push(FeedEvent(seq, kind, step, attempt, time.time(), data))
+        return seq
+
+    async def catch_up(self) -> None:
+        """Push trace rows someone else wrote (run start, finish, resume) since the last pushed one."""
+        for event in await self.store.list_trace(self.run_id, after=self.last_seq):
+            self._push(FeedEvent.from_trace(event))
+
+    def _push(self, event: FeedEvent) -> None:
+        if event.seq <= self.last_seq:
+            return
+        self.last_seq = event.seq
+        for sub in self._subs:
+            sub.push(event)
+
+    def subscribe(self) -> Subscriber:
+        sub = Subscriber(self, self.buffer)
+        if self.ended:
+            sub.end()
+        else:
+            self._subs.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        self._subs.discard(sub)
+
+    def end(self) -> None:
+        """No more events: subscribers drain what they hold and stop."""
+        self.ended = True
+        for sub in self._subs:
+            sub.end()
+        self._subs.clear()
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subs)
+
+
+__all__ = ["TERMINAL_KINDS", "FeedEvent", "RunFeed", "Subscriber"]

@@ -1,0 +1,240 @@
+"""Operator routes: join/list/read/leave sessions, the operator WebSocket, and the seat reads of a run.
+
+`POST /v1/operators` never refuses; the other session routes take the session's own bearer, and the
+seat reads (`assignees`, `handover`, `material`) take any live session's bearer. `acquire` needs
+none (as upstream), the admin token aside.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from ..ids import RunId, StepId
+from ..middleware.join import last_final
+from ..operator.hub import Connection, OperatorError, OperatorHub, OperatorSession
+from ..store.errors import RunNotFound
+from .auth import bearer_of
+from .errors import ApiError
+from .http import json_object, no_content, ok, parse_id, path_param, query_int, server
+
+LIST_LIMIT_DEFAULT = 50
+LIST_LIMIT_MAX = 200
+
+
+def _hub(request: Request | WebSocket) -> OperatorHub:
+    hub = request.app.state.server.operators
+    if not isinstance(hub, OperatorHub):
+        raise ApiError(503, "this server has no operator hub")
+    return hub
+
+
+def _api(exc: OperatorError) -> ApiError:
+    hint = None
+    if exc.status == 401:
+        hint = "present the token POST /v1/operators returned: Authorization: Bearer <token>"
+    return ApiError(exc.status, str(exc), {"hint": hint} if hint else None)
+
+
+async def _own(request: Request, hub: OperatorHub) -> OperatorSession:
+    bearer = bearer_of(request)
+    if bearer is None:
+        raise ApiError(401, "this route needs the session's bearer", {"hint": "Authorization: Bearer <token>"})
+    try:
+        return await hub.session(request.path_params["sid"], bearer)
+    except OperatorError as exc:
+        raise _api(exc) from None
+
+
+async def _any(request: Request, hub: OperatorHub) -> OperatorSession:
+    try:
+        return await hub.authenticate(bearer_of(request))
+    except OperatorError as exc:
+        raise _api(exc) from None
+
+
+async def join(request: Request) -> Response:
+    hub = _hub(request)
+    body = await json_object(request, required=False)
+    desc = body.get("desc")
+    if desc is not None and not isinstance(desc, str):
+        raise ApiError(400, "desc must be a string")
+    session, token = await hub.join(desc, body.get("capability_manifest"))
+    return ok({"sid": session.sid, "token": token})
+
+
+async def list_operators(request: Request) -> Response:
+    hub = _hub(request)
+    await _any(request, hub)
+    limit = min(query_int(request, "limit", LIST_LIMIT_DEFAULT, minimum=1) or LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX)
+    await hub.sweep()
+    sessions = hub.list_sessions(limit)
+    return ok({"operators": [s.summary() for s in sessions], "total": len(hub.sessions), "limit": limit})
+
+
+async def read_operator(request: Request) -> Response:
+    hub = _hub(request)
+    session = await _own(request, hub)
+    body = session.summary()
+    body["capability_manifest"] = session.capability_manifest
+    return ok(body)
+
+
+async def delete_operator(request: Request) -> Response:
+    hub = _hub(request)
+    session = await _own(request, hub)
+    await hub.teardown(session.sid, "deleted by its owner")
+    return no_content()
+
+
+async def operator_socket(websocket: WebSocket) -> None:
+    hub = _hub(websocket)
+    bearer = bearer_of(websocket.scope["headers"]) or websocket.query_params.get("token")
+    try:
+        if bearer is None:
+            raise OperatorError("this socket needs the session's bearer (Authorization: Bearer <token>)")
+        session = await hub.session(websocket.path_params["sid"], bearer)
+    except OperatorError as exc:
+        status = 401 if exc.status == 400 else exc.status
+        await websocket.send_denial_response(JSONResponse({"error": str(exc)}, status_code=status))
+        return
+    await websocket.accept()
+    conn = hub.attach(session)
+    writer = asyncio.create_task(_write(websocket, conn))
+    keepalive = asyncio.create_task(hub.keepalive(conn))
+    try:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            data = message.get("text") or message.get("bytes")
+            if data:
+                hub.receive(conn, data)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        hub.detach(conn)
+        keepalive.cancel()
+        conn.close(1000, "socket ended")
+        with contextlib.suppress(Exception):
+            await writer
+
+
+async def _write(websocket: WebSocket, conn: Connection) -> None:
+    while True:
+        text = await conn.outbox.get()
+        if text is None:
+            code, reason = conn.close_reason or (1000, "")
+            with contextlib.suppress(Exception):
+                await websocket.close(code, reason)
+            return
+        await websocket.send_text(text)
+
+
+async def _known_run(request: Request, hub: OperatorHub) -> RunId:
+    run_id = parse_id(RunId, path_param(request, "run_id"))
+    if run_id in hub.seats:
+        return run_id
+    try:
+        await server(request).store.get_run(run_id)
+    except RunNotFound:
+        raise ApiError(404, f"run {run_id} not found") from None
+    return run_id
+
+
+async def acquire(request: Request) -> Response:
+    hub = _hub(request)
+    run_id = await _known_run(request, hub)
+    body = await json_object(request, required=False)
+    op, desc, slot = body.get("op"), body.get("desc"), body.get("slot")
+    if not isinstance(op, str) or not op.strip() or not isinstance(desc, str) or not desc.strip():
+        raise ApiError(400, "acquire needs non-empty op (a session id) and desc")
+    if slot is not None and not isinstance(slot, str):
+        raise ApiError(400, "slot must be a string")
+    try:
+        result = await hub.acquire(run_id, op, desc, slot)
+    except OperatorError as exc:
+        raise ApiError(400 if exc.status == 404 else exc.status, str(exc)) from None
+    return ok(result)
+
+
+async def assignees(request: Request) -> Response:
+    hub = _hub(request)
+    await _any(request, hub)
+    run_id = await _known_run(request, hub)
+    return ok(hub.assignees(run_id))
+
+
+async def handover(request: Request) -> Response:
+    hub = _hub(request)
+    await _any(request, hub)
+    run_id = await _known_run(request, hub)
+    seats = hub.assignees(run_id)
+    unanswered = []
+    for pending in hub.pending_for_run(run_id):
+        row = pending.to_json()
+        row["material_route"] = f"/v1/runs/{run_id}/material?step_id={pending.step_id}"
+        unanswered.append(row)
+    unread = [
+        {"slot": row["slot"], "op": row["holder"]["op"], "reason": "holder is not connected"}
+        for row in seats["seats"]
+        if row["holder"] is not None
+        and (session := hub.sessions.get(row["holder"]["op"])) is not None
+        and not session.connected
+    ]
+    return ok(
+        {
+            **seats,
+            "trace": {"route": f"/v1/runs/{run_id}/trace"},
+            "unanswered": unanswered,
+            "unread_seats": unread,
+        }
+    )
+
+
+async def material(request: Request) -> Response:
+    hub = _hub(request)
+    await _any(request, hub)
+    run_id = await _known_run(request, hub)
+    step_id = request.query_params.get("step_id")
+    if not step_id:
+        raise ApiError(400, "material needs ?step_id=ST-…")
+    pending = next((p for p in hub.pending_for_run(run_id) if p.step_id == step_id and p.token is not None), None)
+    if pending is None or pending.token is None:
+        raise ApiError(404, f"step {step_id} of run {run_id} is not waiting on an operator")
+    engine = server(request).engine
+    step = StepId.parse(pending.step_id)
+    payload = await engine.fetch_worker_payload(pending.token, step)
+    final = last_final(engine.output_tail(step, pending.attempt or 0))
+    return ok(
+        {
+            "run_id": run_id,
+            "run_link": "confirmed",
+            "note": "the value of a submitted Final is left out; read the step once it is done",
+            "payload": payload,
+            "final_present": final is not None,
+            "final_ok": None if final is None else final.ok,
+        }
+    )
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/v1/operators", join, methods=["POST"]),
+        Route("/v1/operators", list_operators, methods=["GET"]),
+        Route("/v1/operators/{sid}", read_operator, methods=["GET"]),
+        Route("/v1/operators/{sid}", delete_operator, methods=["DELETE"]),
+        WebSocketRoute("/v1/operators/{sid}/ws", operator_socket),
+        Route("/v1/runs/{run_id}/acquire", acquire, methods=["POST"]),
+        Route("/v1/runs/{run_id}/assignees", assignees, methods=["GET"]),
+        Route("/v1/runs/{run_id}/handover", handover, methods=["GET"]),
+        Route("/v1/runs/{run_id}/material", material, methods=["GET"]),
+    ]
+
+
+__all__ = ["routes"]

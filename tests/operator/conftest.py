@@ -1,0 +1,1 @@
+from tests.serverkit import live_server  # noqa: F401
