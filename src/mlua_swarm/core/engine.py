@@ -153,6 +153,8 @@ class _Step:
     tails: dict[int, list[OutputEvent]] = field(default_factory=dict)
     staged: dict[int, list[str]] = field(default_factory=dict)
     stats: dict[int, dict[str, Any]] = field(default_factory=dict)
+    transient: dict[int, int] = field(default_factory=dict)
+    """How many Progress/Partial events each attempt's tail holds (bounded by the config)."""
     refused: dict[int, str] = field(default_factory=dict)
     """Why the engine refused an attempt's Final, for the failure message when no Final landed."""
     suspended_on: ResumeKey | None = None
@@ -272,6 +274,27 @@ class Engine:
         self.publish("task_cancelled", step_id)
         return self._snapshot(st)
 
+    def release_task(self, token: CapToken, step_id: StepId) -> None:
+        """Drop what a finished step holds (its input, result, tails and stats) once its owner has
+        recorded it; the step's state stays readable until evicted like any finished step.
+
+        A run calls this for each step it has written to its journal (or, when ephemeral, folded
+        into its ctx), so the engine does not keep finished steps' outputs. Annotations that land
+        later (an async audit) still go on the emptied tail. A step still running or in use, or
+        an unknown one, is left alone.
+        """
+        self._tokens.verify(token, Verb.CANCEL_TASK, step_id)
+        st = self._steps.get(step_id)
+        if st is None or st.status not in ENDED or st.busy:
+            return
+        st.spec.initial_directive = None
+        st.spec.step_ctx = None
+        st.last_result = None
+        st.tails.clear()
+        st.staged.clear()
+        st.stats.clear()
+        st.transient.clear()
+
     # ── dispatch ──────────────────────────────────────────────────────────
 
     async def dispatch_attempt(
@@ -307,6 +330,8 @@ class Engine:
         ctx = Ctx(step_id, attempt, st.spec.agent, CtxMeta(runtime), session.operator if session else OperatorInfo())
         if self._bus.active:
             self.publish("task_attempt_started", step_id, attempt=attempt, agent=st.spec.agent)
+        timeout = st.spec.timeout_secs
+        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
         try:
             try:
                 worker = await spawner.spawn(self, ctx, step_id, attempt, wtoken)
@@ -318,19 +343,23 @@ class Engine:
             except Exception as exc:
                 log.exception("spawner %r crashed for step %s", spawner, step_id)
                 raise self._fail(st, attempt, f"internal: spawner crashed: {type(exc).__name__}: {exc}") from exc
-            return await self._join(st, attempt, worker)
+            return await self._join(st, attempt, worker, deadline)
         finally:
             st.busy -= 1
             st.worker = None
             st.token = None
             self._tokens.forget(wtoken)
 
-    async def _join(self, st: _Step, attempt: int, worker: Worker) -> DispatchOutcome:
+    async def _join(self, st: _Step, attempt: int, worker: Worker, deadline: float | None) -> DispatchOutcome:
+        """Wait for the worker until the attempt's deadline (counted from before the spawn).
+
+        A worker that blocked the event loop past its deadline finishes before the timer can fire;
+        it times out all the same once the loop has control again.
+        """
         st.worker = worker
         if st.status is StepStatus.CANCELLED:
             worker.cancel_token().cancel()
-        timeout = st.spec.timeout_secs
-        scope = asyncio.timeout(timeout) if timeout is not None else None
+        scope = asyncio.timeout_at(deadline) if deadline is not None else None
         error: WorkerError | None = None
         owner_cancelled = False
         try:
@@ -347,7 +376,7 @@ class Engine:
             owner_cancelled = task is not None and task.cancelling() > 0
         except asyncio.CancelledError:
             owner_cancelled = True
-        timed_out = scope is not None and scope.expired()
+        timed_out = scope is not None and (scope.expired() or _past(scope))
         if owner_cancelled or timed_out:
             worker.cancel_token().cancel()
             await _reap(worker)
@@ -499,10 +528,7 @@ class Engine:
             if type(event) is Final:
                 self._note_refusal(step_id, attempt, exc)
             raise
-        tail = st.tails.get(attempt)
-        if tail is None:
-            tail = st.tails[attempt] = []
-        tail.append(event)
+        self._append(st, attempt, event)
         if stage and type(event) is Artifact:
             st.staged.setdefault(attempt, []).append(event.name)
         if self._bus.wants("worker_output"):
@@ -513,6 +539,30 @@ class Engine:
                 project_final(projection, step_id, attempt, event.ok, event.content.as_value())
             elif stage and type(event) is Artifact:
                 project_part(projection, step_id, event.name, event.content.as_value())
+
+    def _append(self, st: _Step, attempt: int, event: OutputEvent) -> None:
+        """Put `event` on the attempt's tail. Finals and Artifacts stay; Progress and Partial events
+        are kept only up to `tail_transient_events` (the oldest half is dropped when it is reached),
+        so a worker streaming without end does not grow the engine."""
+        tail = st.tails.get(attempt)
+        if tail is None:
+            tail = st.tails[attempt] = []
+        tail.append(event)
+        if type(event) is Final or type(event) is Artifact:
+            return
+        keep = self.config.tail_transient_events
+        transient = st.transient.get(attempt, 0) + 1
+        if transient > keep:
+            drop = transient - keep // 2
+            kept: list[OutputEvent] = []
+            for ev in tail:
+                if drop and (type(ev) is not Final and type(ev) is not Artifact):
+                    drop -= 1
+                    continue
+                kept.append(ev)
+            st.tails[attempt] = kept
+            transient = keep // 2
+        st.transient[attempt] = transient
 
     def _note_refusal(self, step_id: StepId, attempt: int, exc: EngineError) -> None:
         st = self._steps.get(step_id)
@@ -688,6 +738,12 @@ class Engine:
 
 def _cancelled(st: _Step) -> bool:
     return st.status is StepStatus.CANCELLED
+
+
+def _past(scope: asyncio.Timeout) -> bool:
+    """The deadline passed while the worker held the loop, so the timer never had a chance to fire."""
+    when = scope.when()
+    return when is not None and asyncio.get_running_loop().time() > when
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
