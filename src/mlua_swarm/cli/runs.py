@@ -121,7 +121,7 @@ async def _cancel(store: Store, args: argparse.Namespace) -> int:
 async def _prune(store: Store, args: argparse.Namespace) -> int:
     if args.older_than is None and args.keep is None:
         return _fail(args, "bad_arguments", "prune needs --older-than, --keep, or both", "e.g. --older-than 7d")
-    pruned = await store.prune(older_than=args.older_than, keep=args.keep)
+    pruned = await store.prune(older_than=args.older_than, keep=args.keep, include_interrupted=args.interrupted)
     _emit(args, {"pruned": pruned}, [f"pruned {pruned} run(s)"])
     return 0
 
@@ -178,9 +178,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--step", default=None, help="only this step_ref")
     p.set_defaults(handler=_run(_trace))
 
-    p = sub.add_parser("prune", parents=[common], help="delete finished runs by age and/or count")
+    p = sub.add_parser("prune", parents=[common], help="delete done, failed and cancelled runs by age and/or count")
     p.add_argument("--older-than", type=parse_duration, default=None, metavar="AGE", help="e.g. 7d, 12h")
     p.add_argument("--keep", type=count_arg, default=None, metavar="N", help="keep the newest N runs")
+    p.add_argument(
+        "--interrupted", action="store_true", help="also delete interrupted runs (they could still be resumed)"
+    )
     p.set_defaults(handler=_run(_prune))
 
     durability = ("sync", "batch", "exit")

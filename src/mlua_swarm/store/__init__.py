@@ -10,6 +10,7 @@ from .errors import (
     RunNotResumable,
     SchemaTooNew,
     StoreError,
+    StoreUnusable,
     TaskRecordNotFound,
 )
 from .factory import default_store_path, mse_home, open_store, store_from_url
@@ -70,6 +71,7 @@ __all__ = [
     "StepEntry",
     "Store",
     "StoreError",
+    "StoreUnusable",
     "TaskRecord",
     "TaskRecordNotFound",
     "TaskStatus",

@@ -18,6 +18,12 @@ class BadStoreUrl(StoreError):
     code = "bad_store_url"
 
 
+class StoreUnusable(StoreError):
+    """The store file is not a readable SQLite store (damaged, truncated, empty, a directory)."""
+
+    code = "store_unusable"
+
+
 class SchemaTooNew(StoreError):
     code = "store_schema_too_new"
 
