@@ -83,7 +83,8 @@ def test_mse_run_refuses_each_unavailable_kind_once(tmp_path: Path) -> None:
     assert ran.returncode == 2, ran.stderr
     refusals = [line for line in ran.stderr.splitlines() if "kind-unavailable" in line]
     assert len(refusals) == 2, ran.stderr
-    assert "agent kind 'operator' is not available in this installation yet (agents: ask, review)" in refusals[0]
+    assert "agent kind 'operator' needs an operator hub, which only a server has" in refusals[0]
+    assert "mse run --server URL" in refusals[0] and "(agents: ask, review)" in refusals[0]
     assert "agent kind 'agent_block' is not available in this installation yet (agents: sum)" in refusals[1]
     assert "did you mean" not in ran.stderr
 

@@ -14,6 +14,7 @@ from typing import Any
 from ..ids import RunId
 from ..store import RunStatus, Store, StoreError, cancel_run, open_store
 from .common import count_arg
+from .endpoint import server_url
 from .run import rerun_from_main, resume_main
 
 Handler = Callable[[Store, argparse.Namespace], Awaitable[int]]
@@ -128,6 +129,12 @@ async def _prune(store: Store, args: argparse.Namespace) -> int:
 
 def _run(handler: Handler) -> Callable[[argparse.Namespace], int]:
     def command(args: argparse.Namespace) -> int:
+        url = server_url(args.server, local=args.local)
+        if url is not None:
+            from .runs_remote import run_command
+
+            return run_command(args, url)
+
         async def go() -> int:
             store = await open_store(args.store)
             try:
@@ -152,6 +159,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--store", metavar="URL", help="memory://, sqlite:///path or a path (default $MSE_HOME)")
     common.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    common.add_argument("--server", metavar="URL", help="ask a running `mse serve` (default: $MSE_HTTP when set)")
+    common.add_argument("--admin-token", help="the server's admin token (default: $MSE_ADMIN_TOKEN)")
+    common.add_argument("--local", action="store_true", help="read the local store even when MSE_HTTP is set")
 
     runs = subparsers.add_parser("runs", help="inspect and manage stored runs")
     sub = runs.add_subparsers(dest="runs_command", metavar="ACTION", required=True)

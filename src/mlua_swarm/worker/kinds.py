@@ -102,6 +102,10 @@ class _Refusing(SpawnerAdapter):
     def __init__(self, message: str) -> None:
         self.message = message
 
+    @property
+    def unavailable_reason(self) -> str | None:
+        return self.message
+
     async def spawn(self, engine: Engine, ctx: Ctx, task_id: StepId, attempt: int, token: CapToken) -> Worker:
         raise SpawnInternalError(self.message)
 
