@@ -11,6 +11,7 @@ from .errors import (
     SchemaTooNew,
     StoreError,
     StoreUnusable,
+    StoreWriteFailed,
     TaskRecordNotFound,
 )
 from .factory import default_store_path, mse_home, open_store, store_from_url
@@ -72,6 +73,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreUnusable",
+    "StoreWriteFailed",
     "TaskRecord",
     "TaskRecordNotFound",
     "TaskStatus",

@@ -24,6 +24,12 @@ class StoreUnusable(StoreError):
     code = "store_unusable"
 
 
+class StoreWriteFailed(StoreError):
+    """The store could not be written (a full disk, an I/O error); the run stops, kept `interrupted`."""
+
+    code = "store_write_failed"
+
+
 class SchemaTooNew(StoreError):
     code = "store_schema_too_new"
 

@@ -40,7 +40,7 @@ from .base import (
     check_run_transition,
     declared_semver,
 )
-from .errors import Duplicate, RunNotFound, StoreUnusable, TaskRecordNotFound
+from .errors import Duplicate, RunNotFound, StoreUnusable, StoreWriteFailed, TaskRecordNotFound
 from .operators import OperatorSessionRecord, SeatRecord
 from .records import (
     BlueprintVersion,
@@ -155,6 +155,12 @@ def unusable_store(path: Path, exc: sqlite3.Error) -> StoreUnusable:
     return StoreUnusable(f"the store {path} {what}", _KEEP_IT)
 
 
+def _is_write_failure(exc: sqlite3.Error) -> bool:
+    """A write the file system refused (full disk, I/O error, read-only), as opposed to a bug or a lock."""
+    name = getattr(exc, "sqlite_errorname", "")
+    return name == "SQLITE_FULL" or name.startswith(("SQLITE_IOERR", "SQLITE_READONLY"))
+
+
 def _running_loop() -> asyncio.AbstractEventLoop | None:
     try:
         return asyncio.get_running_loop()
@@ -215,7 +221,7 @@ class SqliteStore(Store):
         """Number of the open (or last) write transaction."""
         self._committed = 0
         """Number of the last transaction that ended, committed or failed."""
-        self._failed: tuple[int, sqlite3.Error] | None = None
+        self._failed: tuple[int, sqlite3.Error | StoreWriteFailed] | None = None
         self._last_flusher: asyncio.Task[Any] | None = None
         """The task whose `flush` waited for the tick's commit last; when it flushes again, it commits at once."""
         self.commits = 0
@@ -257,9 +263,19 @@ class SqliteStore(Store):
         scheduled = self._begin()
         try:
             return self._conn.execute(sql, params)
+        except sqlite3.OperationalError as exc:
+            if _is_write_failure(exc):
+                raise self._write_failed(exc) from None
+            raise
         finally:
             if not scheduled:
                 self._commit()
+
+    def _write_failed(self, exc: sqlite3.Error) -> StoreWriteFailed:
+        return StoreWriteFailed(
+            f"the store {self.path} could not be written: {exc}",
+            "free space (or fix the file system), then `mse runs resume RUN_ID`: the run is kept as interrupted",
+        )
 
     def _commit(self) -> None:
         """Commit the open transaction and settle everyone waiting on it; a failed commit rolls back."""
@@ -271,8 +287,10 @@ class SqliteStore(Store):
                 self._conn.execute("COMMIT")
                 self.commits += 1
             except sqlite3.Error as exc:
-                self._conn.execute("ROLLBACK")
-                self._failed = (self._txn, exc)
+                # A full disk or an I/O error may already have rolled the transaction back.
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                self._failed = (self._txn, self._write_failed(exc) if _is_write_failure(exc) else exc)
                 # Counters and replay keys may name rows that were just rolled back: read them again.
                 self._seqs.clear()
                 self._replay_keys.clear()
