@@ -69,7 +69,7 @@ async def test_a_person_answers_a_spawn_in_the_terminal(live_server: LiveServer,
         term.expect("waiting for requests")
         raw = operator_blueprint("review")
         raw["agents"][0]["verdict"] = {"values": ["PASS", "BLOCKED"]}
-        _, task = await server_launch(live_server, raw, sid=sid)
+        run_id = await server_launch(live_server, raw, sid=sid)
         shown = term.expect(r"verdict choices\s+PASS, BLOCKED")
         term.expect(r"do review", start=0)
         term.expect(r"action", start=shown.end())
@@ -77,7 +77,7 @@ async def test_a_person_answers_a_spawn_in_the_terminal(live_server: LiveServer,
         asked = term.expect(r"verdict \[PASS/BLOCKED\]", start=shown.end())
         term.send("BLOCKED")
         term.expect(r"answered", start=asked.end())
-        result = await run_result(live_server, task)
-        assert result.final_ctx["review"] == "BLOCKED"
+        result = await run_result(live_server, run_id)
+        assert result["status"] == "done" and result["result"]["review"] == "BLOCKED"
     finally:
         term.close()

@@ -70,7 +70,7 @@ def register_bp(bp_subparsers: Any) -> None:
 
 def build_command(args: argparse.Namespace) -> int:
     try:
-        built = build_bp_lua(args.file)
+        built = build_bp_lua(args.file, includes=args.include)
     except DiagnosticError as exc:
         report_diagnostics(exc.diagnostics, as_json=False)
         return EXIT_INVALID

@@ -47,7 +47,8 @@ class _Scope:
         self.ctx = ctx
 
 
-_LaneOutcome = tuple[Ctx | None, EvalError | None]
+_LaneOutcome = tuple[Any, EvalError | None]
+"""A lane's joined value (its final ctx, or what `collect` picks from it), or its error."""
 
 
 class _Runner:
@@ -140,6 +141,8 @@ class _Runner:
         try:
             lane = _Scope(node.bind.set(dict(parent), item))
             await self.run(node.body, lane)
+            if node.collect is not None:
+                return eval_expr(node.collect, lane.ctx, self.externs), None
         except EvalError as err:
             return None, err
         return lane.ctx, None
@@ -160,7 +163,7 @@ class _Runner:
             for _ in items:
                 task = await finished.get()
                 index = position[task]
-                lane_ctx: Ctx | None
+                lane_ctx: Any
                 error: EvalError | None
                 if task.cancelled():
                     lane_ctx, error = None, FanoutLaneCancelled(f"fanout lane {index} was cancelled")
