@@ -16,7 +16,7 @@ from mlua_swarm.cli.main import COMMAND_MODULES, SUMMARIES, build_parser, comman
 
 from ..conftest import mse_env, run_mse
 
-HEAVY = ("mlua_swarm.blueprint.compiler", "mlua_swarm.core.engine", "mlua_swarm.server", "rich.live")
+HEAVY = ("mlua_swarm.blueprint.compiler", "mlua_swarm.core.engine", "mlua_swarm.server", "rich.live", "lupa", "jinja2")
 
 PROBE = """import json, sys
 from mlua_swarm.cli.main import main
@@ -40,7 +40,7 @@ def modules_after(args: list[str], tmp_path: Path) -> set[str]:
     return set(json.loads(done.stdout.splitlines()[-1]))
 
 
-@pytest.mark.parametrize("args", [["--help"], [], ["runs", "list"]])
+@pytest.mark.parametrize("args", [["--help"], [], ["runs", "list"], ["bp", "--help"], ["bp", "new", "--help"]])
 def test_help_and_listing_load_neither_compiler_engine_server_nor_live_view(args: list[str], tmp_path: Path) -> None:
     loaded = modules_after(args, tmp_path)
     assert "mlua_swarm.cli.main" in loaded

@@ -14,11 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..blueprint.compiler import compile_blueprint
-from ..blueprint.loader import load_blueprint_source
-from ..blueprint.schema import blueprint_json_schema
 from ..diagnostics import Diagnostic, DiagnosticError, Level
-from ..run.plan import link_warnings
 from .common import EXIT_INVALID, EXIT_OK, fn_options, fn_registry, report_diagnostics
 
 # Modules under `mlua_swarm.cli` that add sub-commands to `mse bp`; each defines `register_bp(bp_subparsers)`.
@@ -54,6 +50,10 @@ def register(subparsers: Any) -> None:
 def lint_diagnostics(args: argparse.Namespace) -> tuple[list[Diagnostic], Any]:
     """Every diagnostic `mse bp lint` reports for the file (load warnings, then compile findings),
     and the Blueprint value it read (None when it could not be read)."""
+    from ..blueprint.compiler import compile_blueprint
+    from ..blueprint.loader import load_blueprint_source
+    from ..run.plan import link_warnings
+
     warnings: list[Diagnostic] = []
     try:
         raw, base_dir = load_blueprint_source(args.file, warnings=warnings, includes=args.include)
@@ -118,6 +118,8 @@ def lint_command(args: argparse.Namespace) -> int:
 
 
 def schema_command(args: argparse.Namespace) -> int:
+    from ..blueprint.schema import blueprint_json_schema
+
     print(json.dumps(blueprint_json_schema(), indent=2))
     return EXIT_OK
 

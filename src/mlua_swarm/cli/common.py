@@ -1,4 +1,8 @@
-"""Helpers shared by the `mse` sub-commands: reading JSON arguments and reporting diagnostics."""
+"""Helpers shared by the `mse` sub-commands: reading JSON arguments and reporting diagnostics.
+
+Importing this module stays cheap (the compiler is imported when a helper needs it), so a
+command's `--help` does not pay for it.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +10,12 @@ import argparse
 import json
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..blueprint.compiler import fn_option_diagnostic, fn_registry
-from ..blueprint.textparse import read_input_text
 from ..diagnostics import Diagnostic, DiagnosticError, Location
-from ..flow.paths import json_type_name
-from ..worker.pyfn import parse_fn_option
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -27,6 +27,8 @@ def read_json_arg(value: str, option: str) -> Any:
     """A JSON literal, or `@path` to read it from a file; raises DiagnosticError on bad input."""
     source, text = option, value
     if value.startswith("@"):
+        from ..blueprint.textparse import read_input_text
+
         path = Path(value[1:])
         try:
             text = read_input_text(path)
@@ -54,6 +56,8 @@ def read_object_arg(value: str, option: str) -> dict[str, Any]:
     """`read_json_arg` for options that must hold a JSON object (such as `--init`)."""
     parsed = read_json_arg(value, option)
     if not isinstance(parsed, dict):
+        from ..flow.paths import json_type_name
+
         raise DiagnosticError(
             [
                 Diagnostic(
@@ -96,8 +100,18 @@ def seconds_arg(text: str) -> float:
     return value
 
 
+def fn_registry(extra: Mapping[str, str], base_dir: Path, source: str | None = None) -> dict[str, Callable[..., Any]]:
+    """The function ids `rust_fn` agents may name (see `blueprint.compiler.fn_registry`)."""
+    from ..blueprint.compiler import fn_registry as registry
+
+    return registry(extra, base_dir, source)
+
+
 def fn_options(options: Sequence[str], source: str | None = None) -> dict[str, str]:
     """`--fn ID=module:attr` options as `{id: target}`; a malformed one is an `invalid-option` diagnostic."""
+    from ..blueprint.compiler import fn_option_diagnostic
+    from ..worker.pyfn import parse_fn_option
+
     try:
         return dict(parse_fn_option(option) for option in options)
     except ValueError as exc:
