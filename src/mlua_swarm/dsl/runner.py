@@ -19,6 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ..blueprint.textparse import read_input_text
 from ..diagnostics import Diagnostic, DiagnosticError, Level, Location
 from .sandbox import LuaAborted, LuaLimits, LuaSandbox, LuaScriptError, ModuleFinder
 
@@ -84,20 +85,7 @@ def build_bp_lua(path: Path, *, includes: Sequence[str | Path] = ()) -> BuildRes
     `includes` are further folders for `require`, after the script's own folder and
     `MSE_BLUEPRINT_INCLUDES`.
     """
-    try:
-        source = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DiagnosticError(
-            [
-                Diagnostic(
-                    "dsl-error",
-                    f"cannot read the script: {exc}",
-                    location=Location(file=str(path)),
-                    hint="check the path and that the file is UTF-8 text",
-                    stage=_STAGE,
-                )
-            ]
-        ) from exc
+    source = read_input_text(path)
     return build_bp_lua_source(source, str(path), includes=includes)
 
 
