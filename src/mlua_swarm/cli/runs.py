@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..ids import RunId
-from ..store import RunStatus, Store, StoreError, cancel_run, open_store
+from ..run import Run
+from ..store import RunStatus, Store, StoreError, open_store
 from .run import rerun_from_main, resume_main
 
 Handler = Callable[[Store, argparse.Namespace], Awaitable[int]]
@@ -110,7 +111,7 @@ async def _trace(store: Store, args: argparse.Namespace) -> int:
 
 
 async def _cancel(store: Store, args: argparse.Namespace) -> int:
-    cancelled = await cancel_run(store, args.run_id)
+    cancelled = await Run.request_cancel(store, args.run_id)
     run = await store.get_run(args.run_id)
     message = f"run {run.run_id} cancelled" if cancelled else f"run {run.run_id} is already {run.status.value}"
     _emit(args, {"run_id": run.run_id, "cancelled": cancelled, "status": run.status.value}, [message])

@@ -43,6 +43,7 @@ from ..store import (
     RunJournal,
     RunStatus,
     Store,
+    cancel_run,
     create_run,
     durable_run,
     load_launch,
@@ -266,6 +267,13 @@ class Run:
         compiled, workspace = compile_launch(await load_launch(store, rid))
         plan = await prepare_rerun_from(store, rid, step)
         return cls._continuing(compiled, store, plan, workspace, kwargs)
+
+    @staticmethod
+    async def request_cancel(store: Store, run_id: RunId | str) -> bool:
+        """Cancel the stored run `run_id` from any process: its record turns `cancelled` at once and
+        the `Run` executing it, wherever it is, sees that at its next heartbeat and calls
+        `cancel(STORE_CANCEL_REASON)` on itself. False when the run had already ended."""
+        return await cancel_run(store, RunId.parse(run_id))
 
     @classmethod
     def _continuing(
