@@ -14,9 +14,14 @@ def compact(value: Any) -> str:
     return _COMPACT.encode(value)
 
 
+def text_of(value: Any) -> str:
+    """A string as is; anything else as compact JSON (prompts, messages)."""
+    return value if isinstance(value, str) else _COMPACT.encode(value)
+
+
 def canonical(value: Any) -> str:
     """Key-sorted compact JSON: equal values give equal text, so it can be hashed."""
     return _CANONICAL.encode(value)
 
 
-__all__ = ["canonical", "compact"]
+__all__ = ["canonical", "compact", "text_of"]

@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..blueprint.compiler import CompiledBlueprint, compile_blueprint
-from ..cli.common import fn_registry
+from ..blueprint.compiler import CompiledBlueprint, compile_blueprint, fn_registry
 from ..core.engine import Engine
 from ..core.events import EventStream
 from ..ids import RunId, StepId, TaskId

@@ -1,4 +1,4 @@
-"""The spawner adapter: the one interface the engine uses to start a worker for an attempt.
+"""Python-function workers, and the shapes every spawner shares (`SpawnerAdapter` itself is `core.contract`'s).
 
 A spawner pulls the attempt's prompt itself (`engine.fetch_prompt`) and delivers it however its
 worker kind wants (an invocation field, stdin, a frame). `InProcSpawner` is the registry of Python
@@ -12,27 +12,28 @@ import asyncio
 import inspect
 import json
 import logging
-from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
 
 from ..cancel import CancellationToken
-from ..core.ctx import AgentContextView, Ctx
-from ..errors import EngineError, VerdictRejected
-from ..ids import StepId, WorkerId
-from ..jsontext import compact
-from . import JoinHandleWorker, MiddlewareWorker, Worker, WorkerJoinHandler
-from .eager import start_eager
-from .errors import (
+from ..core.contract import (
     NotRegistered,
     RejectedByMiddleware,
+    SpawnerAdapter,
     SpawnError,
     SpawnInternalError,
+    Worker,
     WorkerCancelled,
     WorkerError,
     WorkerFailed,
 )
+from ..core.ctx import AgentContextView, Ctx
+from ..errors import EngineError, VerdictRejected
+from ..ids import StepId, WorkerId
+from ..jsontext import text_of as render_prompt
+from . import JoinHandleWorker, MiddlewareWorker, WorkerJoinHandler
+from .eager import start_eager
 from .output import EngineSink, Final, Inline, OutputSink
 
 if TYPE_CHECKING:
@@ -40,14 +41,6 @@ if TYPE_CHECKING:
     from ..tokens import CapToken
 
 log = logging.getLogger(__name__)
-
-
-class SpawnerAdapter(ABC):
-    """Builds one running `Worker` for one attempt."""
-
-    @abstractmethod
-    async def spawn(self, engine: Engine, ctx: Ctx, task_id: StepId, attempt: int, token: CapToken) -> Worker:
-        """Start the attempt; raise `SpawnError` if it cannot start."""
 
 
 @dataclass(slots=True)
@@ -89,13 +82,6 @@ class WorkerInvocation:
 
 WorkerFn: TypeAlias = Callable[[WorkerInvocation], Any | Awaitable[Any]]
 W = TypeVar("W", bound=JoinHandleWorker)
-
-
-def render_prompt(value: Any) -> str:
-    """A string prompt as is; anything else as compact JSON."""
-    if isinstance(value, str):
-        return value
-    return compact(value)
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:
