@@ -24,6 +24,18 @@ class StepStatus(StrEnum):
     TIMEOUT = "timeout"
 
 
+class StepOutcome(StrEnum):
+    """How a step ended: the one vocabulary of the engine's outcome, the dispatcher, the run journal
+    and the stores (a step entry's `status`)."""
+
+    PASSED = "passed"
+    SKIPPED = "skipped"
+    BLOCKED = "blocked"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMEOUT = "timeout"
+
+
 S = StepStatus
 _RETRYABLE_END = frozenset({S.BLOCKED, S.FAILED, S.TIMEOUT})
 ALLOWED: dict[StepStatus, frozenset[StepStatus]] = {
@@ -49,4 +61,4 @@ def check_transition(step_id: StepId, current: StepStatus, target: StepStatus) -
         raise InvalidTransition(step_id, current.value, target.value)
 
 
-__all__ = ["ALLOWED", "ENDED", "FINAL", "SETTLED", "StepStatus", "check_transition"]
+__all__ = ["ALLOWED", "ENDED", "FINAL", "SETTLED", "StepOutcome", "StepStatus", "check_transition"]

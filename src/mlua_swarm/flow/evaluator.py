@@ -23,7 +23,7 @@ from mlua_swarm.flow.errors import (
 from mlua_swarm.flow.exprs import NO_EXTERNS, Externs, eval_expr
 from mlua_swarm.flow.nodes import Assign, Branch, Fanout, Join, Loop, Node, Seq, Step, Try
 from mlua_swarm.flow.paths import json_type_name
-from mlua_swarm.flow.skip import is_skip_marker
+from mlua_swarm.flow.skip import Skipped
 
 Ctx = dict[str, Any]
 
@@ -80,7 +80,7 @@ class _Runner:
             raise StepError(node.ref, err, err.value) from err
         except Exception as err:
             raise StepError(node.ref, err) from err
-        if not is_skip_marker(result):
+        if type(result) is not Skipped:
             scope.ctx = node.out.set(scope.ctx, result)
 
     async def _seq(self, node: Seq, scope: _Scope) -> None:

@@ -36,7 +36,6 @@ from ..flow import FlowFailed, run_flow
 from ..ids import RunId, TaskId
 from ..middleware import LayerRegistry, LinkedSpawner
 from ..store import (
-    DispatchJournal,
     Durability,
     LaunchSnapshot,
     ResumePlan,
@@ -370,7 +369,7 @@ class Run:
                         on_cancel=lambda: self.cancel(STORE_CANCEL_REASON),
                     )
                 )
-                journal = DispatchJournal(record)
+                journal = record
             dispatcher = EngineDispatcher(
                 self.engine,
                 self._token,
@@ -403,11 +402,12 @@ class Run:
                 try:
                     result.final_ctx = await run_flow(self.compiled.flow, ctx, dispatcher, externs=self.externs)
                 except FlowFailed as exc:
-                    failed_step, verdict = exc.failed_step, exc.verdict_value
-                    if failed_step is None and dispatcher.last_failure is not None:
-                        failed_step, verdict = dispatcher.last_failure
                     result.status = "failed"
-                    result.error = {"message": exc.message, "failed_step": failed_step, "verdict_value": verdict}
+                    result.error = {
+                        "message": exc.message,
+                        "failed_step": exc.failed_step,
+                        "verdict_value": exc.verdict_value,
+                    }
                     result.partial_ctx = exc.partial_ctx
             cancelled = scope.cancelled_caught
         if cancelled:

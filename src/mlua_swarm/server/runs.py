@@ -22,11 +22,14 @@ from ..core.events import EventStream
 from ..ids import RunId, StepId, TaskId
 from ..run.launch import RunControl, RunResult, Workspace, run_blueprint
 from ..store import (
-    DispatchJournal,
     Durability,
     LaunchSnapshot,
+    ReplayHit,
+    ReplayRow,
     ResumePlan,
+    RunJournal,
     RunStatus,
+    StepEntry,
     Store,
     cancel_run,
     create_run,
@@ -81,15 +84,15 @@ class _Observer:
 class _FeedJournal:
     """The dispatcher's journal with its trace events going through the run's feed."""
 
-    def __init__(self, inner: DispatchJournal, feed: RunFeed) -> None:
+    def __init__(self, inner: RunJournal, feed: RunFeed) -> None:
         self.inner = inner
         self.feed = feed
 
-    def lookup(self, step_ref: str, input_hash: str) -> tuple[bool, Any] | None:
+    def lookup(self, step_ref: str, input_hash: str) -> ReplayHit | None:
         return self.inner.lookup(step_ref, input_hash)
 
-    async def record_step(self, record: Any) -> None:
-        await self.inner.record_step(record)
+    async def record_step(self, entry: StepEntry, replay: ReplayRow | None) -> None:
+        await self.inner.record_step(entry, replay)
 
     def trace(self, kind: str, step_ref: str | None = None, attempt: int | None = None, payload: Any = None) -> None:
         self.feed.publish(kind, step_ref, attempt, payload)
@@ -225,7 +228,7 @@ class RunsManager:
                     init_ctx,
                     engine=self.engine,
                     control=control,
-                    journal=_FeedJournal(DispatchJournal(journal), live.feed),
+                    journal=_FeedJournal(journal, live.feed),
                     observer=_Observer(self, live),
                     workspace=workspace,
                 )

@@ -13,7 +13,7 @@ from .errors import (
     TaskRecordNotFound,
 )
 from .factory import default_store_path, mse_home, open_store, store_from_url
-from .journal import DispatchJournal, ReplayHit, RunJournal
+from .journal import ReplayHit, RunJournal
 from .lifecycle import (
     ResumePlan,
     cancel_run,
@@ -37,7 +37,6 @@ from .records import (
     RunStatus,
     StepEntry,
     TaskRecord,
-    TaskStatus,
     TraceEvent,
 )
 from .sqlite import SqliteStore
@@ -49,7 +48,6 @@ __all__ = [
     "BadStoreUrl",
     "BlueprintNotFound",
     "BlueprintVersion",
-    "DispatchJournal",
     "Duplicate",
     "Durability",
     "InvalidRunTransition",
@@ -72,7 +70,6 @@ __all__ = [
     "StoreError",
     "TaskRecord",
     "TaskRecordNotFound",
-    "TaskStatus",
     "TraceEvent",
     "cancel_run",
     "claim_run",
