@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test lint typecheck unit bench bench-quick clean
+.PHONY: demo test lint typecheck unit bench bench-quick screenshots clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ unit: $(STAMP)
 	$(BIN)/pytest
 
 test: lint typecheck unit
+
+# Refresh the dashboard pictures under docs/img from the Playwright tests.
+screenshots: $(STAMP)
+	MSE_DOCS_SCREENSHOTS=1 $(BIN)/pytest -q tests/dashboard
 
 bench-quick: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'

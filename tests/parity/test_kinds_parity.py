@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,9 +22,9 @@ from mlua_swarm.diagnostics import DiagnosticError
 from mlua_swarm.run.launch import run_blueprint
 from mlua_swarm.worker import kinds
 from mlua_swarm.worker.adapter import InProcSpawner, SpawnerAdapter
-from mlua_swarm.worker.kinds import AgentKind, LinkEnv, is_runnable
+from mlua_swarm.worker.kinds import AgentKind, LinkEnv, UnavailableKind, is_runnable
 
-from ..conftest import run_mse
+from ..conftest import mse_env, run_mse
 
 
 def step(ref: str, out: str) -> dict[str, Any]:
@@ -77,17 +79,43 @@ def test_an_operator_agent_still_needs_its_operator_ref(tmp_path: Path) -> None:
     assert "spec.operator_ref" in diagnostic.message
 
 
+# agent_block is runnable wherever the llm extra is installed: a stand-in refusing kind plays an
+# installation that cannot run it. Operator agents refuse by themselves outside a server.
+WITHOUT_KINDS = (
+    "import sys\n"
+    "from mlua_swarm.worker.kinds import UnavailableKind, register_kind\n"
+    "register_kind(UnavailableKind('agent_block'))\n"
+    "from mlua_swarm.cli.main import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+
+
+@pytest.fixture
+def without_kinds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(kinds._LOADED, "agent_block", UnavailableKind("agent_block"))
+
+
 def test_mse_run_refuses_each_unavailable_kind_once(tmp_path: Path) -> None:
     (tmp_path / "bp.json").write_text(json.dumps(BLUEPRINT))
-    ran = run_mse(["run", "bp.json", "--ephemeral"], cwd=tmp_path)
+    ran = subprocess.run(
+        [sys.executable, "-c", WITHOUT_KINDS, "run", "bp.json", "--ephemeral"],
+        capture_output=True,
+        text=True,
+        env=mse_env(),
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert ran.returncode == 2, ran.stderr
     refusals = [line for line in ran.stderr.splitlines() if "kind-unavailable" in line]
     assert len(refusals) == 2, ran.stderr
-    assert "agent kind 'operator' is not available in this installation yet (agents: ask, review)" in refusals[0]
+    assert "agent kind 'operator' needs an operator hub, which only a server has" in refusals[0]
+    assert "mse run --server URL" in refusals[0] and "(agents: ask, review)" in refusals[0]
     assert "agent kind 'agent_block' is not available in this installation yet (agents: sum)" in refusals[1]
     assert "did you mean" not in ran.stderr
+    assert "Traceback" not in ran.stderr
 
 
+@pytest.mark.usefixtures("without_kinds")
 def test_run_blueprint_refuses_before_any_step_starts(tmp_path: Path) -> None:
     compiled = compile_blueprint(BLUEPRINT, base_dir=tmp_path)
     with pytest.raises(DiagnosticError) as raised:
@@ -104,6 +132,7 @@ class EchoKind(AgentKind):
         return InProcSpawner().register(str(agent["name"]), lambda inv: f"summary of {inv.prompt}")
 
 
+@pytest.mark.usefixtures("without_kinds")
 def test_registering_a_factory_makes_the_kind_runnable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert not is_runnable("agent_block")
     monkeypatch.setitem(kinds._LOADED, "agent_block", EchoKind())

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from mlua_swarm.diagnostics import DiagnosticError
+from mlua_swarm.server.app import collect_routes
 from mlua_swarm.server.config import MAX_BODY_BYTES, load_config
 from tests.serverkit import LiveServer, spawn_mse_serve, start_server
 
@@ -139,3 +140,23 @@ def test_serve_process_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         assert c.get("/v1/healthz").text == "ok"
     code = served.terminate()
     assert code in (0, -15), "".join(served.stderr_lines)
+
+
+def test_openapi_describes_every_api_route(live_server: LiveServer) -> None:
+    doc = live_server.client().get("/openapi.json").json()
+    assert doc["openapi"].startswith("3.1") and doc["servers"] == [{"url": live_server.base_url}]
+    served = {
+        (method.lower(), route.path)
+        for route in collect_routes(live_server.state)
+        for method in (getattr(route, "methods", None) or {"GET"}) - {"HEAD"}
+        if route.path.startswith("/v1/")
+    }
+    described = {(method, path) for path, ops in doc["paths"].items() for method in ops}
+    assert served and served <= described
+    launch = doc["paths"]["/v1/tasks"]["post"]
+    assert "blueprint" in launch["requestBody"]["content"]["application/json"]["schema"]["required"]
+    submit = doc["paths"]["/v1/worker/submit"]["post"]
+    assert submit["security"] == [{"worker": []}] and {"401", "403", "410"} <= set(submit["responses"])
+    trace = doc["paths"]["/v1/runs/{id}/trace"]["get"]
+    assert {p["name"] for p in trace["parameters"]} >= {"id", "after", "latest", "kind", "step", "attempt"}
+    assert all(op["summary"] for ops in doc["paths"].values() for op in ops.values())

@@ -113,15 +113,20 @@ def compile_blueprint(
 
 
 def refuse_unavailable_kinds(compiled: CompiledBlueprint) -> None:
-    """Raise `DiagnosticError` (one diagnostic per kind) if any agent's kind cannot run here.
+    """Raise `DiagnosticError` (one diagnostic per kind) if any agent cannot run in this process.
 
-    Lint and build accept kinds upstream defines that this installation cannot run yet; a run
-    calls this before anything starts.
+    Lint and build accept kinds upstream defines that this installation cannot run yet, and kinds that
+    need something only a host provides (an operator hub); a run calls this before anything starts.
     """
     waiting: dict[str, list[str]] = {}
+    reasons: dict[str, str] = {}
     for agent in compiled.agents.values():
-        if not is_runnable(agent.kind):
+        reason = agent.spawner.unavailable_reason
+        if reason is None and not is_runnable(agent.kind):
+            reason = unavailable_message(agent.kind)
+        if reason is not None:
             waiting.setdefault(agent.kind, []).append(agent.name)
+            reasons.setdefault(agent.kind, reason)
     if not waiting:
         return
     runnable = _names(runnable_kinds())
@@ -129,7 +134,7 @@ def refuse_unavailable_kinds(compiled: CompiledBlueprint) -> None:
         [
             Diagnostic(
                 "kind-unavailable",
-                f"{unavailable_message(kind)} (agents: {', '.join(agents)})",
+                f"{reasons[kind]} (agents: {', '.join(agents)})",
                 location=Location("agent", agents[0]),
                 hint=f"`mse bp lint` and `mse bp build` accept these agents, but running them needs an "
                 f"installation where the '{kind}' kind is available; kinds runnable here: {runnable}",

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 # Modules that contribute sub-commands; each defines `register(subparsers)`.
-COMMAND_MODULES: tuple[str, ...] = ("run", "bp", "runs", "serve", "worker", "operator")
+COMMAND_MODULES: tuple[str, ...] = ("run", "bp", "runs", "serve", "server", "worker", "operator")
 
 
 def build_parser() -> argparse.ArgumentParser:

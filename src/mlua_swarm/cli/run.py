@@ -33,6 +33,7 @@ from .common import (
     read_json_arg,
     report_diagnostics,
 )
+from .endpoint import server_url
 
 DURABILITY_HELP = "sync: fsync every step; batch (default): commit each step before moving on; exit: write at the end"
 
@@ -49,6 +50,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--timeout", type=float, help="fail the run after this many seconds")
     p.add_argument("--work-dir", type=Path, help="write each step's output under DIR/workspace/tasks/<step>/ctx")
     p.add_argument("--project-root", type=Path, help="the project root (used when projection_placement.root says so)")
+    p.add_argument("--server", metavar="URL", help="launch on a running `mse serve` (default: $MSE_HTTP when set)")
+    p.add_argument("--admin-token", help="the server's admin token (default: $MSE_ADMIN_TOKEN)")
+    p.add_argument("--local", action="store_true", help="run in this process even when MSE_HTTP is set")
     p.set_defaults(handler=main)
 
 
@@ -69,6 +73,9 @@ def main(args: argparse.Namespace) -> int:
         report_diagnostics([Diagnostic("invalid-argument", str(exc), hint="see `mse run --help`")], as_json=args.json)
         return EXIT_INVALID
     report_diagnostics(compiled.diagnostics, as_json=False)
+    url = server_url(args.server, local=args.local)
+    if url is not None:
+        return _finish(args, _remote_launch(args, url, compiled.raw, init, base_dir))
     options = launch_options(workspace, base_dir=base_dir, fns=extra_fns, source=source)
     launch = LaunchSnapshot(compiled.raw, init, options)
 
@@ -86,8 +93,33 @@ def main(args: argparse.Namespace) -> int:
     return _finish(args, _session(args, go, "see `mse run --help`"))
 
 
+def _remote_launch(
+    args: argparse.Namespace, url: str, blueprint: dict[str, Any], init: Any, base_dir: Path
+) -> RunResult | list[Diagnostic]:
+    """`mse run --server URL`: launch detached on the server and follow the run's events."""
+    from .remote import launch_and_follow, launch_body, session
+
+    try:
+        body = launch_body(args, blueprint, init, base_dir)
+    except DiagnosticError as exc:
+        return exc.diagnostics
+    title = str(blueprint.get("id") or "blueprint")
+    return session(url, args.admin_token, lambda server: launch_and_follow(server, body, title))
+
+
+def _remote(args: argparse.Namespace) -> str | None:
+    """The server `mse runs resume|rerun-from` talk to, if any."""
+    return server_url(getattr(args, "server", None), local=getattr(args, "local", False))
+
+
 def resume_main(args: argparse.Namespace) -> int:
     """`mse runs resume RUN_ID`: replay the finished steps, dispatch the rest, under the same run id."""
+    url = _remote(args)
+    if url is not None:
+        from .remote import session
+        from .runs_remote import resume
+
+        return _finish(args, session(url, args.admin_token, lambda server: resume(server, args.run_id)))
 
     async def go(store: Store | None) -> RunResult:
         assert store is not None
@@ -98,6 +130,12 @@ def resume_main(args: argparse.Namespace) -> int:
 
 def rerun_from_main(args: argparse.Namespace) -> int:
     """`mse runs rerun-from RUN_ID STEP`: cut the replay log at STEP's first entry and run again from there."""
+    url = _remote(args)
+    if url is not None:
+        from .remote import session
+        from .runs_remote import rerun_from
+
+        return _finish(args, session(url, args.admin_token, lambda server: rerun_from(server, args.run_id, args.step)))
 
     async def go(store: Store | None) -> RunResult:
         assert store is not None

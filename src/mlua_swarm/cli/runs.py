@@ -12,8 +12,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..ids import RunId
+from ..llm.usage import describe_totals, run_totals
 from ..run import Run
 from ..store import RunStatus, Store, StoreError, open_store
+from .endpoint import server_url
 from .run import rerun_from_main, resume_main
 
 Handler = Callable[[Store, argparse.Namespace], Awaitable[int]]
@@ -68,7 +70,14 @@ async def _show(store: Store, args: argparse.Namespace) -> int:
     task = await store.get_task(run.task_id)
     steps = await store.list_steps(run.run_id)
     replay = await store.list_replay(run.run_id)
-    document = {**run.to_json(), "task": task.to_json(), "step_entries": len(steps), "replay_rows": len(replay)}
+    totals = run_totals(s.stats for s in steps)
+    document = {
+        **run.to_json(),
+        "task": task.to_json(),
+        "step_entries": len(steps),
+        "replay_rows": len(replay),
+        "totals": totals,
+    }
     owner = run.owner
     lines = [
         f"run        {run.run_id}",
@@ -82,6 +91,8 @@ async def _show(store: Store, args: argparse.Namespace) -> int:
         f"resumable  {'yes' if document['resumable'] else 'no'}",
         f"result     {json.dumps(run.result, ensure_ascii=False)[:2000]}",
     ]
+    if totals["llm_steps"]:
+        lines.insert(-1, f"llm        {describe_totals(totals)}")
     _emit(args, document, lines)
     return 0
 
@@ -128,6 +139,12 @@ async def _prune(store: Store, args: argparse.Namespace) -> int:
 
 def _run(handler: Handler) -> Callable[[argparse.Namespace], int]:
     def command(args: argparse.Namespace) -> int:
+        url = server_url(args.server, local=args.local)
+        if url is not None:
+            from .runs_remote import run_command
+
+            return run_command(args, url)
+
         async def go() -> int:
             store = await open_store(args.store)
             try:
@@ -152,6 +169,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--store", metavar="URL", help="memory://, sqlite:///path or a path (default $MSE_HOME)")
     common.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    common.add_argument("--server", metavar="URL", help="ask a running `mse serve` (default: $MSE_HTTP when set)")
+    common.add_argument("--admin-token", help="the server's admin token (default: $MSE_ADMIN_TOKEN)")
+    common.add_argument("--local", action="store_true", help="read the local store even when MSE_HTTP is set")
 
     runs = subparsers.add_parser("runs", help="inspect and manage stored runs")
     sub = runs.add_subparsers(dest="runs_command", metavar="ACTION", required=True)

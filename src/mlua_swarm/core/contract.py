@@ -43,6 +43,11 @@ class Worker(ABC):
 class SpawnerAdapter(ABC):
     """Builds one running `Worker` for one attempt."""
 
+    @property
+    def unavailable_reason(self) -> str | None:
+        """Why this spawner cannot run in this process (a run refuses it before any step starts), or None."""
+        return None
+
     @abstractmethod
     async def spawn(self, engine: Engine, ctx: Ctx, task_id: StepId, attempt: int, token: CapToken) -> Worker:
         """Start the attempt; raise `SpawnError` if it cannot start."""

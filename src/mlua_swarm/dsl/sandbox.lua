@@ -173,7 +173,18 @@ function SB.run(src, chunkname, globals, modules, namespaces, warn)
         return res
       end
     end
-    env[ns] = wrapped
+    -- A dotted namespace ("std.json") nests under its parent table; every namespace can also
+    -- be `require`d by its name.
+    local parent, leaf = env, ns
+    local dot = leaf:find(".", 1, true)
+    while dot do
+      local head = leaf:sub(1, dot - 1)
+      parent[head] = parent[head] or {}
+      parent, leaf = parent[head], leaf:sub(dot + 1)
+      dot = leaf:find(".", 1, true)
+    end
+    parent[leaf] = wrapped
+    env.package.loaded[ns] = wrapped
   end
   local chunk, err = raw_load(src, chunkname, "t", env)
   if chunk == nil then return "syntax", err, nil end

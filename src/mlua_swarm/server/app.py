@@ -29,6 +29,7 @@ ROUTE_MODULES: tuple[str, ...] = (
     "mlua_swarm.server.routes_worker",
     "mlua_swarm.server.routes_data",
     "mlua_swarm.server.routes_operators",
+    "mlua_swarm.server.routes_openapi",
     "mlua_swarm.server.dashboard.routes",
 )
 """Modules contributing routes, in matching order; each defines `routes() -> list[BaseRoute]`."""

@@ -20,15 +20,19 @@ from ..worker.output import OutputEventError, parse_output_event
 from .errors import ApiError
 from .http import json_object, ok, path_param, server
 from .routes_worker import WorkerCall, worker_call
+from .runs import LiveRun
 
 
-def _call(request: Request) -> WorkerCall:
-    return worker_call(request, request.query_params.get("token"))
+def _call(request: Request) -> tuple[WorkerCall, LiveRun]:
+    call = worker_call(request, request.query_params.get("token"))
+    if call.live is None:
+        raise ApiError(409, f"step {call.step_id} is not part of a run this server hosts; it has no data plane")
+    return call, call.live
 
 
 async def _emit(request: Request, producer: str | None) -> Response:
     state = server(request)
-    call = _call(request)
+    call, live = _call(request)
     body = await json_object(request)
     producer = producer or body.get("producer_agent") or call.agent
     if not isinstance(producer, str) or not producer:
@@ -45,7 +49,7 @@ async def _emit(request: Request, producer: str | None) -> Response:
     encoded = event.to_json()
     record: dict[str, Any] = {
         "out_id": out_id,
-        "run_id": call.live.run_id,
+        "run_id": live.run_id,
         "task_id": call.step_id,
         "attempt": call.attempt,
         "producer_agent": producer,
@@ -54,9 +58,9 @@ async def _emit(request: Request, producer: str | None) -> Response:
         "created_at": now,
     }
     state.data_index.add(record)
-    state.store.put_output(OutputRecord(call.live.run_id, call.step_id, call.attempt, producer, encoded, now))
+    state.store.put_output(OutputRecord(live.run_id, call.step_id, call.attempt, producer, encoded, now))
     summary = {"out_id": out_id, "step_id": call.step_id, "producer_agent": producer, "type": encoded["type"]}
-    call.live.feed.publish("data.emit", call.agent, call.attempt, summary)
+    live.feed.publish("data.emit", call.agent, call.attempt, summary)
     return ok({"out_id": out_id})
 
 
@@ -70,11 +74,11 @@ async def emit_named(request: Request) -> Response:
 
 async def fetch(request: Request) -> Response:
     state = server(request)
-    call = _call(request)
+    _, live = _call(request)
     key = path_param(request, "key")
-    record = state.data_index.find(call.live.run_id, key)
+    record = state.data_index.find(live.run_id, key)
     if record is None:
-        raise ApiError(404, f"no data record {key!r} in run {call.live.run_id}")
+        raise ApiError(404, f"no data record {key!r} in run {live.run_id}")
     return ok(record)
 
 

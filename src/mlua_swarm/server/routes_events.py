@@ -3,9 +3,10 @@
 Each event's `id:` is its trace sequence number and its `data:` one JSON object (`seq`, `kind`,
 `step`, `attempt`, `ts`, `data`). A client reconnecting with `Last-Event-ID` (or `?after=N`) first
 gets what it missed from the store, then the live events; the stream ends after the run's terminal
-event. A subscriber too slow for its buffer loses the oldest events and gets one unnamed event
-`{"kind": "stream.missed", "missed": N}` (reconnect with the last id seen to read them from the
-store). A run driven by another process sharing the store is followed by polling the store.
+event (an earlier `interrupted` of a run resumed since is history, not the end). A subscriber too
+slow for its buffer loses the oldest events and gets one unnamed event `{"kind": "stream.missed",
+"missed": N}` (reconnect with the last id seen to read them from the store). A run driven by
+another process sharing the store is followed by polling the store.
 """
 
 from __future__ import annotations
@@ -66,8 +67,6 @@ async def events(request: Request) -> Response:
                 last = event.seq
                 if wanted(event):
                     yield frame(event, run_id)
-                if event.terminal:
-                    return
             if sub is not None:
                 async for chunk in _follow_live(sub, run_id, last, wanted):
                     yield chunk
@@ -115,8 +114,6 @@ async def _follow_store(state: ServerState, run_id: RunId, last: int, wanted: Wa
             idle = 0.0
             if wanted(event):
                 yield frame(event, run_id)
-            if event.terminal:
-                return
         if run.status in TERMINAL_STATUSES:
             return
         await asyncio.sleep(POLL_SECS)

@@ -23,6 +23,7 @@ from starlette.routing import BaseRoute, Route
 from ..flow.errors import FlowError
 from ..flow.paths import parse_path
 from ..ids import RunId, TaskId
+from ..operator.hub import OperatorError
 from ..run.launch import RunResult, Workspace
 from ..store import BlueprintNotFound, LaunchSnapshot, ReplayRow, RunRecord, StepEntry
 from ..store.base import blueprint_hash
@@ -140,8 +141,13 @@ async def start_run(
     task_input: Mapping[str, Any],
     ttl: float,
     task_id: TaskId | None = None,
+    pin: Mapping[str, Any] | None = None,
 ) -> tuple[LiveRun, dict[str, Any]]:
-    """Compile, record and start one run of `resolved`; returns it with its launch options."""
+    """Compile, record and start one run of `resolved`; returns it with its launch options.
+
+    The Blueprint's operator seats are declared before the run starts (so `acquire` can take them), and
+    `pin` (`operator_sid`, `operator_desc`, `operator_slot` of the launch) seats that session first.
+    """
     if state.stopping.is_set() or state.runs.closing:
         raise ApiError(503, "the server is shutting down")
     work_dir, project_root = task_input.get("work_dir"), task_input.get("project_root")
@@ -158,6 +164,8 @@ async def start_run(
         "bound_version": resolved.version,
     }
     workspace = Workspace(Path(work_dir) if work_dir else None, Path(project_root) if project_root else None)
+    run_id = RunId.new()
+    await _seat(state, run_id, resolved.document, pin or {})
     live = await state.runs.launch(
         compiled,
         init_ctx,
@@ -167,8 +175,25 @@ async def start_run(
         goal=goal,
         blueprint_ref=resolved.ref,
         timeout_secs=ttl,
+        run_id=run_id,
     )
     return live, options
+
+
+async def _seat(state: ServerState, run_id: RunId, document: Mapping[str, Any], pin: Mapping[str, Any]) -> None:
+    hub = state.operators
+    if hub is None:
+        return
+    declared = [str(o["name"]) for o in document.get("operators") or [] if isinstance(o, Mapping) and o.get("name")]
+    sid = pin.get("operator_sid")
+    try:
+        if isinstance(sid, str) and sid:
+            desc = pin.get("operator_desc") or "pinned at launch"
+            await hub.pin(run_id, sid, str(desc), pin.get("operator_slot"), declared)
+        elif declared:
+            await hub.declare(run_id, declared)
+    except OperatorError as exc:
+        raise ApiError(400 if exc.status == 404 else exc.status, f"operator_sid: {exc}") from None
 
 
 async def wait_for(state: ServerState, live: LiveRun, limit: float) -> RunResult:
@@ -223,7 +248,7 @@ async def launch(request: Request) -> Response:
     goal = _optional_str(body, "goal") or str(resolved.document.get("id") or "")
     ttl, ttl_source = _ttl(state, body, resolved.document)
     live, options = await start_run(
-        state, resolved, body.get("init_ctx"), goal=goal, task_input=_task_input(body), ttl=ttl
+        state, resolved, body.get("init_ctx"), goal=goal, task_input=_task_input(body), ttl=ttl, pin=body
     )
     answer: dict[str, Any] = {
         "final_ctx": None,

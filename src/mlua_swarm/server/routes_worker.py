@@ -9,6 +9,7 @@ On these routes `task_id` means the engine step id (`ST-…`), as upstream.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from starlette.routing import BaseRoute, Route
 
 from ..core.fold import wrap_skip_marker
 from ..core.projection import plain_file_name
+from ..core.state import ENDED
 from ..errors import EngineError, TokenExpired, TokenNotFound
 from ..ids import StepId
 from ..tokens import CapToken, Role, TokenDecodeError, TokenRecord
@@ -29,22 +31,23 @@ from .http import json_object, no_content, server
 from .runs import LiveRun
 from .state import ServerState
 
+log = logging.getLogger(__name__)
+
 VERDICTS = ("pass", "blocked", "skip")
 FILE_SENTINEL = "@file:"
 
 
 @dataclass(frozen=True, slots=True)
 class WorkerCall:
-    """A verified worker credential: its token, its step, the live run and the attempt."""
+    """A verified worker credential: its token, its step, the attempt and the agent; `live` is the
+    server-hosted run the step belongs to (None for a step of a run driven directly on the engine by
+    code embedding the server, which has no run record here)."""
 
     token: CapToken
     step_id: StepId
-    live: LiveRun
+    live: LiveRun | None
     attempt: int
-
-    @property
-    def agent(self) -> str:
-        return self.live.steps.get(self.step_id, "")
+    agent: str
 
 
 def _record_of(state: ServerState, credential: str) -> TokenRecord:
@@ -88,18 +91,18 @@ def worker_call(request: Request, credential: str | None = None) -> WorkerCall:
     if asked and asked != step_id:
         raise ApiError(403, f"this credential belongs to step {step_id}, not {asked}")
     live = state.runs.steps.get(step_id)
-    if live is None:
-        raise ApiError(410, f"step {step_id} is no longer running", _gone_hint())
     try:
-        attempt = state.engine.read_task_state(record.token, step_id).attempt
+        snapshot = state.engine.read_task_state(record.token, step_id)
     except EngineError as exc:
         raise map_exception(exc) from None
-    return WorkerCall(record.token, step_id, live, attempt)
+    if live is None and snapshot.status in ENDED:
+        raise ApiError(410, f"step {step_id} is no longer running", _gone_hint())
+    return WorkerCall(record.token, step_id, live, snapshot.attempt, snapshot.agent)
 
 
 def agent_setting(call: WorkerCall, key: str) -> Any:
     """A step setting from the agent's `meta.ctx`, else the Blueprint's `default_agent_ctx`."""
-    compiled = call.live.compiled
+    compiled = call.live.compiled if call.live is not None else None
     if compiled is None:
         return None
     agent = compiled.agents.get(call.agent)
@@ -113,7 +116,7 @@ def agent_setting(call: WorkerCall, key: str) -> Any:
 
 
 def _system_prompt(call: WorkerCall) -> str | None:
-    compiled = call.live.compiled
+    compiled = call.live.compiled if call.live is not None else None
     agent = compiled.agents.get(call.agent) if compiled is not None else None
     if agent is None:
         return None
@@ -127,7 +130,7 @@ async def prompt(request: Request) -> Response:
     payload = await state.engine.fetch_worker_payload(call.token, call.step_id)
     payload["attempt"] = call.attempt
     context = payload.get("context")
-    if isinstance(context, dict):
+    if isinstance(context, dict) and call.live is not None:
         context["run_id"] = call.live.run_id
         workspace = call.live.workspace
         if workspace is not None:
@@ -184,7 +187,7 @@ def _read_sentinel(state: ServerState, call: WorkerCall, text: str) -> str:
     if agent_setting(call, "allow_file_submit") is not True:
         hint = {"hint": "set allow_file_submit: true in the agent's meta.ctx"}
         raise ApiError(400, f"{FILE_SENTINEL} is not allowed for agent {call.agent!r}", hint)
-    workspace = call.live.workspace
+    workspace = call.live.workspace if call.live is not None else None
     if workspace is None or workspace.work_dir is None:
         raise ApiError(400, f"{FILE_SENTINEL} needs a run launched with work_dir")
     path = checked_file(workspace.work_dir, text[len(FILE_SENTINEL) :].strip())
@@ -298,7 +301,10 @@ async def degradation(request: Request) -> Response:
             raise ApiError(400, f"degradation needs a string {key!r}")
     note = body.get("note")
     record = {"tool": body["tool"], "error": body["error"], "fallback": body["fallback"], "note": note}
-    call.live.feed.publish("worker.degradation", call.agent, call.attempt, {"step_id": call.step_id, **record})
+    if call.live is not None:
+        call.live.feed.publish("worker.degradation", call.agent, call.attempt, {"step_id": call.step_id, **record})
+    else:
+        log.info("worker degradation of step %s (no hosted run to trace it in): %s", call.step_id, record)
     return no_content()
 
 

@@ -20,6 +20,7 @@ from ..blueprint.compiler import CompiledBlueprint, compile_blueprint, fn_regist
 from ..core.engine import Engine
 from ..core.events import EventStream
 from ..ids import RunId, StepId, TaskId
+from ..middleware.registry import LayerRegistry
 from ..run.launch import RunControl, RunResult, Workspace, run_blueprint
 from ..store import (
     Durability,
@@ -113,6 +114,8 @@ class RunsManager:
         self.store = store
         self.durability = Durability(durability)
         self.sse_buffer = sse_buffer
+        self.registry: LayerRegistry | None = None
+        """Middleware layers the runs link with (the server routes `main_ai`/`senior_escalation` to operators)."""
         self.live: dict[RunId, LiveRun] = {}
         self.steps: dict[StepId, LiveRun] = {}
         self._outputs: EventStream | None = None
@@ -161,9 +164,12 @@ class RunsManager:
         goal: str = "",
         blueprint_ref: Any = None,
         timeout_secs: float | None = None,
+        run_id: RunId | None = None,
     ) -> LiveRun:
         """Create the run (committed) and start driving it; returns at once."""
-        run = await create_run(self.store, launch, task_id=task_id, goal=goal, blueprint_ref=blueprint_ref)
+        run = await create_run(
+            self.store, launch, task_id=task_id, goal=goal, blueprint_ref=blueprint_ref, run_id=run_id
+        )
         plan = ResumePlan(run, launch, [], RunStatus.PENDING)
         return await self._start(compiled, init_ctx, plan, workspace, timeout_secs)
 
@@ -231,6 +237,7 @@ class RunsManager:
                     journal=_FeedJournal(journal, live.feed),
                     observer=_Observer(self, live),
                     workspace=workspace,
+                    registry=self.registry,
                 )
                 self.forward_outputs()
                 status = RunStatus(result.status)

@@ -14,6 +14,7 @@ from ..blueprint.compiler import CompiledBlueprint, compile_blueprint, fn_regist
 from ..core.config import EngineConfig
 from ..core.engine import Engine
 from ..operator.hub import OperatorHub, OperatorHubConfig
+from ..operator.layers import operator_layers
 from ..services import RuntimeServices
 from ..store import Store, open_store
 from .auth import OWN_CREDENTIAL_PREFIXES, HandleMemory
@@ -77,6 +78,7 @@ class ServerState:
                     sweep_secs=config.operator_session_sweep_secs,
                 ),
             )
+            runs.registry = operator_layers(state.operators)
             await state._seed()
         except BaseException:
             await store.close()

@@ -58,6 +58,10 @@ class AgentKind(ABC):
     def build(self, agent: Mapping[str, Any], env: LinkEnv) -> SpawnerAdapter:
         """Validate `agent` (the AgentDef as JSON) and return the spawner for it."""
 
+    def unavailable_reason(self) -> str | None:
+        """Why this installation cannot run the kind (a missing optional dependency), or None."""
+        return None
+
 
 # kind name -> "module:attribute" of its AgentKind class, imported on first use. `None` marks a
 # kind upstream defines that this installation cannot run yet: lint and build accept its agents,
@@ -69,7 +73,7 @@ _BUILTIN: dict[str, str | None] = {
     "lua": "mlua_swarm.worker.lua:LuaKind",
     "subprocess": "mlua_swarm.worker.process:SubprocessKind",
     "operator": "mlua_swarm.operator.spawner:OperatorAgentKind",
-    "agent_block": None,
+    "agent_block": "mlua_swarm.worker.agent_block:AgentBlockKind",
 }
 _LOADED: dict[str, AgentKind] = {}
 
@@ -85,6 +89,9 @@ class UnavailableKind(AgentKind):
         self.name = name
         self.required = required
 
+    def unavailable_reason(self) -> str:
+        return f"agent kind '{self.name}' is not available in this installation yet"
+
     def build(self, agent: Mapping[str, Any], env: LinkEnv) -> SpawnerAdapter:
         spec = agent.get("spec") or None  # a Lua `{}` arrives as [], which upstream reads as no keys
         if spec is not None and not isinstance(spec, Mapping):
@@ -95,12 +102,16 @@ class UnavailableKind(AgentKind):
                 raise InvalidAgentSpec(
                     f"agent '{agent['name']}' of kind {self.name} needs spec.{key}", f"add spec.{key}"
                 )
-        return _Refusing(unavailable_message(self.name))
+        return _Refusing(self.unavailable_reason())
 
 
 class _Refusing(SpawnerAdapter):
     def __init__(self, message: str) -> None:
         self.message = message
+
+    @property
+    def unavailable_reason(self) -> str | None:
+        return self.message
 
     async def spawn(self, engine: Engine, ctx: Ctx, task_id: StepId, attempt: int, token: CapToken) -> Worker:
         raise SpawnInternalError(self.message)
@@ -108,12 +119,14 @@ class _Refusing(SpawnerAdapter):
 
 _PENDING: dict[str, AgentKind] = {
     "operator": UnavailableKind("operator", required=("operator_ref",)),
-    "agent_block": UnavailableKind("agent_block"),
 }
 
 
 def unavailable_message(kind: str) -> str:
-    return f"agent kind '{kind}' is not available in this installation yet"
+    """Why agents of kind `kind` cannot run here (what to install, when a dependency is missing)."""
+    found = agent_kind(kind)
+    reason = found.unavailable_reason() if found is not None else None
+    return reason or f"agent kind '{kind}' is not available in this installation yet"
 
 
 def register_kind(kind: AgentKind) -> None:
@@ -137,7 +150,7 @@ def agent_kind(name: str) -> AgentKind | None:
 def is_runnable(name: str) -> bool:
     """Whether agents of kind `name` can run in this installation."""
     kind = agent_kind(name)
-    return kind is not None and not isinstance(kind, UnavailableKind)
+    return kind is not None and kind.unavailable_reason() is None
 
 
 def known_kinds() -> list[str]:

@@ -29,6 +29,7 @@ from ...store.errors import RecordNotFound
 from ...store.records import RunRecord, RunStatus
 from ..http import server
 from .auth import ADMIN_COOKIE, CSRF_FIELD, CSRF_HEADER, SEED_COOKIE, Guard, secure_cookie
+from .console import Console
 from .views import (
     BlueprintNames,
     blueprint_diff,
@@ -58,7 +59,7 @@ class Dashboard:
 
     def __init__(self) -> None:
         self.guard = Guard(lambda request: server(request).config.admin_token)
-        self.console: Any = None
+        self.console = Console(self)
         self.names = BlueprintNames()
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         self.templates.env.globals["static"] = _static_url
@@ -236,14 +237,14 @@ class Dashboard:
         )
 
     async def operator_page(self, request: Request) -> Response:
-        session = self.console.session_for(request) if self.console is not None else None
+        session = self.console.session_for(request)
         return self.page(
             request,
             "operator.html",
             "Operator console",
             session=session,
             run_id=request.query_params.get("run", ""),
-            available=self.console is not None,
+            available=server(request).operators is not None,
         )
 
     async def login_page(self, request: Request) -> Response:
@@ -371,8 +372,7 @@ class Dashboard:
             Route("/ui/api/runs/{run_id}/live", g(self.api_run_status, api=True)),
             Mount("/ui/static", app=StaticFiles(directory=str(HERE / "static")), name="dashboard-static"),
         ]
-        if self.console is not None:
-            table.extend(self.console.routes(self))
+        table.extend(self.console.routes())
         return table
 
 

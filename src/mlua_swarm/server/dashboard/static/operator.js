@@ -81,7 +81,7 @@ function render(req) {
         }
       }
       buttons.append(
-        button("Fail step", "danger", () => reply(req, { kind: "spawn_ack", text: area.value, ok: false, reason: "failed in the console" }, card)),
+        button("Fail step", "danger", () => reply(req, { kind: "spawn_ack", text: area.value, ok: false }, card)),
         button("Halt", "", () => reply(req, { kind: "spawn_halt", text: area.value, reason: "halted in the console" }, card)));
     }
   }

@@ -1,0 +1,253 @@
+"""The client side of `mse run --server URL` and `mse runs … --server URL`.
+
+A run launched on a server is followed through its SSE stream: step events drive the same live
+progress as a local run, and the run's record gives the same `--json` document and exit code. Ctrl-C
+or SIGTERM cancels the run on the server (its children are killed there), and the client keeps
+reading until the run ends, exactly as a local run would. A dropped stream is reopened with
+`Last-Event-ID`, so no event is lost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ..diagnostics import Diagnostic, DiagnosticError, Location
+from ..ids import RunId
+from ..run import RunResult
+from ..run.progress import TerminalProgress
+from ..run.run import ResultStatus
+from .endpoint import ADMIN_TOKEN_ENV
+
+TERMINAL_KINDS = frozenset({"core.run_finished", "core.run_interrupted"})
+STREAM_RETRIES = 5
+REQUEST_TIMEOUT = 60.0
+
+
+def _diagnostic(code: str, message: str, hint: str, url: str) -> DiagnosticError:
+    return DiagnosticError([Diagnostic(code, message, location=Location(url), hint=hint, stage="server")])
+
+
+@dataclass(slots=True)
+class ServerClient:
+    """Calls to one server; HTTP errors and an unreachable server become diagnostics."""
+
+    url: str
+    token: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.token is None:
+            self.token = os.environ.get(ADMIN_TOKEN_ENV) or None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.token}"} if self.token else {}
+
+    def client(self, *, timeout: float | httpx.Timeout | None = REQUEST_TIMEOUT) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.url, headers=self.headers, timeout=timeout)
+
+    async def call(self, method: str, path: str, *, ok: tuple[int, ...] = (200,), **kwargs: Any) -> Any:
+        """One request; its JSON body (None when empty) or a DiagnosticError naming the failure."""
+        try:
+            async with self.client() as http:
+                response = await http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise self.unreachable(exc) from None
+        if response.status_code not in ok:
+            raise self.refused(response)
+        return response.json() if response.content else None
+
+    def unreachable(self, exc: Exception) -> DiagnosticError:
+        return _diagnostic(
+            "server-unreachable",
+            f"cannot reach the server at {self.url}: {exc or type(exc).__name__}",
+            "start it with `mse serve` (or `mse server start`), or check --server / MSE_HTTP",
+            self.url,
+        )
+
+    def refused(self, response: httpx.Response) -> DiagnosticError:
+        try:
+            body = response.json()
+        except ValueError:
+            body = {"error": response.text}
+        message = str(body.get("error") if isinstance(body, dict) else body)
+        details = body.get("details") if isinstance(body, dict) else None
+        if response.status_code == 401:
+            code, hint = "unauthorized", f"pass --admin-token T or set {ADMIN_TOKEN_ENV}"
+        elif response.status_code == 404:
+            code, hint = "not-found", "check the id (`mse runs list --server URL`)"
+        else:
+            code, hint = f"http-{response.status_code}", ""
+        if details:
+            text = json.dumps(details, ensure_ascii=False)
+            hint = f"{hint}; details: {text[:1000]}" if hint else f"details: {text[:1000]}"
+        where = f"{response.request.method} {response.request.url.path}"
+        return _diagnostic(code, f"{where}: {message}", hint or "see the server's log", self.url)
+
+    # ── following a run ──────────────────────────────────────────────────
+
+    async def events(self, run_id: str) -> AsyncIterator[dict[str, Any]]:
+        """The run's events until its terminal one, reconnecting with Last-Event-ID when dropped."""
+        last: str | None = None
+        failures = 0
+        async with self.client(timeout=httpx.Timeout(REQUEST_TIMEOUT, read=None)) as http:
+            while True:
+                headers = {"last-event-id": last} if last else {}
+                try:
+                    async with http.stream("GET", f"/v1/runs/{run_id}/events", headers=headers) as response:
+                        if response.status_code != 200:
+                            await response.aread()
+                            raise self.refused(response)
+                        async for event_id, data in _sse(response):
+                            failures = 0
+                            last = event_id or last
+                            yield data
+                            if data.get("kind") in TERMINAL_KINDS:
+                                return
+                    return
+                except httpx.HTTPError as exc:
+                    failures += 1
+                    if failures > STREAM_RETRIES:
+                        raise self.unreachable(exc) from None
+                    await asyncio.sleep(0.2 * failures)
+
+    async def follow(self, run_id: str, title: str, *, replayed: int = 0) -> RunResult:
+        """Live progress of the run from its events; Ctrl-C/SIGTERM cancel it on the server."""
+        progress = TerminalProgress(f"{title} · {run_id} @ {self.url}")
+        loop = asyncio.get_running_loop()
+        cancels: list[asyncio.Task[Any]] = []
+
+        def cancel() -> None:
+            if not cancels:
+                cancels.append(loop.create_task(self.call("POST", f"/v1/runs/{run_id}/cancel", ok=(204,))))
+
+        signals = (signal.SIGINT, signal.SIGTERM)
+        for signum in signals:
+            loop.add_signal_handler(signum, cancel)
+        try:
+            with progress:
+                async for event in self.events(run_id):
+                    _show(progress, event)
+            if cancels:
+                await cancels[0]
+        finally:
+            for signum in signals:
+                loop.remove_signal_handler(signum)
+        result = result_of(await self.call("GET", f"/v1/runs/{run_id}"), replayed=replayed)
+        note = f", {result.steps_replayed} replayed" if result.steps_replayed else ""
+        progress.console.print(f"■ {result.status}: {progress.summary()}{note}", highlight=False, markup=False)
+        return result
+
+
+def _show(progress: TerminalProgress, event: dict[str, Any]) -> None:
+    data = event.get("data") or {}
+    step = event.get("step") or "?"
+    if event.get("kind") == "step.started":
+        progress.step_started(step, data.get("step_id"))
+    elif event.get("kind") == "step.finished":
+        status = str(data.get("status"))
+        detail = data.get("error") if "error" in data else data.get("value")
+        progress.step_finished(step, data.get("step_id"), status, (data.get("elapsed_ms") or 0) / 1000, detail)
+
+
+async def _sse(response: httpx.Response) -> AsyncIterator[tuple[str | None, dict[str, Any]]]:
+    """(id, data) of each event of a stream; comments and events without data are skipped."""
+    event_id: str | None = None
+    lines: list[str] = []
+    async for line in response.aiter_lines():
+        if line.startswith(":"):
+            continue
+        if line.startswith("id:"):
+            event_id = line[3:].strip()
+        elif line.startswith("data:"):
+            lines.append(line[5:].strip())
+        elif line == "" and lines:
+            yield event_id, json.loads("\n".join(lines))
+            event_id, lines = None, []
+
+
+CANCELLED_STATUSES = ("cancelled", "interrupted")
+
+
+def result_of(run: dict[str, Any], *, replayed: int = 0) -> RunResult:
+    """A finished run's record (`GET /v1/runs/{id}`) as the `RunResult` a local run gives: an
+    `interrupted` run (the server stopped) reads as cancelled, like a local run stopped by a signal."""
+    run_id = RunId(run["run_id"])
+    stored = run.get("result")
+    if run.get("status") == "done":
+        return RunResult("done", run_id, final_ctx=stored, steps_replayed=replayed)
+    stored = stored if isinstance(stored, dict) else {}
+    error = stored.get("error")
+    if run.get("status") == "interrupted":
+        error = {"message": "the server stopped before the run ended; resume it", "failed_step": None}
+    elif not isinstance(error, dict):
+        error = {"message": str(error), "failed_step": None}
+    status: ResultStatus = "cancelled" if run.get("status") in CANCELLED_STATUSES else "failed"
+    return RunResult(status, run_id, error=error, partial_ctx=stored.get("partial_ctx"), steps_replayed=replayed)
+
+
+def session(
+    url: str, token: str | None, go: Callable[[ServerClient], Awaitable[RunResult]]
+) -> RunResult | list[Diagnostic]:
+    """Run `go` against the server at `url`; a refusal or an unreachable server comes back as diagnostics."""
+
+    async def main() -> RunResult | list[Diagnostic]:
+        try:
+            return await go(ServerClient(url, token))
+        except DiagnosticError as exc:
+            return exc.diagnostics
+
+    return asyncio.run(main())
+
+
+LOCAL_ONLY = (("ephemeral", "--ephemeral"), ("store", "--store"), ("fn", "--fn"))
+
+
+def launch_body(args: argparse.Namespace, blueprint: dict[str, Any], init: Any, base_dir: Path) -> dict[str, Any]:
+    """The detached `POST /v1/tasks` of `mse run --server`; options only a local run has are refused.
+
+    Relative references of the Blueprint resolve on the server from `--project-root`, else from the
+    Blueprint's folder, so a server on the same machine finds what a local run would.
+    """
+    refused = [flag for name, flag in LOCAL_ONLY if getattr(args, name, None)]
+    if args.durability != "batch":
+        refused.append("--durability")
+    if refused:
+        raise DiagnosticError(
+            [
+                Diagnostic(
+                    "invalid-argument",
+                    f"{', '.join(refused)} apply to a local run, not to one launched on a server",
+                    hint="the server's own settings apply (`mse serve --store/--fn/--durability`); or add --local",
+                    stage="server",
+                )
+            ]
+        )
+    body: dict[str, Any] = {
+        "blueprint": {"kind": "inline", "value": blueprint},
+        "init_ctx": init,
+        "detach": True,
+        "project_root": str((args.project_root or base_dir).resolve()),
+    }
+    if args.work_dir is not None:
+        body["work_dir"] = str(args.work_dir.resolve())
+    if args.timeout is not None:
+        body["ttl_secs"] = args.timeout
+    return body
+
+
+async def launch_and_follow(server: ServerClient, body: dict[str, Any], title: str) -> RunResult:
+    started = await server.call("POST", "/v1/tasks", ok=(202,), json=body)
+    return await server.follow(str(started["run_id"]), title)
+
+
+__all__ = ["ServerClient", "launch_and_follow", "launch_body", "result_of", "session"]

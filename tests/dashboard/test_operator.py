@@ -1,0 +1,209 @@
+"""The operator console: a person joins, takes a seat, and answers operator steps in Chromium."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from playwright.sync_api import Browser, Page, expect
+from tests.dashboard.conftest import (
+    WAIT_MS,
+    Gate,
+    echo_step,
+    gated_step,
+    launch,
+    register,
+    seq,
+    shoot,
+    step,
+    wait_status,
+)
+from tests.serverkit import LiveServer
+
+RUNNER = {"backend": "ws_operator", "variant": "claude", "tools": []}
+
+
+def operator_step(ref: str, prompt: str, out: str) -> dict[str, Any]:
+    return {"kind": "step", "ref": ref, "in": {"op": "lit", "value": prompt}, "out": {"op": "path", "at": out}}
+
+
+def operator_agent(name: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "kind": "operator", "spec": {"operator_ref": "human"}, "runner": RUNNER, **extra}
+
+
+def release_blueprint(gate: Gate) -> dict[str, Any]:
+    return {
+        "id": "release",
+        "flow": seq(
+            {
+                "kind": "step",
+                "ref": "prepare",
+                "in": {"op": "path", "at": "$"},
+                "out": {"op": "path", "at": "$.prepared"},
+            },
+            operator_step("decide", "Ship release v2 to production?", "$.decision"),
+            operator_step("notes", "Write the release notes", "$.notes"),
+        ),
+        "agents": [
+            gated_step("prepare", gate, '{"release": "v2"}'),
+            operator_agent("decide", verdict={"channel": "body", "values": ["SHIP", "HOLD"]}),
+            operator_agent("notes"),
+        ],
+        "operators": [{"name": "human"}],
+    }
+
+
+def attached(server: LiveServer) -> int:
+    count: int = server.client().get("/v1/status").json()["attached_operators"]
+    return count
+
+
+def join(page: Page, server: LiveServer, desc: str) -> str:
+    page.goto(server.base_url + "/operator")
+    page.locator("#join-desc").fill(desc)
+    page.locator("#join-btn").click()
+    expect(page.locator("#sid")).to_have_text(re.compile(r"^S-"))
+    expect(page.locator("#live-dot")).to_have_class("live on")
+    expect(page.locator("#join-form")).to_be_hidden()
+    sid: str = page.locator("#sid").inner_text()
+    return sid
+
+
+def test_a_person_takes_a_seat_and_answers_operator_steps_in_the_console(
+    server: LiveServer, page: Page, tmp_path: Path
+) -> None:
+    gate = Gate(tmp_path / "gate")
+    client = server.client()
+    join(page, server, "alice")
+    assert attached(server) == 1
+
+    run_id = launch(client, release_blueprint(gate))["run_id"]
+    page.locator("#acquire-run").fill(run_id)
+    page.locator("#acquire-btn").click()
+    expect(page.locator("#acquire-btn")).to_have_attribute("data-done", run_id)
+    gate.release()
+
+    decide = page.locator('article.request[data-kind="spawn"]').filter(has_text="decide")
+    expect(decide).to_be_visible()
+    expect(decide.locator("pre.prompt")).to_contain_text("Ship release v2 to production?")
+    expect(decide.locator(f'a[href="/runs/{run_id}"]')).to_be_visible()
+    shoot(page, "operator")
+
+    page.reload()
+    decide = page.locator('article.request[data-kind="spawn"]').filter(has_text="decide")
+    expect(decide).to_be_visible()
+    decide.locator('button[data-verdict="SHIP"]').click()
+    expect(decide).to_have_count(0)
+
+    notes = page.locator('article.request[data-kind="spawn"]').filter(has_text="notes")
+    expect(notes).to_be_visible()
+    notes.locator("textarea").fill('{"highlights": ["faster dashboard"], "breaking": false}')
+    expect(notes.locator(".lbl", has_text="sent as JSON")).to_be_visible()
+    notes.get_by_role("button", name="Submit value").click()
+
+    record = wait_status(client, run_id, "done", "failed")
+    assert record["status"] == "done", record
+    result = record["result"]
+    assert result["decision"] == "SHIP"
+    assert result["notes"] == {"highlights": ["faster dashboard"], "breaking": False}
+
+
+def test_a_run_pinned_to_the_console_session_from_the_blueprint_page(
+    server: LiveServer, browser: Browser, tmp_path: Path
+) -> None:
+    gate = Gate(tmp_path / "gate")
+    client = server.client()
+    register(client, release_blueprint(gate))
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context.set_default_timeout(WAIT_MS)
+    console = context.new_page()
+    sid = join(console, server, "bob")
+
+    launcher = context.new_page()
+    launcher.goto(server.base_url + "/blueprints/release")
+    launcher.locator("#operator_sid").fill(sid)
+    launcher.locator("#launch-btn").click()
+    launcher.wait_for_url("**/runs/R-*")
+    run_id = launcher.url.rsplit("/", 1)[-1]
+    gate.release()
+
+    decide = console.locator('article.request[data-kind="spawn"]').filter(has_text="decide")
+    decide.locator('button[data-verdict="HOLD"]').click()
+    notes = console.locator('article.request[data-kind="spawn"]').filter(has_text="notes")
+    notes.locator("textarea").fill("not this week")
+    expect(notes.locator(".lbl", has_text="sent as text")).to_be_visible()
+    notes.get_by_role("button", name="Halt").click()
+    record = wait_status(client, run_id, "done", "failed")
+    assert record["result"]["decision"] == "HOLD"
+    assert record["result"]["notes"] == {"halted": True, "reason": "halted in the console", "value": "not this week"}
+    expect(launcher.locator("#run-status")).to_have_text("done")
+
+    context.close()
+    deadline_checks = 200
+    while attached(server) and deadline_checks:
+        deadline_checks -= 1
+        client.get("/v1/healthz")
+    assert attached(server) == 0
+
+
+def guarded_blueprint() -> dict[str, Any]:
+    """Every spawn asks the run's operator first (`main_ai`); a failed step asks it for advice (`senior_escalation`)."""
+    return {
+        "id": "guarded",
+        "flow": seq(
+            step("build", "$.built"),
+            operator_step("review", "Review the build", "$.review"),
+            step("deploy", "$.deployed"),
+        ),
+        "agents": [echo_step("build", '"artifact-7"'), operator_agent("review"), echo_step("deploy", '"deployed"')],
+        "operators": [{"name": "human"}],
+        "spawner_hints": {"layers": ["main_ai", "senior_escalation"]},
+    }
+
+
+def test_hooks_and_questions_are_answered_in_the_console(server: LiveServer, page: Page) -> None:
+    client = server.client()
+    sid = join(page, server, "carol")
+    run_id = launch(client, guarded_blueprint(), operator_sid=sid, operator_desc="carol")["run_id"]
+
+    def card(kind: str, text: str) -> Any:
+        found = page.locator(f'article.request[data-kind="{kind}"]').filter(has_text=text)
+        expect(found).to_be_visible()
+        return found
+
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.emulate_media(color_scheme="dark")
+    build = card("hook_before", "build")
+    expect(build.locator("h3")).to_contain_text("build")
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    shoot(page, "operator-phone-dark")
+    build.get_by_role("button", name="Approve").focus()
+    page.keyboard.press("Enter")
+    expect(build).to_have_count(0)
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.emulate_media(color_scheme="light")
+    card("hook_before", "review").get_by_role("button", name="Approve").click()
+    review = card("spawn", "review")
+    expect(review.locator("pre.prompt")).to_contain_text("Review the build")
+    review.locator("textarea").fill("flaky test in CI")
+    review.get_by_role("button", name="Fail step").click()
+
+    ask = card("ask", "flaky test in CI")
+    expect(ask.locator("pre")).to_contain_text("worker reported ok=false")
+    ask.locator("textarea").fill('{"advice": "retry once"}')
+    ask.get_by_role("button", name="Send answer").click()
+
+    deploy = card("hook_before", "deploy")
+    deploy.get_by_label("reason").fill("not on a Friday")
+    deploy.get_by_role("button", name="Reject").click()
+    expect(page.locator("#pending-empty")).to_be_visible()
+
+    record = wait_status(client, run_id, "done", "failed")
+    assert record["status"] == "failed", record
+    error = record["result"]["error"]
+    assert error["failed_step"] == "deploy" and "not on a Friday" in error["message"], error
+    assert record["result"]["partial_ctx"] == {
+        "built": "artifact-7",
+        "review": {"original": "flaky test in CI", "senior_answer": {"advice": "retry once"}},
+    }
