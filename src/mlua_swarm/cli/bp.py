@@ -7,7 +7,6 @@ listed in `BP_EXTENSIONS` (for example the Lua DSL's `bp build` and `bp new`).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib
 import json
 import sys
@@ -18,7 +17,6 @@ from ..blueprint.compiler import compile_blueprint
 from ..blueprint.loader import load_blueprint_source
 from ..blueprint.schema import blueprint_json_schema
 from ..diagnostics import Diagnostic, DiagnosticError, Level
-from ..run.plan import link_warnings
 from .common import EXIT_INVALID, EXIT_OK, fn_options, fn_registry, report_diagnostics
 
 # Modules under `mlua_swarm.cli` that add sub-commands to `mse bp`; each defines `register_bp(bp_subparsers)`.
@@ -65,10 +63,9 @@ def lint_diagnostics(args: argparse.Namespace) -> tuple[list[Diagnostic], Any]:
         compiled = compile_blueprint(
             raw, base_dir=base_dir, fns=fns, strict=args.strict, includes=args.include, source=str(args.file)
         )
-        linked = asyncio.run(link_warnings(compiled))
     except DiagnosticError as exc:
         return warnings + exc.diagnostics, raw
-    return warnings + compiled.diagnostics + linked, raw
+    return warnings + compiled.diagnostics, raw
 
 
 def exit_code(diagnostics: list[Diagnostic], strict: bool) -> int:

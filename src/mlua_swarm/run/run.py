@@ -237,7 +237,7 @@ class Run:
             store,
             launch,
             task_id=task_id,
-            goal=str(compiled.raw.get("id", "")) if goal is None else goal,
+            goal=compiled.id if goal is None else goal,
             blueprint_ref=blueprint_ref,
             run_id=kwargs.pop("run_id", None),
         )
@@ -364,7 +364,7 @@ class Run:
                         launch,
                         plan=self._plan,
                         run_id=self.run_id,
-                        goal=str(self.compiled.raw.get("id", "")),
+                        goal=self.compiled.id,
                         durability=self.durability,
                         on_cancel=lambda: self.cancel(STORE_CANCEL_REASON),
                     )
@@ -375,7 +375,7 @@ class Run:
                 self._token,
                 self._linked,
                 policies=self._policies,
-                metas={m["name"]: m.get("ctx") for m in self.compiled.raw.get("metas") or []},
+                metas=self.compiled.metas,
                 run=RunContext(self.run_id),
                 journal=journal,
                 observer=self.observer,
@@ -383,7 +383,7 @@ class Run:
             sink = self._trace or (journal.trace if journal is not None else None)
             if sink is not None:
                 await stack.enter_async_context(self._traced(sink, dispatcher))
-            result = await self._evaluate(initial_ctx(self.compiled.raw, init_ctx), dispatcher)
+            result = await self._evaluate(initial_ctx(self.compiled, init_ctx), dispatcher)
             if record is not None:
                 status = RunStatus(result.status)
                 if status is RunStatus.CANCELLED and self._interrupted:
