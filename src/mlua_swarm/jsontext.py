@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 _COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_LENIENT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=repr)
 _CANONICAL = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, sort_keys=True)
 
 
@@ -14,9 +15,17 @@ def compact(value: Any) -> str:
     return _COMPACT.encode(value)
 
 
-def text_of(value: Any) -> str:
-    """A string as is; anything else as compact JSON (prompts, messages)."""
-    return value if isinstance(value, str) else _COMPACT.encode(value)
+def text_of(value: Any, *, lenient: bool = False) -> str:
+    """A string as is; anything else as compact JSON (prompts). `lenient` (messages) writes what
+    JSON cannot hold with `repr` instead of raising."""
+    if isinstance(value, str):
+        return value
+    if not lenient:
+        return _COMPACT.encode(value)
+    try:
+        return _LENIENT.encode(value)
+    except ValueError:
+        return repr(value)
 
 
 def canonical(value: Any) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..core.config import EngineConfig, RetryPolicy
 from ..core.engine import VerdictContract
+from ..core.fold import comparable
 from ..diagnostics import Diagnostic, DiagnosticError, Level, Location, has_errors
 from ..flow.errors import FlowParseError
 from ..flow.nodes import Node, Step, parse_node
@@ -44,7 +45,7 @@ from .schema import (
     WsClaudeCodeRunner,
 )
 from .validate import validate_blueprint
-from .verdicts import located_nodes, verdict_reads, verdict_text
+from .verdicts import located_nodes, verdict_reads
 
 REMOVED_LAYERS = {"operator_delegate": "operators are reached through agents of kind 'operator'; remove the layer"}
 
@@ -513,7 +514,7 @@ class _Compilation:
                 )
                 continue
             for value in read.values:
-                text = verdict_text(value)
+                text = comparable(value)
                 if text not in contract.values:
                     self._error(
                         "verdict-value-not-in-contract",

@@ -17,7 +17,7 @@ from mlua_swarm.flow.errors import (
     StepError,
     StepFailed,
 )
-from mlua_swarm.flow.evaluator import StepDispatcher, run_flow
+from mlua_swarm.flow.evaluator import FlowCtx, StepDispatcher, run_flow
 from mlua_swarm.flow.exprs import Expr, eval_expr, parse_expr, truthy, walk_expr
 from mlua_swarm.flow.nodes import Assign, Branch, Fanout, Join, Loop, Node, Seq, Step, Try, parse_node, walk
 from mlua_swarm.flow.paths import Path, parse_path
@@ -33,6 +33,7 @@ __all__ = [
     "ExprTypeError",
     "ExternError",
     "Fanout",
+    "FlowCtx",
     "FlowError",
     "FlowFailed",
     "FlowParseError",

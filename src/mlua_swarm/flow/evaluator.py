@@ -25,7 +25,8 @@ from mlua_swarm.flow.nodes import Assign, Branch, Fanout, Join, Loop, Node, Seq,
 from mlua_swarm.flow.paths import json_type_name
 from mlua_swarm.flow.skip import Skipped
 
-Ctx = dict[str, Any]
+FlowCtx = dict[str, Any]
+"""The JSON object a flow reads and writes (not `core.ctx.Ctx`, which describes one attempt to a spawner)."""
 
 
 class StepDispatcher(Protocol):
@@ -43,11 +44,11 @@ class _Scope:
 
     __slots__ = ("ctx",)
 
-    def __init__(self, ctx: Ctx) -> None:
+    def __init__(self, ctx: FlowCtx) -> None:
         self.ctx = ctx
 
 
-_LaneOutcome = tuple[Ctx | None, EvalError | None]
+_LaneOutcome = tuple[FlowCtx | None, EvalError | None]
 
 
 class _Runner:
@@ -136,7 +137,7 @@ class _Runner:
             raise ExprTypeError(f"fanout join {node.join.value!r} needs at least one item")
         scope.ctx = node.out.set(scope.ctx, out)
 
-    async def _lane(self, node: Fanout, parent: Ctx, item: Any) -> _LaneOutcome:
+    async def _lane(self, node: Fanout, parent: FlowCtx, item: Any) -> _LaneOutcome:
         try:
             lane = _Scope(node.bind.set(dict(parent), item))
             await self.run(node.body, lane)
@@ -144,7 +145,7 @@ class _Runner:
             return None, err
         return lane.ctx, None
 
-    async def _join(self, node: Fanout, parent: Ctx, items: list[Any]) -> Any:
+    async def _join(self, node: Fanout, parent: FlowCtx, items: list[Any]) -> Any:
         """Run one lane task per item and combine them per the join mode; losers are cancelled and awaited."""
         join = node.join
         finished: asyncio.Queue[asyncio.Task[_LaneOutcome]] = asyncio.Queue()
@@ -160,7 +161,7 @@ class _Runner:
             for _ in items:
                 task = await finished.get()
                 index = position[task]
-                lane_ctx: Ctx | None
+                lane_ctx: FlowCtx | None
                 error: EvalError | None
                 if task.cancelled():
                     lane_ctx, error = None, FanoutLaneCancelled(f"fanout lane {index} was cancelled")
@@ -190,11 +191,11 @@ class _Runner:
 
 async def run_flow(
     node: Node,
-    ctx: Ctx,
+    ctx: FlowCtx,
     dispatcher: StepDispatcher,
     *,
     externs: Externs | None = None,
-) -> Ctx:
+) -> FlowCtx:
     """Evaluate `node` over a copy of `ctx` and return the final ctx; an uncaught flow error raises FlowFailed.
 
     Cancelling the caller cancels (and awaits) every running fanout lane and step dispatch.
