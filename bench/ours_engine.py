@@ -171,7 +171,7 @@ def sleeping_rss(steps: int) -> Metrics:
             await asyncio.sleep(0.01)
         gate.set()
         outcomes = await asyncio.gather(*lanes)
-        assert all(o.kind == "passed" for o in outcomes)
+        assert all(o.kind == "pass" for o in outcomes)
 
     asyncio.run(run())
     return {"rss_mb": peak_rss_mb(), "baseline_mb": baseline}

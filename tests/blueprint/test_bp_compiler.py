@@ -70,7 +70,7 @@ def test_clean_compile_builds_agents_with_their_policies() -> None:
 async def test_a_compiled_spawner_runs_on_the_engine(engine: Engine, op: CapToken) -> None:
     compiled = compile_ok(blueprint(step("b"), agent("b", spec={"fn_id": "shout"})), fns={"shout": shout})
     outcome = await run_one(engine, op, compiled.agents["b"].spawner, TaskSpec("b", "hello"))
-    assert (outcome.kind, outcome.value) == ("passed", "HELLO")
+    assert (outcome.kind, outcome.value) == ("pass", "HELLO")
 
 
 def test_python_agents_import_from_the_blueprint_folder(tmp_path: Path) -> None:

@@ -43,7 +43,7 @@ async def test_pass_outcome_carries_the_value_and_one_final(engine: Engine, op: 
     spawner = InProcSpawner().register("echo", echo)
     step = await engine.start_task(op, TaskSpec("echo", {"n": 1}))
     outcome = await engine.dispatch_attempt(op, step, spawner)
-    assert (outcome.kind, outcome.value, outcome.attempt) == ("passed", {"got": {"n": 1}}, 1)
+    assert (outcome.kind, outcome.value, outcome.attempt) == ("pass", {"got": {"n": 1}}, 1)
     finals = [e for e in engine.output_tail(step, 1) if isinstance(e, Final)]
     assert finals == [Final(Inline({"got": {"n": 1}}), True)]
     assert engine.read_task_state(op, step).status == "pass"
@@ -141,7 +141,7 @@ async def test_skip_marker_gives_a_skip_outcome(engine: Engine, op: CapToken) ->
 
     step = await engine.start_task(op, TaskSpec("s"))
     outcome = await engine.dispatch_attempt(op, step, InProcSpawner().register("s", skipper))
-    assert (outcome.kind, outcome.value) == ("skipped", "nothing to do")
+    assert (outcome.kind, outcome.value) == ("skip", "nothing to do")
     assert engine.read_task_state(op, step).status == "pass"
 
 
@@ -310,7 +310,7 @@ async def test_retries_are_new_attempts_with_fresh_tokens_and_backoff(engine: En
         while (event := events.get_nowait()) is not None:
             if event.kind == "task_retry_scheduled":
                 delays.append(event.data["delay_ms"])
-    assert (outcome.kind, outcome.value, outcome.attempt) == ("passed", "ok", 3)
+    assert (outcome.kind, outcome.value, outcome.attempt) == ("pass", "ok", 3)
     assert attempts == [1, 2, 3] and len(set(tokens)) == 3
     assert delays == [20, 40]
     assert elapsed >= 0.06

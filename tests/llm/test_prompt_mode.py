@@ -26,7 +26,7 @@ async def test_openai_agent_calls_an_mcp_tool_and_returns_a_verdict(
     spawner = agent(tools=["mcp__facts__lookup"], mcp_servers=servers)
     step = await start(engine, op, verdict=VERDICT)
     outcome = await engine.run_step(op, step, spawner)
-    assert (outcome.kind, outcome.value) == ("passed", "PASS")
+    assert (outcome.kind, outcome.value) == ("pass", "PASS")
     assert not alive(int(used.read_text())), "the MCP server outlived its attempt"
     assert not unused.exists(), "a server no tool grants was started"
 
@@ -56,7 +56,7 @@ async def test_anthropic_agent_streams_text_and_prices_the_usage(
     spawner = agent("anthropic:claude-sonnet-4-20250514", tools=["mcp__facts__lookup"], mcp_servers=[facts_server()])
     step = await start(engine, op)
     outcome = await engine.run_step(op, step, spawner)
-    assert (outcome.kind, outcome.value) == ("passed", "The owner is set, so PASS")
+    assert (outcome.kind, outcome.value) == ("pass", "The owner is set, so PASS")
 
     first, second = anthropic_server.requests
     assert first["system"] == "You check releases. Answer PASS or FAIL."
@@ -96,7 +96,7 @@ async def test_a_429_is_retried_after_the_retry_after_delay(
     loop_time = __import__("time").monotonic
     began = loop_time()
     outcome = await engine.run_step(op, step, agent())
-    assert (outcome.kind, outcome.value) == ("passed", "PASS")
+    assert (outcome.kind, outcome.value) == ("pass", "PASS")
     assert loop_time() - began >= 1.0
     assert len(openai_server.requests) == 2
     notes = [e.note for e in engine.output_tail(step, 1) if isinstance(e, Progress) and e.stage == "llm_retry"]
@@ -109,7 +109,7 @@ async def test_a_5xx_from_anthropic_is_retried_honouring_retry_after_ms(
     anthropic_server.play(Reply.error(529, **{"retry-after-ms": "50"}), Reply.error(503), Reply(text="PASS"))
     step = await start(engine, op)
     outcome = await engine.run_step(op, step, agent("anthropic:test-model", max_retries=2))
-    assert (outcome.kind, outcome.value) == ("passed", "PASS")
+    assert (outcome.kind, outcome.value) == ("pass", "PASS")
     assert len(anthropic_server.requests) == 3
 
 

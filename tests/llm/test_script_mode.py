@@ -49,7 +49,7 @@ async def test_a_script_stages_parts_calls_tools_and_the_model_and_emits_once(
     spawner = agent(script_path=str(script(tmp_path, REVIEW)))
     step = await start(engine, op)
     outcome = await engine.run_step(op, step, spawner)
-    assert outcome.kind == "passed"
+    assert outcome.kind == "pass"
     assert outcome.value == {
         "out": {"verdict": "PASS", "release": "1.4.2"},
         "parts": {

@@ -63,7 +63,7 @@ async def test_after_sees_ctx_and_result_and_overrides_the_value(engine: Engine,
     end"""
     step = await engine.start_task(op, TaskSpec("echo", "hi"))
     outcome = await engine.run_step(op, step, LuaLayer(after=after).wrap(agents()))
-    assert outcome.kind == "passed"
+    assert outcome.kind == "pass"
     assert outcome.value == {
         "agent": "echo",
         "attempt": 1,
@@ -86,7 +86,7 @@ async def test_after_can_flip_ok_and_keeps_the_value_when_it_omits_it(engine: En
 async def test_after_can_rescue_a_blocked_result(engine: Engine, op: CapToken) -> None:
     layer = LuaLayer(after="function(ctx, r) return { value = 'rescued: ' .. r.value, ok = true } end")
     outcome = await run_one(engine, op, layer.wrap(agents()), TaskSpec("refuse", ""))
-    assert (outcome.kind, outcome.value) == ("passed", "rescued: not good")
+    assert (outcome.kind, outcome.value) == ("pass", "rescued: not good")
 
 
 async def test_after_returning_nothing_changes_nothing(engine: Engine, op: CapToken) -> None:
@@ -99,7 +99,7 @@ async def test_after_returning_nothing_changes_nothing(engine: Engine, op: CapTo
 async def test_after_errors_are_swallowed(engine: Engine, op: CapToken) -> None:
     step = await engine.start_task(op, TaskSpec("echo", "hi"))
     outcome = await engine.run_step(op, step, LuaLayer(after="function(ctx, r) error('oops') end").wrap(agents()))
-    assert (outcome.kind, outcome.value) == ("passed", {"echo": "hi"})
+    assert (outcome.kind, outcome.value) == ("pass", {"echo": "hi"})
     assert len(finals(engine, step)) == 1
 
 

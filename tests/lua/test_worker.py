@@ -53,7 +53,7 @@ async def test_globals_describe_the_attempt(engine: Engine, op: CapToken) -> Non
         ctx_type = math.type(_ATTEMPT) } }"""
     step = await engine.start_task(op, TaskSpec("a", {"x": 1, "y": [1.5, "z"]}))
     outcome = await engine.run_step(op, step, lua_agent(source))
-    assert outcome.kind == "passed"
+    assert outcome.kind == "pass"
     assert outcome.value == {
         "prompt": '{"x":1,"y":[1.5,"z"]}',
         "agent": "a",
@@ -84,16 +84,16 @@ async def test_absent_metadata_and_agent_ctx_are_nil(engine: Engine, op: CapToke
 @pytest.mark.parametrize(
     ("source", "kind", "value"),
     [
-        ("return { value = 'v', ok = true }", "passed", "v"),
+        ("return { value = 'v', ok = true }", "pass", "v"),
         ("return { value = 'why', ok = false }", "blocked", "why"),
         ("return { ok = false }", "blocked", {"ok": False}),
-        ("return { value = { n = 1 } }", "passed", {"n": 1}),
-        ("return { answer = 42 }", "passed", {"answer": 42}),
-        ("return 'plain'", "passed", "plain"),
-        ("return 7", "passed", 7),
-        ("return 2.5", "passed", 2.5),
-        ("return {}", "passed", []),
-        ("return nil", "passed", None),
+        ("return { value = { n = 1 } }", "pass", {"n": 1}),
+        ("return { answer = 42 }", "pass", {"answer": 42}),
+        ("return 'plain'", "pass", "plain"),
+        ("return 7", "pass", 7),
+        ("return 2.5", "pass", 2.5),
+        ("return {}", "pass", []),
+        ("return nil", "pass", None),
     ],
 )
 async def test_return_conventions(engine: Engine, op: CapToken, source: str, kind: str, value: Any) -> None:

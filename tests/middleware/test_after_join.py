@@ -41,7 +41,7 @@ async def test_escalation_overrides_a_blocked_step(engine: Engine) -> None:
     linked, _ = link(InProcSpawner().register("judge", judge), ESCALATING, engine, run=RecordingRun())
     step = await engine.start_task(op, TaskSpec("judge", "review"))
     outcome = await engine.run_step(op, step, linked)
-    assert (outcome.kind, outcome.value) == ("passed", {"original": {"verdict": "FAIL"}, "senior_answer": "ship it"})
+    assert (outcome.kind, outcome.value) == ("pass", {"original": {"verdict": "FAIL"}, "senior_answer": "ship it"})
     assert senior.questions == [(step, {"reason": "worker reported ok=false", "value": {"verdict": "FAIL"}})]
     assert engine.output_tail(step, 1) == [
         Final(Inline({"verdict": "FAIL"}), False),
@@ -95,7 +95,7 @@ async def test_async_audit_lands_its_artifact_without_changing_the_outcome(engin
     async with linked:
         step = await engine.start_task(op, TaskSpec("work"))
         outcome = await engine.run_step(op, step, linked)
-        assert (outcome.kind, outcome.value) == ("passed", {"answer": 42})
+        assert (outcome.kind, outcome.value) == ("pass", {"answer": 42})
         assert linked.audits.pending == 1
         assert not [e for e in engine.output_tail(step, 1) if isinstance(e, Artifact)]
         release.set()

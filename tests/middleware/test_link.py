@@ -57,7 +57,7 @@ async def test_spawner_stack_makes_each_added_layer_the_outermost(engine: Engine
     log: list[Any] = []
     stack = SpawnerStack(recording_router(log)).layer(Recorder("a", log)).layer(Recorder("b", log)).build()
     outcome = await run_one(engine, op, stack, TaskSpec("work"))
-    assert outcome.kind == "passed"
+    assert outcome.kind == "pass"
     names = [entry[:2] for entry in log]
     assert names == [("before", "b"), ("before", "a"), ("worker", "work"), ("after", "a"), ("after", "b")]
 
@@ -106,7 +106,7 @@ async def test_link_orders_launch_hint_and_base_layers_as_documented(engine: Eng
     ]
     async with linked:
         outcome = await run_one(engine, op, linked, TaskSpec("work"))
-    assert outcome.kind == "passed"
+    assert outcome.kind == "pass"
     assert log == [
         ("before", "h2", True, "/srv/p"),
         ("before", "h1", True, "/srv/p"),
@@ -204,7 +204,7 @@ async def test_main_ai_hook_is_inactive_for_automate_operators(engine: Engine) -
     linked, _ = link(
         InProcSpawner().register("work", work), {"spawner_hints": {"layers": ["main_ai"]}}, engine, run=RecordingRun()
     )
-    assert (await run_one(engine, op, linked, TaskSpec("work"))).kind == "passed"
+    assert (await run_one(engine, op, linked, TaskSpec("work"))).kind == "pass"
 
 
 def test_the_documented_policy_example_is_valid() -> None:

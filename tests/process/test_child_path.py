@@ -21,4 +21,4 @@ async def test_a_child_outside_the_venv_imports_the_helper(tmp_path: Path) -> No
     spawner = ProcessSpawner(SYSTEM_PYTHON, [str(script)], stream_mode="ndjson_lines", env=env)
     step = await engine.start_task(op, TaskSpec("c", {"n": 1}))
     outcome = await engine.run_step(op, step, spawner)
-    assert outcome.kind == "passed" and outcome.value == {"echo": {"n": 1}, "ok": 1}
+    assert outcome.kind == "pass" and outcome.value == {"echo": {"n": 1}, "ok": 1}

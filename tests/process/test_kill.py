@@ -151,7 +151,7 @@ async def test_a_grandchild_left_behind_by_a_finished_child_is_killed(
         await gate.open()
         outcome = await dispatch
         assert await gone(grandchild_exit)
-    assert (outcome.kind, outcome.value) == ("passed", "finished")
+    assert (outcome.kind, outcome.value) == ("pass", "finished")
 
 
 class CancelledBeforeItRuns(SpawnerAdapter):
@@ -204,7 +204,7 @@ async def test_output_held_open_by_a_process_outside_the_group_does_not_hang_the
     outcome = await engine.dispatch_attempt(op, step, py(code, stream_mode="ndjson_lines"))
     escaped = outcome.value["escaped"]
     try:
-        assert outcome.kind == "passed" and engine.worker_stats(step, 1)["output_held_open"] is True
+        assert outcome.kind == "pass" and engine.worker_stats(step, 1)["output_held_open"] is True
         assert alive(escaped), "a process that left the group is outside our reach, by design"
     finally:
         os.kill(escaped, signal.SIGKILL)

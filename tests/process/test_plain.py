@@ -17,13 +17,13 @@ from .helpers import Gate, progress_note, py
 
 async def test_stdin_prompt_and_json_stdout_pass(engine: Engine, op: CapToken) -> None:
     outcome = await run_one(engine, op, ProcessSpawner("cat"), TaskSpec("echo", {"n": [1, 2]}))
-    assert (outcome.kind, outcome.value) == ("passed", {"n": [1, 2]})
+    assert (outcome.kind, outcome.value) == ("pass", {"n": [1, 2]})
 
 
 async def test_prose_stdout_is_wrapped_with_stderr_and_exit_zero_is_ok(engine: Engine, op: CapToken) -> None:
     spawner = ProcessSpawner.shell("echo hello; echo oops >&2")
     outcome = await run_one(engine, op, spawner, TaskSpec("sh", "ignored"))
-    assert (outcome.kind, outcome.value) == ("passed", {"raw": "hello", "stderr": "oops\n"})
+    assert (outcome.kind, outcome.value) == ("pass", {"raw": "hello", "stderr": "oops\n"})
 
 
 async def test_nonzero_exit_blocks_the_step_and_reports_the_exit_code(engine: Engine, op: CapToken) -> None:
@@ -110,7 +110,7 @@ async def test_a_prompt_that_cannot_be_an_argument_is_a_spawn_error(engine: Engi
 
 async def test_a_child_that_ignores_stdin_does_not_break_the_attempt(engine: Engine, op: CapToken) -> None:
     outcome = await run_one(engine, op, ProcessSpawner("true"), TaskSpec("t", "x" * 1_000_000))
-    assert outcome.kind == "passed" and outcome.value == {"raw": "", "stderr": ""}
+    assert outcome.kind == "pass" and outcome.value == {"raw": "", "stderr": ""}
 
 
 async def test_stderr_written_after_stdout_closed_is_still_in_the_tail(engine: Engine, op: CapToken) -> None:

@@ -26,7 +26,7 @@ async def test_ndjson_events_reach_the_tail_and_artifacts_become_parts(engine: E
     """
     step = await engine.start_task(op, TaskSpec("s", {"n": 21}))
     outcome = await engine.dispatch_attempt(op, step, py(code, stream_mode="ndjson_lines"))
-    assert (outcome.kind, outcome.value) == ("passed", {"out": {"doubled": 42}, "parts": {"verdict": "PASS"}})
+    assert (outcome.kind, outcome.value) == ("pass", {"out": {"doubled": 42}, "parts": {"verdict": "PASS"}})
     assert engine.output_tail(step, 1)[0] == Progress("start", None)
     assert engine.staged_parts(step, 1) == ["verdict"]
     stats = engine.worker_stats(step, 1)
@@ -132,7 +132,7 @@ async def test_ok_from_final_lets_the_final_event_decide(engine: Engine, op: Cap
     """
     spawner = py(code, stream_mode="ndjson_lines", ok_from="final")
     outcome = await run_one(engine, op, spawner, TaskSpec("x3", "x"))
-    assert (outcome.kind, outcome.value) == ("passed", "trust me")
+    assert (outcome.kind, outcome.value) == ("pass", "trust me")
 
 
 async def test_a_final_with_ok_false_blocks_with_its_value(engine: Engine, op: CapToken) -> None:

@@ -38,7 +38,7 @@ from .events import Event, EventBus, EventStream
 from .fold import MISSING, comparable, fold_tail, is_skip_marker, last_staged, unwrap_skip_marker
 from .output import Artifact, Final, OutputEvent
 from .projection import Projection, project_final, project_part
-from .state import ENDED, SETTLED, StepOutcome, StepStatus, check_transition
+from .state import ENDED, SETTLED, OutcomeKind, StepStatus, check_transition
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +86,8 @@ class TaskSpec:
 
 @dataclass(frozen=True, slots=True)
 class DispatchOutcome:
-    kind: StepOutcome
-    """Never `FAILED`: a failed step raises `DispatchFailed`."""
+    kind: OutcomeKind
+    """`pass`, `blocked`, `skip`, `cancelled` or `timeout`; a failed attempt raises `DispatchFailed`."""
     value: Any = None
     attempt: int = 0
 
@@ -340,10 +340,10 @@ class Engine:
                 self._end(st, attempt, StepStatus.CANCELLED, None)
                 raise asyncio.CancelledError()
             self._end(st, attempt, StepStatus.TIMEOUT, None)
-            return DispatchOutcome(StepOutcome.TIMEOUT, None, attempt)
+            return DispatchOutcome("timeout", None, attempt)
         if st.status is StepStatus.CANCELLED or isinstance(error, WorkerCancelled):
             self._end(st, attempt, StepStatus.CANCELLED, None)
-            return DispatchOutcome(StepOutcome.CANCELLED, None, attempt)
+            return DispatchOutcome("cancelled", None, attempt)
         if error is not None:
             raise self._fail(st, attempt, str(error))
         folded = fold_tail(st.tails.get(attempt, []), st.staged.get(attempt), raw=st.spec.submit_format == "text")
@@ -352,11 +352,11 @@ class Engine:
         value, ok = folded
         if not ok:
             self._end(st, attempt, StepStatus.BLOCKED, value)
-            return DispatchOutcome(StepOutcome.BLOCKED, value, attempt)
+            return DispatchOutcome("blocked", value, attempt)
         self._end(st, attempt, StepStatus.PASS, value)
         if is_skip_marker(value):
-            return DispatchOutcome(StepOutcome.SKIPPED, unwrap_skip_marker(value), attempt)
-        return DispatchOutcome(StepOutcome.PASSED, value, attempt)
+            return DispatchOutcome("skip", unwrap_skip_marker(value), attempt)
+        return DispatchOutcome("pass", value, attempt)
 
     async def run_step(
         self, token: CapToken, step_id: StepId, spawner: SpawnerAdapter, *, run: RunContext | None = None
@@ -373,9 +373,9 @@ class Engine:
                 failure: DispatchFailed | None = None
                 try:
                     outcome = await self.dispatch_attempt(token, step_id, spawner, run=run)
-                    kind = outcome.kind
+                    kind: str = outcome.kind
                 except DispatchFailed as exc:
-                    failure, kind = exc, StepOutcome.FAILED
+                    failure, kind = exc, "failed"
                 attempt = st.attempt
                 if kind not in policy.on or attempt >= policy.max_attempts or st.status is StepStatus.CANCELLED:
                     if failure is not None:
@@ -386,7 +386,7 @@ class Engine:
                 if delay_ms > 0:
                     await self._backoff(st, delay_ms / 1000)
                 if _cancelled(st):
-                    return DispatchOutcome(StepOutcome.CANCELLED, None, attempt)
+                    return DispatchOutcome("cancelled", None, attempt)
         finally:
             st.busy -= 1
 

@@ -16,7 +16,6 @@ from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..core.engine import RunContext, TaskSpec
-from ..core.state import StepOutcome
 from ..ids import RunId
 from ..worker.output import Artifact, Final, Inline
 from .around import AroundLayer
@@ -149,7 +148,7 @@ class AfterRunAuditLayer(AroundLayer):
             log.warning("audit %s of step %s attempt %s failed: %s", auditor, task_id, attempt, exc)
             engine.publish("mw.audit_failed", task_id, attempt=attempt, auditor=auditor, error=str(exc))
             return
-        if outcome.kind is not StepOutcome.PASSED and outcome.kind is not StepOutcome.BLOCKED:
+        if outcome.kind not in ("pass", "blocked"):
             engine.publish("mw.audit_failed", task_id, attempt=attempt, auditor=auditor, error=outcome.kind)
             return
         engine.annotate_attempt(task_id, attempt, Artifact(f"audit:{step}", Inline(outcome.value)))

@@ -124,12 +124,12 @@ class EngineDispatcher:
         except DispatchFailed as exc:
             await self._finish(ref, step_id, StepOutcome.FAILED, started, digest, None, str(exc))
             raise StepFailed(str(exc)) from exc
-        if self._quiet and outcome.kind is StepOutcome.PASSED:
+        if self._quiet and outcome.kind == "pass":
             return outcome.value
         return await self._apply(ref, step_id, outcome, started, digest)
 
     async def _apply(self, ref: str, step_id: StepId, outcome: DispatchOutcome, started: float, digest: str) -> Any:
-        kind = outcome.kind
+        kind = StepOutcome.of(outcome.kind)
         if kind is StepOutcome.PASSED:
             await self._finish(ref, step_id, kind, started, digest, outcome.value, None, outcome.attempt)
             return outcome.value
