@@ -13,8 +13,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	MSE_HOME=.mse $(BIN)/mse run examples/review_loop.json
-	MSE_HOME=.mse $(BIN)/mse runs list --limit 5
+	MSE_HOME=.mse $(BIN)/mse run examples/review_loop.json --local
+	MSE_HOME=.mse $(BIN)/mse runs list --limit 5 --local
+	MSE_HOME=.mse $(BIN)/python examples/server_demo.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests examples bench

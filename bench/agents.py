@@ -20,6 +20,12 @@ async def inc(inv: Any) -> int:
     return value + 1
 
 
+def inc_def(inv: Any) -> int:
+    """`inc` as a plain function (LangGraph runs such nodes inline; we hop to a thread unless inline)."""
+    value: int = inv.input
+    return value + 1
+
+
 async def nap(inv: Any) -> float:
     """Sleep for the input's number of seconds: an in-flight step that holds no CPU."""
     seconds: float = inv.input

@@ -9,12 +9,18 @@ def _path(at: str) -> dict[str, Any]:
     return {"op": "path", "at": at}
 
 
-def _python_agent(name: str, fn: str) -> dict[str, Any]:
-    return {"name": name, "kind": "python", "spec": {"callable": f"bench.agents:{fn}"}}
+def _python_agent(name: str, fn: str, inline: bool = False) -> dict[str, Any]:
+    spec: dict[str, Any] = {"callable": f"bench.agents:{fn}"}
+    if inline:
+        spec["inline"] = True
+    return {"name": name, "kind": "python", "spec": spec}
 
 
-def sequence(n: int, fn: str = "inc") -> dict[str, Any]:
-    """A `loop` running one step `n` times; each step adds one to `$.i` (start from `{"i": 0}`)."""
+def sequence(n: int, fn: str = "inc", inline: bool = False) -> dict[str, Any]:
+    """A `loop` running one step `n` times; each step adds one to `$.i` (start from `{"i": 0}`).
+
+    `inline` runs a plain `def` agent on the event loop (`spec.inline`).
+    """
     return {
         "id": f"bench-sequence-{n}",
         "flow": {
@@ -24,7 +30,7 @@ def sequence(n: int, fn: str = "inc") -> dict[str, Any]:
             "body": {"kind": "step", "ref": "step", "in": _path("$.i"), "out": _path("$.i")},
             "max": n + 1,
         },
-        "agents": [_python_agent("step", fn)],
+        "agents": [_python_agent("step", fn, inline)],
         "default_init_ctx": {"i": 0},
     }
 

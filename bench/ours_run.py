@@ -25,9 +25,9 @@ def _compiled(raw: dict[str, Any]) -> tuple[Any, Any]:
     return compiler.compile_blueprint(raw, base_dir=REPO_ROOT, fns={}), run
 
 
-def seq_memory(n: int, reps: int) -> Metrics:
-    """A `loop` of `n` trivial `python` steps, run in memory (no store)."""
-    compiled, run_layer = _compiled(blueprints.sequence(n))
+def seq_memory(n: int, reps: int, fn: str = "inc", inline: bool = False) -> Metrics:
+    """A `loop` of `n` trivial `python` steps (`fn` of bench.agents), run in memory (no store)."""
+    compiled, run_layer = _compiled(blueprints.sequence(n, fn, inline))
 
     async def once() -> float:
         elapsed = stopwatch()

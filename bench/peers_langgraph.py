@@ -43,10 +43,11 @@ def _loop_graph(checkpointer: Any = None) -> Any:
     return graph.compile(checkpointer=checkpointer)
 
 
-def seq(n: int, reps: int, checkpointer: str = "none", durability: str = "async") -> Metrics:
+def seq(n: int, reps: int, checkpointer: str = "none", durability: str = "async", synchronous: str = "FULL") -> Metrics:
     """A loop graph of `n` supersteps, one trivial node each, run with `invoke` (LangGraph's fastest path).
 
-    `checkpointer="sqlite"` uses SqliteSaver on a fresh WAL file per repetition, with the given durability.
+    `checkpointer="sqlite"` uses SqliteSaver on a fresh WAL file per repetition, with the given durability
+    and SQLite `synchronous` setting (FULL, SQLite's default, fsyncs every commit; NORMAL does not).
     """
     if checkpointer == "none":
         app = _loop_graph()
@@ -71,6 +72,7 @@ def seq(n: int, reps: int, checkpointer: str = "none", durability: str = "async"
             path = os.path.join(tmp, f"lg-{next(counter)}.db")
             conn = sqlite3.connect(path, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={synchronous}")
             saver = saver_mod.SqliteSaver(conn)
             saver.setup()
             app = _loop_graph(saver)

@@ -94,14 +94,38 @@ def _md(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+BUSY_LOAD = 1.5
+"""A 1-minute load average above this at start is called out at the top of BENCHMARKS.md."""
+
+
+def busy_at_start(machine: Sequence[str]) -> float | None:
+    """The 1-minute load average of the `at start:` line when it exceeds `BUSY_LOAD`, else None."""
+    for line in machine:
+        if line.startswith("at start: load average "):
+            first = float(line.removeprefix("at start: load average ").split("/")[0])
+            return first if first > BUSY_LOAD else None
+    return None
+
+
 def markdown(
     results: Sequence[tuple[Workload, Sequence[Row]]], command: str, machine: Sequence[str], quick: bool
 ) -> str:
     """The whole BENCHMARKS.md: how it was run, on what, then one table per workload and a summary."""
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    busy = busy_at_start(machine)
     lines = [
         "# Benchmarks",
         "",
+        *(
+            [
+                f"> **The machine was busy when this run started (1-minute load average {busy:.2f}, above "
+                f"{BUSY_LOAD:g}).** Other work shared the cores, so absolute figures are high and noisy; the "
+                "ratios, measured side by side, hold better.",
+                "",
+            ]
+            if busy is not None
+            else []
+        ),
         "mlua-swarm side by side with LangGraph, DBOS and Python's own floor. Every comparison ran both "
         "sides in the same invocation, on the same machine, each probe in a fresh interpreter; figures "
         "are the median of several repetitions after one warm-up, with the lowest sample in brackets "

@@ -19,3 +19,32 @@ def test_engine_sequence_probe_runs_in_a_child_and_yields_a_judged_row() -> None
     assert row.result == "PASS"
     assert len(runner.run(ours.probe).samples["us_per_step"]) == 4, "2 rounds of 2 repetitions"
     assert sum("bench.ours_engine:seq_memory" in line for line in log) == 2
+
+
+def test_a_busy_machine_is_called_out_at_the_top() -> None:
+    from bench.report import markdown
+
+    busy = markdown([], "python -m bench", ["CPU", "at start: load average 3.10 / 2.00 / 1.00"], quick=True)
+    assert "busy when this run started (1-minute load average 3.10" in busy.split("## Targets")[0]
+    calm = markdown([], "python -m bench", ["CPU", "at start: load average 0.40 / 0.50 / 0.60"], quick=True)
+    assert "busy" not in calm
+
+
+def test_the_whole_process_benchmark_runs_and_reports_each_case() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.cli", "--repeat", "1", "--result-mb", "1", "--steps", "5,10"],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("at start: load average") and lines[-1].startswith("at end: load average")
+    for case in ("mse --help", "mse runs list --limit 20 beside a 1 MB result", "terminal live view"):
+        assert any(case in line for line in lines), case

@@ -34,7 +34,8 @@ def test_warnings_exit_zero_and_one_with_strict(tmp_path: Path) -> None:
     target = write_bp(tmp_path, warning_bp())
     plain = run_mse(["bp", "lint", str(target)])
     assert plain.returncode == 0, plain.stderr
-    assert "warn[verdict-value-unhandled]" in plain.stderr and "hint:" in plain.stderr
+    assert "info[verdict-value-unhandled]" in plain.stderr and "hint:" in plain.stderr
+    assert plain.stderr.splitlines()[-1].startswith("bp lint: OK (")
     strict = run_mse(["bp", "lint", str(target), "--strict"])
     assert strict.returncode == 2, "strict makes an unhandled verdict an error"
     assert "error[verdict-value-unhandled]" in strict.stderr
@@ -101,7 +102,7 @@ def test_json_output_is_one_document(tmp_path: Path) -> None:
     document = json.loads(proc.stdout)
     assert document["status"] == "ok"
     [diag] = document["diagnostics"]
-    assert diag["kind"] == "verdict-value-unhandled" and diag["level"] == "warn" and diag["help"]
+    assert diag["kind"] == "verdict-value-unhandled" and diag["level"] == "info" and diag["help"]
     assert diag["span"]["element"] == {"type": "step", "name": "checker"}
     assert diag["span"]["file"] == str(target)
 

@@ -249,11 +249,17 @@ def test_contract_mismatches_in_loop_conditions_are_found() -> None:
     assert "'1'" in only(compile_errors(raw), "verdict-value-not-in-contract").message
 
 
-def test_unhandled_verdict_value_is_a_warning_by_default() -> None:
+def test_unhandled_verdict_value_is_info_by_default_and_a_warning_when_asked() -> None:
     compiled = compile_ok(blueprint(checker_flow(eq("$.check.parts.verdict", "PASS")), CHECKER))
-    diag = only(compiled.diagnostics, "verdict-value-unhandled", Level.WARN)
+    diag = only(compiled.diagnostics, "verdict-value-unhandled", Level.INFO)
     assert "'FAIL'" in diag.message
     assert diag.location.json_path == "$.flow.children[0]"
+    warned = blueprint(
+        checker_flow(eq("$.check.parts.verdict", "PASS")),
+        CHECKER,
+        metadata={"lints": {"verdict-value-unhandled": "warn"}},
+    )
+    only(compile_ok(warned).diagnostics, "verdict-value-unhandled", Level.WARN)
 
 
 @pytest.mark.parametrize(
@@ -291,7 +297,7 @@ def test_every_declared_value_handled_compiles_clean() -> None:
 
 def test_verdict_contract_never_read() -> None:
     compiled = compile_ok(blueprint(checker_flow(), CHECKER))
-    diag = only(compiled.diagnostics, "verdict-contract-never-read", Level.WARN)
+    diag = only(compiled.diagnostics, "verdict-contract-never-read", Level.INFO)
     assert diag.location.name == "checker"
     assert "verdict-value-unhandled" not in codes(compiled.diagnostics)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 from playwright.sync_api import Browser, expect
-from tests.dashboard.conftest import echo_step, launch, step, wait_status
+from tests.dashboard.conftest import echo_step, launch, shoot, step, wait_status
 from tests.serverkit import LiveServer, start_server
 
 TOKEN = "admin-token-for-tests"
@@ -33,6 +33,7 @@ def test_the_dashboard_asks_for_the_admin_token_and_keeps_it_in_a_strict_cookie(
     page.locator("#token").fill("wrong")
     page.get_by_role("button", name="Sign in").click()
     expect(page.locator("p.error")).to_contain_text("not the admin token")
+    shoot(page, "login")
 
     page.locator("#token").fill(TOKEN)
     page.get_by_role("button", name="Sign in").click()

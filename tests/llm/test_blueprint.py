@@ -16,6 +16,7 @@ from mlua_swarm.run.launch import run_blueprint
 from mlua_swarm.worker.kinds import is_runnable
 
 from ..conftest import json_of, run_mse
+from ..serverkit import start_server
 from .conftest import facts_server
 from .fakes import OpenAIServer, Reply
 
@@ -113,3 +114,49 @@ def test_without_the_provider_sdks_lint_accepts_and_a_run_names_the_extra(
     assert diagnostic.code == "kind-unavailable"
     assert "needs the provider SDKs of the llm extra: pip install 'mlua-swarm[llm]'" in diagnostic.message
     assert "(agents: checker, report)" in diagnostic.message
+
+
+def test_a_server_runs_agent_block_steps_and_runs_show_sums_them_over_http(
+    tmp_path: Path, openai_server: OpenAIServer
+) -> None:
+    openai_server.model = "gpt-4o-mini"
+    openai_server.play(Reply(tool_calls=[("mcp__facts__lookup", {"key": "status"})]), Reply(text="PASS"))
+    raw = blueprint(tmp_path)
+    raw["flow"] = step("checker", "$.q", "$.v")
+    raw["agents"] = raw["agents"][:1]
+    (tmp_path / "bp.json").write_text(json.dumps(raw), encoding="utf-8")
+    server = start_server(tmp_path / "server")
+    try:
+        env = {"MSE_HTTP": "", "MSE_ADMIN_TOKEN": ""}
+        ran = run_mse(["run", "bp.json", "--json", "--server", server.base_url], cwd=tmp_path, env=env)
+        assert ran.returncode == 0, ran.stderr
+        done = json_of(ran)
+        assert done["final_ctx"]["v"] == "PASS"
+        shown = json_of(run_mse(["runs", "show", done["run_id"], "--server", server.base_url, "--json"], env=env))
+        assert shown["totals"]["usage"] == {
+            "input_tokens": 20,
+            "output_tokens": 10,
+            "total_tokens": 30,
+            "cached_input_tokens": 0,
+        }
+        assert shown["totals"]["cost_usd"] == pytest.approx((20 * 0.15 + 10 * 0.60) / 1e6)
+        text = run_mse(["runs", "show", done["run_id"], "--server", server.base_url], env=env).stdout
+        assert "llm        1 step(s), 2 turn(s), 20 in (0 cached) + 10 out = 30 tokens" in text
+    finally:
+        server.stop()
+
+
+def test_an_agent_block_runner_grant_outranks_profile_tools(tmp_path: Path) -> None:
+    raw = blueprint(tmp_path)
+    checker = raw["agents"][0]
+    spec = {"mcp_servers": [facts_server(), facts_server(name="docs")]}
+    raw["agents"] = [
+        {**checker, "name": "profile-grant", "spec": spec},
+        {**checker, "name": "ref-grant", "spec": spec, "runner_ref": "docs-only"},
+        {**checker, "name": "none", "spec": spec, "runner": {"backend": "agent_block_in_process", "tools": []}},
+    ]
+    raw["runners"] = [{"name": "docs-only", "runner": {"backend": "agent_block_in_process", "tools": ["mcp__docs__x"]}}]
+    raw["flow"] = {"kind": "seq", "children": [step(a["name"], "$.q", f"$.{a['name']}") for a in raw["agents"]]}
+    compiled = compile_blueprint(raw, base_dir=tmp_path)
+    granted = {name: [s.name for s in a.spawner.settings.granted] for name, a in compiled.agents.items()}
+    assert granted == {"profile-grant": ["facts"], "ref-grant": ["docs"], "none": []}

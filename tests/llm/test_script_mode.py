@@ -104,3 +104,16 @@ def test_declaring_mcp_tools_in_script_mode_is_a_compile_error(tmp_path: Path) -
     with pytest.raises(InvalidAgentSpec, match="script mode cannot enforce the declared MCP tools") as raised:
         agent(tools=["mcp__facts__lookup"], script_path=str(script(tmp_path, "")))
     assert raised.value.hint is not None and "spec.script_path" in raised.value.hint
+
+
+async def test_a_broken_price_file_leaves_the_cost_unknown_and_says_why(
+    engine: Engine, op: CapToken, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MSE_LLM_PRICES", str(tmp_path / "missing.json"))
+    source = 'bus.emit("done", { content = "ok", usage = { input_tokens = 3, output_tokens = 1 } })\n'
+    step = await start(engine, op)
+    outcome = await engine.run_step(op, step, agent("openai:gpt-4o", script_path=str(script(tmp_path, source))))
+    assert outcome.kind == "pass"
+    stats = engine.worker_stats(step, 1)
+    assert stats["cost_usd"] is None
+    assert "MSE_LLM_PRICES=" in stats["cost_error"] and "cannot read the price table" in stats["cost_error"]

@@ -99,9 +99,13 @@ def test_maps_with_integer_keys_become_objects() -> None:
     }
 
 
-def test_the_build_sandbox_has_no_os_or_io(tmp_path: Path) -> None:
-    diagnostic = failure(tmp_path / "os.bp.lua", "os.execute('touch /tmp/pwned')\nreturn {}\n")
-    assert "global 'os'" in diagnostic.message
+def test_the_build_sandbox_runs_no_commands_and_writes_no_files(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    diagnostic = failure(tmp_path / "os.bp.lua", f"os.execute('touch {marker}')\nreturn {{}}\n")
+    assert "os.execute is not available in a .bp.lua build" in diagnostic.message
+    diagnostic = failure(tmp_path / "io.bp.lua", f"io.open('{marker}', 'w'):write('x')\nreturn {{}}\n")
+    assert "files are read-only" in diagnostic.message
+    assert not marker.exists()
     diagnostic = failure(tmp_path / "req.bp.lua", "local io = require 'io'\nreturn {}\n")
     assert "module 'io' not found" in diagnostic.message
 

@@ -151,13 +151,13 @@ async def test_staged_verdict_satisfies_a_part_contract(engine: Engine, op: CapT
 
 
 ESCAPES = [
-    ("os.execute('echo escaped')", "attempt to index a nil value (global 'os')"),
-    ("io.open('/etc/passwd')", "attempt to index a nil value (global 'io')"),
+    ("os.execute('echo escaped')", "os is not available to a sandboxed lua worker"),
+    ("io.open('/etc/passwd')", "io is not available to a sandboxed lua worker"),
     ("require 'os'", "module 'os' not found"),
     ("require 'io'", "module 'io' not found"),
     ("debug.getinfo(1)", "attempt to index a nil value (global 'debug')"),
-    ("dofile('/etc/passwd')", "attempt to call a nil value (global 'dofile')"),
-    ("loadfile('/etc/passwd')", "attempt to call a nil value (global 'loadfile')"),
+    ("dofile('/etc/passwd')", "dofile is not available to a sandboxed lua worker"),
+    ("loadfile('/etc/passwd')", "loadfile is not available to a sandboxed lua worker"),
     ("string.dump(function() end)", "attempt to call a nil value (field 'dump')"),
     ("('').dump(function() end)", "attempt to call a nil value (field 'dump')"),
     ("assert(load('\\27Lua\\84\\0', 'x', 'b'))", "attempt to load a binary chunk"),

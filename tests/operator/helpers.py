@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 
 from mlua_swarm.blueprint.compiler import CompiledBlueprint, compile_blueprint
@@ -77,33 +78,34 @@ async def on_server(live: Any, fn: Any) -> Any:
 
 
 async def server_launch(
-    live: Any, raw: dict[str, Any], *, sid: str | None = None, desc: str = "pinned by a test", slot: str | None = None
-) -> tuple[Any, Any]:
-    """Start a run of `raw` on the server's engine (pinned to `sid`); returns (run_id, control, task)."""
-    from mlua_swarm.ids import RunId
-    from mlua_swarm.operator.layers import operator_layers
-    from mlua_swarm.run.launch import RunControl, run_blueprint
-
-    async def go() -> tuple[Any, Any]:
-        state = live.state
-        hub = state.operators
-        compiled = state.compile(raw)
-        run_id = RunId.new()
-        declared = [op["name"] for op in raw.get("operators", [])]
-        if sid is not None:
-            await hub.pin(run_id, sid, desc, slot, declared)
-        control = RunControl(run_id)
-        task = asyncio.create_task(
-            run_blueprint(compiled, {}, engine=state.engine, control=control, registry=operator_layers(hub))
-        )
-        return control, task
-
-    control, task = await on_server(live, go)
-    return control, task
+    live: Any,
+    raw: dict[str, Any],
+    *,
+    sid: str | None = None,
+    desc: str = "pinned by a test",
+    slot: str | None = None,
+    init_ctx: Any = None,
+) -> str:
+    """Launch `raw` detached through `POST /v1/tasks` (its seats pinned to `sid`); the run id."""
+    body: dict[str, Any] = {"blueprint": {"kind": "inline", "value": raw}, "init_ctx": init_ctx or {}, "detach": True}
+    if sid is not None:
+        body.update({"operator_sid": sid, "operator_desc": desc, "operator_slot": slot})
+    async with httpx.AsyncClient(base_url=live.base_url, timeout=30) as http:
+        answer = await http.post("/v1/tasks", json=body)
+    assert answer.status_code == 202, answer.text
+    run_id: str = answer.json()["run_id"]
+    return run_id
 
 
-async def run_result(live: Any, task: Any) -> Any:
-    async def wait() -> Any:
-        return await task
+async def run_result(live: Any, run_id: str) -> dict[str, Any]:
+    """Wait for the run to end on the server; its record as `GET /v1/runs/{id}` shows it."""
 
-    return await on_server(live, wait)
+    async def ended() -> None:
+        running = live.state.runs.live.get(run_id)
+        if running is not None and running.task is not None:
+            await asyncio.wait([running.task])
+
+    await on_server(live, ended)
+    async with httpx.AsyncClient(base_url=live.base_url, timeout=30) as http:
+        record: dict[str, Any] = (await http.get(f"/v1/runs/{run_id}")).json()
+    return record

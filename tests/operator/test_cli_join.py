@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import subprocess
@@ -13,7 +12,7 @@ from pathlib import Path
 
 from tests.serverkit import SRC, LiveServer
 
-from .helpers import operator_blueprint
+from .helpers import operator_blueprint, run_result, server_launch
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
@@ -70,8 +69,7 @@ async def test_a_person_answers_a_spawn_in_the_terminal(live_server: LiveServer,
         term.expect("waiting for requests")
         raw = operator_blueprint("review")
         raw["agents"][0]["verdict"] = {"values": ["PASS", "BLOCKED"]}
-        body = {"blueprint": {"kind": "inline", "value": raw}, "init_ctx": {}, "detach": True, "operator_sid": sid}
-        run_id = live_server.client().post("/v1/tasks", json=body).json()["run_id"]
+        run_id = await server_launch(live_server, raw, sid=sid)
         shown = term.expect(r"verdict choices\s+PASS, BLOCKED")
         term.expect(r"do review", start=0)
         term.expect(r"action", start=shown.end())
@@ -79,7 +77,7 @@ async def test_a_person_answers_a_spawn_in_the_terminal(live_server: LiveServer,
         asked = term.expect(r"verdict \[PASS/BLOCKED\]", start=shown.end())
         term.send("BLOCKED")
         term.expect(r"answered", start=asked.end())
-        record = await asyncio.to_thread(live_server.wait_run, run_id)
-        assert record["status"] == "done" and record["result"]["review"] == "BLOCKED", record
+        result = await run_result(live_server, run_id)
+        assert result["status"] == "done" and result["result"]["review"] == "BLOCKED"
     finally:
         term.close()

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from mlua_swarm.core.events import EventStream
 from mlua_swarm.operator import CancelFrame, OperatorClient, SpawnFrame
 from mlua_swarm.operator.frames import AskFrame
 from mlua_swarm.tokens import CapToken
-from tests.serverkit import LiveServer, start_server
+from tests.serverkit import LiveServer, spawn_mse_serve, start_server
 
-from .helpers import operator_blueprint, run_result, server_launch
+from .helpers import on_server, operator_blueprint, run_result, server_launch
 
 
 async def test_join_list_read_and_leave(live_server: LiveServer) -> None:
@@ -52,21 +55,21 @@ async def test_the_socket_refuses_a_wrong_bearer_and_an_unknown_session(live_ser
 async def test_an_operator_step_completes_through_spawn_and_ack(live_server: LiveServer) -> None:
     async with OperatorClient(live_server.base_url, desc="bot") as op:
         assert live_server.client().get("/v1/status").json()["attached_operators"] == 1
-        _, task = await server_launch(live_server, operator_blueprint("write"), sid=op.sid)
+        run_id = await server_launch(live_server, operator_blueprint("write"), sid=op.sid)
         spawn = await op.next_request(10)
         assert isinstance(spawn, SpawnFrame) and spawn.agent == "write"
         assert live_server.base_url in spawn.directive
         await op.spawn_ack(spawn.req_id, {"answer": 42})
-        result = await run_result(live_server, task)
-    assert result.status == "done" and result.final_ctx["write"] == {"answer": 42}
+        result = await run_result(live_server, run_id)
+    assert result["status"] == "done" and result["result"]["write"] == {"answer": 42}
 
 
 async def test_a_spawn_waits_for_a_reconnect_and_arrives_with_a_valid_token(live_server: LiveServer) -> None:
     async with OperatorClient(live_server.base_url, desc="laptop") as op:
         await op.disconnect()
-        _, task = await server_launch(live_server, operator_blueprint("write"), sid=op.sid)
+        run_id = await server_launch(live_server, operator_blueprint("write"), sid=op.sid)
         await asyncio.sleep(2)
-        assert not task.done()
+        assert live_server.client().get(f"/v1/runs/{run_id}").json()["status"] == "running"
         await op.resume()
         spawn = await op.next_request(10)
         assert isinstance(spawn, SpawnFrame)
@@ -74,8 +77,8 @@ async def test_a_spawn_waits_for_a_reconnect_and_arrives_with_a_valid_token(live
         assert not token.is_expired()
         assert live_server.state.engine.resolve_handle(spawn.worker_handle or "").step_id == spawn.task_id
         await op.spawn_ack(spawn.req_id, "after the nap")
-        result = await run_result(live_server, task)
-    assert result.final_ctx["write"] == "after the nap"
+        result = await run_result(live_server, run_id)
+    assert result["result"]["write"] == "after the nap"
 
 
 async def test_acquire_over_http_moves_the_seat_to_another_session(live_server: LiveServer) -> None:
@@ -83,46 +86,63 @@ async def test_acquire_over_http_moves_the_seat_to_another_session(live_server: 
         OperatorClient(live_server.base_url, desc="first") as first,
         OperatorClient(live_server.base_url, desc="second") as second,
     ):
-        control, task = await server_launch(live_server, operator_blueprint("write"), sid=first.sid)
+        run_id = await server_launch(live_server, operator_blueprint("write"), sid=first.sid)
         spawn = await first.next_request(10)
         assert isinstance(spawn, SpawnFrame)
-        taken = await second.acquire(control.run_id, "taking over")
+        taken = await second.acquire(run_id, "taking over")
         assert taken["gen"] == 2 and taken["previous"]["op"] == first.sid
         told = await first.next_request(10)
         assert isinstance(told, CancelFrame) and told.req_id == spawn.req_id
         moved = await second.next_request(10)
         assert isinstance(moved, SpawnFrame) and moved.task_id == spawn.task_id
-        seats = await second.assignees(control.run_id)
+        seats = await second.assignees(run_id)
         assert seats["seats"][0]["holder"]["op"] == second.sid and seats["generation"] == 2
-        handover = await second.handover(control.run_id)
+        handover = await second.handover(run_id)
         assert [u["step_id"] for u in handover["unanswered"]] == [spawn.task_id]
         await second.spawn_ack(moved.req_id, "second")
-        assert (await run_result(live_server, task)).final_ctx["write"] == "second"
-        bad = httpx.post(f"{live_server.base_url}/v1/runs/{control.run_id}/acquire", json={"op": "", "desc": "x"})
+        assert (await run_result(live_server, run_id))["result"]["write"] == "second"
+        bad = httpx.post(f"{live_server.base_url}/v1/runs/{run_id}/acquire", json={"op": "", "desc": "x"})
         assert bad.status_code == 400
 
 
 async def test_senior_escalation_asks_over_the_socket(live_server: LiveServer) -> None:
     async with OperatorClient(live_server.base_url, desc="senior") as op:
         raw = operator_blueprint("write", spawner_hints={"layers": ["senior_escalation"]})
-        _, task = await server_launch(live_server, raw, sid=op.sid)
+        run_id = await server_launch(live_server, raw, sid=op.sid)
         spawn = await op.next_request(10)
         await op.spawn_ack(spawn.req_id, "stuck", ok=False)
         ask = await op.next_request(10)
         assert isinstance(ask, AskFrame)
         await op.answer(ask.req_id, {"advice": "try again tomorrow"})
-        result = await run_result(live_server, task)
-    assert result.final_ctx["write"]["senior_answer"] == {"advice": "try again tomorrow"}
+        result = await run_result(live_server, run_id)
+    assert result["result"]["write"]["senior_answer"] == {"advice": "try again tomorrow"}
 
 
 async def test_cancelling_the_run_sends_cancel_to_the_operator(live_server: LiveServer) -> None:
     async with OperatorClient(live_server.base_url, desc="worker") as op:
-        control, task = await server_launch(live_server, operator_blueprint("write"), sid=op.sid)
+        run_id = await server_launch(live_server, operator_blueprint("write"), sid=op.sid)
         spawn = await op.next_request(10)
-        live_server.loop.call_soon_threadsafe(control.cancel, "operator test")
+        engine = live_server.state.engine
+
+        async def watch() -> EventStream:
+            return engine.events()
+
+        attempts = await on_server(live_server, watch)
+        async with httpx.AsyncClient(base_url=live_server.base_url) as http:
+            assert (await http.post(f"/v1/runs/{run_id}/cancel")).status_code == 204
         told = await op.next_request(10)
-        assert isinstance(told, CancelFrame) and told.req_id == spawn.req_id
-        assert (await run_result(live_server, task)).status == "cancelled"
+        assert isinstance(told, CancelFrame) and told.req_id == spawn.req_id and told.task_id == spawn.task_id
+        assert (await run_result(live_server, run_id))["status"] == "cancelled"
+
+        async def ended() -> list[tuple[str | None, str]]:
+            seen = []
+            while (event := attempts.get_nowait()) is not None:
+                if event.kind == "task_attempt_completed":
+                    seen.append((event.step_id, event.data["status"]))
+            attempts.close()
+            return seen
+
+        assert await on_server(live_server, ended) == [(spawn.task_id, "cancelled")]
 
 
 async def test_a_session_survives_a_server_restart(tmp_path: Path) -> None:
@@ -136,3 +156,82 @@ async def test_a_session_survives_a_server_restart(tmp_path: Path) -> None:
             assert info["desc"] == "durable" and info["connected"] is True
     finally:
         second.stop()
+
+
+async def test_a_parked_spawn_survives_a_server_restart_and_is_reissued_on_resume(tmp_path: Path) -> None:
+    first = start_server(tmp_path)
+    joined = first.client().post("/v1/operators", json={"desc": "asleep"}).json()
+    try:
+        run_id = await server_launch(first, operator_blueprint("write", "check"), sid=joined["sid"])
+        parked = await on_server(first, _parked_on(first, joined["sid"]))
+        assert parked == ["spawn"]
+    finally:
+        first.stop()
+    second = start_server(tmp_path)
+    try:
+        http = second.client()
+        record = http.get(f"/v1/runs/{run_id}").json()
+        assert record["status"] == "interrupted" and record["resumable"] is True
+        resumed = http.post(f"/v1/runs/{run_id}/resume")
+        assert resumed.status_code == 202, resumed.text
+        assert await on_server(second, _parked_on(second, joined["sid"])) == ["spawn"]
+        async with OperatorClient(second.base_url, sid=joined["sid"], token=joined["token"]) as op:
+            for name in ("write", "check"):
+                spawn = await op.next_request(10)
+                assert isinstance(spawn, SpawnFrame) and spawn.agent == name
+                assert not CapToken.decode(spawn.capability_token).is_expired()
+                worker = op.worker(spawn)
+                assert (await worker.fetch())["prompt"] == f"do {name}"
+                await worker.submit(f"{name} after the restart")
+                await op.spawn_ack(spawn.req_id, {})
+            result = await run_result(second, run_id)
+        assert result["status"] == "done"
+        assert result["result"] == {"write": "write after the restart", "check": "check after the restart"}
+    finally:
+        second.stop()
+
+
+def _parked_on(live: LiveServer, sid: str) -> Any:
+    """A coroutine function: the kinds of the requests waiting on session `sid`, once one is there."""
+
+    async def kinds() -> list[str]:
+        hub = live.state.operators
+        assert hub is not None
+        while not hub.sessions[sid].pending:
+            await asyncio.sleep(0.01)
+        return [p.kind for p in hub.sessions[sid].pending.values()]
+
+    return kinds
+
+
+async def test_a_killed_server_loses_no_spawn_the_operator_was_holding(tmp_path: Path) -> None:
+    env = {"MSE_HOME": str(tmp_path)}
+    served = spawn_mse_serve(["--bind", "127.0.0.1:0"], env=env)
+    try:
+        async with OperatorClient(served.base_url, desc="holding") as op:
+            sid, token = op.sid, op.token
+            run_id = await server_launch(served, operator_blueprint("write"), sid=sid)
+            first = await op.next_request(10)
+            assert isinstance(first, SpawnFrame)
+    finally:
+        assert served.terminate(signal.SIGKILL) == -signal.SIGKILL
+    again = spawn_mse_serve(["--bind", "127.0.0.1:0"], env=env)
+    try:
+        with again.client() as http:
+            assert http.get(f"/v1/runs/{run_id}").json()["status"] == "interrupted"
+            assert http.post(f"/v1/runs/{run_id}/resume").status_code == 202
+        async with OperatorClient(again.base_url, sid=sid, token=token) as op:
+            spawn = await op.next_request(10)
+            assert isinstance(spawn, SpawnFrame) and spawn.task_id != first.task_id and spawn.agent == "write"
+            await op.worker(spawn).submit("written after the crash")
+            await op.spawn_ack(spawn.req_id, {})
+            async with (
+                httpx.AsyncClient(base_url=again.base_url, timeout=30) as http,
+                http.stream("GET", f"/v1/runs/{run_id}/events") as events,
+            ):
+                async for _ in events.aiter_lines():
+                    pass
+                record = (await http.get(f"/v1/runs/{run_id}")).json()
+        assert record["status"] == "done" and record["result"] == {"write": "written after the crash"}
+    finally:
+        again.terminate()

@@ -45,6 +45,43 @@ def test_lint_reports_bp_lint_ok_on_stderr(tmp_path: Path) -> None:
     assert linted.stdout == ""
 
 
+DEAD_HALT = """local B = require "bp_dsl"
+return B.bp {
+  id = "dead",
+  flow = B.pipeline { B.stage "a" { agent = "a", input = "$.d.x" }, halt_on = { "BLOCKED" } },
+  agents = { { name = "a", kind = "lua", spec = { source = "return 1" } } },
+}
+"""
+
+
+def test_dsl_warnings_are_printed_but_leave_the_verdict_ok(tmp_path: Path) -> None:
+    (tmp_path / "dead.bp.lua").write_text(DEAD_HALT, encoding="utf-8")
+    linted = run_mse(["bp", "lint", "dead.bp.lua"], cwd=tmp_path)
+    assert linted.returncode == 0
+    assert "warn[dsl-dead-halt]" in linted.stderr
+    assert linted.stderr.splitlines()[-1] == "bp lint: OK (1 agent(s), 0 operator(s) checked)"
+    strict = run_mse(["bp", "lint", "dead.bp.lua", "--strict"], cwd=tmp_path)
+    assert strict.returncode == 1
+    built = run_mse(["bp", "build", "dead.bp.lua"], cwd=tmp_path)
+    assert built.returncode == 0 and "compile lint: OK (1 agent(s), 0 operator(s) checked)" in built.stderr
+
+
+def test_an_unhandled_verdict_value_is_shown_but_the_verdict_stays_ok(tmp_path: Path) -> None:
+    script = """local B = require "bp_dsl"
+return B.bp {
+  id = "gate",
+  flow = B.pipeline { B.stage "review" { agent = "reviewer", input = "$.d.x", halt_on = { "BLOCKED" } } },
+  agents = { { name = "reviewer", kind = "lua", spec = { source = "return 1" },
+               verdict = { channel = "part", values = { "PASS", "BLOCKED" } } } },
+}
+"""
+    (tmp_path / "gate.bp.lua").write_text(script, encoding="utf-8")
+    built = run_mse(["bp", "build", "gate.bp.lua"], cwd=tmp_path)
+    assert built.returncode == 0
+    assert "info[verdict-value-unhandled]" in built.stderr and "'PASS'" in built.stderr
+    assert "compile lint: OK (1 agent(s), 0 operator(s) checked)" in built.stderr.splitlines()
+
+
 def test_lint_reports_warn_and_error_verdicts(tmp_path: Path) -> None:
     warn = SCRIPT.replace('operators = { { name = "seat" } },', 'metadata = { lints = { nonsense = "deny" } },')
     (tmp_path / "warn.bp.lua").write_text(warn, encoding="utf-8")
@@ -57,7 +94,7 @@ def test_lint_reports_warn_and_error_verdicts(tmp_path: Path) -> None:
     assert failed.stderr.splitlines()[-1].startswith("bp lint: ERROR (2 agent(s), 1 operator(s) checked) — 1 error(s)")
     built = run_mse(["bp", "build", "bad.bp.lua"], cwd=tmp_path)
     assert built.returncode == 2 and built.stdout == ""
-    assert "compile lint: ERROR (" in built.stderr
+    assert "compile lint FAILED: ERROR (2 agent(s), 1 operator(s) checked) — 1 error(s)" in built.stderr
 
 
 # -- item 5: `mse bp new` with upstream's flags -------------------------------------------------------

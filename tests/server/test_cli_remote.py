@@ -165,3 +165,26 @@ def test_admin_token_is_sent_when_the_server_wants_one(tmp_path: Path) -> None:
         assert flag.returncode == 0, flag.stderr
     finally:
         server.stop()
+
+
+def test_references_resolve_from_the_blueprint_folder_without_projecting(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "myagents.py").write_text("async def greet(inv):\n    return f'hello, {inv.input}'\n")
+    bp = {
+        "id": "hello",
+        "flow": {
+            "kind": "step",
+            "ref": "greet",
+            "in": {"op": "path", "at": "$.topic"},
+            "out": {"op": "path", "at": "$.g"},
+        },
+        "agents": [{"name": "greet", "kind": "python", "spec": {"callable": "myagents:greet"}}],
+    }
+    path = _write(folder / "hello.json", bp)
+    ran = run_mse(_remote_run(path, live_server), env=_no_http(), cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(ran.stdout)["final_ctx"]["g"] == "hello, x"
+    assert sorted(p.name for p in folder.iterdir()) == ["hello.json", "myagents.py"]

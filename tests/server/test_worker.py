@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import textwrap
@@ -259,3 +260,45 @@ def test_worker_routes_are_outside_the_admin_gate(tmp_path: Path) -> None:
         assert r.status_code == 401 and r.json()["error"] == "unknown worker handle"
     finally:
         server.stop()
+
+
+def test_a_step_run_straight_on_the_engine_is_served_without_a_data_plane(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    """Code embedding the server may drive a run on its engine without the runs manager: its workers
+    still fetch and submit over HTTP; the data plane, which belongs to hosted runs, answers 409."""
+    from mlua_swarm.run.launch import run_blueprint
+
+    script = tmp_path / "hold.py"
+    script.write_text(HOLD)
+    env_file, gate = tmp_path / "direct.env.json", tmp_path / "direct.gate"
+    agent = {
+        "name": "direct",
+        "kind": "subprocess",
+        "spec": {"program": sys.executable, "args": [str(script), str(env_file), str(gate)]},
+    }
+    compiled = live_server.state.compile(one_step(agent))
+
+    async def start() -> asyncio.Task[Any]:
+        return asyncio.create_task(run_blueprint(compiled, {"topic": "direct"}, engine=live_server.state.engine))
+
+    task = live_server.call(start)
+    deadline = time.monotonic() + 30
+    while not env_file.exists():
+        assert time.monotonic() < deadline, "the child never started"
+        time.sleep(0.01)
+    handle = json.loads(env_file.read_text())["MSE_WORKER_HANDLE"]
+    c = live_server.client()
+    prompt = c.get("/v1/worker/prompt", headers=auth(handle))
+    assert prompt.status_code == 200 and prompt.json()["prompt"] == "direct"
+    emitted = c.post("/v1/data/emit", headers=auth(handle), json={"event": {"type": "progress", "stage": "s"}})
+    assert emitted.status_code == 409
+    assert c.post("/v1/worker/submit", headers=auth(handle), content=b"over http").status_code == 204
+    gate.write_text("go")
+
+    async def finished() -> Any:
+        return await task
+
+    result = live_server.call(finished)
+    assert result.status == "done" and result.final_ctx["out"] == "over http"
+    assert c.get("/v1/worker/prompt", headers=auth(handle)).status_code == 410

@@ -33,7 +33,7 @@ from ..worker.kinds import (
     unavailable_message,
 )
 from ..worker.pyfn import function_registry
-from .lints import LINT_DECLS, TUNABLE, lint_key_known, resolve_setting
+from .lints import LINT_DECLS, QUIET_BY_DEFAULT, TUNABLE, lint_key_known, resolve_setting
 from .loader import expand_refs
 from .naming import OutClaim, StepNaming
 from .schema import (
@@ -287,7 +287,12 @@ class _Compilation:
         setting = resolve_setting(code, agent_lints, self.bp.metadata.lints)
         if setting == "allow":
             return
-        level = Level.ERROR if setting == "deny" else Level.WARN
+        if setting == "deny":
+            level = Level.ERROR
+        elif setting is None and code in QUIET_BY_DEFAULT:
+            level = Level.INFO
+        else:
+            level = Level.WARN
         self.diagnostics.append(Diagnostic(code, message, level, location, hint))
 
     # -- checks, in upstream's order ------------------------------------------------------------------

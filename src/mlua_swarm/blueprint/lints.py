@@ -68,6 +68,9 @@ LINT_DECLS: dict[str, LintDecl] = {
     ),
 }
 CATEGORIES = frozenset(decl.category for decl in LINT_DECLS.values())
+# Findings upstream's compile only logs unless a `lints` map names them: reported at level info by
+# default (shown, but the lint verdict stays OK), as a warning under `warn`, an error under `deny`.
+QUIET_BY_DEFAULT = frozenset({"verdict-value-unhandled", "verdict-contract-never-read"})
 # Codes that can be reported as warnings, so `lints` settings may hide them or turn them into errors.
 TUNABLE = frozenset(
     {"unresolved-agent-ref", "unknown-agent-kind"}
@@ -102,4 +105,12 @@ def lint_key_known(key: str) -> bool:
     return key.startswith("category:") and key.removeprefix("category:") in CATEGORIES
 
 
-__all__ = ["CATEGORIES", "LINT_DECLS", "TUNABLE", "LintDecl", "lint_key_known", "resolve_setting", "setting_in"]
+__all__ = [
+    "CATEGORIES",
+    "LINT_DECLS",
+    "QUIET_BY_DEFAULT",
+    "LintDecl",
+    "lint_key_known",
+    "resolve_setting",
+    "setting_in",
+]

@@ -1,9 +1,10 @@
 """Reading Blueprint files (JSON, YAML, `.bp.lua`) and expanding `$file` / `$agent_md` references.
 
 A reference is resolved against a cascade of folders, first hit wins: the Blueprint's own folder,
-its `blueprint_ref_includes` (relative to that folder), the `MSE_BLUEPRINT_INCLUDES` path list, then
-folders the caller passes (`--include`, server configuration). Reference paths must be relative and
-may not contain `..`, so a Blueprint can only read files under those folders.
+its `blueprint_ref_includes` (relative to that folder), the `MSE_BLUEPRINT_INCLUDES` path list,
+folders the caller passes (`--include`, server configuration), and last the bundled agents folder
+(`mlua_swarm/samples/agents`). Reference paths must be relative and may not contain `..`, so a
+Blueprint can only read files under those folders.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from ..diagnostics import Diagnostic, DiagnosticError, Location
+from ..samples import bundled_agents_dir
 from .agent_md import AgentMdError, parse_agent_md
 from .textparse import load_error, parse_json_text, parse_yaml_text
 
@@ -26,11 +28,13 @@ MAX_DEPTH = 200
 """How deeply arrays and objects may nest in a Blueprint; deeper documents are refused before any walk."""
 
 
-def load_blueprint_source(path: str | Path, *, warnings: list[Diagnostic] | None = None) -> tuple[Any, Path]:
+def load_blueprint_source(
+    path: str | Path, *, warnings: list[Diagnostic] | None = None, includes: Sequence[str | Path] = ()
+) -> tuple[Any, Path]:
     """Read a Blueprint file into its raw JSON value (references not expanded) and its folder.
 
     `.json`, `.yaml`/`.yml` and `.bp.lua` are accepted; authoring warnings of a `.bp.lua` build are
-    appended to `warnings` when given.
+    appended to `warnings` when given, and its `require` also searches `includes`.
     """
     path = Path(path)
     file = str(path)
@@ -38,7 +42,7 @@ def load_blueprint_source(path: str | Path, *, warnings: list[Diagnostic] | None
     if path.name.endswith(LUA_SUFFIXES):
         from ..dsl.runner import build_bp_lua
 
-        built = build_bp_lua(path)
+        built = build_bp_lua(path, includes=includes)
         if warnings is not None:
             warnings.extend(built.warnings)
         return built.value, base_dir
@@ -78,6 +82,7 @@ def reference_dirs(raw: Any, base_dir: Path, includes: Sequence[str | Path] = ()
     dirs += [base_dir / entry for _, entry in declared_includes(raw) if check_ref_path(entry) is None]
     dirs += [Path(entry) for entry in os.environ.get(INCLUDES_ENV, "").split(os.pathsep) if entry]
     dirs += [Path(entry) for entry in includes]
+    dirs.append(bundled_agents_dir())
     unique: list[Path] = []
     for entry in dirs:
         if entry not in unique:

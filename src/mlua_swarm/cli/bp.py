@@ -13,9 +13,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..blueprint.compiler import compile_blueprint
-from ..blueprint.loader import load_blueprint_source
-from ..blueprint.schema import blueprint_json_schema
 from ..diagnostics import Diagnostic, DiagnosticError, Level
 from .common import EXIT_INVALID, EXIT_OK, fn_options, fn_registry, report_diagnostics
 
@@ -52,9 +49,12 @@ def register(subparsers: Any) -> None:
 def lint_diagnostics(args: argparse.Namespace) -> tuple[list[Diagnostic], Any]:
     """Every diagnostic `mse bp lint` reports for the file (load warnings, then compile findings),
     and the Blueprint value it read (None when it could not be read)."""
+    from ..blueprint.compiler import compile_blueprint
+    from ..blueprint.loader import load_blueprint_source
+
     warnings: list[Diagnostic] = []
     try:
-        raw, base_dir = load_blueprint_source(args.file, warnings=warnings)
+        raw, base_dir = load_blueprint_source(args.file, warnings=warnings, includes=args.include)
         source = str(args.file)
         fns = fn_registry(fn_options(args.fn, source), base_dir, source)
     except DiagnosticError as exc:
@@ -80,7 +80,8 @@ def exit_code(diagnostics: list[Diagnostic], strict: bool) -> int:
 def verdict_line(prefix: str, diagnostics: list[Diagnostic], blueprint: Any) -> str:
     """Upstream's one-line verdict, e.g. `bp lint: OK (2 agent(s), 1 operator(s) checked)`.
 
-    Scripts and CI grep for `<prefix>: OK`; WARN and ERROR add the counts of findings.
+    Scripts and CI grep for `<prefix>: OK`; WARN and ERROR add the counts of findings. A failed
+    `compile lint` also reads `compile lint FAILED`, the words upstream prints on that failure.
     """
     value = blueprint if isinstance(blueprint, dict) else {}
     agents, operators = value.get("agents"), value.get("operators")
@@ -91,7 +92,8 @@ def verdict_line(prefix: str, diagnostics: list[Diagnostic], blueprint: Any) -> 
     errors = sum(d.level is Level.ERROR for d in diagnostics)
     warns = sum(d.level is Level.WARN for d in diagnostics)
     if errors:
-        return f"{prefix}: ERROR ({checked}) — {errors} error(s), {warns} warning(s)"
+        failed = " FAILED" if prefix == "compile lint" else ""
+        return f"{prefix}{failed}: ERROR ({checked}) — {errors} error(s), {warns} warning(s)"
     if warns:
         return f"{prefix}: WARN ({checked}) — {warns} warning(s)"
     return f"{prefix}: OK ({checked})"
@@ -106,11 +108,15 @@ def lint_command(args: argparse.Namespace) -> int:
         print(json.dumps(document, indent=2))
     else:
         report_diagnostics(diagnostics, as_json=False)
-    print(verdict_line("bp lint", diagnostics, blueprint), file=sys.stderr)
+    # As upstream: DSL authoring warnings are printed (and fail --strict) but leave the verdict OK.
+    judged = [d for d in diagnostics if not (d.stage == "dsl" and d.level is Level.WARN)]
+    print(verdict_line("bp lint", judged, blueprint), file=sys.stderr)
     return code
 
 
 def schema_command(args: argparse.Namespace) -> int:
+    from ..blueprint.schema import blueprint_json_schema
+
     print(json.dumps(blueprint_json_schema(), indent=2))
     return EXIT_OK
 

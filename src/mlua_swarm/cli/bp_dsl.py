@@ -17,14 +17,13 @@ from collections.abc import Sequence
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jinja2
-
-from ..blueprint.compiler import compile_blueprint
 from ..diagnostics import Diagnostic, DiagnosticError, Level
-from ..dsl.runner import build_bp_lua
 from .bp import verdict_line
+
+if TYPE_CHECKING:
+    import jinja2
 from .common import fn_options, fn_registry, report_diagnostics
 
 TEMPLATE_SUFFIX = ".bp.lua"
@@ -69,8 +68,10 @@ def register_bp(bp_subparsers: Any) -> None:
 
 
 def build_command(args: argparse.Namespace) -> int:
+    from ..dsl.runner import build_bp_lua  # Lua and the DSL: only when a script is built
+
     try:
-        built = build_bp_lua(args.file)
+        built = build_bp_lua(args.file, includes=args.include)
     except DiagnosticError as exc:
         report_diagnostics(exc.diagnostics, as_json=False)
         return EXIT_INVALID
@@ -94,6 +95,8 @@ def build_command(args: argparse.Namespace) -> int:
 
 def _lint(value: dict[str, Any], args: argparse.Namespace) -> list[Diagnostic]:
     """Compile the built value; unresolved references downgrade to a warning without --strict-embed."""
+    from ..blueprint.compiler import compile_blueprint
+
     base_dir = args.file.resolve().parent
     try:
         fns = fn_registry(fn_options(args.fn, str(args.file)), base_dir, str(args.file))
@@ -173,6 +176,8 @@ def render_template(
 
 @cache
 def _templates() -> jinja2.Environment:
+    import jinja2
+
     folder = resources.files("mlua_swarm").joinpath("templates")
     return jinja2.Environment(
         loader=jinja2.FunctionLoader(lambda file: folder.joinpath(file).read_text(encoding="utf-8")),

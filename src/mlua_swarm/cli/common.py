@@ -1,16 +1,18 @@
-"""Helpers shared by the `mse` sub-commands: reading JSON arguments and reporting diagnostics."""
+"""Helpers shared by the `mse` sub-commands: reading JSON arguments and reporting diagnostics.
+
+Importing this module stays cheap (the compiler is imported when a helper needs it), so a
+command's `--help` does not pay for it.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..blueprint.compiler import fn_option_diagnostic, fn_registry
 from ..diagnostics import Diagnostic, DiagnosticError, Location
-from ..worker.pyfn import parse_fn_option
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -52,8 +54,18 @@ def read_json_arg(value: str, option: str) -> Any:
         ) from None
 
 
+def fn_registry(extra: Mapping[str, str], base_dir: Path, source: str | None = None) -> dict[str, Callable[..., Any]]:
+    """The function ids `rust_fn` agents may name (see `blueprint.compiler.fn_registry`)."""
+    from ..blueprint.compiler import fn_registry as registry
+
+    return registry(extra, base_dir, source)
+
+
 def fn_options(options: Sequence[str], source: str | None = None) -> dict[str, str]:
     """`--fn ID=module:attr` options as `{id: target}`; a malformed one is an `invalid-option` diagnostic."""
+    from ..blueprint.compiler import fn_option_diagnostic
+    from ..worker.pyfn import parse_fn_option
+
     try:
         return dict(parse_fn_option(option) for option in options)
     except ValueError as exc:

@@ -1,4 +1,10 @@
-"""`mse` entry point: one sub-command group per module, each adding itself through `register`."""
+"""`mse` entry point: one sub-command group per module, each adding itself through `register`.
+
+Only the module of the command being run is imported: `cli/<name>.py` registers the command
+`<name>`, and `mse --help` lists the others from `SUMMARIES` without importing them (importing
+every command module costs most of a second: the compiler, the engine, the server). A module
+without a summary is imported whenever the parser is built.
+"""
 
 from __future__ import annotations
 
@@ -10,18 +16,44 @@ from collections.abc import Sequence
 # Modules that contribute sub-commands; each defines `register(subparsers)`.
 COMMAND_MODULES: tuple[str, ...] = ("run", "bp", "runs", "serve", "server", "worker", "operator")
 
+# The one-line help of each command, as its module registers it (a test keeps them equal).
+SUMMARIES: dict[str, str] = {
+    "run": "run a Blueprint (.json, .yaml or .bp.lua)",
+    "bp": "Blueprint tools: lint, schema",
+    "runs": "inspect and manage stored runs",
+    "serve": "serve the HTTP API (default 127.0.0.1:7777)",
+    "server": "run `mse serve` as a user service (systemd on Linux, launchd on macOS)",
+    "worker": "fetch a prompt and submit results over the worker HTTP routes",
+    "operator": "act as an operator of a server (answer its requests)",
+    "mcp": "serve mse as MCP tools for AI assistants (stdio)",
+}
 
-def build_parser() -> argparse.ArgumentParser:
+
+def command_of(argv: Sequence[str]) -> str | None:
+    """The command `argv` names: its first word that is not an option (`mse` itself takes only -h)."""
+    for word in argv:
+        if not word.startswith("-"):
+            return word
+    return None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The `mse` parser; given `argv`, only the command it names is fully registered."""
     parser = argparse.ArgumentParser(prog="mse", description="mlua-swarm: run declarative agent Blueprints.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    wanted = None if argv is None else command_of(argv)
     for name in COMMAND_MODULES:
-        importlib.import_module(f"mlua_swarm.cli.{name}").register(sub)
+        if argv is not None and name != wanted and name in SUMMARIES:
+            sub.add_parser(name, help=SUMMARIES[name])
+        else:
+            importlib.import_module(f"mlua_swarm.cli.{name}").register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(words)
+    args = parser.parse_args(words)
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help(sys.stderr)

@@ -215,8 +215,8 @@ LOCAL_ONLY = (("ephemeral", "--ephemeral"), ("store", "--store"), ("fn", "--fn")
 def launch_body(args: argparse.Namespace, blueprint: dict[str, Any], init: Any, base_dir: Path) -> dict[str, Any]:
     """The detached `POST /v1/tasks` of `mse run --server`; options only a local run has are refused.
 
-    Relative references of the Blueprint resolve on the server from `--project-root`, else from the
-    Blueprint's folder, so a server on the same machine finds what a local run would.
+    Relative references of the Blueprint resolve on the server from the Blueprint's folder
+    (`base_dir`), so a server on the same machine finds what a local run would.
     """
     refused = [flag for name, flag in LOCAL_ONLY if getattr(args, name, None)]
     if args.durability != "batch":
@@ -236,8 +236,10 @@ def launch_body(args: argparse.Namespace, blueprint: dict[str, Any], init: Any, 
         "blueprint": {"kind": "inline", "value": blueprint},
         "init_ctx": init,
         "detach": True,
-        "project_root": str((args.project_root or base_dir).resolve()),
+        "base_dir": str(base_dir.resolve()),
     }
+    if args.project_root is not None:
+        body["project_root"] = str(args.project_root.resolve())
     if args.work_dir is not None:
         body["work_dir"] = str(args.work_dir.resolve())
     if args.timeout is not None:

@@ -16,7 +16,6 @@ from ..llm.usage import describe_totals, run_totals
 from ..run import Run
 from ..store import RunStatus, Store, StoreError, open_store
 from .endpoint import server_url
-from .run import rerun_from_main, resume_main
 
 Handler = Callable[[Store, argparse.Namespace], Awaitable[int]]
 
@@ -58,7 +57,7 @@ def _summary(run_json: dict[str, Any]) -> dict[str, Any]:
 
 async def _list(store: Store, args: argparse.Namespace) -> int:
     status = None if not args.status else [RunStatus(s) for s in args.status]
-    runs = await store.list_runs(status=status, limit=args.limit)
+    runs = await store.list_runs(status=status, limit=args.limit, with_result=False)
     lines = [f"{'RUN':<20} {'TASK':<20} {'STATUS':<12} CREATED (UTC)"]
     lines += [f"{r.run_id:<20} {r.task_id:<20} {r.status.value:<12} {_when(r.created_at)}" for r in runs]
     _emit(args, [_summary(r.to_json()) for r in runs], lines if runs else ["no runs"])
@@ -69,13 +68,13 @@ async def _show(store: Store, args: argparse.Namespace) -> int:
     run = await store.get_run(args.run_id)
     task = await store.get_task(run.task_id)
     steps = await store.list_steps(run.run_id)
-    replay = await store.list_replay(run.run_id)
+    _, replay = await store.count_history(run.run_id)
     totals = run_totals(s.stats for s in steps)
     document = {
         **run.to_json(),
         "task": task.to_json(),
         "step_entries": len(steps),
-        "replay_rows": len(replay),
+        "replay_rows": replay,
         "totals": totals,
     }
     owner = run.owner
@@ -87,7 +86,7 @@ async def _show(store: Store, args: argparse.Namespace) -> int:
         f"updated    {_when(run.updated_at)}",
         f"owner      {'-' if owner is None else f'{owner.host} pid {owner.pid}'}",
         f"heartbeat  {_when(run.heartbeat_at)}",
-        f"steps      {len(steps)} entries, {len(replay)} replayable",
+        f"steps      {len(steps)} entries, {replay} replayable",
         f"resumable  {'yes' if document['resumable'] else 'no'}",
         f"result     {json.dumps(run.result, ensure_ascii=False)[:2000]}",
     ]
@@ -164,6 +163,18 @@ def _run(handler: Handler) -> Callable[[argparse.Namespace], int]:
     return command
 
 
+def _resume(args: argparse.Namespace) -> int:
+    from .run import resume_main  # the compiler and engine: only when a run is resumed
+
+    return resume_main(args)
+
+
+def _rerun_from(args: argparse.Namespace) -> int:
+    from .run import rerun_from_main
+
+    return rerun_from_main(args)
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `mse runs ...`."""
     common = argparse.ArgumentParser(add_help=False)
@@ -207,10 +218,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p = sub.add_parser("resume", parents=[common], help="resume an interrupted run, replaying finished steps")
     p.add_argument("run_id", metavar="RUN_ID")
     p.add_argument("--durability", choices=durability, default="batch")
-    p.set_defaults(handler=resume_main)
+    p.set_defaults(handler=_resume)
 
     p = sub.add_parser("rerun-from", parents=[common], help="re-run a finished run from one step on")
     p.add_argument("run_id", metavar="RUN_ID")
     p.add_argument("step", metavar="STEP")
     p.add_argument("--durability", choices=durability, default="batch")
-    p.set_defaults(handler=rerun_from_main)
+    p.set_defaults(handler=_rerun_from)

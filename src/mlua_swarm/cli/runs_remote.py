@@ -9,6 +9,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from ..diagnostics import Diagnostic, DiagnosticError
+from ..llm.usage import describe_totals, run_totals
 from ..run import RunResult
 from .common import EXIT_INVALID, report_diagnostics
 from .remote import ServerClient
@@ -36,7 +37,8 @@ async def _show(server: ServerClient, args: argparse.Namespace) -> int:
     entries = run.pop("step_entries")
     for upstream_alias in ("id", "result_ref", "current"):
         run.pop(upstream_alias, None)
-    document = {**run, "task": task, "step_entries": len(entries)}
+    totals = run_totals(e.get("stats") for e in entries)
+    document = {**run, "task": task, "step_entries": len(entries), "totals": totals}
     owner = run.get("owner")
     owned_by = "-" if owner is None else f"{owner['host']} pid {owner['pid']}"
     lines = [
@@ -52,6 +54,8 @@ async def _show(server: ServerClient, args: argparse.Namespace) -> int:
         f"live       {'yes' if run.get('live') else 'no'}",
         f"result     {json.dumps(run.get('result'), ensure_ascii=False)[:2000]}",
     ]
+    if totals["llm_steps"]:
+        lines.insert(-1, f"llm        {describe_totals(totals)}")
     _emit(args, document, lines)
     return 0
 

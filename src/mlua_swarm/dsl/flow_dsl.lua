@@ -85,10 +85,13 @@ function F.loop_(t)
 end
 
 function F.fanout(t)
-  return {
+  local node = {
     kind = "fanout", items = unwrap(t.items), bind = unwrap(t.bind), body = t.body,
     join = t.join, out = unwrap(t.out),
   }
+  -- ours: join each lane as this expression over its final ctx instead of the whole ctx
+  if t.collect ~= nil then node.collect = unwrap(t.collect) end
+  return node
 end
 
 function F.assign(t)

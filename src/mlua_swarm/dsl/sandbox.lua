@@ -119,18 +119,56 @@ local function base_env()
   return env
 end
 
--- The script's environment, with a `require` that only knows `package.preload` entries, which
--- are compiled from `modules` (name -> source) on first use, each in its own safe environment.
-local function new_env(host, modules)
+-- Extra globals the host grants (`extras`: name -> Lua value) and the names it refuses with a
+-- message saying how to get them (`blocked`: name -> message), applied to a script's or module's
+-- environment. A refused name raises when read instead of answering nil.
+local function grant(env, extras, blocked)
+  for k, v in raw_next, extras do env[k] = v end
+  if raw_next(blocked) ~= nil then
+    raw_setmetatable(env, {
+      __index = function(_, k)
+        local message = raw_rawget(blocked, k)
+        if message ~= nil then raw_error(message, 2) end
+        return nil
+      end,
+    })
+  end
+end
+
+-- The script's environment, with a `require` that knows `package.preload` entries, compiled from
+-- `modules` (name -> source) on first use, and whatever the host's `find_module(name)` answers
+-- (source and chunk name, or nil and why not); each module runs in its own safe environment.
+local function new_env(host, modules, find_module, extras, blocked)
   local env = base_env()
   local loaded, preload = {}, {}
   local package = { loaded = loaded, preload = preload }
+  local function loader_of(module_src, chunkname, granted)
+    return function(...)
+      local module_env = base_env()
+      module_env.require, module_env.package = env.require, package
+      if granted then grant(module_env, extras, blocked) end
+      local chunk, err = raw_load(module_src, chunkname, "t", module_env)
+      if chunk == nil then raw_error(err, 0) end
+      return chunk(...)
+    end
+  end
   local function require(name)
     local mod = loaded[name]
     if mod ~= nil then return mod end
     local loader = preload[name]
     if loader == nil then
-      raw_error("module '" .. raw_tostring(name) .. "' not found (only preloaded modules can be required)", 2)
+      local why = "only preloaded modules can be required"
+      if find_module ~= nil then
+        local module_src, found = find_module(name)
+        if module_src ~= nil then
+          loader = loader_of(module_src, found, true)
+        else
+          why = found
+        end
+      end
+      if loader == nil then
+        raw_error("module '" .. raw_tostring(name) .. "' not found (" .. raw_tostring(why) .. ")", 2)
+      end
     end
     mod = loader(name, host)
     if mod == nil then mod = true end
@@ -138,15 +176,10 @@ local function new_env(host, modules)
     return mod
   end
   for name, module_src in raw_next, modules do
-    preload[name] = function(...)
-      local module_env = base_env()
-      module_env.require, module_env.package = require, package
-      local chunk, err = raw_load(module_src, "=" .. name, "t", module_env)
-      if chunk == nil then raw_error(err, 0) end
-      return chunk(...)
-    end
+    preload[name] = loader_of(module_src, "=" .. name, false)
   end
   env.package, env.require = package, require
+  grant(env, extras, blocked)
   return env
 end
 
@@ -154,13 +187,13 @@ local SB = {}
 
 -- Run `src` (chunk name `chunkname`) with extra globals and preloaded module sources.
 -- Returns status, value, line: status is "ok", "error", "syntax" or "aborted".
-function SB.run(src, chunkname, globals, modules, namespaces, warn)
+function SB.run(src, chunkname, globals, modules, namespaces, warn, find_module, extras, blocked)
   aborted = false
   local host = {
     warn = function(code, msg) warn(code, msg, user_line()) end,
     where = user_line,
   }
-  local env = new_env(host, modules)
+  local env = new_env(host, modules, find_module, extras, blocked)
   for k, v in raw_next, globals do env[k] = v end
   -- Host functions answer (true, result) or (false, message); the wrapper turns the latter into
   -- a Lua error at the caller, so scripts can pcall them.
@@ -225,6 +258,14 @@ function SB.call_eval(src, chunkname, args, argc)
     return "error", fn
   end
   return "ok", fn
+end
+
+-- The runtime's own standard library (what a script gets when its author opts into it), minus
+-- `debug`, which would let a script remove the budget hook.
+function SB.stdlib()
+  return {
+    os = os, io = io, dofile = dofile, loadfile = loadfile, require = require, package = package,
+  }
 end
 
 -- Compile without running: nil when `src` is valid Lua text, else the message.

@@ -40,6 +40,8 @@ WarningSink = Callable[[str, str, int | None], None]
 """Receives (code, message, line of the user's script) for each authoring warning."""
 Bridge = Callable[..., Any]
 """A host function scripts call as `<namespace>.<name>(...)`: JSON arguments in, JSON out."""
+ModuleFinder = Callable[[str], tuple[str | None, str]]
+"""`require` of a module not preloaded asks this: (source, chunk name), or (None, why not)."""
 T = TypeVar("T")
 
 _BOOTSTRAP = resources.files(__package__).joinpath("sandbox.lua").read_text(encoding="utf-8")
@@ -169,8 +171,16 @@ class LuaSandbox:
         warn: WarningSink | None = None,
         signal: AbortSignal | None = None,
         limits: LuaLimits = DEFAULT_LIMITS,
+        find_module: ModuleFinder | None = None,
+        extras: Mapping[str, Any] | None = None,
+        blocked: Mapping[str, str] | None = None,
     ) -> LuaRun:
-        """Run a chunk; `chunkname` follows Lua's rules (`=name` shows as `name` in messages)."""
+        """Run a chunk; `chunkname` follows Lua's rules (`=name` shows as `name` in messages).
+
+        `extras` are further globals, as Lua values of this runtime (see `stdlib`); reading a name
+        in `blocked` raises its message (say there how to get that name); `find_module` answers a
+        `require` of a module `modules` does not hold.
+        """
         rt = self.runtime
         with self._session(signal or AbortSignal(), limits) as started:
             lua_globals = json_to_lua(rt, dict(globals_ or {}))
@@ -180,7 +190,15 @@ class LuaSandbox:
                 lua_namespaces[ns] = rt.table_from({name: self._bridge(f"{ns}.{name}", fn) for name, fn in fns.items()})
             try:
                 status, value, line = self._sb.run(
-                    source, chunkname, lua_globals, lua_modules, lua_namespaces, warn or _drop_warning
+                    source,
+                    chunkname,
+                    lua_globals,
+                    lua_modules,
+                    lua_namespaces,
+                    warn or _drop_warning,
+                    find_module,
+                    rt.table_from(dict(extras or {})),
+                    rt.table_from(dict(blocked or {})),
                 )
             except UnicodeDecodeError as exc:
                 raise LuaScriptError("the script returned a string that is not valid UTF-8") from exc
@@ -204,6 +222,14 @@ class LuaSandbox:
             except UnicodeDecodeError as exc:
                 raise LuaScriptError("the script returned a string that is not valid UTF-8") from exc
             return self._finish(status, value, None, started)
+
+    def stdlib(self) -> dict[str, Any]:
+        """This runtime's own `os`, `io`, `dofile`, `loadfile`, `require` and `package`, for `extras`.
+
+        A script given them can change the runtime for later scripts, so the caller must mark
+        the sandbox `poisoned` afterwards.
+        """
+        return dict(self._sb.stdlib().items())
 
     def check_syntax(self, source: str, chunkname: str) -> LuaScriptError | None:
         """Compile `source` without running it; the syntax error, if any."""
@@ -376,6 +402,7 @@ __all__ = [
     "LuaRun",
     "LuaSandbox",
     "LuaScriptError",
+    "ModuleFinder",
     "WarningSink",
     "default_pool",
     "lua_executor",

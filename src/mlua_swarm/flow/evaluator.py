@@ -48,7 +48,8 @@ class _Scope:
         self.ctx = ctx
 
 
-_LaneOutcome = tuple[FlowCtx | None, EvalError | None]
+_LaneOutcome = tuple[Any, EvalError | None]
+"""A lane's joined value (its final ctx, or what `collect` picks from it), or its error."""
 
 
 class _Runner:
@@ -141,6 +142,8 @@ class _Runner:
         try:
             lane = _Scope(node.bind.set(dict(parent), item))
             await self.run(node.body, lane)
+            if node.collect is not None:
+                return eval_expr(node.collect, lane.ctx, self.externs), None
         except EvalError as err:
             return None, err
         return lane.ctx, None
@@ -161,7 +164,7 @@ class _Runner:
             for _ in items:
                 task = await finished.get()
                 index = position[task]
-                lane_ctx: FlowCtx | None
+                lane_ctx: Any
                 error: EvalError | None
                 if task.cancelled():
                     lane_ctx, error = None, FanoutLaneCancelled(f"fanout lane {index} was cancelled")

@@ -101,17 +101,24 @@ class Loop:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Fanout:
-    """`fanout {items, bind, body, join, out}`: run body once per item in concurrent lanes, join at `out`."""
+    """`fanout {items, bind, body, join, out, collect?}`: run body once per item in concurrent lanes,
+    join at `out`.
+
+    Each lane joins as its whole final ctx, as upstream defines it; `collect` (ours, optional) is an
+    expression evaluated in the lane's final ctx that joins in its place, so lanes over large ctx
+    values join only what they produced.
+    """
 
     items: Expr
     bind: Path
     body: Node
     join: Join
     out: Path
+    collect: Expr | None = None
     kind: ClassVar[str] = "fanout"
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "kind": "fanout",
             "items": self.items.to_json(),
             "bind": _path_json(self.bind),
@@ -119,6 +126,9 @@ class Fanout:
             "join": self.join.value,
             "out": _path_json(self.out),
         }
+        if self.collect is not None:
+            out["collect"] = self.collect.to_json()
+        return out
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -160,6 +170,7 @@ _FIELDS: dict[str, tuple[str, ...]] = {
     "try": ("body", "catch"),
     "assign": ("at", "value"),
 }
+_OPTIONAL: dict[str, tuple[str, ...]] = {"try": ("err_at",), "fanout": ("collect",)}
 NODE_KINDS: tuple[str, ...] = tuple(_FIELDS)
 _KIND_HINTS = {
     "let": 'flow-ir 0.3 \'let\' is not accepted; write \'assign\' with at = {"op": "path", "at": "$.key"}',
@@ -202,7 +213,7 @@ def parse_node(obj: Any, where: str = "$.flow", *, depth: int = 0) -> Node:
         raise FlowParseError(
             f"unknown node kind {shown}", f"{where}.kind", hint or "kind is one of " + ", ".join(NODE_KINDS)
         )
-    check_fields(obj, "kind", kind, _FIELDS[kind], where, optional=("err_at",) if kind == "try" else ())
+    check_fields(obj, "kind", kind, _FIELDS[kind], where, optional=_OPTIONAL.get(kind, ()))
     nxt = depth + 1
     if kind == "step":
         ref = obj["ref"]
@@ -248,6 +259,7 @@ def parse_node(obj: Any, where: str = "$.flow", *, depth: int = 0) -> Node:
             parse_node(obj["body"], f"{where}.body", depth=nxt),
             Join(join),
             _target(obj["out"], f"{where}.out"),
+            None if obj.get("collect") is None else parse_expr(obj["collect"], f"{where}.collect"),
         )
     if kind == "try":
         err_at = obj.get("err_at")

@@ -14,7 +14,7 @@ from typing import Any
 
 from .config import Endpoint
 from .mcp_client import McpError, McpHub
-from .prices import cost_usd
+from .prices import PriceFileError, cost_usd
 from .providers import RetryNotice, RetryPolicy, TextSink, ToolCall, open_conversation
 from .usage import Usage
 
@@ -33,13 +33,18 @@ class Meter:
     calls: int = 0
 
     def stats(self) -> dict[str, Any]:
-        """The step-stats fields: usage, model, num_turns, cost_usd (None when the price is unknown)."""
-        return {
-            "usage": self.usage.to_json(),
-            "model": self.model,
-            "num_turns": self.num_turns,
-            "cost_usd": cost_usd(self.model, self.usage),
-        }
+        """The step-stats fields: usage, model, num_turns, cost_usd (None when the price is unknown).
+
+        A broken `MSE_LLM_PRICES` file leaves the cost unknown and says why in `cost_error`: the
+        step's work is done and paid for, so a price table must not fail it.
+        """
+        out: dict[str, Any] = {"usage": self.usage.to_json(), "model": self.model, "num_turns": self.num_turns}
+        try:
+            out["cost_usd"] = cost_usd(self.model, self.usage)
+        except PriceFileError as exc:
+            out["cost_usd"] = None
+            out["cost_error"] = str(exc)
+        return out
 
 
 @dataclass(slots=True)

@@ -90,8 +90,12 @@ def retry_after(headers: Mapping[str, str] | None) -> float | None:
     try:
         return float(value)
     except ValueError:
-        when = email.utils.parsedate_to_datetime(value) if value.strip() else None
-        return None if when is None else max(0.0, when.timestamp() - time.time())
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None  # neither seconds nor an HTTP date: back off as if no header came
+    return max(0.0, when.timestamp() - time.time())
 
 
 def _parse_arguments(call_id: str, name: str, text: str) -> ToolCall:

@@ -662,6 +662,18 @@ class OperatorHub:
         op, desc, gen = (None, None, 0) if assignee is None else (assignee.op, assignee.desc, assignee.gen)
         await self.store.put_seat(SeatRecord(run_id, slot, op, desc, gen))
 
+    def spawned_step(self, step_id: str) -> tuple[str, str] | None:
+        """(run id, agent) of a step an operator holds right now, or None.
+
+        Steps the flow did not dispatch itself (an operator auditor, say) are known to the server
+        only through their spawn; this is how its worker routes find their run.
+        """
+        for session in self.sessions.values():
+            for pending in session.pending.values():
+                if pending.kind == "spawn" and pending.step_id == step_id and pending.run_id is not None:
+                    return pending.run_id, str(pending.frame.get("agent", ""))
+        return None
+
     def find(self, predicate: Callable[[PendingRequest], bool]) -> list[PendingRequest]:
         return [p for s in self.sessions.values() for p in s.pending.values() if predicate(p)]
 

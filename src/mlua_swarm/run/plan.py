@@ -15,6 +15,7 @@ from ..core.projection import DEFAULT_DIR_TEMPLATE, Projection
 from ..diagnostics import Diagnostic, DiagnosticError, Location
 from ..middleware import LayerRegistry, LinkedSpawner, RunControl, TaskInput, link
 from ..middleware.link import plan_link
+from ..services import RuntimeServices
 from ..store.records import LaunchSnapshot
 from ..worker.router import AgentRouter
 from .dispatcher import AgentPolicy
@@ -113,13 +114,15 @@ def launch_options(
     }
 
 
-def compile_launch(launch: LaunchSnapshot) -> tuple[CompiledBlueprint, Workspace]:
-    """Compile a stored launch snapshot exactly as its first run did; its workspace."""
+def compile_launch(
+    launch: LaunchSnapshot, *, services: RuntimeServices | None = None
+) -> tuple[CompiledBlueprint, Workspace]:
+    """Compile a stored launch snapshot exactly as its first run did (with the host's `services`); its workspace."""
     options = launch.options
     base_dir = Path(options.get("base_dir") or ".")
     source = options.get("source")
     fns = fn_registry(options.get("fns") or {}, base_dir, source)
-    compiled = compile_blueprint(launch.blueprint, base_dir=base_dir, fns=fns, source=source)
+    compiled = compile_blueprint(launch.blueprint, base_dir=base_dir, fns=fns, source=source, services=services)
     work_dir, project_root = options.get("work_dir"), options.get("project_root")
     workspace = Workspace(Path(work_dir) if work_dir else None, Path(project_root) if project_root else None)
     return compiled, workspace

@@ -1,8 +1,10 @@
 """Live progress on stderr: a rich live view on a terminal, plain lines elsewhere.
 
 The live view shows steps running (fanout lanes of one agent counted together), the latest
-finished steps with their times, and totals. Plain mode prints one line per finished step for
-the first few hundred steps, then a periodic summary, so a 10,000-step run stays readable.
+finished steps with their times, and totals. Step events only update counters; the view is drawn
+from them by rich's refresh thread a few times a second, so a step costs the same whether it
+takes a microsecond or a minute. Plain mode prints one line per finished step for the first few
+hundred steps, then a periodic summary, so a 10,000-step run stays readable.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ MARK = {
 }
 PLAIN_STEP_LINES = 200
 PLAIN_SUMMARY_EVERY_SECS = 2.0
+REFRESH_PER_SECOND = 8
 
 
 class TerminalProgress:
@@ -57,7 +60,7 @@ class TerminalProgress:
 
     def __enter__(self) -> TerminalProgress:
         if self.console.is_terminal:
-            self._live = Live(self._render(), console=self.console, refresh_per_second=8, transient=False)
+            self._live = Live(console=self.console, get_renderable=self._render, refresh_per_second=REFRESH_PER_SECOND)
             self._live.__enter__()
         else:
             self.console.print(f"▶ {self.title}", highlight=False)
@@ -65,13 +68,11 @@ class TerminalProgress:
 
     def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
         if self._live is not None:
-            self._live.update(self._render())
             self._live.__exit__(t, e, tb)
             self._live = None
 
     def step_started(self, step_ref: str, step_id: StepId | None) -> None:
         self.running[step_ref] += 1
-        self._refresh()
 
     def step_finished(self, step_ref: str, step_id: StepId | None, status: str, elapsed: float, detail: Any) -> None:
         if status != "replayed":
@@ -82,11 +83,9 @@ class TerminalProgress:
         self.recent.append((step_ref, status, elapsed))
         if self._live is None:
             self._plain(step_ref, status, elapsed, detail)
-        else:
-            self._refresh()
 
     def summary(self) -> str:
-        parts = [f"{n} {status}" for status, n in sorted(self.totals.items())]
+        parts = [f"{n} {status}" for status, n in sorted(dict(self.totals).items())]
         return f"{', '.join(parts) or 'no steps'} in {time.monotonic() - self.started:.2f}s"
 
     def _plain(self, step_ref: str, status: str, elapsed: float, detail: Any) -> None:
@@ -96,24 +95,26 @@ class TerminalProgress:
             line = f"  {MARK.get(status, '·')} {step_ref} {status} {elapsed * 1000:.1f}ms"
             if notable and detail is not None:
                 line += f" — {str(detail)[:200]}"
-            self.console.print(line, highlight=False, markup=False)
+            self._write(line)
         elif time.monotonic() - self._last_summary >= PLAIN_SUMMARY_EVERY_SECS:
             self._last_summary = time.monotonic()
-            self.console.print(f"  … {self.summary()}", highlight=False, markup=False)
+            self._write(f"  … {self.summary()}")
 
-    def _refresh(self) -> None:
-        if self._live is not None:
-            self._live.update(self._render())
+    def _write(self, line: str) -> None:
+        """One plain line, written as is (rich's rendering costs more than the step it reports)."""
+        self.console.file.write(line + "\n")
 
     def _render(self) -> Group:
+        """The live view, drawn on rich's refresh thread from copies of the counters."""
+        running_now, recent = dict(self.running), list(self.recent)
         header = Text(f"{self.title}  ", style="bold")
         header.append(self.summary(), style="dim")
         running = Table.grid(padding=(0, 2))
-        for ref, count in sorted(self.running.items()):
+        for ref, count in sorted(running_now.items()):
             lanes = f" x{count}" if count > 1 else ""
             running.add_row(Text("⠿", style="blue"), Text(f"{ref}{lanes}", style="blue"), Text("running"))
         done = Table.grid(padding=(0, 2))
-        for ref, status, elapsed in self.recent:
+        for ref, status, elapsed in recent:
             style = STYLE.get(status, "")
             done.add_row(
                 Text(MARK.get(status, "·"), style=style),

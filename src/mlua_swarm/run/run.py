@@ -35,6 +35,7 @@ from ..diagnostics import Diagnostic, DiagnosticError
 from ..flow import FlowFailed, run_flow
 from ..ids import RunId, TaskId
 from ..middleware import LayerRegistry, LinkedSpawner
+from ..services import RuntimeServices
 from ..store import (
     Durability,
     LaunchSnapshot,
@@ -245,25 +246,29 @@ class Run:
         return cls._continuing(compiled, store, plan, workspace, kwargs)
 
     @classmethod
-    async def resume(cls, store: Store, run_id: RunId | str, **kwargs: Any) -> Run:
+    async def resume(
+        cls, store: Store, run_id: RunId | str, *, services: RuntimeServices | None = None, **kwargs: Any
+    ) -> Run:
         """The interrupted run `run_id`, taken back to `running`, replaying its finished steps on `execute()`.
 
-        Its Blueprint and workspace come from the stored launch; a launch that no longer compiles
-        raises `DiagnosticError` and leaves the run as it was.
+        Its Blueprint and workspace come from the stored launch (compiled with the host's `services`);
+        a launch that no longer compiles raises `DiagnosticError` and leaves the run as it was.
         """
         plan = await prepare_resume(store, RunId.parse(run_id))
         try:
-            compiled, workspace = compile_launch(plan.launch)
+            compiled, workspace = compile_launch(plan.launch, services=services)
         except DiagnosticError:
             await _give_back(store, plan, "its Blueprint no longer compiles")
             raise
         return cls._continuing(compiled, store, plan, workspace, kwargs)
 
     @classmethod
-    async def rerun_from(cls, store: Store, run_id: RunId | str, step: str, **kwargs: Any) -> Run:
+    async def rerun_from(
+        cls, store: Store, run_id: RunId | str, step: str, *, services: RuntimeServices | None = None, **kwargs: Any
+    ) -> Run:
         """The finished run `run_id` again under the same id: steps before `step` replay, `step` on runs anew."""
         rid = RunId.parse(run_id)
-        compiled, workspace = compile_launch(await load_launch(store, rid))
+        compiled, workspace = compile_launch(await load_launch(store, rid), services=services)
         plan = await prepare_rerun_from(store, rid, step)
         return cls._continuing(compiled, store, plan, workspace, kwargs)
 

@@ -111,9 +111,22 @@ class RunFeed:
         return seq
 
     async def catch_up(self) -> None:
-        """Push trace rows someone else wrote (run start, finish, resume) since the last pushed one."""
+        """Push trace rows someone else wrote (run start, finish, resume) since the last pushed one.
+
+        With nobody listening there is nothing to push: a subscriber arriving later reads the store
+        first and skips what it already has by sequence number.
+        """
+        if not self._subs:
+            return
         for event in await self.store.list_trace(self.run_id, after=self.last_seq):
             self._push(FeedEvent.from_trace(event))
+
+    async def skip_history(self) -> None:
+        """Take the run's existing trace as already delivered (a resumed run: its subscribers read the
+        history from the store), so a later catch-up pushes only what is new."""
+        events = await self.store.list_trace(self.run_id, after=self.last_seq)
+        if events:
+            self.last_seq = max(self.last_seq, events[-1].seq)
 
     def _push(self, event: FeedEvent) -> None:
         if event.seq <= self.last_seq:

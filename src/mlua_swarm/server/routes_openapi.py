@@ -45,6 +45,7 @@ LAUNCH_BODY: dict[str, Any] = {
         "ttl_secs": {"type": "number", "description": "ceiling of the run (request > Blueprint > server)"},
         "timeout_secs": {"type": "number", "description": "wait limit of a sync launch (504 past it)"},
         "project_root": {"type": "string"},
+        "base_dir": {"type": "string", "description": "where relative references resolve (else project_root)"},
         "work_dir": {"type": "string"},
         "task_metadata": {},
         "check_policy": {"enum": ["silent", "warn", "strict"]},

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from ..blueprint.compiler import CompiledBlueprint
 from ..ids import RunId, StepId
 from ..middleware.join import last_final
 from ..operator.hub import Connection, OperatorError, OperatorHub, OperatorSession
@@ -22,6 +26,7 @@ from ..store.errors import RunNotFound
 from .auth import bearer_of
 from .errors import ApiError
 from .http import json_object, no_content, ok, parse_id, path_param, query_int, server
+from .state import ServerState
 
 LIST_LIMIT_DEFAULT = 50
 LIST_LIMIT_MAX = 200
@@ -56,6 +61,47 @@ async def _any(request: Request, hub: OperatorHub) -> OperatorSession:
         return await hub.authenticate(bearer_of(request))
     except OperatorError as exc:
         raise _api(exc) from None
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchPin:
+    """A launch's `operator_sid` / `operator_desc` / `operator_slot`: who holds the new run's seats."""
+
+    sid: str
+    desc: str
+    slot: str | None
+
+
+def launch_pin(state: ServerState, body: Mapping[str, Any]) -> LaunchPin | None:
+    """The pin a launch body asks for (None without `operator_sid`); malformed fields are a 400."""
+    sid, desc, slot = body.get("operator_sid"), body.get("operator_desc"), body.get("operator_slot")
+    if sid is None:
+        return None
+    if state.operators is None:
+        raise ApiError(503, "no operator hub on this server; launch without operator_sid")
+    if not isinstance(sid, str) or not sid:
+        raise ApiError(400, "operator_sid must be a session id (S-…) from POST /v1/operators")
+    if not isinstance(desc, str) or not desc.strip():
+        raise ApiError(400, "operator_desc is required (non-blank) with operator_sid: say who holds the seat")
+    if slot is not None and not isinstance(slot, str):
+        raise ApiError(400, "operator_slot must be the name of one of the Blueprint's operators[]")
+    return LaunchPin(sid, desc, slot)
+
+
+async def seat_run(state: ServerState, run_id: RunId, compiled: CompiledBlueprint, pin: LaunchPin | None) -> None:
+    """Before a run starts: declare its Blueprint's seats (vacant) and give them to the pinned session."""
+    hub = state.operators
+    declared = [str(op["name"]) for op in compiled.raw.get("operators") or () if isinstance(op, Mapping)]
+    if hub is None or (not declared and pin is None):
+        return
+    try:
+        if pin is None:
+            await hub.declare(run_id, declared)
+        else:
+            await hub.pin(run_id, pin.sid, pin.desc, pin.slot, declared)
+    except OperatorError as exc:
+        hub.seats.pop(run_id, None)
+        raise ApiError(400, str(exc), {"hint": "join with POST /v1/operators and name one declared seat"}) from None
 
 
 async def join(request: Request) -> Response:
@@ -237,4 +283,4 @@ def routes() -> list[BaseRoute]:
     ]
 
 
-__all__ = ["routes"]
+__all__ = ["LaunchPin", "launch_pin", "routes", "seat_run"]

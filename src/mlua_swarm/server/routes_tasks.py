@@ -2,7 +2,8 @@
 
 A launch names its Blueprint inline or by registered id (`latest`, a fixed content hash, or a semver
 requirement), resolves the ttl (request > Blueprint `metadata.default_run_ttl_secs` > server default),
-creates the task and run rows, and starts the run. A sync launch waits for the end (504 past the
+creates the task and run rows, and starts the run. Relative references of the Blueprint resolve from
+`base_dir` (ours), else `project_root`, else the server's folder. A sync launch waits for the end (504 past the
 wait limit, and the run is failed); the run never depends on the client staying connected.
 """
 
@@ -23,12 +24,12 @@ from starlette.routing import BaseRoute, Route
 from ..flow.errors import FlowError
 from ..flow.paths import parse_path
 from ..ids import RunId, TaskId
-from ..operator.hub import OperatorError
 from ..run.launch import RunResult, Workspace
 from ..store import BlueprintNotFound, LaunchSnapshot, ReplayRow, RunRecord, StepEntry
 from ..store.base import blueprint_hash
 from .errors import ApiError
 from .http import json_object, ok, parse_id, path_param, query_int, server
+from .routes_operators import LaunchPin, launch_pin, seat_run
 from .runs import LiveRun
 from .state import ServerState
 
@@ -141,17 +142,14 @@ async def start_run(
     task_input: Mapping[str, Any],
     ttl: float,
     task_id: TaskId | None = None,
-    pin: Mapping[str, Any] | None = None,
+    pin: LaunchPin | None = None,
 ) -> tuple[LiveRun, dict[str, Any]]:
-    """Compile, record and start one run of `resolved`; returns it with its launch options.
-
-    The Blueprint's operator seats are declared before the run starts (so `acquire` can take them), and
-    `pin` (`operator_sid`, `operator_desc`, `operator_slot` of the launch) seats that session first.
-    """
+    """Compile, seat (operators), record and start one run of `resolved`; returns it with its launch options."""
     if state.stopping.is_set() or state.runs.closing:
         raise ApiError(503, "the server is shutting down")
     work_dir, project_root = task_input.get("work_dir"), task_input.get("project_root")
-    base_dir = Path(project_root).resolve() if project_root else state.base_dir
+    refs_from = task_input.get("base_dir") or project_root
+    base_dir = Path(refs_from).resolve() if refs_from else state.base_dir
     compiled = state.compile(resolved.document, base_dir=base_dir)
     options = {
         "base_dir": str(base_dir),
@@ -165,7 +163,7 @@ async def start_run(
     }
     workspace = Workspace(Path(work_dir) if work_dir else None, Path(project_root) if project_root else None)
     run_id = RunId.new()
-    await _seat(state, run_id, resolved.document, pin or {})
+    await seat_run(state, run_id, compiled, pin)
     live = await state.runs.launch(
         compiled,
         init_ctx,
@@ -178,22 +176,6 @@ async def start_run(
         run_id=run_id,
     )
     return live, options
-
-
-async def _seat(state: ServerState, run_id: RunId, document: Mapping[str, Any], pin: Mapping[str, Any]) -> None:
-    hub = state.operators
-    if hub is None:
-        return
-    declared = [str(o["name"]) for o in document.get("operators") or [] if isinstance(o, Mapping) and o.get("name")]
-    sid = pin.get("operator_sid")
-    try:
-        if isinstance(sid, str) and sid:
-            desc = pin.get("operator_desc") or "pinned at launch"
-            await hub.pin(run_id, sid, str(desc), pin.get("operator_slot"), declared)
-        elif declared:
-            await hub.declare(run_id, declared)
-    except OperatorError as exc:
-        raise ApiError(400 if exc.status == 404 else exc.status, f"operator_sid: {exc}") from None
 
 
 async def wait_for(state: ServerState, live: LiveRun, limit: float) -> RunResult:
@@ -222,7 +204,7 @@ def failure_error(result: RunResult) -> ApiError:
 
 
 def _task_input(body: Mapping[str, Any]) -> dict[str, Any]:
-    task_input = {key: _optional_str(body, key) for key in ("project_root", "work_dir")}
+    task_input = {key: _optional_str(body, key) for key in ("project_root", "work_dir", "base_dir")}
     task_input["task_metadata"] = body.get("task_metadata")
     return task_input
 
@@ -238,8 +220,7 @@ async def launch(request: Request) -> Response:
         raise ApiError(400, "timeout_secs applies to a sync launch; a detached run is bounded by ttl_secs")
     if body.get("check_policy") not in (None, "silent", "warn", "strict"):
         raise ApiError(400, "check_policy must be silent, warn or strict")
-    if body.get("operator_sid") is not None and state.operators is None:
-        raise ApiError(503, "no operator hub on this server; launch without operator_sid")
+    pin = launch_pin(state, body)
     resolved = await resolve_blueprint(state, body.get("blueprint"))
     if body.get("check_policy") is not None:
         resolved = ResolvedBlueprint(
@@ -248,7 +229,7 @@ async def launch(request: Request) -> Response:
     goal = _optional_str(body, "goal") or str(resolved.document.get("id") or "")
     ttl, ttl_source = _ttl(state, body, resolved.document)
     live, options = await start_run(
-        state, resolved, body.get("init_ctx"), goal=goal, task_input=_task_input(body), ttl=ttl, pin=body
+        state, resolved, body.get("init_ctx"), goal=goal, task_input=_task_input(body), ttl=ttl, pin=pin
     )
     answer: dict[str, Any] = {
         "final_ctx": None,
@@ -293,6 +274,7 @@ async def rekick(request: Request) -> Response:
     if runs and runs[0].input_json is not None:
         previous = LaunchSnapshot.from_json(runs[0].input_json).options
     task_input = {k: previous.get(k) for k in ("project_root", "work_dir", "task_metadata")}
+    task_input["base_dir"] = previous.get("base_dir")
     override = body.get("task_input_override")
     if override is not None:
         if not isinstance(override, Mapping):
@@ -300,11 +282,12 @@ async def rekick(request: Request) -> Response:
         task_input.update({k: v for k, v in _task_input(override).items() if v is not None})
     detach = body.get("detach") is True
     timeout = _positive(body, "timeout_secs")
+    pin = launch_pin(state, body)
     resolved = await resolve_blueprint(state, task.blueprint_ref)
     init_ctx = merge_ctx(task.input_ctx, body.get("init_ctx_override"))
     ttl = state.config.default_ttl_secs
     live, options = await start_run(
-        state, resolved, init_ctx, goal=task.goal, task_input=task_input, ttl=ttl, task_id=task_id
+        state, resolved, init_ctx, goal=task.goal, task_input=task_input, ttl=ttl, task_id=task_id, pin=pin
     )
     answer: dict[str, Any] = {
         "task_id": task_id,

@@ -22,7 +22,7 @@ from ..core.fold import wrap_skip_marker
 from ..core.projection import plain_file_name
 from ..core.state import ENDED
 from ..errors import EngineError, TokenExpired, TokenNotFound
-from ..ids import StepId
+from ..ids import RunId, StepId
 from ..tokens import CapToken, Role, TokenDecodeError, TokenRecord
 from ..worker.output import Artifact, Final, Inline
 from .auth import bearer_of
@@ -90,7 +90,7 @@ def worker_call(request: Request, credential: str | None = None) -> WorkerCall:
     asked = request.query_params.get("task_id")
     if asked and asked != step_id:
         raise ApiError(403, f"this credential belongs to step {step_id}, not {asked}")
-    live = state.runs.steps.get(step_id)
+    live = state.runs.steps.get(step_id) or _spawned_step(state, step_id)
     try:
         snapshot = state.engine.read_task_state(record.token, step_id)
     except EngineError as exc:
@@ -98,6 +98,17 @@ def worker_call(request: Request, credential: str | None = None) -> WorkerCall:
     if live is None and snapshot.status in ENDED:
         raise ApiError(410, f"step {step_id} is no longer running", _gone_hint())
     return WorkerCall(record.token, step_id, live, snapshot.attempt, snapshot.agent)
+
+
+def _spawned_step(state: ServerState, step_id: StepId) -> LiveRun | None:
+    """A live run's step that its flow did not dispatch (an operator auditor), known from its spawn."""
+    found = state.operators.spawned_step(step_id) if state.operators is not None else None
+    live = state.runs.live.get(RunId(found[0])) if found is not None else None
+    if found is None or live is None:
+        return None
+    live.steps[step_id] = found[1]
+    state.runs.steps[step_id] = live
+    return live
 
 
 def agent_setting(call: WorkerCall, key: str) -> Any:

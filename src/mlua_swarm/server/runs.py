@@ -13,15 +13,16 @@ import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from ..blueprint.compiler import CompiledBlueprint, compile_blueprint, fn_registry
+from ..blueprint.compiler import CompiledBlueprint
 from ..core.engine import Engine
 from ..core.events import EventStream
 from ..ids import RunId, StepId, TaskId
-from ..middleware.registry import LayerRegistry
+from ..operator.layers import operator_layers
 from ..run.launch import RunControl, RunResult, Workspace, run_blueprint
+from ..run.plan import compile_launch
+from ..services import RuntimeServices
 from ..store import (
     Durability,
     LaunchSnapshot,
@@ -94,6 +95,11 @@ class _FeedJournal:
 
     async def record_step(self, entry: StepEntry, replay: ReplayRow | None) -> None:
         await self.inner.record_step(entry, replay)
+        if self.feed.subscriber_count:
+            # In-process steps can finish one after another without the run ever suspending; one
+            # turn of the loop per step lets the SSE streams send each step's events as it ends
+            # rather than all at once when the run next waits.
+            await asyncio.sleep(0)
 
     def trace(self, kind: str, step_ref: str | None = None, attempt: int | None = None, payload: Any = None) -> None:
         self.feed.publish(kind, step_ref, attempt, payload)
@@ -109,13 +115,21 @@ def stored_result(result: RunResult) -> Any:
 class RunsManager:
     """Launch, cancel, resume and re-run runs as tasks of this process; fan their events out."""
 
-    def __init__(self, engine: Engine, store: Store, *, durability: str = "batch", sse_buffer: int = 1024) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        store: Store,
+        *,
+        durability: str = "batch",
+        sse_buffer: int = 1024,
+        services: RuntimeServices | None = None,
+    ) -> None:
         self.engine = engine
         self.store = store
+        self.services = services or RuntimeServices()
+        """What resumed and re-run launches are compiled with; its operator hub answers `main_ai` hints."""
         self.durability = Durability(durability)
         self.sse_buffer = sse_buffer
-        self.registry: LayerRegistry | None = None
-        """Middleware layers the runs link with (the server routes `main_ai`/`senior_escalation` to operators)."""
         self.live: dict[RunId, LiveRun] = {}
         self.steps: dict[StepId, LiveRun] = {}
         self._outputs: EventStream | None = None
@@ -166,7 +180,7 @@ class RunsManager:
         timeout_secs: float | None = None,
         run_id: RunId | None = None,
     ) -> LiveRun:
-        """Create the run (committed) and start driving it; returns at once."""
+        """Create the run (committed; under `run_id` when given) and start driving it; returns at once."""
         run = await create_run(
             self.store, launch, task_id=task_id, goal=goal, blueprint_ref=blueprint_ref, run_id=run_id
         )
@@ -179,7 +193,7 @@ class RunsManager:
         If its Blueprint no longer compiles, the run is put back in its previous status.
         """
         try:
-            compiled, workspace = compile_launch(plan.launch)
+            compiled, workspace = compile_launch(plan.launch, services=self.services)
         except BaseException:
             await self.store.try_transition(plan.run.run_id, RunStatus.RUNNING, plan.previous_status)
             raise
@@ -207,7 +221,8 @@ class RunsManager:
             workspace=workspace,
         )
         self.live[run_id] = live
-        await live.feed.catch_up()
+        if plan.previous_status is not RunStatus.PENDING:
+            await live.feed.skip_history()
         live.task = asyncio.create_task(self._drive(live, compiled, init_ctx, plan, workspace), name=f"run {run_id}")
         return live
 
@@ -222,6 +237,8 @@ class RunsManager:
         control = live.control
         loop = asyncio.get_running_loop()
         timer = loop.call_later(live.timeout_secs, control.cancel, "ttl") if live.timeout_secs else None
+        hub = self.services.operators
+        registry = operator_layers(hub) if hub is not None else None
         try:
             async with durable_run(
                 self.store,
@@ -237,7 +254,7 @@ class RunsManager:
                     journal=_FeedJournal(journal, live.feed),
                     observer=_Observer(self, live),
                     workspace=workspace,
-                    registry=self.registry,
+                    registry=registry,
                 )
                 self.forward_outputs()
                 status = RunStatus(result.status)
@@ -305,17 +322,6 @@ class RunsManager:
         live.feed.publish(
             f"output.{kind}", live.steps.get(step_id), data.get("attempt"), {"step_id": step_id, "event": body}
         )
-
-
-def compile_launch(launch: LaunchSnapshot) -> tuple[CompiledBlueprint, Workspace]:
-    """Compile a stored launch snapshot as it was compiled when the run started."""
-    options = launch.options
-    base_dir = Path(options.get("base_dir") or ".")
-    fns = fn_registry(options.get("fns") or {}, base_dir, options.get("source"))
-    compiled = compile_blueprint(launch.blueprint, base_dir=base_dir, fns=fns, source=options.get("source"))
-    work_dir, project_root = options.get("work_dir"), options.get("project_root")
-    workspace = Workspace(Path(work_dir) if work_dir else None, Path(project_root) if project_root else None)
-    return compiled, workspace
 
 
 __all__ = ["LiveRun", "RunsManager", "compile_launch", "stored_result"]

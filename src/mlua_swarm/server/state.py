@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,9 @@ from ..blueprint.compiler import CompiledBlueprint, compile_blueprint, fn_regist
 from ..core.config import EngineConfig
 from ..core.engine import Engine
 from ..operator.hub import OperatorHub, OperatorHubConfig
-from ..operator.layers import operator_layers
 from ..services import RuntimeServices
 from ..store import Store, open_store
+from ..store.base import blueprint_hash
 from .auth import OWN_CREDENTIAL_PREFIXES, HandleMemory
 from .config import ServerConfig
 from .dataindex import DataIndex
@@ -34,6 +35,9 @@ SEED_BLUEPRINT = {
 }
 """The Blueprint a fresh server holds: one step echoing its input (upstream's seed)."""
 
+COMPILED_KEPT = 256
+"""Compiled Blueprints kept for reuse (the oldest is dropped first)."""
+
 
 @dataclass(slots=True)
 class ServerState:
@@ -50,6 +54,8 @@ class ServerState:
     """Path prefixes of mutating routes that check their own credentials instead of the admin token."""
     worker_handles: HandleMemory = field(default_factory=HandleMemory)
     data_index: DataIndex = field(default_factory=DataIndex)
+    fn_registries: dict[Path, dict[str, Callable[..., Any]]] = field(default_factory=dict)
+    compiled: dict[tuple[str, Path], CompiledBlueprint] = field(default_factory=dict)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once shutdown began: long waits (SSE streams, sync launches) end."""
 
@@ -66,9 +72,7 @@ class ServerState:
                     http_base_url=base_url or None,
                 )
             )
-            runs = RunsManager(engine, store, durability=config.durability, sse_buffer=config.sse_buffer)
-            state = cls(config, store, engine, runs, base_url)
-            state.operators = OperatorHub(
+            hub = OperatorHub(
                 engine,
                 store,
                 base_url=base_url or None,
@@ -78,7 +82,14 @@ class ServerState:
                     sweep_secs=config.operator_session_sweep_secs,
                 ),
             )
-            runs.registry = operator_layers(state.operators)
+            runs = RunsManager(
+                engine,
+                store,
+                durability=config.durability,
+                sse_buffer=config.sse_buffer,
+                services=RuntimeServices(operators=hub),
+            )
+            state = cls(config, store, engine, runs, base_url, operators=hub)
             await state._seed()
         except BaseException:
             await store.close()
@@ -91,10 +102,31 @@ class ServerState:
         return Path(self.config.base_dir or ".").resolve()
 
     def compile(self, raw: Any, *, base_dir: Path | None = None) -> CompiledBlueprint:
-        """Compile a Blueprint with the server's function registry; bad input raises DiagnosticError."""
+        """Compile a Blueprint with the server's function registry; bad input raises DiagnosticError.
+
+        A Blueprint that references no file compiles to the same thing every time, so the result is
+        kept (by content hash and folder) and shared by its runs; one that reads files is compiled
+        afresh at each launch, so an edited prompt file is picked up.
+        """
         where = base_dir or self.base_dir
-        services = RuntimeServices(operators=self.operators)
-        return compile_blueprint(raw, base_dir=where, fns=fn_registry(self.config.fns, where), services=services)
+        key = (blueprint_hash(raw), where)
+        found = self.compiled.get(key)
+        if found is not None:
+            return found
+        compiled = compile_blueprint(raw, base_dir=where, fns=self.functions(where), services=self.runs.services)
+        if compiled.raw == raw:
+            if len(self.compiled) >= COMPILED_KEPT:
+                self.compiled.pop(next(iter(self.compiled)))
+            self.compiled[key] = compiled
+        return compiled
+
+    def functions(self, base_dir: Path) -> dict[str, Callable[..., Any]]:
+        """The function registry for Blueprints resolving from `base_dir`, built once per folder: scanning
+        the installed entry points costs far more than a whole small run."""
+        found = self.fn_registries.get(base_dir)
+        if found is None:
+            found = self.fn_registries[base_dir] = fn_registry(self.config.fns, base_dir)
+        return found
 
     @property
     def uptime(self) -> float:

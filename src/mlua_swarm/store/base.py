@@ -333,8 +333,13 @@ class Store(ABC):
         status: Collection[RunStatus] | None = None,
         task_id: TaskId | None = None,
         limit: int | None = None,
+        with_result: bool = True,
     ) -> list[RunRecord]:
-        """Runs, newest first, optionally filtered by status and task."""
+        """Runs, newest first, optionally filtered by status and task.
+
+        `with_result=False` leaves every `result` None without reading it, so a listing costs the
+        same however large the runs' results are.
+        """
 
     @abstractmethod
     async def try_transition(
@@ -388,6 +393,10 @@ class Store(ABC):
     async def list_replay(self, run_id: RunId) -> list[ReplayRow]:
         """The run's replay log in insertion order."""
 
+    async def count_history(self, run_id: RunId) -> tuple[int, int]:
+        """How many step entries and replay rows the run has (backends count without loading them)."""
+        return len(await self.list_steps(run_id)), len(await self.list_replay(run_id))
+
     @abstractmethod
     async def delete_replay_from(self, run_id: RunId, index: int) -> int:
         """Cut the replay log at `index` (0-based, insertion order) and commit; returns how many rows went."""
@@ -437,7 +446,7 @@ class Store(ABC):
         """Mark `running` runs whose owner is gone as `interrupted` (resumable); returns their ids."""
         now = time.time()
         swept: list[RunId] = []
-        for run in await self.list_runs(status=[RunStatus.RUNNING]):
+        for run in await self.list_runs(status=[RunStatus.RUNNING], with_result=False):
             reason = orphan_reason(run, now, stale_after)
             if reason is None or not await self.try_transition(run.run_id, RunStatus.RUNNING, RunStatus.INTERRUPTED):
                 continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import secrets
 import time
@@ -185,13 +186,14 @@ class MemoryStore(Store):
         status: Collection[RunStatus] | None = None,
         task_id: TaskId | None = None,
         limit: int | None = None,
+        with_result: bool = True,
     ) -> list[RunRecord]:
         # dicts keep insertion order, so reversing breaks created_at ties newest-first.
         runs = sorted(reversed(self._runs.values()), key=lambda r: r.created_at, reverse=True)
         picked = [
             r for r in runs if (status is None or r.status in status) and (task_id is None or r.task_id == task_id)
         ]
-        return [copy.deepcopy(r) for r in picked[:limit]]
+        return [copy.deepcopy(r if with_result else dataclasses.replace(r, result=None)) for r in picked[:limit]]
 
     async def try_transition(
         self, run_id: RunId, current: RunStatus | Collection[RunStatus], target: RunStatus

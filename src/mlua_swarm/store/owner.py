@@ -54,7 +54,12 @@ def pid_alive(pid: int) -> bool:
 
 def current_owner() -> RunOwner:
     """This process as a run owner."""
-    pid = os.getpid()
+    return _owner_of(os.getpid())
+
+
+@functools.cache
+def _owner_of(pid: int) -> RunOwner:
+    """Keyed by pid, so a forked child is its own owner; /proc is read once per process."""
     return RunOwner(socket.gethostname(), pid, process_start_time(pid) or 0.0)
 
 

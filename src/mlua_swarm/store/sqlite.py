@@ -470,6 +470,7 @@ class SqliteStore(Store):
         status: Collection[RunStatus] | None = None,
         task_id: TaskId | None = None,
         limit: int | None = None,
+        with_result: bool = True,
     ) -> list[RunRecord]:
         where: list[str] = []
         params: list[Any] = []
@@ -482,8 +483,9 @@ class SqliteStore(Store):
             params.append(task_id)
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         params.append(-1 if limit is None else limit)
+        columns = _RUN_COLUMNS if with_result else _RUN_COLUMNS.replace("result_json", "NULL")
         rows = self._conn.execute(
-            f"SELECT {_RUN_COLUMNS} FROM runs{clause} ORDER BY created_at DESC, rowid DESC LIMIT ?", params
+            f"SELECT {columns} FROM runs{clause} ORDER BY created_at DESC, rowid DESC LIMIT ?", params
         )
         return [_run_from_row(r) for r in rows]
 
@@ -693,6 +695,14 @@ class SqliteStore(Store):
             (run_id, *_REPLAY_KINDS),
         )
         return [ReplayRow(r[0], r[1], json.loads(r[2]), bool(r[3]), r[4], r[5]) for r in rows]
+
+    async def count_history(self, run_id: RunId) -> tuple[int, int]:
+        self._require_run(run_id)
+        row = self._conn.execute(
+            "SELECT COALESCE(SUM(kind IN (?, ?)), 0), COALESCE(SUM(kind IN (?, ?)), 0) FROM history WHERE run_id = ?",
+            (*_STEP_KINDS, *_REPLAY_KINDS, run_id),
+        ).fetchone()
+        return int(row[0]), int(row[1])
 
     async def delete_replay_from(self, run_id: RunId, index: int) -> int:
         """Cut the log; a step stored with its replay row keeps its entry and loses the replay part."""

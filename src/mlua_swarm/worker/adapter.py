@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
 
+import orjson
+
 from ..cancel import CancellationToken
 from ..core.contract import (
     NotRegistered,
@@ -31,6 +33,7 @@ from ..core.contract import (
 from ..core.ctx import AgentContextView, Ctx
 from ..errors import EngineError, VerdictRejected
 from ..ids import StepId, WorkerId
+from ..jsontext import compact
 from ..jsontext import text_of as render_prompt
 from . import JoinHandleWorker, MiddlewareWorker, WorkerJoinHandler
 from .eager import start_eager
@@ -57,27 +60,57 @@ _UNSET: Any = object()
 
 @dataclass(slots=True)
 class WorkerInvocation:
-    """Everything a worker function gets for one attempt."""
+    """Everything a worker function gets for one attempt.
+
+    `directive` is the step's input as the engine holds it: a string is the prompt itself, any other
+    JSON value is rendered to the prompt only when `prompt` is read, so a function that reads only
+    `input` never pays for the text.
+    """
 
     token: CapToken
     task_id: StepId
     attempt: int
     agent: str
-    prompt: str
+    directive: Any
     sink: OutputSink | None = None
     cancel_token: CancellationToken | None = None
     context: AgentContextView | None = None
     _input: Any = _UNSET
+    _prompt: str | None = None
+
+    @property
+    def prompt(self) -> str:
+        """The input as text: a string as is, anything else as compact JSON."""
+        if self._prompt is None:
+            self._prompt = render_prompt(self.directive)
+        return self._prompt
 
     @property
     def input(self) -> Any:
-        """`prompt` parsed as JSON when it parses, else the string itself."""
+        """The prompt parsed as JSON when it parses, else the string itself; never shared with the
+        flow ctx, so the function may change it."""
         if self._input is _UNSET:
-            try:
-                self._input = json.loads(self.prompt)
-            except ValueError:
-                self._input = self.prompt
+            self._input = _parsed(self.directive) if isinstance(self.directive, str) else _copied(self.directive)
         return self._input
+
+
+def _parsed(text: str) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _copied(value: Any) -> Any:
+    """An independent copy of a JSON value (what rendering it and parsing it back gave)."""
+    try:
+        return orjson.loads(orjson.dumps(value))
+    except (orjson.JSONEncodeError, orjson.JSONDecodeError):
+        return json.loads(compact(value))
 
 
 WorkerFn: TypeAlias = Callable[[WorkerInvocation], Any | Awaitable[Any]]
@@ -91,9 +124,12 @@ def _is_async(fn: Callable[..., Any]) -> bool:
 class InProcSpawner(SpawnerAdapter, Generic[W]):
     """A registry of Python worker functions keyed by agent name.
 
-    A function may be `async` or plain (plain ones run in a worker thread, so they may block); it
-    returns a `WorkerResult` or any JSON value (meaning `ok=True`); raising means `WorkerFailed`.
-    The function starts at once, inside `spawn` (see `start_eager`).
+    A function may be `async` or plain. A plain one runs in a worker thread, so it may block, unless
+    it was registered `inline`: then it runs on the event loop, which saves the thread hop (most of
+    a trivial step's cost) but stalls every other step, timeout and cancel while it runs, so only
+    quick non-blocking functions should be inline. It returns a `WorkerResult` or any JSON value
+    (meaning `ok=True`); raising means `WorkerFailed`. The function starts at once, inside `spawn`
+    (see `start_eager`).
     """
 
     worker_kind = "rust_fn"
@@ -101,6 +137,7 @@ class InProcSpawner(SpawnerAdapter, Generic[W]):
     def __init__(self, worker_type: type[W] | None = None) -> None:
         self.registry: dict[str, WorkerFn] = {}
         self._async: dict[str, bool] = {}
+        self._inline: set[str] = set()
         self._worker_type: type[JoinHandleWorker] = worker_type or MiddlewareWorker
 
     @classmethod
@@ -108,10 +145,14 @@ class InProcSpawner(SpawnerAdapter, Generic[W]):
         """A spawner whose workers are of `worker_type` (a per-kind subclass of `JoinHandleWorker`)."""
         return cls(worker_type)
 
-    def register(self, agent: str, fn: WorkerFn) -> InProcSpawner[W]:
-        """Register (or replace) the function for `agent`; chainable."""
+    def register(self, agent: str, fn: WorkerFn, *, inline: bool = False) -> InProcSpawner[W]:
+        """Register (or replace) the function for `agent`; chainable. `inline`: see the class."""
         self.registry[agent] = fn
         self._async[agent] = _is_async(fn)
+        if inline:
+            self._inline.add(agent)
+        else:
+            self._inline.discard(agent)
         return self
 
     async def spawn(self, engine: Engine, ctx: Ctx, task_id: StepId, attempt: int, token: CapToken) -> Worker:
@@ -132,21 +173,27 @@ class InProcSpawner(SpawnerAdapter, Generic[W]):
             task_id,
             attempt,
             agent,
-            render_prompt(directive),
+            directive,
             EngineSink(engine, token, task_id, attempt),
             cancel,
             AgentContextView.from_ctx(ctx),
         )
-        completion, stop = start_eager(_drive(engine, fn, is_async, inv, self.worker_kind))
+        inline = agent in self._inline
+        completion, stop = start_eager(_drive(engine, fn, is_async, inline, inv, self.worker_kind))
         if not completion.done():
             cancel.on_cancel(stop)
         return self._worker_type(WorkerJoinHandler(WorkerId.new(), cancel, completion))
 
 
-async def _drive(engine: Engine, fn: WorkerFn, is_async: bool, inv: WorkerInvocation, kind: str) -> None:
+async def _drive(engine: Engine, fn: WorkerFn, is_async: bool, inline: bool, inv: WorkerInvocation, kind: str) -> None:
     """Run the function, then fold its result into the attempt's one `Final`."""
     try:
-        result = await fn(inv) if is_async else await asyncio.to_thread(fn, inv)
+        if is_async:
+            result = await fn(inv)
+        elif inline:
+            result = fn(inv)
+        else:
+            result = await asyncio.to_thread(fn, inv)
     except asyncio.CancelledError:
         raise WorkerCancelled() from None
     except WorkerError:

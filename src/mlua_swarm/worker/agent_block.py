@@ -394,7 +394,7 @@ class AgentBlockKind(AgentKind):
         profile = agent.get("profile") or {}
         model = profile.get("model") if isinstance(profile, Mapping) else None
         system = str(profile.get("system_prompt") or "") if isinstance(profile, Mapping) else ""
-        tools = _effective_tools(agent)
+        tools = _effective_tools(agent, env.runners.get(name))
         servers = _mcp_servers(name, spec)
         script_path = spec.get("script_path")
         if script_path is not None:
@@ -452,11 +452,13 @@ class AgentBlockKind(AgentKind):
             raise InvalidAgentSpec(f"agent '{name}': {exc.message}", hint) from None
 
 
-def _effective_tools(agent: Mapping[str, Any]) -> list[str]:
-    """A declared `agent_block_in_process` runner's `tools` (even an empty list) outrank `profile.tools`."""
-    runner = agent.get("runner")
-    if isinstance(runner, Mapping) and runner.get("backend") == "agent_block_in_process":
-        tools = runner.get("tools")
+def _effective_tools(agent: Mapping[str, Any], resolved: Any = None) -> list[str]:
+    """The agent's tool grant: an `agent_block_in_process` runner's `tools` (even an empty list,
+    from an inline `runner`, a `runner_ref` or `default_runner`) outrank `profile.tools`."""
+    runner = resolved if resolved is not None else agent.get("runner")
+    backend = runner.get("backend") if isinstance(runner, Mapping) else getattr(runner, "backend", None)
+    if backend == "agent_block_in_process":
+        tools = runner.get("tools") if isinstance(runner, Mapping) else getattr(runner, "tools", None)
         if isinstance(tools, list):
             return [str(t) for t in tools]
     profile = agent.get("profile")

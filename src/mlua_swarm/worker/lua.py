@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..cancel import CancellationToken
 from ..core.ctx import AgentContextView, Ctx
@@ -47,6 +47,10 @@ if TYPE_CHECKING:
     from ..tokens import CapToken
 
 
+Stdlib = Literal["sandbox", "full"]
+"""`spec.stdlib`: the sandbox (default) or Lua's standard library as upstream gives it."""
+
+
 class LuaWorker(JoinHandleWorker):
     """A running Lua chunk."""
 
@@ -64,12 +68,14 @@ class LuaSpawner(SpawnerAdapter):
         bridges: Mapping[str, Bridge] | None = None,
         limits: LuaLimits = DEFAULT_LIMITS,
         pool: LuaPool | None = None,
+        stdlib: Stdlib = "sandbox",
     ) -> None:
         self.source = source
         self.label = label
         self.bridges = dict(bridges or {})
         self.limits = limits
         self._pool = pool
+        self.stdlib = stdlib
 
     async def spawn(self, engine: Engine, ctx: Ctx, task_id: StepId, attempt: int, token: CapToken) -> LuaWorker:
         try:
@@ -126,8 +132,27 @@ class LuaSpawner(SpawnerAdapter):
             parts.append((name, value))
 
         namespaces = {"host": self.bridges, "mse": {"stage": stage}}
+        if self.stdlib == "full":
+            # The script may change the runtime's own libraries, so this sandbox is not reused.
+            sandbox.poisoned = True
+            return sandbox.run(
+                self.source,
+                f"={self.label}",
+                globals_=globals_,
+                namespaces=namespaces,
+                signal=signal,
+                limits=self.limits,
+                extras=sandbox.stdlib(),
+            )
         return sandbox.run(
-            self.source, f"={self.label}", globals_=globals_, namespaces=namespaces, signal=signal, limits=self.limits
+            self.source,
+            f"={self.label}",
+            globals_=globals_,
+            namespaces=namespaces,
+            signal=signal,
+            limits=self.limits,
+            find_module=_sandboxed_require,
+            blocked=SANDBOX_BLOCKED,
         )
 
     def _result(self, result: Any) -> tuple[Any, bool]:
@@ -138,6 +163,17 @@ class LuaSpawner(SpawnerAdapter):
         if not isinstance(ok, bool):
             raise WorkerFailed(f"lua eval [{self.label}]: the returned `ok` must be a boolean, got {ok!r}")
         return result.get("value", result), ok
+
+
+_OPT_IN = 'set "stdlib": "full" in the agent\'s spec to run it with Lua\'s standard library'
+SANDBOX_BLOCKED = {
+    name: f"{name} is not available to a sandboxed lua worker; {_OPT_IN}" for name in ("os", "io", "dofile", "loadfile")
+}
+"""What a sandboxed script reading one of these names is told."""
+
+
+def _sandboxed_require(name: str) -> tuple[str | None, str]:
+    return None, f"a sandboxed lua worker can require only preloaded modules; {_OPT_IN}"
 
 
 def script_globals(prompt: str, ctx: Ctx, view: AgentContextView) -> dict[str, Any]:
@@ -162,7 +198,9 @@ class LuaKind(AgentKind):
 
     `bridges` become `host.<name>` in every script (JSON in, JSON out, synchronous), joined by the
     agent's own `spec.bridges` (`{"name": "module:function"}`); `limits` are the default budgets,
-    which `spec.limits` (`instructions`, `wall_secs`, `memory_bytes`) may override.
+    which `spec.limits` (`instructions`, `wall_secs`, `memory_bytes`) may override. Scripts run
+    sandboxed unless `spec.stdlib` is `"full"`: then they get the runtime's `os`, `io`, `require`,
+    `package`, `dofile` and `loadfile` (still under the budgets; each such run uses a fresh runtime).
     """
 
     name = "lua"
@@ -194,7 +232,14 @@ class LuaKind(AgentKind):
                 "fix the Lua syntax in spec.source",
             )
         bridges = {**self.bridges, **_spec_bridges(name, spec, env)}
-        return LuaSpawner(source, label, bridges=bridges, limits=_limits(name, spec, self.limits), pool=self.pool)
+        return LuaSpawner(
+            source,
+            label,
+            bridges=bridges,
+            limits=_limits(name, spec, self.limits),
+            pool=self.pool,
+            stdlib=_stdlib(name, spec),
+        )
 
     def _source(self, name: str, spec: Mapping[str, Any]) -> tuple[str, str]:
         label = spec.get("label")
@@ -241,6 +286,18 @@ def _spec_bridges(name: str, spec: Mapping[str, Any], env: LinkEnv) -> dict[str,
                 "check the module is importable from the Blueprint's folder and the name after ':' exists",
             ) from exc
     return bridges
+
+
+def _stdlib(name: str, spec: Mapping[str, Any]) -> Stdlib:
+    raw = spec.get("stdlib", "sandbox")
+    if raw == "sandbox":
+        return "sandbox"
+    if raw == "full":
+        return "full"
+    raise InvalidAgentSpec(
+        f'agent \'{name}\': spec.stdlib must be "sandbox" (the default) or "full", got {raw!r}',
+        '"full" gives the script os, io, require of files and dofile, as upstream runs lua workers',
+    )
 
 
 def _limits(name: str, spec: Mapping[str, Any], default: LuaLimits) -> LuaLimits:

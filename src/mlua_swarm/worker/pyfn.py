@@ -66,6 +66,18 @@ def _spec(agent: Mapping[str, Any]) -> Mapping[str, Any]:
     return spec
 
 
+def _inline(agent: Mapping[str, Any]) -> bool:
+    """`spec.inline`: run a plain `def` function on the event loop instead of a worker thread."""
+    spec = agent.get("spec")
+    inline = spec.get("inline", False) if isinstance(spec, Mapping) else False
+    if not isinstance(inline, bool):
+        raise InvalidAgentSpec(
+            f"agent '{agent.get('name')}': spec.inline must be true or false",
+            "true runs a plain def function on the event loop: only for quick functions that never block",
+        )
+    return inline
+
+
 class RustFnKind(AgentKind):
     name = "rust_fn"
 
@@ -84,7 +96,7 @@ class RustFnKind(AgentKind):
                 f"function id '{fn_id}' is not registered (known: {known})",
                 f"pass --fn {fn_id}=module:attr, or register it in the 'mlua_swarm.fns' entry point group",
             )
-        return InProcSpawner().register(str(agent["name"]), fn)
+        return InProcSpawner().register(str(agent["name"]), fn, inline=_inline(agent))
 
 
 class PythonKind(AgentKind):
@@ -104,7 +116,7 @@ class PythonKind(AgentKind):
                 f"cannot import {target!r}: {exc}",
                 "check the module is importable from the Blueprint's folder and the name after ':' exists",
             ) from exc
-        spawner: InProcSpawner[Any] = InProcSpawner().register(str(agent["name"]), fn)
+        spawner: InProcSpawner[Any] = InProcSpawner().register(str(agent["name"]), fn, inline=_inline(agent))
         spawner.worker_kind = "python"
         return spawner
 

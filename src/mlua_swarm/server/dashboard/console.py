@@ -27,7 +27,7 @@ from ...operator.client import OperatorClient, OperatorClientError
 from ...operator.frames import SpawnFrame
 from ..http import server
 from .auth import secure_cookie
-from .views import launch_document, parse_value, verdicts
+from .views import launch_of, parse_value
 
 if TYPE_CHECKING:
     from .routes import Dashboard
@@ -139,8 +139,9 @@ class Console:
         run = await self.dashboard._run(request, run_id)
         if run is None:
             return None
-        document = launch_document(run)
-        values = verdicts(document).get(agent)
+        launch = launch_of(run)
+        document = launch.document
+        values = launch.verdicts.get(agent)
         if not values:
             return None
         channel = "body"

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import httpx
+import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -33,15 +34,12 @@ from .console import Console
 from .views import (
     BlueprintNames,
     blueprint_diff,
-    flow_ir,
-    launch_document,
-    launch_init,
+    launch_of,
     pretty,
     run_record,
     run_row,
     step_rows,
     trace_rows,
-    verdicts,
 )
 
 HERE = Path(__file__).parent
@@ -63,6 +61,7 @@ class Dashboard:
         self.names = BlueprintNames()
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         self.templates.env.globals["static"] = _static_url
+        self.templates.env.policies["json.dumps_function"] = _dumps
 
     @staticmethod
     def store(request: Request) -> Store:
@@ -149,7 +148,7 @@ class Dashboard:
 
     async def run_view(self, request: Request, run: RunRecord) -> dict[str, Any]:
         """Everything the run page draws: the record, the flow IR, steps with values, the trace's tail."""
-        document = launch_document(run)
+        launch = launch_of(run)
         try:
             task = await self.store(request).get_task(run.task_id)
         except RecordNotFound:
@@ -159,9 +158,9 @@ class Dashboard:
         trace = await self.store(request).list_trace(run.run_id)
         return {
             "run": {**run_record(run), "blueprint": self.names.of(run), "goal": task.goal if task else ""},
-            "init": launch_init(run),
-            "flow": flow_ir(document),
-            "verdicts": verdicts(document),
+            "init": launch.init,
+            "flow": launch.flow,
+            "verdicts": launch.verdicts,
             "steps": step_rows(entries, replay),
             "trace": trace_rows(trace[-TRACE_PAGE:]),
             "now": time.time(),
@@ -295,7 +294,7 @@ class Dashboard:
         after = int(q.get("after") or 0) if (q.get("after") or "0").isdigit() else 0
         entries = await self.store(request).list_steps(run.run_id)
         replay = await self.store(request).list_replay(run.run_id) if len(entries) > start else []
-        rows = step_rows(entries, replay)[start:] if len(entries) > start else []
+        rows = step_rows(entries, replay, start) if len(entries) > start else []
         trace = await self.store(request).list_trace(run.run_id, after=after, limit=TRACE_PAGE)
         return JSONResponse(
             {"run": run_record(run), "from": start, "steps": rows, "trace": trace_rows(trace), "now": time.time()}
@@ -383,6 +382,11 @@ async def _field(request: Request, name: str) -> str | None:
     else:
         value = (await request.form()).get(name)
     return value if isinstance(value, str) else None
+
+
+def _dumps(value: Any, **_: Any) -> str:
+    """JSON for the pages' embedded data (`tojson`, which then escapes it for HTML): orjson, for big runs."""
+    return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def _step_refs(flow: Any) -> list[str]:

@@ -10,6 +10,8 @@ import difflib
 import json
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from ...flow.errors import FlowParseError
@@ -39,23 +41,33 @@ class BlueprintNames:
         return name
 
 
+@dataclass(frozen=True, slots=True)
+class Launch:
+    """What a run page reads from a run's launch snapshot; shared between requests, so never mutated."""
+
+    document: Any
+    init: Any
+    flow: dict[str, Any] | None
+    verdicts: dict[str, list[str]]
+
+
+@lru_cache(maxsize=16)
+def _launch(input_json: str) -> Launch:
+    try:
+        snapshot = LaunchSnapshot.from_json(input_json)
+    except (ValueError, KeyError, TypeError):
+        return Launch(None, None, None, {})
+    return Launch(snapshot.blueprint, snapshot.init, flow_ir(snapshot.blueprint), verdicts(snapshot.blueprint))
+
+
+def launch_of(run: RunRecord) -> Launch:
+    """The run's launch snapshot as the pages use it: parsed once per snapshot text and remembered."""
+    return _launch(run.input_json) if run.input_json is not None else Launch(None, None, None, {})
+
+
 def launch_document(run: RunRecord) -> Any:
     """The Blueprint JSON a run was launched with, or None when it kept no snapshot."""
-    if run.input_json is None:
-        return None
-    try:
-        return LaunchSnapshot.from_json(run.input_json).blueprint
-    except (ValueError, KeyError, TypeError):
-        return None
-
-
-def launch_init(run: RunRecord) -> Any:
-    if run.input_json is None:
-        return None
-    try:
-        return LaunchSnapshot.from_json(run.input_json).init
-    except (ValueError, KeyError, TypeError):
-        return None
+    return launch_of(run).document
 
 
 RESULT_CAP = 64 * 1024
@@ -116,8 +128,8 @@ def verdicts(document: Any) -> dict[str, list[str]]:
     return out
 
 
-def step_rows(entries: Sequence[StepEntry], replay: Sequence[ReplayRow]) -> list[dict[str, Any]]:
-    """Step entries as JSON, each passed or skipped one with its logged value.
+def step_rows(entries: Sequence[StepEntry], replay: Sequence[ReplayRow], start: int = 0) -> list[dict[str, Any]]:
+    """Step entries from index `start` as JSON, each passed or skipped one with its logged value.
 
     A replay row is stored together with its step entry, so the n-th logged value of a step_ref belongs to
     the n-th passed-or-skipped entry of that step_ref; entries left without a row (the log was cut by a
@@ -127,8 +139,11 @@ def step_rows(entries: Sequence[StepEntry], replay: Sequence[ReplayRow]) -> list
     for row in replay:
         values.setdefault(row.step_ref, []).append(row)
     taken: dict[str, int] = {}
+    for entry in entries[:start]:
+        if entry.status in ("passed", "skipped"):
+            taken[entry.step_ref] = taken.get(entry.step_ref, 0) + 1
     out = []
-    for entry in entries:
+    for entry in entries[start:]:
         item = entry.to_json()
         if entry.status in ("passed", "skipped"):
             rows = values.get(entry.step_ref, [])
@@ -185,10 +200,11 @@ def parse_value(text: str) -> Any:
 
 __all__ = [
     "BlueprintNames",
+    "Launch",
     "blueprint_diff",
     "flow_ir",
     "launch_document",
-    "launch_init",
+    "launch_of",
     "parse_value",
     "pretty",
     "run_record",

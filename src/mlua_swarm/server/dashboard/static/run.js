@@ -194,6 +194,13 @@ function touch(d) {
   if (d.node.loop) dirtyGroups.add(d.node.loop);
 }
 
+let frame = 0;
+
+// Stream events only mark what changed; the page is repainted once per animation frame, however many arrive.
+function requestFlush() {
+  if (!frame) frame = requestAnimationFrame(() => { frame = 0; flush(); });
+}
+
 function flush() {
   for (const info of dirtySteps) paintStep(info);
   for (const group of dirtyGroups) paintGroup(group);
@@ -306,10 +313,13 @@ async function refresh() {
     addEntries(u.steps);
     addTrace(u.trace);
     paintRun(u.run, u.now);
-    flush();
+    requestFlush();
     quiet = u.steps.length || u.trace.length ? 0 : quiet + 1;
-    if (finished || (TERMINAL.has(u.run.status) && quiet >= QUIET_POLLS)) stopLive();
-    setLive(!finished && !TERMINAL.has(u.run.status));
+    const ended = TERMINAL.has(u.run.status);
+    if ((finished && ended) || (ended && quiet >= QUIET_POLLS)) stopLive();
+    // The driver said it finished but its record is not written yet: ask again soon, not at the next slow poll.
+    else if (finished) again = true;
+    setLive(!finished && !ended);
   } catch {
     setLive(false);
   } finally {
@@ -348,7 +358,7 @@ function onStream(name, text) {
     const kind = msg.kind || msg.type || name;
     const inner = msg.data && typeof msg.data === "object" ? msg.data : {};
     liveEvent(kind, { ...inner, step: msg.step, attempt: msg.attempt ?? inner.attempt });
-    flush();
+    requestFlush();
     if (FINISH_KINDS.has(kind) && source) { source.close(); source = null; }
   }
   schedule();
