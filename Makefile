@@ -41,6 +41,7 @@ bench-quick: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench --write BENCHMARKS.md
+	$(BIN)/python -m bench.server --write BENCHMARKS.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -207,3 +207,21 @@ def test_hooks_and_questions_are_answered_in_the_console(server: LiveServer, pag
         "built": "artifact-7",
         "review": {"original": "flaky test in CI", "senior_answer": {"advice": "retry once"}},
     }
+
+
+def test_a_part_channel_verdict_goes_in_as_the_verdict_part(server: LiveServer, page: Page) -> None:
+    client = server.client()
+    sid = join(page, server, "dana")
+    blueprint = {
+        "id": "parted",
+        "flow": operator_step("review", "Review the change", "$.review"),
+        "agents": [operator_agent("review", verdict={"channel": "part", "values": ["PASS", "BLOCKED"]})],
+        "operators": [{"name": "human"}],
+    }
+    run_id = launch(client, blueprint, operator_sid=sid, operator_desc="dana")["run_id"]
+    review = page.locator('article.request[data-kind="spawn"]').filter(has_text="review")
+    review.locator("textarea").fill("looks fine to me")
+    review.locator('button[data-verdict="PASS"]').click()
+    record = wait_status(client, run_id, "done", "failed")
+    assert record["status"] == "done", record
+    assert record["result"]["review"] == {"out": "looks fine to me", "parts": {"verdict": "PASS"}}

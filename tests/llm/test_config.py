@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from mlua_swarm.llm.config import resolve_endpoint
+from mlua_swarm.llm.config import Endpoint, resolve_endpoint
 from mlua_swarm.llm.errors import LlmConfigError
 from mlua_swarm.llm.prices import PriceFileError, cost_usd, price_of, register_price
-from mlua_swarm.llm.providers import RetryPolicy, retry_after
+from mlua_swarm.llm.providers import RetryPolicy, open_conversation, retry_after
 from mlua_swarm.llm.usage import Usage, run_totals
+
+from .fakes import OpenAIServer, Reply
 
 
 def test_a_bare_model_goes_to_the_provider_named_by_mse_llm_provider() -> None:
@@ -97,3 +99,22 @@ def test_retry_after_reads_milliseconds_seconds_and_http_dates() -> None:
     policy = RetryPolicy(base_delay=1.0, max_delay=8.0)
     assert policy.delay(1, 100.0) == 8.0  # the server's wait, capped
     assert 0.75 * 4 <= policy.delay(3, None) <= 1.25 * 4  # backoff 1, 2, 4 ... with jitter
+
+
+async def test_openais_own_api_gets_max_completion_tokens_and_compatible_servers_max_tokens() -> None:
+    with OpenAIServer() as server:
+        server.play(Reply(text="a"), Reply(text="b"))
+        for custom in (False, True):
+            endpoint = Endpoint("openai", "m", server.base_url, "MSE_LLM_BASE_URL", "k", "OPENAI_API_KEY", custom)
+            conversation = await open_conversation(endpoint, "", "hi", max_tokens=123)
+            try:
+                await conversation.turn([], _ignore)
+            finally:
+                await conversation.aclose()
+        official, compatible = server.requests
+    assert official["max_completion_tokens"] == 123 and "max_tokens" not in official
+    assert compatible["max_tokens"] == 123 and "max_completion_tokens" not in compatible
+
+
+async def _ignore(text: str) -> None:
+    return None

@@ -86,7 +86,7 @@ async def run_agent(
     on_retry: RetryNotice | None = None,
 ) -> AgentOutcome:
     """Run one agent conversation to its answer; raises `LlmError` when the endpoint fails."""
-    conversation = open_conversation(endpoint, system, prompt, max_tokens=max_tokens, retry=retry)
+    conversation = await open_conversation(endpoint, system, prompt, max_tokens=max_tokens, retry=retry)
     conversation.on_retry = on_retry
     meter.provider = endpoint.provider
     meter.calls += 1

@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import importlib
 import json
 import random
+import sys
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from .config import Endpoint, require_sdk
+from .config import DEFAULTS, Endpoint, require_sdk
 from .errors import LlmError
 from .usage import Usage
 
@@ -199,8 +201,10 @@ class OpenAIChat(Conversation):
             "messages": self.messages,
             "stream": True,
             "stream_options": {"include_usage": True},
-            "max_tokens": self.max_tokens,
         }
+        # OpenAI's own API refuses `max_tokens` for its reasoning models and takes
+        # `max_completion_tokens` for all; compatible servers (vLLM, Ollama, llama.cpp) know `max_tokens`.
+        kwargs["max_tokens" if self.endpoint.custom_endpoint else "max_completion_tokens"] = self.max_tokens
         if tools:
             kwargs["tools"] = [
                 {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.schema}}
@@ -392,10 +396,18 @@ def _detail(body: object) -> str | None:
     return None
 
 
-def open_conversation(
+async def open_conversation(
     endpoint: Endpoint, system: str, prompt: str, *, max_tokens: int = 4096, retry: RetryPolicy | None = None
 ) -> Conversation:
-    """A conversation with `endpoint`'s provider (raises `MissingExtra` if its SDK is not installed)."""
+    """A conversation with `endpoint`'s provider (raises `MissingExtra` if its SDK is not installed).
+
+    The first conversation of a process imports the provider's SDK, which takes seconds of CPU;
+    that happens in a worker thread so the event loop (a server's, say) keeps serving meanwhile.
+    """
+    package = DEFAULTS[endpoint.provider].package
+    if package not in sys.modules:
+        require_sdk(endpoint.provider)
+        await asyncio.to_thread(importlib.import_module, package)
     kind = OpenAIChat if endpoint.provider == "openai" else AnthropicMessages
     return kind(endpoint, system, prompt, max_tokens=max_tokens, retry=retry or RetryPolicy())
 
