@@ -76,7 +76,7 @@ def build_command(args: argparse.Namespace) -> int:
         report_diagnostics(exc.diagnostics, as_json=False)
         return EXIT_INVALID
     report_diagnostics(built.warnings, as_json=False)
-    findings = _lint(built.value, args)
+    findings = lint_built(built.value, args.file, includes=args.include, strict_embed=args.strict_embed, fns=args.fn)
     report_diagnostics(findings, as_json=False)
     print(verdict_line("compile lint", findings, built.value), file=sys.stderr)
     if any(d.level is Level.ERROR for d in findings):
@@ -93,20 +93,28 @@ def build_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _lint(value: dict[str, Any], args: argparse.Namespace) -> list[Diagnostic]:
-    """Compile the built value; unresolved references downgrade to a warning without --strict-embed."""
+def lint_built(
+    value: dict[str, Any],
+    file: Path,
+    *,
+    includes: Sequence[Path] = (),
+    strict_embed: bool = False,
+    fns: Sequence[str] = (),
+) -> list[Diagnostic]:
+    """Compile a built value as `bp build` lints it: an unresolved reference is only a warning
+    (the JSON keeps it) unless `strict_embed`."""
     from ..blueprint.compiler import compile_blueprint
 
-    base_dir = args.file.resolve().parent
+    base_dir = file.resolve().parent
     try:
-        fns = fn_registry(fn_options(args.fn, str(args.file)), base_dir, str(args.file))
+        registry = fn_registry(fn_options(fns, str(file)), base_dir, str(file))
     except DiagnosticError as exc:
         return exc.diagnostics
     try:
-        compiled = compile_blueprint(value, base_dir=base_dir, fns=fns, includes=args.include, source=str(args.file))
+        compiled = compile_blueprint(value, base_dir=base_dir, fns=registry, includes=includes, source=str(file))
     except DiagnosticError as exc:
         errors = [d for d in exc.diagnostics if d.level is Level.ERROR]
-        if args.strict_embed or not errors or any(d.code not in _REF_CODES for d in errors):
+        if strict_embed or not errors or any(d.code not in _REF_CODES for d in errors):
             return exc.diagnostics
         return [_as_warning(d) for d in exc.diagnostics]
     return compiled.diagnostics
@@ -237,6 +245,7 @@ if __name__ == "__main__":
 __all__ = [
     "TemplateError",
     "build_command",
+    "lint_built",
     "main",
     "new_command",
     "parse_stages",

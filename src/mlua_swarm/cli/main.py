@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 # Modules that contribute sub-commands; each defines `register(subparsers)`.
-COMMAND_MODULES: tuple[str, ...] = ("run", "bp", "runs", "serve", "server", "worker", "operator")
+COMMAND_MODULES: tuple[str, ...] = ("run", "bp", "runs", "serve", "server", "worker", "operator", "mcp")
 
 # The one-line help of each command, as its module registers it (a test keeps them equal).
 SUMMARIES: dict[str, str] = {

@@ -1,0 +1,50 @@
+"""`mse mcp`: serve the engine's MCP tools to an AI assistant (stdio by default; see docs/mcp.md)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+from typing import Any
+
+from .common import EXIT_OK
+
+MCP_PATH = "/mcp"
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "mcp",
+        help="serve mse as MCP tools for AI assistants (stdio)",
+        description="Serve mse as an MCP server. Runs by id and operator tools talk to mse serve at MSE_HTTP.",
+    )
+    p.add_argument("--transport", choices=["stdio", "streamable-http"], default="stdio", help="default: stdio")
+    p.add_argument("--host", default="127.0.0.1", help="streamable-http: address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=7788, help="streamable-http: port, 0 picks a free one (default 7788)")
+    p.add_argument("--server", metavar="URL", help="mse serve base URL (default: $MSE_HTTP or http://127.0.0.1:7777)")
+    p.set_defaults(handler=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.server:
+        os.environ["MSE_HTTP"] = args.server
+    from ..mcp.server import build_server
+
+    server = build_server()
+    if args.transport == "stdio":
+        server.run("stdio")
+        return EXIT_OK
+    import anyio
+    import uvicorn
+
+    listener = socket.create_server((args.host, args.port))
+    host, port = listener.getsockname()[:2]
+    app = server.streamable_http_app(streamable_http_path=MCP_PATH, host=args.host)
+    config = uvicorn.Config(app, log_level="warning", lifespan="on")
+    print(f"mse mcp: listening on http://{host}:{port}{MCP_PATH}", file=sys.stderr, flush=True)
+    anyio.run(lambda: uvicorn.Server(config).serve(sockets=[listener]))
+    return EXIT_OK
+
+
+__all__ = ["main", "register"]

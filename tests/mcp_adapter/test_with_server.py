@@ -1,0 +1,235 @@
+"""`mse mcp` over stdio against a real `mse serve` child: register, run by id, drive the operator loop."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+
+from tests.mcp_adapter.conftest import error_text, mse_mcp, payload
+from tests.process.helpers import watch_exit
+from tests.serverkit import ServeProcess, spawn_mse_serve
+
+UPSTREAM_TOOLS = {
+    "swarm_run",
+    "swarm_status",
+    "swarm_cancel",
+    "swarm_run_stats",
+    "bp_schema",
+    "bp_new",
+    "bp_build",
+    "bp_doctor",
+    "bp_explain_agent",
+    "bp_explain_agents",
+    "bp_archive",
+    "bp_unarchive",
+    "mse_operator_join",
+    "mse_operator_leave",
+    "mse_operator_list",
+    "mse_pending_wait",
+    "mse_ack",
+    "mse_run_assignees",
+    "mse_run_handover",
+    "mse_run_material",
+    "mse_run_acquire",
+    "mse_worker_fetch",
+    "mse_worker_submit",
+    "mse_doctor",
+}
+
+UPPER_LUA = """return {
+  id = "shout",
+  flow = { kind = "step", ref = "up", ["in"] = { op = "path", at = "$.text" }, out = { op = "path", at = "$.loud" } },
+  agents = { { name = "up", kind = "lua", spec = { source = "return string.upper(_PROMPT)" } } },
+}
+"""
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[ServeProcess]:
+    served = spawn_mse_serve(["--bind", "127.0.0.1:0"], env={"MSE_HOME": str(tmp_path / "home")})
+    try:
+        yield served
+    finally:
+        served.terminate()
+
+
+def work_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "work"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+async def test_tool_list_is_upstreams(tmp_path: Path) -> None:
+    async with mse_mcp(tmp_path) as client:
+        listed = await client.list_tools()
+        assert {tool.name for tool in listed.tools} == UPSTREAM_TOOLS
+        for tool in listed.tools:
+            assert tool.description and "Example arguments:" in tool.description, tool.name
+            assert tool.input_schema.get("additionalProperties") is False, tool.name
+
+
+async def test_build_register_and_run_inline_and_by_id(serve: ServeProcess, tmp_path: Path) -> None:
+    folder = work_dir(tmp_path)
+    (folder / "shout.bp.lua").write_text(UPPER_LUA)
+    async with mse_mcp(folder, {"MSE_HTTP": serve.base_url}) as client:
+        built = payload(await client.call_tool("bp_build", {"script_path": "shout.bp.lua"}))
+        assert built["blueprint_id"] == "shout" and built["registered"]["id"] == "shout"
+        inline = payload(
+            await client.call_tool(
+                "swarm_run", {"blueprint": {"kind": "file", "path": "shout.bp.lua"}, "init_ctx": {"text": "here"}}
+            )
+        )
+        assert inline["where"] == "local" and inline["final_ctx"]["loud"] == "HERE"
+        by_id = payload(
+            await client.call_tool(
+                "swarm_run", {"blueprint": {"kind": "id", "id": "shout"}, "init_ctx": {"text": "there"}}
+            )
+        )
+        assert by_id["where"] == "server" and by_id["status"] == "done"
+        assert by_id["final_ctx"]["loud"] == "THERE"
+        status = payload(await client.call_tool("swarm_status", {"run_id": by_id["run_id"]}))
+        assert status["status"] == "done" and [s["step_ref"] for s in status["steps"]] == ["up"]
+        doctor = payload(await client.call_tool("mse_doctor", {}))
+        assert doctor["server"]["reachable"] and "shout" in doctor["server"]["registered_blueprint_ids"]
+        assert doctor["version_drift"]["drift"] is False
+        dry = payload(await client.call_tool("bp_archive", {"id": "shout"}))
+        assert dry["dry_run"] is True
+        payload(await client.call_tool("bp_archive", {"id": "shout", "confirm": True}))
+        refused = error_text(await client.call_tool("swarm_run", {"blueprint": {"kind": "id", "id": "shout"}}))
+        assert "[http-409]" in refused and "unarchive" in refused
+        payload(await client.call_tool("bp_unarchive", {"id": "shout"}))
+        again = payload(
+            await client.call_tool("swarm_run", {"blueprint": {"kind": "id", "id": "shout"}, "init_ctx": {"text": "x"}})
+        )
+        assert again["final_ctx"]["loud"] == "X"
+
+
+async def test_operator_loop_completes_with_the_submitted_value(serve: ServeProcess, tmp_path: Path) -> None:
+    folder = work_dir(tmp_path)
+    async with mse_mcp(folder, {"MSE_HTTP": serve.base_url}) as client:
+        payload(
+            await client.call_tool(
+                "bp_new", {"template": "single", "name": "review", "operator": "main-ai", "out": "review.bp.lua"}
+            )
+        )
+        payload(await client.call_tool("bp_build", {"script_path": "review.bp.lua"}))
+        sid = payload(await client.call_tool("mse_operator_join", {"desc": "the MCP test driver"}))["sid"]
+        await cancel_a_waiting_wait(client, sid)
+        outcome: dict[str, Any] = {}
+        run_progress: list[str] = []
+
+        async def on_run_progress(progress: float, total: float | None, message: str | None) -> None:
+            run_progress.append(message or "")
+
+        async def blocking_run() -> None:
+            outcome["run"] = payload(
+                await client.call_tool(
+                    "swarm_run",
+                    {"blueprint": {"kind": "id", "id": "review"}, "init_ctx": {"d": {"input": "check the notes"}}},
+                    progress_callback=on_run_progress,
+                )
+            )
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(blocking_run)
+            request = payload(await client.call_tool("mse_pending_wait", {"sid": sid, "timeout_ms": 60_000}))
+            assert request["timed_out"] is False and request["type"] == "spawn"
+            spawn = request["payload"]
+            assert spawn["agent"] == "solo" and "mse_worker_fetch" in request["next"]
+            handle = spawn.get("worker_handle") or spawn["capability_token"]
+
+            work = payload(await client.call_tool("mse_worker_fetch", {"worker_handle": handle}))
+            assert work["prompt"] == "check the notes" and work["agent"] == "solo"
+            seats = payload(await client.call_tool("mse_run_assignees", {"run_id": work["context"]["run_id"]}))
+            assert [seat["holder"]["op"] for seat in seats["seats"]] == [sid]
+            submitted = payload(
+                await client.call_tool(
+                    "mse_worker_submit", {"worker_handle": handle, "body": {"verdict": "fine", "notes": 3}}
+                )
+            )
+            assert submitted["submitted"] is True
+            acked = payload(
+                await client.call_tool("mse_ack", {"sid": sid, "req_id": request["req_id"], "kind": "spawn_ack"})
+            )
+            assert acked["sent"] is True
+        run = outcome["run"]
+        assert run["status"] == "done" and run["final_ctx"]["solo"] == {"verdict": "fine", "notes": 3}
+        assert run_progress and all("step(s) done" in message for message in run_progress), run_progress
+        listed = payload(await client.call_tool("mse_operator_list", {}))
+        assert sid in [entry["sid"] for entry in listed["operators"]]
+        assert payload(await client.call_tool("mse_operator_leave", {"sid": sid}))["left"] is True
+        gone = error_text(await client.call_tool("mse_pending_wait", {"sid": sid, "timeout_ms": 10}))
+        assert "[unknown-session]" in gone and "mse_operator_join" in gone
+
+
+async def cancel_a_waiting_wait(client: Client, sid: str) -> None:
+    """Start mse_pending_wait, see its progress notification, cancel the call; the adapter stays usable."""
+    waiting = anyio.Event()
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        if message and sid in message:
+            waiting.set()
+
+    async with anyio.create_task_group() as tg:
+        scope = anyio.CancelScope()
+
+        async def wait() -> None:
+            with scope:
+                await client.call_tool(
+                    "mse_pending_wait", {"sid": sid, "timeout_ms": 600_000}, progress_callback=on_progress
+                )
+
+        tg.start_soon(wait)
+        with anyio.fail_after(30):
+            await waiting.wait()
+        scope.cancel()
+    quick = payload(await client.call_tool("mse_pending_wait", {"sid": sid, "timeout_ms": 0}))
+    assert quick["timed_out"] is True
+
+
+async def test_swarm_cancel_stops_a_child_on_the_server(serve: ServeProcess, tmp_path: Path) -> None:
+    folder = work_dir(tmp_path)
+    fifo = folder / "pid"
+    os.mkfifo(fifo)
+    script = f"""return {{
+  id = "sleeper",
+  flow = {{ kind = "step", ref = "nap", ["in"] = {{ op = "lit", value = "x" }}, out = {{ op = "path", at = "$.b" }} }},
+  agents = {{ {{ name = "nap", kind = "subprocess",
+      spec = {{ program = "sh", args = {{ "-c", "echo $$ > {fifo}; exec sleep 1000" }} }} }} }},
+}}
+"""
+    (folder / "sleeper.bp.lua").write_text(script)
+    async with mse_mcp(folder, {"MSE_HTTP": serve.base_url}) as client:
+        payload(await client.call_tool("bp_build", {"script_path": "sleeper.bp.lua"}))
+        started = payload(
+            await client.call_tool("swarm_run", {"blueprint": {"kind": "id", "id": "sleeper"}, "detach": True})
+        )
+        assert started["status"] == "running"
+        with anyio.fail_after(60):
+            pid = int((await anyio.to_thread.run_sync(fifo.read_text, abandon_on_cancel=True)).strip())
+        async with watch_exit(pid) as exited:
+            payload(await client.call_tool("swarm_cancel", {"run_id": started["run_id"]}))
+            with anyio.fail_after(30):
+                await exited
+        status = payload(await client.call_tool("swarm_status", {"run_id": started["run_id"]}))
+        assert status["status"] == "cancelled"
+
+
+async def test_server_errors_are_tool_errors_with_hints(tmp_path: Path) -> None:
+    async with mse_mcp(tmp_path, {"MSE_HTTP": "http://127.0.0.1:9"}) as client:
+        down = error_text(await client.call_tool("swarm_run", {"blueprint": {"kind": "id", "id": "x"}}))
+        assert "[server-unreachable]" in down and "mse serve" in down
+        no_session = error_text(await client.call_tool("mse_operator_list", {}))
+        assert "[no-session]" in no_session and "mse_operator_join" in no_session
+        stray = error_text(await client.call_tool("mse_worker_fetch", {"worker_handle": "wh-unknown"}))
+        assert "[unknown-worker-handle]" in stray and "task_id" in stray
+        bad_kind = error_text(await client.call_tool("mse_ack", {"sid": "S-1", "req_id": "Q-1", "kind": "spawn_done"}))
+        assert "kind" in bad_kind and "spawn_ack" in bad_kind
+        doctor = payload(await client.call_tool("mse_doctor", {}))
+        assert doctor["server"]["reachable"] is False and doctor["server"]["hint"]
