@@ -1,9 +1,10 @@
 """`python -m bench.operators [--quick]`: the operator round trip and the cost of parked requests.
 
 1. Round trip: a real server (uvicorn on loopback) and an automated `OperatorClient` in the same
-   process; a run of N sequential `operator` steps, each acked with its value as soon as the spawn
-   arrives. Latency per step = attempt started (the spawn frame is queued in that call) → attempt
-   completed (the `spawn_ack` applied and the tail folded), from the engine's own events.
+   process; a run of N sequential `operator` steps launched through `POST /v1/tasks` (pinned to the
+   client's session), each acked with its value as soon as the spawn arrives. Latency per step =
+   attempt started (the spawn frame is queued in that call) → attempt completed (the `spawn_ack`
+   applied and the tail folded), from the engine's own events.
 2. Parking: 1,000 spawns (a fanout of 1,000 `operator` lanes) waiting on a disconnected session;
    Python heap growth (tracemalloc) per parked request, then the time from reconnecting to the run's
    end with every request answered.
@@ -20,10 +21,9 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
-from mlua_swarm.ids import RunId
+import httpx
+
 from mlua_swarm.operator import OperatorClient, SpawnFrame
-from mlua_swarm.operator.layers import operator_layers
-from mlua_swarm.run.launch import RunControl, run_blueprint
 from mlua_swarm.server.config import ServerConfig
 from mlua_swarm.server.serve import bind_socket, build_server
 from mlua_swarm.server.state import ServerState
@@ -66,15 +66,19 @@ async def serve(tmp: Path) -> tuple[Any, ServerState, asyncio.Task[None]]:
     return server, state, task
 
 
-async def launch(state: ServerState, raw: dict[str, Any], sid: str) -> asyncio.Task[Any]:
-    hub = state.operators
-    assert hub is not None
-    run_id = RunId.new()
-    await hub.pin(run_id, sid, "bench", None, ["main-ai"])
-    compiled = state.compile(raw)
-    return asyncio.create_task(
-        run_blueprint(compiled, {}, engine=state.engine, control=RunControl(run_id), registry=operator_layers(hub))
-    )
+async def launch(state: ServerState, raw: dict[str, Any], sid: str) -> asyncio.Future[Any]:
+    """Launch `raw` detached through `POST /v1/tasks`, pinned to session `sid`; the run's result future."""
+    body = {
+        "blueprint": {"kind": "inline", "value": raw},
+        "init_ctx": {},
+        "detach": True,
+        "operator_sid": sid,
+        "operator_desc": "bench",
+    }
+    async with httpx.AsyncClient(base_url=state.base_url, timeout=60) as http:
+        answer = await http.post("/v1/tasks", json=body)
+    answer.raise_for_status()
+    return state.runs.live[answer.json()["run_id"]].done
 
 
 async def answer(client: OperatorClient, count: int) -> None:
@@ -85,7 +89,7 @@ async def answer(client: OperatorClient, count: int) -> None:
 
 
 async def round_trip(state: ServerState, base_url: str, steps: int) -> dict[str, float]:
-    events = state.engine.events(("task_attempt_",))
+    events = state.engine.events()
     started: dict[str, float] = {}
     latencies: list[float] = []
 

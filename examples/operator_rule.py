@@ -16,9 +16,10 @@ import argparse
 import asyncio
 import json
 import os
+import sys
 from typing import Any
 
-from mlua_swarm.operator import OperatorClient, SpawnFrame
+from mlua_swarm.operator import OperatorClient, OperatorClientError, SpawnFrame
 
 
 def decide(payload: dict[str, Any]) -> tuple[Any, str | None]:
@@ -39,12 +40,19 @@ def decide(payload: dict[str, Any]) -> tuple[Any, str | None]:
 
 
 async def handle_spawn(client: OperatorClient, spawn: SpawnFrame) -> None:
+    """Do the step as its sub-agent; a refused worker call fails that step, not this operator."""
     worker = client.worker(spawn)
-    payload = await worker.fetch()
-    value, verdict = decide(payload)
-    if verdict is not None:
-        await worker.artifact("verdict", verdict)
-    await worker.submit(value)
+    try:
+        payload = await worker.fetch()
+        value, verdict = decide(payload)
+        if verdict is not None:
+            await worker.artifact("verdict", verdict)
+        await worker.submit(value)
+    except OperatorClientError as exc:
+        print(f"step {spawn.task_id} ({spawn.agent}): {exc}", file=sys.stderr, flush=True)
+        if exc.status != 410:
+            await client.spawn_ack(spawn.req_id, ok=False, error=f"rule bot: {exc.message}")
+        return
     await client.spawn_ack(spawn.req_id, {})
 
 

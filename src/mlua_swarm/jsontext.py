@@ -1,13 +1,29 @@
-"""The two JSON text forms the package writes: compact (prompts, stored values) and canonical (hashing)."""
+"""The JSON text forms the package writes (compact, canonical) and the checks on values it accepts.
+
+Compact JSON is for prompts and stored values; canonical JSON (keys sorted) is for hashing.
+`check_value` is the gate for a value a worker hands back in-process: JSON data only, finite
+numbers only, and at most `MAX_VALUE_BYTES` characters of JSON text. `loads_strict` parses JSON
+from outside (a child's frame, an HTTP body) the same way: `NaN`/`Infinity` and runaway nesting
+are refused as errors rather than becoming values nothing downstream can write back out.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
+
+MAX_VALUE_BYTES = 16 * 1024 * 1024
+"""The default cap on one value's JSON text inside the process (a worker's result, a script's return)."""
 
 _COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 _LENIENT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=repr)
 _CANONICAL = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+_STRICT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+class JsonValueError(ValueError):
+    """A value that is not JSON data, holds a non-finite number, nests too deeply, or is too large."""
 
 
 def compact(value: Any) -> str:
@@ -33,4 +49,61 @@ def canonical(value: Any) -> str:
     return _CANONICAL.encode(value)
 
 
-__all__ = ["canonical", "compact", "text_of"]
+def check_value(value: Any, limit: int = MAX_VALUE_BYTES) -> None:
+    """Raise `JsonValueError` unless `value` is JSON data of at most `limit` characters of JSON text.
+
+    Scalars are checked without encoding; containers are encoded once (the C encoder), which also
+    finds NaN, infinities and objects that are not JSON data anywhere inside.
+    """
+    kind = type(value)
+    if kind is str:
+        if len(value) > limit:
+            raise JsonValueError(_too_large(limit))
+        return
+    if value is None or kind is bool or kind is int:
+        return
+    if kind is float:
+        if not math.isfinite(value):
+            raise JsonValueError(f"{value} is not a finite number; JSON has no NaN or infinity")
+        return
+    try:
+        text = _STRICT.encode(value)
+    except ValueError:
+        raise JsonValueError("the value holds NaN or an infinity; JSON has no such numbers") from None
+    except TypeError as exc:
+        raise JsonValueError(f"the value is not JSON data: {exc}") from None
+    except RecursionError:
+        raise JsonValueError("the value is nested too deeply") from None
+    if len(text) > limit:
+        raise JsonValueError(_too_large(limit))
+
+
+def _too_large(limit: int) -> str:
+    return f"the value is larger than {_size(limit)} as JSON text"
+
+
+def _size(limit: int) -> str:
+    return f"{limit >> 20} MiB" if limit >= 1 << 20 and limit % (1 << 20) == 0 else f"{limit} bytes"
+
+
+def _refuse_constant(name: str) -> Any:
+    raise JsonValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise JsonValueError(f"{text} is out of the range of a JSON number")
+    return value
+
+
+def loads_strict(text: str | bytes) -> Any:
+    """`json.loads` that refuses `NaN`, `Infinity` and numbers that overflow to them; every failure
+    is a `ValueError` (nesting too deep, over-long integers and bad UTF-8 included)."""
+    try:
+        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise JsonValueError("the JSON text is nested too deeply") from None
+
+
+__all__ = ["MAX_VALUE_BYTES", "JsonValueError", "canonical", "check_value", "compact", "loads_strict", "text_of"]

@@ -102,10 +102,24 @@ class TokenDecodeError(ValueError):
     """The transport form is not base64 of a token's JSON."""
 
 
+MAX_TOKEN_TEXT = 16_384
+"""The longest transport form `CapToken.decode` reads; real tokens are a few hundred characters."""
+
+
 class CapToken:
-    """A signed grant. Treat it as immutable: the engine trusts the signature of objects it minted."""
+    """A signed grant; immutable, and verified against its signature on every use."""
 
     __slots__ = ("agent_id", "expire_at", "fingerprint", "issued_at", "max_uses", "nonce", "role", "scopes", "sig_hex")
+
+    agent_id: str
+    role: Role
+    scopes: tuple[str, ...]
+    issued_at: int
+    expire_at: int
+    max_uses: int | None
+    nonce: str
+    sig_hex: str
+    fingerprint: str
 
     def __init__(
         self,
@@ -118,15 +132,22 @@ class CapToken:
         nonce: str,
         sig_hex: str,
     ) -> None:
-        self.agent_id = agent_id
-        self.role = role
-        self.scopes = scopes
-        self.issued_at = issued_at
-        self.expire_at = expire_at
-        self.max_uses = max_uses
-        self.nonce = nonce
-        self.sig_hex = sig_hex
-        self.fingerprint = hashlib.sha256(nonce.encode()).hexdigest()
+        init = object.__setattr__
+        init(self, "agent_id", agent_id)
+        init(self, "role", role)
+        init(self, "scopes", scopes)
+        init(self, "issued_at", issued_at)
+        init(self, "expire_at", expire_at)
+        init(self, "max_uses", max_uses)
+        init(self, "nonce", nonce)
+        init(self, "sig_hex", sig_hex)
+        init(self, "fingerprint", hashlib.sha256(nonce.encode()).hexdigest())
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"CapToken is immutable; cannot set {name}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"CapToken is immutable; cannot delete {name}")
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, CapToken) and self.to_json() == other.to_json()
@@ -163,24 +184,45 @@ class CapToken:
 
     @classmethod
     def decode(cls, text: str) -> CapToken:
+        """Parse the transport form; anything but a well-typed token raises `TokenDecodeError` only."""
+        if not isinstance(text, str):
+            raise TokenDecodeError(f"token must be text, got {type(text).__name__}")
+        if len(text) > MAX_TOKEN_TEXT:
+            raise TokenDecodeError(f"token text is too long ({len(text)} > {MAX_TOKEN_TEXT} characters)")
         try:
             raw = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
         except (binascii.Error, ValueError) as exc:
             raise TokenDecodeError(f"token is not URL-safe base64: {exc}") from None
         try:
             obj = json.loads(raw)
+        except (ValueError, RecursionError) as exc:
+            raise TokenDecodeError(f"token is not JSON: {type(exc).__name__}") from None
+        if not isinstance(obj, dict):
+            raise TokenDecodeError("token JSON has the wrong shape: not an object")
+        try:
+            scopes = obj["scopes"]
+            if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
+                raise TypeError("scopes must be a list of strings")
+            max_uses = obj.get("max_uses")
             return cls(
-                agent_id=str(obj["agent_id"]),
-                role=Role(obj["role"]),
-                scopes=tuple(str(s) for s in obj["scopes"]),
-                issued_at=int(obj["issued_at"]),
-                expire_at=int(obj["expire_at"]),
-                max_uses=None if obj.get("max_uses") is None else int(obj["max_uses"]),
-                nonce=str(obj["nonce"]),
-                sig_hex=str(obj["sig_hex"]),
+                agent_id=_field(obj, "agent_id", str),
+                role=Role(_field(obj, "role", str)),
+                scopes=tuple(scopes),
+                issued_at=_field(obj, "issued_at", int),
+                expire_at=_field(obj, "expire_at", int),
+                max_uses=None if max_uses is None else _field(obj, "max_uses", int),
+                nonce=_field(obj, "nonce", str),
+                sig_hex=_field(obj, "sig_hex", str),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise TokenDecodeError(f"token JSON has the wrong shape: {exc}") from None
+
+
+def _field(obj: dict[str, Any], key: str, kind: type[Any]) -> Any:
+    value = obj[key]
+    if type(value) is not kind:
+        raise TypeError(f"{key} must be {kind.__name__}, got {type(value).__name__}")
+    return value
 
 
 def _signing_input(
@@ -196,13 +238,19 @@ def _signing_input(
     return f"{agent_id}|{role.debug_name}|{','.join(scopes)}|{issued_at}|{expire_at}|{uses}|{nonce}".encode()
 
 
+def _outlives_clock(record: TokenRecord | None) -> bool:
+    return record is not None and record.attempt_bound and not record.revoked
+
+
 class TokenRecord:
     """Server-side state of a minted token: remaining uses, revocation and the step it is bound to."""
 
-    __slots__ = ("handle", "revoked", "step_id", "token", "uses_left")
+    __slots__ = ("attempt_bound", "handle", "revoked", "step_id", "token", "uses_left")
 
-    def __init__(self, token: CapToken, step_id: StepId | None) -> None:
+    def __init__(self, token: CapToken, step_id: StepId | None, *, attempt_bound: bool = False) -> None:
         self.token = token
+        # Valid while its attempt runs, whatever the clock says; the engine forgets it when the attempt ends.
+        self.attempt_bound = attempt_bound
         self.uses_left = token.max_uses
         self.revoked = False
         self.step_id = step_id
@@ -242,13 +290,14 @@ class TokenBook:
         max_uses: int | None = None,
         step_id: StepId | None = None,
         with_handle: bool = False,
+        attempt_bound: bool = False,
     ) -> CapToken:
         now = int(time.time())
         nonce = secure_hex(16)
         expire = now + ttl_secs
         sig = self.sign(_signing_input(agent_id, role, scopes, now, expire, max_uses, nonce))
         token = CapToken(agent_id, role, scopes, now, expire, max_uses, nonce, sig)
-        record = TokenRecord(token, step_id)
+        record = TokenRecord(token, step_id, attempt_bound=attempt_bound)
         self._records[token.fingerprint] = record
         if with_handle:
             handle = WorkerHandle.new()
@@ -260,12 +309,9 @@ class TokenBook:
         """Signature, expiry (not for operators), gate, record, uses, and the step binding for workers."""
         fp = token.fingerprint
         record = self._records.get(fp)
-        # An object we minted ourselves is immutable: its signature was right when we made it.
-        if record is None or record.token is not token:
-            expected = self.sign(token.signing_input())
-            if not hmac.compare_digest(expected, token.sig_hex):
-                raise BadSignature(fp)
-        if token.role is not Role.OPERATOR and time.time() >= token.expire_at:
+        if not hmac.compare_digest(self.sign(token.signing_input()), token.sig_hex):
+            raise BadSignature(fp)
+        if token.role is not Role.OPERATOR and not _outlives_clock(record) and time.time() >= token.expire_at:
             raise TokenExpired(fp)
         if verb not in GATE[token.role]:
             raise RoleViolation(token.role.value, verb.value)
@@ -286,7 +332,7 @@ class TokenBook:
         record = None if fp is None else self._records.get(fp)
         if record is None:
             raise TokenNotFound(f"handle={handle}")
-        if record.token.is_expired():
+        if not record.attempt_bound and record.token.is_expired():
             raise TokenExpired(record.token.fingerprint)
         return record
 
@@ -326,6 +372,7 @@ class TokenBook:
 
 __all__ = [
     "GATE",
+    "MAX_TOKEN_TEXT",
     "CapToken",
     "Role",
     "TokenBook",

@@ -121,7 +121,7 @@ def test_a_runaway_build_script_is_stopped() -> None:
 def test_an_unreadable_file_is_a_diagnostic(tmp_path: Path) -> None:
     with pytest.raises(DiagnosticError) as raised:
         build_bp_lua(tmp_path / "absent.bp.lua")
-    assert raised.value.diagnostics[0].code == "dsl-error"
+    assert raised.value.diagnostics[0].code == "file-not-found"
 
 
 def test_preloaded_modules_are_shared_within_one_build() -> None:

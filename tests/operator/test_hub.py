@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
 
+from mlua_swarm import tokens
 from mlua_swarm.core.engine import Engine
 from mlua_swarm.diagnostics import DiagnosticError
 from mlua_swarm.ids import RunId
@@ -64,6 +66,35 @@ async def test_a_spawn_ack_without_a_submit_writes_its_value_as_the_final(hub: O
     result = await task
     assert result.status == "done", result.error
     assert result.final_ctx["write"] == {"text": "done"}
+
+
+class LateClock:
+    """`time` for mlua_swarm.tokens: the real clock, or that plus `ahead` seconds once moved."""
+
+    def __init__(self) -> None:
+        self.ahead = 0.0
+
+    def time(self) -> float:
+        return time.time() + self.ahead
+
+
+async def test_an_ack_after_the_worker_token_expired_still_writes_the_final(
+    hub: OperatorHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = LateClock()
+    monkeypatch.setattr(tokens, "time", clock)
+    op = await joined(hub)
+    op.attach()
+    task = launch(hub, operator_blueprint("write"), await pinned(hub, op))
+    frame = await op.next()
+    assert isinstance(frame, SpawnFrame)
+    issued = CapToken.decode(frame.capability_token)
+    clock.ahead = issued.expire_at - time.time() + 60
+    assert issued.is_expired(clock.time())
+    op.reply(type="spawn_ack", req_id=frame.req_id, value="late but kept")
+    result = await task
+    assert result.status == "done", result.error
+    assert result.final_ctx["write"] == "late but kept"
 
 
 async def test_the_sub_agents_submit_wins_over_the_ack_value(hub: OperatorHub) -> None:

@@ -13,7 +13,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from mlua_swarm.core.events import EventStream
-from mlua_swarm.operator import CancelFrame, OperatorClient, SpawnFrame
+from mlua_swarm.operator import CancelFrame, OperatorClient, OperatorClientError, SpawnFrame
 from mlua_swarm.operator.frames import AskFrame
 from mlua_swarm.tokens import CapToken
 from tests.serverkit import LiveServer, spawn_mse_serve, start_server
@@ -55,13 +55,50 @@ async def test_the_socket_refuses_a_wrong_bearer_and_an_unknown_session(live_ser
 async def test_an_operator_step_completes_through_spawn_and_ack(live_server: LiveServer) -> None:
     async with OperatorClient(live_server.base_url, desc="bot") as op:
         assert live_server.client().get("/v1/status").json()["attached_operators"] == 1
-        run_id = await server_launch(live_server, operator_blueprint("write"), sid=op.sid)
+        run_id = await server_launch(live_server, operator_blueprint("write", "note"), sid=op.sid)
         spawn = await op.next_request(10)
         assert isinstance(spawn, SpawnFrame) and spawn.agent == "write"
-        assert live_server.base_url in spawn.directive
-        await op.spawn_ack(spawn.req_id, {"answer": 42})
+        assert live_server.base_url in spawn.directive and f"task_id: {spawn.task_id}" in spawn.directive
+        assert spawn.worker is not None and spawn.worker.variant == "claude"
+        sub_agent = op.worker(spawn)
+        payload = await sub_agent.fetch()
+        assert payload["prompt"] == "do write" and payload["context"]["run_id"] == run_id
+        await sub_agent.submit({"answer": 42})
+        await op.spawn_ack(spawn.req_id, {})
+        acked_only = await op.next_request(10)
+        assert isinstance(acked_only, SpawnFrame) and acked_only.agent == "note"
+        await op.spawn_ack(acked_only.req_id, "no sub-agent: the ack's value is the result")
         result = await run_result(live_server, run_id)
-    assert result["status"] == "done" and result["result"]["write"] == {"answer": 42}
+    assert result["status"] == "done"
+    assert result["result"]["write"] == {"answer": 42}
+    assert result["result"]["note"] == "no sub-agent: the ack's value is the result"
+
+
+async def test_a_launch_pin_seats_every_declared_seat_and_bad_pins_are_400(live_server: LiveServer) -> None:
+    http = live_server.client()
+    sid = http.post("/v1/operators", json={"desc": "pinned"}).json()["sid"]
+    raw = operator_blueprint("lead:plan", "review:check", seats=("lead", "review"))
+
+    def launch(**pin: Any) -> httpx.Response:
+        body = {"blueprint": {"kind": "inline", "value": raw}, "init_ctx": {}, "detach": True, **pin}
+        return http.post("/v1/tasks", json=body)
+
+    started = launch(operator_sid=sid, operator_desc="alice", operator_slot="review")
+    assert started.status_code == 202, started.text
+    seats = {s["slot"]: s["holder"] for s in started.json()["info"]["seats"]}
+    assert seats["review"] == {"op": sid, "desc": "alice", "gen": 1}
+    assert seats["lead"]["op"] == sid and seats["lead"]["desc"].startswith("auto-seated at launch")
+    http.post(f"/v1/runs/{started.json()['run_id']}/cancel")
+    refused = {
+        "unknown session": launch(operator_sid="S-0000000000000000", operator_desc="x", operator_slot="lead"),
+        "no desc": launch(operator_sid=sid, operator_slot="lead"),
+        "blank desc": launch(operator_sid=sid, operator_desc="  ", operator_slot="lead"),
+        "no slot among two seats": launch(operator_sid=sid, operator_desc="x"),
+        "unknown slot": launch(operator_sid=sid, operator_desc="x", operator_slot="nobody"),
+    }
+    assert {why: r.status_code for why, r in refused.items()} == dict.fromkeys(refused, 400)
+    assert "operator_desc" in refused["no desc"].json()["error"]
+    assert "nobody" in refused["unknown slot"].json()["error"]
 
 
 async def test_a_spawn_waits_for_a_reconnect_and_arrives_with_a_valid_token(live_server: LiveServer) -> None:
@@ -93,6 +130,9 @@ async def test_acquire_over_http_moves_the_seat_to_another_session(live_server: 
         assert taken["gen"] == 2 and taken["previous"]["op"] == first.sid
         told = await first.next_request(10)
         assert isinstance(told, CancelFrame) and told.req_id == spawn.req_id
+        with pytest.raises(OperatorClientError) as late:
+            await first.worker(spawn).submit("the displaced holder's late answer")
+        assert late.value.status == 409 and "moved to another operator" in late.value.message
         moved = await second.next_request(10)
         assert isinstance(moved, SpawnFrame) and moved.task_id == spawn.task_id
         seats = await second.assignees(run_id)

@@ -190,12 +190,14 @@ async def test_a_worker_cancelled_before_it_runs_still_kills_the_child(engine: E
 async def test_output_held_open_by_a_process_outside_the_group_does_not_hang_the_attempt(
     engine: Engine, op: CapToken, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A grandchild that left the group (setsid) keeps stdout open; the attempt ends after the bound anyway."""
+    """A grandchild that left the group (setsid) and dropped its environment (so the reaper cannot tell
+    it is the step's) keeps stdout open; the attempt ends after the bound anyway."""
     monkeypatch.setattr(process, "PIPE_CLOSE_SECS", 0.3)
     code = """
         import subprocess
         r, w = os.pipe()
-        escaper = f"import os, time; os.setsid(); os.write({w}, b'x'); time.sleep(1000)"
+        sleeper = f"import os, time; os.write({w}, b'x'); time.sleep(1000)"
+        escaper = f"import os, sys; os.setsid(); os.execve(sys.executable, [sys.executable, '-c', {sleeper!r}], {{}})"
         escaped = subprocess.Popen([sys.executable, "-c", escaper], pass_fds=[w])
         os.read(r, 1)
         final({"escaped": escaped.pid})
@@ -205,6 +207,6 @@ async def test_output_held_open_by_a_process_outside_the_group_does_not_hang_the
     escaped = outcome.value["escaped"]
     try:
         assert outcome.kind == "pass" and engine.worker_stats(step, 1)["output_held_open"] is True
-        assert alive(escaped), "a process that left the group is outside our reach, by design"
+        assert alive(escaped), "a process that left the group and its environment is outside our reach"
     finally:
         os.kill(escaped, signal.SIGKILL)

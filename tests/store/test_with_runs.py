@@ -102,16 +102,19 @@ async def test_a_sequential_flow_commits_each_step_before_the_next_starts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sqlite_backend, "TRACE_DELAY_SECS", 3600.0)
-    reader = sqlite3.connect(tmp_path / "mse.sqlite3")
+    readers: list[sqlite3.Connection] = []
     seen: list[int] = []
 
     async def inc(inv: WorkerInvocation) -> Any:
-        seen.append(reader.execute("SELECT COUNT(*) FROM history").fetchone()[0])
+        # Connected once the store exists: a connection made before would leave an empty file behind.
+        if not readers:
+            readers.append(sqlite3.connect(tmp_path / "mse.sqlite3"))
+        seen.append(readers[0].execute("SELECT COUNT(*) FROM history").fetchone()[0])
         return inv.input + 1
 
     flow = {"kind": "loop", "counter": P("$.i"), "max": 5, "cond": {"op": "lit", "value": True}, "body": _step("inc")}
     commits, statuses = await _run_counting_commits(tmp_path, flow, {"inc": inc})
-    reader.close()
+    readers[0].close()
     assert seen == [0, 1, 2, 3, 4]
     assert commits == 5
     assert statuses == ["passed"] * 5

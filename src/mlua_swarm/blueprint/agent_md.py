@@ -12,8 +12,8 @@ from typing import Any, get_args
 import blake3
 import yaml
 
+from ..textparse import load_yaml
 from .schema import LintLevel
-from .textparse import JsonYamlLoader
 
 _FIRST_CLASS = ("name", "description", "model", "effort", "tools", "worker_binding", "lints")
 
@@ -70,8 +70,8 @@ def parse_agent_md(text: str, *, kind: str) -> dict[str, Any]:
     """The AgentDef JSON object an agent.md text describes, with the given `kind`."""
     front_text, body = split_front_matter(text)
     try:
-        front = yaml.load(front_text, Loader=JsonYamlLoader) or {}
-    except yaml.YAMLError as exc:
+        front = load_yaml(front_text) or {}
+    except (yaml.YAMLError, ValueError, RecursionError) as exc:
         hint = "fix the YAML between the '---' lines"
         raise AgentMdError(f"the front matter is not valid YAML: {exc}", hint) from None
     if not isinstance(front, dict):

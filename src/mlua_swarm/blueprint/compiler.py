@@ -22,6 +22,7 @@ from ..flow.errors import FlowParseError
 from ..flow.nodes import Node, Step, parse_node
 from ..middleware.link import LinkPlan, plan_link
 from ..middleware.registry import LayerRegistry
+from ..paths import name_problem
 from ..services import RuntimeServices
 from ..worker.adapter import SpawnerAdapter
 from ..worker.kinds import (
@@ -580,6 +581,15 @@ class _Compilation:
             for agent in self.bp.agents
             if agent.meta is not None and agent.meta.projection_name
         }
+        for agent_name, projection_name in declared.items():
+            problem = name_problem(projection_name)
+            if problem is not None:
+                self._error(
+                    "invalid-projection-name",
+                    f"projection_name {projection_name!r} is refused: {problem}",
+                    Location("agent", agent_name, "meta.projection_name"),
+                    "use a relative name such as 'review' or 'reports/review'",
+                )
         claims = ((step.ref, OutClaim.of(step.out.keys)) for step, _ in self.steps)
         naming, clashes = StepNaming.build(claims, declared)
         for clash in clashes:
@@ -595,13 +605,9 @@ class _Compilation:
         template = placement.dir_template if placement else None
         if template is None:
             return
-        problem = None
-        if not template.strip():
-            problem = "dir_template is empty"
-        elif template.startswith(("/", "\\")) or Path(template).is_absolute():
-            problem = "dir_template must be a relative path"
-        elif ".." in template.replace("\\", "/").split("/"):
-            problem = "dir_template may not contain '..'"
+        problem = name_problem(template)
+        if problem is not None:
+            problem = f"dir_template: {problem}"
         elif "{task_id}" not in template:
             problem = "dir_template must contain {task_id}"
         if problem:

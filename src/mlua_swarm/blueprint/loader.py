@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path
 from typing import Any
 
 from ..diagnostics import Diagnostic, DiagnosticError, Location
+from ..paths import PathRefused, name_problem, under_root
 from ..samples import bundled_agents_dir
+from ..textparse import load_error, parse_json_text, parse_yaml_text, read_input_text
 from .agent_md import AgentMdError, parse_agent_md
-from .textparse import load_error, parse_json_text, parse_yaml_text
 
 INCLUDES_ENV = "MSE_BLUEPRINT_INCLUDES"
 JSON_SUFFIXES = (".json",)
@@ -53,12 +54,7 @@ def load_blueprint_source(
             "name the file *.json, *.yaml, *.yml or *.bp.lua",
             file,
         )
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise load_error("file-not-found", "no such file", "check the path", file) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise load_error("file-not-found", f"cannot read the file: {exc}", "check the permissions", file) from None
+    text = read_input_text(path, file)
     if path.name.endswith(JSON_SUFFIXES):
         return parse_json_text(text, file), base_dir
     return parse_yaml_text(text, file), base_dir
@@ -91,14 +87,8 @@ def reference_dirs(raw: Any, base_dir: Path, includes: Sequence[str | Path] = ()
 
 
 def check_ref_path(ref: str) -> str | None:
-    """Why a reference path is refused (absolute, empty, or with `..`), or None when it is fine."""
-    if not ref.strip():
-        return "the path is empty"
-    if PurePosixPath(ref).is_absolute() or PureWindowsPath(ref).is_absolute() or PureWindowsPath(ref).drive:
-        return "absolute paths are not allowed"
-    if ".." in PurePosixPath(ref.replace("\\", "/")).parts:
-        return "'..' is not allowed in a reference path"
-    return None
+    """Why a reference path is refused (absolute, empty, NUL, or with `..`), or None when it is fine."""
+    return name_problem(ref)
 
 
 class RefExpander:
@@ -144,10 +134,11 @@ class RefExpander:
             self.refuse_path(f"reference {ref!r} refused: {problem}", json_path)
             return None
         for folder in self.dirs:
-            candidate = folder / ref
-            if not candidate.is_file():
+            if not (folder / ref).is_file():
                 continue
-            if not candidate.resolve().is_relative_to(folder.resolve()):
+            try:
+                candidate = under_root(folder, ref)
+            except PathRefused:
                 self._report(
                     "ref-path-rejected",
                     f"reference {ref!r} leaves {folder} through a symbolic link",
@@ -156,9 +147,10 @@ class RefExpander:
                 )
                 return None
             try:
-                return candidate.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                self._report("ref-not-found", f"cannot read {candidate}: {exc}", None, json_path)
+                return read_input_text(candidate)
+            except DiagnosticError as exc:
+                first = exc.diagnostics[0]
+                self._report(first.code, f"{candidate}: {first.message}", first.hint, json_path)
                 return None
         searched = ", ".join(str(d) for d in self.dirs)
         self._report(

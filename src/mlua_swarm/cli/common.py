@@ -6,9 +6,12 @@ command's `--help` does not pay for it.
 
 from __future__ import annotations
 
+import argparse
 import json
+import math
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,34 +27,77 @@ def read_json_arg(value: str, option: str) -> Any:
     """A JSON literal, or `@path` to read it from a file; raises DiagnosticError on bad input."""
     source, text = option, value
     if value.startswith("@"):
+        from ..textparse import read_input_text
+
         path = Path(value[1:])
         try:
-            text = path.read_text()
-        except OSError as exc:
-            raise DiagnosticError(
-                [
-                    Diagnostic(
-                        "invalid-argument",
-                        f"cannot read {path}: {exc.strerror}",
-                        location=Location(file=str(path)),
-                        hint=f"{option} @FILE needs a readable JSON file",
-                    )
-                ]
-            ) from None
+            text = read_input_text(path)
+        except DiagnosticError as exc:
+            hint = f"{option} @FILE needs a readable UTF-8 JSON file"
+            raise DiagnosticError([replace(d, hint=f"{hint}; {d.hint}") for d in exc.diagnostics]) from None
         source = str(path)
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
+        raise _json_arg_error(
+            f"{option} is not valid JSON: {exc.msg}",
+            Location(file=source, line=exc.lineno),
+            'quote strings with double quotes, e.g. --init \'{"topic": "x"}\' or --init @ctx.json',
+        ) from None
+    except RecursionError:
+        raise _json_arg_error(f"{option} is nested too deeply", Location(file=source), "flatten the value") from None
+    except ValueError as exc:
+        raise _json_arg_error(
+            f"{option}: a number is out of range: {exc}", Location(file=source), "write it as a string"
+        ) from None
+
+
+def read_object_arg(value: str, option: str) -> dict[str, Any]:
+    """`read_json_arg` for options that must hold a JSON object (such as `--init`)."""
+    parsed = read_json_arg(value, option)
+    if not isinstance(parsed, dict):
+        from ..flow.paths import json_type_name
+
         raise DiagnosticError(
             [
                 Diagnostic(
-                    "invalid-json",
-                    f"{option} is not valid JSON: {exc.msg}",
-                    location=Location(file=source, line=exc.lineno),
-                    hint='quote strings with double quotes, e.g. --init \'{"topic": "x"}\' or --init @ctx.json',
+                    "invalid-argument",
+                    f"{option} must be a JSON object, got {json_type_name(parsed)}",
+                    location=Location(file=value[1:] if value.startswith("@") else option),
+                    hint=f'e.g. {option} \'{{"topic": "x"}}\'',
                 )
             ]
-        ) from None
+        )
+    return parsed
+
+
+def _json_arg_error(message: str, location: Location, hint: str) -> DiagnosticError:
+    return DiagnosticError([Diagnostic("invalid-json", message, location=location, hint=hint)])
+
+
+MAX_COUNT = 2**31 - 1
+
+
+def count_arg(text: str) -> int:
+    """An argparse type: a whole number from 0 to 2^31 - 1 (limits, counts, sequence numbers)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 0 <= value <= MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_COUNT}, got {text}")
+    return value
+
+
+def seconds_arg(text: str) -> float:
+    """An argparse type: a finite, positive number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
 
 
 def fn_registry(extra: Mapping[str, str], base_dir: Path, source: str | None = None) -> dict[str, Callable[..., Any]]:
@@ -85,8 +131,12 @@ __all__ = [
     "EXIT_FAILED",
     "EXIT_INVALID",
     "EXIT_OK",
+    "MAX_COUNT",
+    "count_arg",
     "fn_options",
     "fn_registry",
     "read_json_arg",
+    "read_object_arg",
     "report_diagnostics",
+    "seconds_arg",
 ]

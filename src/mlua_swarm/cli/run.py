@@ -30,8 +30,9 @@ from .common import (
     EXIT_OK,
     fn_options,
     fn_registry,
-    read_json_arg,
+    read_object_arg,
     report_diagnostics,
+    seconds_arg,
 )
 from .endpoint import server_url
 
@@ -47,7 +48,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--store", help="store URL (default: SQLite at $MSE_HOME/mse.sqlite3)")
     p.add_argument("--durability", choices=[d.value for d in Durability], default="batch", help=DURABILITY_HELP)
     p.add_argument("--fn", action="append", default=[], metavar="ID=MODULE:ATTR", help="register a rust_fn id")
-    p.add_argument("--timeout", type=float, help="fail the run after this many seconds")
+    p.add_argument("--timeout", type=seconds_arg, help="fail the run after this many seconds")
     p.add_argument("--work-dir", type=Path, help="write each step's output under DIR/workspace/tasks/<step>/ctx")
     p.add_argument("--project-root", type=Path, help="the project root (used when projection_placement.root says so)")
     p.add_argument("--server", metavar="URL", help="launch on a running `mse serve` (default: $MSE_HTTP when set)")
@@ -58,7 +59,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def main(args: argparse.Namespace) -> int:
     try:
-        init = read_json_arg(args.init, "--init") if args.init is not None else None
+        init = read_object_arg(args.init, "--init") if args.init is not None else None
         source = str(args.blueprint)
         extra_fns = fn_options(args.fn, source)
         raw, base_dir = load_blueprint_source(args.blueprint)

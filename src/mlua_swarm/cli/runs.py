@@ -14,6 +14,7 @@ from typing import Any
 from ..ids import RunId
 from ..llm.usage import describe_totals, run_totals
 from ..store import RunStatus, Store, StoreError, open_store
+from .common import count_arg
 from .endpoint import server_url
 
 Handler = Callable[[Store, argparse.Namespace], Awaitable[int]]
@@ -132,7 +133,7 @@ async def _cancel(store: Store, args: argparse.Namespace) -> int:
 async def _prune(store: Store, args: argparse.Namespace) -> int:
     if args.older_than is None and args.keep is None:
         return _fail(args, "bad_arguments", "prune needs --older-than, --keep, or both", "e.g. --older-than 7d")
-    pruned = await store.prune(older_than=args.older_than, keep=args.keep)
+    pruned = await store.prune(older_than=args.older_than, keep=args.keep, include_interrupted=args.interrupted)
     _emit(args, {"pruned": pruned}, [f"pruned {pruned} run(s)"])
     return 0
 
@@ -190,7 +191,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     p = sub.add_parser("list", parents=[common], help="runs, newest first")
     p.add_argument("--status", action="append", choices=[s.value for s in RunStatus], help="repeatable filter")
-    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--limit", type=count_arg, default=None)
     p.set_defaults(handler=_run(_list))
 
     for name, handler, text in (
@@ -204,15 +205,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     p = sub.add_parser("trace", parents=[common], help="a run's trace events")
     p.add_argument("run_id", metavar="RUN_ID")
-    p.add_argument("--after", type=int, default=0, help="only events with a greater seq")
-    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--after", type=count_arg, default=0, help="only events with a greater seq")
+    p.add_argument("--limit", type=count_arg, default=None)
     p.add_argument("--kind", default=None, help="kind prefix, e.g. core.")
     p.add_argument("--step", default=None, help="only this step_ref")
     p.set_defaults(handler=_run(_trace))
 
-    p = sub.add_parser("prune", parents=[common], help="delete finished runs by age and/or count")
+    p = sub.add_parser("prune", parents=[common], help="delete done, failed and cancelled runs by age and/or count")
     p.add_argument("--older-than", type=parse_duration, default=None, metavar="AGE", help="e.g. 7d, 12h")
-    p.add_argument("--keep", type=int, default=None, metavar="N", help="keep the newest N runs")
+    p.add_argument("--keep", type=count_arg, default=None, metavar="N", help="keep the newest N runs")
+    p.add_argument(
+        "--interrupted", action="store_true", help="also delete interrupted runs (they could still be resumed)"
+    )
     p.set_defaults(handler=_run(_prune))
 
     durability = ("sync", "batch", "exit")

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from ..jsontext import MAX_VALUE_BYTES
+
 RETRYABLE = frozenset({"failed", "blocked", "timeout"})
 
 
@@ -85,7 +87,13 @@ class EngineConfig:
     worker_token_ttl_secs: int = 1800
     max_spawn_depth: int = 4
     retain_finished_steps: int = 1024
-    """How many finished steps stay readable (state and tail) before eviction."""
+    """How many finished steps stay readable (state and tail) before eviction; a run forgets its
+    own steps as soon as it has recorded them (`Engine.forget_task`)."""
+    max_value_bytes: int = MAX_VALUE_BYTES
+    """The largest value (as JSON text) an in-process worker may return; a child's frames have their own cap."""
+    tail_transient_events: int = 256
+    """Progress and Partial events kept per attempt (the newest); they reach observers and the trace
+    as they arrive. Finals and Artifacts are always kept."""
     cancel_grace_secs: float = 5.0
     """Between SIGTERM and SIGKILL (or the equivalent) when a worker is cancelled."""
     check_policy: CheckPolicy = CheckPolicy.WARN

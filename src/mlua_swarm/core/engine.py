@@ -20,11 +20,13 @@ from typing import Any, Literal
 from ..errors import (
     AttemptClosed,
     DispatchFailed,
+    EngineError,
     PollTimeout,
     ResourceNotFound,
     ResumeKeyNotFound,
     SpawnDepthExceeded,
     TaskNotFound,
+    TokenTaskMismatch,
     VerdictPartMissing,
     VerdictValueRejected,
 )
@@ -137,6 +139,8 @@ class _Step:
     id: StepId
     spec: TaskSpec
     depth: int
+    parent: StepId | None = None
+    """The step whose worker started this one (its token may dispatch it); None for operator steps."""
     status: StepStatus = StepStatus.PENDING
     attempt: int = 0
     created_at: float = field(default_factory=time.time)
@@ -147,6 +151,10 @@ class _Step:
     tails: dict[int, list[OutputEvent]] = field(default_factory=dict)
     staged: dict[int, list[str]] = field(default_factory=dict)
     stats: dict[int, dict[str, Any]] = field(default_factory=dict)
+    transient: dict[int, int] = field(default_factory=dict)
+    """How many Progress/Partial events each attempt's tail holds (bounded by the config)."""
+    refused: dict[int, str] = field(default_factory=dict)
+    """Why the engine refused an attempt's Final, for the failure message when no Final landed."""
     suspended_on: ResumeKey | None = None
     waiter: asyncio.Future[None] | None = None
     backoff: asyncio.Future[None] | None = None
@@ -214,13 +222,14 @@ class Engine:
     async def start_task(self, token: CapToken, spec: TaskSpec) -> StepId:
         record = self._tokens.verify(token, Verb.START_TASK)
         depth = 0
-        if token.role is Role.WORKER and record.step_id is not None:
-            parent = self._steps.get(record.step_id)
+        parent_id = record.step_id if token.role is Role.WORKER else None
+        if parent_id is not None:
+            parent = self._steps.get(parent_id)
             depth = (parent.depth if parent else 0) + 1
             if depth >= self.config.max_spawn_depth:
                 raise SpawnDepthExceeded(depth, self.config.max_spawn_depth)
         step_id = StepId.new()
-        self._steps[step_id] = _Step(step_id, spec, depth)
+        self._steps[step_id] = _Step(step_id, spec, depth, parent_id)
         if self._bus.active:
             self.publish("task_created", step_id, agent=spec.agent)
         return step_id
@@ -263,14 +272,40 @@ class Engine:
         self.publish("task_cancelled", step_id)
         return self._snapshot(st)
 
+    def release_task(self, token: CapToken, step_id: StepId) -> None:
+        """Drop what a finished step holds (its input, result, tails and stats) once its owner has
+        recorded it; the step's state stays readable until evicted like any finished step.
+
+        A run calls this for each step it has written to its journal (or, when ephemeral, folded
+        into its ctx), so the engine does not keep finished steps' outputs. Annotations that land
+        later (an async audit) still go on the emptied tail. A step still running or in use, or
+        an unknown one, is left alone.
+        """
+        self._tokens.verify(token, Verb.CANCEL_TASK, step_id)
+        st = self._steps.get(step_id)
+        if st is None or st.status not in ENDED or st.busy:
+            return
+        st.spec.initial_directive = None
+        st.spec.step_ctx = None
+        st.last_result = None
+        st.tails.clear()
+        st.staged.clear()
+        st.stats.clear()
+        st.transient.clear()
+
     # ── dispatch ──────────────────────────────────────────────────────────
 
     async def dispatch_attempt(
         self, token: CapToken, step_id: StepId, spawner: SpawnerAdapter, *, run: RunContext | None = None
     ) -> DispatchOutcome:
-        """Run one attempt: mint a worker token, spawn, join (honouring timeout and cancel), fold the tail."""
-        self._tokens.verify(token, Verb.DISPATCH_ATTEMPT)
+        """Run one attempt: mint a worker token, spawn, join (honouring timeout and cancel), fold the tail.
+
+        A worker token may dispatch only the steps its own step started.
+        """
+        record = self._tokens.verify(token, Verb.DISPATCH_ATTEMPT)
         st = self._step(step_id)
+        if token.role is Role.WORKER and (st.parent is None or st.parent != record.step_id):
+            raise TokenTaskMismatch(str(record.step_id), step_id)
         self._set_status(st, StepStatus.RUNNING)
         st.attempt += 1
         attempt = st.attempt
@@ -281,6 +316,7 @@ class Engine:
             self.config.worker_token_ttl_secs,
             step_id=step_id,
             with_handle=True,
+            attempt_bound=True,
         )
         st.token = wtoken
         runtime: dict[str, Any] = {"worker_handle": self._tokens.handle_of(wtoken)}
@@ -292,6 +328,8 @@ class Engine:
         ctx = Ctx(step_id, attempt, st.spec.agent, CtxMeta(runtime), session.operator if session else OperatorInfo())
         if self._bus.active:
             self.publish("task_attempt_started", step_id, attempt=attempt, agent=st.spec.agent)
+        timeout = st.spec.timeout_secs
+        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
         try:
             try:
                 worker = await spawner.spawn(self, ctx, step_id, attempt, wtoken)
@@ -303,19 +341,23 @@ class Engine:
             except Exception as exc:
                 log.exception("spawner %r crashed for step %s", spawner, step_id)
                 raise self._fail(st, attempt, f"internal: spawner crashed: {type(exc).__name__}: {exc}") from exc
-            return await self._join(st, attempt, worker)
+            return await self._join(st, attempt, worker, deadline)
         finally:
             st.busy -= 1
             st.worker = None
             st.token = None
             self._tokens.forget(wtoken)
 
-    async def _join(self, st: _Step, attempt: int, worker: Worker) -> DispatchOutcome:
+    async def _join(self, st: _Step, attempt: int, worker: Worker, deadline: float | None) -> DispatchOutcome:
+        """Wait for the worker until the attempt's deadline (counted from before the spawn).
+
+        A worker that blocked the event loop past its deadline finishes before the timer can fire;
+        it times out all the same once the loop has control again.
+        """
         st.worker = worker
         if st.status is StepStatus.CANCELLED:
             worker.cancel_token().cancel()
-        timeout = st.spec.timeout_secs
-        scope = asyncio.timeout(timeout) if timeout is not None else None
+        scope = asyncio.timeout_at(deadline) if deadline is not None else None
         error: WorkerError | None = None
         owner_cancelled = False
         try:
@@ -332,7 +374,7 @@ class Engine:
             owner_cancelled = task is not None and task.cancelling() > 0
         except asyncio.CancelledError:
             owner_cancelled = True
-        timed_out = scope is not None and scope.expired()
+        timed_out = scope is not None and (scope.expired() or _past(scope))
         if owner_cancelled or timed_out:
             worker.cancel_token().cancel()
             await _reap(worker)
@@ -348,7 +390,10 @@ class Engine:
             raise self._fail(st, attempt, str(error))
         folded = fold_tail(st.tails.get(attempt, []), st.staged.get(attempt), raw=st.spec.submit_format == "text")
         if folded is None:
-            raise self._fail(st, attempt, "no Final in output_tail")
+            refused = st.refused.get(attempt)
+            raise self._fail(
+                st, attempt, "no Final in output_tail" + (f" (a Final was refused: {refused})" if refused else "")
+            )
         value, ok = folded
         if not ok:
             self._end(st, attempt, StepStatus.BLOCKED, value)
@@ -468,17 +513,20 @@ class Engine:
 
         `stage=True` makes an Artifact one of the worker's own parts (folded into `{out, parts}`).
         Output for an attempt that is not the live one is refused: a late completion changes nothing.
+        A refused Final's reason is kept for the attempt's failure message.
         """
-        self._tokens.verify(token, Verb.EMIT_OUTPUT, step_id)
-        st = self._step(step_id)
-        if attempt != st.attempt or st.status is not StepStatus.RUNNING:
-            raise AttemptClosed(f"step {step_id} attempt {attempt} is not running (status {st.status.value})")
-        if type(event) is Final and event.ok:
-            self._check_verdict(st, attempt, event)
-        tail = st.tails.get(attempt)
-        if tail is None:
-            tail = st.tails[attempt] = []
-        tail.append(event)
+        try:
+            self._tokens.verify(token, Verb.EMIT_OUTPUT, step_id)
+            st = self._step(step_id)
+            if attempt != st.attempt or st.status is not StepStatus.RUNNING:
+                raise AttemptClosed(f"step {step_id} attempt {attempt} is not running (status {st.status.value})")
+            if type(event) is Final and event.ok:
+                self._check_verdict(st, attempt, event)
+        except EngineError as exc:
+            if type(event) is Final:
+                self._note_refusal(step_id, attempt, exc)
+            raise
+        self._append(st, attempt, event)
         if stage and type(event) is Artifact:
             st.staged.setdefault(attempt, []).append(event.name)
         if self._bus.wants("worker_output"):
@@ -489,6 +537,35 @@ class Engine:
                 project_final(projection, step_id, attempt, event.ok, event.content.as_value())
             elif stage and type(event) is Artifact:
                 project_part(projection, step_id, event.name, event.content.as_value())
+
+    def _append(self, st: _Step, attempt: int, event: OutputEvent) -> None:
+        """Put `event` on the attempt's tail. Finals and Artifacts stay; Progress and Partial events
+        are kept only up to `tail_transient_events` (the oldest half is dropped when it is reached),
+        so a worker streaming without end does not grow the engine."""
+        tail = st.tails.get(attempt)
+        if tail is None:
+            tail = st.tails[attempt] = []
+        tail.append(event)
+        if type(event) is Final or type(event) is Artifact:
+            return
+        keep = self.config.tail_transient_events
+        transient = st.transient.get(attempt, 0) + 1
+        if transient > keep:
+            drop = transient - keep // 2
+            kept: list[OutputEvent] = []
+            for ev in tail:
+                if drop and (type(ev) is not Final and type(ev) is not Artifact):
+                    drop -= 1
+                    continue
+                kept.append(ev)
+            st.tails[attempt] = kept
+            transient = keep // 2
+        st.transient[attempt] = transient
+
+    def _note_refusal(self, step_id: StepId, attempt: int, exc: EngineError) -> None:
+        st = self._steps.get(step_id)
+        if st is not None and attempt == st.attempt:
+            st.refused[attempt] = str(exc)
 
     def _check_verdict(self, st: _Step, attempt: int, final: Final) -> None:
         contract = st.spec.verdict or self._contracts.get(st.spec.agent)
@@ -659,6 +736,12 @@ class Engine:
 
 def _cancelled(st: _Step) -> bool:
     return st.status is StepStatus.CANCELLED
+
+
+def _past(scope: asyncio.Timeout) -> bool:
+    """The deadline passed while the worker held the loop, so the timer never had a chance to fire."""
+    when = scope.when()
+    return when is not None and asyncio.get_running_loop().time() > when
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

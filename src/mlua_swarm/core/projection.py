@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CheckPolicyStrict
+from ..paths import PathRefused, under_root
 from .config import CheckPolicy
 
 log = logging.getLogger(__name__)
@@ -30,9 +31,6 @@ class Projection:
     template: str = DEFAULT_DIR_TEMPLATE
     policy: CheckPolicy = CheckPolicy.WARN
 
-    def directory(self, step_id: str) -> Path:
-        return self.root / self.template.format(task_id=step_id)
-
 
 def plain_file_name(name: str) -> bool:
     """A part name usable as a file name: no separators, not empty, not `.` or `..`."""
@@ -45,7 +43,7 @@ def project_final(projection: Projection, step_id: str, attempt: int, ok: bool, 
         f"---\nstep: {json.dumps(projection.name)}\ntask_id: {step_id}\nattempt: {attempt}\n"
         f"ok: {'true' if ok else 'false'}\n---\n```json\n{body}\n```\n"
     )
-    _write(projection, projection.directory(step_id), f"{projection.name}.md", text)
+    _write(projection, step_id, f"{projection.name}.md", text)
 
 
 def project_part(projection: Projection, step_id: str, name: str, value: Any) -> None:
@@ -53,15 +51,21 @@ def project_part(projection: Projection, step_id: str, name: str, value: Any) ->
         _fail(projection, "part name", f"{name!r} is not a plain file name; nothing written")
         return
     text = value if isinstance(value, str) else json.dumps(value, indent=2, ensure_ascii=False)
-    _write(projection, projection.directory(step_id), name, text)
+    _write(projection, step_id, name, text)
 
 
-def _write(projection: Projection, directory: Path, file_name: str, text: str) -> None:
+def _write(projection: Projection, step_id: str, file_name: str, text: str) -> None:
+    """Write under the step's folder; a name that would land outside the work dir is refused."""
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / file_name).write_text(text)
+        target = under_root(under_root(projection.root, projection.template.format(task_id=step_id)), file_name)
+    except PathRefused as exc:
+        _fail(projection, "projection name", f"{exc}; nothing written")
+        return
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
     except OSError as exc:
-        _fail(projection, "projection write", f"{directory / file_name}: {exc.strerror or exc}")
+        _fail(projection, "projection write", f"{target}: {exc.strerror or exc}")
 
 
 def _fail(projection: Projection, context: str, message: str) -> None:

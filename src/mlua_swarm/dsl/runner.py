@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..diagnostics import Diagnostic, DiagnosticError, Level, Location
+from ..textparse import read_input_text
 from .sandbox import LuaAborted, LuaLimits, LuaSandbox, LuaScriptError, ModuleFinder
 
 BUILD_LIMITS = LuaLimits(instructions=500_000_000, wall_secs=30.0, memory_bytes=256 * 1024 * 1024)
@@ -84,20 +85,7 @@ def build_bp_lua(path: Path, *, includes: Sequence[str | Path] = ()) -> BuildRes
     `includes` are further folders for `require`, after the script's own folder and
     `MSE_BLUEPRINT_INCLUDES`.
     """
-    try:
-        source = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DiagnosticError(
-            [
-                Diagnostic(
-                    "dsl-error",
-                    f"cannot read the script: {exc}",
-                    location=Location(file=str(path)),
-                    hint="check the path and that the file is UTF-8 text",
-                    stage=_STAGE,
-                )
-            ]
-        ) from exc
+    source = read_input_text(path)
     return build_bp_lua_source(source, str(path), includes=includes)
 
 

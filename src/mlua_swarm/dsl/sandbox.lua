@@ -13,7 +13,7 @@ local sethook, getinfo = debug.sethook, debug.getinfo
 local raw_load, raw_pcall, raw_xpcall, raw_error = load, pcall, xpcall, error
 local raw_setmetatable, raw_getmetatable, raw_rawget = setmetatable, getmetatable, rawget
 local raw_type, raw_tostring, raw_select, raw_next = type, tostring, select, next
-local co_resume, co_close = coroutine.resume, coroutine.close
+local co_create, co_resume, co_close = coroutine.create, coroutine.resume, coroutine.close
 local concat = table.concat
 
 local ABORT = raw_setmetatable({}, {
@@ -81,8 +81,28 @@ local function safe_print(...)
   log_print(concat(parts, "\t"))
 end
 
+-- Lua keeps debug hooks per coroutine: every coroutine a script creates gets the budget hook, so a
+-- loop inside one is stopped like any other.
+local function hooked_create(f)
+  local c = co_create(f)
+  sethook(c, hook, "", hook_every)
+  return c
+end
+
+local function wrap_result(c, ok, ...)
+  if aborted then raw_error(ABORT, 0) end
+  if ok then return ... end
+  co_close(c)
+  raw_error((...), 0)
+end
+
 local function safe_coroutine()
   local co = copy(coroutine)
+  co.create = hooked_create
+  co.wrap = function(f)
+    local c = hooked_create(f)
+    return function(...) return wrap_result(c, co_resume(c, ...)) end
+  end
   co.resume = function(c, ...) return rethrow_if_aborted(co_resume(c, ...)) end
   co.close = function(c) return rethrow_if_aborted(co_close(c)) end
   return co
@@ -258,6 +278,38 @@ function SB.call_eval(src, chunkname, args, argc)
     return "error", fn
   end
   return "ok", fn
+end
+
+-- The length of `value` as compact JSON text (a lower bound), counting a shared table once per
+-- place it appears without walking it again. Returns "ok", size; or "too_big" past `limit`;
+-- "cycle" when a table contains itself; "aborted" when the budget ran out meanwhile.
+local TOO_BIG, CYCLE = {}, {}
+function SB.json_size(value, limit)
+  local sizes, open = {}, {}
+  local function size(v)
+    local t = raw_type(v)
+    if t == "string" then return #v + 2 end
+    if t ~= "table" then return #raw_tostring(v) end
+    local known = sizes[v]
+    if known ~= nil then return known end
+    if open[v] then raw_error(CYCLE, 0) end
+    open[v] = true
+    local total = 2
+    for k, item in raw_next, v do
+      total = total + size(item) + 1
+      if raw_type(k) == "string" then total = total + #k + 3 end
+      if total > limit then raw_error(TOO_BIG, 0) end
+    end
+    open[v] = nil
+    sizes[v] = total
+    return total
+  end
+  local ok, res = raw_pcall(size, value)
+  if aborted or res == ABORT then return "aborted", 0 end
+  if ok then return "ok", res end
+  if res == TOO_BIG then return "too_big", 0 end
+  if res == CYCLE then return "cycle", 0 end
+  raw_error(res, 0)
 end
 
 -- The runtime's own standard library (what a script gets when its author opts into it), minus

@@ -28,6 +28,7 @@ from typing import Any, Literal, TypeVar
 
 from lupa import lua54
 
+from ..jsontext import MAX_VALUE_BYTES
 from .convert import LuaConversionError, json_to_lua, lua_to_json
 
 log = logging.getLogger("mlua_swarm.lua")
@@ -264,7 +265,7 @@ class LuaSandbox:
         """Turn the bootstrap's (status, value, line) answer into a `LuaRun` or the matching error."""
         if status == "ok":
             try:
-                result = lua_to_json(value)
+                result = self.to_json(value)
             except LuaConversionError as exc:
                 raise LuaScriptError(f"the result cannot be converted to JSON: {exc}") from exc
             return LuaRun(result, self._guard.polls * HOOK_EVERY, time.monotonic() - started)
@@ -278,12 +279,29 @@ class LuaSandbox:
             raise LuaScriptError(text, int(match.group(1)) if match else None)
         raise _script_error(value, line)
 
+    def to_json(self, value: Any) -> Any:
+        """`lua_to_json`, refused past `MAX_VALUE_BYTES` of JSON text before any conversion.
+
+        The size is measured in Lua, under the run's budgets, counting each appearance of a shared
+        table without walking it twice, so a result that expands enormously costs nothing to refuse.
+        """
+        if lua54.lua_type(value) == "table":
+            status, _ = self._sb.json_size(value, MAX_VALUE_BYTES)
+            if status == "too_big":
+                raise LuaConversionError(f"$: the value is larger than {MAX_VALUE_BYTES >> 20} MiB as JSON")
+            if status == "cycle":
+                raise LuaConversionError("$: the table contains itself")
+            if status == "aborted":
+                reason = self._guard.reason or "cancelled"
+                raise LuaAborted(reason, _abort_text(reason, self._guard.polls))
+        return lua_to_json(value)
+
     def _bridge(self, name: str, fn: Bridge) -> Callable[..., tuple[bool, Any]]:
         rt = self.runtime
 
         def call(*args: Any) -> tuple[bool, Any]:
             try:
-                return True, json_to_lua(rt, fn(*(lua_to_json(arg) for arg in args)))
+                return True, json_to_lua(rt, fn(*(self.to_json(arg) for arg in args)))
             except Exception as exc:
                 return False, f"{name}: {type(exc).__name__}: {exc}"
 

@@ -198,10 +198,12 @@ async def run_flow(
     dispatcher: StepDispatcher,
     *,
     externs: Externs | None = None,
+    on_cancel: Callable[[FlowCtx], None] | None = None,
 ) -> FlowCtx:
     """Evaluate `node` over a copy of `ctx` and return the final ctx; an uncaught flow error raises FlowFailed.
 
-    Cancelling the caller cancels (and awaits) every running fanout lane and step dispatch.
+    Cancelling the caller cancels (and awaits) every running fanout lane and step dispatch;
+    `on_cancel` then receives the ctx as it stood (what the finished steps wrote).
     """
     if not isinstance(ctx, dict):
         raise TypeError(f"the initial ctx must be a JSON object, got {json_type_name(ctx)}")
@@ -217,4 +219,8 @@ async def run_flow(
             verdict_value=step_error.verdict_value if step_error else None,
             partial_ctx=scope.ctx,
         ) from err
+    except asyncio.CancelledError:
+        if on_cancel is not None:
+            on_cancel(scope.ctx)
+        raise
     return scope.ctx

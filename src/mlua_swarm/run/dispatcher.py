@@ -120,13 +120,17 @@ class EngineDispatcher:
             self._started.add(step_id)
         self.observer.step_started(ref, step_id)
         try:
-            outcome = await self.engine.run_step(self.token, step_id, self.spawner, run=self.run)
-        except DispatchFailed as exc:
-            await self._finish(ref, step_id, StepOutcome.FAILED, started, digest, None, str(exc))
-            raise StepFailed(str(exc)) from exc
-        if self._quiet and outcome.kind == "pass":
-            return outcome.value
-        return await self._apply(ref, step_id, outcome, started, digest)
+            try:
+                outcome = await self.engine.run_step(self.token, step_id, self.spawner, run=self.run)
+            except DispatchFailed as exc:
+                await self._finish(ref, step_id, StepOutcome.FAILED, started, digest, None, str(exc))
+                raise StepFailed(str(exc)) from exc
+            if self._quiet and outcome.kind == "pass":
+                return outcome.value
+            return await self._apply(ref, step_id, outcome, started, digest)
+        finally:
+            # Recorded (or folded into the ctx): the engine need not hold the step's output any longer.
+            self.engine.release_task(self.token, step_id)
 
     async def _apply(self, ref: str, step_id: StepId, outcome: DispatchOutcome, started: float, digest: str) -> Any:
         kind = StepOutcome.of(outcome.kind)

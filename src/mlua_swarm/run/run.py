@@ -77,6 +77,10 @@ class RunResult:
     steps_dispatched: int = 0
     steps_replayed: int = 0
 
+    def keep_partial(self, ctx: Any) -> None:
+        """Keep the ctx a cancelled (or timed-out) flow stood at."""
+        self.partial_ctx = ctx
+
     def to_json(self) -> dict[str, Any]:
         """The `mse run --json` document."""
         if self.status == "done":
@@ -405,7 +409,9 @@ class Run:
         if not cancelled:
             async with scope:
                 try:
-                    result.final_ctx = await run_flow(self.compiled.flow, ctx, dispatcher, externs=self.externs)
+                    result.final_ctx = await run_flow(
+                        self.compiled.flow, ctx, dispatcher, externs=self.externs, on_cancel=result.keep_partial
+                    )
                 except FlowFailed as exc:
                     result.status = "failed"
                     result.error = {

@@ -16,8 +16,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from .auth import AdminGuard, BodyLimit
+from .auth import AdminGuard, BodyLimit, OriginGuard
 from .errors import EXCEPTION_HANDLERS, error_response
+from .routes_events import StreamCount
 from .state import ServerState
 
 ROUTE_MODULES: tuple[str, ...] = (
@@ -67,12 +68,16 @@ def create_app(state: ServerState) -> Starlette:
         routes=collect_routes(state),
         exception_handlers=handlers,
         middleware=[
+            Middleware(
+                OriginGuard, loopback=lambda: state.config.loopback, allowed_hosts=lambda: state.config.allowed_hosts
+            ),
             Middleware(BodyLimit, limit=lambda: state.config.max_body_bytes),
             Middleware(AdminGuard, token=lambda: state.config.admin_token, exempt=lambda: state.auth_exempt),
         ],
         lifespan=lifespan,
     )
     app.state.server = state
+    app.state.event_streams = StreamCount()
     return app
 
 

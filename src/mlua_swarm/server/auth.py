@@ -1,4 +1,4 @@
-"""The two gates every request passes: the body-size limit and the admin token on mutating routes.
+"""The gates every request passes: origin and host checks, the body-size limit, the admin token.
 
 Both are plain ASGI middleware so they act before any route reads anything: a body is counted as it
 streams in (a client cannot make the server buffer 2 GiB before being told no), and a mutating
@@ -9,9 +9,11 @@ credentials and are exempt from the admin token; reads are open (loopback parity
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -99,6 +101,86 @@ class AdminGuard:
         await self.app(scope, receive, send)
 
 
+class OriginGuard:
+    """Refuses what a web page could make a visitor's browser send to this server.
+
+    - DNS rebinding: while the server listens on loopback, a request must name a loopback host
+      (`localhost`, `127.0.0.1`, `[::1]`, with any port) or one of `allowed_hosts` (a reverse proxy's
+      name); a page on `attacker.example` re-pointed at 127.0.0.1 names its own host and is refused.
+    - Cross-site requests: a state-changing request (any method but GET/HEAD/OPTIONS) or a WebSocket
+      carrying an `Origin` that is not this server's own is refused, so a page cannot launch runs
+      with a form or `fetch(..., {mode: "no-cors"})`. Programs that are not browsers send no Origin.
+    """
+
+    def __init__(self, app: ASGIApp, loopback: Callable[[], bool], allowed_hosts: Callable[[], Sequence[str]]) -> None:
+        self.app = app
+        self.loopback = loopback
+        self.allowed_hosts = allowed_hosts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        refusal = self._refusal(scope)
+        if refusal is None:
+            await self.app(scope, receive, send)
+        elif kind == "websocket":
+            await send({"type": "websocket.close", "code": 1008, "reason": refusal[0]})
+        else:
+            await _send_json(send, 403, {"error": refusal[0], "details": {"hint": refusal[1]}}, [])
+
+    def _refusal(self, scope: Scope) -> tuple[str, str] | None:
+        """(why, hint) when the request must be refused."""
+        headers = scope["headers"]
+        host = _header(headers, b"host")
+        if self.loopback() and host is not None and not self._local(host):
+            return (
+                f"this server answers only for a loopback host name, not {host[:100]!r}",
+                "use http://127.0.0.1:PORT, or list the name in allowed_hosts (a reverse proxy's)",
+            )
+        origin = _header(headers, b"origin")
+        changing = scope["type"] == "websocket" or scope["method"] not in SAFE_METHODS
+        if origin is not None and changing and (host is None or _netloc(origin) != host.lower()):
+            return (
+                f"cross-origin request from {origin[:100]!r} refused",
+                "call the API from a program, or from a page this server serves",
+            )
+        return None
+
+    def _local(self, host: str) -> bool:
+        name = _hostname(host)
+        if name is None:
+            return False
+        return name == "localhost" or _is_loopback_ip(name) or name in {h.lower() for h in self.allowed_hosts()}
+
+
+def _header(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> str | None:
+    return next((v.decode("latin-1") for k, v in headers if k == name), None)
+
+
+def _hostname(host: str) -> str | None:
+    try:
+        return urlsplit("//" + host).hostname
+    except ValueError:
+        return None
+
+
+def _netloc(origin: str) -> str | None:
+    try:
+        parts = urlsplit(origin)
+    except ValueError:
+        return None
+    return parts.netloc.lower() if parts.scheme in ("http", "https") else None
+
+
+def _is_loopback_ip(name: str) -> bool:
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
 class BodyLimit:
     """Refuses bodies over `limit` bytes with 413: at once when Content-Length says so, else as they stream."""
 
@@ -136,6 +218,7 @@ __all__ = [
     "AdminGuard",
     "BodyLimit",
     "HandleMemory",
+    "OriginGuard",
     "bearer_of",
     "same_secret",
 ]

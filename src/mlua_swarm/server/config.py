@@ -31,6 +31,8 @@ class ServerConfig:
     admin_token: str | None = None
     """Needed on every mutating route (except the worker and operator ones) when set; required off loopback."""
     max_body_bytes: int = MAX_BODY_BYTES
+    allowed_hosts: tuple[str, ...] = ()
+    """Host names besides loopback ones a loopback-bound server answers for (a reverse proxy's)."""
     sync_timeout_secs: float = 3600.0
     default_ttl_secs: float = 1800.0
     """The ceiling of a detached run when neither the request nor the Blueprint sets `ttl_secs`."""
@@ -39,6 +41,8 @@ class ServerConfig:
     seed_blueprint_id: str = "main"
     sse_buffer: int = 1024
     """Events held per SSE subscriber before the oldest are dropped (and the subscriber told)."""
+    max_event_streams: int = 256
+    """Event streams (SSE) open at once; more are answered 503 with Retry-After."""
     fns: Mapping[str, str] = field(default_factory=dict)
     """Extra `rust_fn` ids (`ID -> module:attr`) the server's Blueprints may name."""
     base_dir: str | None = None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -10,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..ids import PrefixedId
+from ..jsontext import loads_strict
 from .errors import ApiError
 from .state import ServerState
 
@@ -37,8 +37,8 @@ async def json_body(request: Request, *, required: bool = True) -> Any:
             raise ApiError(400, "a JSON body is required")
         return None
     try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return loads_strict(raw)
+    except ValueError as exc:
         raise ApiError(400, f"the body is not valid JSON: {exc}") from None
 
 
@@ -51,16 +51,28 @@ async def json_object(request: Request, *, required: bool = True) -> dict[str, A
     return body
 
 
+MAX_QUERY_INT = 2**62
+"""The largest number a query parameter (a limit, a sequence number) may hold; SQLite integers are 64-bit."""
+
+
 def query_int(request: Request, name: str, default: int | None = None, *, minimum: int = 0) -> int | None:
     value = request.query_params.get(name)
     if value is None or value == "":
         return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise ApiError(400, f"query parameter {name!r} must be an integer, got {value!r}") from None
+    return bounded_int(value, f"query parameter {name!r}", minimum)
+
+
+def bounded_int(value: str, what: str, minimum: int = 0) -> int:
+    """`value` as an integer from `minimum` to `MAX_QUERY_INT`; anything else is a 400."""
+    text = value.strip()
+    digits = text.removeprefix("-")
+    if not digits.isdigit() or len(digits) > 20:
+        raise ApiError(400, f"{what} must be an integer, got {value[:40]!r}")
+    number = int(text)
     if number < minimum:
-        raise ApiError(400, f"query parameter {name!r} must be at least {minimum}")
+        raise ApiError(400, f"{what} must be at least {minimum}")
+    if number > MAX_QUERY_INT:
+        raise ApiError(400, f"{what} must be at most {MAX_QUERY_INT}")
     return number
 
 
@@ -89,6 +101,8 @@ def path_param(request: Request, name: str) -> str:
 
 
 __all__ = [
+    "MAX_QUERY_INT",
+    "bounded_int",
     "json_body",
     "json_object",
     "no_content",

@@ -23,7 +23,7 @@ from ..ids import RunId
 from ..store.records import TERMINAL as TERMINAL_STATUSES
 from .errors import ApiError
 from .feed import FeedEvent, Subscriber
-from .http import parse_id, path_param, query_int, server
+from .http import bounded_int, parse_id, path_param, query_int, server
 from .routes_runs import TRACE_SCAN_LIMIT, TraceFilter
 from .state import ServerState
 
@@ -38,12 +38,19 @@ def frame(event: FeedEvent, run_id: str) -> bytes:
     return f"id: {event.seq}\ndata: {data}\n\n".encode()
 
 
+class StreamCount:
+    """How many event streams are open on one app (each holds a buffer of up to `sse_buffer` events)."""
+
+    __slots__ = ("open",)
+
+    def __init__(self) -> None:
+        self.open = 0
+
+
 def _after(request: Request) -> int:
     header = request.headers.get("last-event-id")
     if header:
-        if not header.strip().isdigit():
-            raise ApiError(400, f"Last-Event-ID must be a sequence number, got {header!r}")
-        return int(header)
+        return bounded_int(header, "Last-Event-ID")
     return query_int(request, "after", 0) or 0
 
 
@@ -52,6 +59,14 @@ async def events(request: Request) -> Response:
     run_id = parse_id(RunId, path_param(request, "id"))
     await state.store.get_run(run_id)
     after = _after(request)
+    streams: StreamCount = request.app.state.event_streams
+    if streams.open >= state.config.max_event_streams:
+        raise ApiError(
+            503,
+            f"too many open event streams ({streams.open})",
+            {"hint": "close other streams, or raise max_event_streams"},
+            headers={"retry-after": "5"},
+        )
     selected = TraceFilter.of(request)
     live = state.runs.live.get(run_id)
     sub = live.feed.subscribe() if live is not None else None
@@ -61,6 +76,7 @@ async def events(request: Request) -> Response:
 
     async def stream() -> AsyncIterator[bytes]:
         last = after
+        streams.open += 1
         try:
             for trace in await state.store.list_trace(run_id, after=last, limit=TRACE_SCAN_LIMIT):
                 event = FeedEvent.from_trace(trace)
@@ -74,6 +90,7 @@ async def events(request: Request) -> Response:
                 async for chunk in _follow_store(state, run_id, last, wanted):
                     yield chunk
         finally:
+            streams.open -= 1
             if sub is not None:
                 sub.close()
 

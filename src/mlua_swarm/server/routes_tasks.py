@@ -120,14 +120,15 @@ def merge_ctx(base: Any, override: Any) -> Any:
     return override
 
 
-def _info(live: LiveRun, goal: str, options: Mapping[str, Any]) -> dict[str, Any]:
+def _info(state: ServerState, live: LiveRun, goal: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    seats = state.operators.assignees(live.run_id)["seats"] if state.operators is not None else []
     return {
         "run_id": live.run_id,
         "goal": goal,
         "project_root": options.get("project_root"),
         "work_dir": options.get("work_dir"),
         "task_metadata": options.get("task_metadata"),
-        "seats": [],
+        "seats": seats,
         "seats_source": "blueprint",
         "note": "",
     }
@@ -239,7 +240,7 @@ async def launch(request: Request) -> Response:
         "task_id": live.task_id,
         "run_id": live.run_id,
         "status": "running",
-        "info": _info(live, goal, options),
+        "info": _info(state, live, goal, options),
     }
     if detach:
         return ok(answer, 202)
@@ -293,7 +294,7 @@ async def rekick(request: Request) -> Response:
         "task_id": task_id,
         "run_id": live.run_id,
         "status": "running",
-        "info": _info(live, task.goal, options),
+        "info": _info(state, live, task.goal, options),
     }
     if detach:
         return ok(answer, 202)

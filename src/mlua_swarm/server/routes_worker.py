@@ -23,6 +23,7 @@ from ..core.projection import plain_file_name
 from ..core.state import ENDED
 from ..errors import EngineError, TokenExpired, TokenNotFound
 from ..ids import RunId, StepId
+from ..operator.hub import OperatorError
 from ..tokens import CapToken, Role, TokenDecodeError, TokenRecord
 from ..worker.output import Artifact, Final, Inline
 from .auth import bearer_of
@@ -231,10 +232,13 @@ async def _text_body(request: Request) -> str:
 
 
 def _check_seat(state: ServerState, call: WorkerCall) -> None:
-    hub = state.operators
-    check = getattr(hub, "check_submit", None)
-    if check is not None:
-        check(call.token)
+    """An operator's worker whose seat moved (409) or was vacated (503) since its token was issued is refused."""
+    if state.operators is None:
+        return
+    try:
+        state.operators.check_submit(call.token)
+    except OperatorError as exc:
+        raise ApiError(exc.status, str(exc), {"hint": "the seat's new holder received this step"}) from None
 
 
 async def submit(request: Request) -> Response:

@@ -10,6 +10,8 @@ from .errors import (
     RunNotResumable,
     SchemaTooNew,
     StoreError,
+    StoreUnusable,
+    StoreWriteFailed,
     TaskRecordNotFound,
 )
 from .factory import default_store_path, mse_home, open_store, store_from_url
@@ -68,6 +70,8 @@ __all__ = [
     "StepEntry",
     "Store",
     "StoreError",
+    "StoreUnusable",
+    "StoreWriteFailed",
     "TaskRecord",
     "TaskRecordNotFound",
     "TraceEvent",

@@ -27,8 +27,8 @@ from .errors import BlueprintNotFound, InvalidRunTransition
 from .operators import OperatorSessionRecord, SeatRecord
 from .owner import owner_gone
 from .records import (
+    PRUNABLE,
     RUN_TRANSITIONS,
-    TERMINAL,
     BlueprintVersion,
     Durability,
     OutputRecord,
@@ -456,19 +456,24 @@ class Store(ABC):
         await self.flush()
         return swept
 
-    async def prune(self, *, older_than: float | None = None, keep: int | None = None) -> int:
+    async def prune(
+        self, *, older_than: float | None = None, keep: int | None = None, include_interrupted: bool = False
+    ) -> int:
         """Delete finished runs last updated more than `older_than` seconds ago and/or beyond the newest `keep`.
 
-        With both given, a run goes only when it meets both. Running and pending runs are never pruned.
+        With both given, a run goes only when it meets both. Only `done`, `failed` and `cancelled`
+        runs go; `interrupted` runs (resumable) only with `include_interrupted`; running and
+        pending runs never. The space the deleted runs took is given back (`reclaim`).
         """
         if older_than is None and keep is None:
             raise ValueError("prune needs older_than, keep, or both")
         if keep is not None and keep < 0:
             raise ValueError("keep must not be negative")
+        prunable = PRUNABLE | {RunStatus.INTERRUPTED} if include_interrupted else PRUNABLE
         cutoff = None if older_than is None else time.time() - older_than
         doomed = 0
         for index, run in enumerate(await self.list_runs()):
-            if run.status not in TERMINAL:
+            if run.status not in prunable:
                 continue
             if keep is not None and index < keep:
                 continue
@@ -477,4 +482,10 @@ class Store(ABC):
             await self.delete_run(run.run_id)
             doomed += 1
         await self.flush()
+        if doomed:
+            await self.reclaim()
         return doomed
+
+    async def reclaim(self) -> None:
+        """Give the space of deleted rows back to the file system (a no-op where there is no file)."""
+        return None

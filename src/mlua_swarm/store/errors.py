@@ -18,6 +18,18 @@ class BadStoreUrl(StoreError):
     code = "bad_store_url"
 
 
+class StoreUnusable(StoreError):
+    """The store file is not a readable SQLite store (damaged, truncated, empty, a directory)."""
+
+    code = "store_unusable"
+
+
+class StoreWriteFailed(StoreError):
+    """The store could not be written (a full disk, an I/O error); the run stops, kept `interrupted`."""
+
+    code = "store_write_failed"
+
+
 class SchemaTooNew(StoreError):
     code = "store_schema_too_new"
 

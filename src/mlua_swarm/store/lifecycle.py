@@ -12,7 +12,7 @@ from typing import Any
 
 from ..ids import RunId, TaskId
 from .base import Store
-from .errors import RunNotResumable
+from .errors import RunNotResumable, StoreError, StoreWriteFailed
 from .journal import RunJournal
 from .owner import current_owner
 from .records import (
@@ -157,6 +157,15 @@ async def durable_run(
     async with heartbeat(store, journal.run_id, interval=heartbeat_secs, on_cancel=on_cancel):
         try:
             yield journal
+        except StoreWriteFailed as exc:
+            # The store refused a write (a full disk): the run is interrupted, resumable once it can
+            # be written again. If even this write fails, the next open finds the owner gone and
+            # marks it interrupted then.
+            if journal.finished is None:
+                error = {"error": {"message": exc.message, "failed_step": None, "verdict_value": None}}
+                with contextlib.suppress(StoreError):
+                    await journal.finish(RunStatus.INTERRUPTED, error)
+            raise
         except BaseException as exc:
             if journal.finished is None:
                 cancelled = isinstance(exc, asyncio.CancelledError | KeyboardInterrupt)

@@ -46,7 +46,9 @@ RUN_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
 """Legal run moves. Terminal runs only go back to `running` (rerun-from); a cancelled run never ends done/failed."""
 
 TERMINAL = frozenset({R.DONE, R.FAILED, R.INTERRUPTED, R.CANCELLED})
-"""Statuses a run can be re-run from, and that `prune` may delete."""
+"""Statuses a run can be re-run from."""
+PRUNABLE = frozenset({R.DONE, R.FAILED, R.CANCELLED})
+"""Statuses `prune` deletes by default; `interrupted` runs are resumable and go only when asked."""
 
 
 # One encoder each, built once: `json.dumps` with options builds a new encoder per call.

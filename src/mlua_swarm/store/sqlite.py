@@ -17,6 +17,7 @@ off the steps' commits (`flush(SYNC)` and `close()` write them at once).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -39,7 +40,7 @@ from .base import (
     check_run_transition,
     declared_semver,
 )
-from .errors import Duplicate, RunNotFound, TaskRecordNotFound
+from .errors import Duplicate, RunNotFound, StoreUnusable, StoreWriteFailed, TaskRecordNotFound
 from .operators import OperatorSessionRecord, SeatRecord
 from .records import (
     BlueprintVersion,
@@ -95,6 +96,70 @@ def _is_key_clash(exc: sqlite3.IntegrityError) -> bool:
     return getattr(exc, "sqlite_errorname", "") == "SQLITE_CONSTRAINT_PRIMARYKEY"
 
 
+_DAMAGE = frozenset({"SQLITE_CORRUPT", "SQLITE_NOTADB", "SQLITE_CANTOPEN", "SQLITE_IOERR_SHORT_READ"})
+_KEEP_IT = (
+    "the file was left untouched: move it aside (`sqlite3 FILE .recover` may save its runs) to start a"
+    " new store there, or pass --store with another file"
+)
+
+
+def _is_damage(exc: sqlite3.DatabaseError) -> bool:
+    name = getattr(exc, "sqlite_errorname", "")
+    return name in _DAMAGE or name.startswith("SQLITE_CORRUPT") or name.startswith("SQLITE_CANTOPEN")
+
+
+def _create_store_file(path: Path) -> None:
+    """Create a new store file whole: it is built beside `path` and linked into place, so a store
+    file is never seen empty. Losing the race to another process creating it too is fine."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.new")
+    try:
+        conn = sqlite3.connect(temporary, isolation_level=None)
+        try:
+            os.chmod(temporary, 0o600)
+            conn.execute("PRAGMA journal_mode = WAL")
+            migrate(conn, str(path))
+        finally:
+            conn.close()
+        with contextlib.suppress(FileExistsError):
+            os.link(temporary, path)
+    except (OSError, sqlite3.Error) as exc:
+        raise StoreUnusable(f"cannot create the store {path}: {exc}", "check you may write to its folder") from None
+    finally:
+        for leftover in (
+            temporary,
+            temporary.with_name(temporary.name + "-wal"),
+            temporary.with_name(temporary.name + "-shm"),
+        ):
+            leftover.unlink(missing_ok=True)
+
+
+def _check_store_file(path: Path) -> None:
+    """Refuse a path that cannot be a store before SQLite touches it: SQLite would start an empty
+    store in a zero-length file, hiding that its history was lost (the store never creates one)."""
+    if path.is_dir():
+        raise StoreUnusable(f"the store {path} is a directory, not a SQLite file", "pass --store with a file path")
+    if path.is_file() and path.stat().st_size == 0:
+        raise StoreUnusable(f"the store {path} is an empty file (0 bytes): its runs, if it had any, are gone", _KEEP_IT)
+
+
+def unusable_store(path: Path, exc: sqlite3.Error) -> StoreUnusable:
+    """The error for a store file SQLite cannot read: what is wrong with it and what to do."""
+    name = getattr(exc, "sqlite_errorname", "")
+    if name == "SQLITE_NOTADB":
+        what = "is not a SQLite database (a bad header, or not a store at all)"
+    elif name.startswith("SQLITE_CANTOPEN"):
+        what = "cannot be opened (check it exists and that you may read and write it and its folder)"
+    else:
+        what = f"is damaged ({exc})"
+    return StoreUnusable(f"the store {path} {what}", _KEEP_IT)
+
+
+def _is_write_failure(exc: sqlite3.Error) -> bool:
+    """A write the file system refused (full disk, I/O error, read-only), as opposed to a bug or a lock."""
+    name = getattr(exc, "sqlite_errorname", "")
+    return name == "SQLITE_FULL" or name.startswith(("SQLITE_IOERR", "SQLITE_READONLY"))
+
+
 def _running_loop() -> asyncio.AbstractEventLoop | None:
     try:
         return asyncio.get_running_loop()
@@ -127,16 +192,24 @@ class SqliteStore(Store):
         super().__init__(f"sqlite://{self.path}", durability=durability, trace_cap=trace_cap)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._key = (str(self.path.resolve()), threading.get_ident())
-        fresh = not self.path.exists()
-        conn = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
-        if fresh:
-            os.chmod(self.path, 0o600)
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute(f"PRAGMA synchronous = {'FULL' if self.durability is Durability.SYNC else 'NORMAL'}")
-        self._commit_siblings()
+        if not self.path.exists():
+            _create_store_file(self.path)
+        _check_store_file(self.path)
         try:
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+        except sqlite3.Error as exc:
+            raise unusable_store(self.path, exc) from None
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA synchronous = {'FULL' if self.durability is Durability.SYNC else 'NORMAL'}")
+            self._commit_siblings()
             migrate(conn, str(self.path))
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            if not _is_damage(exc):
+                raise
+            raise unusable_store(self.path, exc) from None
         except BaseException:
             conn.close()
             raise
@@ -147,7 +220,7 @@ class SqliteStore(Store):
         """Number of the open (or last) write transaction."""
         self._committed = 0
         """Number of the last transaction that ended, committed or failed."""
-        self._failed: tuple[int, sqlite3.Error] | None = None
+        self._failed: tuple[int, sqlite3.Error | StoreWriteFailed] | None = None
         self._last_flusher: asyncio.Task[Any] | None = None
         """The task whose `flush` waited for the tick's commit last; when it flushes again, it commits at once."""
         self.commits = 0
@@ -189,9 +262,19 @@ class SqliteStore(Store):
         scheduled = self._begin()
         try:
             return self._conn.execute(sql, params)
+        except sqlite3.OperationalError as exc:
+            if _is_write_failure(exc):
+                raise self._write_failed(exc) from None
+            raise
         finally:
             if not scheduled:
                 self._commit()
+
+    def _write_failed(self, exc: sqlite3.Error) -> StoreWriteFailed:
+        return StoreWriteFailed(
+            f"the store {self.path} could not be written: {exc}",
+            "free space (or fix the file system), then `mse runs resume RUN_ID`: the run is kept as interrupted",
+        )
 
     def _commit(self) -> None:
         """Commit the open transaction and settle everyone waiting on it; a failed commit rolls back."""
@@ -203,8 +286,10 @@ class SqliteStore(Store):
                 self._conn.execute("COMMIT")
                 self.commits += 1
             except sqlite3.Error as exc:
-                self._conn.execute("ROLLBACK")
-                self._failed = (self._txn, exc)
+                # A full disk or an I/O error may already have rolled the transaction back.
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                self._failed = (self._txn, self._write_failed(exc) if _is_write_failure(exc) else exc)
                 # Counters and replay keys may name rows that were just rolled back: read them again.
                 self._seqs.clear()
                 self._replay_keys.clear()
@@ -282,6 +367,14 @@ class SqliteStore(Store):
             siblings.discard(self)
             if not siblings:
                 del _SIBLINGS[self._key]
+
+    async def reclaim(self) -> None:
+        """Rewrite the file without its free pages (VACUUM), then truncate the WAL it went through."""
+        self._write_traces()
+        self._commit_now()
+        self._commit_siblings()
+        self._conn.execute("VACUUM")
+        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     async def token_secret(self) -> bytes:
         row = self._conn.execute("SELECT value FROM meta WHERE key = 'token_secret'").fetchone()

@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-import logging
-from collections.abc import Awaitable, Callable
+import time
+import types
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
 
@@ -33,7 +34,7 @@ from ..core.contract import (
 from ..core.ctx import AgentContextView, Ctx
 from ..errors import EngineError, VerdictRejected
 from ..ids import StepId, WorkerId
-from ..jsontext import compact
+from ..jsontext import JsonValueError, check_value, compact
 from ..jsontext import text_of as render_prompt
 from . import JoinHandleWorker, MiddlewareWorker, WorkerJoinHandler
 from .eager import start_eager
@@ -42,8 +43,6 @@ from .output import EngineSink, Final, Inline, OutputSink
 if TYPE_CHECKING:
     from ..core.engine import Engine
     from ..tokens import CapToken
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -185,39 +184,118 @@ class InProcSpawner(SpawnerAdapter, Generic[W]):
         return self._worker_type(WorkerJoinHandler(WorkerId.new(), cancel, completion))
 
 
+BLOCKED_LOOP_WARN_SECS = 1.0
+"""An async worker running this long without yielding gets a `warnings` entry in its step's stats."""
+
+
+class _LoopWatch:
+    """The longest stretch a coroutine ran without giving the event loop back."""
+
+    __slots__ = ("longest",)
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+
+    def warnings(self) -> list[str]:
+        if self.longest < BLOCKED_LOOP_WARN_SECS:
+            return []
+        return [f"blocked the event loop for {self.longest:.1f} s"]
+
+
+@types.coroutine
+def _watched(coro: Coroutine[Any, Any, Any], watch: _LoopWatch) -> Generator[Any, Any, Any]:
+    """`await coro`, timing every stretch it runs between two suspensions."""
+    clock = time.monotonic
+    sent: Any = None
+    thrown: BaseException | None = None
+    while True:
+        began = clock()
+        try:
+            pending = coro.send(sent) if thrown is None else coro.throw(thrown)
+        except StopIteration as stop:
+            watch.longest = max(watch.longest, clock() - began)
+            return stop.value
+        except BaseException:
+            watch.longest = max(watch.longest, clock() - began)
+            raise
+        watch.longest = max(watch.longest, clock() - began)
+        thrown = None
+        try:
+            sent = yield pending
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:
+            thrown = exc
+
+
 async def _drive(engine: Engine, fn: WorkerFn, is_async: bool, inline: bool, inv: WorkerInvocation, kind: str) -> None:
-    """Run the function, then fold its result into the attempt's one `Final`."""
+    """Run the function, then fold its result into the attempt's one `Final`.
+
+    Whatever the function raises is this attempt's failure, `SystemExit` and `KeyboardInterrupt`
+    included: only the run's own cancellation (`CancelledError`) leaves as cancellation.
+    """
+    watch = _LoopWatch()
     try:
-        if is_async:
-            result = await fn(inv)
-        elif inline:
-            result = fn(inv)
-        else:
-            result = await asyncio.to_thread(fn, inv)
-    except asyncio.CancelledError:
-        raise WorkerCancelled() from None
-    except WorkerError:
-        raise
-    except Exception as exc:
-        raise WorkerFailed(f"{type(exc).__name__}: {exc}" if not isinstance(exc, SpawnError) else str(exc)) from exc
-    await submit_result(engine, inv.token, inv.task_id, inv.attempt, result, kind)
+        try:
+            if is_async:
+                pending = fn(inv)
+                result = await (_watched(pending, watch) if inspect.iscoroutine(pending) else pending)
+            elif inline:
+                began = time.monotonic()
+                try:
+                    result = fn(inv)
+                finally:
+                    watch.longest = time.monotonic() - began
+            else:
+                result = await asyncio.to_thread(fn, inv)
+        except asyncio.CancelledError:
+            raise WorkerCancelled() from None
+        except (WorkerError, GeneratorExit):
+            raise
+        except SpawnError as exc:
+            raise WorkerFailed(str(exc)) from exc
+        except BaseException as exc:
+            raise WorkerFailed(_describe(exc)) from exc
+        await submit_result(engine, inv.token, inv.task_id, inv.attempt, result, kind)
+    finally:
+        warnings = watch.warnings()
+        if warnings:
+            known = engine.worker_stats(inv.task_id, inv.attempt).get("warnings")
+            engine.record_worker_stats(
+                inv.task_id, inv.attempt, {"warnings": [*(known if isinstance(known, list) else ()), *warnings]}
+            )
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 async def submit_result(engine: Engine, token: CapToken, task_id: StepId, attempt: int, result: Any, kind: str) -> None:
-    """Fold a worker's return value into one `Final` (and its stats); used by every in-process kind."""
+    """Fold a worker's return value into one `Final` (and its stats); used by every in-process kind.
+
+    The value must be JSON data with finite numbers, at most `EngineConfig.max_value_bytes` of JSON
+    text (the in-process twin of a child's frame cap); anything else fails the attempt.
+    """
     wr = result if isinstance(result, WorkerResult) else WorkerResult(result)
     engine.record_worker_stats(
         task_id, attempt, {"worker_kind": kind, **wr.stats} if wr.stats else {"worker_kind": kind}
     )
     try:
+        check_value(wr.value, engine.config.max_value_bytes)
+    except JsonValueError as exc:
+        raise WorkerFailed(f"the worker's result is refused: {exc}") from None
+    try:
         await engine.submit_output(token, task_id, attempt, Final(Inline(wr.value), wr.ok))
     except VerdictRejected as exc:
         raise WorkerFailed(f"Final rejected before output_tail: {exc}") from exc
     except EngineError as exc:
-        log.warning("step %s attempt %s: Final not recorded: %s", task_id, attempt, exc)
+        raise WorkerFailed(f"Final refused: {exc}") from exc
 
 
 __all__ = [
+    "BLOCKED_LOOP_WARN_SECS",
     "InProcSpawner",
     "NotRegistered",
     "RejectedByMiddleware",

@@ -7,7 +7,9 @@ streaming mode each `OutputEvent` it writes reaches the engine as it arrives, an
 
 Unlike upstream, the child runs in its own process group: cancel and timeout send SIGTERM to the
 group, then SIGKILL after the grace period, and whatever the child leaves running in its group when
-it exits is killed, so no grandchild outlives the attempt. stderr is always drained; its last 64 KiB
+it exits is killed. On Linux the engine is also a child subreaper, and descendants that left the
+group (`setsid`, double fork) are found by the tag in their environment and killed with it (see
+`worker.reaper`), so no grandchild outlives the attempt. stderr is always drained; its last 64 KiB
 are reported in the attempt's stats.
 """
 
@@ -34,6 +36,7 @@ from .adapter import SpawnerAdapter, WorkerResult, render_prompt, submit_result
 from .errors import SpawnInternalError, WorkerCancelled, WorkerFailed
 from .kinds import AgentKind, InvalidAgentSpec, LinkEnv
 from .output import Artifact, Final, Inline, OutputEvent, Progress
+from .reaper import become_subreaper, kill_tagged
 from .streams import (
     DEFAULT_MAX_FRAME,
     FrameTooLarge,
@@ -148,6 +151,7 @@ class ProcessSpawner(SpawnerAdapter):
                 cwd = os.fspath(self.base_dir / cwd)
             env = {**os.environ, **_mse_env(ctx, task_id, attempt, token, engine.config.http_base_url), **extra_env}
             env["PYTHONPATH"] = _with_package_path(env.get("PYTHONPATH"))
+            become_subreaper()
             loop = asyncio.get_running_loop()
             protocol = _ChildProtocol(loop)
             started = time.monotonic()
@@ -170,7 +174,7 @@ class ProcessSpawner(SpawnerAdapter):
         proc = asyncio.subprocess.Process(transport, protocol, loop)
         grace = self.kill_grace_secs if self.kill_grace_secs is not None else engine.config.cancel_grace_secs
         cancel = CancellationToken()
-        killer = _GroupKiller(proc.pid, grace)
+        killer = _GroupKiller(proc.pid, grace, token.nonce)
         run = _ChildRun(
             self, engine, token, task_id, attempt, proc, transport, protocol, killer, cancel, cleanup, started
         )
@@ -304,11 +308,12 @@ class _GroupKiller:
     After `close()` (the attempt is over) it never signals again, since the group id may be reused.
     """
 
-    __slots__ = ("_timer", "closed", "grace", "pgid", "terminated")
+    __slots__ = ("_timer", "closed", "grace", "pgid", "tag", "terminated")
 
-    def __init__(self, pgid: int, grace: float) -> None:
+    def __init__(self, pgid: int, grace: float, tag: str) -> None:
         self.pgid = pgid
         self.grace = grace
+        self.tag = tag
         self.terminated = False
         self.closed = False
         self._timer: asyncio.TimerHandle | None = None
@@ -325,8 +330,12 @@ class _GroupKiller:
             return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pgid, sig)
+        if sig == signal.SIGKILL:
+            kill_tagged(self.tag, spare=self.pgid)
 
     def close(self) -> None:
+        if not self.closed:
+            kill_tagged(self.tag, spare=self.pgid)
         self.closed = True
         if self._timer is not None:
             self._timer.cancel()

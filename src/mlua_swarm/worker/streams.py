@@ -10,11 +10,11 @@ of dropping it.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from enum import StrEnum
 
+from ..jsontext import loads_strict
 from .output import OutputEvent, OutputEventError, parse_output_event
 
 DEFAULT_MAX_FRAME = 2 * 1024 * 1024
@@ -142,7 +142,7 @@ async def read_events(
 def decode_event(index: int, payload: bytes) -> OutputEvent | Malformed:
     """One JSON OutputEvent, or why it is not one."""
     try:
-        obj = json.loads(payload)
+        obj = loads_strict(payload)
     except ValueError as exc:
         return Malformed(index, f"not JSON ({exc}): {_preview(payload)}")
     try:

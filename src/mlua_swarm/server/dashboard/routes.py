@@ -110,7 +110,7 @@ class Dashboard:
         if token:
             headers["authorization"] = f"Bearer {token}"
         transport = httpx.ASGITransport(app=request.app, client=("127.0.0.1", 0))
-        async with httpx.AsyncClient(transport=transport, base_url="http://dashboard") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
             response = await client.request(method, path, json=body, headers=headers)
         try:
             data = response.json() if response.content else None

@@ -1,0 +1,52 @@
+"""The one checked way to turn a name into a path under a root folder.
+
+Every name that arrives from a Blueprint, a worker, an HTTP client or the command line and becomes a
+file path (projection names, part names, `$file` references, run artifacts, operator uploads) goes
+through `under_root`: it refuses empty names, NUL bytes, absolute paths, drive letters, `..`
+components and symbolic links that lead out of the root, so a name can only ever land inside it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath, PureWindowsPath
+
+
+class PathRefused(ValueError):
+    """A name that may not become a path under the root; the message says why."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"{name!r} refused: {reason}")
+        self.name = name
+        self.reason = reason
+
+
+def name_problem(name: str) -> str | None:
+    """Why `name` may not be used as a relative path (without touching the disk), or None when it may."""
+    if not isinstance(name, str) or not name.strip():
+        return "the path is empty"
+    if "\0" in name:
+        return "the path contains a NUL byte"
+    posix, windows = PurePosixPath(name), PureWindowsPath(name)
+    if posix.is_absolute() or windows.is_absolute() or windows.drive or windows.root:
+        return "absolute paths are not allowed"
+    if ".." in PurePosixPath(name.replace("\\", "/")).parts:
+        return "'..' is not allowed in a path"
+    return None
+
+
+def under_root(root: str | Path, name: str) -> Path:
+    """`root / name`, resolved, after checking that it stays inside `root` (symbolic links included).
+
+    Raises `PathRefused` when it would not. The returned path may not exist yet.
+    """
+    problem = name_problem(name)
+    if problem is not None:
+        raise PathRefused(name, problem)
+    base = Path(root).resolve()
+    target = (base / name).resolve()
+    if not target.is_relative_to(base):
+        raise PathRefused(name, f"it leads out of {base} through a symbolic link")
+    return target
+
+
+__all__ = ["PathRefused", "name_problem", "under_root"]
