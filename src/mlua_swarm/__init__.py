@@ -1,8 +1,14 @@
 """mlua-swarm: a swarm engine for declarative agent Blueprints.
 
-The names most programs need are re-exported here; everything else lives in its layer
-(`core`, `worker`, `middleware`, `flow`, `blueprint`, `run`, `store`). They are imported on first
-use, so a light module such as `mlua_swarm.child` does not pay for the engine.
+The names most programs need are re-exported here — `compile_blueprint`, `Run` (or the one-line
+`run_blueprint`), `open_store`, and the engine's contract for writing workers; everything else
+lives in its layer (`core`, `worker`, `middleware`, `flow`, `blueprint`, `run`, `store`). They are
+imported on first use, so a light module such as `mlua_swarm.child` does not pay for the engine.
+
+    compiled = compile_blueprint(raw, base_dir=Path("."))
+    store = await open_store("sqlite:///runs.sqlite3")
+    async with Run(compiled, store=store) as run:
+        result = await run.execute({"topic": "owls"})
 """
 
 from __future__ import annotations
@@ -11,13 +17,17 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .blueprint.compiler import CompiledBlueprint, compile_blueprint
     from .cancel import CancellationToken
     from .core.config import EngineConfig, RetryPolicy
     from .core.ctx import AgentContextView, Ctx
     from .core.engine import DispatchOutcome, Engine, RunContext, TaskSpec, VerdictContract
-    from .core.state import StepStatus
+    from .core.state import StepOutcome, StepStatus
     from .diagnostics import Diagnostic, DiagnosticError
+    from .flow import Skipped
     from .ids import ResumeKey, RunId, SessionId, StepId, TaskId, WorkerHandle, WorkerId
+    from .run import Run, RunResult, run_blueprint
+    from .store import RunStatus, Store, open_store
     from .tokens import CapToken, Role, Verb
     from .worker import MiddlewareWorker, Worker, WorkerJoinHandler, wrap_join
     from .worker.adapter import InProcSpawner, SpawnerAdapter, WorkerInvocation, WorkerResult
@@ -35,6 +45,16 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 _EXPORTS: dict[str, str] = {
+    "CompiledBlueprint": ".blueprint.compiler",
+    "compile_blueprint": ".blueprint.compiler",
+    "Run": ".run",
+    "RunResult": ".run",
+    "run_blueprint": ".run",
+    "RunStatus": ".store",
+    "Store": ".store",
+    "open_store": ".store",
+    "StepOutcome": ".core.state",
+    "Skipped": ".flow",
     "NotRegistered": ".worker.errors",
     "RejectedByMiddleware": ".worker.errors",
     "SpawnError": ".worker.errors",
@@ -100,6 +120,7 @@ __all__ = [
     "Artifact",
     "CancellationToken",
     "CapToken",
+    "CompiledBlueprint",
     "Ctx",
     "Diagnostic",
     "DiagnosticError",
@@ -118,14 +139,20 @@ __all__ = [
     "ResumeKey",
     "RetryPolicy",
     "Role",
+    "Run",
     "RunContext",
     "RunId",
+    "RunResult",
+    "RunStatus",
     "SessionId",
+    "Skipped",
     "SpawnError",
     "SpawnInternalError",
     "SpawnerAdapter",
     "StepId",
+    "StepOutcome",
     "StepStatus",
+    "Store",
     "TaskId",
     "TaskSpec",
     "Verb",
@@ -139,6 +166,8 @@ __all__ = [
     "WorkerInvocation",
     "WorkerJoinHandler",
     "WorkerResult",
-    "__version__",
+    "compile_blueprint",
+    "open_store",
+    "run_blueprint",
     "wrap_join",
 ]

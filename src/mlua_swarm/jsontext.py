@@ -17,6 +17,7 @@ MAX_VALUE_BYTES = 16 * 1024 * 1024
 """The default cap on one value's JSON text inside the process (a worker's result, a script's return)."""
 
 _COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_LENIENT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=repr)
 _CANONICAL = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, sort_keys=True)
 _STRICT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
@@ -28,6 +29,19 @@ class JsonValueError(ValueError):
 def compact(value: Any) -> str:
     """Compact JSON with UTF-8 kept as is."""
     return _COMPACT.encode(value)
+
+
+def text_of(value: Any, *, lenient: bool = False) -> str:
+    """A string as is; anything else as compact JSON (prompts). `lenient` (messages) writes what
+    JSON cannot hold with `repr` instead of raising."""
+    if isinstance(value, str):
+        return value
+    if not lenient:
+        return _COMPACT.encode(value)
+    try:
+        return _LENIENT.encode(value)
+    except ValueError:
+        return repr(value)
 
 
 def canonical(value: Any) -> str:
@@ -92,4 +106,4 @@ def loads_strict(text: str | bytes) -> Any:
         raise JsonValueError("the JSON text is nested too deeply") from None
 
 
-__all__ = ["MAX_VALUE_BYTES", "JsonValueError", "canonical", "check_value", "compact", "loads_strict"]
+__all__ = ["MAX_VALUE_BYTES", "JsonValueError", "canonical", "check_value", "compact", "loads_strict", "text_of"]

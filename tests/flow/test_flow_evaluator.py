@@ -19,7 +19,7 @@ from mlua_swarm.flow.errors import (
 )
 from mlua_swarm.flow.evaluator import run_flow
 from mlua_swarm.flow.nodes import parse_node
-from mlua_swarm.flow.skip import wrap_skip_marker
+from mlua_swarm.flow.skip import Skipped
 
 
 async def run(flow: dict[str, Any], ctx: dict[str, Any], dispatcher: Any = None, **kw: Any) -> dict[str, Any]:
@@ -68,7 +68,7 @@ async def test_step_meta_envelope_reaches_the_dispatcher() -> None:
 
 
 async def test_skip_marker_leaves_out_untouched() -> None:
-    agents = Agents(a=lambda v: wrap_skip_marker("why"), b=lambda v: "after")
+    agents = Agents(a=lambda v: Skipped("why"), b=lambda v: "after")
     ctx = await run(seq(step("a", "$.in", "$.o"), step("b", "$.in", "$.p")), {"in": 1, "o": "prior"}, agents)
     assert ctx == {"in": 1, "o": "prior", "p": "after"}
 
@@ -226,7 +226,7 @@ async def test_try_catch_error_fails_the_run() -> None:
 
 
 async def test_skip_is_not_an_error_inside_try() -> None:
-    agents = Agents(a=lambda v: wrap_skip_marker(None))
+    agents = Agents(a=lambda v: Skipped(None))
     assert await run(try_(step("a"), assign("$.caught", lit(True))), {"in": 1}, agents) == {"in": 1}
 
 

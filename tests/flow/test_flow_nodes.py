@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from mlua_swarm.flow import is_skip_marker, unwrap_skip_marker, wrap_skip_marker
+from mlua_swarm.core.fold import is_skip_marker, unwrap_skip_marker, wrap_skip_marker
 from mlua_swarm.flow.errors import FlowError, FlowParseError
 from mlua_swarm.flow.nodes import (
     NODE_KINDS,

@@ -140,7 +140,7 @@ def test_a_blueprint_linked_to_dev_zero_hits_the_size_cap(tmp_path: Path) -> Non
 
 
 def test_an_oversized_blueprint_is_refused(tmp_path: Path) -> None:
-    from mlua_swarm.blueprint.textparse import MAX_INPUT_BYTES
+    from mlua_swarm.textparse import MAX_INPUT_BYTES
 
     big = tmp_path / "big.json"
     big.write_text('{"id": "' + "x" * MAX_INPUT_BYTES + '"}')

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from mlua_swarm.core.state import StepOutcome
 from mlua_swarm.store import MemoryStore, ReplayRow, RunStatus, SqliteStore, Store
 
 from ..conftest import run_mse
@@ -53,7 +54,7 @@ async def test_history_is_counted_without_loading_it(backend: Store) -> None:
     run = await new_run(backend)
     assert await backend.count_history(run.run_id) == (0, 0)
     backend.append_step(run.run_id, entry("a"), ReplayRow("a", "h1", {"v": 1}, occurrence=0))
-    backend.append_step(run.run_id, entry("b", status="fail"))
+    backend.append_step(run.run_id, entry("b", status=StepOutcome.FAILED))
     backend.append_replay(run.run_id, ReplayRow("c", "h2", None, skip=True, occurrence=0))
     await backend.flush()
     counted = await backend.count_history(run.run_id)

@@ -9,7 +9,7 @@ from typing import Any
 from mlua_swarm import WorkerInvocation
 from mlua_swarm.blueprint.compiler import compile_blueprint
 from mlua_swarm.run import Run, run_blueprint
-from mlua_swarm.run.dispatcher import StepRecord
+from mlua_swarm.store import ReplayHit, ReplayRow, StepEntry
 
 from ..conftest import P, compile_fns
 
@@ -70,23 +70,23 @@ async def test_cancel_stops_every_running_lane_and_reports_cancelled() -> None:
 class ListJournal:
     """A journal kept in a list: replays what an earlier run of the same flow recorded."""
 
-    def __init__(self, earlier: list[StepRecord]) -> None:
-        self.earlier = {}
-        for record in earlier:
-            if record.status in ("passed", "skipped"):
-                self.earlier.setdefault((record.step_ref, record.input_hash), []).append(record)
-        self.records: list[StepRecord] = []
+    def __init__(self, earlier: list[tuple[StepEntry, ReplayRow | None]]) -> None:
+        self.earlier: dict[tuple[str, str], list[ReplayRow]] = {}
+        for _, replay in earlier:
+            if replay is not None:
+                self.earlier.setdefault((replay.step_ref, replay.input_hash), []).append(replay)
+        self.records: list[tuple[StepEntry, ReplayRow | None]] = []
         self.traces: list[tuple[str, str | None]] = []
 
-    def lookup(self, step_ref: str, input_hash: str) -> tuple[bool, Any] | None:
+    def lookup(self, step_ref: str, input_hash: str) -> ReplayHit | None:
         queue = self.earlier.get((step_ref, input_hash))
         if not queue:
             return None
-        record = queue.pop(0)
-        return record.status == "skipped", record.value
+        replay = queue.pop(0)
+        return ReplayHit(replay.value, replay.skip, 0)
 
-    async def record_step(self, record: StepRecord) -> None:
-        self.records.append(record)
+    async def record_step(self, entry: StepEntry, replay: ReplayRow | None) -> None:
+        self.records.append((entry, replay))
 
     def trace(self, kind: str, step_ref: str | None = None, attempt: int | None = None, payload: Any = None) -> None:
         self.traces.append((kind, step_ref))
@@ -148,7 +148,7 @@ async def test_an_engine_running_many_runs_keeps_no_state_per_finished_run() -> 
 
 
 async def test_fifty_durable_runs_at_once_on_one_sqlite_file(tmp_path: Path) -> None:
-    from mlua_swarm.store import DispatchJournal, LaunchSnapshot, durable_run, open_store
+    from mlua_swarm.store import LaunchSnapshot, durable_run, open_store
 
     flow = {
         "kind": "loop",
@@ -162,7 +162,7 @@ async def test_fifty_durable_runs_at_once_on_one_sqlite_file(tmp_path: Path) -> 
 
     async def one() -> Any:
         async with durable_run(store, LaunchSnapshot(blueprint.raw, {})) as journal:
-            result = await run_blueprint(blueprint, {}, journal=DispatchJournal(journal))
+            result = await run_blueprint(blueprint, {}, journal=journal)
             await journal.finish(result.status, result.final_ctx)
             return journal.run_id, result
 

@@ -215,17 +215,21 @@ async def test_execute_needs_the_run_entered_and_runs_once() -> None:
             await run.execute({"n": 0})
 
 
-async def test_a_bad_middleware_configuration_raises_on_entry_before_anything_is_recorded(tmp_path: Path) -> None:
-    store = await _store(tmp_path)
-    bad = _blueprint({"prep": _prep, "work": _prep})
-    bad.raw["policy"] = {"budget": {"max_wall_secs": "soon"}}
-    try:
-        with pytest.raises(DiagnosticError):
-            async with Run(bad, store=store):
-                pass
-        assert await store.list_runs() == []
-    finally:
-        await store.close()
+async def test_link_warnings_are_compile_diagnostics_and_the_runs_warnings() -> None:
+    raw: dict[str, Any] = {
+        "id": "warned",
+        "flow": {"kind": "step", "ref": "prep", "in": P("$.n"), "out": P("$.n")},
+        "agents": [{"name": "prep", "kind": "rust_fn", "spec": {"fn_id": "prep"}}],
+        "policy": {"deny": ["nobody"]},
+        "spawner_hints": {"layers": ["no_such_hint"]},
+    }
+    compiled = compile_blueprint(raw, base_dir=Path.cwd(), fns={"prep": _prep})
+    codes = [(d.code, d.stage) for d in compiled.link.warnings]
+    assert codes == [("unknown-spawner-hint", "link"), ("unknown-policy-agent", "link")]
+    assert [(d.code, d.stage) for d in compiled.diagnostics] == codes
+    async with Run(compiled) as run:
+        assert run.warnings == list(compiled.link.warnings)
+        assert (await run.execute({"n": 1})).final_ctx == {"n": 2}
 
 
 class Resumable:
@@ -306,12 +310,13 @@ async def test_create_commits_the_record_before_execute_and_a_failed_start_is_re
         assert result.final_ctx == {"n": 2, "out": 3}
         assert (await store.get_run(run.run_id)).status is RunStatus.DONE
 
-        bad = _blueprint({"prep": _prep, "work": _prep})
-        bad.raw["policy"] = {"budget": {"max_wall_secs": "soon"}}
-        doomed = await Run.create(store, bad, {"n": 1})
-        with pytest.raises(DiagnosticError):
+        strict = {**_blueprint({"prep": _prep, "work": _prep}).raw, "check_policy": "strict"}
+        unplaced = compile_blueprint(strict, base_dir=Path.cwd(), fns={"prep": _prep, "work": _prep})
+        doomed = await Run.create(store, unplaced, {"n": 1})
+        with pytest.raises(DiagnosticError) as raised:
             async with doomed:
                 pass
+        assert [d.code for d in raised.value.diagnostics] == ["projection-root-missing"]
         record = await store.get_run(doomed.run_id)
         assert record.status is RunStatus.FAILED
         assert record.result["error"]["message"] == "the run did not start: it failed to start"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from mlua_swarm.core.state import StepOutcome
 from mlua_swarm.store import LaunchSnapshot, MemoryStore, RunRecord, SqliteStore, StepEntry, Store, create_run
 
 LAUNCH = LaunchSnapshot({"name": "demo", "flow": {"kind": "step", "ref": "a"}}, {"topic": "x"}, {"timeout": 5})
@@ -23,5 +24,5 @@ async def new_run(store: Store, launch: LaunchSnapshot | None = LAUNCH) -> RunRe
     return await create_run(store, launch, goal="test")
 
 
-def entry(ref: str, status: str = "pass", attempt: int = 1) -> StepEntry:
+def entry(ref: str, status: StepOutcome = StepOutcome.PASSED, attempt: int = 1) -> StepEntry:
     return StepEntry(ref, f"ST-{ref}", status, attempt, 1.0, 1.5, {"tokens": 3}, None, None)

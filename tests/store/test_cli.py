@@ -53,7 +53,7 @@ def test_runs_list_show_steps_trace(tmp_path: Path) -> None:
     assert show["step_entries"] == 2 and show["replay_rows"] == 2 and show["resumable"] is False
 
     steps = json_of(run_mse(["runs", "steps", done, "--json"], env=env))
-    assert [(s["step_ref"], s["status"], s["attempt"]) for s in steps] == [("a", "pass", 1), ("b", "pass", 1)]
+    assert [(s["step_ref"], s["status"], s["attempt"]) for s in steps] == [("a", "passed", 1), ("b", "passed", 1)]
 
     trace = json_of(run_mse(["runs", "trace", done, "--json", "--kind", "core.step"], env=env))
     assert [(e["kind"], e["step_ref"]) for e in trace] == [

@@ -5,9 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import pytest
 
+from mlua_swarm.core.state import StepOutcome
 from mlua_swarm.ids import RunId
 from mlua_swarm.store import (
     TRACE_PAYLOAD_CAP,
@@ -20,7 +22,6 @@ from mlua_swarm.store import (
     RunOwner,
     RunStatus,
     Store,
-    TaskStatus,
 )
 from mlua_swarm.store.base import STDERR_TAIL_CAP
 from mlua_swarm.store.owner import current_owner
@@ -37,7 +38,7 @@ async def test_create_run_records_owner_launch_and_task(store: Store) -> None:
     assert got.owner == current_owner()
     assert got.input_json == LAUNCH.to_json()
     task = await store.get_task(got.task_id)
-    assert task.status is TaskStatus.RUNNING and task.goal == "test"
+    assert task.status is RunStatus.RUNNING and task.goal == "test"
     assert (await store.list_trace(run.run_id))[0].kind == "core.run_started"
 
 
@@ -85,13 +86,13 @@ async def test_cancelled_run_never_becomes_done_or_failed(store: Store, target: 
 async def test_step_entries_keep_order_and_fields(store: Store) -> None:
     run = await new_run(store)
     store.append_step(run.run_id, entry("a"))
-    failed = entry("b", "failed", 2)
-    failed.stderr_tail = "x" * STDERR_TAIL_CAP + "boom\n"
-    failed.error = {"message": "boom"}
+    failed = replace(
+        entry("b", StepOutcome.FAILED, 2), stderr_tail="x" * STDERR_TAIL_CAP + "boom\n", error={"message": "boom"}
+    )
     store.append_step(run.run_id, failed)
     await store.flush()
     steps = await store.list_steps(run.run_id)
-    assert [(s.step_ref, s.status, s.attempt) for s in steps] == [("a", "pass", 1), ("b", "failed", 2)]
+    assert [(s.step_ref, s.status, s.attempt) for s in steps] == [("a", "passed", 1), ("b", "failed", 2)]
     assert steps[1].stderr_tail == "x" * (STDERR_TAIL_CAP - 5) + "boom\n"
     assert steps[1].error == {"message": "boom"}
     assert steps[0].stats == {"tokens": 3}
@@ -255,7 +256,7 @@ async def test_orphan_sweep_marks_runs_of_dead_owners_interrupted(store: Store) 
     for run_id in swept:
         run = await store.get_run(run_id)
         assert run.status is S.INTERRUPTED
-        assert (await store.get_task(run.task_id)).status is TaskStatus.INTERRUPTED
+        assert (await store.get_task(run.task_id)).status is RunStatus.INTERRUPTED
         assert (await store.list_trace(run_id, kind_prefix="core.run_interrupted"))[0].payload["reason"]
     for run in (alive, far_fresh):
         assert (await store.get_run(run.run_id)).status is S.RUNNING
@@ -265,13 +266,13 @@ async def test_a_step_stored_with_its_replay_row_reads_back_as_both(store: Store
     run = await new_run(store)
     store.append_step(run.run_id, entry("a"), ReplayRow("a", "h", {"v": 1}, occurrence=0))
     store.append_replay(run.run_id, ReplayRow("x", "h", "alone", occurrence=0))
-    store.append_step(run.run_id, entry("b", "failed"))
+    store.append_step(run.run_id, entry("b", StepOutcome.FAILED))
     store.append_step(run.run_id, entry("c"), ReplayRow("c", "h", None, skip=True, occurrence=0))
     await store.flush()
     assert [(s.step_ref, s.status, s.stats) for s in await store.list_steps(run.run_id)] == [
-        ("a", "pass", {"tokens": 3}),
+        ("a", "passed", {"tokens": 3}),
         ("b", "failed", {"tokens": 3}),
-        ("c", "pass", {"tokens": 3}),
+        ("c", "passed", {"tokens": 3}),
     ]
     assert [(r.step_ref, r.value, r.skip) for r in await store.list_replay(run.run_id)] == [
         ("a", {"v": 1}, False),

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 
+from mlua_swarm.core.state import StepOutcome
 from mlua_swarm.store import (
     Durability,
     ReplayRow,
@@ -13,7 +15,6 @@ from mlua_swarm.store import (
     RunNotResumable,
     RunStatus,
     Store,
-    TaskStatus,
     cancel_run,
     durable_run,
     heartbeat,
@@ -53,7 +54,7 @@ async def test_replayed_journal_hits_pass_and_skip_then_misses(store: Store) -> 
         first.lookup("a", "h")
         await first.record_step(entry("a"), ReplayRow("a", "h", value))
     first.lookup("gate", "g")
-    await first.record_step(entry("gate", "skip"), ReplayRow("gate", "g", None, skip=True))
+    await first.record_step(entry("gate", StepOutcome.SKIPPED), ReplayRow("gate", "g", None, skip=True))
 
     again = RunJournal(store, run.run_id, replay=await store.list_replay(run.run_id))
     hit0, hit1 = again.lookup("a", "h"), again.lookup("a", "h")
@@ -75,7 +76,7 @@ async def test_finish_records_result_status_and_task(store: Store) -> None:
     assert await journal.finish(S.DONE, {"final_ctx": {"a": 1}}) is S.DONE
     got = await store.get_run(run.run_id)
     assert got.status is S.DONE and got.result == {"final_ctx": {"a": 1}}
-    assert (await store.get_task(run.task_id)).status is TaskStatus.DONE
+    assert (await store.get_task(run.task_id)).status is RunStatus.DONE
     kinds = [e.kind for e in await store.list_trace(run.run_id)]
     assert kinds == ["core.run_started", "core.step_dispatched", "core.run_finished"]
 
@@ -95,8 +96,7 @@ async def test_exit_durability_writes_nothing_until_finish(store: Store) -> None
     journal = RunJournal(store, run.run_id, Durability.EXIT)
     stats = {"tokens": 1}
     value = {"out": [1]}
-    step = entry("a")
-    step.stats = stats
+    step = replace(entry("a"), stats=stats)
     await journal.record_step(step, ReplayRow("a", "h", value))
     journal.trace("core.step_completed", "a", 1, value)
     stats["tokens"] = 99
@@ -138,7 +138,7 @@ async def test_resume_takes_an_interrupted_run_with_its_log(store: Store) -> Non
     assert plan.launch == LAUNCH
     assert [r.value for r in plan.replay] == [1]
     assert plan.run.owner == current_owner()
-    assert (await store.get_task(run.task_id)).status is TaskStatus.RUNNING
+    assert (await store.get_task(run.task_id)).status is RunStatus.RUNNING
     with pytest.raises(RunNotResumable):
         await prepare_resume(store, run.run_id)
 

@@ -12,7 +12,6 @@ from mlua_swarm import WorkerInvocation
 from mlua_swarm.blueprint.compiler import compile_blueprint
 from mlua_swarm.run import run_blueprint
 from mlua_swarm.store import (
-    DispatchJournal,
     Durability,
     LaunchSnapshot,
     RunJournal,
@@ -58,7 +57,7 @@ async def test_resume_replays_finished_steps_and_runs_the_rest(tmp_path: Path) -
     run = await create_run(store, LaunchSnapshot(raw, {"topic": "owls"}))
 
     journal = RunJournal(store, run.run_id)
-    first = await run_blueprint(compiled, {"topic": "owls"}, run_id=run.run_id, journal=DispatchJournal(journal))
+    first = await run_blueprint(compiled, {"topic": "owls"}, run_id=run.run_id, journal=journal)
     assert first.status == "failed"
     await journal.finish(RunStatus.INTERRUPTED, first.to_json())
     assert [s.status for s in await store.list_steps(run.run_id)] == ["passed", "passed", "failed"]
@@ -67,9 +66,7 @@ async def test_resume_replays_finished_steps_and_runs_the_rest(tmp_path: Path) -
     calls.clear()
     plan = await prepare_resume(store, run.run_id)
     resumed_journal = RunJournal(store, run.run_id, replay=plan.replay)
-    second = await run_blueprint(
-        compiled, plan.launch.init, run_id=run.run_id, journal=DispatchJournal(resumed_journal)
-    )
+    second = await run_blueprint(compiled, plan.launch.init, run_id=run.run_id, journal=resumed_journal)
     assert await resumed_journal.finish(RunStatus.DONE, second.to_json()) is RunStatus.DONE
 
     assert second.status == "done"
@@ -93,7 +90,7 @@ async def _run_counting_commits(tmp_path: Path, flow: dict[str, Any], fns: dict[
     await store.flush(Durability.SYNC)
     before = store.commits
     journal = RunJournal(store, run.run_id)
-    result = await run_blueprint(compiled, {"x": 0}, run_id=run.run_id, journal=DispatchJournal(journal))
+    result = await run_blueprint(compiled, {"x": 0}, run_id=run.run_id, journal=journal)
     assert result.status == "done", result.to_json()
     commits = store.commits - before
     statuses = [s.status for s in await store.list_steps(run.run_id)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
+from mlua_swarm.core.state import StepOutcome
 from mlua_swarm.store import (
     LaunchSnapshot,
     ReplayRow,
@@ -25,7 +26,7 @@ async def one_run(store: SqliteStore, steps: int) -> None:
     journal = RunJournal(store, run.run_id)
     for i in range(steps):
         ref = f"s{i}"
-        await journal.record_step(StepEntry(ref, f"ST-{i}", "pass", 1), ReplayRow(ref, "h", {"i": i}))
+        await journal.record_step(StepEntry(ref, f"ST-{i}", StepOutcome.PASSED, 1), ReplayRow(ref, "h", {"i": i}))
         print(run.run_id, i, flush=True)
     await journal.finish(RunStatus.DONE, {"steps": steps})
 

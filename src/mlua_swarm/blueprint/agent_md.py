@@ -12,8 +12,8 @@ from typing import Any, get_args
 import blake3
 import yaml
 
+from ..textparse import load_yaml
 from .schema import LintLevel
-from .textparse import load_yaml
 
 _FIRST_CLASS = ("name", "description", "model", "effort", "tools", "worker_binding", "lints")
 

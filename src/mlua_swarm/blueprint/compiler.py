@@ -16,9 +16,12 @@ from typing import Any
 
 from ..core.config import EngineConfig, RetryPolicy
 from ..core.engine import VerdictContract
+from ..core.fold import comparable
 from ..diagnostics import Diagnostic, DiagnosticError, Level, Location, has_errors
 from ..flow.errors import FlowParseError
 from ..flow.nodes import Node, Step, parse_node
+from ..middleware.link import LinkPlan, plan_link
+from ..middleware.registry import LayerRegistry
 from ..paths import name_problem
 from ..services import RuntimeServices
 from ..worker.adapter import SpawnerAdapter
@@ -43,7 +46,7 @@ from .schema import (
     WsClaudeCodeRunner,
 )
 from .validate import validate_blueprint
-from .verdicts import located_nodes, verdict_reads, verdict_text
+from .verdicts import located_nodes, verdict_reads
 
 REMOVED_LAYERS = {"operator_delegate": "operators are reached through agents of kind 'operator'; remove the layer"}
 
@@ -61,18 +64,35 @@ class CompiledAgent:
     raw: dict[str, Any]
     runner: Runner | None = None
     """The Runner the agent resolved to (inline, `runner_ref`, legacy binding, `default_runner`)."""
+    submit_format: str | None = None
+    """`meta.ctx.submit_format`, else `default_agent_ctx.submit_format`."""
 
 
 @dataclass(slots=True)
 class CompiledBlueprint:
-    """A checked Blueprint: the typed model, its expanded JSON, the parsed flow and the built agents."""
+    """A checked Blueprint, ready to run: the typed model, the parsed flow, the built agents with
+    their policies, the step names, the checked middleware (`link`) and every diagnostic found.
+
+    `raw` (the expanded JSON) is kept for the launch snapshot a stored run is resumed from; what a
+    run needs is read from the typed fields.
+    """
 
     blueprint: Blueprint
     raw: dict[str, Any]
     flow: Node
     agents: dict[str, CompiledAgent]
     step_names: StepNaming
+    link: LinkPlan
     diagnostics: list[Diagnostic]
+
+    @property
+    def id(self) -> str:
+        return self.blueprint.id
+
+    @property
+    def metas(self) -> dict[str, Any]:
+        """`metas` by name: the ctx objects `$step_meta.ref` names."""
+        return {meta.name: meta.ctx for meta in self.blueprint.metas}
 
 
 def compile_blueprint(
@@ -85,12 +105,14 @@ def compile_blueprint(
     config: EngineConfig | None = None,
     source: str | None = None,
     services: RuntimeServices | None = None,
+    registry: LayerRegistry | None = None,
 ) -> CompiledBlueprint:
     """Compile a raw Blueprint (references may still be unexpanded) or raise DiagnosticError.
 
     `fns` are the function ids `rust_fn` agents may name (default: built-ins and entry points).
     `strict` makes every unhandled verdict value an error. `source` is stamped on diagnostics as
     their file. `services` are what the hosting process offers kinds (the server's operator hub).
+    `registry` holds the middleware layers `spawner_hints` may name (default: the built-in ones).
     """
     try:
         expanded = expand_refs(raw, base_dir, includes=includes)
@@ -105,9 +127,9 @@ def compile_blueprint(
         services=services,
     )
     run = _Compilation(blueprint, expanded, flow, env, strict)
-    compiled = run.compile()
+    compiled = run.compile(registry)
     diagnostics = _stamp(run.diagnostics, source)
-    if has_errors(diagnostics):
+    if compiled is None or has_errors(diagnostics):
         raise DiagnosticError(diagnostics)
     compiled.diagnostics = diagnostics
     return compiled
@@ -195,6 +217,14 @@ def _stamp(diagnostics: list[Diagnostic], source: str | None) -> list[Diagnostic
     ]
 
 
+def _submit_format(raw_agent: Mapping[str, Any], default_ctx: Mapping[str, Any]) -> str | None:
+    meta = raw_agent.get("meta")
+    meta_ctx = meta.get("ctx") if isinstance(meta, Mapping) else None
+    ctx = meta_ctx if isinstance(meta_ctx, Mapping) else {}
+    value = ctx.get("submit_format", default_ctx.get("submit_format"))
+    return value if isinstance(value, str) else None
+
+
 def _names(values: Sequence[str]) -> str:
     return ", ".join(values) if values else "none"
 
@@ -219,7 +249,8 @@ class _Compilation:
         for node, where in reversed(self.steps):
             self.first_site[node.ref] = where
 
-    def compile(self) -> CompiledBlueprint:
+    def compile(self, registry: LayerRegistry | None) -> CompiledBlueprint | None:
+        """The compiled Blueprint, or None when the middleware configuration has errors."""
         self._check_lint_settings()
         runners = self._resolve_runners()
         self.env.runners = {name: runner for name, runner in runners.items() if runner is not None}
@@ -232,7 +263,15 @@ class _Compilation:
         self._check_step_refs(agents)
         naming = self._step_naming()
         self._check_projection_placement()
-        return CompiledBlueprint(self.bp, self.raw, self.flow, agents, naming, [])
+        if has_errors(self.diagnostics):
+            return None
+        try:
+            link = plan_link(self.raw, registry)
+        except DiagnosticError as exc:
+            self.diagnostics += exc.diagnostics
+            return None
+        self.diagnostics += link.warnings
+        return CompiledBlueprint(self.bp, self.raw, self.flow, agents, naming, link, [])
 
     # -- reporting ---------------------------------------------------------------------------------
 
@@ -406,6 +445,7 @@ class _Compilation:
         built: dict[str, CompiledAgent] = {}
         seen: set[str] = set()
         raw_agents = self.raw.get("agents", [])
+        default_ctx = self.bp.default_agent_ctx or {}
         for index, agent in enumerate(self.bp.agents):
             if agent.name in seen:
                 self._error(
@@ -428,6 +468,7 @@ class _Compilation:
                 verdict=agent.verdict.contract() if agent.verdict else None,
                 raw=dict(raw_agents[index]),
                 runner=runners.get(agent.name),
+                submit_format=_submit_format(raw_agents[index], default_ctx),
             )
         return built
 
@@ -479,7 +520,7 @@ class _Compilation:
                 )
                 continue
             for value in read.values:
-                text = verdict_text(value)
+                text = comparable(value)
                 if text not in contract.values:
                     self._error(
                         "verdict-value-not-in-contract",

@@ -18,8 +18,8 @@ from typing import Any
 from ..diagnostics import Diagnostic, DiagnosticError, Location
 from ..paths import PathRefused, name_problem, under_root
 from ..samples import bundled_agents_dir
+from ..textparse import load_error, parse_json_text, parse_yaml_text, read_input_text
 from .agent_md import AgentMdError, parse_agent_md
-from .textparse import load_error, parse_json_text, parse_yaml_text, read_input_text
 
 INCLUDES_ENV = "MSE_BLUEPRINT_INCLUDES"
 JSON_SUFFIXES = (".json",)

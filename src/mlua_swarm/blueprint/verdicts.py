@@ -9,7 +9,6 @@ document order owns it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -85,9 +84,4 @@ def verdict_reads(flow: Node) -> list[VerdictRead]:
     return reads
 
 
-def verdict_text(value: Any) -> str:
-    """How a literal is compared with declared verdict values: a string as is, anything else as JSON."""
-    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
-
-
-__all__ = ["VerdictRead", "located_nodes", "verdict_reads", "verdict_text"]
+__all__ = ["VerdictRead", "located_nodes", "verdict_reads"]

@@ -7,7 +7,6 @@ listed in `BP_EXTENSIONS` (for example the Lua DSL's `bp build` and `bp new`).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib
 import json
 import sys
@@ -52,7 +51,6 @@ def lint_diagnostics(args: argparse.Namespace) -> tuple[list[Diagnostic], Any]:
     and the Blueprint value it read (None when it could not be read)."""
     from ..blueprint.compiler import compile_blueprint
     from ..blueprint.loader import load_blueprint_source
-    from ..run.plan import link_warnings
 
     warnings: list[Diagnostic] = []
     try:
@@ -65,10 +63,9 @@ def lint_diagnostics(args: argparse.Namespace) -> tuple[list[Diagnostic], Any]:
         compiled = compile_blueprint(
             raw, base_dir=base_dir, fns=fns, strict=args.strict, includes=args.include, source=str(args.file)
         )
-        linked = asyncio.run(link_warnings(compiled))
     except DiagnosticError as exc:
         return warnings + exc.diagnostics, raw
-    return warnings + compiled.diagnostics + linked, raw
+    return warnings + compiled.diagnostics, raw
 
 
 def exit_code(diagnostics: list[Diagnostic], strict: bool) -> int:

@@ -27,7 +27,7 @@ def read_json_arg(value: str, option: str) -> Any:
     """A JSON literal, or `@path` to read it from a file; raises DiagnosticError on bad input."""
     source, text = option, value
     if value.startswith("@"):
-        from ..blueprint.textparse import read_input_text
+        from ..textparse import read_input_text
 
         path = Path(value[1:])
         try:

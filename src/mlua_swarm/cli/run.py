@@ -89,7 +89,7 @@ def main(args: argparse.Namespace) -> int:
             workspace=workspace,
             launch=launch,
         )
-        return await drive(run, init)
+        return await drive(run, init, warn=False)
 
     return _finish(args, _session(args, go, "see `mse run --help`"))
 
@@ -150,16 +150,19 @@ SIGNALS = ((signal.SIGINT, "interrupted (Ctrl-C)"), (signal.SIGTERM, "terminated
 RUN_ID_HINT = "run ids look like R-0123456789abcdef"
 
 
-async def drive(run: Run, init: Any = None) -> RunResult:
-    """Execute `run` with live progress on stderr, Ctrl-C and SIGTERM cancelling it; its result."""
-    progress = TerminalProgress(f"{run.compiled.raw.get('id', 'blueprint')} · {run.run_id}")
+async def drive(run: Run, init: Any = None, *, warn: bool = True) -> RunResult:
+    """Execute `run` with live progress on stderr, Ctrl-C and SIGTERM cancelling it; its result.
+
+    `warn` prints the middleware warnings first (`mse run` printed them with the compile's)."""
+    progress = TerminalProgress(f"{run.compiled.id} · {run.run_id}")
     run.observer = progress
     loop = asyncio.get_running_loop()
     for signum, why in SIGNALS:
         loop.add_signal_handler(signum, run.cancel, why)
     try:
         async with run:
-            report_diagnostics(run.warnings, as_json=False)
+            if warn:
+                report_diagnostics(run.warnings, as_json=False)
             with progress:
                 result = await run.execute(init)
         replayed = f", {result.steps_replayed} replayed" if result.steps_replayed else ""

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..ids import RunId
 from ..llm.usage import describe_totals, run_totals
-from ..store import RunStatus, Store, StoreError, cancel_run, open_store
+from ..store import RunStatus, Store, StoreError, open_store
 from .common import count_arg
 from .endpoint import server_url
 
@@ -121,7 +121,9 @@ async def _trace(store: Store, args: argparse.Namespace) -> int:
 
 
 async def _cancel(store: Store, args: argparse.Namespace) -> int:
-    cancelled = await cancel_run(store, args.run_id)
+    from ..run import Run  # the run layer loads the engine; listing commands stay light
+
+    cancelled = await Run.request_cancel(store, args.run_id)
     run = await store.get_run(args.run_id)
     message = f"run {run.run_id} cancelled" if cancelled else f"run {run.run_id} is already {run.status.value}"
     _emit(args, {"run_id": run.run_id, "cancelled": cancelled, "status": run.status.value}, [message])

@@ -31,21 +31,18 @@ from ..errors import (
     VerdictValueRejected,
 )
 from ..ids import ResumeKey, RunId, SessionId, StepId
+from ..jsontext import text_of
 from ..tokens import CapToken, Role, TokenBook, TokenRecord, Verb
-from ..worker import Worker
-from ..worker.adapter import SpawnerAdapter, render_prompt
-from ..worker.errors import SpawnError, WorkerCancelled, WorkerError
-from ..worker.output import Artifact, Final, OutputEvent
 from .config import EngineConfig, RetryPolicy
+from .contract import SpawnerAdapter, SpawnError, Worker, WorkerCancelled, WorkerError
 from .ctx import AgentContextView, Ctx, CtxMeta, OperatorInfo
 from .events import Event, EventBus, EventStream
 from .fold import MISSING, comparable, fold_tail, is_skip_marker, last_staged, unwrap_skip_marker
+from .output import Artifact, Final, OutputEvent
 from .projection import Projection, project_final, project_part
-from .state import ENDED, SETTLED, StepStatus, check_transition
+from .state import ENDED, SETTLED, OutcomeKind, StepStatus, check_transition
 
 log = logging.getLogger(__name__)
-
-OutcomeKind = Literal["pass", "blocked", "skip", "cancelled", "timeout"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +89,7 @@ class TaskSpec:
 @dataclass(frozen=True, slots=True)
 class DispatchOutcome:
     kind: OutcomeKind
+    """`pass`, `blocked`, `skip`, `cancelled` or `timeout`; a failed attempt raises `DispatchFailed`."""
     value: Any = None
     attempt: int = 0
 
@@ -500,7 +498,7 @@ class Engine:
             "task_id": step_id,
             "attempt": attempt,
             "agent": st.spec.agent,
-            "prompt": render_prompt(st.spec.initial_directive),
+            "prompt": text_of(st.spec.initial_directive),
             "context": view.to_json(),
         }
         contract = st.spec.verdict or self._contracts.get(st.spec.agent)

@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from ..worker.output import Artifact, Final, OutputEvent
+from .output import Artifact, Final, OutputEvent
 
 SKIP_KEY = "__mse_skip"
 

@@ -8,6 +8,7 @@ same step); `pass` and `cancelled` are final. Anything else raises `InvalidTrans
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal
 
 from ..errors import InvalidTransition
 from ..ids import StepId
@@ -23,6 +24,35 @@ class StepStatus(StrEnum):
     CANCELLED = "cancelled"
     TIMEOUT = "timeout"
 
+
+OutcomeKind = Literal["pass", "blocked", "skip", "cancelled", "timeout"]
+"""`DispatchOutcome.kind`: how an attempt ended, in upstream's engine words (a failure raises instead)."""
+
+
+class StepOutcome(StrEnum):
+    """How a step ended, as the dispatcher, the run journal and the stores record it (a step
+    entry's `status`, in upstream's words); `StepOutcome.of(kind)` reads the engine's outcome."""
+
+    PASSED = "passed"
+    SKIPPED = "skipped"
+    BLOCKED = "blocked"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMEOUT = "timeout"
+
+    @classmethod
+    def of(cls, kind: OutcomeKind) -> StepOutcome:
+        """The recorded outcome of an engine outcome kind."""
+        return _OF_KIND[kind]
+
+
+_OF_KIND: dict[str, StepOutcome] = {
+    "pass": StepOutcome.PASSED,
+    "skip": StepOutcome.SKIPPED,
+    "blocked": StepOutcome.BLOCKED,
+    "cancelled": StepOutcome.CANCELLED,
+    "timeout": StepOutcome.TIMEOUT,
+}
 
 S = StepStatus
 _RETRYABLE_END = frozenset({S.BLOCKED, S.FAILED, S.TIMEOUT})
@@ -49,4 +79,4 @@ def check_transition(step_id: StepId, current: StepStatus, target: StepStatus) -
         raise InvalidTransition(step_id, current.value, target.value)
 
 
-__all__ = ["ALLOWED", "ENDED", "FINAL", "SETTLED", "StepStatus", "check_transition"]
+__all__ = ["ALLOWED", "ENDED", "FINAL", "SETTLED", "OutcomeKind", "StepOutcome", "StepStatus", "check_transition"]

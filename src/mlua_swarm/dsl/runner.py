@@ -19,8 +19,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..blueprint.textparse import read_input_text
 from ..diagnostics import Diagnostic, DiagnosticError, Level, Location
+from ..textparse import read_input_text
 from .sandbox import LuaAborted, LuaLimits, LuaSandbox, LuaScriptError, ModuleFinder
 
 BUILD_LIMITS = LuaLimits(instructions=500_000_000, wall_secs=30.0, memory_bytes=256 * 1024 * 1024)

@@ -17,11 +17,11 @@ from mlua_swarm.flow.errors import (
     StepError,
     StepFailed,
 )
-from mlua_swarm.flow.evaluator import StepDispatcher, run_flow
+from mlua_swarm.flow.evaluator import FlowCtx, StepDispatcher, run_flow
 from mlua_swarm.flow.exprs import Expr, eval_expr, parse_expr, truthy, walk_expr
 from mlua_swarm.flow.nodes import Assign, Branch, Fanout, Join, Loop, Node, Seq, Step, Try, parse_node, walk
 from mlua_swarm.flow.paths import Path, parse_path
-from mlua_swarm.flow.skip import is_skip_marker, unwrap_skip_marker, wrap_skip_marker
+from mlua_swarm.flow.skip import Skipped
 
 __all__ = [
     "ArithError",
@@ -33,6 +33,7 @@ __all__ = [
     "ExprTypeError",
     "ExternError",
     "Fanout",
+    "FlowCtx",
     "FlowError",
     "FlowFailed",
     "FlowParseError",
@@ -45,6 +46,7 @@ __all__ = [
     "PathNotFound",
     "PathWriteError",
     "Seq",
+    "Skipped",
     "Step",
     "StepBlocked",
     "StepDispatcher",
@@ -52,14 +54,11 @@ __all__ = [
     "StepFailed",
     "Try",
     "eval_expr",
-    "is_skip_marker",
     "parse_expr",
     "parse_node",
     "parse_path",
     "run_flow",
     "truthy",
-    "unwrap_skip_marker",
     "walk",
     "walk_expr",
-    "wrap_skip_marker",
 ]

@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from mlua_swarm.errors import MseError
-
-
-def render_value(value: Any) -> str:
-    """A value as text for messages: a string as is, anything else as compact JSON."""
-    if isinstance(value, str):
-        return value
-    try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=repr)
-    except ValueError:
-        return repr(value)
+from mlua_swarm.jsontext import text_of
 
 
 class FlowError(MseError):
@@ -116,7 +106,7 @@ class StepBlocked(FlowError):
     code = "step_blocked"
 
     def __init__(self, value: Any) -> None:
-        super().__init__(f"blocked: {render_value(value)}")
+        super().__init__(f"blocked: {text_of(value, lenient=True)}")
         self.value = value
 
 

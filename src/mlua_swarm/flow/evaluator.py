@@ -23,9 +23,10 @@ from mlua_swarm.flow.errors import (
 from mlua_swarm.flow.exprs import NO_EXTERNS, Externs, eval_expr
 from mlua_swarm.flow.nodes import Assign, Branch, Fanout, Join, Loop, Node, Seq, Step, Try
 from mlua_swarm.flow.paths import json_type_name
-from mlua_swarm.flow.skip import is_skip_marker
+from mlua_swarm.flow.skip import Skipped
 
-Ctx = dict[str, Any]
+FlowCtx = dict[str, Any]
+"""The JSON object a flow reads and writes (not `core.ctx.Ctx`, which describes one attempt to a spawner)."""
 
 
 class StepDispatcher(Protocol):
@@ -43,7 +44,7 @@ class _Scope:
 
     __slots__ = ("ctx",)
 
-    def __init__(self, ctx: Ctx) -> None:
+    def __init__(self, ctx: FlowCtx) -> None:
         self.ctx = ctx
 
 
@@ -81,7 +82,7 @@ class _Runner:
             raise StepError(node.ref, err, err.value) from err
         except Exception as err:
             raise StepError(node.ref, err) from err
-        if not is_skip_marker(result):
+        if type(result) is not Skipped:
             scope.ctx = node.out.set(scope.ctx, result)
 
     async def _seq(self, node: Seq, scope: _Scope) -> None:
@@ -137,7 +138,7 @@ class _Runner:
             raise ExprTypeError(f"fanout join {node.join.value!r} needs at least one item")
         scope.ctx = node.out.set(scope.ctx, out)
 
-    async def _lane(self, node: Fanout, parent: Ctx, item: Any) -> _LaneOutcome:
+    async def _lane(self, node: Fanout, parent: FlowCtx, item: Any) -> _LaneOutcome:
         try:
             lane = _Scope(node.bind.set(dict(parent), item))
             await self.run(node.body, lane)
@@ -147,7 +148,7 @@ class _Runner:
             return None, err
         return lane.ctx, None
 
-    async def _join(self, node: Fanout, parent: Ctx, items: list[Any]) -> Any:
+    async def _join(self, node: Fanout, parent: FlowCtx, items: list[Any]) -> Any:
         """Run one lane task per item and combine them per the join mode; losers are cancelled and awaited."""
         join = node.join
         finished: asyncio.Queue[asyncio.Task[_LaneOutcome]] = asyncio.Queue()
@@ -193,12 +194,12 @@ class _Runner:
 
 async def run_flow(
     node: Node,
-    ctx: Ctx,
+    ctx: FlowCtx,
     dispatcher: StepDispatcher,
     *,
     externs: Externs | None = None,
-    on_cancel: Callable[[Ctx], None] | None = None,
-) -> Ctx:
+    on_cancel: Callable[[FlowCtx], None] | None = None,
+) -> FlowCtx:
     """Evaluate `node` over a copy of `ctx` and return the final ctx; an uncaught flow error raises FlowFailed.
 
     Cancelling the caller cancels (and awaits) every running fanout lane and step dispatch;

@@ -1,8 +1,20 @@
-"""The skip marker `{"__mse_skip": true, "value": v}`: what a dispatcher returns for a skipped step.
+"""`Skipped`: what a dispatcher returns for a step that was skipped (the flow leaves its `out` as it was).
 
-Defined with the engine's output fold, which produces it; re-exported here for flow code.
+A worker asks for a skip with the `__mse_skip` marker in its Final (see `core.fold`); the engine
+turns that into a skip outcome and the dispatcher hands the flow this sentinel, never the marker.
 """
 
-from ..core.fold import SKIP_KEY, is_skip_marker, unwrap_skip_marker, wrap_skip_marker
+from __future__ import annotations
 
-__all__ = ["SKIP_KEY", "is_skip_marker", "unwrap_skip_marker", "wrap_skip_marker"]
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A skipped step, with the value its worker gave for the skip."""
+
+    value: Any = None
+
+
+__all__ = ["Skipped"]

@@ -13,14 +13,16 @@ starts; the gate and the budget sit outside everything so a refused spawn costs 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..diagnostics import Diagnostic, DiagnosticError, Level, Location, has_errors
 from ..worker.adapter import SpawnerAdapter
 from .after_run_audit import AfterRunAuditLayer, AuditSupervisor
-from .agent_context import agent_context_from_blueprint
+from .agent_context import AgentContextLayer, agent_context_from_blueprint
 from .budget import BudgetLayer, RunControl
 from .concurrency import ConcurrencyLayer
 from .config import KIND_PREFIX, WILDCARD, AuditDef, PolicyConfig, parse_section
@@ -105,20 +107,35 @@ class LinkedSpawner(SpawnerAdapter):
         return f"LinkedSpawner({' → '.join(self.layer_names)})"
 
 
-def link(
-    router: SpawnerAdapter,
-    blueprint: Mapping[str, Any],
-    engine: Engine,
-    *,
-    run: RunControl,
-    registry: LayerRegistry | None = None,
-    task_input: TaskInput | None = None,
-) -> tuple[LinkedSpawner, list[Diagnostic]]:
-    """Wrap `router` in the layers the Blueprint and `registry` call for (see the module docstring).
+@dataclass(frozen=True, slots=True)
+class LinkPlan:
+    """The middleware a Blueprint asks for, checked: what `link` builds each run's stack from.
 
-    Returns the linked spawner and the warnings found. A removed hint (`removed-spawner-hint`) or a
-    malformed `policy`, `audits`, `spawner_hints` or context policy raises `DiagnosticError` carrying
-    every diagnostic found, warnings included.
+    `compile_blueprint` makes it once (its diagnostics are the compile's link findings); every run
+    of the compiled Blueprint links its own stack from it.
+    """
+
+    registry: LayerRegistry
+    hints: tuple[str, ...]
+    policy: PolicyConfig
+    kinds: Mapping[str, str]
+    audits: tuple[AuditDef, ...]
+    context: AgentContextLayer
+    alias: str | None
+    warnings: tuple[Diagnostic, ...]
+
+    def gate(self) -> PolicyGateLayer | None:
+        policy = self.policy
+        return (
+            PolicyGateLayer(policy.allow, policy.deny, self.kinds) if policy.allow is not None or policy.deny else None
+        )
+
+
+def plan_link(blueprint: Mapping[str, Any], registry: LayerRegistry | None = None) -> LinkPlan:
+    """Check the Blueprint's middleware configuration against `registry` (default: the built-in layers).
+
+    A removed hint (`removed-spawner-hint`) or a malformed `policy`, `audits`, `spawner_hints` or
+    context policy raises `DiagnosticError` carrying every diagnostic found, warnings included.
     """
     registry = registry if registry is not None else LayerRegistry.default()
     diagnostics: list[Diagnostic] = []
@@ -132,28 +149,45 @@ def link(
     diagnostics.extend(context_diagnostics)
     kinds = _agent_kinds(blueprint)
     diagnostics.extend(_policy_warnings(policy, kinds))
-    gate = PolicyGateLayer(policy.allow, policy.deny, kinds) if policy.allow is not None or policy.deny else None
+    plan = LinkPlan(registry, tuple(hints), policy, kinds, (), context_layer, _project_name_alias(blueprint), ())
+    gate = plan.gate()
     if gate is not None:
         audits = _admitted_audits(audits, gate, diagnostics)
+    return dataclasses.replace(plan, audits=tuple(audits), warnings=tuple(diagnostics))
 
+
+def link(
+    router: SpawnerAdapter,
+    plan: LinkPlan | Mapping[str, Any],
+    engine: Engine,
+    *,
+    run: RunControl,
+    registry: LayerRegistry | None = None,
+    task_input: TaskInput | None = None,
+) -> tuple[LinkedSpawner, list[Diagnostic]]:
+    """Wrap `router` in the layers `plan` calls for (see the module docstring); returns the linked
+    spawner and the plan's warnings. A Blueprint given instead of a plan is planned first (with
+    `registry`), raising `DiagnosticError` as `plan_link` does."""
+    if not isinstance(plan, LinkPlan):
+        plan = plan_link(plan, registry)
+    policy = plan.policy
     stack = SpawnerStack(router)
     if policy.rate_limits:
         stack.layer(RateLimitLayer(policy.rate_limits))
     if policy.concurrency:
         stack.layer(ConcurrencyLayer(policy.concurrency))
-    for factory in registry.base:
+    for factory in plan.registry.base:
         stack.layer(factory(engine))
-    for key in hints:
-        stack.layer(registry.hints[key](engine))
-    stack.layer(context_layer)
-    alias = _project_name_alias(blueprint)
-    if alias is not None:
-        stack.layer(project_name_alias_layer(alias))
+    for key in plan.hints:
+        stack.layer(plan.registry.hints[key](engine))
+    stack.layer(plan.context)
+    if plan.alias is not None:
+        stack.layer(project_name_alias_layer(plan.alias))
     supervisor = AuditSupervisor()
     audit_token = None
-    if audits:
+    if plan.audits:
         audit_token = engine.attach("after-run-audit")
-        stack.layer(AfterRunAuditLayer(audits, router, supervisor, audit_token))
+        stack.layer(AfterRunAuditLayer(list(plan.audits), router, supervisor, audit_token))
     input_layer = task_input_layer(task_input) if task_input is not None else None
     if input_layer is not None:
         stack.layer(input_layer)
@@ -161,10 +195,11 @@ def link(
     if policy.budget is not None:
         budget = BudgetLayer(policy.budget, run)
         stack.layer(budget)
+    gate = plan.gate()
     if gate is not None:
         stack.layer(gate)
     linked = LinkedSpawner(stack.build(), stack.layers, supervisor, budget, engine, audit_token)
-    return linked, diagnostics
+    return linked, list(plan.warnings)
 
 
 def _checked(parse: Callable[[], T], diagnostics: list[Diagnostic]) -> T | None:
@@ -286,4 +321,4 @@ def _diagnostic(code: str, message: str, json_path: str, hint: str, level: Level
     return Diagnostic(code, message, level, Location(element="root", json_path=json_path), hint, stage="link")
 
 
-__all__ = ["LinkedSpawner", "RunControl", "link"]
+__all__ = ["LinkPlan", "LinkedSpawner", "RunControl", "link", "plan_link"]

@@ -3,7 +3,7 @@
 For each step it strips a `$step_meta` envelope, consults the run journal (a step that already
 finished in an earlier attempt of this run is replayed, not re-executed), starts an engine step
 with the agent's policies, runs it through the linked spawner stack, records the step entry, and
-maps the outcome onto the flow: pass returns the value, skip returns the skip marker, blocked and
+maps the outcome onto the flow: a pass returns the value, a skip returns `Skipped`, blocked and
 failures raise.
 """
 
@@ -12,18 +12,20 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ..core.contract import SpawnerAdapter
 from ..core.engine import DispatchOutcome, Engine, RunContext, TaskSpec
-from ..core.fold import wrap_skip_marker
 from ..core.projection import Projection
+from ..core.state import StepOutcome
 from ..errors import DispatchFailed
-from ..flow import Step, StepBlocked, StepFailed
+from ..flow import Skipped, Step, StepBlocked, StepFailed
 from ..ids import StepId
 from ..jsontext import canonical
+from ..store.journal import ReplayHit
+from ..store.records import ReplayRow, StepEntry
 from ..tokens import CapToken
-from ..worker.adapter import SpawnerAdapter
 from .observer import NullObserver, RunObserver
 
 STEP_META = "$step_meta"
@@ -40,31 +42,14 @@ class AgentPolicy:
     projection: Projection | None = None
 
 
-@dataclass(slots=True)
-class StepRecord:
-    """One finished step, as the journal persists it."""
-
-    step_ref: str
-    step_id: StepId | None
-    status: str
-    attempt: int
-    started_at: float
-    finished_at: float
-    input_hash: str
-    value: Any = None
-    error: str | None = None
-    stats: dict[str, Any] = field(default_factory=dict)
-    replayed: bool = False
-
-
 class Journal(Protocol):
-    """Persistence of a run's steps (the store implements it; None means in memory only)."""
+    """Persistence of a run's steps (`store.RunJournal` implements it; None means in memory only)."""
 
-    def lookup(self, step_ref: str, input_hash: str) -> tuple[bool, Any] | None:
-        """`(skipped, value)` of this occurrence of the step if an earlier attempt finished it."""
+    def lookup(self, step_ref: str, input_hash: str) -> ReplayHit | None:
+        """The logged outcome of this occurrence of the step if an earlier attempt of the run finished it."""
 
-    async def record_step(self, record: StepRecord) -> None:
-        """Persist the step; returns once durable (per the durability mode)."""
+    async def record_step(self, entry: StepEntry, replay: ReplayRow | None) -> None:
+        """Persist the step (and, for a pass or skip, its replay row); returns once durable."""
 
     def trace(self, kind: str, step_ref: str | None = None, attempt: int | None = None, payload: Any = None) -> None:
         """Queue a trace event (middleware decisions, retries, cancellations) for the run's history."""
@@ -97,7 +82,6 @@ class EngineDispatcher:
         self.observer = observer or NullObserver()
         self._quiet = journal is None and observer is None
         """No journal records and no observer watches: a passing step needs no bookkeeping."""
-        self.last_failure: tuple[str, Any] | None = None
         self.steps_dispatched = 0
         self.steps_replayed = 0
         self._started: set[StepId] | None = None
@@ -115,10 +99,9 @@ class EngineDispatcher:
         if self.journal is not None:
             hit = self.journal.lookup(ref, digest)
             if hit is not None:
-                skipped, value = hit
                 self.steps_replayed += 1
-                self.observer.step_finished(ref, None, "replayed", 0.0, value)
-                return wrap_skip_marker(value) if skipped else value
+                self.observer.step_finished(ref, None, "replayed", 0.0, hit.value)
+                return Skipped(hit.value) if hit.skip else hit.value
         policy = self.policies.get(ref) or AgentPolicy()
         spec = TaskSpec(
             ref,
@@ -140,8 +123,7 @@ class EngineDispatcher:
             try:
                 outcome = await self.engine.run_step(self.token, step_id, self.spawner, run=self.run)
             except DispatchFailed as exc:
-                await self._finish(ref, step_id, "failed", started, digest, None, str(exc))
-                self.last_failure = (ref, None)
+                await self._finish(ref, step_id, StepOutcome.FAILED, started, digest, None, str(exc))
                 raise StepFailed(str(exc)) from exc
             if self._quiet and outcome.kind == "pass":
                 return outcome.value
@@ -151,27 +133,25 @@ class EngineDispatcher:
             self.engine.release_task(self.token, step_id)
 
     async def _apply(self, ref: str, step_id: StepId, outcome: DispatchOutcome, started: float, digest: str) -> Any:
-        kind = outcome.kind
-        if kind == "pass":
-            await self._finish(ref, step_id, "passed", started, digest, outcome.value, None, outcome.attempt)
+        kind = StepOutcome.of(outcome.kind)
+        if kind is StepOutcome.PASSED:
+            await self._finish(ref, step_id, kind, started, digest, outcome.value, None, outcome.attempt)
             return outcome.value
-        if kind == "skip":
-            await self._finish(ref, step_id, "skipped", started, digest, outcome.value, None, outcome.attempt)
-            return wrap_skip_marker(outcome.value)
-        if kind == "blocked":
-            await self._finish(ref, step_id, "blocked", started, digest, outcome.value, None, outcome.attempt)
-            self.last_failure = (ref, outcome.value)
+        if kind is StepOutcome.SKIPPED:
+            await self._finish(ref, step_id, kind, started, digest, outcome.value, None, outcome.attempt)
+            return Skipped(outcome.value)
+        if kind is StepOutcome.BLOCKED:
+            await self._finish(ref, step_id, kind, started, digest, outcome.value, None, outcome.attempt)
             raise StepBlocked(outcome.value)
-        message = "cancelled" if kind == "cancelled" else "timed out"
+        message = "cancelled" if kind is StepOutcome.CANCELLED else "timed out"
         await self._finish(ref, step_id, kind, started, digest, None, message, outcome.attempt)
-        self.last_failure = (ref, None)
         raise StepFailed(message)
 
     async def _finish(
         self,
         ref: str,
         step_id: StepId,
-        status: str,
+        status: StepOutcome,
         started: float,
         digest: str,
         value: Any,
@@ -180,10 +160,18 @@ class EngineDispatcher:
     ) -> None:
         finished = time.time()
         self.observer.step_finished(ref, step_id, status, finished - started, value if error is None else error)
-        if self.journal is not None:
-            stats = self.engine.worker_stats(step_id, attempt) if attempt else {}
-            record = StepRecord(ref, step_id, status, attempt, started, finished, digest, value, error, stats)
-            await self.journal.record_step(record)
+        if self.journal is None:
+            return
+        stats: dict[str, Any] | None = self.engine.worker_stats(step_id, attempt) if attempt else None
+        stderr = None
+        if stats and "stderr_tail" in stats:
+            stats = dict(stats)
+            stderr = stats.pop("stderr_tail")
+        entry = StepEntry(ref, step_id, status, attempt, started, finished, stats or None, stderr, error)
+        replay = None
+        if status is StepOutcome.PASSED or status is StepOutcome.SKIPPED:
+            replay = ReplayRow(ref, digest, value, skip=status is StepOutcome.SKIPPED)
+        await self.journal.record_step(entry, replay)
 
     def _unwrap_meta(self, ref: str, input: Any) -> tuple[Any, Any]:
         """Split a `$step_meta` envelope into (directive, step context)."""
@@ -210,4 +198,4 @@ class EngineDispatcher:
         return directive, step_ctx
 
 
-__all__ = ["STEP_META", "AgentPolicy", "EngineDispatcher", "Journal", "StepRecord", "input_hash"]
+__all__ = ["STEP_META", "AgentPolicy", "EngineDispatcher", "Journal", "input_hash"]

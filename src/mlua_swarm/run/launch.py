@@ -1,6 +1,6 @@
 """The run layer's names as they were before `Run` (kept while callers move to `mlua_swarm.run`)."""
 
-from .plan import Workspace, agent_policies, compile_launch, initial_ctx, link_warnings, projection_root
+from .plan import Workspace, agent_policies, compile_launch, initial_ctx, projection_root
 from .run import RunControl, RunResult, run_blueprint
 
 __all__ = [
@@ -10,7 +10,6 @@ __all__ = [
     "agent_policies",
     "compile_launch",
     "initial_ctx",
-    "link_warnings",
     "projection_root",
     "run_blueprint",
 ]

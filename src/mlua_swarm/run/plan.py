@@ -14,15 +14,16 @@ from ..core.engine import Engine
 from ..core.projection import DEFAULT_DIR_TEMPLATE, Projection
 from ..diagnostics import Diagnostic, DiagnosticError, Location
 from ..middleware import LayerRegistry, LinkedSpawner, RunControl, TaskInput, link
+from ..middleware.link import plan_link
 from ..services import RuntimeServices
 from ..store.records import LaunchSnapshot
 from ..worker.router import AgentRouter
 from .dispatcher import AgentPolicy
 
 
-def initial_ctx(blueprint: Mapping[str, Any], init_ctx: Any) -> Any:
+def initial_ctx(compiled: CompiledBlueprint, init_ctx: Any) -> Any:
     """`default_init_ctx` shallow-merged under the launch's init ctx (the launch wins)."""
-    default = blueprint.get("default_init_ctx")
+    default = compiled.blueprint.default_init_ctx
     if init_ctx is None:
         return dict(default) if isinstance(default, Mapping) else ({} if default is None else default)
     if isinstance(default, Mapping) and isinstance(init_ctx, Mapping):
@@ -40,12 +41,12 @@ class Workspace:
 
 def projection_root(compiled: CompiledBlueprint, workspace: Workspace) -> Path | None:
     """Where step outputs are projected, or None; strict check policy without a root is refused."""
-    placement = compiled.raw.get("projection_placement") or {}
-    if placement.get("root") == "project_root":
+    placement = compiled.blueprint.projection_placement
+    if placement is not None and placement.root == "project_root":
         root = workspace.project_root or workspace.work_dir
     else:
         root = workspace.work_dir or workspace.project_root
-    if root is None and compiled.raw.get("check_policy") == "strict":
+    if root is None and compiled.blueprint.check_policy == "strict":
         raise DiagnosticError(
             [
                 Diagnostic(
@@ -60,19 +61,17 @@ def projection_root(compiled: CompiledBlueprint, workspace: Workspace) -> Path |
 
 
 def agent_policies(compiled: CompiledBlueprint, workspace: Workspace | None = None) -> dict[str, AgentPolicy]:
-    default_ctx = compiled.raw.get("default_agent_ctx") or {}
     root = projection_root(compiled, workspace or Workspace())
-    template = (compiled.raw.get("projection_placement") or {}).get("dir_template") or DEFAULT_DIR_TEMPLATE
-    check = CheckPolicy(compiled.raw.get("check_policy") or "warn")
+    placement = compiled.blueprint.projection_placement
+    template = (placement.dir_template if placement is not None else None) or DEFAULT_DIR_TEMPLATE
+    check = CheckPolicy(compiled.blueprint.check_policy or "warn")
     policies: dict[str, AgentPolicy] = {}
     for name, agent in compiled.agents.items():
-        meta_ctx = ((agent.raw.get("meta") or {}).get("ctx")) or {}
-        submit_format = meta_ctx.get("submit_format", default_ctx.get("submit_format"))
         projection = None
         if root is not None:
             step_name = compiled.step_names.canonical_of(name) or name
             projection = Projection(root, step_name, template, check)
-        policies[name] = AgentPolicy(agent.timeout_secs, agent.retry, agent.verdict, submit_format, projection)
+        policies[name] = AgentPolicy(agent.timeout_secs, agent.retry, agent.verdict, agent.submit_format, projection)
     return policies
 
 
@@ -83,7 +82,8 @@ def link_stack(
     workspace: Workspace | None = None,
     registry: LayerRegistry | None = None,
 ) -> tuple[LinkedSpawner, list[Diagnostic]]:
-    """The agent router wrapped in the middleware the Blueprint asks for."""
+    """The agent router wrapped in the middleware the Blueprint asks for (a `registry` other than
+    the one it was compiled with re-checks its `spawner_hints` against that registry)."""
     router = AgentRouter({name: agent.spawner for name, agent in compiled.agents.items()})
     task_input = None
     if workspace is not None and (workspace.work_dir or workspace.project_root):
@@ -91,23 +91,10 @@ def link_stack(
             project_root=str(workspace.project_root) if workspace.project_root else None,
             work_dir=str(workspace.work_dir) if workspace.work_dir else None,
         )
-    return link(router, compiled.raw, engine, run=control, registry=registry, task_input=task_input)
-
-
-class _NoRun:
-    """The run control of a stack linked only to read its warnings: nothing runs, nothing to cancel."""
-
-    run_id = None
-
-    def cancel(self, reason: str) -> None:
-        return None
-
-
-async def link_warnings(compiled: CompiledBlueprint, registry: LayerRegistry | None = None) -> list[Diagnostic]:
-    """Link the middleware once without running anything: its warnings, or `DiagnosticError`."""
-    linked, warnings = link_stack(compiled, Engine(), _NoRun(), None, registry)
-    await linked.aclose()
-    return warnings
+    plan = (
+        compiled.link if registry is None or registry is compiled.link.registry else plan_link(compiled.raw, registry)
+    )
+    return link(router, plan, engine, run=control, task_input=task_input)
 
 
 def launch_options(
@@ -148,6 +135,5 @@ __all__ = [
     "initial_ctx",
     "launch_options",
     "link_stack",
-    "link_warnings",
     "projection_root",
 ]

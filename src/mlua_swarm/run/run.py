@@ -37,13 +37,13 @@ from ..ids import RunId, TaskId
 from ..middleware import LayerRegistry, LinkedSpawner
 from ..services import RuntimeServices
 from ..store import (
-    DispatchJournal,
     Durability,
     LaunchSnapshot,
     ResumePlan,
     RunJournal,
     RunStatus,
     Store,
+    cancel_run,
     create_run,
     durable_run,
     load_launch,
@@ -242,7 +242,7 @@ class Run:
             store,
             launch,
             task_id=task_id,
-            goal=str(compiled.raw.get("id", "")) if goal is None else goal,
+            goal=compiled.id if goal is None else goal,
             blueprint_ref=blueprint_ref,
             run_id=kwargs.pop("run_id", None),
         )
@@ -275,6 +275,13 @@ class Run:
         compiled, workspace = compile_launch(await load_launch(store, rid), services=services)
         plan = await prepare_rerun_from(store, rid, step)
         return cls._continuing(compiled, store, plan, workspace, kwargs)
+
+    @staticmethod
+    async def request_cancel(store: Store, run_id: RunId | str) -> bool:
+        """Cancel the stored run `run_id` from any process: its record turns `cancelled` at once and
+        the `Run` executing it, wherever it is, sees that at its next heartbeat and calls
+        `cancel(STORE_CANCEL_REASON)` on itself. False when the run had already ended."""
+        return await cancel_run(store, RunId.parse(run_id))
 
     @classmethod
     def _continuing(
@@ -366,18 +373,18 @@ class Run:
                         launch,
                         plan=self._plan,
                         run_id=self.run_id,
-                        goal=str(self.compiled.raw.get("id", "")),
+                        goal=self.compiled.id,
                         durability=self.durability,
                         on_cancel=lambda: self.cancel(STORE_CANCEL_REASON),
                     )
                 )
-                journal = DispatchJournal(record)
+                journal = record
             dispatcher = EngineDispatcher(
                 self.engine,
                 self._token,
                 self._linked,
                 policies=self._policies,
-                metas={m["name"]: m.get("ctx") for m in self.compiled.raw.get("metas") or []},
+                metas=self.compiled.metas,
                 run=RunContext(self.run_id),
                 journal=journal,
                 observer=self.observer,
@@ -385,7 +392,7 @@ class Run:
             sink = self._trace or (journal.trace if journal is not None else None)
             if sink is not None:
                 await stack.enter_async_context(self._traced(sink, dispatcher))
-            result = await self._evaluate(initial_ctx(self.compiled.raw, init_ctx), dispatcher)
+            result = await self._evaluate(initial_ctx(self.compiled, init_ctx), dispatcher)
             if record is not None:
                 status = RunStatus(result.status)
                 if status is RunStatus.CANCELLED and self._interrupted:
@@ -406,11 +413,12 @@ class Run:
                         self.compiled.flow, ctx, dispatcher, externs=self.externs, on_cancel=result.keep_partial
                     )
                 except FlowFailed as exc:
-                    failed_step, verdict = exc.failed_step, exc.verdict_value
-                    if failed_step is None and dispatcher.last_failure is not None:
-                        failed_step, verdict = dispatcher.last_failure
                     result.status = "failed"
-                    result.error = {"message": exc.message, "failed_step": failed_step, "verdict_value": verdict}
+                    result.error = {
+                        "message": exc.message,
+                        "failed_step": exc.failed_step,
+                        "verdict_value": exc.verdict_value,
+                    }
                     result.partial_ctx = exc.partial_ctx
             cancelled = scope.cancelled_caught
         if cancelled:

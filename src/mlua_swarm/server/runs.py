@@ -24,11 +24,14 @@ from ..run.launch import RunControl, RunResult, Workspace, run_blueprint
 from ..run.plan import compile_launch
 from ..services import RuntimeServices
 from ..store import (
-    DispatchJournal,
     Durability,
     LaunchSnapshot,
+    ReplayHit,
+    ReplayRow,
     ResumePlan,
+    RunJournal,
     RunStatus,
+    StepEntry,
     Store,
     cancel_run,
     create_run,
@@ -83,15 +86,15 @@ class _Observer:
 class _FeedJournal:
     """The dispatcher's journal with its trace events going through the run's feed."""
 
-    def __init__(self, inner: DispatchJournal, feed: RunFeed) -> None:
+    def __init__(self, inner: RunJournal, feed: RunFeed) -> None:
         self.inner = inner
         self.feed = feed
 
-    def lookup(self, step_ref: str, input_hash: str) -> tuple[bool, Any] | None:
+    def lookup(self, step_ref: str, input_hash: str) -> ReplayHit | None:
         return self.inner.lookup(step_ref, input_hash)
 
-    async def record_step(self, record: Any) -> None:
-        await self.inner.record_step(record)
+    async def record_step(self, entry: StepEntry, replay: ReplayRow | None) -> None:
+        await self.inner.record_step(entry, replay)
         if self.feed.subscriber_count:
             # In-process steps can finish one after another without the run ever suspending; one
             # turn of the loop per step lets the SSE streams send each step's events as it ends
@@ -248,7 +251,7 @@ class RunsManager:
                     init_ctx,
                     engine=self.engine,
                     control=control,
-                    journal=_FeedJournal(DispatchJournal(journal), live.feed),
+                    journal=_FeedJournal(journal, live.feed),
                     observer=_Observer(self, live),
                     workspace=workspace,
                     registry=registry,

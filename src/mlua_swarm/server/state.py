@@ -11,8 +11,7 @@ from typing import Any
 
 from starlette.routing import BaseRoute
 
-from ..blueprint.compiler import CompiledBlueprint, compile_blueprint
-from ..cli.common import fn_registry
+from ..blueprint.compiler import CompiledBlueprint, compile_blueprint, fn_registry
 from ..core.config import EngineConfig
 from ..core.engine import Engine
 from ..operator.hub import OperatorHub, OperatorHubConfig

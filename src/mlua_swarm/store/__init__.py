@@ -15,7 +15,7 @@ from .errors import (
     TaskRecordNotFound,
 )
 from .factory import default_store_path, mse_home, open_store, store_from_url
-from .journal import DispatchJournal, ReplayHit, RunJournal
+from .journal import ReplayHit, RunJournal
 from .lifecycle import (
     ResumePlan,
     cancel_run,
@@ -39,7 +39,6 @@ from .records import (
     RunStatus,
     StepEntry,
     TaskRecord,
-    TaskStatus,
     TraceEvent,
 )
 from .sqlite import SqliteStore
@@ -51,7 +50,6 @@ __all__ = [
     "BadStoreUrl",
     "BlueprintNotFound",
     "BlueprintVersion",
-    "DispatchJournal",
     "Duplicate",
     "Durability",
     "InvalidRunTransition",
@@ -76,7 +74,6 @@ __all__ = [
     "StoreWriteFailed",
     "TaskRecord",
     "TaskRecordNotFound",
-    "TaskStatus",
     "TraceEvent",
     "cancel_run",
     "claim_run",

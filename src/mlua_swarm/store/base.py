@@ -13,12 +13,14 @@ backend fits behind the same calls.
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 
+from ..core.state import StepOutcome
 from ..ids import RunId, TaskId
 from . import semver
 from .errors import BlueprintNotFound, InvalidRunTransition
@@ -36,7 +38,6 @@ from .records import (
     RunStatus,
     StepEntry,
     TaskRecord,
-    TaskStatus,
     TraceEvent,
     canonical_json,
     dumps,
@@ -65,39 +66,81 @@ def cap_trace_payload(payload: Any) -> tuple[Any, str | None]:
     return marker, dumps(marker)
 
 
-StepRow = tuple[Any, ...]
-"""A step entry with its optional replay row, JSON-encoded: an immutable snapshot every backend stores as is.
+class StepRow(NamedTuple):
+    """A step entry with its optional replay row, JSON-encoded: an immutable snapshot every backend
+    stores as is (the SQLite backend inserts it as the tail of a `history` row). The replay fields are
+    all None when the step has no replay row."""
 
-Fields: step_ref, step_id, status, attempt, started_at, finished_at, stats_json, stderr_tail, error_json,
-then input_hash, occurrence, skip, value_json, created_at (all None when the step has no replay row).
-"""
-STEP_ENTRY_FIELDS = 9
-"""How many leading `StepRow` fields belong to the step entry."""
+    step_ref: str
+    step_id: str
+    status: str
+    attempt: int
+    started_at: float | None
+    finished_at: float | None
+    stats_json: str | None
+    stderr_tail: str | None
+    error_json: str | None
+    input_hash: str | None = None
+    occurrence: int | None = None
+    skip: bool | None = None
+    value_json: str | None = None
+    created_at: float | None = None
+
+    def replay_key(self) -> tuple[str, str, int] | None:
+        """(step_ref, input_hash, occurrence), or None for a step without a replay row."""
+        if self.input_hash is None or self.occurrence is None:
+            return None
+        return (self.step_ref, self.input_hash, self.occurrence)
+
+    def entry(self) -> StepEntry:
+        """The step entry this row encodes."""
+        return StepEntry(
+            self.step_ref,
+            self.step_id,
+            StepOutcome(self.status),
+            self.attempt,
+            self.started_at,
+            self.finished_at,
+            _loads(self.stats_json),
+            self.stderr_tail,
+            _loads(self.error_json),
+        )
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
 
 
 def step_row(entry: StepEntry, replay: ReplayRow | None = None) -> StepRow:
     """Encode a step entry and its replay row (same step_ref; it needs its occurrence) into one `StepRow`."""
     stats = entry.stats
     error = entry.error
-    head = (
+    if replay is None:
+        return StepRow(
+            entry.step_ref,
+            entry.step_id,
+            entry.status.value,
+            entry.attempt,
+            entry.started_at,
+            entry.finished_at,
+            None if stats is None else dumps(stats),
+            stderr_tail(entry.stderr_tail),
+            None if error is None else dumps(error),
+        )
+    if replay.occurrence is None:
+        raise ValueError("a stored replay row needs its occurrence")
+    if replay.step_ref != entry.step_ref:
+        raise ValueError(f"replay row of {replay.step_ref!r} given with the entry of {entry.step_ref!r}")
+    return StepRow(
         entry.step_ref,
         entry.step_id,
-        entry.status,
+        entry.status.value,
         entry.attempt,
         entry.started_at,
         entry.finished_at,
         None if stats is None else dumps(stats),
         stderr_tail(entry.stderr_tail),
         None if error is None else dumps(error),
-    )
-    if replay is None:
-        return (*head, None, None, None, None, None)
-    if replay.occurrence is None:
-        raise ValueError("a stored replay row needs its occurrence")
-    if replay.step_ref != entry.step_ref:
-        raise ValueError(f"replay row of {replay.step_ref!r} given with the entry of {entry.step_ref!r}")
-    return (
-        *head,
         replay.input_hash,
         replay.occurrence,
         replay.skip,
@@ -270,7 +313,7 @@ class Store(ABC):
         """Tasks, newest first."""
 
     @abstractmethod
-    def set_task_status(self, task_id: TaskId, status: TaskStatus) -> None:
+    def set_task_status(self, task_id: TaskId, status: RunStatus) -> None:
         """Queue a task status change."""
 
     # -- runs -----------------------------------------------------------------------------------
@@ -408,7 +451,7 @@ class Store(ABC):
             if reason is None or not await self.try_transition(run.run_id, RunStatus.RUNNING, RunStatus.INTERRUPTED):
                 continue
             self.append_trace(run.run_id, "core.run_interrupted", payload={"reason": reason})
-            self.set_task_status(run.task_id, TaskStatus.INTERRUPTED)
+            self.set_task_status(run.task_id, RunStatus.INTERRUPTED)
             swept.append(run.run_id)
         await self.flush()
         return swept

@@ -1,4 +1,4 @@
-"""The per-run journal the run layer writes through: replay lookups, step records, trace, the finish.
+"""The per-run journal the run layer's dispatcher writes through: replay lookups, step entries, trace, the finish.
 
 `lookup` answers from the replay rows the journal was built with (a resume passes the stored log),
 counting occurrences of each (step_ref, input_hash) so repeated identical steps replay in order.
@@ -14,11 +14,11 @@ import json
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from ..ids import RunId
 from .base import StepRow, Store, step_row
-from .records import Durability, ReplayRow, RunStatus, StepEntry, TaskStatus, dumps
+from .records import Durability, ReplayRow, RunStatus, StepEntry, dumps
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,81 +134,8 @@ class RunJournal:
         self.store.append_trace(
             self.run_id, "core.run_finished", payload={"status": run.status.value, "requested": target.value}
         )
-        self.store.set_task_status(run.task_id, TaskStatus(run.status.value))
+        self.store.set_task_status(run.task_id, run.status)
         await self.store.flush(Durability.SYNC)
         self.store.release(self.run_id)
         self.finished = run.status
         return run.status
-
-
-class StepRecordLike(Protocol):
-    """The finished-step record the run layer's dispatcher hands its journal (`run.dispatcher.StepRecord`)."""
-
-    @property
-    def step_ref(self) -> str: ...
-
-    @property
-    def step_id(self) -> str | None: ...
-
-    @property
-    def status(self) -> str: ...
-
-    @property
-    def attempt(self) -> int: ...
-
-    @property
-    def started_at(self) -> float: ...
-
-    @property
-    def finished_at(self) -> float: ...
-
-    @property
-    def input_hash(self) -> str: ...
-
-    @property
-    def value(self) -> Any: ...
-
-    @property
-    def error(self) -> str | None: ...
-
-    @property
-    def stats(self) -> dict[str, Any]: ...
-
-
-REPLAYED_STATUSES = {"passed": False, "skipped": True}
-"""Dispatcher statuses whose value is logged for replay, and whether that outcome is a skip."""
-
-
-class DispatchJournal:
-    """A `RunJournal` seen through the dispatcher's journal protocol: `(skipped, value)` hits, one record per step."""
-
-    def __init__(self, journal: RunJournal) -> None:
-        self.journal = journal
-
-    def lookup(self, step_ref: str, input_hash: str) -> tuple[bool, Any] | None:
-        hit = self.journal.lookup(step_ref, input_hash)
-        return None if hit is None else (hit.skip, hit.value)
-
-    def trace(self, kind: str, step_ref: str | None = None, attempt: int | None = None, payload: Any = None) -> None:
-        self.journal.trace(kind, step_ref, attempt, payload)
-
-    async def record_step(self, record: StepRecordLike) -> None:
-        stats = record.stats or None
-        stderr = None
-        if stats is not None and "stderr_tail" in stats:
-            stats = dict(stats)
-            stderr = stats.pop("stderr_tail")
-        entry = StepEntry(
-            record.step_ref,
-            record.step_id or "",
-            record.status,
-            record.attempt,
-            record.started_at,
-            record.finished_at,
-            stats or None,
-            stderr,
-            record.error,
-        )
-        skip = REPLAYED_STATUSES.get(record.status)
-        replay = None if skip is None else ReplayRow(record.step_ref, record.input_hash, record.value, skip=skip)
-        await self.journal.record_step(entry, replay)

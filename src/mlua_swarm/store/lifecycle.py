@@ -24,7 +24,6 @@ from .records import (
     RunRecord,
     RunStatus,
     TaskRecord,
-    TaskStatus,
 )
 
 log = logging.getLogger(__name__)
@@ -57,13 +56,13 @@ async def create_run(
     now = time.time()
     if task_id is None:
         task = TaskRecord(
-            TaskId.new(), goal, blueprint_ref, None if launch is None else launch.init, TaskStatus.RUNNING, now, now
+            TaskId.new(), goal, blueprint_ref, None if launch is None else launch.init, RunStatus.RUNNING, now, now
         )
         await store.create_task(task)
         task_id = task.task_id
     else:
         await store.get_task(task_id)
-        store.set_task_status(task_id, TaskStatus.RUNNING)
+        store.set_task_status(task_id, RunStatus.RUNNING)
     owner = current_owner()
     run = RunRecord(
         run_id or RunId.new(),
@@ -185,7 +184,7 @@ async def cancel_run(store: Store, run_id: RunId) -> bool:
     if not await store.try_transition(run_id, CANCELLABLE, RunStatus.CANCELLED):
         return False
     store.append_trace(run_id, "core.cancel_requested", payload={"previous": run.status.value})
-    store.set_task_status(run.task_id, TaskStatus.CANCELLED)
+    store.set_task_status(run.task_id, RunStatus.CANCELLED)
     await store.flush()
     return True
 
@@ -209,7 +208,7 @@ async def _take(store: Store, run: RunRecord, trace_kind: str, payload: dict[str
     try:
         await claim_run(store, run.run_id)
         store.append_trace(run.run_id, trace_kind, payload=payload)
-        store.set_task_status(run.task_id, TaskStatus.RUNNING)
+        store.set_task_status(run.task_id, RunStatus.RUNNING)
         await store.flush()
         return await store.get_run(run.run_id)
     except BaseException:

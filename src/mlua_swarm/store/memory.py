@@ -15,7 +15,6 @@ from typing import Any
 from ..ids import RunId, TaskId
 from .base import (
     DEFAULT_TRACE_CAP,
-    STEP_ENTRY_FIELDS,
     StepRow,
     Store,
     blueprint_hash,
@@ -35,7 +34,6 @@ from .records import (
     RunStatus,
     StepEntry,
     TaskRecord,
-    TaskStatus,
     TraceEvent,
     dumps,
 )
@@ -159,7 +157,7 @@ class MemoryStore(Store):
         tasks = sorted(self._tasks.values(), key=lambda t: t.created_at, reverse=True)
         return [copy.deepcopy(t) for t in tasks[:limit]]
 
-    def set_task_status(self, task_id: TaskId, status: TaskStatus) -> None:
+    def set_task_status(self, task_id: TaskId, status: RunStatus) -> None:
         task = self._tasks.get(task_id)
         if task is not None:
             task.status = status
@@ -236,23 +234,21 @@ class MemoryStore(Store):
 
     def append_step_rows(self, run_id: RunId, rows: Sequence[StepRow]) -> None:
         log = self._log(run_id)
-        keys = [(r[0], r[9], r[10]) for r in rows if r[9] is not None]
+        keys = [key for r in rows if (key := r.replay_key()) is not None]
         for key in keys:
             if key in log.replay_keys:
                 raise Duplicate(f"replay row {key} exists for run {run_id}")
         if len(set(keys)) < len(keys):
             raise Duplicate(f"replay rows for run {run_id} repeat a key")
         for r in rows:
-            log.steps.append(r[:STEP_ENTRY_FIELDS])
-            if r[9] is not None:
-                log.replay.append((r[0], r[9], r[12], r[11], r[10], r[13]))
+            log.steps.append(r)
+            if r.input_hash is not None:
+                assert r.value_json is not None and r.skip is not None and r.occurrence is not None
+                log.replay.append((r.step_ref, r.input_hash, r.value_json, r.skip, r.occurrence, r.created_at or 0.0))
         log.replay_keys.update(keys)
 
     async def list_steps(self, run_id: RunId) -> list[StepEntry]:
-        return [
-            StepEntry(r[0], r[1], r[2], r[3], r[4], r[5], _loads(r[6]), r[7], _loads(r[8]))
-            for r in self._log(run_id).steps
-        ]
+        return [r.entry() for r in self._log(run_id).steps]
 
     def append_replay(self, run_id: RunId, row: ReplayRow) -> None:
         if row.occurrence is None:

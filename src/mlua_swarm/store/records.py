@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from ..core.state import StepOutcome
 from ..ids import RunId, TaskId
 from ..jsontext import canonical, compact
 
@@ -23,6 +24,8 @@ class Durability(StrEnum):
 
 
 class RunStatus(StrEnum):
+    """The status of a run, and of the task it executes (a task takes its latest run's status)."""
+
     PENDING = "pending"
     RUNNING = "running"
     DONE = "done"
@@ -46,15 +49,6 @@ TERMINAL = frozenset({R.DONE, R.FAILED, R.INTERRUPTED, R.CANCELLED})
 """Statuses a run can be re-run from."""
 PRUNABLE = frozenset({R.DONE, R.FAILED, R.CANCELLED})
 """Statuses `prune` deletes by default; `interrupted` runs are resumable and go only when asked."""
-
-
-class TaskStatus(StrEnum):
-    PENDING = "pending"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
-    INTERRUPTED = "interrupted"
-    CANCELLED = "cancelled"
 
 
 # One encoder each, built once: `json.dumps` with options builds a new encoder per call.
@@ -100,7 +94,7 @@ class TaskRecord:
     goal: str = ""
     blueprint_ref: Any = None
     input_ctx: Any = None
-    status: TaskStatus = TaskStatus.PENDING
+    status: RunStatus = RunStatus.PENDING
     created_at: float = 0.0
     updated_at: float = 0.0
 
@@ -162,13 +156,14 @@ class LaunchSnapshot:
         return cls(data["blueprint"], data.get("init"), data.get("options") or {})
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class StepEntry:
-    """One finished attempt of one step, written once."""
+    """One finished step (its last attempt), written once: what the dispatcher records, the journal
+    writes and every store returns."""
 
     step_ref: str
     step_id: str
-    status: str
+    status: StepOutcome
     attempt: int = 1
     started_at: float | None = None
     finished_at: float | None = None
@@ -183,7 +178,7 @@ class StepEntry:
         return {
             "step_ref": self.step_ref,
             "step_id": self.step_id,
-            "status": self.status,
+            "status": self.status.value,
             "attempt": self.attempt,
             "started_at": self.started_at,
             "finished_at": self.finished_at,

@@ -52,7 +52,6 @@ from .records import (
     RunStatus,
     StepEntry,
     TaskRecord,
-    TaskStatus,
     TraceEvent,
     dumps,
 )
@@ -176,7 +175,7 @@ def _run_from_row(row: tuple[Any, ...]) -> RunRecord:
 
 
 def _task_from_row(row: tuple[Any, ...]) -> TaskRecord:
-    return TaskRecord(TaskId(row[0]), row[1], _loads(row[2]), _loads(row[3]), TaskStatus(row[4]), row[5], row[6])
+    return TaskRecord(TaskId(row[0]), row[1], _loads(row[2]), _loads(row[3]), RunStatus(row[4]), row[5], row[6])
 
 
 class SqliteStore(Store):
@@ -522,7 +521,7 @@ class SqliteStore(Store):
         )
         return [_task_from_row(r) for r in rows]
 
-    def set_task_status(self, task_id: TaskId, status: TaskStatus) -> None:
+    def set_task_status(self, task_id: TaskId, status: RunStatus) -> None:
         self._write("UPDATE tasks SET status = ?, updated_at = ? WHERE id = ?", (status.value, time.time(), task_id))
 
     # -- runs -----------------------------------------------------------------------------------
@@ -671,7 +670,7 @@ class SqliteStore(Store):
             self._append_step_row(run_id, rows[0])
             return
         keys = self._keys_of(run_id)
-        fresh = [(r[0], r[9], r[10]) for r in rows if r[9] is not None]
+        fresh = [key for r in rows if (key := r.replay_key()) is not None]
         for key in fresh:
             if key in keys:
                 raise Duplicate(f"replay row {key} exists for run {run_id}")
@@ -680,7 +679,9 @@ class SqliteStore(Store):
         if not rows:
             return
         seq = self._next_seq("history", run_id) - 1
-        queued = [(run_id, seq + i, _STEP if r[9] is None else _STEP_REPLAY, *r) for i, r in enumerate(rows, start=1)]
+        queued = [
+            (run_id, seq + i, _STEP if r.input_hash is None else _STEP_REPLAY, *r) for i, r in enumerate(rows, start=1)
+        ]
         scheduled = self._begin()
         try:
             top = self._insert_many("history", _HISTORY_INSERT, queued)
@@ -692,9 +693,9 @@ class SqliteStore(Store):
 
     def _free_replay_key(self, run_id: RunId, row: StepRow) -> tuple[str, str, int] | None:
         """The row's replay key, checked unused (None for a step without a replay row)."""
-        if row[9] is None:
+        key = row.replay_key()
+        if key is None:
             return None
-        key = (row[0], row[9], row[10])
         if key in self._keys_of(run_id):
             raise Duplicate(f"replay row {key} exists for run {run_id}")
         return key
@@ -743,7 +744,7 @@ class SqliteStore(Store):
             " FROM history WHERE run_id = ? AND kind IN (?, ?) ORDER BY seq",
             (run_id, *_STEP_KINDS),
         )
-        return [StepEntry(r[0], r[1], r[2], r[3], r[4], r[5], _loads(r[6]), r[7], _loads(r[8])) for r in rows]
+        return [StepRow(*r).entry() for r in rows]
 
     def _keys_of(self, run_id: RunId) -> set[tuple[str, str, int]]:
         keys = self._replay_keys.get(run_id)

@@ -1,37 +1,20 @@
-"""Workers: what a spawner returns, already running.
+"""Workers: what a spawner returns, already running, and the building blocks worker kinds share.
 
-The engine touches a worker through three members only: `id`, `cancel_token()` and `join()`.
-One spawn is one worker is one join. `join` carries no value: the value is the last `Final` the
-worker put on the engine's output tail for its attempt.
+`Worker` itself is part of the engine's contract (`core.contract`): the engine touches a worker
+through `id`, `cancel_token()` and `join()` only.
 """
 
 from __future__ import annotations
 
 import asyncio
-from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..cancel import CancellationToken
+from ..core.contract import Worker, WorkerCancelled, WorkerError, WorkerFailed
 from ..ids import WorkerId
-from .errors import WorkerCancelled, WorkerError, WorkerFailed
 
 Completion = Callable[[BaseException | None], Awaitable[BaseException | None]]
-
-
-class Worker(ABC):
-    """A running attempt."""
-
-    @property
-    @abstractmethod
-    def id(self) -> WorkerId: ...
-
-    @abstractmethod
-    def cancel_token(self) -> CancellationToken: ...
-
-    @abstractmethod
-    async def join(self) -> None:
-        """Wait for the end; raise `WorkerFailed(msg)` or `WorkerCancelled`."""
 
 
 class WorkerJoinHandler:

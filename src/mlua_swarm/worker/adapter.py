@@ -1,4 +1,4 @@
-"""The spawner adapter: the one interface the engine uses to start a worker for an attempt.
+"""Python-function workers, and the shapes every spawner shares (`SpawnerAdapter` itself is `core.contract`'s).
 
 A spawner pulls the attempt's prompt itself (`engine.fetch_prompt`) and delivers it however its
 worker kind wants (an invocation field, stdin, a frame). `InProcSpawner` is the registry of Python
@@ -13,7 +13,6 @@ import inspect
 import json
 import time
 import types
-from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
@@ -21,39 +20,29 @@ from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
 import orjson
 
 from ..cancel import CancellationToken
-from ..core.ctx import AgentContextView, Ctx
-from ..errors import EngineError, VerdictRejected
-from ..ids import StepId, WorkerId
-from ..jsontext import JsonValueError, check_value, compact
-from . import JoinHandleWorker, MiddlewareWorker, Worker, WorkerJoinHandler
-from .eager import start_eager
-from .errors import (
+from ..core.contract import (
     NotRegistered,
     RejectedByMiddleware,
+    SpawnerAdapter,
     SpawnError,
     SpawnInternalError,
+    Worker,
     WorkerCancelled,
     WorkerError,
     WorkerFailed,
 )
+from ..core.ctx import AgentContextView, Ctx
+from ..errors import EngineError, VerdictRejected
+from ..ids import StepId, WorkerId
+from ..jsontext import JsonValueError, check_value, compact
+from ..jsontext import text_of as render_prompt
+from . import JoinHandleWorker, MiddlewareWorker, WorkerJoinHandler
+from .eager import start_eager
 from .output import EngineSink, Final, Inline, OutputSink
 
 if TYPE_CHECKING:
     from ..core.engine import Engine
     from ..tokens import CapToken
-
-
-class SpawnerAdapter(ABC):
-    """Builds one running `Worker` for one attempt."""
-
-    @property
-    def unavailable_reason(self) -> str | None:
-        """Why this spawner cannot run in this process (a run refuses it before any step starts), or None."""
-        return None
-
-    @abstractmethod
-    async def spawn(self, engine: Engine, ctx: Ctx, task_id: StepId, attempt: int, token: CapToken) -> Worker:
-        """Start the attempt; raise `SpawnError` if it cannot start."""
 
 
 @dataclass(slots=True)
@@ -125,13 +114,6 @@ def _copied(value: Any) -> Any:
 
 WorkerFn: TypeAlias = Callable[[WorkerInvocation], Any | Awaitable[Any]]
 W = TypeVar("W", bound=JoinHandleWorker)
-
-
-def render_prompt(value: Any) -> str:
-    """A string prompt as is; anything else as compact JSON."""
-    if isinstance(value, str):
-        return value
-    return compact(value)
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:

@@ -17,7 +17,7 @@ import yaml
 from yaml.constructor import ConstructorError
 from yaml.nodes import MappingNode, Node, SequenceNode
 
-from ..diagnostics import Diagnostic, DiagnosticError, Location
+from .diagnostics import Diagnostic, DiagnosticError, Location
 
 MAX_INPUT_BYTES = 16 * 1024 * 1024
 """The largest Blueprint, script or JSON argument file read; a larger one is a `file-too-large` diagnostic."""
