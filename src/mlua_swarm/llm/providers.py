@@ -129,16 +129,30 @@ class Conversation(ABC):
     def add_tool_results(self, results: list[tuple[ToolCall, str, bool]]) -> None:
         """Append (call, result text, is_error) for every call of the last turn."""
 
-    @abstractmethod
-    async def aclose(self) -> None: ...
+    # Both official SDKs share one error shape (APIStatusError, APIConnectionError under a base error
+    # class); each subclass sets its SDK module, client and base error class.
+    _sdk: Any
+    _client: Any
+    _base_error: type[Exception]
 
-    @abstractmethod
+    async def aclose(self) -> None:
+        await self._client.close()
+
     def _status_of(self, exc: BaseException) -> tuple[int, Mapping[str, str]] | None:
         """(HTTP status, headers) if `exc` is the SDK's error for a refused request."""
+        if isinstance(exc, self._sdk.APIStatusError):
+            return exc.status_code, exc.response.headers
+        return None
 
-    @abstractmethod
     def _error(self, exc: BaseException) -> LlmError | None:
         """The `LlmError` for an SDK error, or None if `exc` is not one."""
+        if isinstance(exc, self._sdk.APIConnectionError):
+            return self._unreachable(exc)
+        if isinstance(exc, self._sdk.APIStatusError):
+            return self._describe(exc.status_code, _detail(exc.body) or exc.message)
+        if isinstance(exc, self._base_error):
+            return LlmError(f"{self.endpoint.label}: {exc}")
+        return None
 
     async def with_retries(self, call: Callable[[], Awaitable[T]]) -> T:
         """`call()` with 429/5xx retried per the policy; SDK errors mapped to `LlmError`."""
@@ -188,6 +202,7 @@ class OpenAIChat(Conversation):
         import openai
 
         self._sdk = openai
+        self._base_error = openai.OpenAIError
         self._client = openai.AsyncOpenAI(
             api_key=endpoint.api_key or "no-key", base_url=endpoint.base_url, max_retries=0
         )
@@ -263,23 +278,6 @@ class OpenAIChat(Conversation):
                 {"role": "tool", "tool_call_id": call.id, "content": f"error: {text}" if is_error else text}
             )
 
-    async def aclose(self) -> None:
-        await self._client.close()
-
-    def _status_of(self, exc: BaseException) -> tuple[int, Mapping[str, str]] | None:
-        if isinstance(exc, self._sdk.APIStatusError):
-            return exc.status_code, exc.response.headers
-        return None
-
-    def _error(self, exc: BaseException) -> LlmError | None:
-        if isinstance(exc, self._sdk.APIConnectionError):
-            return self._unreachable(exc)
-        if isinstance(exc, self._sdk.APIStatusError):
-            return self._describe(exc.status_code, _detail(exc.body) or exc.message)
-        if isinstance(exc, self._sdk.OpenAIError):
-            return LlmError(f"{self.endpoint.label}: {exc}")
-        return None
-
 
 class AnthropicMessages(Conversation):
     """The Anthropic Messages API."""
@@ -290,6 +288,7 @@ class AnthropicMessages(Conversation):
         import anthropic
 
         self._sdk = anthropic
+        self._base_error = anthropic.AnthropicError
         self._client = anthropic.AsyncAnthropic(
             api_key=endpoint.api_key or "no-key", base_url=endpoint.base_url, max_retries=0
         )
@@ -368,23 +367,6 @@ class AnthropicMessages(Conversation):
                 ],
             }
         )
-
-    async def aclose(self) -> None:
-        await self._client.close()
-
-    def _status_of(self, exc: BaseException) -> tuple[int, Mapping[str, str]] | None:
-        if isinstance(exc, self._sdk.APIStatusError):
-            return exc.status_code, exc.response.headers
-        return None
-
-    def _error(self, exc: BaseException) -> LlmError | None:
-        if isinstance(exc, self._sdk.APIConnectionError):
-            return self._unreachable(exc)
-        if isinstance(exc, self._sdk.APIStatusError):
-            return self._describe(exc.status_code, _detail(exc.body) or exc.message)
-        if isinstance(exc, self._sdk.AnthropicError):
-            return LlmError(f"{self.endpoint.label}: {exc}")
-        return None
 
 
 def _detail(body: object) -> str | None:
