@@ -1,6 +1,8 @@
 """The JSON text forms the package writes (compact, canonical) and the checks on values it accepts.
 
-Compact JSON is for prompts and stored values; canonical JSON (keys sorted) is for hashing.
+Compact JSON is for prompts and stored values; canonical JSON (keys sorted) is for hashing:
+`canonical` (the standard library's text, behind content-addressed Blueprint versions) and
+`canonical_bytes` (orjson's, several times faster, behind the replay keys of steps).
 `check_value` is the gate for a value a worker hands back in-process: JSON data only, finite
 numbers only, and at most `MAX_VALUE_BYTES` characters of JSON text. `loads_strict` parses JSON
 from outside (a child's frame, an HTTP body) the same way: `NaN`/`Infinity` and runaway nesting
@@ -12,6 +14,8 @@ from __future__ import annotations
 import json
 import math
 from typing import Any
+
+import orjson
 
 MAX_VALUE_BYTES = 16 * 1024 * 1024
 """The default cap on one value's JSON text inside the process (a worker's result, a script's return)."""
@@ -47,6 +51,29 @@ def text_of(value: Any, *, lenient: bool = False) -> str:
 def canonical(value: Any) -> str:
     """Key-sorted compact JSON: equal values give equal text, so it can be hashed."""
     return _CANONICAL.encode(value)
+
+
+_ORJSON_CANONICAL = (
+    orjson.OPT_SORT_KEYS
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_DATETIME
+)
+
+
+def canonical_bytes(value: Any) -> bytes:
+    """Key-sorted compact JSON as UTF-8: equal values give equal bytes, in every process.
+
+    orjson encodes what it takes as plain JSON data; values it refuses (integers past 64 bits,
+    non-string keys, subclasses of the JSON types, lone surrogates) take the standard library's
+    `canonical` text, so which encoder applies depends only on the value. The two agree on
+    everything but numbers below 1e-4 in magnitude (orjson writes `0.00001`, the standard
+    library `1e-05`) and non-finite numbers (orjson writes `null`).
+    """
+    try:
+        return orjson.dumps(value, option=_ORJSON_CANONICAL)
+    except TypeError:
+        return _CANONICAL.encode(value).encode("utf-8", "surrogatepass")
 
 
 def check_value(value: Any, limit: int = MAX_VALUE_BYTES) -> None:
@@ -106,4 +133,13 @@ def loads_strict(text: str | bytes) -> Any:
         raise JsonValueError("the JSON text is nested too deeply") from None
 
 
-__all__ = ["MAX_VALUE_BYTES", "JsonValueError", "canonical", "check_value", "compact", "loads_strict", "text_of"]
+__all__ = [
+    "MAX_VALUE_BYTES",
+    "JsonValueError",
+    "canonical",
+    "canonical_bytes",
+    "check_value",
+    "compact",
+    "loads_strict",
+    "text_of",
+]

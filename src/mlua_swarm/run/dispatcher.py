@@ -22,7 +22,7 @@ from ..core.state import StepOutcome
 from ..errors import DispatchFailed
 from ..flow import Skipped, Step, StepBlocked, StepFailed
 from ..ids import StepId
-from ..jsontext import canonical
+from ..jsontext import canonical_bytes
 from ..store.journal import ReplayHit
 from ..store.records import ReplayRow, StepEntry
 from ..tokens import CapToken
@@ -56,7 +56,8 @@ class Journal(Protocol):
 
 
 def input_hash(directive: Any) -> str:
-    return hashlib.sha256(canonical(directive).encode()).hexdigest()
+    """The replay key of a step's input: SHA-256 of its canonical JSON (`jsontext.canonical_bytes`)."""
+    return hashlib.sha256(canonical_bytes(directive)).hexdigest()
 
 
 class EngineDispatcher:

@@ -115,22 +115,19 @@ def step_row(entry: StepEntry, replay: ReplayRow | None = None) -> StepRow:
     """Encode a step entry and its replay row (same step_ref; it needs its occurrence) into one `StepRow`."""
     stats = entry.stats
     error = entry.error
-    if replay is None:
-        return StepRow(
-            entry.step_ref,
-            entry.step_id,
-            entry.status.value,
-            entry.attempt,
-            entry.started_at,
-            entry.finished_at,
-            None if stats is None else dumps(stats),
-            stderr_tail(entry.stderr_tail),
-            None if error is None else dumps(error),
+    replay_fields: tuple[str, int, bool, str, float] | tuple[()] = ()
+    if replay is not None:
+        if replay.occurrence is None:
+            raise ValueError("a stored replay row needs its occurrence")
+        if replay.step_ref != entry.step_ref:
+            raise ValueError(f"replay row of {replay.step_ref!r} given with the entry of {entry.step_ref!r}")
+        replay_fields = (
+            replay.input_hash,
+            replay.occurrence,
+            replay.skip,
+            dumps(replay.value),
+            replay.created_at or time.time(),
         )
-    if replay.occurrence is None:
-        raise ValueError("a stored replay row needs its occurrence")
-    if replay.step_ref != entry.step_ref:
-        raise ValueError(f"replay row of {replay.step_ref!r} given with the entry of {entry.step_ref!r}")
     return StepRow(
         entry.step_ref,
         entry.step_id,
@@ -141,11 +138,7 @@ def step_row(entry: StepEntry, replay: ReplayRow | None = None) -> StepRow:
         None if stats is None else dumps(stats),
         stderr_tail(entry.stderr_tail),
         None if error is None else dumps(error),
-        replay.input_hash,
-        replay.occurrence,
-        replay.skip,
-        dumps(replay.value),
-        replay.created_at or time.time(),
+        *replay_fields,
     )
 
 
@@ -472,7 +465,7 @@ class Store(ABC):
         prunable = PRUNABLE | {RunStatus.INTERRUPTED} if include_interrupted else PRUNABLE
         cutoff = None if older_than is None else time.time() - older_than
         doomed = 0
-        for index, run in enumerate(await self.list_runs()):
+        for index, run in enumerate(await self.list_runs(with_result=False)):
             if run.status not in prunable:
                 continue
             if keep is not None and index < keep:
