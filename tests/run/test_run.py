@@ -115,7 +115,7 @@ async def test_fifty_runs_at_once_on_one_engine_pass_fail_cancel_and_time_out(tm
                 assert record.result["error"]["message"] == "run cancelled: stopped by the test"
             else:
                 assert result.status == "failed" and result.error is not None
-                assert result.error["message"] == "run exceeded its time limit of 0.3s"
+                assert result.error["message"] == "run exceeded its timeout of 0.3s"
                 assert record.status is RunStatus.FAILED and record.result["error"] == result.error
             steps = [(s.step_ref, s.status) for s in await store.list_steps(run.run_id)]
             assert steps[0] == ("prep", "passed")
@@ -407,7 +407,7 @@ async def test_expire_ends_the_run_failed_with_the_callers_limit(tmp_path: Path)
             run.expire(2.5)
             result = await task
         assert result.status == "failed" and parked.ended == 1
-        assert result.error is not None and result.error["message"] == "run exceeded its time limit of 2.5s"
+        assert result.error is not None and result.error["message"] == "run exceeded its timeout of 2.5s"
         assert (await store.get_run(run.run_id)).status is RunStatus.FAILED
     finally:
         await store.close()

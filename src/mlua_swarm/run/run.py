@@ -370,7 +370,7 @@ class Run:
 
     def expire(self, limit: float) -> None:
         """Stop the run like its own timeout would, for a caller's deadline of `limit` seconds: it
-        ends `failed` ("run exceeded its time limit of …")."""
+        ends `failed` ("run exceeded its timeout of …")."""
         self._scope.expire(limit)
 
     def interrupt(self, reason: str) -> None:
@@ -469,7 +469,7 @@ class Run:
         elif scope.timed_out:
             result.status = "failed"
             result.error = {
-                "message": f"run exceeded its time limit of {scope.timeout:g}s",
+                "message": f"run exceeded its timeout of {scope.timeout:g}s",
                 "failed_step": None,
                 "verdict_value": None,
             }
