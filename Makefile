@@ -38,10 +38,11 @@ bench-quick: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench --quick
 
+# Every section of BENCHMARKS.md in one run (server, operators and dashboard included);
+# `python -m bench --only NAME --write BENCHMARKS.md` refreshes one section and keeps the others.
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench --write BENCHMARKS.md
-	$(BIN)/python -m bench.server --write BENCHMARKS.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

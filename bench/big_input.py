@@ -1,8 +1,9 @@
-"""Per-step cost of a step whose input is one large JSON object, in memory.
+"""Per-step cost of a step whose input is one large JSON object, in memory and durable.
 
-`python -m bench.big_input [--keys N] [--steps N] [--repeat N]` runs a `loop` of `rust_fn` steps
-whose input is `$.big` (N keys of small objects, about 150 bytes each) and prints the median and
-minimum milliseconds per step over the repetitions, with the input's size and the load average.
+A `bench.blueprints.loop` of `rust_fn` steps whose input is `$.big` (N keys of small objects, about
+150 bytes each) run through `Run`, without a store or on a fresh SQLite store (`batch`). The floor is
+one orjson encode and decode of the same object (what a copy of the input costs).
+`python -m bench.big_input [--keys N] [--steps N] [--repeat N]` prints both, with the input's size.
 """
 
 from __future__ import annotations
@@ -11,16 +12,69 @@ import argparse
 import asyncio
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from . import blueprints
+from .harness import REPO_ROOT, Metrics, needs
 from .machine import load
+
+KEY_BYTES = 148
+"""About what one key of `big_object` weighs encoded."""
+
+
+def big_object(keys: int) -> dict[str, Any]:
+    return {f"k{i}": {"text": "x" * 100, "n": i, "tags": ["a", "b", "c"]} for i in range(keys)}
 
 
 async def count_keys(inv: Any) -> int:
     """Reads the whole input, as an agent looking at its prompt would."""
     return len(inv.input)
+
+
+def per_step_ms(keys: int, steps: int, reps: int, durable: bool = False) -> Metrics:
+    """Milliseconds per step of the loop whose every step takes the `keys`-key object as input."""
+    compiler = needs("mlua_swarm.blueprint.compiler", ours=True)
+    run_layer = needs("mlua_swarm.run", ours=True)
+    store_mod = needs("mlua_swarm.store", ours=True)
+    agent = {"name": "a", "kind": "rust_fn", "spec": {"fn_id": "keys"}}
+    raw = blueprints.loop(steps, agent, source="$.big")
+    compiled = compiler.compile_blueprint(raw, base_dir=REPO_ROOT, fns={"keys": count_keys})
+    big = big_object(keys)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        counter = iter(range(1_000_000))
+
+        async def once() -> float:
+            store = await store_mod.open_store(str(Path(tmp) / f"big-{next(counter)}.sqlite3")) if durable else None
+            try:
+                async with run_layer.Run(compiled, store=store) as run:
+                    started = time.perf_counter()
+                    result = await run.execute({"big": big})
+                    spent = time.perf_counter() - started
+            finally:
+                if store is not None:
+                    await store.close()
+            if result.status != "done":
+                raise RuntimeError(f"run ended {result.status}: {result.error}")
+            return spent / steps * 1000
+
+        samples = [asyncio.run(once()) for _ in range(reps + 1)][1:]
+    return {"ms_per_step": samples}
+
+
+def copy_ms(keys: int, reps: int) -> Metrics:
+    """The floor: one orjson encode and decode of the object, in milliseconds."""
+    orjson = needs("orjson", ours=False)
+    big = big_object(keys)
+    samples = []
+    for _ in range(reps * 5 + 1):
+        started = time.perf_counter()
+        orjson.loads(orjson.dumps(big))
+        samples.append((time.perf_counter() - started) * 1000)
+    return {"ms": samples[1:]}
 
 
 def main(argv: list[str]) -> int:
@@ -29,38 +83,15 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args(argv)
-
-    import orjson
-
-    from mlua_swarm.blueprint.compiler import compile_blueprint
-    from mlua_swarm.run import Run
-
-    big = {f"k{i}": {"text": "x" * 100, "n": i, "tags": ["a", "b", "c"]} for i in range(args.keys)}
-    step = {"kind": "step", "ref": "a", "in": {"op": "path", "at": "$.big"}, "out": {"op": "path", "at": "$.v"}}
-    raw = {
-        "id": "big-input",
-        "flow": {
-            "kind": "loop",
-            "counter": {"op": "path", "at": "$.n"},
-            "max": args.steps,
-            "cond": {"op": "lit", "value": True},
-            "body": step,
-        },
-        "agents": [{"name": "a", "kind": "rust_fn", "spec": {"fn_id": "keys"}}],
-    }
-    compiled = compile_blueprint(raw, base_dir=Path.cwd(), fns={"keys": count_keys})
-
-    async def once() -> float:
-        async with Run(compiled) as run:
-            started = time.perf_counter()
-            result = await run.execute({"big": big})
-            if result.status != "done":
-                raise SystemExit(f"run ended {result.status}: {result.error}")
-            return (time.perf_counter() - started) / args.steps * 1000
-
-    print(f"at start: {load()}; input {len(orjson.dumps(big)) / 1e6:.2f} MB")
-    ms = [asyncio.run(once()) for _ in range(args.repeat)]
-    print(f"in-memory step with that input: {statistics.median(ms):.1f} ms (min {min(ms):.1f})")
+    print(f"at start: {load()}; input about {args.keys * KEY_BYTES / 1e6:.2f} MB")
+    for durable in (False, True):
+        ms = per_step_ms(args.keys, args.steps, args.repeat, durable)["ms_per_step"]
+        assert isinstance(ms, list)
+        where = "durable (SQLite, batch)" if durable else "in memory"
+        print(f"step with that input, {where}: {statistics.median(ms):.1f} ms (min {min(ms):.1f})")
+    floor = copy_ms(args.keys, args.repeat)["ms"]
+    assert isinstance(floor, list)
+    print(f"orjson encode + decode of the input: {statistics.median(floor):.1f} ms (min {min(floor):.1f})")
     print(f"at end: {load()}")
     return 0
 

@@ -53,3 +53,23 @@ def fanout(items: list[Any], fn: str = "inc") -> dict[str, Any]:
         },
         "agents": [_python_agent("lane", fn)],
     }
+
+
+def loop(steps: int, agent: dict[str, Any], *, value: Any = "go", source: str | None = None) -> dict[str, Any]:
+    """A `loop` of exactly `steps` steps of `agent`, each writing its output to `$.r`.
+
+    Each step's input is `source` (a ctx path) when given, else the literal `value`. Only the latest
+    output stays in the ctx, so what a run holds should not grow with `steps`.
+    """
+    given = _path(source) if source is not None else {"op": "lit", "value": value}
+    return {
+        "id": f"bench-loop-{steps}",
+        "flow": {
+            "kind": "loop",
+            "counter": _path("$.n"),
+            "cond": {"op": "lit", "value": True},
+            "max": steps,
+            "body": {"kind": "step", "ref": agent["name"], "in": given, "out": _path("$.r")},
+        },
+        "agents": [agent],
+    }

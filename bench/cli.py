@@ -1,10 +1,13 @@
-"""Whole-process timings of `mse` commands: start-up, `runs list` beside one huge stored result, and
-`mse run` per step with the progress view on.
+"""Whole `mse` processes as users run them: start-up, `runs list` beside one huge stored result, and
+`mse run` per step with the progress view on (plain lines, and the terminal live view on a pty).
 
-`python -m bench.cli [--repeat N] [--src DIR]...` prints one line per case and checkout (median and
-minimum of N fresh processes) and the load average before and after. Each `--src` is a checkout's
-`src` folder; with two, the checkouts take turns run by run, so a change is measured before and
-after under the same machine load.
+The probe functions (`startup_ms`, `run_per_step`, `langgraph_per_step`) are what `python -m bench`
+runs; `python -m bench.cli [--repeat N] [--src DIR]...` prints the same cases, one line per case and
+checkout. Each `--src` is a checkout's `src` folder; with two, the checkouts take turns run by run, so a
+change is measured before and after under the same machine load.
+
+Per step, start-up cancelled: each repetition runs the small and the large size back to back and
+takes (large - small) / (large steps - small steps).
 """
 
 from __future__ import annotations
@@ -17,58 +20,60 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from .harness import REPO_ROOT
+from . import blueprints
+from .harness import REPO_ROOT, Metrics, needs
 from .machine import load
 
-STEP_BLUEPRINT = {
-    "id": "count",
-    "flow": {
-        "kind": "loop",
-        "counter": {"op": "path", "at": "$.n"},
-        "max": 0,
-        "cond": {"op": "lit", "value": True},
-        "body": {"kind": "step", "ref": "inc", "in": {"op": "path", "at": "$.n"}, "out": {"op": "path", "at": "$.v"}},
-    },
-    "agents": [{"name": "inc", "kind": "rust_fn", "spec": {"fn_id": "identity"}}],
-}
+
+@dataclass(frozen=True)
+class Finished:
+    """One finished child process: wall seconds, peak RSS and what it printed on stdout."""
+
+    seconds: float
+    rss_mb: float
+    stdout: str
 
 
-def once(argv: list[str], env: dict[str, str], tty: bool = False) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one run of `argv` (stderr on a pseudo-terminal when `tty`)."""
-    started = time.perf_counter()
-    master, slave = os.openpty() if tty else (-1, subprocess.DEVNULL)
-    proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave)
-    if tty:
-        os.close(slave)
-        while True:
-            try:
-                if not os.read(master, 65536):
+def mse_env(home: str, src: Path = REPO_ROOT / "src", **extra: str) -> dict[str, str]:
+    """The environment of an `mse` child: checkout `src` and this repository (for `bench.agents`) on
+    the path, its own MSE_HOME."""
+    return {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{REPO_ROOT}", "MSE_HOME": home, **extra}
+
+
+def mse(*words: str) -> list[str]:
+    return [sys.executable, "-m", "mlua_swarm", *words]
+
+
+def once(argv: Sequence[str], env: dict[str, str], tty: bool = False, cwd: Path = REPO_ROOT) -> Finished:
+    """Run `argv` to its end: stdout and stderr to files (not a terminal), or stderr on a pseudo-terminal
+    when `tty` (what a user at a terminal sees). Raises when the process fails."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        master, slave = os.openpty() if tty else (-1, err.fileno())
+        proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=slave)
+        if tty:
+            os.close(slave)
+            while True:
+                try:
+                    if not os.read(master, 65536):
+                        break
+                except OSError:
                     break
-            except OSError:
-                break
-        os.close(master)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(argv)} exited {proc.returncode}")
-    return time.perf_counter() - started, usage.ru_maxrss / 1024
-
-
-def interleaved(
-    words: list[str], envs: dict[str, dict[str, str]], repeat: int, tty: bool = False
-) -> dict[str, tuple[float, float, float]]:
-    """Median and minimum seconds and the largest peak RSS (MB) of `mse WORDS` per checkout, the
-    checkouts taking turns."""
-    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in envs}
-    for _ in range(repeat):
-        for name, env in envs.items():
-            runs[name].append(once([sys.executable, "-m", "mlua_swarm", *words], env, tty))
-    return {
-        name: (statistics.median(w for w, _ in r), min(w for w, _ in r), max(m for _, m in r))
-        for name, r in runs.items()
-    }
+            os.close(master)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - started
+        code = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        stdout = out.read().decode(errors="replace")
+        if code != 0:
+            err.seek(0)
+            tail = err.read().decode(errors="replace")[-800:]
+            raise RuntimeError(f"{' '.join(argv)} exited {code}: {tail}")
+    return Finished(seconds, usage.ru_maxrss / 1024, stdout)
 
 
 async def fill_store(home: str, result_mb: int, runs: int) -> None:
@@ -91,6 +96,73 @@ async def fill_store(home: str, result_mb: int, runs: int) -> None:
         await store.close()
 
 
+def filled_home(home: str, result_mb: int, runs: int = 30, src: Path = REPO_ROOT / "src") -> None:
+    """`fill_store` in a child, so the filler's memory never counts in a measured process."""
+    fill = f"import asyncio; from bench.cli import fill_store; asyncio.run(fill_store({home!r}, {result_mb}, {runs}))"
+    subprocess.run([sys.executable, "-c", fill], env=mse_env(home, src), cwd=REPO_ROOT, check=True)
+
+
+def startup_ms(words: list[str], reps: int, result_mb: int = 0, stored_runs: int = 0) -> Metrics:
+    """Wall time and peak RSS of `mse WORDS` in fresh processes; with `result_mb` (or `stored_runs`) the
+    store first holds that many small runs and one result of that size."""
+    with tempfile.TemporaryDirectory() as home:
+        if result_mb or stored_runs:
+            filled_home(home, result_mb, stored_runs or 30)
+        env = mse_env(home)
+        once(mse(*words), env)
+        done = [once(mse(*words), env) for _ in range(reps)]
+    return {"ms": [d.seconds * 1000 for d in done], "rss_mb": [d.rss_mb for d in done]}
+
+
+def python_startup_ms(reps: int) -> Metrics:
+    """`python -c pass`: the interpreter's own start-up, the floor of any command."""
+    done = [once([sys.executable, "-c", "pass"], dict(os.environ)) for _ in range(reps + 1)][1:]
+    return {"ms": [d.seconds * 1000 for d in done]}
+
+
+def _per_step(time_small: float, time_large: float, small: int, large: int) -> float:
+    return (time_large - time_small) / (large - small) * 1e6
+
+
+def run_per_step(small: int, large: int, reps: int, tty: bool = False, fn: str = "inc") -> Metrics:
+    """`mse run --ephemeral` of the sequence Blueprint (`bench.blueprints.sequence`, a `python` step
+    adding 1) at two sizes, progress on: plain lines to a file, or the live view on a pty (`tty`)."""
+    with tempfile.TemporaryDirectory() as home:
+        paths = {}
+        for n in (small, large):
+            paths[n] = Path(home) / f"seq-{n}.json"
+            paths[n].write_text(json.dumps(blueprints.sequence(n, fn)))
+        env = mse_env(home)
+        once(mse("run", str(paths[small]), "--ephemeral"), env, tty)
+        per_step, startup = [], []
+        for _ in range(reps):
+            t_small = once(mse("run", str(paths[small]), "--ephemeral"), env, tty).seconds
+            t_large = once(mse("run", str(paths[large]), "--ephemeral"), env, tty).seconds
+            step = _per_step(t_small, t_large, small, large)
+            per_step.append(step)
+            startup.append((t_small - small * step / 1e6) * 1000)
+    return {"us_per_step": per_step, "startup_ms": startup}
+
+
+def langgraph_per_step(small: int, large: int, reps: int) -> Metrics:
+    """LangGraph's loop graph of trivial nodes, `invoke`d in a whole `python` process (`python -m
+    bench.peers_langgraph N`), at the same two sizes."""
+    needs("langgraph.graph", ours=False)
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+
+    def run(n: int) -> float:
+        return once([sys.executable, "-m", "bench.peers_langgraph", str(n)], env).seconds
+
+    run(small)
+    per_step, startup = [], []
+    for _ in range(reps):
+        t_small, t_large = run(small), run(large)
+        step = _per_step(t_small, t_large, small, large)
+        per_step.append(step)
+        startup.append((t_small - small * step / 1e6) * 1000)
+    return {"us_per_step": per_step, "startup_ms": startup}
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.cli", description=__doc__)
     parser.add_argument("--repeat", type=int, default=7)
@@ -100,48 +172,49 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--result-mb", type=int, default=100, help="size of the one huge stored result")
     parser.add_argument("--steps", default="1000,10000", help="the two step counts of the mse run rows")
     args = parser.parse_args(argv)
-    sources = args.src or [REPO_ROOT / "src"]
+    sources: list[Path] = args.src or [REPO_ROOT / "src"]
     print(f"at start: {load()}")
+
+    def taking_turns(words: list[str], home: str, repeat: int, tty: bool = False) -> dict[Path, list[Finished]]:
+        runs: dict[Path, list[Finished]] = {src: [] for src in sources}
+        for _ in range(repeat):
+            for src in sources:
+                runs[src].append(once(mse(*words), mse_env(home, src), tty))
+        return runs
+
+    def report(case: str, runs: dict[Path, list[Finished]]) -> None:
+        for src, done in runs.items():
+            ms = [d.seconds * 1000 for d in done]
+            rss = max(d.rss_mb for d in done)
+            print(f"{case} [{src}]: {statistics.median(ms):.0f} ms (min {min(ms):.0f}), {rss:.0f} MB")
+
+    python = python_startup_ms(args.repeat)["ms"]
+    assert isinstance(python, list)
+    print(f"python -c pass: {statistics.median(python):.0f} ms (min {min(python):.0f})")
     with tempfile.TemporaryDirectory() as home:
-        envs = {str(src): {**os.environ, "PYTHONPATH": str(src), "MSE_HOME": home} for src in sources}
-
-        def report(
-            case: str, figures: dict[str, tuple[float, float, float]], scale: float = 1000, unit: str = "ms"
-        ) -> None:
-            for name, (median, low, rss) in figures.items():
-                digits = 0 if scale == 1000 else 2
-                print(
-                    f"{case} [{name}]: {median * scale:.{digits}f} {unit} (min {low * scale:.{digits}f}), {rss:.0f} MB"
-                )
-
-        python = [once([sys.executable, "-c", "pass"], os.environ.copy())[0] for _ in range(args.repeat)]
-        print(f"python -c pass: {statistics.median(python) * 1000:.0f} ms (min {min(python) * 1000:.0f})")
         for words in (["--help"], ["bp", "--help"], ["runs", "list", "--limit", "20"]):
-            report(f"mse {' '.join(words)}", interleaved(words, envs, args.repeat))
-        # In a child: a parent grown by the fill would count in every later child's peak RSS.
-        fill = (
-            f"import asyncio; from bench.cli import fill_store; asyncio.run(fill_store({home!r}, {args.result_mb}, 30))"
-        )
-        subprocess.run(
-            [sys.executable, "-c", fill],
-            env=envs[str(sources[-1])] | {"PYTHONPATH": f"{sources[-1]}:{REPO_ROOT}"},
-            check=True,
-        )
-        listing = interleaved(["runs", "list", "--limit", "20"], envs, args.repeat)
+            report(f"mse {' '.join(words)}", taking_turns(words, home, args.repeat))
+        filled_home(home, args.result_mb, src=sources[-1])
+        listing = taking_turns(["runs", "list", "--limit", "20"], home, args.repeat)
         report(f"mse runs list --limit 20 beside a {args.result_mb} MB result", listing)
-        bp = Path(home) / "count.json"
         small, large = (int(s) for s in args.steps.split(","))
+        paths = {}
+        for n in (small, large):
+            paths[n] = Path(home) / f"seq-{n}.json"
+            paths[n].write_text(json.dumps(blueprints.sequence(n)))
         for tty in (False, True):
             view = "terminal live view" if tty else "plain progress"
-            runs = {}
-            for steps in (small, large):
-                bp.write_text(json.dumps({**STEP_BLUEPRINT, "flow": {**STEP_BLUEPRINT["flow"], "max": steps}}))
-                runs[steps] = interleaved(["run", str(bp), "--ephemeral"], envs, max(3, args.repeat // 2), tty)
-                report(f"mse run --ephemeral, {steps} steps, {view}", runs[steps], 1, "s")
-            for name in envs:
-                per_step = (runs[large][name][0] - runs[small][name][0]) / (large - small) * 1e6
-                best = (runs[large][name][1] - runs[small][name][1]) / (large - small) * 1e6
-                print(f"  -> {view} [{name}]: {per_step:.0f} us/step (from minima {best:.0f}), start-up cancelled")
+            repeat = max(3, args.repeat // 2)
+            timed = {n: taking_turns(["run", str(paths[n]), "--ephemeral"], home, repeat, tty) for n in paths}
+            for src in sources:
+                steps = [
+                    _per_step(s.seconds, big.seconds, small, large)
+                    for s, big in zip(timed[small][src], timed[large][src], strict=True)
+                ]
+                print(
+                    f"mse run --ephemeral, {view} [{src}]: {statistics.median(steps):.0f} us/step "
+                    f"(min {min(steps):.0f}), start-up cancelled"
+                )
     print(f"at end: {load()}")
     return 0
 

@@ -21,21 +21,19 @@ import argparse
 import json
 import os
 import re
-import shlex
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 from playwright.sync_api import Page, sync_playwright
 
-from . import machine
+from . import document, machine
 
 CHROMIUM = os.environ.get("MSE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -168,26 +166,18 @@ def measure(page: Page, server: Server, blueprint: dict[str, Any], fifo: Path, n
     }
 
 
-SECTION = "## Dashboard: the run page of a big run"
+TITLE = "Dashboard: the run page of a big run"
 
 
-def section(results: list[dict[str, Any]], command: str) -> str:
-    """The results as BENCHMARKS.md's dashboard section."""
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    described = machine.describe()
+def section_body(results: list[dict[str, Any]]) -> str:
+    """The results as the text of BENCHMARKS.md's dashboard section (under its heading)."""
     lines = [
-        SECTION,
-        "",
         "The dashboard's run page in Debian's Chromium (Playwright, 1280x800) against `mse serve` in a child "
         "process with a SQLite store. `seq`: a run of N `identity` steps; `fanout`: a fanout of N lanes. "
         "*Render* is navigation to the finished run's page until its flow is drawn (median of the page loads, "
         "the slowest in brackets). *Engine* is how long the server took to run the N steps once released; "
         "*follow lag* is how long after the run's event stream said it finished the already-open page showed "
         "every step passed and the run done (how far the live page falls behind the stream).",
-        "",
-        f"- Command: `{command}`; generated {stamp}",
-        f"- Machine: {described[0]}; {described[1]}",
-        f"- Load average at end: {os.getloadavg()[0]:.2f} (the machine is shared; other work was running)",
         "",
         "| Workload | Steps | Render [ms] | Engine [s] | Follow lag [ms] | Target | Result |",
         "|---|---|---|---|---|---|---|",
@@ -202,19 +192,6 @@ def section(results: list[dict[str, Any]], command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, text: str) -> None:
-    """Replace the dashboard section of `path` (or put it before `## Targets`, or at the end)."""
-    old = path.read_text() if path.exists() else ""
-    start = old.find(SECTION)
-    if start >= 0:
-        end = old.find("\n## ", start + len(SECTION))
-        new = old[:start] + text + (old[end:] if end >= 0 else "")
-    else:
-        at = old.find("\n## Targets")
-        new = old[: at + 1] + text + "\n" + old[at + 1 :] if at >= 0 else old.rstrip("\n") + "\n\n" + text
-    path.write_text(new)
-
-
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.dashboard", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="100 steps and lanes instead of 1,000")
@@ -222,6 +199,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--loads", type=int, default=5, help="page loads per render measurement")
     parser.add_argument("--write", metavar="PATH", type=Path, help="put the results in PATH's dashboard section")
     args = parser.parse_args(argv)
+    if args.write is not None:
+        document.check_writable(args.write, whole=False)
+    load_start = machine.load_now()
     n = args.steps or (100 if args.quick else 1000)
     results = []
     with tempfile.TemporaryDirectory(prefix="mse-bench-dash-") as tmp:
@@ -244,8 +224,10 @@ def main(argv: list[str]) -> int:
         finally:
             server.stop()
     if args.write is not None:
-        command = "python -m bench.dashboard " + shlex.join(argv)
-        write_section(args.write, section(results, command.strip()))
+        command = document.command_line("python -m bench.dashboard", argv)
+        body = section_body(results)
+        section = document.measured_section("dashboard", TITLE, body, command, load_start, machine.load_now())
+        document.write_section(args.write, section, command)
     return 0 if all(r["within_budget"] for r in results) else 1
 
 

@@ -39,7 +39,8 @@ def _version(package: str) -> str:
         return "not installed"
 
 
-def _commit() -> str:
+def commit() -> str:
+    """The short commit id of this checkout."""
     try:
         out = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO_ROOT, check=True
@@ -55,12 +56,16 @@ def load() -> str:
     return f"load average {one:.2f} / {five:.2f} / {fifteen:.2f}"
 
 
+def load_now() -> float:
+    """The 1-minute load average."""
+    return os.getloadavg()[0]
+
+
 def describe() -> list[str]:
     """Lines naming the CPU, cores, memory, OS, Python and the versions on both sides."""
     versions = ", ".join(f"{p} {_version(p)}" for p in PACKAGES if p != "mlua-swarm")
     return [
         f"{_cpu_model()}, {os.cpu_count()} cores, {_memory_gb()}, {platform.system()} {platform.release()}",
-        f"{platform.python_implementation()} {platform.python_version()}; mlua-swarm at commit {_commit()}",
+        f"{platform.python_implementation()} {platform.python_version()}; mlua-swarm at commit {commit()}",
         versions,
-        f"at start: {load()}",
     ]

@@ -6,6 +6,7 @@ import asyncio
 import operator
 import os
 import sqlite3
+import sys
 import tempfile
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
@@ -169,3 +170,15 @@ def crash_resume(n: int, kill_after: int) -> Metrics:
     needs("langgraph.checkpoint.sqlite", ours=False)
     with tempfile.TemporaryDirectory() as tmp:
         return crash_then_resume("bench.peers_langgraph:crash_phase", Path(tmp), n, kill_after)
+
+
+def main(argv: list[str]) -> int:
+    """`python -m bench.peers_langgraph N`: one `invoke` of the loop graph of N trivial nodes, as a
+    whole process (the peer of a whole `mse run` process)."""
+    n = int(argv[0])
+    result = _loop_graph().invoke({"i": 0, "limit": n}, {"recursion_limit": n + 10})
+    return 0 if result["i"] == n else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

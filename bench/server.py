@@ -38,7 +38,7 @@ from typing import Any
 
 import httpx
 
-from . import machine
+from . import document, machine
 from .harness import REPO_ROOT
 
 NOTES = """
@@ -47,11 +47,11 @@ NOTES = """
   flow runs in the client process and its call returns when the flow is done, so Prefect's latency
   columns are whole flow runs. Runs/s is comparable: both count runs (flows) completed per second,
   with every run's steps (tasks) recorded by the server.
-- **Prefect on its default SQLite database does not survive 50 concurrent flows.** Each flow and
+- **Prefect on its default SQLite database struggles with 50 concurrent flows.** Each flow and
   task run is created and moved through its states by API calls, each a write transaction on the
   server's one database; the writers contend for SQLite's lock, the server answers 503 (its log
-  shows the `database is locked` errors), the client retries and then gives up. On PostgreSQL,
-  Prefect's production setup, all 1,000 flows complete; that is the row the ratio uses.
+  shows the `database is locked` errors), and the client retries, and in runs of 1,000 flows gave
+  up. On PostgreSQL, Prefect's production setup, every flow completes; that is the row the ratio uses.
 - **Ours is bounded by one Python process on one event loop.** The server's CPU per run (above) says
   what one free core would carry; the run rate is what the shared machine gave (see its load average
   above: other sessions' test suites ran beside it), and the load client needs CPU too. A profile of
@@ -72,8 +72,7 @@ NOTES = """
 """
 """What the figures mean and what limits them (from profiling this workload), printed under the tables."""
 
-START = "<!-- bench.server:start -->"
-END = "<!-- bench.server:end -->"
+TITLE = "Server: launch load and live events"
 LISTENING = re.compile(r"listening on (\S+)")
 SERVER_WAIT_SECS = 120.0
 
@@ -480,15 +479,13 @@ def report(
     peers: list[tuple[str, LoadResult | str]],
     sse: list[float],
     lateness: list[float],
-    command: str,
-    lines: list[str],
+    versions: str,
 ) -> str:
+    """The section's body (under its heading and provenance line)."""
     out = [
-        START,
-        "## Server: launch load and live events (`bench/server.py`)",
+        "Both sides in this one invocation, one after the other.",
         "",
-        f"- Command: `{command}`; both sides in this one invocation, one after the other",
-        *[f"- {line}" for line in lines],
+        f"- {versions}",
         f"- Load: {ours.runs:,} runs of a 3-step Blueprint (three `identity` steps), {ours.clients} concurrent "
         "clients on keep-alive connections, detached launches (`POST /v1/tasks`, registered Blueprint by id); "
         "the server: `mse serve` in its own process, SQLite store, durability `batch`; our side runs several "
@@ -545,20 +542,8 @@ def report(
             f"| floor: a {JITTER_TICK_SECS * 1000:.0f} ms timer of the subscriber's process, how late it wakes | "
             f"{pct(lateness, 0.5):.2f} | {pct(lateness, 0.99):.2f} | {max(lateness):.2f} | - | |"
         )
-    out += ["", "### Server: what the figures mean and what limits them", NOTES.rstrip("\n"), "", END, ""]
+    out += ["", "### Server: what the figures mean and what limits them", NOTES.rstrip("\n")]
     return "\n".join(out)
-
-
-def write_section(path: Path, section: str) -> None:
-    """Put the section in `path`, replacing an earlier one between the markers (else appending it)."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        _, tail = rest.split(END, 1)
-        text = head + section.rstrip("\n") + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
 
 
 def main(argv: list[str]) -> int:
@@ -568,15 +553,18 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--sse-runs", type=int, help="runs followed for the SSE latency (default 50)")
     parser.add_argument("--no-prefect", action="store_true", help="only our side")
+    parser.add_argument("--prefect-runs", type=int, help="flows per Prefect setup (default: as many as ours)")
     parser.add_argument("--prefect-limit", type=float, default=900, help="seconds each Prefect setup may run")
     parser.add_argument("--rounds", type=int, default=3, help="our side's rounds, each on a fresh server (median kept)")
     parser.add_argument("--write", type=Path, metavar="PATH", help="put the results in PATH (BENCHMARKS.md)")
     args = parser.parse_args(argv)
+    if args.write is not None:
+        document.check_writable(args.write, whole=False)
     runs = args.runs or (100 if args.quick else 1000)
     sse_runs = args.sse_runs or (10 if args.quick else 50)
-    lines = machine.describe()
-    lines.insert(-1, f"prefect {_prefect_version()}, httpx {metadata.version('httpx')}")
-    for line in lines:
+    load_start = machine.load_now()
+    versions = f"prefect {_prefect_version()}, httpx {metadata.version('httpx')}"
+    for line in [*machine.describe(), versions, f"at start: {machine.load()}"]:
         print(line)
     rounds: list[LoadResult] = []
     for number in range(args.rounds):
@@ -599,18 +587,19 @@ def main(argv: list[str]) -> int:
     for database in [] if args.no_prefect else ["sqlite", "postgres"]:
         label = f"Prefect 3 + {'PostgreSQL' if database == 'postgres' else 'SQLite (its default)'}"
         try:
-            peer = prefect_load(runs, args.clients, database, args.prefect_limit)
+            peer = prefect_load(args.prefect_runs or runs, args.clients, database, args.prefect_limit)
             print(f"{label}: {peer.runs_per_sec:.1f} runs/s, flow p50 {pct(peer.latencies_ms, 0.5):.1f} ms")
             peers.append((label, peer))
         except (RuntimeError, subprocess.CalledProcessError) as exc:
             print(f"{label} not measured: {exc}", file=sys.stderr)
             peers.append((label, str(exc).splitlines()[0][:400]))
-    lines.append(f"at end: {machine.load()}")
-    command = "python -m bench.server " + " ".join(argv)
-    section = report(ours, peers, sse, lateness, command.strip(), lines)
-    print(section)
+    body = report(ours, peers, sse, lateness, versions)
+    print(body)
+    print(f"at end: {machine.load()}")
     if args.write is not None:
-        write_section(args.write, section)
+        command = document.command_line("python -m bench.server", argv)
+        section = document.measured_section("server", TITLE, body, command, load_start, machine.load_now())
+        document.write_section(args.write, section, command)
         print(f"wrote {args.write}", file=sys.stderr)
     return 0
 

@@ -21,15 +21,6 @@ def test_engine_sequence_probe_runs_in_a_child_and_yields_a_judged_row() -> None
     assert sum("bench.ours_engine:seq_memory" in line for line in log) == 2
 
 
-def test_a_busy_machine_is_called_out_at_the_top() -> None:
-    from bench.report import markdown
-
-    busy = markdown([], "python -m bench", ["CPU", "at start: load average 3.10 / 2.00 / 1.00"], quick=True)
-    assert "busy when this run started (1-minute load average 3.10" in busy.split("## Targets")[0]
-    calm = markdown([], "python -m bench", ["CPU", "at start: load average 0.40 / 0.50 / 0.60"], quick=True)
-    assert "busy" not in calm
-
-
 def test_the_whole_process_benchmark_runs_and_reports_each_case() -> None:
     import subprocess
     import sys

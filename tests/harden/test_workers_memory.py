@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bench.blueprints import loop
 
 from mlua_swarm.blueprint.compiler import compile_blueprint
 from mlua_swarm.core.config import EngineConfig
@@ -164,25 +165,6 @@ class Big(dict[str, str]):
     """A JSON object that can be weakly referenced, to see when the run lets go of it."""
 
 
-def loop_bp(steps: int) -> dict[str, Any]:
-    return {
-        "id": "loop",
-        "flow": {
-            "kind": "loop",
-            "counter": {"op": "path", "at": "$.n"},
-            "cond": {"op": "lit", "value": True},
-            "max": steps,
-            "body": {
-                "kind": "step",
-                "ref": "s",
-                "in": {"op": "lit", "value": "go"},
-                "out": {"op": "path", "at": "$.r"},
-            },
-        },
-        "agents": [{"name": "s", "kind": "rust_fn", "spec": {"fn_id": "big"}}],
-    }
-
-
 @pytest.mark.parametrize("durable", [False, True])
 async def test_finished_steps_outputs_are_not_held_by_the_engine(tmp_path: Path, durable: bool) -> None:
     produced: list[weakref.ref[Big]] = []
@@ -194,7 +176,8 @@ async def test_finished_steps_outputs_are_not_held_by_the_engine(tmp_path: Path,
         produced.append(weakref.ref(value))
         return value
 
-    compiled = compile_blueprint(loop_bp(60), base_dir=tmp_path, fns={"big": big})
+    raw = loop(60, {"name": "s", "kind": "rust_fn", "spec": {"fn_id": "big"}})
+    compiled = compile_blueprint(raw, base_dir=tmp_path, fns={"big": big})
     engine = Engine()
     store = await open_store(str(tmp_path / "runs.sqlite3")) if durable else None
     try:
