@@ -349,3 +349,13 @@ async def test_hook_before_carries_the_prompt_the_step_receives_and_its_context(
     assert result["status"] == "done", result
     assert result["result"]["echo"] == {"deploy": "build 7", "to": "staging"}
     assert result["result"]["chars"] == len(long_prompt)
+
+
+async def test_a_launch_with_a_malformed_operator_object_is_400(live_server: LiveServer) -> None:
+    http = live_server.client()
+    body = {"blueprint": {"kind": "inline", "value": operator_blueprint("write")}, "init_ctx": {}, "detach": True}
+    refused = http.post("/v1/tasks", json={**body, "operator": {"kind": "boss"}})
+    assert refused.status_code == 400 and "operator.kind must be one of" in refused.json()["error"]
+    refused = http.post("/v1/tasks", json={**body, "operator": {"per_agent_kinds": {"write": 1}}})
+    assert refused.status_code == 400 and "operator.per_agent_kinds.write" in refused.json()["error"]
+    assert http.get("/v1/runs").json()["runs"] == []

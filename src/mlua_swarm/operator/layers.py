@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..core.ctx import AgentContextView, OperatorInfo, OperatorKind
+from ..core.ctx import AgentContextView, OperatorInfo
 from ..jsontext import text_of
 from ..middleware.around import AroundLayer
 from ..middleware.main_ai import MainAILayer
@@ -92,7 +92,8 @@ class RunOperator:
 
 
 class RunOperatorLayer(AroundLayer):
-    """Gives `layer` a ctx whose operator is the run's session (when the run has one)."""
+    """Gives `layer` a ctx whose operator is the run's session (when the run has one), with the
+    agent's operator kind and the run's operator id (`operator.kinds`)."""
 
     def __init__(self, layer: AroundLayer, hub: OperatorHub) -> None:
         self.layer = layer
@@ -104,9 +105,10 @@ class RunOperatorLayer(AroundLayer):
     ) -> Worker:
         run_id = ctx.meta.runtime.get("run_id")
         if isinstance(run_id, str) and self.hub.run_session(run_id) is not None:
+            settings = await self.hub.run_settings(run_id)
             operator = RunOperator(self.hub, run_id, engine, token)
             ctx = ctx.clone()
-            ctx.operator = OperatorInfo(OperatorKind.MAIN_AI, f"run-{run_id}", operator, operator)
+            ctx.operator = OperatorInfo(settings.kind_of(ctx.agent), settings.id or f"run-{run_id}", operator, operator)
         return await self.layer.around(inner, engine, ctx, task_id, attempt, token)
 
 
