@@ -62,8 +62,8 @@ class Sizes:
                 item_lanes=2_000,
                 big_keys=6_800,
                 big_steps=5,
-                flat_steps=(2_000, 20_000),
-                flat_mib_steps=(20, 100),
+                flat_steps=(1_000, 10_000),
+                flat_mib_steps=(10, 50),
             )
         return cls(
             reps=3,
@@ -80,7 +80,7 @@ class Sizes:
             big_keys=6_800,
             big_steps=20,
             flat_steps=(10_000, 100_000),
-            flat_mib_steps=(100, 1_000),
+            flat_mib_steps=(100, 500),
         )
 
 
@@ -344,6 +344,7 @@ def rss_flat_rows(quick: bool) -> list[Comparison]:
                 None,
                 Measure(f"same, {short:,} steps", probe(short), "rss_mb"),
                 (*limit, within_floor(1.2)),
+                rounds=1,
             )
         )
     return rows
@@ -495,7 +496,7 @@ def bytes_rows(quick: bool) -> list[Comparison]:
             f"SQLite, ours batch vs {LANGGRAPH_SQLITE} (async)",
             "bytes/step",
             Measure(OURS, _ours_durable(s, "batch"), "bytes_per_step"),
-            Measure(f"{LANGGRAPH_SQLITE} (async)", _lg_durable(s, "async"), "bytes_per_step"),
+            Measure(f"{LANGGRAPH_SQLITE} (async, NORMAL)", _lg_durable(s, "async", "NORMAL"), "bytes_per_step"),
         ),
         Comparison(
             "SQLite, ours batch vs DBOS",
@@ -716,7 +717,7 @@ COMPONENTS: tuple[Component, ...] = (
         "Server: launch load and live events",
         "bench.server",
         ("--quick", "--rounds", "1", "--no-prefect"),
-        ("--prefect-runs", "300", "--prefect-limit", "300"),
+        ("--prefect-runs", "200", "--prefect-limit", "240"),
     ),
     Component("operators", "Operators over WebSocket", "bench.operators", ("--quick",), ()),
     Component("dashboard", "Dashboard: the run page of a big run", "bench.dashboard", ("--quick", "--loads", "2"), ()),
