@@ -366,7 +366,7 @@ def durable_rows(quick: bool) -> list[Comparison]:
         absolute = () if ours == "sync" else (at_most(50, "us"),)
         rows.append(
             Comparison(
-                f"SQLite {synchronous}, ours {ours} vs durability={theirs}",
+                f"ours {ours} vs {LANGGRAPH_SQLITE} durability={theirs}, both SQLite synchronous={synchronous}",
                 "us/step",
                 Measure(OURS, _ours_durable(s, ours), "us_per_step"),
                 Measure(
@@ -378,7 +378,7 @@ def durable_rows(quick: bool) -> list[Comparison]:
         )
     rows.append(
         Comparison(
-            "SQLite FULL, ours sync vs DBOS",
+            "ours sync vs DBOS, both SQLite synchronous=FULL",
             "us/step",
             Measure(OURS, _ours_durable(s, "sync"), "us_per_step"),
             Measure(DBOS, _dbos(s), "us_per_step"),
@@ -493,13 +493,13 @@ def bytes_rows(quick: bool) -> list[Comparison]:
     s = Sizes.for_mode(quick)
     return [
         Comparison(
-            f"SQLite, ours batch vs {LANGGRAPH_SQLITE} (async)",
+            f"ours batch vs {LANGGRAPH_SQLITE} durability=async, both SQLite synchronous=NORMAL",
             "bytes/step",
             Measure(OURS, _ours_durable(s, "batch"), "bytes_per_step"),
             Measure(f"{LANGGRAPH_SQLITE} (async, NORMAL)", _lg_durable(s, "async", "NORMAL"), "bytes_per_step"),
         ),
         Comparison(
-            "SQLite, ours batch vs DBOS",
+            "ours batch vs DBOS (SQLite)",
             "bytes/step",
             Measure(OURS, _ours_durable(s, "batch"), "bytes_per_step"),
             Measure(DBOS, _dbos(s), "bytes_per_step"),
