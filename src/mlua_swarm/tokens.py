@@ -242,13 +242,28 @@ def _outlives_clock(record: TokenRecord | None) -> bool:
     return record is not None and record.attempt_bound and not record.revoked
 
 
+def _signed_fields(token: CapToken) -> tuple[Any, ...]:
+    return (
+        token.agent_id,
+        token.role,
+        token.scopes,
+        token.issued_at,
+        token.expire_at,
+        token.max_uses,
+        token.nonce,
+        token.sig_hex,
+    )
+
+
 class TokenRecord:
     """Server-side state of a minted token: remaining uses, revocation and the step it is bound to."""
 
-    __slots__ = ("attempt_bound", "handle", "revoked", "step_id", "token", "uses_left")
+    __slots__ = ("attempt_bound", "handle", "minted", "revoked", "step_id", "token", "uses_left")
 
     def __init__(self, token: CapToken, step_id: StepId | None, *, attempt_bound: bool = False) -> None:
         self.token = token
+        self.minted = _signed_fields(token)
+        """The token's fields and signature as minted: the same object presented unchanged needs no new HMAC."""
         # Valid while its attempt runs, whatever the clock says; the engine forgets it when the attempt ends.
         self.attempt_bound = attempt_bound
         self.uses_left = token.max_uses
@@ -309,7 +324,9 @@ class TokenBook:
         """Signature, expiry (not for operators), gate, record, uses, and the step binding for workers."""
         fp = token.fingerprint
         record = self._records.get(fp)
-        if not hmac.compare_digest(self.sign(token.signing_input()), token.sig_hex):
+        if (
+            record is None or record.token is not token or _signed_fields(token) != record.minted
+        ) and not hmac.compare_digest(self.sign(token.signing_input()), token.sig_hex):
             raise BadSignature(fp)
         if token.role is not Role.OPERATOR and not _outlives_clock(record) and time.time() >= token.expire_at:
             raise TokenExpired(fp)

@@ -126,3 +126,19 @@ def test_token_times_are_unix_seconds(book: TokenBook) -> None:
     token = book.mint("op", Role.OPERATOR, 30)
     assert abs(token.issued_at - time.time()) < 5
     assert token.expire_at - token.issued_at == 30
+
+
+def test_the_minted_object_skips_the_hmac_only_while_it_is_unchanged(
+    book: TokenBook, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = book.mint("op", Role.OPERATOR, 60)
+    signed: list[bytes] = []
+    real_sign = TokenBook.sign
+    monkeypatch.setattr(TokenBook, "sign", lambda self, message: signed.append(message) or real_sign(self, message))
+    book.verify(token, Verb.START_TASK)
+    assert signed == [], "the very object the book minted needs no new HMAC"
+    book.verify(CapToken.decode(token.encode()), Verb.START_TASK)
+    assert len(signed) == 1, "a token read from text is checked against its signature"
+    object.__setattr__(token, "sig_hex", "0" * 64)
+    with pytest.raises(BadSignature):
+        book.verify(token, Verb.START_TASK)

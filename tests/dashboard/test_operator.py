@@ -167,8 +167,9 @@ def test_hooks_and_questions_are_answered_in_the_console(server: LiveServer, pag
     sid = join(page, server, "carol")
     run_id = launch(client, guarded_blueprint(), operator_sid=sid, operator_desc="carol")["run_id"]
 
-    def card(kind: str, text: str) -> Any:
-        found = page.locator(f'article.request[data-kind="{kind}"]').filter(has_text=text)
+    def card(kind: str, agent: str) -> Any:
+        # By the heading: a card's prompt may name other steps ("Review the build").
+        found = page.locator(f'article.request[data-kind="{kind}"]').filter(has=page.locator("h3", has_text=agent))
         expect(found).to_be_visible()
         return found
 
@@ -189,7 +190,7 @@ def test_hooks_and_questions_are_answered_in_the_console(server: LiveServer, pag
     review.locator("textarea").fill("flaky test in CI")
     review.get_by_role("button", name="Fail step").click()
 
-    ask = card("ask", "flaky test in CI")
+    ask = page.locator('article.request[data-kind="ask"]').filter(has_text="flaky test in CI")
     expect(ask.locator("pre")).to_contain_text("worker reported ok=false")
     ask.locator("textarea").fill('{"advice": "retry once"}')
     ask.get_by_role("button", name="Send answer").click()
@@ -225,3 +226,38 @@ def test_a_part_channel_verdict_goes_in_as_the_verdict_part(server: LiveServer, 
     record = wait_status(client, run_id, "done", "failed")
     assert record["status"] == "done", record
     assert record["result"]["review"] == {"out": "looks fine to me", "parts": {"verdict": "PASS"}}
+
+
+def test_a_hook_before_card_shows_the_prompt_and_context_and_approving_completes_the_run(
+    server: LiveServer, page: Page
+) -> None:
+    client = server.client()
+    sid = join(page, server, "erin")
+    blueprint = {
+        "id": "deploys",
+        "flow": step("deploy", "$.deployed", "$.request"),
+        "agents": [{"name": "deploy", "kind": "subprocess", "spec": {"program": "cat"}}],
+        "operators": [{"name": "human"}],
+        "spawner_hints": {"layers": ["main_ai"]},
+    }
+    init = {"request": {"service": "billing", "version": "2.4.1", "to": "production"}}
+    run_id = launch(client, blueprint, init, operator_sid=sid, operator_desc="erin")["run_id"]
+
+    gate = page.locator('article.request[data-kind="hook_before"]').filter(has_text="deploy")
+    expect(gate).to_be_visible()
+    expect(gate.locator("pre.prompt")).to_have_text('{"service":"billing","version":"2.4.1","to":"production"}')
+    context = gate.locator("details.context")
+    expect(context).to_have_attribute("open", "")
+    expect(context.locator("pre")).to_contain_text(run_id)
+    expect(gate.locator(f'a[href="/runs/{run_id}"]')).to_be_visible()
+    agent = gate.locator("details.agent-def")
+    expect(agent.locator("summary")).to_have_text("agent (subprocess)")
+    agent.locator("summary").click()
+    expect(agent.locator("pre")).to_contain_text('"program": "cat"')
+    shoot(page, "operator-hook")
+
+    gate.get_by_role("button", name="Approve").click()
+    expect(gate).to_have_count(0)
+    record = wait_status(client, run_id, "done", "failed")
+    assert record["status"] == "done", record
+    assert record["result"]["deployed"] == init["request"]

@@ -233,3 +233,71 @@ async def test_server_errors_are_tool_errors_with_hints(tmp_path: Path) -> None:
         assert "kind" in bad_kind and "spawn_ack" in bad_kind
         doctor = payload(await client.call_tool("mse_doctor", {}))
         assert doctor["server"]["reachable"] is False and doctor["server"]["hint"]
+
+
+GATED_LUA = """return {
+  id = "gated",
+  flow = { kind = "seq", children = {
+    { kind = "step", ref = "build", ["in"] = { op = "path", at = "$.version" },
+      out = { op = "path", at = "$.built" } },
+    { kind = "step", ref = "deploy", ["in"] = { op = "path", at = "$.built" },
+      out = { op = "path", at = "$.deployed" } },
+  } },
+  agents = {
+    { name = "build", kind = "lua", spec = { source = "return 'build ' .. _PROMPT" } },
+    { name = "deploy", kind = "lua", spec = { source = "return 'deployed ' .. _PROMPT" } },
+  },
+  operators = { { name = "human" } },
+  spawner_hints = { layers = { "main_ai" } },
+}
+"""
+
+
+async def test_operator_kinds_decide_which_spawns_wait_for_the_operator(serve: ServeProcess, tmp_path: Path) -> None:
+    folder = work_dir(tmp_path)
+    (folder / "gated.bp.lua").write_text(GATED_LUA)
+    async with mse_mcp(folder, {"MSE_HTTP": serve.base_url}) as client:
+        payload(await client.call_tool("bp_build", {"script_path": "gated.bp.lua"}))
+        sid = payload(await client.call_tool("mse_operator_join", {"desc": "release manager"}))["sid"]
+        by_id = {"kind": "id", "id": "gated"}
+        outcome: dict[str, Any] = {}
+
+        async def blocking_run() -> None:
+            arguments = {
+                "blueprint": by_id,
+                "init_ctx": {"version": "v7"},
+                "operator_id": "release-bot",
+                "operator_kind_overrides": {"build": "automate"},
+            }
+            outcome["run"] = payload(await client.call_tool("swarm_run", arguments))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(blocking_run)
+            gate = payload(await client.call_tool("mse_pending_wait", {"sid": sid, "timeout_ms": 60_000}))
+            assert gate["type"] == "hook_before", gate
+            assert gate["payload"]["agent"] == "deploy" and gate["payload"]["prompt"] == "build v7"
+            assert "hook_ack" in gate["next"]
+            payload(await client.call_tool("mse_ack", {"sid": sid, "req_id": gate["req_id"], "kind": "hook_ack"}))
+            after = payload(await client.call_tool("mse_pending_wait", {"sid": sid, "timeout_ms": 60_000}))
+            assert after["type"] == "hook_after" and after["payload"]["agent"] == "deploy"
+        assert outcome["run"]["status"] == "done"
+        assert outcome["run"]["final_ctx"]["deployed"] == "deployed build v7"
+
+        # All automate: no spawn waits for the operator (a hook_before would wait without a deadline).
+        automated = payload(
+            await client.call_tool(
+                "swarm_run", {"blueprint": by_id, "init_ctx": {"version": "v8"}, "operator_kind": "automate"}
+            )
+        )
+        assert automated["status"] == "done" and automated["final_ctx"]["deployed"] == "deployed build v8"
+        quiet = payload(await client.call_tool("mse_pending_wait", {"sid": sid, "timeout_ms": 0}))
+        assert quiet["timed_out"] is True
+
+        bad = error_text(await client.call_tool("swarm_run", {"blueprint": by_id, "operator_kind": "boss"}))
+        assert "[invalid-arguments]" in bad and "operator_kind" in bad
+        local = error_text(
+            await client.call_tool(
+                "swarm_run", {"blueprint": {"kind": "file", "path": "gated.bp.lua"}, "operator_kind": "main_ai"}
+            )
+        )
+        assert "[invalid-arguments]" in local and "runs by id" in local and "no operator session" in local

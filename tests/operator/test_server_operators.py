@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from websockets.exceptions import InvalidStatus
 
 from mlua_swarm.core.events import EventStream
 from mlua_swarm.operator import CancelFrame, OperatorClient, OperatorClientError, SpawnFrame
-from mlua_swarm.operator.frames import AskFrame
+from mlua_swarm.operator.frames import HOOK_PROMPT_CAP, AskFrame
 from mlua_swarm.tokens import CapToken
 from tests.serverkit import LiveServer, spawn_mse_serve, start_server
 
@@ -275,3 +276,86 @@ async def test_a_killed_server_loses_no_spawn_the_operator_was_holding(tmp_path:
         assert record["status"] == "done" and record["result"] == {"write": "written after the crash"}
     finally:
         again.terminate()
+
+
+async def test_hook_before_carries_the_prompt_the_step_receives_and_its_context(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    http = live_server.client()
+    joined = http.post("/v1/operators", json={"desc": "gatekeeper"}).json()
+    long_prompt = "y" * (HOOK_PROMPT_CAP + 5000)
+    raw = {
+        "id": "gated",
+        "flow": {
+            "kind": "seq",
+            "children": [
+                {
+                    "kind": "step",
+                    "ref": "deploy",
+                    "in": {"op": "path", "at": "$.request"},
+                    "out": {"op": "path", "at": "$.echo"},
+                },
+                {
+                    "kind": "step",
+                    "ref": "count",
+                    "in": {"op": "lit", "value": long_prompt},
+                    "out": {"op": "path", "at": "$.chars"},
+                },
+            ],
+        },
+        "agents": [
+            {"name": "deploy", "kind": "subprocess", "spec": {"program": "cat"}},
+            {"name": "count", "kind": "subprocess", "spec": {"program": "sh", "args": ["-c", "tr -d '\\n' | wc -c"]}},
+        ],
+        "operators": [{"name": "human"}],
+        "spawner_hints": {"layers": ["main_ai"]},
+    }
+    ws = live_server.base_url.replace("http", "ws")
+    headers = {"Authorization": f"Bearer {joined['token']}"}
+    async with connect(f"{ws}/v1/operators/{joined['sid']}/ws", additional_headers=headers, max_size=None) as sock:
+
+        async def next_of(kind: str) -> dict[str, Any]:
+            while True:
+                frame: dict[str, Any] = json.loads(await asyncio.wait_for(sock.recv(), 10))
+                if frame["type"] == kind:
+                    return frame
+
+        body = {
+            "blueprint": {"kind": "inline", "value": raw},
+            "init_ctx": {"request": {"deploy": "build 7", "to": "staging"}},
+            "work_dir": str(tmp_path),
+            "operator_sid": joined["sid"],
+            "operator_desc": "gatekeeper",
+            "detach": True,
+        }
+        run_id = http.post("/v1/tasks", json=body).json()["run_id"]
+
+        gate = await next_of("hook_before")
+        assert gate["agent"] == "deploy" and gate["attempt"] == 1 and gate["req_id"].startswith(joined["sid"] + "-hb-")
+        assert gate["prompt"] == '{"deploy":"build 7","to":"staging"}'
+        assert gate["prompt_truncated"] is False and gate["prompt_chars"] == len(gate["prompt"])
+        context = gate["context"]
+        assert context["run_id"] == run_id and context["task_id"] == gate["task_id"]
+        assert context["agent"] == "deploy" and context["work_dir"] == str(tmp_path)
+        await sock.send(json.dumps({"type": "hook_ack", "req_id": gate["req_id"], "ok": True}))
+
+        gate = await next_of("hook_before")
+        assert gate["agent"] == "count"
+        assert gate["prompt"] == long_prompt[:HOOK_PROMPT_CAP]
+        assert gate["prompt_truncated"] is True and gate["prompt_chars"] == len(long_prompt)
+        await sock.send(json.dumps({"type": "hook_ack", "req_id": gate["req_id"], "ok": True}))
+        result = await run_result(live_server, run_id)
+
+    assert result["status"] == "done", result
+    assert result["result"]["echo"] == {"deploy": "build 7", "to": "staging"}
+    assert result["result"]["chars"] == len(long_prompt)
+
+
+async def test_a_launch_with_a_malformed_operator_object_is_400(live_server: LiveServer) -> None:
+    http = live_server.client()
+    body = {"blueprint": {"kind": "inline", "value": operator_blueprint("write")}, "init_ctx": {}, "detach": True}
+    refused = http.post("/v1/tasks", json={**body, "operator": {"kind": "boss"}})
+    assert refused.status_code == 400 and "operator.kind must be one of" in refused.json()["error"]
+    refused = http.post("/v1/tasks", json={**body, "operator": {"per_agent_kinds": {"write": 1}}})
+    assert refused.status_code == 400 and "operator.per_agent_kinds.write" in refused.json()["error"]
+    assert http.get("/v1/runs").json()["runs"] == []

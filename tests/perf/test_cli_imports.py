@@ -40,7 +40,18 @@ def modules_after(args: list[str], tmp_path: Path) -> set[str]:
     return set(json.loads(done.stdout.splitlines()[-1]))
 
 
-@pytest.mark.parametrize("args", [["--help"], [], ["runs", "list"], ["bp", "--help"], ["bp", "new", "--help"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        [],
+        ["runs", "list"],
+        ["bp", "--help"],
+        ["bp", "new", "--help"],
+        ["run", "--help"],
+        ["runs", "resume", "--help"],
+    ],
+)
 def test_help_and_listing_load_neither_compiler_engine_server_nor_live_view(args: list[str], tmp_path: Path) -> None:
     loaded = modules_after(args, tmp_path)
     assert "mlua_swarm.cli.main" in loaded

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import select
 import sys
 from collections.abc import Sequence
 
@@ -50,8 +52,23 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+EXIT_STDOUT_CLOSED = 141
+"""The exit status when the reader of stdout went away (`mse runs list | head -1`): 128 + SIGPIPE,
+what a shell reports for a command a closed pipe stopped."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    words = list(sys.argv[1:] if argv is None else argv)
+    try:
+        code = _dispatch(list(sys.argv[1:] if argv is None else argv))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        if not _stdout_closed():
+            raise
+        return EXIT_STDOUT_CLOSED
+    return code
+
+
+def _dispatch(words: list[str]) -> int:
     parser = build_parser(words)
     args = parser.parse_args(words)
     handler = getattr(args, "handler", None)
@@ -60,6 +77,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     code: int = handler(args)
     return code
+
+
+def _stdout_closed() -> bool:
+    """Whether stdout's reader is gone (a pipe or socket polled as hung up or in error).
+
+    If so stdout is pointed at /dev/null, so the interpreter's own flush at exit has nowhere to fail
+    and prints no second traceback. A broken pipe of anything else (a child's stdin) is not this.
+    """
+    try:
+        fd = sys.stdout.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        events = poller.poll(0)
+    except (OSError, ValueError, AttributeError):
+        return False
+    if not any(mask & (select.POLLERR | select.POLLHUP) for _, mask in events):
+        return False
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
+    return True
 
 
 if __name__ == "__main__":

@@ -14,14 +14,10 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..blueprint.compiler import compile_blueprint
-from ..blueprint.loader import load_blueprint_source
 from ..diagnostics import Diagnostic, DiagnosticError, Location
 from ..ids import RunId
-from ..run import Run, RunResult, Workspace, launch_options
-from ..run.progress import TerminalProgress
 from ..store import Durability, LaunchSnapshot, Store, StoreError, open_store
 from .common import (
     EXIT_CANCELLED,
@@ -35,6 +31,9 @@ from .common import (
     seconds_arg,
 )
 from .endpoint import server_url
+
+if TYPE_CHECKING:
+    from ..run import Run, RunResult
 
 DURABILITY_HELP = "sync: fsync every step; batch (default): commit each step before moving on; exit: write at the end"
 
@@ -58,6 +57,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    # The compiler, the engine and the live view load only when a run starts, not for `--help`.
+    from ..blueprint.compiler import compile_blueprint
+    from ..blueprint.loader import load_blueprint_source
+    from ..run import Run, Workspace, launch_options
+
     try:
         init = read_object_arg(args.init, "--init") if args.init is not None else None
         source = str(args.blueprint)
@@ -123,6 +127,8 @@ def resume_main(args: argparse.Namespace) -> int:
         return _finish(args, session(url, args.admin_token, lambda server: resume(server, args.run_id)))
 
     async def go(store: Store | None) -> RunResult:
+        from ..run import Run
+
         assert store is not None
         return await drive(await Run.resume(store, RunId.parse(args.run_id), durability=args.durability))
 
@@ -139,6 +145,8 @@ def rerun_from_main(args: argparse.Namespace) -> int:
         return _finish(args, session(url, args.admin_token, lambda server: rerun_from(server, args.run_id, args.step)))
 
     async def go(store: Store | None) -> RunResult:
+        from ..run import Run
+
         assert store is not None
         run = await Run.rerun_from(store, RunId.parse(args.run_id), args.step, durability=args.durability)
         return await drive(run)
@@ -154,6 +162,8 @@ async def drive(run: Run, init: Any = None, *, warn: bool = True) -> RunResult:
     """Execute `run` with live progress on stderr, Ctrl-C and SIGTERM cancelling it; its result.
 
     `warn` prints the middleware warnings first (`mse run` printed them with the compile's)."""
+    from ..run.progress import TerminalProgress
+
     progress = TerminalProgress(f"{run.compiled.id} · {run.run_id}")
     run.observer = progress
     loop = asyncio.get_running_loop()

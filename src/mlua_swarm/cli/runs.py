@@ -55,12 +55,70 @@ def _summary(run_json: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in run_json.items() if k != "result"}
 
 
+# The text forms of `list`, `show`, `steps` and `trace`, from the JSON documents that `--json` prints:
+# the local store and a server (`runs_remote`) print through the same functions.
+
+
+def list_lines(runs: list[dict[str, Any]]) -> list[str]:
+    if not runs:
+        return ["no runs"]
+    lines = [f"{'RUN':<20} {'TASK':<20} {'STATUS':<12} CREATED (UTC)"]
+    lines += [f"{r['run_id']:<20} {r['task_id']:<20} {r['status']:<12} {_when(r['created_at'])}" for r in runs]
+    return lines
+
+
+def show_lines(document: dict[str, Any]) -> list[str]:
+    """`document` is a run's record plus `task`, `step_entries` (a count) and `totals`; `replay_rows`
+    (local store) and `live` (server) are shown when present."""
+    owner = document.get("owner")
+    steps = f"{document['step_entries']} entries"
+    if "replay_rows" in document:
+        steps += f", {document['replay_rows']} replayable"
+    lines = [
+        f"run        {document['run_id']}",
+        f"task       {document['task_id']}  {document['task'].get('goal') or ''}".rstrip(),
+        f"status     {document['status']}",
+        f"created    {_when(document['created_at'])}",
+        f"updated    {_when(document['updated_at'])}",
+        f"owner      {'-' if owner is None else '{host} pid {pid}'.format(**owner)}",
+        f"heartbeat  {_when(document.get('heartbeat_at'))}",
+        f"steps      {steps}",
+        f"resumable  {'yes' if document.get('resumable') else 'no'}",
+    ]
+    if "live" in document:
+        lines.append(f"live       {'yes' if document['live'] else 'no'}")
+    if document["totals"]["llm_steps"]:
+        lines.append(f"llm        {describe_totals(document['totals'])}")
+    lines.append(f"result     {json.dumps(document.get('result'), ensure_ascii=False)[:2000]}")
+    return lines
+
+
+def step_lines(steps: list[dict[str, Any]]) -> list[str]:
+    if not steps:
+        return ["no step entries"]
+    lines = [f"{'STEP':<24} {'ATTEMPT':>7} {'STATUS':<10} {'MS':>10}  STEP ID"]
+    for s in steps:
+        ms = s.get("duration_ms")
+        lines.append(
+            f"{s['step_ref']:<24} {s['attempt']:>7} {s['status']:<10} {'-' if ms is None else ms:>10}  {s['step_id']}"
+        )
+    return lines
+
+
+def trace_lines(events: list[dict[str, Any]]) -> list[str]:
+    if not events:
+        return ["no trace events"]
+    return [
+        f"{e['seq']:>6} {_when(e['ts'])} {e['kind']:<24} {e.get('step_ref') or '-'} "
+        f"{json.dumps(e.get('payload'), ensure_ascii=False)[:200]}"
+        for e in events
+    ]
+
+
 async def _list(store: Store, args: argparse.Namespace) -> int:
     status = None if not args.status else [RunStatus(s) for s in args.status]
-    runs = await store.list_runs(status=status, limit=args.limit, with_result=False)
-    lines = [f"{'RUN':<20} {'TASK':<20} {'STATUS':<12} CREATED (UTC)"]
-    lines += [f"{r.run_id:<20} {r.task_id:<20} {r.status.value:<12} {_when(r.created_at)}" for r in runs]
-    _emit(args, [_summary(r.to_json()) for r in runs], lines if runs else ["no runs"])
+    runs = [r.to_json() for r in await store.list_runs(status=status, limit=args.limit, with_result=False)]
+    _emit(args, [_summary(r) for r in runs], list_lines(runs))
     return 0
 
 
@@ -69,41 +127,21 @@ async def _show(store: Store, args: argparse.Namespace) -> int:
     task = await store.get_task(run.task_id)
     steps = await store.list_steps(run.run_id)
     _, replay = await store.count_history(run.run_id)
-    totals = run_totals(s.stats for s in steps)
     document = {
         **run.to_json(),
         "task": task.to_json(),
         "step_entries": len(steps),
         "replay_rows": replay,
-        "totals": totals,
+        "totals": run_totals(s.stats for s in steps),
     }
-    owner = run.owner
-    lines = [
-        f"run        {run.run_id}",
-        f"task       {run.task_id}  {task.goal}".rstrip(),
-        f"status     {run.status.value}",
-        f"created    {_when(run.created_at)}",
-        f"updated    {_when(run.updated_at)}",
-        f"owner      {'-' if owner is None else f'{owner.host} pid {owner.pid}'}",
-        f"heartbeat  {_when(run.heartbeat_at)}",
-        f"steps      {len(steps)} entries, {replay} replayable",
-        f"resumable  {'yes' if document['resumable'] else 'no'}",
-        f"result     {json.dumps(run.result, ensure_ascii=False)[:2000]}",
-    ]
-    if totals["llm_steps"]:
-        lines.insert(-1, f"llm        {describe_totals(totals)}")
-    _emit(args, document, lines)
+    _emit(args, document, show_lines(document))
     return 0
 
 
 async def _steps(store: Store, args: argparse.Namespace) -> int:
     await store.get_run(args.run_id)
-    steps = await store.list_steps(args.run_id)
-    lines = [f"{'STEP':<24} {'ATTEMPT':>7} {'STATUS':<10} {'MS':>10}  STEP ID"]
-    for s in steps:
-        ms = s.to_json()["duration_ms"]
-        lines.append(f"{s.step_ref:<24} {s.attempt:>7} {s.status:<10} {'-' if ms is None else ms:>10}  {s.step_id}")
-    _emit(args, [s.to_json() for s in steps], lines if steps else ["no step entries"])
+    steps = [s.to_json() for s in await store.list_steps(args.run_id)]
+    _emit(args, steps, step_lines(steps))
     return 0
 
 
@@ -112,11 +150,8 @@ async def _trace(store: Store, args: argparse.Namespace) -> int:
     events = await store.list_trace(
         args.run_id, after=args.after, limit=args.limit, kind_prefix=args.kind, step_ref=args.step
     )
-    lines = [
-        f"{e.seq:>6} {_when(e.ts)} {e.kind:<24} {e.step_ref or '-'} {json.dumps(e.payload, ensure_ascii=False)[:200]}"
-        for e in events
-    ]
-    _emit(args, [e.to_json() for e in events], lines if events else ["no trace events"])
+    documents = [e.to_json() for e in events]
+    _emit(args, documents, trace_lines(documents))
     return 0
 
 

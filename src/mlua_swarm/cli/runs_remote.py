@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from ..diagnostics import Diagnostic, DiagnosticError
-from ..llm.usage import describe_totals, run_totals
+from ..llm.usage import run_totals
 from ..run import RunResult
 from .common import EXIT_INVALID, report_diagnostics
 from .remote import ServerClient
-from .runs import _emit, _summary, _when
+from .runs import _emit, _summary, list_lines, show_lines, step_lines, trace_lines
 
 RemoteHandler = Callable[[ServerClient, argparse.Namespace], Coroutine[Any, Any, int]]
 
@@ -25,9 +24,7 @@ async def _list(server: ServerClient, args: argparse.Namespace) -> int:
     if args.limit is not None:
         params["limit"] = args.limit
     runs = (await server.call("GET", "/v1/runs", params=params))["runs"]
-    lines = [f"{'RUN':<20} {'TASK':<20} {'STATUS':<12} CREATED (UTC)"]
-    lines += [f"{r['run_id']:<20} {r['task_id']:<20} {r['status']:<12} {_when(r['created_at'])}" for r in runs]
-    _emit(args, [_summary(r) for r in runs], lines if runs else ["no runs"])
+    _emit(args, [_summary(r) for r in runs], list_lines(runs))
     return 0
 
 
@@ -37,38 +34,20 @@ async def _show(server: ServerClient, args: argparse.Namespace) -> int:
     entries = run.pop("step_entries")
     for upstream_alias in ("id", "result_ref", "current"):
         run.pop(upstream_alias, None)
-    totals = run_totals(e.get("stats") for e in entries)
-    document = {**run, "task": task, "step_entries": len(entries), "totals": totals}
-    owner = run.get("owner")
-    owned_by = "-" if owner is None else f"{owner['host']} pid {owner['pid']}"
-    lines = [
-        f"run        {run['run_id']}",
-        f"task       {run['task_id']}  {task.get('goal') or ''}".rstrip(),
-        f"status     {run['status']}",
-        f"created    {_when(run['created_at'])}",
-        f"updated    {_when(run['updated_at'])}",
-        f"owner      {owned_by}",
-        f"heartbeat  {_when(run.get('heartbeat_at'))}",
-        f"steps      {len(entries)} entries",
-        f"resumable  {'yes' if run.get('resumable') else 'no'}",
-        f"live       {'yes' if run.get('live') else 'no'}",
-        f"result     {json.dumps(run.get('result'), ensure_ascii=False)[:2000]}",
-    ]
-    if totals["llm_steps"]:
-        lines.insert(-1, f"llm        {describe_totals(totals)}")
-    _emit(args, document, lines)
+    document = {
+        **run,
+        "task": task,
+        "step_entries": len(entries),
+        "totals": run_totals(e.get("stats") for e in entries),
+    }
+    document["live"] = bool(run.get("live"))
+    _emit(args, document, show_lines(document))
     return 0
 
 
 async def _steps(server: ServerClient, args: argparse.Namespace) -> int:
     steps = (await server.call("GET", f"/v1/runs/{args.run_id}/steps"))["steps"]
-    lines = [f"{'STEP':<24} {'ATTEMPT':>7} {'STATUS':<10} {'MS':>10}  STEP ID"]
-    for s in steps:
-        ms = s.get("duration_ms")
-        lines.append(
-            f"{s['step_ref']:<24} {s['attempt']:>7} {s['status']:<10} {'-' if ms is None else ms:>10}  {s['step_id']}"
-        )
-    _emit(args, steps, lines if steps else ["no step entries"])
+    _emit(args, steps, step_lines(steps))
     return 0
 
 
@@ -79,12 +58,7 @@ async def _trace(server: ServerClient, args: argparse.Namespace) -> int:
             params[name] = getattr(args, name)
     await server.call("GET", f"/v1/runs/{args.run_id}")
     events = (await server.call("GET", f"/v1/runs/{args.run_id}/trace", params=params))["events"]
-    lines = [
-        f"{e['seq']:>6} {_when(e['ts'])} {e['kind']:<24} {e.get('step_ref') or '-'} "
-        f"{json.dumps(e.get('payload'), ensure_ascii=False)[:200]}"
-        for e in events
-    ]
-    _emit(args, events, lines if events else ["no trace events"])
+    _emit(args, events, trace_lines(events))
     return 0
 
 

@@ -48,7 +48,8 @@ NEXT_STEP = {
     "spawn": "run a sub-agent with this worker_handle: it calls mse_worker_fetch, does the work, then "
     "mse_worker_submit; afterwards call mse_ack with kind=spawn_ack",
     "ask": "answer the question with mse_ack kind=answer and value=<your answer>",
-    "hook_before": "allow the spawn with mse_ack kind=hook_ack (ok=false with error=<why> refuses it)",
+    "hook_before": "read payload.prompt and payload.context (what the step is about to do), then allow the "
+    "spawn with mse_ack kind=hook_ack (ok=false with error=<why> refuses it)",
     "hook_after": "for your information only; no reply is expected",
     "cancel": "the step was cancelled or moved to another operator: stop working on it; no reply is expected",
 }
@@ -66,6 +67,12 @@ async def call_server(what: str, call: Callable[[], Awaitable[T]]) -> T:
                 "start the server with `mse serve` (or point MSE_HTTP / the bind argument at it)",
             ) from None
         raise ToolFailure(f"http-{exc.status}", f"{what}: {exc.message}", STATUS_HINTS.get(exc.status)) from None
+
+
+async def as_session(state: McpState, sid: str | None, what: str, call: Callable[[OperatorClient], Awaitable[T]]) -> T:
+    """`call` with the joined session `sid` (or the only one); its refusals become tool errors."""
+    client = session(state, sid)
+    return await call_server(what, lambda: call(client))
 
 
 def session(state: McpState, sid: str | None) -> OperatorClient:
@@ -199,8 +206,7 @@ pinned to the session automatically. The session lives until mse_operator_leave.
             int | None, Field(ge=1, le=200, description="At most this many sessions (default 50).")
         ] = None,
     ) -> dict[str, Any]:
-        client = session(state, sid)
-        return await call_server("listing operators", lambda: client.list_operators(limit))
+        return await as_session(state, sid, "listing operators", lambda client: client.list_operators(limit))
 
     box.add(
         ToolSpec(
@@ -283,17 +289,13 @@ Long waits send progress notifications; cancelling the call stops the wait and l
             Field(description="spawn_ack: worker stats {worker_kind, model, usage{...}, num_turns}."),
         ] = None,
     ) -> dict[str, Any]:
-        client = session(state, sid)
-        if kind == "answer":
-            await call_server("answering", lambda: client.answer(req_id, value))
-        elif kind == "hook_ack":
-            await call_server("acking the hook", lambda: client.hook_ack(req_id, ok, error))
-        elif kind == "spawn_ack":
-            await call_server(
-                "acking the spawn", lambda: client.spawn_ack(req_id, value, ok=ok, error=error, stats=stats)
-            )
-        else:
-            await call_server("halting the spawn", lambda: client.spawn_halt(req_id, value, error))
+        replies: dict[str, Callable[[OperatorClient], Awaitable[None]]] = {
+            "answer": lambda client: client.answer(req_id, value),
+            "hook_ack": lambda client: client.hook_ack(req_id, ok, error),
+            "spawn_ack": lambda client: client.spawn_ack(req_id, value, ok=ok, error=error, stats=stats),
+            "spawn_halt": lambda client: client.spawn_halt(req_id, value, error),
+        }
+        await as_session(state, sid, f"sending {kind}", replies[kind])
         if kind in ("spawn_ack", "spawn_halt"):
             state.forget_routes(lambda route: route.spawn.req_id != req_id)
         return {"sent": True, "req_id": req_id, "kind": kind}
@@ -312,8 +314,7 @@ ask with kind=answer and value; allow a hook_before with kind=hook_ack (ok=false
     )
 
     async def mse_run_assignees(run_id: RunId, sid: OptionalSid = None) -> dict[str, Any]:
-        client = session(state, sid)
-        return await call_server(f"reading the seats of {run_id}", lambda: client.assignees(run_id))
+        return await as_session(state, sid, f"reading the seats of {run_id}", lambda client: client.assignees(run_id))
 
     box.add(
         ToolSpec(
@@ -327,8 +328,7 @@ ask with kind=answer and value; allow a hook_before with kind=hook_ack (ok=false
     )
 
     async def mse_run_handover(run_id: RunId, sid: OptionalSid = None) -> dict[str, Any]:
-        client = session(state, sid)
-        return await call_server(f"reading the handover of {run_id}", lambda: client.handover(run_id))
+        return await as_session(state, sid, f"reading the handover of {run_id}", lambda client: client.handover(run_id))
 
     box.add(
         ToolSpec(
@@ -348,8 +348,7 @@ submitted), and where its trace stands. Follow it with mse_run_acquire.""",
         step_id: Annotated[str, Field(pattern=r"^ST-\S+$", description="The step (ST-...) whose material to read.")],
         sid: OptionalSid = None,
     ) -> dict[str, Any]:
-        client = session(state, sid)
-        return await call_server(f"reading step {step_id}", lambda: client.material(run_id, step_id))
+        return await as_session(state, sid, f"reading step {step_id}", lambda client: client.material(run_id, step_id))
 
     box.add(
         ToolSpec(

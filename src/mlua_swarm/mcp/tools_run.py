@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..blueprint.compiler import CompiledBlueprint, compile_blueprint
 from ..blueprint.loader import load_blueprint_source
+from ..blueprint.schema import OperatorKindName
 from ..diagnostics import Diagnostic, DiagnosticError
 from ..ids import StepId
 from ..run import Run, RunResult, Workspace
@@ -378,6 +379,21 @@ def add_run_tools(box: ToolBox, state: McpState) -> None:
         ttl_secs: Annotated[
             int | None, Field(gt=0, description="Upper bound on a run by id's lifetime on the server.")
         ] = None,
+        operator_id: Annotated[
+            str | None,
+            Field(min_length=1, description="A run by id: the operator id its steps carry (a label; upstream's)."),
+        ] = None,
+        operator_kind: Annotated[
+            OperatorKindName | None,
+            Field(
+                description="A run by id: the operator kind of all its agents (main_ai/composite: the main_ai "
+                "layer's hook_before/hook_after reach the operator; automate: they do not)."
+            ),
+        ] = None,
+        operator_kind_overrides: Annotated[
+            dict[str, OperatorKindName] | None,
+            Field(description="A run by id: the operator kind of single agents, {agent: kind}; wins over the rest."),
+        ] = None,
         work_dir: Annotated[str | None, Field(description="Folder step outputs are written under.")] = None,
         project_root: Annotated[str | None, Field(description="The project the run works on.")] = None,
     ) -> dict[str, Any]:
@@ -385,14 +401,23 @@ def add_run_tools(box: ToolBox, state: McpState) -> None:
         workspace = Workspace(
             Path(work_dir).expanduser() if work_dir else None, Path(project_root).expanduser() if project_root else None
         )
+        operator = {"kind": operator_kind, "id": operator_id, "per_agent_kinds": operator_kind_overrides}
         if isinstance(selector, RegisteredBlueprint):
-            pin = {"operator_sid": operator_sid, "operator_desc": operator_desc, "operator_slot": operator_slot}
+            pin: dict[str, Any] = {
+                "operator_sid": operator_sid,
+                "operator_desc": operator_desc,
+                "operator_slot": operator_slot,
+            }
             pin = state.auto_pin(selector.bind, pin, selector.id)
+            if any(v is not None for v in operator.values()):
+                pin["operator"] = {k: v for k, v in operator.items() if v is not None}
             return await run_remote(ctx, selector, init_ctx, timeout_secs, detach, workspace, pin, ttl_secs)
-        if operator_sid or operator_slot or ttl_secs:
+        if operator_sid or operator_slot or ttl_secs or any(v is not None for v in operator.values()):
             raise ToolFailure(
                 "invalid-arguments",
-                "operator_sid, operator_slot and ttl_secs apply to runs by id (on mse serve) only",
+                "operator_sid, operator_slot, operator_id, operator_kind, operator_kind_overrides and ttl_secs "
+                "apply to runs by id (on mse serve) only: a run inside this process has no operator session "
+                "to hook or ask",
                 'register the Blueprint with bp_build and run {"kind": "id", "id": ...}, or drop those arguments',
             )
         return await run_local(ctx, selector, init_ctx, timeout_secs, detach, workspace)
@@ -406,7 +431,8 @@ def add_run_tools(box: ToolBox, state: McpState) -> None:
 - inline / file: the run executes inside this MCP process; no server needed.
 - id: the run executes on mse serve (register it first with bp_build). If this process joined as
   an operator (mse_operator_join) the run is pinned to that session, so its operator steps come
-  back to you through mse_pending_wait.
+  back to you through mse_pending_wait. operator_kind / operator_kind_overrides say which agents'
+  spawns ask you first (hook_before, when the Blueprint has the main_ai layer): automate skips it.
 Blocking calls send progress notifications and stop the run if you cancel the call or the
 timeout passes. With detach=true you get {run_id, status: "running"} at once; use swarm_status
 to follow it and swarm_cancel to stop it. The answer of a finished run carries status

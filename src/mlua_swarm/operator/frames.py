@@ -12,12 +12,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+HOOK_PROMPT_CAP = 32 * 1024
+"""Characters of a step's prompt a `hook_before` frame carries (the worker still receives all of it)."""
+
 
 class _Frame(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     def to_json(self) -> dict[str, Any]:
-        """The wire form: `parent_req_id`, `worker_handle` and `worker` are left out when unset."""
+        """The wire form: optional fields (`parent_req_id`, `worker_handle`, `prompt`…) are left out when unset."""
         return self.model_dump(mode="json", exclude_none=True, include=None) | _nullable(self)
 
 
@@ -52,7 +55,13 @@ class AskFrame(_Frame):
 
 
 class HookBeforeFrame(_Frame):
-    """A gate before a spawn (main AI hook); expects a `hook_ack`, whose `ok=false` refuses the spawn."""
+    """A gate before a spawn (main AI hook); expects a `hook_ack`, whose `ok=false` refuses the spawn.
+
+    Beyond upstream's fields it carries what the operator decides on: `prompt`, the step's prompt as
+    its worker will receive it (cut to `HOOK_PROMPT_CAP` characters, `prompt_truncated` then true and
+    `prompt_chars` the whole length), and `context`, the step's context view (run id, project root,
+    work dir, task metadata, earlier steps), the same `context` a worker fetches with its prompt.
+    """
 
     type: Literal["hook_before"] = "hook_before"
     req_id: str
@@ -60,6 +69,10 @@ class HookBeforeFrame(_Frame):
     task_id: str
     agent: str
     attempt: int
+    prompt: str | None = None
+    prompt_truncated: bool | None = None
+    prompt_chars: int | None = None
+    context: dict[str, Any] | None = None
 
 
 class HookAfterFrame(_Frame):
@@ -171,6 +184,7 @@ def halt_marker(frame: SpawnHaltFrame) -> dict[str, Any]:
 
 
 __all__ = [
+    "HOOK_PROMPT_CAP",
     "AnswerFrame",
     "AskFrame",
     "CancelFrame",

@@ -23,7 +23,7 @@ import hashlib
 import hmac
 import logging
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -31,11 +31,12 @@ from typing import Any, Literal
 import orjson
 
 from ..core.engine import Engine
-from ..ids import SessionId, secure_hex, uid_hex
-from ..store import Store
+from ..ids import RunId, SessionId, secure_hex, uid_hex
+from ..store import LaunchSnapshot, RunNotFound, Store
 from ..store.operators import OperatorSessionRecord, SeatRecord
 from ..tokens import CapToken
 from .frames import CancelFrame, ClientFrame, HookAfterFrame, parse_client_frame
+from .kinds import RunOperatorSettings, operator_request
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,8 @@ OBSERVED_RING = 32
 OBSERVED_TEXT_CAP = 1024
 OBSERVED_METADATA_CAP = 4096
 PARKED_TOKEN_MIN_REMAINING_SECS = 60
+SETTINGS_KEPT = 4096
+"""Runs whose operator settings stay in memory; older ones are read from their launch snapshot again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +241,7 @@ class OperatorHub:
         """Worker-token fingerprint → (run_id, slot, generation) it was issued under."""
         self._sweeper: asyncio.Task[None] | None = None
         self.sweeps = 0
+        self._settings: OrderedDict[str, RunOperatorSettings] = OrderedDict()
 
     # -- lifetime -------------------------------------------------------------------------------
 
@@ -628,6 +632,32 @@ class OperatorHub:
             if session is not None:
                 return session
         return None
+
+    def configure(self, run_id: str, settings: RunOperatorSettings) -> None:
+        """The operator kinds and id of a run (see `operator.kinds`), set when it is launched."""
+        self._settings[run_id] = settings
+        self._settings.move_to_end(run_id)
+        while len(self._settings) > SETTINGS_KEPT:
+            self._settings.popitem(last=False)
+
+    async def run_settings(self, run_id: str) -> RunOperatorSettings:
+        """The run's operator settings; a run not launched by this process has them read from its snapshot."""
+        settings = self._settings.get(run_id)
+        if settings is None:
+            settings = await self._stored_settings(run_id)
+            self.configure(run_id, settings)
+        return settings
+
+    async def _stored_settings(self, run_id: str) -> RunOperatorSettings:
+        try:
+            run = None if self.store is None else await self.store.get_run(RunId.parse(run_id))
+        except (RunNotFound, ValueError):
+            run = None
+        if run is None or run.input_json is None:
+            return RunOperatorSettings()
+        snapshot = LaunchSnapshot.from_json(run.input_json)
+        blueprint = snapshot.blueprint if isinstance(snapshot.blueprint, Mapping) else {}
+        return RunOperatorSettings.of(blueprint, operator_request(snapshot.options.get("operator")))
 
     def check_submit(self, token: CapToken) -> None:
         """Refuse a worker submit whose seat changed hands (409) or was vacated (503) since the token was issued."""

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..core.ctx import OperatorInfo, OperatorKind
+from ..core.ctx import AgentContextView, OperatorInfo
+from ..jsontext import text_of
 from ..middleware.around import AroundLayer
 from ..middleware.main_ai import MainAILayer
 from ..middleware.registry import LayerRegistry
 from ..middleware.senior import SeniorEscalationLayer
-from .frames import AnswerFrame, AskFrame, HookAckFrame, HookBeforeFrame
+from .frames import HOOK_PROMPT_CAP, AnswerFrame, AskFrame, HookAckFrame, HookBeforeFrame
 from .hub import OperatorHub
 
 if TYPE_CHECKING:
@@ -26,18 +27,41 @@ if TYPE_CHECKING:
     from ..worker.adapter import SpawnerAdapter
 
 
-class RunOperator:
-    """The spawn hook and senior bridge of one run: whoever holds its first seat answers."""
+def hook_before_frame(ctx: Ctx, prompt: Any, run_id: str) -> HookBeforeFrame:
+    """The `hook_before` of one attempt, with the step's prompt (as its worker gets it) and context view."""
+    text = text_of(prompt, lenient=True)
+    context = AgentContextView.from_ctx(ctx).to_json()
+    context.setdefault("run_id", run_id)
+    return HookBeforeFrame(
+        req_id="",
+        task_id=ctx.task_id,
+        agent=ctx.agent,
+        attempt=ctx.attempt,
+        prompt=text[:HOOK_PROMPT_CAP],
+        prompt_truncated=len(text) > HOOK_PROMPT_CAP,
+        prompt_chars=len(text),
+        context=context,
+    )
 
-    def __init__(self, hub: OperatorHub, run_id: str) -> None:
+
+class RunOperator:
+    """The spawn hook and senior bridge of one attempt of a run: whoever holds the run's first seat answers.
+
+    `engine` and the attempt's worker `token` read the step's prompt for `hook_before`.
+    """
+
+    def __init__(self, hub: OperatorHub, run_id: str, engine: Engine, token: CapToken) -> None:
         self.hub = hub
         self.run_id = run_id
+        self.engine = engine
+        self.token = token
 
     async def before(self, ctx: Ctx) -> None:
         session = self.hub.run_session(self.run_id)
         if session is None:
             return
-        frame = HookBeforeFrame(req_id="", task_id=ctx.task_id, agent=ctx.agent, attempt=ctx.attempt).to_json()
+        prompt = await self.engine.fetch_prompt(self.token, ctx.task_id)
+        frame = hook_before_frame(ctx, prompt, self.run_id).to_json()
         pending = self.hub.request(
             session, "hook_before", frame, step_id=ctx.task_id, attempt=ctx.attempt, run_id=self.run_id
         )
@@ -68,7 +92,8 @@ class RunOperator:
 
 
 class RunOperatorLayer(AroundLayer):
-    """Gives `layer` a ctx whose operator is the run's session (when the run has one)."""
+    """Gives `layer` a ctx whose operator is the run's session (when the run has one), with the
+    agent's operator kind and the run's operator id (`operator.kinds`)."""
 
     def __init__(self, layer: AroundLayer, hub: OperatorHub) -> None:
         self.layer = layer
@@ -80,9 +105,10 @@ class RunOperatorLayer(AroundLayer):
     ) -> Worker:
         run_id = ctx.meta.runtime.get("run_id")
         if isinstance(run_id, str) and self.hub.run_session(run_id) is not None:
-            operator = RunOperator(self.hub, run_id)
+            settings = await self.hub.run_settings(run_id)
+            operator = RunOperator(self.hub, run_id, engine, token)
             ctx = ctx.clone()
-            ctx.operator = OperatorInfo(OperatorKind.MAIN_AI, f"run-{run_id}", operator, operator)
+            ctx.operator = OperatorInfo(settings.kind_of(ctx.agent), settings.id or f"run-{run_id}", operator, operator)
         return await self.layer.around(inner, engine, ctx, task_id, attempt, token)
 
 
@@ -94,4 +120,4 @@ def operator_layers(hub: OperatorHub, registry: LayerRegistry | None = None) -> 
     return registry
 
 
-__all__ = ["RunOperator", "RunOperatorLayer", "operator_layers"]
+__all__ = ["RunOperator", "RunOperatorLayer", "hook_before_frame", "operator_layers"]

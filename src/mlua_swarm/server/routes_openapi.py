@@ -49,6 +49,21 @@ LAUNCH_BODY: dict[str, Any] = {
         "work_dir": {"type": "string"},
         "task_metadata": {},
         "check_policy": {"enum": ["silent", "warn", "strict"]},
+        "operator_sid": {"type": "string", "description": "pin the run's operator seats to this session (S-…)"},
+        "operator_desc": {"type": "string", "description": "why the pinned session holds them (with operator_sid)"},
+        "operator_slot": {"type": "string", "description": "the seat the pin fills, when the Blueprint has several"},
+        "operator": {
+            "type": "object",
+            "description": "operator kinds (main_ai hooks or not) and the id of the run's operator steps",
+            "properties": {
+                "kind": {"enum": ["main_ai", "automate", "composite"]},
+                "id": {"type": "string"},
+                "per_agent_kinds": {
+                    "type": "object",
+                    "additionalProperties": {"enum": ["main_ai", "automate", "composite"]},
+                },
+            },
+        },
     },
 }
 

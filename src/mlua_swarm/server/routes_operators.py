@@ -22,6 +22,7 @@ from ..blueprint.compiler import CompiledBlueprint
 from ..ids import RunId, StepId
 from ..middleware.join import last_final
 from ..operator.hub import Connection, OperatorError, OperatorHub, OperatorSession
+from ..operator.kinds import BadOperatorRequest, RunOperatorSettings, operator_request
 from ..store.errors import RunNotFound
 from .auth import bearer_of
 from .errors import ApiError
@@ -88,9 +89,26 @@ def launch_pin(state: ServerState, body: Mapping[str, Any]) -> LaunchPin | None:
     return LaunchPin(sid, desc, slot)
 
 
-async def seat_run(state: ServerState, run_id: RunId, compiled: CompiledBlueprint, pin: LaunchPin | None) -> None:
-    """Before a run starts: declare its Blueprint's seats (vacant) and give them to the pinned session."""
+def launch_operator(body: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The launch's `operator` object `{kind?, id?, per_agent_kinds?}`, checked (a 400 when malformed)."""
+    try:
+        return operator_request(body.get("operator"))
+    except BadOperatorRequest as exc:
+        raise ApiError(400, str(exc), {"hint": "kinds are main_ai, automate or composite"}) from None
+
+
+async def seat_run(
+    state: ServerState,
+    run_id: RunId,
+    compiled: CompiledBlueprint,
+    pin: LaunchPin | None,
+    operator: Mapping[str, Any] | None = None,
+) -> None:
+    """Before a run starts: set its operator kinds and id (`operator.kinds`), declare its Blueprint's
+    seats (vacant) and give them to the pinned session."""
     hub = state.operators
+    if hub is not None:
+        hub.configure(run_id, RunOperatorSettings.of(compiled.raw, operator))
     declared = [str(op["name"]) for op in compiled.raw.get("operators") or () if isinstance(op, Mapping)]
     if hub is None or (not declared and pin is None):
         return

@@ -29,7 +29,7 @@ from ..store import BlueprintNotFound, LaunchSnapshot, ReplayRow, RunRecord, Ste
 from ..store.base import blueprint_hash
 from .errors import ApiError
 from .http import json_object, ok, parse_id, path_param, query_int, server
-from .routes_operators import LaunchPin, launch_pin, seat_run
+from .routes_operators import LaunchPin, launch_operator, launch_pin, seat_run
 from .runs import LiveRun
 from .state import ServerState
 
@@ -144,6 +144,7 @@ async def start_run(
     ttl: float,
     task_id: TaskId | None = None,
     pin: LaunchPin | None = None,
+    operator: Mapping[str, Any] | None = None,
 ) -> tuple[LiveRun, dict[str, Any]]:
     """Compile, seat (operators), record and start one run of `resolved`; returns it with its launch options."""
     if state.stopping.is_set() or state.runs.closing:
@@ -162,9 +163,11 @@ async def start_run(
         "blueprint_ref": resolved.ref,
         "bound_version": resolved.version,
     }
+    if operator:
+        options["operator"] = dict(operator)
     workspace = Workspace(Path(work_dir) if work_dir else None, Path(project_root) if project_root else None)
     run_id = RunId.new()
-    await seat_run(state, run_id, compiled, pin)
+    await seat_run(state, run_id, compiled, pin, operator)
     live = await state.runs.launch(
         compiled,
         init_ctx,
@@ -222,6 +225,7 @@ async def launch(request: Request) -> Response:
     if body.get("check_policy") not in (None, "silent", "warn", "strict"):
         raise ApiError(400, "check_policy must be silent, warn or strict")
     pin = launch_pin(state, body)
+    operator = launch_operator(body)
     resolved = await resolve_blueprint(state, body.get("blueprint"))
     if body.get("check_policy") is not None:
         resolved = ResolvedBlueprint(
@@ -230,7 +234,14 @@ async def launch(request: Request) -> Response:
     goal = _optional_str(body, "goal") or str(resolved.document.get("id") or "")
     ttl, ttl_source = _ttl(state, body, resolved.document)
     live, options = await start_run(
-        state, resolved, body.get("init_ctx"), goal=goal, task_input=_task_input(body), ttl=ttl, pin=pin
+        state,
+        resolved,
+        body.get("init_ctx"),
+        goal=goal,
+        task_input=_task_input(body),
+        ttl=ttl,
+        pin=pin,
+        operator=operator,
     )
     answer: dict[str, Any] = {
         "final_ctx": None,
@@ -288,7 +299,15 @@ async def rekick(request: Request) -> Response:
     init_ctx = merge_ctx(task.input_ctx, body.get("init_ctx_override"))
     ttl = state.config.default_ttl_secs
     live, options = await start_run(
-        state, resolved, init_ctx, goal=task.goal, task_input=task_input, ttl=ttl, task_id=task_id, pin=pin
+        state,
+        resolved,
+        init_ctx,
+        goal=task.goal,
+        task_input=task_input,
+        ttl=ttl,
+        task_id=task_id,
+        pin=pin,
+        operator=previous.get("operator"),
     )
     answer: dict[str, Any] = {
         "task_id": task_id,

@@ -366,7 +366,12 @@ class Store(ABC):
         self.append_step_rows(run_id, (step_row(entry, replay),))
 
     async def commit_step(self, run_id: RunId, row: StepRow, durability: Durability) -> None:
-        """Append one encoded step and return once it reached the commit point `durability` asks for."""
+        """Append one encoded step and return once it reached the commit point `durability` asks for.
+
+        This is the run journal's path: the journal hands out each replay key once, after reading
+        the run's stored log, so a backend may skip the `Duplicate` check here (SQLite does, and so
+        keeps no memory per committed step).
+        """
         self.append_step_rows(run_id, (row,))
         await self.flush(durability)
 

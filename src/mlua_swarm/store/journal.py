@@ -39,6 +39,17 @@ class _BufferedTrace:
     ts: float
 
 
+def _fingerprint(step_ref: str, input_hash: str) -> int:
+    """The key occurrences are counted under: a 64-bit hash, not the strings, so a long run keeps
+    a small int per distinct step input rather than the key's text.
+
+    Two keys that share a fingerprint share one counter; each (step_ref, input_hash, occurrence)
+    handed out is still unique, and a resumed run that does not see the same collision (about one
+    chance in 2**64 per pair) only runs the affected steps again.
+    """
+    return hash((step_ref, input_hash))
+
+
 def _snapshot(value: Any) -> Any:
     """A deep copy through JSON, so later changes by the caller do not reach a buffered record."""
     return json.loads(dumps(value))
@@ -63,30 +74,40 @@ class RunJournal:
         self.finished: RunStatus | None = None
         """The status `finish` left the run in."""
         self._log = {(r.step_ref, r.input_hash, r.occurrence or 0): r for r in replay}
-        self._seen: dict[tuple[str, str], int] = {}
-        self._unrecorded: dict[tuple[str, str], list[int]] = {}
+        """Stored rows not replayed yet; each is dropped once replayed (an occurrence is looked up once)."""
+        self._seen: dict[int, int] = {}
+        """Occurrences handed out so far, by the key's fingerprint (`_fingerprint`)."""
+        self._unrecorded: dict[int, list[int]] = {}
+        """Occurrences that missed the log and wait for their `record_step`, by fingerprint."""
         self._steps: list[StepRow] = []
         """`exit` durability: the run's steps, encoded (so later changes by the caller cannot reach them)."""
         self._traces: deque[_BufferedTrace] = deque(maxlen=store.trace_cap)
 
     def lookup(self, step_ref: str, input_hash: str) -> ReplayHit | None:
         """The logged outcome of this step's next occurrence with this input, or None to dispatch it."""
-        key = (step_ref, input_hash)
+        key = _fingerprint(step_ref, input_hash)
         occurrence = self._seen.get(key, 0)
         self._seen[key] = occurrence + 1
-        row = self._log.get((step_ref, input_hash, occurrence))
+        row = self._log.pop((step_ref, input_hash, occurrence), None) if self._log else None
         if row is None:
-            heapq.heappush(self._unrecorded.setdefault(key, []), occurrence)
+            waiting = self._unrecorded.get(key)
+            if waiting is None:
+                self._unrecorded[key] = [occurrence]
+            else:
+                heapq.heappush(waiting, occurrence)
             return None
         self.replayed += 1
         return ReplayHit(row.value, row.skip, occurrence)
 
     def _occurrence_for(self, step_ref: str, input_hash: str) -> int:
         """The lowest occurrence a miss handed out and nobody recorded yet (or the next one)."""
-        key = (step_ref, input_hash)
+        key = _fingerprint(step_ref, input_hash)
         waiting = self._unrecorded.get(key)
         if waiting:
-            return heapq.heappop(waiting)
+            occurrence = heapq.heappop(waiting)
+            if not waiting:
+                del self._unrecorded[key]
+            return occurrence
         occurrence = self._seen.get(key, 0)
         self._seen[key] = occurrence + 1
         return occurrence

@@ -666,6 +666,8 @@ class SqliteStore(Store):
             raise RunNotFound(run_id)
 
     def append_step_rows(self, run_id: RunId, rows: Sequence[StepRow]) -> None:
+        if not rows:
+            return
         if len(rows) == 1:
             self._append_step_row(run_id, rows[0])
             return
@@ -676,8 +678,6 @@ class SqliteStore(Store):
                 raise Duplicate(f"replay row {key} exists for run {run_id}")
         if len(set(fresh)) < len(fresh):
             raise Duplicate(f"replay rows for run {run_id} repeat a key")
-        if not rows:
-            return
         seq = self._next_seq("history", run_id) - 1
         queued = [
             (run_id, seq + i, _STEP if r.input_hash is None else _STEP_REPLAY, *r) for i, r in enumerate(rows, start=1)
@@ -707,8 +707,20 @@ class SqliteStore(Store):
         if key is not None:
             self._replay_keys[run_id].add(key)
 
+    def _note_key(self, run_id: RunId, row: StepRow) -> None:
+        """Add a committed step's replay key to the run's key set, if one was loaded."""
+        keys = self._replay_keys.get(run_id)
+        key = row.replay_key()
+        if keys is not None and key is not None:
+            keys.add(key)
+
     async def commit_step(self, run_id: RunId, row: StepRow, durability: Durability) -> None:
-        """A sequential writer (see `flush`) with nothing else queued inserts the step as its own transaction."""
+        """A sequential writer (see `flush`) with nothing else queued inserts the step as its own transaction.
+
+        The replay key is the journal's to keep unique (see `Store.commit_step`): a run's committed
+        steps leave nothing behind in this object unless the run's key set was loaded for a check.
+        """
+        kind = _STEP if row.input_hash is None else _STEP_REPLAY
         loop = _running_loop()
         if (
             loop is None
@@ -717,25 +729,26 @@ class SqliteStore(Store):
             or self._conn.in_transaction
             or asyncio.current_task(loop) is not self._last_flusher
         ):
-            await super().commit_step(run_id, row, durability)
+            self._append("history", _HISTORY_INSERT, run_id, (kind, *row))
+            self._note_key(run_id, row)
+            await self.flush(durability)
             return
-        key = self._free_replay_key(run_id, row)
         self._commit_siblings()
         seq = self._next_seq("history", run_id)
         try:
-            self._conn.execute(_HISTORY_INSERT, (run_id, seq, _STEP if key is None else _STEP_REPLAY, *row))
+            self._conn.execute(_HISTORY_INSERT, (run_id, seq, kind, *row))
         except sqlite3.IntegrityError as exc:
             if not _is_key_clash(exc):
                 raise
             # Another process took the seq: insert after its rows under the write lock.
-            self._append_step_row(run_id, row)
+            self._append("history", _HISTORY_INSERT, run_id, (kind, *row))
+            self._note_key(run_id, row)
             self._commit_now()
             return
         self._txn += 1
         self._committed = self._txn
         self.commits += 1
-        if key is not None:
-            self._replay_keys[run_id].add(key)
+        self._note_key(run_id, row)
 
     async def list_steps(self, run_id: RunId) -> list[StepEntry]:
         self._require_run(run_id)

@@ -104,8 +104,13 @@ def _parsed(text: str) -> Any:
         return text
 
 
+_IMMUTABLE = frozenset({int, float, bool, type(None)})
+
+
 def _copied(value: Any) -> Any:
     """An independent copy of a JSON value (what rendering it and parsing it back gave)."""
+    if type(value) in _IMMUTABLE:
+        return value
     try:
         return orjson.loads(orjson.dumps(value))
     except (orjson.JSONEncodeError, orjson.JSONDecodeError):

@@ -24,7 +24,7 @@ from starlette.routing import BaseRoute, Route
 
 from ...ids import StepId
 from ...operator.client import OperatorClient, OperatorClientError
-from ...operator.frames import SpawnFrame
+from ...operator.frames import HookBeforeFrame, SpawnFrame
 from ..http import server
 from .auth import secure_cookie
 from .views import launch_of, parse_value
@@ -106,7 +106,11 @@ class Console:
         return (server(request).base_url or str(request.base_url)).rstrip("/")
 
     async def describe(self, request: Request, client: OperatorClient, frame: Any) -> dict[str, Any]:
-        """A request as the page shows it: the frame plus its run, prompt, context and verdict values."""
+        """A request as the page shows it: the frame plus its run, prompt, context and verdict values.
+
+        A spawn's prompt and context are fetched as its worker would; a `hook_before` carries them in
+        the frame, and gets the agent's Blueprint entry (`agent_def`: its kind, spec, runner) beside them.
+        """
         data: dict[str, Any] = frame.to_json() if hasattr(frame, "to_json") else dict(frame)
         data.pop("capability_token", None)
         step = data.get("task_id")
@@ -119,9 +123,11 @@ class Console:
                 payload = {"error": str(exc)}
             data["prompt"] = payload.get("prompt")
             data["context"] = payload.get("context")
-            run_id = run_id or ((payload.get("context") or {}).get("run_id"))
+        run_id = run_id or (data.get("context") or {}).get("run_id")
         data["run_id"] = run_id
-        data["verdicts"] = await self._verdicts(request, run_id, data.get("agent"))
+        entry, data["verdicts"] = await self._agent(request, run_id, data.get("agent"))
+        if isinstance(frame, HookBeforeFrame):
+            data["agent_def"] = entry
         return data
 
     def _run_of(self, request: Request, step: Any) -> str | None:
@@ -133,22 +139,22 @@ class Console:
             return None
         return str(live.run_id) if live is not None else None
 
-    async def _verdicts(self, request: Request, run_id: str | None, agent: Any) -> dict[str, Any] | None:
-        if run_id is None or not isinstance(agent, str):
-            return None
-        run = await self.dashboard._run(request, run_id)
+    async def _agent(
+        self, request: Request, run_id: str | None, agent: Any
+    ) -> tuple[Mapping[str, Any] | None, dict[str, Any] | None]:
+        """The agent as the run's launch snapshot declares it: its Blueprint entry, and its verdict
+        values as `{values, channel}` when it has a verdict contract (each None when unknown)."""
+        run = await self.dashboard._run(request, run_id) if run_id is not None and isinstance(agent, str) else None
         if run is None:
-            return None
+            return None, None
         launch = launch_of(run)
-        document = launch.document
+        agents = (launch.document or {}).get("agents") or []
+        entry = next((a for a in agents if isinstance(a, Mapping) and a.get("name") == agent), None)
         values = launch.verdicts.get(agent)
         if not values:
-            return None
-        channel = "body"
-        for item in (document or {}).get("agents") or []:
-            if isinstance(item, Mapping) and item.get("name") == agent:
-                channel = ((item.get("verdict") or {}).get("channel")) or "body"
-        return {"values": values, "channel": channel}
+            return entry, None
+        channel = ((entry or {}).get("verdict") or {}).get("channel") or "body"
+        return entry, {"values": values, "channel": channel}
 
     async def stream(self, request: Request) -> Response:
         creds = self.credentials(request)

@@ -57,10 +57,13 @@ function render(req) {
   card.append(facts);
   if (req.type === "ask") card.append(el("div", { class: "lbl" }, "question"), el("pre", { class: "code" }, json(req.question)));
   if (req.prompt !== undefined && req.prompt !== null) card.append(el("div", { class: "lbl" }, "prompt"), el("pre", { class: "code prompt" }, json(req.prompt)));
-  if (req.context) card.append(el("details", null, el("summary", null, "context"), el("pre", { class: "code" }, json(req.context))));
+  if (req.prompt_truncated) card.append(el("div", { class: "muted lbl truncated" }, `first ${req.prompt.length} of ${req.prompt_chars} characters`));
+  const gate = req.type === "hook_before";
+  if (req.context) card.append(el("details", { class: "context", open: gate }, el("summary", null, "context"), el("pre", { class: "code" }, json(req.context))));
+  if (req.agent_def) card.append(el("details", { class: "agent-def" }, el("summary", null, `agent (${req.agent_def.kind || "?"})`), el("pre", { class: "code" }, json(req.agent_def))));
   if (req.directive) card.append(el("details", null, el("summary", null, "directive"), el("pre", { class: "code" }, req.directive)));
   const buttons = el("div", { class: "buttons" });
-  if (req.type === "hook_before") {
+  if (gate) {
     const reason = el("input", { id: `${id}-reason`, placeholder: "reason (for a rejection)", "aria-label": "reason" });
     buttons.append(
       button("Approve", "primary", () => reply(req, { kind: "hook_ack", ok: true }, card)),
