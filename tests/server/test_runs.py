@@ -170,3 +170,21 @@ def test_cancel_over_http_kills_the_running_child(live_server: LiveServer, tmp_p
     assert run["status"] == "cancelled"
     assert not _pid_alive(pid)
     assert c.post("/v1/runs/R-nothere/cancel").status_code == 404
+
+
+def test_task_metadata_reaches_the_steps_and_survives_a_rekick(live_server: LiveServer) -> None:
+    c = live_server.client()
+    bp = {
+        "id": "meta",
+        "flow": {"kind": "step", "ref": "read", "in": {"op": "lit", "value": None}, "out": {"op": "path", "at": "$.m"}},
+        "agents": [{"name": "read", "kind": "lua", "spec": {"source": 'return { value = _TASK_METADATA or "none" }'}}],
+    }
+    metadata = {"ticket": "T-42", "labels": ["urgent"]}
+    r = c.post("/v1/tasks", json={"blueprint": inline(bp), "init_ctx": {}, "task_metadata": metadata})
+    assert r.status_code == 200, r.text
+    assert r.json()["final_ctx"]["m"] == metadata and r.json()["info"]["task_metadata"] == metadata
+    again = c.post(f"/v1/tasks/{r.json()['task_id']}/runs", json={})
+    assert again.status_code in (200, 201), again.text
+    assert c.get(f"/v1/runs/{again.json()['run_id']}").json()["result_ref"]["m"] == metadata
+    bare = c.post("/v1/tasks", json={"blueprint": inline(bp), "init_ctx": {}})
+    assert bare.status_code == 200 and bare.json()["final_ctx"]["m"] == "none"

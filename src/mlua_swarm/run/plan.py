@@ -33,10 +33,16 @@ def initial_ctx(compiled: CompiledBlueprint, init_ctx: Any) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class Workspace:
-    """The folders a run may write step outputs under (`projection_placement.root` picks one)."""
+    """Where a run works and what its launch told it about the task.
+
+    The folders are where step outputs may be written (`projection_placement.root` picks one);
+    `task_metadata` is the launch's free-form JSON about the task, which steps read from their
+    context view (`task_metadata`; `_TASK_METADATA` in Lua).
+    """
 
     work_dir: Path | None = None
     project_root: Path | None = None
+    task_metadata: Any = None
 
 
 def projection_root(compiled: CompiledBlueprint, workspace: Workspace) -> Path | None:
@@ -86,10 +92,11 @@ def link_stack(
     the one it was compiled with re-checks its `spawner_hints` against that registry)."""
     router = AgentRouter({name: agent.spawner for name, agent in compiled.agents.items()})
     task_input = None
-    if workspace is not None and (workspace.work_dir or workspace.project_root):
+    if workspace is not None and (workspace.work_dir or workspace.project_root or workspace.task_metadata is not None):
         task_input = TaskInput(
             project_root=str(workspace.project_root) if workspace.project_root else None,
             work_dir=str(workspace.work_dir) if workspace.work_dir else None,
+            task_metadata=workspace.task_metadata,
         )
     plan = (
         compiled.link if registry is None or registry is compiled.link.registry else plan_link(compiled.raw, registry)
@@ -111,6 +118,7 @@ def launch_options(
         "source": source,
         "work_dir": str(workspace.work_dir) if workspace.work_dir else None,
         "project_root": str(workspace.project_root) if workspace.project_root else None,
+        "task_metadata": workspace.task_metadata,
     }
 
 
@@ -124,7 +132,11 @@ def compile_launch(
     fns = fn_registry(options.get("fns") or {}, base_dir, source)
     compiled = compile_blueprint(launch.blueprint, base_dir=base_dir, fns=fns, source=source, services=services)
     work_dir, project_root = options.get("work_dir"), options.get("project_root")
-    workspace = Workspace(Path(work_dir) if work_dir else None, Path(project_root) if project_root else None)
+    workspace = Workspace(
+        Path(work_dir) if work_dir else None,
+        Path(project_root) if project_root else None,
+        options.get("task_metadata"),
+    )
     return compiled, workspace
 
 

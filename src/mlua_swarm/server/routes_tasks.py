@@ -166,7 +166,11 @@ async def start_run(
     }
     if operator:
         options["operator"] = dict(operator)
-    workspace = Workspace(Path(work_dir) if work_dir else None, Path(project_root) if project_root else None)
+    workspace = Workspace(
+        Path(work_dir) if work_dir else None,
+        Path(project_root) if project_root else None,
+        task_input.get("task_metadata"),
+    )
     checked_policies(compiled, workspace)  # a plan that cannot run here is refused before any seat is taken
     run_id = RunId.new()
     await seat_run(state, run_id, compiled, pin, operator)
