@@ -98,6 +98,7 @@ def main(argv: list[str]) -> int:
     started = time.monotonic()
     done: list[document.Section] = []
     for name in names:
+        began = time.monotonic()
         if name in workloads:
             workload = workloads[name]
             errors.print(f"[bold]{workload.title}[/bold]")
@@ -119,6 +120,7 @@ def main(argv: list[str]) -> int:
                 measured = not_measured(component, measured, load_start)
             section = measured
         done.append(section)
+        log(f"  {name}: {time.monotonic() - began:.0f} s")
         if args.write is not None:
             document.write(args.write, done, invocation)
     console.print(f"at end: {machine.load()}; {time.monotonic() - started:.0f} s", highlight=False)

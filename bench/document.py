@@ -167,8 +167,15 @@ def _cells(line: str) -> list[str]:
     return [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line.strip().strip("|"))]
 
 
+def _cell(cells: list[str], header: list[str], name: str) -> str:
+    at = header.index(name) if name in header else len(cells)
+    return cells[at] if at < len(cells) else ""
+
+
 def targets(sections: Sequence[Section]) -> list[tuple[str, str, str, str]]:
-    """(section title, case, target, result) of every table row in the sections that has a target."""
+    """(section title, case, target, result) of every table row in the sections that has a target; what
+    the row is judged against (the `Floor` column's label for a target on the floor, else the `Peer`
+    column's) is named in its case when the case does not say what it is against."""
     found = []
     for section in sections:
         header: list[str] | None = None
@@ -182,10 +189,14 @@ def targets(sections: Sequence[Section]) -> list[tuple[str, str, str, str]]:
                 continue
             if all(set(c) <= set("-: ") for c in cells) or "target" not in header or "result" not in header:
                 continue
-            target = cells[header.index("target")] if header.index("target") < len(cells) else ""
-            result = cells[header.index("result")] if header.index("result") < len(cells) else ""
+            target, result = _cell(cells, header, "target"), _cell(cells, header, "result")
+            against = _cell(cells, header, "floor" if "floor" in target else "peer")
+            case = cells[0]
+            label = against.split(":")[0].strip()
+            if label and label != "-" and " vs " not in case:
+                case += f" (vs {label})"
             if target and target != "-":
-                found.append((section.title, cells[0], target, result))
+                found.append((section.title, case, target, result))
     return found
 
 

@@ -107,15 +107,16 @@ class ProbeRunner:
         self.run_interleaved([probe])
         return self._cache[probe]
 
-    def run_interleaved(self, probes: Sequence[Probe]) -> None:
-        """Run every probe not yet measured, round-robin, `rounds` times each."""
+    def run_interleaved(self, probes: Sequence[Probe], rounds: int | None = None) -> None:
+        """Run every probe not yet measured, round-robin, `rounds` times each (default: the runner's)."""
         pending = [p for p in dict.fromkeys(probes) if p not in self._cache]
-        for round_no in range(self.rounds):
+        total = min(rounds, self.rounds) if rounds is not None else self.rounds
+        for round_no in range(total):
             for probe in pending:
                 previous = self._cache.get(probe)
                 if previous is not None and previous.status != "ok":
                     continue
-                self._log(f"  [{round_no + 1}/{self.rounds}] {probe.describe()}")
+                self._log(f"  [{round_no + 1}/{total}] {probe.describe()}")
                 result = self._spawn(probe)
                 self._log(f"    -> {result.status} {_summary(result)}")
                 self._cache[probe] = result if previous is None else previous.merged(result)
@@ -210,6 +211,8 @@ class Comparison:
     peer: Measure | None = None
     floor: Measure | None = None
     targets: tuple[Target, ...] = ()
+    rounds: int | None = None
+    """At most this many rounds for the row's probes (a peak RSS does not need a median of runs)."""
 
 
 @dataclass(frozen=True)
@@ -286,7 +289,7 @@ def _cell(runner: ProbeRunner, measure: Measure | None) -> Cell | None:
 
 def measure_row(runner: ProbeRunner, workload: str, cmp: Comparison) -> Row:
     """Run (or reuse) the probes behind one comparison and judge its targets."""
-    runner.run_interleaved([m.probe for m in (cmp.ours, cmp.peer, cmp.floor) if m is not None])
+    runner.run_interleaved([m.probe for m in (cmp.ours, cmp.peer, cmp.floor) if m is not None], cmp.rounds)
     ours = _cell(runner, cmp.ours)
     assert ours is not None
     peer = _cell(runner, cmp.peer)

@@ -62,8 +62,8 @@ class Sizes:
                 item_lanes=2_000,
                 big_keys=6_800,
                 big_steps=5,
-                flat_steps=(2_000, 20_000),
-                flat_mib_steps=(20, 100),
+                flat_steps=(1_000, 10_000),
+                flat_mib_steps=(10, 50),
             )
         return cls(
             reps=3,
@@ -80,7 +80,7 @@ class Sizes:
             big_keys=6_800,
             big_steps=20,
             flat_steps=(10_000, 100_000),
-            flat_mib_steps=(100, 1_000),
+            flat_mib_steps=(100, 500),
         )
 
 
@@ -344,6 +344,7 @@ def rss_flat_rows(quick: bool) -> list[Comparison]:
                 None,
                 Measure(f"same, {short:,} steps", probe(short), "rss_mb"),
                 (*limit, within_floor(1.2)),
+                rounds=1,
             )
         )
     return rows
@@ -365,7 +366,7 @@ def durable_rows(quick: bool) -> list[Comparison]:
         absolute = () if ours == "sync" else (at_most(50, "us"),)
         rows.append(
             Comparison(
-                f"SQLite {synchronous}, ours {ours} vs durability={theirs}",
+                f"ours {ours} vs {LANGGRAPH_SQLITE} durability={theirs}, both SQLite synchronous={synchronous}",
                 "us/step",
                 Measure(OURS, _ours_durable(s, ours), "us_per_step"),
                 Measure(
@@ -377,7 +378,7 @@ def durable_rows(quick: bool) -> list[Comparison]:
         )
     rows.append(
         Comparison(
-            "SQLite FULL, ours sync vs DBOS",
+            "ours sync vs DBOS, both SQLite synchronous=FULL",
             "us/step",
             Measure(OURS, _ours_durable(s, "sync"), "us_per_step"),
             Measure(DBOS, _dbos(s), "us_per_step"),
@@ -492,13 +493,13 @@ def bytes_rows(quick: bool) -> list[Comparison]:
     s = Sizes.for_mode(quick)
     return [
         Comparison(
-            f"SQLite, ours batch vs {LANGGRAPH_SQLITE} (async)",
+            f"ours batch vs {LANGGRAPH_SQLITE} durability=async, both SQLite synchronous=NORMAL",
             "bytes/step",
             Measure(OURS, _ours_durable(s, "batch"), "bytes_per_step"),
-            Measure(f"{LANGGRAPH_SQLITE} (async)", _lg_durable(s, "async"), "bytes_per_step"),
+            Measure(f"{LANGGRAPH_SQLITE} (async, NORMAL)", _lg_durable(s, "async", "NORMAL"), "bytes_per_step"),
         ),
         Comparison(
-            "SQLite, ours batch vs DBOS",
+            "ours batch vs DBOS (SQLite)",
             "bytes/step",
             Measure(OURS, _ours_durable(s, "batch"), "bytes_per_step"),
             Measure(DBOS, _dbos(s), "bytes_per_step"),
@@ -716,7 +717,7 @@ COMPONENTS: tuple[Component, ...] = (
         "Server: launch load and live events",
         "bench.server",
         ("--quick", "--rounds", "1", "--no-prefect"),
-        ("--prefect-runs", "300", "--prefect-limit", "300"),
+        ("--prefect-runs", "200", "--prefect-limit", "240"),
     ),
     Component("operators", "Operators over WebSocket", "bench.operators", ("--quick",), ()),
     Component("dashboard", "Dashboard: the run page of a big run", "bench.dashboard", ("--quick", "--loads", "2"), ()),

@@ -58,6 +58,23 @@ def test_a_partial_write_replaces_its_section_and_keeps_the_others(tmp_path: Pat
     assert text.count("## Targets") == 1 and text.startswith("# Benchmarks\n")
 
 
+def test_the_summary_names_the_peer_a_row_is_judged_against() -> None:
+    body = (
+        "## Resume\n\n| Case | mlua-swarm | Peer | Target | Result |\n|---|---|---|---|---|\n"
+        "| re-executed [steps] | 0 | LangGraph (sync): 0 | = 0 steps | PASS |\n"
+        "| re-executed [steps] | 0 | DBOS: 0 | = 0 steps | PASS |\n"
+        "| ours vs DBOS [ms] | 1 | DBOS: 5 | >= 2x | PASS |\n"
+        "| alone [ms] | 1 | - | <= 2 ms | PASS |"
+    )
+    cases = [case for _, case, _, _ in document.targets([document.Section("resume", body)])]
+    assert cases == [
+        "re-executed [steps] (vs LangGraph (sync))",
+        "re-executed [steps] (vs DBOS)",
+        "ours vs DBOS [ms]",
+        "alone [ms]",
+    ]
+
+
 def test_sections_are_ordered_by_the_file_order_whatever_order_they_were_measured_in(tmp_path: Path) -> None:
     path = tmp_path / "BENCHMARKS.md"
     document.write(path, [section("dashboard", "d")], INVOCATION)

@@ -81,3 +81,36 @@ async def test_a_person_answers_a_spawn_in_the_terminal(live_server: LiveServer,
         assert result["status"] == "done" and result["result"]["review"] == "BLOCKED"
     finally:
         term.close()
+
+
+async def test_a_hook_before_shows_the_prompt_in_the_terminal_and_approving_runs_the_step(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    env = {**os.environ, "PYTHONPATH": str(SRC), "TERM": "xterm", "COLUMNS": "120", "MSE_HOME": str(tmp_path)}
+    argv = [sys.executable, "-m", "mlua_swarm", "operator", "join", "--server", live_server.base_url, "--desc", "pty"]
+    term = Terminal(argv, env)
+    try:
+        sid = term.expect(r"session (S-[0-9a-f]+)").group(1)
+        term.expect("waiting for requests")
+        raw = {
+            "id": "gated",
+            "flow": {
+                "kind": "step",
+                "ref": "ship",
+                "in": {"op": "path", "at": "$.plan"},
+                "out": {"op": "path", "at": "$.shipped"},
+            },
+            "agents": [{"name": "ship", "kind": "lua", "spec": {"source": "return 'shipped ' .. _PROMPT"}}],
+            "operators": [{"name": "main-ai"}],
+            "spawner_hints": {"layers": ["main_ai"]},
+        }
+        run_id = await server_launch(live_server, raw, sid=sid, init_ctx={"plan": "[v3] to eu-west"})
+        shown = term.expect(r"agent ship is about to start")
+        term.expect(r"\[v3\] to eu-west", start=shown.start())
+        term.expect(rf'"run_id":"{run_id}"', start=shown.start())
+        term.expect(r"approve", start=shown.end())
+        term.send("y")
+        result = await run_result(live_server, run_id)
+        assert result["status"] == "done" and result["result"]["shipped"] == "shipped [v3] to eu-west"
+    finally:
+        term.close()

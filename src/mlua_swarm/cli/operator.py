@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.prompt import Confirm, Prompt
 from rich.syntax import Syntax
@@ -109,7 +110,7 @@ class TerminalOperator:
             await client.answer(request.req_id, _value(text))
         elif kind == "hook_before":
             title = f"agent {request.agent} is about to start (step {request.task_id}, attempt {request.attempt})"
-            self.console.print(Panel("approve this spawn?", title=title))
+            self.console.print(Panel("\n".join(_gate_lines(request)), title=title))
             if await self.confirm("approve"):
                 await client.hook_ack(request.req_id, True)
             else:
@@ -127,11 +128,9 @@ class TerminalOperator:
         values: list[str] = list(verdict.get("values") or [])
         body = [f"[bold]agent[/bold] {request.agent}   step {request.task_id}   attempt {request.attempt}"]
         if payload.get("system"):
-            body.append(f"[bold]system[/bold]\n{payload['system']}")
-        body.append(f"[bold]prompt[/bold]\n{payload.get('prompt')}")
-        context = {k: v for k, v in (payload.get("context") or {}).items() if v not in (None, [], {})}
-        if context:
-            body.append(f"[bold]context[/bold] {compact(context)}")
+            body.append(f"[bold]system[/bold]\n{escape(str(payload['system']))}")
+        body.append(f"[bold]prompt[/bold]\n{escape(str(payload.get('prompt')))}")
+        body += _context_lines(payload.get("context"))
         if values:
             body.append(f"[bold]verdict choices[/bold] {', '.join(values)}")
         self.console.print(Panel("\n".join(body), title="spawn"))
@@ -158,6 +157,23 @@ class TerminalOperator:
             reason = await self.ask("reason", default="halted by the operator")
             await client.spawn_halt(request.req_id, {}, reason)
         self.console.print(f"[green]answered {request.req_id}[/green]")
+
+
+def _context_lines(context: Any) -> list[str]:
+    shown = {k: v for k, v in (context or {}).items() if v not in (None, [], {})}
+    return [f"[bold]context[/bold] {escape(compact(shown))}"] if shown else []
+
+
+def _gate_lines(request: Any) -> list[str]:
+    """A `hook_before`: the step's prompt as its worker will get it, and its context."""
+    lines: list[str] = []
+    if request.prompt is not None:
+        lines.append(f"[bold]prompt[/bold]\n{escape(request.prompt)}")
+        if request.prompt_truncated:
+            lines.append(f"[dim](the first {len(request.prompt)} of {request.prompt_chars} characters)[/dim]")
+    lines += _context_lines(request.context)
+    lines.append("approve this spawn?")
+    return lines
 
 
 def _value(text: str) -> Any:

@@ -48,7 +48,8 @@ NEXT_STEP = {
     "spawn": "run a sub-agent with this worker_handle: it calls mse_worker_fetch, does the work, then "
     "mse_worker_submit; afterwards call mse_ack with kind=spawn_ack",
     "ask": "answer the question with mse_ack kind=answer and value=<your answer>",
-    "hook_before": "allow the spawn with mse_ack kind=hook_ack (ok=false with error=<why> refuses it)",
+    "hook_before": "read payload.prompt and payload.context (what the step is about to do), then allow the "
+    "spawn with mse_ack kind=hook_ack (ok=false with error=<why> refuses it)",
     "hook_after": "for your information only; no reply is expected",
     "cancel": "the step was cancelled or moved to another operator: stop working on it; no reply is expected",
 }
