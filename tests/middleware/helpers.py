@@ -8,7 +8,7 @@ from mlua_swarm.core.events import Event, EventStream
 
 
 class RecordingRun:
-    """A `RunControl` that records why it was cancelled and runs an optional callback."""
+    """A `CancellableRun` that records why it was cancelled and runs an optional callback."""
 
     def __init__(self, run_id: str | None = None, on_cancel: Callable[[], object] | None = None) -> None:
         self.run_id = run_id

@@ -15,7 +15,7 @@ from mlua_swarm.ids import RunId
 from mlua_swarm.operator.frames import AskFrame, CancelFrame, HookBeforeFrame, SpawnFrame
 from mlua_swarm.operator.hub import OperatorHub, OperatorHubConfig, SeatMoved, SeatVacant
 from mlua_swarm.operator.layers import operator_layers
-from mlua_swarm.run.launch import RunControl, RunResult, run_blueprint
+from mlua_swarm.run import Run, RunResult, run_blueprint
 from mlua_swarm.store.memory import MemoryStore
 from mlua_swarm.store.sqlite import SqliteStore
 from mlua_swarm.tokens import CapToken
@@ -40,9 +40,8 @@ async def joined(hub: OperatorHub, desc: str = "tester") -> LoopbackOperator:
 
 def launch(hub: OperatorHub, raw: dict, run_id: RunId, **kwargs: object) -> asyncio.Task[RunResult]:
     compiled = compile_with(hub, raw)
-    control = RunControl(run_id)
     return asyncio.create_task(
-        run_blueprint(compiled, {}, engine=hub.engine, control=control, registry=operator_layers(hub), **kwargs)
+        run_blueprint(compiled, {}, engine=hub.engine, run_id=run_id, registry=operator_layers(hub), **kwargs)
     )
 
 
@@ -200,12 +199,15 @@ async def test_cancelling_the_run_sends_cancel_and_ends_the_step_cancelled(hub: 
     op = await joined(hub)
     op.attach()
     run_id = await pinned(hub, op)
-    control = RunControl(run_id)
-    task = asyncio.create_task(
-        run_blueprint(compile_with(hub, operator_blueprint("write")), {}, engine=hub.engine, control=control)
-    )
+    run = Run(compile_with(hub, operator_blueprint("write")), engine=hub.engine, run_id=run_id)
+
+    async def execute() -> RunResult:
+        async with run:
+            return await run.execute({})
+
+    task = asyncio.create_task(execute())
     frame = await op.next()
-    control.cancel("stop")
+    run.cancel("stop")
     told = await op.next()
     assert isinstance(told, CancelFrame) and told.req_id == frame.req_id and told.task_id == frame.task_id
     assert (await task).status == "cancelled"

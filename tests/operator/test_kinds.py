@@ -16,7 +16,7 @@ from mlua_swarm.operator.frames import HookBeforeFrame
 from mlua_swarm.operator.hub import OperatorHub
 from mlua_swarm.operator.kinds import BadOperatorRequest, RunOperatorSettings, operator_request
 from mlua_swarm.operator.layers import RunOperatorLayer, operator_layers
-from mlua_swarm.run.launch import RunControl, run_blueprint
+from mlua_swarm.run.launch import run_blueprint
 from mlua_swarm.store import LaunchSnapshot, SqliteStore, create_run
 from mlua_swarm.store.memory import MemoryStore
 
@@ -99,7 +99,7 @@ async def test_only_agents_of_a_hooked_kind_wait_for_hook_before_and_the_ctx_car
     registry = operator_layers(hub)
     registry.add_hint("probe", lambda _engine: RunOperatorLayer(Probe(seen), hub))
     compiled = compile_with(hub, raw)
-    run = run_blueprint(compiled, {}, engine=hub.engine, control=RunControl(run_id), registry=registry)
+    run = run_blueprint(compiled, {}, engine=hub.engine, run_id=run_id, registry=registry)
 
     task = asyncio.create_task(run)
     gate = await op.next()

@@ -318,7 +318,7 @@ def test_run_timeout_fails_the_run(tmp_path: Path) -> None:
         ["run", str(path), "--json", "--ephemeral", "--timeout", "0.5"], env={"PARK_FILE": str(tmp_path / "parked")}
     )
     assert proc.returncode == 1
-    assert json_of(proc)["error"]["message"] == "run exceeded --timeout 0.5s"
+    assert json_of(proc)["error"]["message"] == "run exceeded its timeout of 0.5s"
 
 
 def test_ctrl_c_cancels_the_run_cleanly_with_exit_130(tmp_path: Path) -> None:

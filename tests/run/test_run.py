@@ -11,7 +11,8 @@ import pytest
 from mlua_swarm import Engine, WorkerInvocation
 from mlua_swarm.blueprint.compiler import CompiledBlueprint, compile_blueprint
 from mlua_swarm.core.config import EngineConfig
-from mlua_swarm.diagnostics import DiagnosticError
+from mlua_swarm.diagnostics import Diagnostic, DiagnosticError
+from mlua_swarm.middleware import LayerRegistry, SpawnerLayer
 from mlua_swarm.run import Run, RunResult
 from mlua_swarm.store import LaunchSnapshot, RunNotResumable, RunOwner, RunStatus, Store, open_store
 from mlua_swarm.store.owner import current_owner
@@ -114,7 +115,7 @@ async def test_fifty_runs_at_once_on_one_engine_pass_fail_cancel_and_time_out(tm
                 assert record.result["error"]["message"] == "run cancelled: stopped by the test"
             else:
                 assert result.status == "failed" and result.error is not None
-                assert result.error["message"] == "run exceeded --timeout 0.3s"
+                assert result.error["message"] == "run exceeded its timeout of 0.3s"
                 assert record.status is RunStatus.FAILED and record.result["error"] == result.error
             steps = [(s.step_ref, s.status) for s in await store.list_steps(run.run_id)]
             assert steps[0] == ("prep", "passed")
@@ -310,16 +311,32 @@ async def test_create_commits_the_record_before_execute_and_a_failed_start_is_re
         assert result.final_ctx == {"n": 2, "out": 3}
         assert (await store.get_run(run.run_id)).status is RunStatus.DONE
 
-        strict = {**_blueprint({"prep": _prep, "work": _prep}).raw, "check_policy": "strict"}
-        unplaced = compile_blueprint(strict, base_dir=Path.cwd(), fns={"prep": _prep, "work": _prep})
-        doomed = await Run.create(store, unplaced, {"n": 1})
+        refusing = LayerRegistry().add_base(_refuse)
+        doomed = await Run.create(store, _blueprint({"prep": _prep, "work": _prep}), {"n": 1}, registry=refusing)
         with pytest.raises(DiagnosticError) as raised:
             async with doomed:
                 pass
-        assert [d.code for d in raised.value.diagnostics] == ["projection-root-missing"]
+        assert [d.code for d in raised.value.diagnostics] == ["layer-refused"]
         record = await store.get_run(doomed.run_id)
         assert record.status is RunStatus.FAILED
         assert record.result["error"]["message"] == "the run did not start: it failed to start"
+    finally:
+        await store.close()
+
+
+def _refuse(engine: Engine) -> SpawnerLayer:
+    raise DiagnosticError([Diagnostic("layer-refused", "this layer refuses to link", hint="none")])
+
+
+async def test_create_refuses_a_plan_that_cannot_run_before_recording_anything(tmp_path: Path) -> None:
+    store = await _store(tmp_path)
+    try:
+        strict = {**_blueprint({"prep": _prep, "work": _prep}).raw, "check_policy": "strict"}
+        unplaced = compile_blueprint(strict, base_dir=Path.cwd(), fns={"prep": _prep, "work": _prep})
+        with pytest.raises(DiagnosticError) as raised:
+            await Run.create(store, unplaced, {"n": 1})
+        assert [d.code for d in raised.value.diagnostics] == ["projection-root-missing"]
+        assert await store.list_runs() == [] and await store.list_tasks() == []
     finally:
         await store.close()
 
@@ -340,19 +357,57 @@ async def test_interrupt_leaves_the_record_interrupted_so_it_can_be_resumed(tmp_
         await store.close()
 
 
-async def test_a_trace_sink_receives_the_runs_trace_events_instead_of_the_journal(tmp_path: Path) -> None:
+class Feed:
+    """A live feed that writes down every call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str | None]] = []
+
+    def trace(self, kind: str, step_ref: str | None, attempt: int | None, payload: Any) -> None:
+        self.calls.append((kind, step_ref))
+
+    async def step_recorded(self) -> None:
+        self.calls.append(("recorded", None))
+
+    def flow_ended(self) -> None:
+        self.calls.append(("ended", None))
+
+
+async def test_a_live_feed_gets_the_trace_a_turn_per_recorded_step_and_the_end_before_the_result(
+    tmp_path: Path,
+) -> None:
     store = await _store(tmp_path)
-    seen: list[tuple[str, str | None]] = []
-    run = Run(
-        _blueprint({"prep": _prep, "work": _prep}, policy={"deny": ["work"]}),
-        store=store,
-        trace=lambda kind, step, attempt, payload: seen.append((kind, step)),
-    )
+    feed = Feed()
+    run = Run(_blueprint({"prep": _prep, "work": _prep}, policy={"deny": ["work"]}), store=store, feed=feed)
     try:
         async with run:
             result = await run.execute({"n": 0})
         assert result.status == "failed"
-        assert ("mw.denied", "work") in seen
-        assert [e.kind for e in await store.list_trace(run.run_id) if not e.kind.startswith("core.")] == []
+        # prep recorded, work denied (traced, then recorded failed), then the end: nothing after it.
+        assert feed.calls[0] == ("recorded", None)
+        assert ("mw.denied", "work") in feed.calls
+        assert feed.calls.count(("recorded", None)) == 2
+        assert feed.calls[-1] == ("ended", None)
+        # The feed records the trace itself: the journal wrote none of it.
+        kinds = [e.kind for e in await store.list_trace(run.run_id)]
+        assert [k for k in kinds if not k.startswith("core.")] == []
+        assert kinds[-1] == "core.run_finished"
+    finally:
+        await store.close()
+
+
+async def test_expire_ends_the_run_failed_with_the_callers_limit(tmp_path: Path) -> None:
+    store = await _store(tmp_path)
+    parked = Parked(expected=1)
+    run = Run(_blueprint({"prep": _prep, "work": parked}), store=store, timeout=3600)
+    try:
+        async with run:
+            task = asyncio.create_task(run.execute({"n": 0}))
+            await parked.all_waiting.wait()
+            run.expire(2.5)
+            result = await task
+        assert result.status == "failed" and parked.ended == 1
+        assert result.error is not None and result.error["message"] == "run exceeded its timeout of 2.5s"
+        assert (await store.get_run(run.run_id)).status is RunStatus.FAILED
     finally:
         await store.close()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import textwrap
 import time
 from pathlib import Path
+
+import pytest
 
 from tests.server.blueprints import chain, child, inline
 from tests.serverkit import LiveServer
@@ -50,6 +53,24 @@ def test_launch_refuses_bad_requests(live_server: LiveServer) -> None:
     assert c.post("/v1/tasks", json={"blueprint": {"kind": "zip"}}).status_code == 400
     bad = c.post("/v1/tasks", json={"blueprint": inline({"id": "x", "flow": {"kind": "step"}}), "init_ctx": {}})
     assert bad.status_code == 400 and bad.json()["details"]["diagnostics"]
+
+
+def test_strict_check_policy_without_a_work_dir_is_a_client_error_and_records_nothing(
+    live_server: LiveServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    c = live_server.client()
+    strict = {"blueprint": inline(chain()), "init_ctx": {"topic": "t"}, "check_policy": "strict"}
+    with caplog.at_level(logging.WARNING):
+        for detach in (False, True):
+            r = c.post("/v1/tasks", json={**strict, "detach": detach})
+            assert r.status_code == 400, r.text
+            (diagnostic,) = r.json()["details"]["diagnostics"]
+            assert diagnostic["kind"] == "projection-root-missing" and diagnostic["help"]
+            assert "work dir" in r.json()["error"]
+    assert c.get("/v1/runs").json()["runs"] == [] and c.get("/v1/tasks").json() == []
+    assert [rec.getMessage() for rec in caplog.records if rec.levelno >= logging.ERROR] == []
+    placed = c.post("/v1/tasks", json={**strict, "work_dir": str(tmp_path)})
+    assert placed.status_code == 200 and placed.json()["status"] == "done"
 
 
 def test_failed_flow_answers_400_with_details(live_server: LiveServer) -> None:

@@ -4,7 +4,7 @@ from .after_run_audit import AfterRunAuditLayer, AuditSupervisor
 from .agent_context import AgentContextLayer
 from .around import AroundLayer
 from .audit import AuditLayer
-from .budget import BudgetLayer, RunControl
+from .budget import BudgetLayer, CancellableRun
 from .concurrency import ConcurrencyLayer
 from .config import AuditDef, BudgetConfig, ContextPolicy, PolicyConfig, RateLimitConfig
 from .gate import PolicyGateLayer
@@ -30,6 +30,7 @@ __all__ = [
     "AuditSupervisor",
     "BudgetConfig",
     "BudgetLayer",
+    "CancellableRun",
     "ConcurrencyLayer",
     "ContextPolicy",
     "LayerFactory",
@@ -42,7 +43,6 @@ __all__ = [
     "RateLimitConfig",
     "RateLimitLayer",
     "ResolverLayer",
-    "RunControl",
     "RuntimeKeysLayer",
     "SeniorEscalationLayer",
     "SpawnerLayer",

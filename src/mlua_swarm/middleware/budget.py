@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from ..worker.adapter import SpawnerAdapter
 
 
-class RunControl(Protocol):
+class CancellableRun(Protocol):
     """The run a linked stack serves: its id, and a way to cancel the whole run cleanly."""
 
     @property
@@ -40,7 +40,7 @@ class BudgetLayer(AroundLayer):
 
     name = "budget"
 
-    def __init__(self, budget: BudgetConfig, run: RunControl) -> None:
+    def __init__(self, budget: BudgetConfig, run: CancellableRun) -> None:
         self.budget = budget
         self.run = run
         self.attempts = 0
@@ -105,4 +105,4 @@ async def _take_pending_cancel() -> None:
         await asyncio.sleep(0)
 
 
-__all__ = ["BudgetLayer", "RunControl"]
+__all__ = ["BudgetLayer", "CancellableRun"]

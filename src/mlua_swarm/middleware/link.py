@@ -23,7 +23,7 @@ from ..diagnostics import Diagnostic, DiagnosticError, Level, Location, has_erro
 from ..worker.adapter import SpawnerAdapter
 from .after_run_audit import AfterRunAuditLayer, AuditSupervisor
 from .agent_context import AgentContextLayer, agent_context_from_blueprint
-from .budget import BudgetLayer, RunControl
+from .budget import BudgetLayer, CancellableRun
 from .concurrency import ConcurrencyLayer
 from .config import KIND_PREFIX, WILDCARD, AuditDef, PolicyConfig, parse_section
 from .gate import PolicyGateLayer
@@ -161,7 +161,7 @@ def link(
     plan: LinkPlan | Mapping[str, Any],
     engine: Engine,
     *,
-    run: RunControl,
+    run: CancellableRun,
     registry: LayerRegistry | None = None,
     task_input: TaskInput | None = None,
 ) -> tuple[LinkedSpawner, list[Diagnostic]]:
@@ -321,4 +321,4 @@ def _diagnostic(code: str, message: str, json_path: str, hint: str, level: Level
     return Diagnostic(code, message, level, Location(element="root", json_path=json_path), hint, stage="link")
 
 
-__all__ = ["LinkPlan", "LinkedSpawner", "RunControl", "link", "plan_link"]
+__all__ = ["CancellableRun", "LinkPlan", "LinkedSpawner", "link", "plan_link"]

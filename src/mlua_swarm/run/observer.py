@@ -1,4 +1,5 @@
-"""What the run layer reports as steps start and end; the terminal progress view is one observer."""
+"""What the run layer reports while a run goes: steps starting and ending to an observer (the terminal
+progress view is one), and its trace to a live feed (a server's event stream is one)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,21 @@ class RunObserver(Protocol):
     ) -> None: ...
 
 
+class LiveFeed(Protocol):
+    """A host's live view of one run. Every call comes from the task executing the run."""
+
+    def trace(self, kind: str, step_ref: str | None, attempt: int | None, payload: Any) -> None:
+        """A trace event of the run (middleware decision, retry, cancellation); the feed records it
+        instead of the run's journal."""
+
+    async def step_recorded(self) -> None:
+        """A step's entry was just recorded (only for a run with a journal): the feed's readers may
+        take their turn before the next step runs."""
+
+    def flow_ended(self) -> None:
+        """The flow ended and every trace event was given; the run's result is stored next."""
+
+
 class NullObserver:
     """Reports nothing (the default)."""
 
@@ -25,4 +41,4 @@ class NullObserver:
         return None
 
 
-__all__ = ["NullObserver", "RunObserver"]
+__all__ = ["LiveFeed", "NullObserver", "RunObserver"]

@@ -13,7 +13,7 @@ from ..core.config import CheckPolicy
 from ..core.engine import Engine
 from ..core.projection import DEFAULT_DIR_TEMPLATE, Projection
 from ..diagnostics import Diagnostic, DiagnosticError, Location
-from ..middleware import LayerRegistry, LinkedSpawner, RunControl, TaskInput, link
+from ..middleware import CancellableRun, LayerRegistry, LinkedSpawner, TaskInput, link
 from ..middleware.link import plan_link
 from ..services import RuntimeServices
 from ..store.records import LaunchSnapshot
@@ -78,7 +78,7 @@ def agent_policies(compiled: CompiledBlueprint, workspace: Workspace | None = No
 def link_stack(
     compiled: CompiledBlueprint,
     engine: Engine,
-    control: RunControl,
+    run: CancellableRun,
     workspace: Workspace | None = None,
     registry: LayerRegistry | None = None,
 ) -> tuple[LinkedSpawner, list[Diagnostic]]:
@@ -94,7 +94,7 @@ def link_stack(
     plan = (
         compiled.link if registry is None or registry is compiled.link.registry else plan_link(compiled.raw, registry)
     )
-    return link(router, plan, engine, run=control, task_input=task_input)
+    return link(router, plan, engine, run=run, task_input=task_input)
 
 
 def launch_options(

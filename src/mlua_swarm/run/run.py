@@ -11,9 +11,9 @@ Leaving the block closes the stack and the session.
 
 Cancellation is one scope owned by the run: `cancel(reason)` from anywhere on the loop (a signal
 handler, a budget, an HTTP request, `mse runs cancel` seen at a heartbeat) cancels the flow, which
-cancels every running step's worker for real, and the run ends `cancelled`; `timeout` ends it
-`failed`. When the task awaiting `execute` is itself cancelled, that `CancelledError` propagates
-(the stored run ends `cancelled`).
+cancels every running step's worker for real, and the run ends `cancelled`; `timeout` (or `expire`,
+a caller's own deadline) ends it `failed`. When the task awaiting `execute` is itself cancelled, that
+`CancelledError` propagates (the stored run ends `cancelled`).
 
 Any number of runs may share one `Engine` in one process.
 """
@@ -39,9 +39,13 @@ from ..services import RuntimeServices
 from ..store import (
     Durability,
     LaunchSnapshot,
+    ReplayHit,
+    ReplayRow,
     ResumePlan,
     RunJournal,
+    RunRecord,
     RunStatus,
+    StepEntry,
     Store,
     cancel_run,
     create_run,
@@ -52,7 +56,7 @@ from ..store import (
 )
 from ..tokens import CapToken
 from .dispatcher import AgentPolicy, EngineDispatcher, Journal
-from .observer import RunObserver
+from .observer import LiveFeed, RunObserver
 from .plan import Workspace, agent_policies, compile_launch, initial_ctx, launch_options, link_stack
 
 ResultStatus = Literal["done", "failed", "cancelled"]
@@ -123,8 +127,12 @@ class CancelScope:
             self._requested = True
             self._task.cancel()
 
-    def _expire(self) -> None:
-        self.timed_out = self.reason is None
+    def expire(self, limit: float | None = None) -> None:
+        """Cancel as timed out (the task's own deadline passed, or a caller's `limit` in seconds)."""
+        if self.reason is None:
+            self.timed_out = True
+            if limit is not None:
+                self.timeout = limit
         self.cancel("timeout")
 
     async def __aenter__(self) -> CancelScope:
@@ -133,7 +141,7 @@ class CancelScope:
             raise RuntimeError("a CancelScope must be entered inside a task")
         self._task = task
         if self.timeout is not None:
-            self._timer = asyncio.get_running_loop().call_later(self.timeout, self._expire)
+            self._timer = asyncio.get_running_loop().call_later(self.timeout, self.expire)
         if self.reason is not None:
             self._requested = True
             task.cancel()
@@ -174,8 +182,8 @@ class Run:
     run makes its own, with the store's token secret). `launch` is what a later resume recompiles
     (default: the Blueprint, the init ctx and the workspace). `registry` adds middleware layers;
     `externs` are the functions flow expressions may call; `journal` replaces the store's journal
-    (tests, custom persistence); `trace` receives the run's trace events instead of the journal
-    (a server's live feed, which records them itself).
+    (tests, custom persistence); `feed` receives the run's trace events instead of the journal and
+    is given a turn after each recorded step and before the result is stored (a server's live feed).
     """
 
     def __init__(
@@ -193,7 +201,7 @@ class Run:
         registry: LayerRegistry | None = None,
         externs: Mapping[str, Callable[..., Any]] | None = None,
         journal: Journal | None = None,
-        trace: TraceSink | None = None,
+        feed: LiveFeed | None = None,
     ) -> None:
         self.compiled = compiled
         self.store = store
@@ -208,7 +216,7 @@ class Run:
         """Link warnings of the middleware configuration (set on entry)."""
         self.result: RunResult | None = None
         self._journal = journal
-        self._trace = trace
+        self._feed = feed
         self._interrupted = False
         self._engine = engine
         self._shared_engine = engine is not None
@@ -216,7 +224,7 @@ class Run:
         self._plan: ResumePlan | None = None
         self._token: CapToken | None = None
         self._linked: LinkedSpawner | None = None
-        self._policies: dict[str, AgentPolicy] = {}
+        self._policies: dict[str, AgentPolicy] | None = None
         self._executed = False
 
     # ── continuing stored runs ──────────────────────────────────────────
@@ -235,8 +243,14 @@ class Run:
         **kwargs: Any,
     ) -> Run:
         """A new run whose record exists (`running`, committed) before this returns; `execute()` runs
-        it with `init_ctx`. A run that then fails to start (bad middleware) is recorded `failed`."""
+        it with `init_ctx`.
+
+        A plan that cannot run here (an unavailable agent kind, a strict check policy with nowhere to
+        project) raises `DiagnosticError` before anything is recorded; a run that fails to start
+        later (bad middleware on entry) is recorded `failed`.
+        """
         workspace = kwargs.pop("workspace", None) or Workspace()
+        policies = checked_policies(compiled, workspace)
         launch = launch or LaunchSnapshot(compiled.raw, init_ctx, launch_options(workspace))
         record = await create_run(
             store,
@@ -247,7 +261,9 @@ class Run:
             run_id=kwargs.pop("run_id", None),
         )
         plan = ResumePlan(record, LaunchSnapshot(launch.blueprint, init_ctx, launch.options), [], RunStatus.PENDING)
-        return cls._continuing(compiled, store, plan, workspace, kwargs)
+        run = cls._continuing(compiled, store, plan, workspace, kwargs)
+        run._policies = policies
+        return run
 
     @classmethod
     async def resume(
@@ -298,11 +314,11 @@ class Run:
 
     async def __aenter__(self) -> Run:
         try:
-            refuse_unavailable_kinds(self.compiled)
             if self._engine is None:
                 secret = await self.store.token_secret() if self.store is not None else None
                 self._engine = Engine(EngineConfig(token_secret=secret))
-            self._policies = agent_policies(self.compiled, self.workspace)
+            if self._policies is None:
+                self._policies = checked_policies(self.compiled, self.workspace)
             self._linked, self.warnings = link_stack(self.compiled, self._engine, self, self.workspace, self.registry)
         except BaseException:
             if self._plan is not None and self.store is not None:
@@ -330,6 +346,16 @@ class Run:
         return self._engine
 
     @property
+    def record(self) -> RunRecord | None:
+        """The stored record this run continues or was created with (`create`, `resume`, `rerun_from`)."""
+        return self._plan.run if self._plan is not None else None
+
+    @property
+    def replayable_steps(self) -> int:
+        """How many logged step outcomes a continued run can replay instead of dispatching."""
+        return len(self._plan.replay) if self._plan is not None else 0
+
+    @property
     def cancel_reason(self) -> str | None:
         """Why the run was asked to stop (None if it was not)."""
         return self._scope.reason
@@ -341,6 +367,11 @@ class Run:
         first reason is kept); after the flow has finished it changes nothing.
         """
         self._scope.cancel(reason)
+
+    def expire(self, limit: float) -> None:
+        """Stop the run like its own timeout would, for a caller's deadline of `limit` seconds: it
+        ends `failed` ("run exceeded its timeout of …")."""
+        self._scope.expire(limit)
 
     def interrupt(self, reason: str) -> None:
         """Stop the run like `cancel`, but leave its record `interrupted` so it can be resumed
@@ -379,6 +410,9 @@ class Run:
                     )
                 )
                 journal = record
+            feed = self._feed
+            if feed is not None and journal is not None:
+                journal = _FedJournal(journal, feed)
             dispatcher = EngineDispatcher(
                 self.engine,
                 self._token,
@@ -389,10 +423,11 @@ class Run:
                 journal=journal,
                 observer=self.observer,
             )
-            sink = self._trace or (journal.trace if journal is not None else None)
-            if sink is not None:
-                await stack.enter_async_context(self._traced(sink, dispatcher))
-            result = await self._evaluate(initial_ctx(self.compiled, init_ctx), dispatcher)
+            sink = feed.trace if feed is not None else journal.trace if journal is not None else None
+            async with self._traced(sink, dispatcher):
+                result = await self._evaluate(initial_ctx(self.compiled, init_ctx), dispatcher)
+            if feed is not None:
+                feed.flow_ended()
             if record is not None:
                 status = RunStatus(result.status)
                 if status is RunStatus.CANCELLED and self._interrupted:
@@ -434,7 +469,7 @@ class Run:
         elif scope.timed_out:
             result.status = "failed"
             result.error = {
-                "message": f"run exceeded --timeout {scope.timeout}s",
+                "message": f"run exceeded its timeout of {scope.timeout:g}s",
                 "failed_step": None,
                 "verdict_value": None,
             }
@@ -443,11 +478,15 @@ class Run:
         return result
 
     @contextlib.asynccontextmanager
-    async def _traced(self, sink: TraceSink, dispatcher: EngineDispatcher) -> AsyncIterator[None]:
-        """Copy the engine events this run's history keeps into `sink` while the block runs.
+    async def _traced(self, sink: TraceSink | None, dispatcher: EngineDispatcher) -> AsyncIterator[None]:
+        """Copy the engine events this run's history keeps into `sink` while the block runs; every
+        event is in `sink` when the block is left.
 
         On a shared engine only the events of this run's steps (or naming this run) are copied.
         """
+        if sink is None:
+            yield
+            return
         stream = self.engine.events(TRACED_EVENTS)
         mine = None if not self._shared_engine else dispatcher.track_steps()
         run_id = self.run_id
@@ -472,6 +511,30 @@ class Run:
             stream.close()
 
 
+class _FedJournal:
+    """A run's journal whose trace goes to its live feed, which gets a turn after each recorded step."""
+
+    def __init__(self, inner: Journal, feed: LiveFeed) -> None:
+        self.inner = inner
+        self.feed = feed
+
+    def lookup(self, step_ref: str, input_hash: str) -> ReplayHit | None:
+        return self.inner.lookup(step_ref, input_hash)
+
+    async def record_step(self, entry: StepEntry, replay: ReplayRow | None) -> None:
+        await self.inner.record_step(entry, replay)
+        await self.feed.step_recorded()
+
+    def trace(self, kind: str, step_ref: str | None = None, attempt: int | None = None, payload: Any = None) -> None:
+        self.feed.trace(kind, step_ref, attempt, payload)
+
+
+def checked_policies(compiled: CompiledBlueprint, workspace: Workspace) -> dict[str, AgentPolicy]:
+    """Each agent's step policies, once the plan is known to run here (else `DiagnosticError`)."""
+    refuse_unavailable_kinds(compiled)
+    return agent_policies(compiled, workspace)
+
+
 async def _give_back(store: Store, plan: ResumePlan, why: str) -> None:
     """A taken run that fails before it starts: back to the status it had, or `failed` if it was
     created for this start."""
@@ -482,30 +545,11 @@ async def _give_back(store: Store, plan: ResumePlan, why: str) -> None:
         await store.try_transition(plan.run.run_id, RunStatus.RUNNING, plan.previous_status)
 
 
-@dataclass(slots=True)
-class RunControl:
-    """Cancels a `run_blueprint` call from outside (the reason ends up in the result).
-
-    Transitional: new code holds the `Run` and calls `Run.cancel`.
-    """
-
-    run_id: RunId = field(default_factory=RunId.new)
-    reason: str | None = None
-    _run: Run | None = None
-
-    def cancel(self, reason: str) -> None:
-        if self.reason is None:
-            self.reason = reason
-        if self._run is not None:
-            self._run.cancel(reason)
-
-
 async def run_blueprint(
     compiled: CompiledBlueprint,
     init_ctx: Any = None,
     *,
     engine: Engine | None = None,
-    control: RunControl | None = None,
     journal: Journal | None = None,
     observer: RunObserver | None = None,
     externs: Mapping[str, Callable[..., Any]] | None = None,
@@ -525,18 +569,19 @@ async def run_blueprint(
         externs=externs,
         workspace=workspace,
         registry=registry,
-        run_id=control.run_id if control is not None else run_id,
+        run_id=run_id,
     )
-    if control is not None:
-        control._run = run
-        if control.reason is not None:
-            run.cancel(control.reason)
-    try:
-        async with run:
-            return await run.execute(init_ctx)
-    finally:
-        if control is not None:
-            control._run = None
+    async with run:
+        return await run.execute(init_ctx)
 
 
-__all__ = ["STORE_CANCEL_REASON", "TRACED_EVENTS", "CancelScope", "Run", "RunControl", "RunResult", "run_blueprint"]
+__all__ = [
+    "STORE_CANCEL_REASON",
+    "TRACED_EVENTS",
+    "CancelScope",
+    "Run",
+    "RunResult",
+    "TraceSink",
+    "checked_policies",
+    "run_blueprint",
+]

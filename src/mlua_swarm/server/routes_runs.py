@@ -11,10 +11,9 @@ from starlette.routing import BaseRoute, Route
 
 from ..diagnostics import DiagnosticError
 from ..ids import RunId, TaskId
-from ..store import RunNotFound, RunRecord, RunStatus, load_launch, prepare_rerun_from, prepare_resume
+from ..store import RunNotFound, RunRecord, RunStatus
 from .errors import ApiError, diagnostics_details
 from .http import json_object, no_content, ok, parse_id, path_param, query_int, server
-from .runs import compile_launch
 from .state import ServerState
 
 TRACE_SCAN_LIMIT = 100_000
@@ -128,9 +127,8 @@ async def cancel(request: Request) -> Response:
 async def resume(request: Request) -> Response:
     state = server(request)
     run_id = parse_id(RunId, path_param(request, "id"))
-    plan = await prepare_resume(state.store, run_id)
     try:
-        live = await state.runs.relaunch(plan)
+        live = await state.runs.resume(run_id)
     except DiagnosticError as exc:
         raise ApiError(422, "the run's Blueprint no longer compiles", diagnostics_details(exc)) from None
     return ok({"run_id": live.run_id, "task_id": live.task_id, "replayed_steps": live.replayed_steps}, 202)
@@ -144,15 +142,13 @@ async def rerun_from(request: Request) -> Response:
     if not isinstance(step, str) or not step:
         raise ApiError(400, "from_step must name a step")
     await state.store.get_run(run_id)
+    logged = len(await state.store.list_replay(run_id))
     try:
-        compile_launch(await load_launch(state.store, run_id))
+        live = await state.runs.rerun_from(run_id, step)
     except DiagnosticError as exc:
         raise ApiError(
             422, "the run's Blueprint no longer compiles; nothing was changed", diagnostics_details(exc)
         ) from None
-    logged = len(await state.store.list_replay(run_id))
-    plan = await prepare_rerun_from(state.store, run_id, step)
-    live = await state.runs.relaunch(plan)
     body = {
         "run_id": live.run_id,
         "task_id": live.task_id,

@@ -24,7 +24,8 @@ from starlette.routing import BaseRoute, Route
 from ..flow.errors import FlowError
 from ..flow.paths import parse_path
 from ..ids import RunId, TaskId
-from ..run.launch import RunResult, Workspace
+from ..run import RunResult, Workspace
+from ..run.run import checked_policies
 from ..store import BlueprintNotFound, LaunchSnapshot, ReplayRow, RunRecord, StepEntry
 from ..store.base import blueprint_hash
 from .errors import ApiError
@@ -166,6 +167,7 @@ async def start_run(
     if operator:
         options["operator"] = dict(operator)
     workspace = Workspace(Path(work_dir) if work_dir else None, Path(project_root) if project_root else None)
+    checked_policies(compiled, workspace)  # a plan that cannot run here is refused before any seat is taken
     run_id = RunId.new()
     await seat_run(state, run_id, compiled, pin, operator)
     live = await state.runs.launch(
@@ -188,7 +190,7 @@ async def wait_for(state: ServerState, live: LiveRun, limit: float) -> RunResult
         async with asyncio.timeout(limit):
             return await asyncio.shield(live.done)
     except TimeoutError:
-        live.control.cancel("timeout")
+        live.run.expire(limit)
         raise ApiError(
             504, f"run {live.run_id} did not finish within {limit}s; it was stopped and marked failed"
         ) from None

@@ -1,9 +1,10 @@
-"""The runs this server hosts: launched, watched, cancelled, resumed and re-run as owned tasks.
+"""The runs this server hosts: launched, watched, cancelled, resumed and re-run, each a `Run` on its own task.
 
-Every run is a task of the server's loop sharing the one engine; a run's failure, a client leaving
-or a slow SSE subscriber affects no other run. The row is created (and committed) before a launch
-returns, so a detached launch's id can be read back at once. Shutdown marks the runs still going
-`interrupted` (their workers are cancelled for real, children killed) so they can be resumed.
+Every run is the same `Run` object `mse run` and a Python caller use, executed by a task of the
+server's loop on the one shared engine; a run's failure, a client leaving or a slow SSE subscriber
+affects no other run. The record is created (and committed) before a launch returns, so a detached
+launch's id can be read back at once. Shutdown interrupts the runs still going (their workers are
+cancelled for real, children killed) so they end `interrupted` and can be resumed.
 """
 
 from __future__ import annotations
@@ -12,104 +13,99 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from ..blueprint.compiler import CompiledBlueprint
 from ..core.engine import Engine
 from ..core.events import EventStream
+from ..diagnostics import DiagnosticError
 from ..ids import RunId, StepId, TaskId
 from ..operator.layers import operator_layers
-from ..run.launch import RunControl, RunResult, Workspace, run_blueprint
-from ..run.plan import compile_launch
+from ..run import Run, RunResult, Workspace
 from ..services import RuntimeServices
-from ..store import (
-    Durability,
-    LaunchSnapshot,
-    ReplayHit,
-    ReplayRow,
-    ResumePlan,
-    RunJournal,
-    RunStatus,
-    StepEntry,
-    Store,
-    cancel_run,
-    create_run,
-    durable_run,
-)
+from ..store import Durability, LaunchSnapshot, Store
 from .feed import RunFeed
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_REASON = "server shutting down"
-TIMEOUT_REASONS = ("ttl", "timeout")
 
 
-@dataclass(slots=True)
 class LiveRun:
-    """A run this server is driving right now."""
+    """A run this server is driving right now: its `Run`, its event feed and the task executing it.
 
-    run_id: RunId
-    task_id: TaskId
-    control: RunControl
-    feed: RunFeed
-    done: asyncio.Future[RunResult]
-    replayed_steps: int = 0
-    task: asyncio.Task[None] | None = None
-    steps: dict[StepId, str] = field(default_factory=dict)
-    """Engine step id → step ref of every step dispatched so far."""
-    timeout_secs: float | None = None
-    compiled: CompiledBlueprint | None = None
-    workspace: Workspace | None = None
+    It is also the run's observer and live feed: step events, trace events and worker output go
+    into the feed (recorded in the run's trace, pushed to SSE subscribers).
+    """
 
-
-class _Observer:
-    """Step events of one run into its feed (and its step ids into the manager's map)."""
-
-    def __init__(self, manager: RunsManager, live: LiveRun) -> None:
+    def __init__(self, manager: RunsManager, feed: RunFeed) -> None:
         self.manager = manager
-        self.live = live
+        self.feed = feed
+        self.done: asyncio.Future[RunResult] = asyncio.get_running_loop().create_future()
+        self.task: asyncio.Task[None] | None = None
+        self.steps: dict[StepId, str] = {}
+        """Engine step id → step ref of every step started so far."""
+        self._run: Run | None = None
+
+    @property
+    def run(self) -> Run:
+        if self._run is None:
+            raise RuntimeError(f"run {self.run_id} has not been created yet")
+        return self._run
+
+    @run.setter
+    def run(self, run: Run) -> None:
+        self._run = run
+
+    @property
+    def run_id(self) -> RunId:
+        return self.feed.run_id
+
+    @property
+    def task_id(self) -> TaskId | None:
+        record = self.run.record
+        return record.task_id if record is not None else None
+
+    @property
+    def replayed_steps(self) -> int:
+        return self.run.replayable_steps
+
+    @property
+    def compiled(self) -> CompiledBlueprint:
+        return self.run.compiled
+
+    @property
+    def workspace(self) -> Workspace:
+        return self.run.workspace
+
+    # ── RunObserver ───────────────────────────────────────────────────────
 
     def step_started(self, step_ref: str, step_id: StepId | None) -> None:
         if step_id is not None:
-            self.live.steps[step_id] = step_ref
-            self.manager.steps[step_id] = self.live
-        self.live.feed.publish("step.started", step_ref, None, {"step_id": step_id})
+            self.steps[step_id] = step_ref
+            self.manager.steps[step_id] = self
+        self.feed.publish("step.started", step_ref, None, {"step_id": step_id})
 
     def step_finished(self, step_ref: str, step_id: StepId | None, status: str, elapsed: float, detail: Any) -> None:
         self.manager.forward_outputs()
         data: dict[str, Any] = {"step_id": step_id, "status": status, "elapsed_ms": round(elapsed * 1000, 3)}
         data["error" if status in ("failed", "cancelled", "timeout") else "value"] = detail
-        self.live.feed.publish("step.finished", step_ref, None, data)
+        self.feed.publish("step.finished", step_ref, None, data)
 
+    # ── LiveFeed ──────────────────────────────────────────────────────────
 
-class _FeedJournal:
-    """The dispatcher's journal with its trace events going through the run's feed."""
+    def trace(self, kind: str, step_ref: str | None, attempt: int | None, payload: Any) -> None:
+        self.feed.publish(kind, step_ref, attempt, payload)
 
-    def __init__(self, inner: RunJournal, feed: RunFeed) -> None:
-        self.inner = inner
-        self.feed = feed
-
-    def lookup(self, step_ref: str, input_hash: str) -> ReplayHit | None:
-        return self.inner.lookup(step_ref, input_hash)
-
-    async def record_step(self, entry: StepEntry, replay: ReplayRow | None) -> None:
-        await self.inner.record_step(entry, replay)
+    async def step_recorded(self) -> None:
         if self.feed.subscriber_count:
             # In-process steps can finish one after another without the run ever suspending; one
             # turn of the loop per step lets the SSE streams send each step's events as it ends
             # rather than all at once when the run next waits.
             await asyncio.sleep(0)
 
-    def trace(self, kind: str, step_ref: str | None = None, attempt: int | None = None, payload: Any = None) -> None:
-        self.feed.publish(kind, step_ref, attempt, payload)
-
-
-def stored_result(result: RunResult) -> Any:
-    """What the run record keeps: the final ctx, or the error with the partial ctx."""
-    if result.status == "done":
-        return result.final_ctx
-    return {"error": result.error, "partial_ctx": result.partial_ctx}
+    def flow_ended(self) -> None:
+        self.manager.forward_outputs()
 
 
 class RunsManager:
@@ -146,10 +142,10 @@ class RunsManager:
         """Refuse new launches; cancel every live run's workers so it ends `interrupted` (resumable)."""
         self.closing = True
         for live in list(self.live.values()):
-            live.control.cancel(SHUTDOWN_REASON)
+            live.run.interrupt(SHUTDOWN_REASON)
 
     async def shutdown(self, grace: float = 10.0) -> None:
-        """Interrupt every live run (workers cancelled, children killed) and wait for their rows."""
+        """Interrupt every live run (workers cancelled, children killed) and wait for their records."""
         self.interrupt_all()
         tasks = [live.task for live in self.live.values() if live.task is not None]
         if tasks:
@@ -180,97 +176,75 @@ class RunsManager:
         timeout_secs: float | None = None,
         run_id: RunId | None = None,
     ) -> LiveRun:
-        """Create the run (committed; under `run_id` when given) and start driving it; returns at once."""
-        run = await create_run(
-            self.store, launch, task_id=task_id, goal=goal, blueprint_ref=blueprint_ref, run_id=run_id
-        )
-        plan = ResumePlan(run, launch, [], RunStatus.PENDING)
-        return await self._start(compiled, init_ctx, plan, workspace, timeout_secs)
+        """Create the run (committed; under `run_id` when given) and start executing it; returns at once.
 
-    async def relaunch(self, plan: ResumePlan, *, timeout_secs: float | None = None) -> LiveRun:
-        """Drive a resumed or re-run run (already taken back to `running`) from its launch snapshot.
-
-        If its Blueprint no longer compiles, the run is put back in its previous status.
+        A plan that cannot run here raises `DiagnosticError` and records nothing.
         """
-        try:
-            compiled, workspace = compile_launch(plan.launch, services=self.services)
-        except BaseException:
-            await self.store.try_transition(plan.run.run_id, RunStatus.RUNNING, plan.previous_status)
-            raise
-        return await self._start(compiled, plan.launch.init, plan, workspace, timeout_secs)
-
-    async def _start(
-        self,
-        compiled: CompiledBlueprint,
-        init_ctx: Any,
-        plan: ResumePlan,
-        workspace: Workspace | None,
-        timeout_secs: float | None,
-    ) -> LiveRun:
-        run_id = plan.run.run_id
-        loop = asyncio.get_running_loop()
-        live = LiveRun(
-            run_id,
-            plan.run.task_id,
-            RunControl(run_id),
-            RunFeed(self.store, run_id, self.sse_buffer),
-            loop.create_future(),
-            len(plan.replay),
-            timeout_secs=timeout_secs,
-            compiled=compiled,
+        live = self._watch(run_id or RunId.new())
+        run = await Run.create(
+            self.store,
+            compiled,
+            init_ctx,
+            launch=launch,
+            task_id=task_id,
+            goal=goal,
+            blueprint_ref=blueprint_ref,
+            run_id=live.run_id,
             workspace=workspace,
+            **self._options(live, timeout_secs),
         )
-        self.live[run_id] = live
-        if plan.previous_status is not RunStatus.PENDING:
-            await live.feed.skip_history()
-        live.task = asyncio.create_task(self._drive(live, compiled, init_ctx, plan, workspace), name=f"run {run_id}")
+        return self._start(live, run)
+
+    async def resume(self, run_id: RunId, *, timeout_secs: float | None = None) -> LiveRun:
+        """Take the interrupted run back and execute it, replaying its finished steps (`Run.resume`)."""
+        live = self._watch(run_id)
+        run = await Run.resume(self.store, run_id, services=self.services, **self._options(live, timeout_secs))
+        await live.feed.skip_history()
+        return self._start(live, run)
+
+    async def rerun_from(self, run_id: RunId, step: str, *, timeout_secs: float | None = None) -> LiveRun:
+        """Execute the finished run again from `step` under the same id (`Run.rerun_from`)."""
+        live = self._watch(run_id)
+        options = self._options(live, timeout_secs)
+        run = await Run.rerun_from(self.store, run_id, step, services=self.services, **options)
+        await live.feed.skip_history()
+        return self._start(live, run)
+
+    def _watch(self, run_id: RunId) -> LiveRun:
+        return LiveRun(self, RunFeed(self.store, run_id, self.sse_buffer))
+
+    def _options(self, live: LiveRun, timeout_secs: float | None) -> dict[str, Any]:
+        """What every server run is built with: the shared engine, the server's durability, its
+        operator layers, the run's deadline, and the live run as observer and feed."""
+        hub = self.services.operators
+        return {
+            "engine": self.engine,
+            "durability": self.durability,
+            "timeout": timeout_secs,
+            "registry": operator_layers(hub) if hub is not None else None,
+            "observer": live,
+            "feed": live,
+        }
+
+    def _start(self, live: LiveRun, run: Run) -> LiveRun:
+        live.run = run
+        self.live[run.run_id] = live
+        live.task = asyncio.create_task(self._drive(live), name=f"run {run.run_id}")
         return live
 
-    async def _drive(
-        self,
-        live: LiveRun,
-        compiled: CompiledBlueprint,
-        init_ctx: Any,
-        plan: ResumePlan,
-        workspace: Workspace | None,
-    ) -> None:
-        control = live.control
-        loop = asyncio.get_running_loop()
-        timer = loop.call_later(live.timeout_secs, control.cancel, "ttl") if live.timeout_secs else None
-        hub = self.services.operators
-        registry = operator_layers(hub) if hub is not None else None
+    async def _drive(self, live: LiveRun) -> None:
+        run = live.run
         try:
-            async with durable_run(
-                self.store,
-                plan=plan,
-                durability=self.durability,
-                on_cancel=lambda: control.cancel("cancelled"),
-            ) as journal:
-                result = await run_blueprint(
-                    compiled,
-                    init_ctx,
-                    engine=self.engine,
-                    control=control,
-                    journal=_FeedJournal(journal, live.feed),
-                    observer=_Observer(self, live),
-                    workspace=workspace,
-                    registry=registry,
-                )
-                self.forward_outputs()
-                status = RunStatus(result.status)
-                if result.status == "cancelled" and control.reason in TIMEOUT_REASONS:
-                    status = RunStatus.FAILED
-                    result.status = "failed"
-                    limit = f"{live.timeout_secs}s" if live.timeout_secs else "its limit"
-                    result.error = {"message": f"run exceeded {limit}", "failed_step": None, "verdict_value": None}
-                elif result.status == "cancelled" and control.reason == SHUTDOWN_REASON:
-                    status = RunStatus.INTERRUPTED
-                await journal.finish(status, stored_result(result))
+            async with run:
+                result = await run.execute()
             await live.feed.catch_up()
             if not live.done.done():
                 live.done.set_result(result)
         except BaseException as exc:
-            log.exception("run %s ended with an internal error", live.run_id)
+            if isinstance(exc, DiagnosticError):
+                log.warning("run %s did not start: %s", live.run_id, "; ".join(d.message for d in exc.diagnostics))
+            else:
+                log.exception("run %s ended with an internal error", live.run_id)
             with contextlib.suppress(Exception):
                 await live.feed.catch_up()
             if not live.done.done():
@@ -278,8 +252,6 @@ class RunsManager:
             if not isinstance(exc, Exception):
                 raise
         finally:
-            if timer is not None:
-                timer.cancel()
             live.feed.end()
             for step_id in live.steps:
                 self.steps.pop(step_id, None)
@@ -289,11 +261,11 @@ class RunsManager:
 
     async def cancel(self, run_id: RunId, reason: str = "cancelled over HTTP") -> bool:
         """Mark the run cancelled and, when it runs here, cancel it for real (workers, children)."""
-        changed = await cancel_run(self.store, run_id)
+        changed = await Run.request_cancel(self.store, run_id)
         live = self.live.get(run_id)
         if live is not None:
             await live.feed.catch_up()
-            live.control.cancel(reason)
+            live.run.cancel(reason)
         return changed
 
     # ── output events ─────────────────────────────────────────────────────
@@ -324,4 +296,4 @@ class RunsManager:
         )
 
 
-__all__ = ["LiveRun", "RunsManager", "compile_launch", "stored_result"]
+__all__ = ["SHUTDOWN_REASON", "LiveRun", "RunsManager"]
