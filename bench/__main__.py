@@ -91,10 +91,7 @@ def main(argv: list[str]) -> int:
     workloads = {w.name: w for w in WORKLOADS}
     components = {c.name: c for c in COMPONENTS}
     if args.write is not None:
-        try:
-            document.check_writable(args.write, whole=whole)
-        except document.UnmarkedFile as exc:
-            raise SystemExit(str(exc)) from exc
+        document.check_writable(args.write, whole=whole)
     started = time.monotonic()
     done: list[document.Section] = []
     for name in names:

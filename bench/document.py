@@ -248,8 +248,9 @@ def compose(sections: Sequence[Section], invocation: Invocation) -> str:
     return "\n".join(lines)
 
 
-class UnmarkedFile(Exception):
-    """A partial write to a file whose sections are not marked would drop them."""
+class UnmarkedFile(SystemExit):
+    """A partial write to a file whose sections are not marked would drop them (ends the command with
+    its message)."""
 
 
 def names_in(path: Path) -> set[str]:

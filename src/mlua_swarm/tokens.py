@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
@@ -107,9 +108,25 @@ MAX_TOKEN_TEXT = 16_384
 
 
 class CapToken:
-    """A signed grant; immutable, and verified against its signature on every use."""
+    """A signed grant; immutable, and verified against its signature on every use.
 
-    __slots__ = ("agent_id", "expire_at", "fingerprint", "issued_at", "max_uses", "nonce", "role", "scopes", "sig_hex")
+    A token the book mints is signed when its signature is first read (`sig_hex`, `encode`): an
+    in-process worker that never hands its token on never pays for the HMAC. The signature always
+    covers the fields as minted.
+    """
+
+    __slots__ = (
+        "_sig",
+        "_signer",
+        "agent_id",
+        "expire_at",
+        "fingerprint",
+        "issued_at",
+        "max_uses",
+        "nonce",
+        "role",
+        "scopes",
+    )
 
     agent_id: str
     role: Role
@@ -118,8 +135,9 @@ class CapToken:
     expire_at: int
     max_uses: int | None
     nonce: str
-    sig_hex: str
     fingerprint: str
+    _sig: str | None
+    _signer: Callable[[], str] | None
 
     def __init__(
         self,
@@ -130,8 +148,12 @@ class CapToken:
         expire_at: int,
         max_uses: int | None,
         nonce: str,
-        sig_hex: str,
+        sig_hex: str | None,
+        *,
+        signer: Callable[[], str] | None = None,
     ) -> None:
+        if sig_hex is None and signer is None:
+            raise ValueError("a token needs its signature or a signer")
         init = object.__setattr__
         init(self, "agent_id", agent_id)
         init(self, "role", role)
@@ -140,8 +162,19 @@ class CapToken:
         init(self, "expire_at", expire_at)
         init(self, "max_uses", max_uses)
         init(self, "nonce", nonce)
-        init(self, "sig_hex", sig_hex)
+        init(self, "_sig", sig_hex)
+        init(self, "_signer", signer)
         init(self, "fingerprint", hashlib.sha256(nonce.encode()).hexdigest())
+
+    @property
+    def sig_hex(self) -> str:
+        """The HMAC-SHA256 hex signature (computed on first read for a freshly minted token)."""
+        sig = self._sig
+        if sig is None:
+            assert self._signer is not None
+            sig = self._signer()
+            object.__setattr__(self, "_sig", sig)
+        return sig
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"CapToken is immutable; cannot set {name}")
@@ -243,33 +276,45 @@ def _outlives_clock(record: TokenRecord | None) -> bool:
 
 
 def _signed_fields(token: CapToken) -> tuple[Any, ...]:
-    return (
-        token.agent_id,
-        token.role,
-        token.scopes,
-        token.issued_at,
-        token.expire_at,
-        token.max_uses,
-        token.nonce,
-        token.sig_hex,
-    )
+    return (token.agent_id, token.role, token.scopes, token.issued_at, token.expire_at, token.max_uses, token.nonce)
 
 
 class TokenRecord:
     """Server-side state of a minted token: remaining uses, revocation and the step it is bound to."""
 
-    __slots__ = ("attempt_bound", "handle", "minted", "revoked", "step_id", "token", "uses_left")
+    __slots__ = ("_sign", "attempt_bound", "handle", "minted", "revoked", "sig", "step_id", "token", "uses_left")
 
-    def __init__(self, token: CapToken, step_id: StepId | None, *, attempt_bound: bool = False) -> None:
-        self.token = token
-        self.minted = _signed_fields(token)
-        """The token's fields and signature as minted: the same object presented unchanged needs no new HMAC."""
+    token: CapToken
+
+    def __init__(
+        self,
+        minted: tuple[Any, ...],
+        step_id: StepId | None,
+        sign: Callable[[bytes], str],
+        *,
+        attempt_bound: bool = False,
+    ) -> None:
+        self.minted = minted
+        """The token's fields as minted: the same object presented unchanged needs no new HMAC."""
+        self.sig: str | None = None
+        """The signature of `minted` once computed (by `signature`), the very string the token holds."""
+        self._sign = sign
         # Valid while its attempt runs, whatever the clock says; the engine forgets it when the attempt ends.
         self.attempt_bound = attempt_bound
-        self.uses_left = token.max_uses
+        self.uses_left: int | None = minted[5]
         self.revoked = False
         self.step_id = step_id
         self.handle: WorkerHandle | None = None
+
+    def signature(self) -> str:
+        """Sign the fields as minted (a token edited in place does not get a signature of its edits)."""
+        if self.sig is None:
+            self.sig = self._sign(_signing_input(*self.minted))
+        return self.sig
+
+    def untouched(self, token: CapToken) -> bool:
+        """`token` is this record's own object with its fields and signature as minted."""
+        return token is self.token and token._sig is self.sig and _signed_fields(token) == self.minted
 
     def consume(self) -> bool:
         if self.revoked:
@@ -310,9 +355,9 @@ class TokenBook:
         now = int(time.time())
         nonce = secure_hex(16)
         expire = now + ttl_secs
-        sig = self.sign(_signing_input(agent_id, role, scopes, now, expire, max_uses, nonce))
-        token = CapToken(agent_id, role, scopes, now, expire, max_uses, nonce, sig)
-        record = TokenRecord(token, step_id, attempt_bound=attempt_bound)
+        minted = (agent_id, role, scopes, now, expire, max_uses, nonce)
+        record = TokenRecord(minted, step_id, self.sign, attempt_bound=attempt_bound)
+        token = record.token = CapToken(*minted, None, signer=record.signature)
         self._records[token.fingerprint] = record
         if with_handle:
             handle = WorkerHandle.new()
@@ -324,9 +369,9 @@ class TokenBook:
         """Signature, expiry (not for operators), gate, record, uses, and the step binding for workers."""
         fp = token.fingerprint
         record = self._records.get(fp)
-        if (
-            record is None or record.token is not token or _signed_fields(token) != record.minted
-        ) and not hmac.compare_digest(self.sign(token.signing_input()), token.sig_hex):
+        if (record is None or not record.untouched(token)) and not hmac.compare_digest(
+            self.sign(token.signing_input()), token.sig_hex
+        ):
             raise BadSignature(fp)
         if token.role is not Role.OPERATOR and not _outlives_clock(record) and time.time() >= token.expire_at:
             raise TokenExpired(fp)

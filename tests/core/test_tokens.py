@@ -136,9 +136,14 @@ def test_the_minted_object_skips_the_hmac_only_while_it_is_unchanged(
     real_sign = TokenBook.sign
     monkeypatch.setattr(TokenBook, "sign", lambda self, message: signed.append(message) or real_sign(self, message))
     book.verify(token, Verb.START_TASK)
-    assert signed == [], "the very object the book minted needs no new HMAC"
-    book.verify(CapToken.decode(token.encode()), Verb.START_TASK)
+    assert signed == [], "the very object the book minted needs no HMAC at all until it is sent"
+    assert token._sig is None
+    text = token.encode()
+    assert token.sig_hex == real_sign(book, token.signing_input())
+    book.verify(token, Verb.START_TASK)
+    assert signed == [], "signed once, when first read; the object is still unchanged"
+    book.verify(CapToken.decode(text), Verb.START_TASK)
     assert len(signed) == 1, "a token read from text is checked against its signature"
-    object.__setattr__(token, "sig_hex", "0" * 64)
+    object.__setattr__(token, "_sig", "0" * 64)
     with pytest.raises(BadSignature):
         book.verify(token, Verb.START_TASK)

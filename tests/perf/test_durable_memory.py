@@ -14,11 +14,12 @@ from typing import Any
 from mlua_swarm.blueprint.compiler import compile_blueprint
 from mlua_swarm.run import Run
 from mlua_swarm.store import ReplayRow, RunJournal, SqliteStore
+from mlua_swarm.store.journal import Occurrences
 from mlua_swarm.worker.adapter import WorkerInvocation
 
 from ..store.conftest import entry, new_run
 
-START, FIRST, LAST = 100, 1_200, 2_200
+START, FIRST, LAST = 100, 1_200, 3_200
 """Tracing starts at START; FIRST and LAST are past the 1,024 finished steps the engine keeps
 readable (`EngineConfig.retain_finished_steps`), so both samples hold as many of those."""
 
@@ -57,9 +58,9 @@ async def test_a_durable_run_holds_little_memory_per_finished_step(tmp_path: Pat
         await store.close()
     assert result.status == "done", result.error
     per_step = (traced[LAST] - traced[FIRST]) / (LAST - FIRST)
-    # One occurrence counter per distinct step input remains (a dict slot and a 64-bit int);
-    # the replay keys, their texts and the occurrence queues were ~450 bytes a step.
-    assert per_step < 160, f"{per_step:.0f} bytes held per finished step"
+    # One occurrence counter per distinct step input remains (a 16-32 byte table slot); the
+    # replay keys, their texts and the occurrence queues were ~500 bytes a step.
+    assert per_step < 60, f"{per_step:.0f} bytes held per finished step"
 
 
 async def test_the_journal_forgets_what_it_replayed_and_recorded(tmp_path: Path) -> None:
@@ -80,3 +81,13 @@ async def test_the_journal_forgets_what_it_replayed_and_recorded(tmp_path: Path)
     await again.record_step(entry("a"), ReplayRow("a", "h0", "again"))
     assert [(r.input_hash, r.occurrence) for r in await store.list_replay(run.run_id)][-1] == ("h0", 1)
     await store.close()
+
+
+def test_occurrences_count_each_fingerprint_through_growth_and_collisions() -> None:
+    counts = Occurrences()
+    keys = [0, 1, -1, 2**63 - 1, -(2**63), *range(64, 64 * 2_000, 64)]  # 0 and 1 share a slot marker
+    assert [counts.take(k) for k in keys[2:]] == [0] * (len(keys) - 2)
+    assert [counts.take(k) for k in keys[2:]] == [1] * (len(keys) - 2)
+    assert counts.take(64) == 2 and counts.take(64) == 3
+    assert counts.take(1) == 0 and counts.take(0) == 1, "0 is counted as 1 (a documented collision)"
+    assert counts.take(128 + 1) == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -65,3 +66,10 @@ async def test_a_worker_changing_its_input_never_changes_the_flow_ctx() -> None:
     assert result.final_ctx["d"] == {"items": ["one"], "huge": 2**70}
     assert (result.final_ctx["first"], result.final_ctx["second"]) == (2, 2)
     assert seen[0] is not seen[1]
+
+
+def test_a_prompt_keeps_key_order_and_reads_back_as_the_value() -> None:
+    directive = {"z": [1, 2.5, 1e-7, None, True], "a": {"é": '\x00"\\\u2028'}, "m": 2**70}
+    assert json.loads(invocation(directive).prompt) == directive
+    assert invocation(directive).prompt.startswith('{"z":[1,2.5,')
+    assert invocation({1: "int key"}).prompt == '{"1":"int key"}'

@@ -306,3 +306,20 @@ async def test_cutting_the_replay_log_keeps_the_step_entries(store: Store) -> No
     await store.flush()
     assert [r.value for r in await store.list_replay(run.run_id)] == [0, "again"]
     assert len(await store.list_steps(run.run_id)) == 5
+
+
+async def test_get_run_without_its_result_reads_everything_else(store: Store) -> None:
+    run = await new_run(store)
+    store.set_result(run.run_id, {"final_ctx": {"big": "x" * 1000}})
+    await store.flush()
+    full = await store.get_run(run.run_id)
+    bare = await store.get_run(run.run_id, with_result=False)
+    assert full.result == {"final_ctx": {"big": "x" * 1000}} and bare.result is None
+    assert (bare.status, bare.task_id, bare.input_json, bare.owner) == (
+        full.status,
+        full.task_id,
+        full.input_json,
+        full.owner,
+    )
+    with pytest.raises(RunNotFound):
+        await store.get_run(RunId("R-missing"), with_result=False)

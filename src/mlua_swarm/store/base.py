@@ -316,8 +316,8 @@ class Store(ABC):
         """Insert a run and commit; raises `Duplicate` when the id exists."""
 
     @abstractmethod
-    async def get_run(self, run_id: RunId) -> RunRecord:
-        """The run, or `RunNotFound`."""
+    async def get_run(self, run_id: RunId, *, with_result: bool = True) -> RunRecord:
+        """The run, or `RunNotFound`; `with_result=False` leaves `result` None without reading it."""
 
     @abstractmethod
     async def list_runs(

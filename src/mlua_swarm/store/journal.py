@@ -12,6 +12,7 @@ from __future__ import annotations
 import heapq
 import json
 import time
+from array import array
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -41,13 +42,62 @@ class _BufferedTrace:
 
 def _fingerprint(step_ref: str, input_hash: str) -> int:
     """The key occurrences are counted under: a 64-bit hash, not the strings, so a long run keeps
-    a small int per distinct step input rather than the key's text.
+    a table slot per distinct step input rather than the key's text (see `Occurrences`).
 
     Two keys that share a fingerprint share one counter; each (step_ref, input_hash, occurrence)
     handed out is still unique, and a resumed run that does not see the same collision (about one
     chance in 2**64 per pair) only runs the affected steps again.
     """
     return hash((step_ref, input_hash))
+
+
+class Occurrences:
+    """How many occurrences of each fingerprint were handed out, in 16 to 32 bytes a fingerprint.
+
+    A fingerprint seen once is a raw 64-bit slot of an open-addressing table (no Python object per
+    key, so a run of a million distinct steps holds a few tens of MB at most); the few seen again
+    move to a dict with their count.
+    """
+
+    __slots__ = ("_many", "_mask", "_size", "_table")
+
+    def __init__(self) -> None:
+        self._table = array("q", [0]) * 64
+        self._mask = 63
+        self._size = 0
+        self._many: dict[int, int] = {}
+
+    def take(self, fingerprint: int) -> int:
+        """The next occurrence of `fingerprint` (0 the first time), counted."""
+        fp = fingerprint or 1  # 0 marks an empty slot
+        many = self._many
+        count = many.get(fp)
+        if count is not None:
+            many[fp] = count + 1
+            return count
+        table, mask = self._table, self._mask
+        i = fp & mask
+        while (slot := table[i]) != 0:
+            if slot == fp:
+                many[fp] = 2
+                return 1
+            i = (i + 1) & mask
+        table[i] = fp
+        self._size += 1
+        if self._size * 2 > mask:
+            self._grow()
+        return 0
+
+    def _grow(self) -> None:
+        mask = self._mask * 2 + 1
+        table = array("q", [0]) * (mask + 1)
+        for fp in self._table:
+            if fp:
+                i = fp & mask
+                while table[i]:
+                    i = (i + 1) & mask
+                table[i] = fp
+        self._table, self._mask = table, mask
 
 
 def _snapshot(value: Any) -> Any:
@@ -75,7 +125,7 @@ class RunJournal:
         """The status `finish` left the run in."""
         self._log = {(r.step_ref, r.input_hash, r.occurrence or 0): r for r in replay}
         """Stored rows not replayed yet; each is dropped once replayed (an occurrence is looked up once)."""
-        self._seen: dict[int, int] = {}
+        self._seen = Occurrences()
         """Occurrences handed out so far, by the key's fingerprint (`_fingerprint`)."""
         self._unrecorded: dict[int, list[int]] = {}
         """Occurrences that missed the log and wait for their `record_step`, by fingerprint."""
@@ -86,8 +136,7 @@ class RunJournal:
     def lookup(self, step_ref: str, input_hash: str) -> ReplayHit | None:
         """The logged outcome of this step's next occurrence with this input, or None to dispatch it."""
         key = _fingerprint(step_ref, input_hash)
-        occurrence = self._seen.get(key, 0)
-        self._seen[key] = occurrence + 1
+        occurrence = self._seen.take(key)
         row = self._log.pop((step_ref, input_hash, occurrence), None) if self._log else None
         if row is None:
             waiting = self._unrecorded.get(key)
@@ -108,9 +157,7 @@ class RunJournal:
             if not waiting:
                 del self._unrecorded[key]
             return occurrence
-        occurrence = self._seen.get(key, 0)
-        self._seen[key] = occurrence + 1
-        return occurrence
+        return self._seen.take(key)
 
     async def record_step(self, entry: StepEntry, replay: ReplayRow | None = None) -> None:
         """Append a step entry (and its replay row for pass/skip outcomes), then reach the commit point.
@@ -151,7 +198,7 @@ class RunJournal:
         self._write_buffered()
         self.store.set_result(self.run_id, result_json)
         await self.store.try_transition(self.run_id, RunStatus.RUNNING, target)
-        run = await self.store.get_run(self.run_id)
+        run = await self.store.get_run(self.run_id, with_result=False)
         self.store.append_trace(
             self.run_id, "core.run_finished", payload={"status": run.status.value, "requested": target.value}
         )

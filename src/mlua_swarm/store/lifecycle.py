@@ -91,7 +91,7 @@ async def claim_run(store: Store, run_id: RunId) -> RunOwner:
 
 
 async def _is_cancelled(store: Store, run_id: RunId) -> bool:
-    return (await store.get_run(run_id)).status is RunStatus.CANCELLED
+    return (await store.get_run(run_id, with_result=False)).status is RunStatus.CANCELLED
 
 
 @contextlib.asynccontextmanager
@@ -180,7 +180,7 @@ async def durable_run(
 
 async def cancel_run(store: Store, run_id: RunId) -> bool:
     """Mark a pending, running or interrupted run `cancelled` (its owner notices at the next heartbeat)."""
-    run = await store.get_run(run_id)
+    run = await store.get_run(run_id, with_result=False)
     if not await store.try_transition(run_id, CANCELLABLE, RunStatus.CANCELLED):
         return False
     store.append_trace(run_id, "core.cancel_requested", payload={"previous": run.status.value})
@@ -200,7 +200,7 @@ def launch_of(run: RunRecord) -> LaunchSnapshot:
 
 async def load_launch(store: Store, run_id: RunId) -> LaunchSnapshot:
     """The launch snapshot of a stored run (to compile its Blueprint before re-running it)."""
-    return launch_of(await store.get_run(run_id))
+    return launch_of(await store.get_run(run_id, with_result=False))
 
 
 async def _take(store: Store, run: RunRecord, trace_kind: str, payload: dict[str, Any]) -> RunRecord:
@@ -218,7 +218,7 @@ async def _take(store: Store, run: RunRecord, trace_kind: str, payload: dict[str
 
 async def prepare_resume(store: Store, run_id: RunId) -> ResumePlan:
     """Take an `interrupted` run back to `running` (CAS) and return its launch plus the whole replay log."""
-    run = await store.get_run(run_id)
+    run = await store.get_run(run_id, with_result=False)
     if run.status is not RunStatus.INTERRUPTED:
         raise RunNotResumable(
             f"run {run_id} is {run.status.value}; only an interrupted run can be resumed",
@@ -238,7 +238,7 @@ async def prepare_rerun_from(store: Store, run_id: RunId, step_ref: str) -> Resu
     Steps before the cut replay; `step_ref` and everything after it run again. Compile the launch's
     Blueprint (`load_launch`) before calling this: the cut is not undone if the relaunch fails.
     """
-    run = await store.get_run(run_id)
+    run = await store.get_run(run_id, with_result=False)
     if run.status not in TERMINAL:
         raise RunNotResumable(
             f"run {run_id} is {run.status.value}; rerun-from needs a finished run",

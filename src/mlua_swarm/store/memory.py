@@ -177,8 +177,9 @@ class MemoryStore(Store):
         self._runs[run.run_id] = copy.deepcopy(run)
         self._logs[run.run_id] = _RunLog()
 
-    async def get_run(self, run_id: RunId) -> RunRecord:
-        return copy.deepcopy(self._run(run_id))
+    async def get_run(self, run_id: RunId, *, with_result: bool = True) -> RunRecord:
+        run = self._run(run_id)
+        return copy.deepcopy(run if with_result else dataclasses.replace(run, result=None))
 
     async def list_runs(
         self,

@@ -551,8 +551,9 @@ class SqliteStore(Store):
             raise Duplicate(f"run {run.run_id} exists") from exc
         await self.flush()
 
-    async def get_run(self, run_id: RunId) -> RunRecord:
-        row = self._conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
+    async def get_run(self, run_id: RunId, *, with_result: bool = True) -> RunRecord:
+        columns = _RUN_COLUMNS if with_result else _RUN_COLUMNS.replace("result_json", "NULL")
+        row = self._conn.execute(f"SELECT {columns} FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
             raise RunNotFound(run_id)
         return _run_from_row(row)
@@ -593,7 +594,7 @@ class SqliteStore(Store):
         )
         changed = cursor.rowcount == 1
         if not changed:
-            await self.get_run(run_id)
+            await self.get_run(run_id, with_result=False)
         self._commit_now()
         return changed
 
