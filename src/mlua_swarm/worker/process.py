@@ -36,7 +36,7 @@ from .adapter import SpawnerAdapter, WorkerResult, render_prompt, submit_result
 from .errors import SpawnInternalError, WorkerCancelled, WorkerFailed
 from .kinds import AgentKind, InvalidAgentSpec, LinkEnv
 from .output import Artifact, Final, Inline, OutputEvent, Progress
-from .reaper import become_subreaper, kill_tagged
+from .reaper import become_subreaper, kill_tagged, sweep_soon
 from .streams import (
     DEFAULT_MAX_FRAME,
     FrameTooLarge,
@@ -333,9 +333,22 @@ class _GroupKiller:
         if sig == signal.SIGKILL:
             kill_tagged(self.tag, spare=self.pgid)
 
+    def child_exited(self) -> None:
+        """SIGKILL what the child left in its group; its tagged descendants too, by the background sweep
+        unless the attempt is being killed (then at once, as `signal` does)."""
+        if self.terminated:
+            self.signal(signal.SIGKILL)
+        elif not self.closed:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pgid, signal.SIGKILL)
+            sweep_soon(self.tag, spare=self.pgid)
+
     def close(self) -> None:
         if not self.closed:
-            kill_tagged(self.tag, spare=self.pgid)
+            if self.terminated:
+                kill_tagged(self.tag, spare=self.pgid)
+            else:
+                sweep_soon(self.tag, spare=self.pgid)
         self.closed = True
         if self._timer is not None:
             self._timer.cancel()
@@ -392,7 +405,7 @@ class _ChildRun:
     def _on_exit(self, _: asyncio.Future[None]) -> None:
         """The child is gone: kill what it left in its group, and bound how long its pipes stay open."""
         self.elapsed_ms = (time.monotonic() - self.started) * 1000
-        self.killer.signal(signal.SIGKILL)
+        self.killer.child_exited()
         if not self.killer.closed:
             self._pipe_timer = asyncio.get_running_loop().call_later(PIPE_CLOSE_SECS, self._pipes_stuck)
 
