@@ -355,7 +355,7 @@ class TokenBook:
         now = int(time.time())
         nonce = secure_hex(16)
         expire = now + ttl_secs
-        minted = (agent_id, role, scopes, now, expire, max_uses, nonce)
+        minted = (agent_id, role, tuple(scopes), now, expire, max_uses, nonce)  # a caller's list cannot change it later
         record = TokenRecord(minted, step_id, self.sign, attempt_bound=attempt_bound)
         token = record.token = CapToken(*minted, None, signer=record.signature)
         self._records[token.fingerprint] = record

@@ -147,3 +147,12 @@ def test_the_minted_object_skips_the_hmac_only_while_it_is_unchanged(
     object.__setattr__(token, "_sig", "0" * 64)
     with pytest.raises(BadSignature):
         book.verify(token, Verb.START_TASK)
+
+
+def test_scopes_given_as_a_list_are_frozen_at_mint(book: TokenBook) -> None:
+    scopes = ["read"]
+    token = book.mint("op", Role.OPERATOR, 60, scopes=scopes)  # type: ignore[arg-type]
+    scopes.append("*")
+    assert token.scopes == ("read",)
+    assert token.signing_input().decode().split("|")[2] == "read"
+    assert book.verify(token, Verb.START_TASK).token is token
