@@ -48,6 +48,11 @@ async def test_mse_runs_list_never_parses_a_stored_result(tmp_path: Path) -> Non
     assert listed.returncode == 0, listed.stderr
     [row] = json.loads(listed.stdout)
     assert row["run_id"] == run.run_id and "result" not in row
+    # Commands that only need the run to exist (or its status) do not read its result either.
+    for command in ("steps", "trace", "cancel"):
+        shown = run_mse(["runs", command, run.run_id, "--json", "--store", str(tmp_path / "mse.sqlite3")])
+        assert shown.returncode in (0, 1) and "Traceback" not in shown.stderr, (command, shown.stderr)
+        assert "not json" not in shown.stderr and "damaged" not in shown.stderr.lower(), (command, shown.stderr)
 
 
 async def test_history_is_counted_without_loading_it(backend: Store) -> None:

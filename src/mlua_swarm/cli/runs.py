@@ -139,14 +139,14 @@ async def _show(store: Store, args: argparse.Namespace) -> int:
 
 
 async def _steps(store: Store, args: argparse.Namespace) -> int:
-    await store.get_run(args.run_id)
+    await store.get_run(args.run_id, with_result=False)
     steps = [s.to_json() for s in await store.list_steps(args.run_id)]
     _emit(args, steps, step_lines(steps))
     return 0
 
 
 async def _trace(store: Store, args: argparse.Namespace) -> int:
-    await store.get_run(args.run_id)
+    await store.get_run(args.run_id, with_result=False)
     events = await store.list_trace(
         args.run_id, after=args.after, limit=args.limit, kind_prefix=args.kind, step_ref=args.step
     )
@@ -159,7 +159,7 @@ async def _cancel(store: Store, args: argparse.Namespace) -> int:
     from ..run import Run  # the run layer loads the engine; listing commands stay light
 
     cancelled = await Run.request_cancel(store, args.run_id)
-    run = await store.get_run(args.run_id)
+    run = await store.get_run(args.run_id, with_result=False)
     message = f"run {run.run_id} cancelled" if cancelled else f"run {run.run_id} is already {run.status.value}"
     _emit(args, {"run_id": run.run_id, "cancelled": cancelled, "status": run.status.value}, [message])
     return 0 if cancelled else 1

@@ -650,7 +650,7 @@ class OperatorHub:
 
     async def _stored_settings(self, run_id: str) -> RunOperatorSettings:
         try:
-            run = None if self.store is None else await self.store.get_run(RunId.parse(run_id))
+            run = None if self.store is None else await self.store.get_run(RunId.parse(run_id), with_result=False)
         except (RunNotFound, ValueError):
             run = None
         if run is None or run.input_json is None:

@@ -57,7 +57,7 @@ def _after(request: Request) -> int:
 async def events(request: Request) -> Response:
     state = server(request)
     run_id = parse_id(RunId, path_param(request, "id"))
-    await state.store.get_run(run_id)
+    await state.store.get_run(run_id, with_result=False)
     after = _after(request)
     streams: StreamCount = request.app.state.event_streams
     if streams.open >= state.config.max_event_streams:
@@ -124,7 +124,7 @@ async def _follow_store(state: ServerState, run_id: RunId, last: int, wanted: Wa
     """A run this process does not drive: poll its trace until it reaches a terminal status."""
     idle = 0.0
     while not state.stopping.is_set():
-        run = await state.store.get_run(run_id)
+        run = await state.store.get_run(run_id, with_result=False)
         for trace in await state.store.list_trace(run_id, after=last, limit=TRACE_SCAN_LIMIT):
             event = FeedEvent.from_trace(trace)
             last = event.seq

@@ -205,7 +205,7 @@ async def _known_run(request: Request, hub: OperatorHub) -> RunId:
     if run_id in hub.seats:
         return run_id
     try:
-        await server(request).store.get_run(run_id)
+        await server(request).store.get_run(run_id, with_result=False)
     except RunNotFound:
         raise ApiError(404, f"run {run_id} not found") from None
     return run_id

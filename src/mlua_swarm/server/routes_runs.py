@@ -141,7 +141,7 @@ async def rerun_from(request: Request) -> Response:
     step = body.get("from_step")
     if not isinstance(step, str) or not step:
         raise ApiError(400, "from_step must name a step")
-    await state.store.get_run(run_id)
+    await state.store.get_run(run_id, with_result=False)
     logged = len(await state.store.list_replay(run_id))
     try:
         live = await state.runs.rerun_from(run_id, step)
