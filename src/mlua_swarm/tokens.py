@@ -192,9 +192,7 @@ class CapToken:
         return f"CapToken(role={self.role.value}, agent_id={self.agent_id!r}, fingerprint={self.fingerprint[:12]}…)"
 
     def signing_input(self) -> bytes:
-        return _signing_input(
-            self.agent_id, self.role, self.scopes, self.issued_at, self.expire_at, self.max_uses, self.nonce
-        )
+        return _signing_input(*_signed_fields(self))
 
     def is_expired(self, now: float | None = None) -> bool:
         return (time.time() if now is None else now) >= self.expire_at

@@ -44,6 +44,16 @@ class Workspace:
     project_root: Path | None = None
     task_metadata: Any = None
 
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> Workspace:
+        """The workspace named by launch options (`work_dir`, `project_root`, `task_metadata`; see `launch_options`)."""
+        work_dir, project_root = options.get("work_dir"), options.get("project_root")
+        return cls(
+            Path(work_dir) if work_dir else None,
+            Path(project_root) if project_root else None,
+            options.get("task_metadata"),
+        )
+
 
 def projection_root(compiled: CompiledBlueprint, workspace: Workspace) -> Path | None:
     """Where step outputs are projected, or None; strict check policy without a root is refused."""
@@ -131,13 +141,7 @@ def compile_launch(
     source = options.get("source")
     fns = fn_registry(options.get("fns") or {}, base_dir, source)
     compiled = compile_blueprint(launch.blueprint, base_dir=base_dir, fns=fns, source=source, services=services)
-    work_dir, project_root = options.get("work_dir"), options.get("project_root")
-    workspace = Workspace(
-        Path(work_dir) if work_dir else None,
-        Path(project_root) if project_root else None,
-        options.get("task_metadata"),
-    )
-    return compiled, workspace
+    return compiled, Workspace.from_options(options)
 
 
 __all__ = [

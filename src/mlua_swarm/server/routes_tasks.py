@@ -166,11 +166,7 @@ async def start_run(
     }
     if operator:
         options["operator"] = dict(operator)
-    workspace = Workspace(
-        Path(work_dir) if work_dir else None,
-        Path(project_root) if project_root else None,
-        task_input.get("task_metadata"),
-    )
+    workspace = Workspace.from_options(task_input)
     checked_policies(compiled, workspace)  # a plan that cannot run here is refused before any seat is taken
     run_id = RunId.new()
     await seat_run(state, run_id, compiled, pin, operator)
