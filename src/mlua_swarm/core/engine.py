@@ -13,7 +13,7 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -403,15 +403,24 @@ class Engine:
             return DispatchOutcome("skip", unwrap_skip_marker(value), attempt)
         return DispatchOutcome("pass", value, attempt)
 
-    async def run_step(
+    def run_step(
         self, token: CapToken, step_id: StepId, spawner: SpawnerAdapter, *, run: RunContext | None = None
-    ) -> DispatchOutcome:
-        """Dispatch with the step's retry policy: new attempts after the listed outcomes, with backoff."""
+    ) -> Coroutine[Any, Any, DispatchOutcome]:
+        """Dispatch with the step's retry policy: new attempts after the listed outcomes, with backoff.
+
+        Without retries this is the one attempt's coroutine itself (no coroutine of its own).
+        """
         st = self._step(step_id)
         policy = st.spec.retry
         assert policy is None or isinstance(policy, RetryPolicy)
         if policy is None or policy.max_attempts <= 1:
-            return await self.dispatch_attempt(token, step_id, spawner, run=run)
+            return self.dispatch_attempt(token, step_id, spawner, run=run)
+        return self._run_retried(token, st, policy, spawner, run)
+
+    async def _run_retried(
+        self, token: CapToken, st: _Step, policy: RetryPolicy, spawner: SpawnerAdapter, run: RunContext | None
+    ) -> DispatchOutcome:
+        step_id = st.id
         st.busy += 1
         try:
             while True:

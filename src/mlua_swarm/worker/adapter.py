@@ -33,7 +33,7 @@ from ..core.contract import (
 )
 from ..core.ctx import AgentContextView, Ctx
 from ..errors import EngineError, VerdictRejected
-from ..ids import StepId, WorkerId
+from ..ids import StepId
 from ..jsontext import JsonValueError, check_value, compact
 from ..jsontext import text_of as render_prompt
 from . import JoinHandleWorker, MiddlewareWorker, WorkerJoinHandler
@@ -186,7 +186,7 @@ class InProcSpawner(SpawnerAdapter, Generic[W]):
         completion, stop = start_eager(_drive(engine, fn, is_async, inline, inv, self.worker_kind))
         if not completion.done():
             cancel.on_cancel(stop)
-        return self._worker_type(WorkerJoinHandler(WorkerId.new(), cancel, completion))
+        return self._worker_type(WorkerJoinHandler(None, cancel, completion))
 
 
 BLOCKED_LOOP_WARN_SECS = 1.0
