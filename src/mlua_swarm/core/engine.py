@@ -220,6 +220,11 @@ class Engine:
     # ── steps ─────────────────────────────────────────────────────────────
 
     async def start_task(self, token: CapToken, spec: TaskSpec) -> StepId:
+        """Create a pending step for `spec`; its id is what `run_step` and the worker tokens name."""
+        return self.new_step(token, spec)
+
+    def new_step(self, token: CapToken, spec: TaskSpec) -> StepId:
+        """`start_task` for code already on the event loop's thread (no coroutine)."""
         record = self._tokens.verify(token, Verb.START_TASK)
         depth = 0
         parent_id = record.step_id if token.role is Role.WORKER else None
@@ -494,6 +499,10 @@ class Engine:
 
     async def fetch_prompt(self, token: CapToken, step_id: StepId) -> Any:
         """The step's input (a JSON value), for the worker holding `token`."""
+        return self.prompt(token, step_id)
+
+    def prompt(self, token: CapToken, step_id: StepId) -> Any:
+        """`fetch_prompt` for code already on the event loop's thread (no coroutine)."""
         self._tokens.verify(token, Verb.FETCH_PROMPT, step_id)
         return self._step(step_id).spec.initial_directive
 
@@ -524,6 +533,10 @@ class Engine:
         Output for an attempt that is not the live one is refused: a late completion changes nothing.
         A refused Final's reason is kept for the attempt's failure message.
         """
+        self.emit(token, step_id, attempt, event, stage=stage)
+
+    def emit(self, token: CapToken, step_id: StepId, attempt: int, event: OutputEvent, *, stage: bool = False) -> None:
+        """`submit_output` for code already on the event loop's thread (no coroutine)."""
         try:
             self._tokens.verify(token, Verb.EMIT_OUTPUT, step_id)
             st = self._step(step_id)
