@@ -15,7 +15,7 @@ import time
 from collections import deque
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from ..errors import (
     AttemptClosed,
@@ -86,8 +86,9 @@ class TaskSpec:
             raise ValueError("timeout_secs must be positive")
 
 
-@dataclass(frozen=True, slots=True)
-class DispatchOutcome:
+class DispatchOutcome(NamedTuple):
+    """How one step's dispatch ended (a named tuple: immutable, and built at the cost of a tuple)."""
+
     kind: OutcomeKind
     """`pass`, `blocked`, `skip`, `cancelled` or `timeout`; a failed attempt raises `DispatchFailed`."""
     value: Any = None
@@ -367,7 +368,8 @@ class Engine:
         owner_cancelled = False
         try:
             if scope is None:
-                await worker.join()
+                if not worker.settled():
+                    await worker.join()
             else:
                 async with scope:
                     await worker.join()
@@ -634,7 +636,7 @@ class Engine:
             return
         current = st.stats.get(attempt)
         if current is None:
-            st.stats[attempt] = dict(stats)
+            st.stats[attempt] = {**stats}
         else:
             current.update(stats)
 

@@ -72,6 +72,10 @@ class JoinHandleWorker(Worker):
     def join(self) -> Coroutine[Any, Any, None]:
         return self.handler.await_completion()
 
+    def settled(self) -> bool:
+        completion = self.handler.completion
+        return completion.done() and not completion.cancelled() and completion.exception() is None
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.handler.worker_id})"
 
