@@ -39,6 +39,7 @@ from ..jsontext import text_of as render_prompt
 from . import JoinHandleWorker, MiddlewareWorker, WorkerJoinHandler
 from .eager import start_eager
 from .output import EngineSink, Final, Inline, OutputSink
+from .threads import in_thread
 
 if TYPE_CHECKING:
     from ..core.engine import Engine
@@ -253,7 +254,7 @@ async def _drive(engine: Engine, fn: WorkerFn, is_async: bool, inline: bool, inv
                 finally:
                     watch.longest = time.monotonic() - began
             else:
-                result = await asyncio.to_thread(fn, inv)
+                result = await in_thread(fn, inv)
         except asyncio.CancelledError:
             raise WorkerCancelled() from None
         except (WorkerError, GeneratorExit):
