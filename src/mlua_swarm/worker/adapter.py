@@ -39,6 +39,7 @@ from ..jsontext import text_of as render_prompt
 from . import JoinHandleWorker, MiddlewareWorker, WorkerJoinHandler
 from .eager import start_eager
 from .output import EngineSink, Final, Inline, OutputSink
+from .threads import in_thread
 
 if TYPE_CHECKING:
     from ..core.engine import Engine
@@ -327,7 +328,7 @@ async def _drive(engine: Engine, fn: WorkerFn, inline: bool, inv: WorkerInvocati
                 finally:
                     watch.longest = time.monotonic() - began
             else:
-                result = await asyncio.to_thread(fn, inv)
+                result = await in_thread(fn, inv)
         except (WorkerError, GeneratorExit):
             raise
         except BaseException as exc:
