@@ -21,6 +21,7 @@ from mlua_swarm.errors import DispatchFailed
 from mlua_swarm.run import run_blueprint
 from mlua_swarm.tokens import CapToken
 from mlua_swarm.worker.adapter import InProcSpawner, WorkerInvocation
+from mlua_swarm.worker.eager import start_eager
 from mlua_swarm.worker.threads import MAX_THREADS, QUICK_WAIT_SECS, THREADS, WorkerThreads, in_thread
 
 from ..conftest import SRC, run_one
@@ -75,6 +76,46 @@ async def test_the_callers_contextvars_are_visible(wait: float, pools: Callable[
     pool = pools(quick_wait=wait)
     request_id.set("r-42")
     assert await pool.call(lambda _: request_id.get(), None) == "r-42"
+
+
+async def test_the_loop_waits_for_a_quick_function_but_not_again_after_one_outlasted_the_wait(
+    pools: Callable[..., WorkerThreads],
+) -> None:
+    pool = pools(max_threads=2, quick_wait=0.0)
+    both = threading.Barrier(2, timeout=30)
+    await asyncio.gather(pool.call(lambda _: both.wait(), None), pool.call(lambda _: both.wait(), None))
+    pool.quick_wait = 60.0
+    # both threads are started and idle; a call that completes inside `start_eager` returned
+    # without suspending: the loop waited for it
+    quick, _ = start_eager(pool.call(plus_one, 1))
+    assert quick.done() and quick.result() == 2
+    release = threading.Event()
+    pool.quick_wait = 0.01
+    blocked, _ = start_eager(pool.call(lambda _: release.wait(30), None))
+    assert not blocked.done()
+    pool.quick_wait = 60.0
+    second = threading.Event()
+    after, _ = start_eager(pool.call(lambda _: second.wait(30), None))
+    # had the loop waited, `start_eager` would have come back only after `second.wait` timed out
+    assert not after.done(), "the loop waited again right after a function outlasted the wait"
+    second.set()
+    assert await after is True
+    # that function returned within the wait: a free thread is waited for again, the first still blocked
+    again, _ = start_eager(pool.call(plus_one, 3))
+    assert again.done() and again.result() == 4 and not blocked.done()
+    release.set()
+    assert await blocked is True
+
+
+async def test_the_loop_does_not_wait_when_no_thread_is_free(pools: Callable[..., WorkerThreads]) -> None:
+    pool = pools(max_threads=1, quick_wait=0.0)
+    release = threading.Event()
+    blocked, _ = start_eager(pool.call(lambda _: release.wait(30), None))
+    pool.quick_wait = 60.0
+    queued, _ = start_eager(pool.call(plus_one, 1))
+    assert not queued.done()
+    release.set()
+    assert await blocked is True and await queued == 2
 
 
 async def test_blocking_functions_run_in_parallel_up_to_the_bound(pools: Callable[..., WorkerThreads]) -> None:
