@@ -2,8 +2,8 @@
 
 Wire form (upstream-compatible): URL-safe unpadded base64 of the token's JSON. The signature covers
 `agent_id|Role|scopes|issued_at|expire_at|max_uses|nonce` exactly as upstream formats it, so tokens
-minted by either side verify on the other given the same secret. Records are keyed by the token's
-fingerprint, the SHA-256 hex of its nonce; errors name the fingerprint, never the nonce.
+minted by either side verify on the other given the same secret. The book keys its records by nonce;
+errors name the token's fingerprint (the SHA-256 hex of its nonce), never the nonce.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import json
 import time
 from collections.abc import Callable
 from enum import StrEnum
+from functools import partial
 from typing import Any
 
 from .errors import (
@@ -112,30 +113,14 @@ class CapToken:
 
     A token the book mints is signed when its signature is first read (`sig_hex`, `encode`): an
     in-process worker that never hands its token on never pays for the HMAC. The signature always
-    covers the fields as minted.
+    covers the fields as minted. The signed fields live in one tuple behind read-only properties,
+    so not even `object.__setattr__` can change one of them in place.
     """
 
-    __slots__ = (
-        "_sig",
-        "_signer",
-        "agent_id",
-        "expire_at",
-        "fingerprint",
-        "issued_at",
-        "max_uses",
-        "nonce",
-        "role",
-        "scopes",
-    )
+    __slots__ = ("_fields", "_fp", "_sig", "_signer")
 
-    agent_id: str
-    role: Role
-    scopes: tuple[str, ...]
-    issued_at: int
-    expire_at: int
-    max_uses: int | None
-    nonce: str
-    fingerprint: str
+    _fields: tuple[str, Role, tuple[str, ...], int, int, int | None, str]
+    _fp: str | None
     _sig: str | None
     _signer: Callable[[], str] | None
 
@@ -154,17 +139,53 @@ class CapToken:
     ) -> None:
         if sig_hex is None and signer is None:
             raise ValueError("a token needs its signature or a signer")
-        init = object.__setattr__
-        init(self, "agent_id", agent_id)
-        init(self, "role", role)
-        init(self, "scopes", scopes)
-        init(self, "issued_at", issued_at)
-        init(self, "expire_at", expire_at)
-        init(self, "max_uses", max_uses)
-        init(self, "nonce", nonce)
-        init(self, "_sig", sig_hex)
-        init(self, "_signer", signer)
-        init(self, "fingerprint", hashlib.sha256(nonce.encode()).hexdigest())
+        _init(self, (agent_id, role, scopes, issued_at, expire_at, max_uses, nonce), sig_hex, signer)
+
+    @classmethod
+    def _minted(
+        cls, fields: tuple[str, Role, tuple[str, ...], int, int, int | None, str], signer: Callable[[], str]
+    ) -> CapToken:
+        """The book's own token over `fields` (the very tuple its record keeps), signed on first read."""
+        token = object.__new__(cls)
+        _init(token, fields, None, signer)
+        return token
+
+    @property
+    def agent_id(self) -> str:
+        return self._fields[0]
+
+    @property
+    def role(self) -> Role:
+        return self._fields[1]
+
+    @property
+    def scopes(self) -> tuple[str, ...]:
+        return self._fields[2]
+
+    @property
+    def issued_at(self) -> int:
+        return self._fields[3]
+
+    @property
+    def expire_at(self) -> int:
+        return self._fields[4]
+
+    @property
+    def max_uses(self) -> int | None:
+        return self._fields[5]
+
+    @property
+    def nonce(self) -> str:
+        return self._fields[6]
+
+    @property
+    def fingerprint(self) -> str:
+        """The SHA-256 hex of the nonce: names the token in errors and ledgers without its nonce."""
+        fp = self._fp
+        if fp is None:
+            fp = hashlib.sha256(self._fields[6].encode()).hexdigest()
+            object.__setattr__(self, "_fp", fp)
+        return fp
 
     @property
     def sig_hex(self) -> str:
@@ -192,7 +213,7 @@ class CapToken:
         return f"CapToken(role={self.role.value}, agent_id={self.agent_id!r}, fingerprint={self.fingerprint[:12]}…)"
 
     def signing_input(self) -> bytes:
-        return _signing_input(*_signed_fields(self))
+        return _signing_input(*self._fields)
 
     def is_expired(self, now: float | None = None) -> bool:
         return (time.time() if now is None else now) >= self.expire_at
@@ -273,8 +294,21 @@ def _outlives_clock(record: TokenRecord | None) -> bool:
     return record is not None and record.attempt_bound and not record.revoked
 
 
-def _signed_fields(token: CapToken) -> tuple[Any, ...]:
-    return (token.agent_id, token.role, token.scopes, token.issued_at, token.expire_at, token.max_uses, token.nonce)
+def _init(
+    token: CapToken,
+    fields: tuple[str, Role, tuple[str, ...], int, int, int | None, str],
+    sig: str | None,
+    signer: Callable[[], str] | None,
+) -> None:
+    init = object.__setattr__
+    init(token, "_fields", fields)
+    init(token, "_fp", None)
+    init(token, "_sig", sig)
+    init(token, "_signer", signer)
+
+
+def _sign_fields(sign: Callable[[bytes], str], fields: tuple[Any, ...]) -> str:
+    return sign(_signing_input(*fields))
 
 
 class TokenRecord:
@@ -312,7 +346,7 @@ class TokenRecord:
 
     def untouched(self, token: CapToken) -> bool:
         """`token` is this record's own object with its fields and signature as minted."""
-        return token is self.token and token._sig is self.sig and _signed_fields(token) == self.minted
+        return token is self.token and token._fields is self.minted and token._sig is self.sig
 
     def consume(self) -> bool:
         if self.revoked:
@@ -355,41 +389,42 @@ class TokenBook:
         expire = now + ttl_secs
         minted = (agent_id, role, tuple(scopes), now, expire, max_uses, nonce)  # a caller's list cannot change it later
         record = TokenRecord(minted, step_id, self.sign, attempt_bound=attempt_bound)
-        token = record.token = CapToken(*minted, None, signer=record.signature)
-        self._records[token.fingerprint] = record
+        token = record.token = CapToken._minted(minted, record.signature)
+        self._records[nonce] = record
         if with_handle:
             handle = WorkerHandle.new()
             record.handle = handle
-            self._handles[handle] = token.fingerprint
+            self._handles[handle] = nonce
         return token
 
     def verify(self, token: CapToken, verb: Verb, step_id: StepId | None = None) -> TokenRecord:
         """Signature, expiry (not for operators), gate, record, uses, and the step binding for workers."""
-        fp = token.fingerprint
-        record = self._records.get(fp)
+        fields = token._fields
+        record = self._records.get(fields[6])
         if (record is None or not record.untouched(token)) and not hmac.compare_digest(
-            self.sign(token.signing_input()), token.sig_hex
+            self.sign(_signing_input(*fields)), token.sig_hex
         ):
-            raise BadSignature(fp)
-        if token.role is not Role.OPERATOR and not _outlives_clock(record) and time.time() >= token.expire_at:
-            raise TokenExpired(fp)
-        if verb not in GATE[token.role]:
-            raise RoleViolation(token.role.value, verb.value)
+            raise BadSignature(token.fingerprint)
+        role = fields[1]
+        if role is not Role.OPERATOR and not _outlives_clock(record) and time.time() >= fields[4]:
+            raise TokenExpired(token.fingerprint)
+        if verb not in GATE[role]:
+            raise RoleViolation(role.value, verb.value)
         if record is None:
-            raise TokenNotFound(fp)
+            raise TokenNotFound(token.fingerprint)
         if not record.consume():
-            raise TokenUsesExhausted(fp)
-        if step_id is not None and token.role is Role.WORKER:
+            raise TokenUsesExhausted(token.fingerprint)
+        if step_id is not None and role is Role.WORKER:
             if record.step_id is None:
-                raise TokenNotFound(fp)
+                raise TokenNotFound(token.fingerprint)
             if record.step_id != step_id:
                 raise TokenTaskMismatch(record.step_id, step_id)
         return record
 
     def resolve_handle(self, handle: str) -> TokenRecord:
         """The live record behind a `wh-` handle; it expires with its token."""
-        fp = self._handles.get(handle)
-        record = None if fp is None else self._records.get(fp)
+        nonce = self._handles.get(handle)
+        record = None if nonce is None else self._records.get(nonce)
         if record is None:
             raise TokenNotFound(f"handle={handle}")
         if not record.attempt_bound and record.token.is_expired():
@@ -403,7 +438,7 @@ class TokenBook:
             raise BadSignature(fp)
         if token.role is not Role.WORKER:
             raise RoleViolation(token.role.value, Verb.MINT_WORKER_TOKEN.value)
-        record = self._records.get(fp)
+        record = self._records.get(token.nonce)
         if record is None or record.revoked or record.step_id is None:
             raise TokenNotFound(fp)
         return self.mint(
@@ -417,14 +452,21 @@ class TokenBook:
         )
 
     def handle_of(self, token: CapToken) -> WorkerHandle | None:
-        record = self._records.get(token.fingerprint)
+        record = self._records.get(token.nonce)
         return None if record is None else record.handle
 
     def forget(self, token: CapToken) -> None:
-        """Drop a token's record and handle: any later use is refused."""
-        record = self._records.pop(token.fingerprint, None)
-        if record is not None and record.handle is not None:
-            self._handles.pop(record.handle, None)
+        """Drop a token's record and handle: any later use is refused.
+
+        The record's own token then signs without the record, so the two no longer hold each other
+        (a reference cycle per step would leave every step's objects to the cyclic GC)."""
+        record = self._records.pop(token.nonce, None)
+        if record is not None:
+            if record.handle is not None:
+                self._handles.pop(record.handle, None)
+            own = record.token
+            unsigned = own._sig is None
+            object.__setattr__(own, "_signer", partial(_sign_fields, record._sign, record.minted) if unsigned else None)
 
     def __len__(self) -> int:
         return len(self._records)

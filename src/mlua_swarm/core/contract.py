@@ -39,6 +39,11 @@ class Worker(ABC):
     async def join(self) -> None:
         """Wait for the end; raise `WorkerFailed(msg)` or `WorkerCancelled`."""
 
+    def settled(self) -> bool:
+        """True when the worker has already ended well, so `join` would return at once (the engine
+        then skips it); False when unknown. A worker that may fail or still runs returns False."""
+        return False
+
 
 class SpawnerAdapter(ABC):
     """Builds one running `Worker` for one attempt."""

@@ -13,9 +13,9 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from ..errors import (
     AttemptClosed,
@@ -86,8 +86,9 @@ class TaskSpec:
             raise ValueError("timeout_secs must be positive")
 
 
-@dataclass(frozen=True, slots=True)
-class DispatchOutcome:
+class DispatchOutcome(NamedTuple):
+    """How one step's dispatch ended (a named tuple: immutable, and built at the cost of a tuple)."""
+
     kind: OutcomeKind
     """`pass`, `blocked`, `skip`, `cancelled` or `timeout`; a failed attempt raises `DispatchFailed`."""
     value: Any = None
@@ -220,6 +221,11 @@ class Engine:
     # ── steps ─────────────────────────────────────────────────────────────
 
     async def start_task(self, token: CapToken, spec: TaskSpec) -> StepId:
+        """Create a pending step for `spec`; its id is what `run_step` and the worker tokens name."""
+        return self.new_step(token, spec)
+
+    def new_step(self, token: CapToken, spec: TaskSpec) -> StepId:
+        """`start_task` for code already on the event loop's thread (no coroutine)."""
         record = self._tokens.verify(token, Verb.START_TASK)
         depth = 0
         parent_id = record.step_id if token.role is Role.WORKER else None
@@ -362,7 +368,8 @@ class Engine:
         owner_cancelled = False
         try:
             if scope is None:
-                await worker.join()
+                if not worker.settled():
+                    await worker.join()
             else:
                 async with scope:
                     await worker.join()
@@ -403,15 +410,24 @@ class Engine:
             return DispatchOutcome("skip", unwrap_skip_marker(value), attempt)
         return DispatchOutcome("pass", value, attempt)
 
-    async def run_step(
+    def run_step(
         self, token: CapToken, step_id: StepId, spawner: SpawnerAdapter, *, run: RunContext | None = None
-    ) -> DispatchOutcome:
-        """Dispatch with the step's retry policy: new attempts after the listed outcomes, with backoff."""
+    ) -> Coroutine[Any, Any, DispatchOutcome]:
+        """Dispatch with the step's retry policy: new attempts after the listed outcomes, with backoff.
+
+        Without retries this is the one attempt's coroutine itself (no coroutine of its own).
+        """
         st = self._step(step_id)
         policy = st.spec.retry
         assert policy is None or isinstance(policy, RetryPolicy)
         if policy is None or policy.max_attempts <= 1:
-            return await self.dispatch_attempt(token, step_id, spawner, run=run)
+            return self.dispatch_attempt(token, step_id, spawner, run=run)
+        return self._run_retried(token, st, policy, spawner, run)
+
+    async def _run_retried(
+        self, token: CapToken, st: _Step, policy: RetryPolicy, spawner: SpawnerAdapter, run: RunContext | None
+    ) -> DispatchOutcome:
+        step_id = st.id
         st.busy += 1
         try:
             while True:
@@ -485,6 +501,10 @@ class Engine:
 
     async def fetch_prompt(self, token: CapToken, step_id: StepId) -> Any:
         """The step's input (a JSON value), for the worker holding `token`."""
+        return self.prompt(token, step_id)
+
+    def prompt(self, token: CapToken, step_id: StepId) -> Any:
+        """`fetch_prompt` for code already on the event loop's thread (no coroutine)."""
         self._tokens.verify(token, Verb.FETCH_PROMPT, step_id)
         return self._step(step_id).spec.initial_directive
 
@@ -515,6 +535,10 @@ class Engine:
         Output for an attempt that is not the live one is refused: a late completion changes nothing.
         A refused Final's reason is kept for the attempt's failure message.
         """
+        self.emit(token, step_id, attempt, event, stage=stage)
+
+    def emit(self, token: CapToken, step_id: StepId, attempt: int, event: OutputEvent, *, stage: bool = False) -> None:
+        """`submit_output` for code already on the event loop's thread (no coroutine)."""
         try:
             self._tokens.verify(token, Verb.EMIT_OUTPUT, step_id)
             st = self._step(step_id)
@@ -612,7 +636,7 @@ class Engine:
             return
         current = st.stats.get(attempt)
         if current is None:
-            st.stats[attempt] = dict(stats)
+            st.stats[attempt] = {**stats}
         else:
             current.update(stats)
 

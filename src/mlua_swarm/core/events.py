@@ -109,7 +109,10 @@ class EventBus:
         self.active = bool(self._streams)
 
     def wants(self, kind: str) -> bool:
-        return self.active or any(kind.startswith(s.prefixes or ()) for s in self._filtered)
+        if self.active:
+            return True
+        filtered = self._filtered
+        return bool(filtered) and any(kind.startswith(s.prefixes or ()) for s in filtered)
 
     def publish(self, event: Event) -> None:
         for stream in self._streams:

@@ -48,10 +48,6 @@ class _Scope:
         self.ctx = ctx
 
 
-_LaneOutcome = tuple[Any, EvalError | None]
-"""A lane's joined value (its final ctx, or what `collect` picks from it), or its error."""
-
-
 class _Runner:
     """Evaluates nodes for one run: the dispatcher, the externs and a per-kind handler table."""
 
@@ -138,58 +134,112 @@ class _Runner:
             raise ExprTypeError(f"fanout join {node.join.value!r} needs at least one item")
         scope.ctx = node.out.set(scope.ctx, out)
 
-    async def _lane(self, node: Fanout, parent: FlowCtx, item: Any) -> _LaneOutcome:
+    async def _lane(self, node: Fanout, parent: FlowCtx, index: int, item: Any, join: _Join) -> None:
+        """One lane: its own shallow copy of the parent ctx with the item bound; reports to `join`."""
         try:
             lane = _Scope(node.bind.set(dict(parent), item))
-            await self.run(node.body, lane)
-            if node.collect is not None:
-                return eval_expr(node.collect, lane.ctx, self.externs), None
+            body = node.body
+            await self._handlers[type(body)](body, lane)
+            value = lane.ctx if node.collect is None else eval_expr(node.collect, lane.ctx, self.externs)
         except EvalError as err:
-            return None, err
-        return lane.ctx, None
+            join.failed(index, err)
+        except asyncio.CancelledError:
+            join.failed(index, FanoutLaneCancelled(f"fanout lane {index} was cancelled"))
+            raise
+        except Exception as err:
+            join.crashed(err)
+        else:
+            join.passed(index, value)
 
     async def _join(self, node: Fanout, parent: FlowCtx, items: list[Any]) -> Any:
         """Run one lane task per item and combine them per the join mode; losers are cancelled and awaited."""
-        join = node.join
-        finished: asyncio.Queue[asyncio.Task[_LaneOutcome]] = asyncio.Queue()
-        settled: list[Any] = [None] * len(items)
-        result: Any = None
-        failure: EvalError | None = None
-        async with asyncio.TaskGroup() as group:
-            position: dict[asyncio.Task[_LaneOutcome], int] = {}
-            for index, item in enumerate(items):
-                task = group.create_task(self._lane(node, parent, item))
-                task.add_done_callback(finished.put_nowait)
-                position[task] = index
-            for _ in items:
-                task = await finished.get()
-                index = position[task]
-                lane_ctx: Any
-                error: EvalError | None
-                if task.cancelled():
-                    lane_ctx, error = None, FanoutLaneCancelled(f"fanout lane {index} was cancelled")
-                else:
-                    lane_ctx, error = task.result()
-                if join is Join.ALL_SETTLED:
-                    settled[index] = (
-                        {"status": "fulfilled", "value": lane_ctx}
-                        if error is None
-                        else {"status": "rejected", "reason": str(error)}
-                    )
-                    continue
-                if join is Join.ALL and error is None:
-                    settled[index] = lane_ctx
-                    continue
-                if join is Join.ANY and error is not None:
-                    failure = error
-                    continue
-                result, failure = lane_ctx, error
-                break
-            for task in position:
-                task.cancel()
-        if failure is not None:
-            raise failure
-        return settled if join in (Join.ALL, Join.ALL_SETTLED) else result
+        join = _Join(node.join, len(items), asyncio.get_running_loop().create_future())
+        lane = self._lane
+        lanes = [asyncio.create_task(lane(node, parent, index, item, join)) for index, item in enumerate(items)]
+        try:
+            await join.decided
+        finally:
+            if join.remaining:
+                await _cancel_and_await(lanes)
+        return join.outcome()
+
+
+class _Join:
+    """One fanout's join: each lane reports its outcome as it ends (in completion order); `decided`
+    resolves once the join mode needs no further lane. Reports after that are ignored."""
+
+    __slots__ = ("crash", "decided", "failure", "mode", "remaining", "result", "values")
+
+    def __init__(self, mode: Join, lanes: int, decided: asyncio.Future[None]) -> None:
+        self.mode = mode
+        self.remaining = lanes
+        self.values: list[Any] = [None] * lanes if mode is Join.ALL or mode is Join.ALL_SETTLED else []
+        self.result: Any = None
+        self.failure: EvalError | None = None
+        self.crash: Exception | None = None
+        self.decided = decided
+
+    def passed(self, index: int, value: Any) -> None:
+        if self.decided.done():
+            return
+        self.remaining -= 1
+        mode = self.mode
+        if mode is Join.ALL:
+            self.values[index] = value
+        elif mode is Join.ALL_SETTLED:
+            self.values[index] = {"status": "fulfilled", "value": value}
+        else:
+            self.result, self.failure = value, None
+            self.decided.set_result(None)
+            return
+        if not self.remaining:
+            self.decided.set_result(None)
+
+    def failed(self, index: int, error: EvalError) -> None:
+        if self.decided.done():
+            return
+        self.remaining -= 1
+        mode = self.mode
+        if mode is Join.ALL_SETTLED:
+            self.values[index] = {"status": "rejected", "reason": str(error)}
+        else:
+            self.failure = error
+            if mode is not Join.ANY:
+                self.decided.set_result(None)
+                return
+        if not self.remaining:
+            self.decided.set_result(None)
+
+    def crashed(self, error: Exception) -> None:
+        """A lane raised something that is not a flow error (a bug): the fanout re-raises it."""
+        if not self.decided.done():
+            self.remaining -= 1
+            self.crash = error
+            self.decided.set_result(None)
+
+    def outcome(self) -> Any:
+        if self.crash is not None:
+            raise self.crash
+        if self.failure is not None:
+            raise self.failure
+        return self.values if self.mode is Join.ALL or self.mode is Join.ALL_SETTLED else self.result
+
+
+async def _cancel_and_await(lanes: list[asyncio.Task[None]]) -> None:
+    """Cancel the lanes still running and wait until every one has ended, even when the caller is
+    cancelled meanwhile (that cancellation is raised once they have)."""
+    pending = [task for task in lanes if not task.done()]
+    for task in pending:
+        task.cancel()
+    interrupted: asyncio.CancelledError | None = None
+    while pending:
+        try:
+            await asyncio.wait(pending)
+        except asyncio.CancelledError as exc:
+            interrupted = exc
+        pending = [task for task in pending if not task.done()]
+    if interrupted is not None:
+        raise interrupted
 
 
 async def run_flow(

@@ -7,7 +7,8 @@ Most layers do something before the inner spawn (edit a cloned ctx, wait, refuse
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 from ..worker.adapter import SpawnerAdapter
 from .layer import SpawnerLayer
@@ -40,8 +41,11 @@ class _Around(SpawnerAdapter):
         self.layer = layer
         self.inner = inner
 
-    async def spawn(self, engine: Engine, ctx: Ctx, task_id: StepId, attempt: int, token: CapToken) -> Worker:
-        return await self.layer.around(self.inner, engine, ctx, task_id, attempt, token)
+    def spawn(
+        self, engine: Engine, ctx: Ctx, task_id: StepId, attempt: int, token: CapToken
+    ) -> Coroutine[Any, Any, Worker]:
+        # The layer's own coroutine is the spawn: binding `inner` costs no coroutine of its own.
+        return self.layer.around(self.inner, engine, ctx, task_id, attempt, token)
 
     def __repr__(self) -> str:
         return f"{self.layer.name}({self.inner!r})"

@@ -14,7 +14,7 @@ starts; the gate and the budget sit outside everything so a refused spawn costs 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -75,8 +75,11 @@ class LinkedSpawner(SpawnerAdapter):
         """The outermost layer called `name`, if the stack has one."""
         return next((layer for layer in reversed(self._layers) if layer.name == name), None)
 
-    async def spawn(self, engine: Engine, ctx: Ctx, task_id: StepId, attempt: int, token: CapToken) -> Worker:
-        return await self.adapter.spawn(engine, ctx, task_id, attempt, token)
+    def spawn(
+        self, engine: Engine, ctx: Ctx, task_id: StepId, attempt: int, token: CapToken
+    ) -> Coroutine[Any, Any, Worker]:
+        # A plain function handing back the stack's coroutine: delegation costs no coroutine of its own.
+        return self.adapter.spawn(engine, ctx, task_id, attempt, token)
 
     async def drain(self) -> None:
         """Wait for every outstanding async audit."""

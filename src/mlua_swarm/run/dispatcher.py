@@ -124,7 +124,7 @@ class EngineDispatcher:
             projection=policy.projection,
         )
         started = time.time()
-        step_id = await self.engine.start_task(self.token, spec)
+        step_id = self.engine.new_step(self.token, spec)
         self.steps_dispatched += 1
         if self._started is not None:
             self._started.add(step_id)

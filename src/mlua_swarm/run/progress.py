@@ -10,7 +10,7 @@ hundred steps, then a periodic summary, so a 10,000-step run stays readable.
 from __future__ import annotations
 
 import time
-from collections import Counter, deque
+from collections import deque
 from types import TracebackType
 from typing import Any
 
@@ -39,6 +39,8 @@ MARK = {
     "cancelled": "⊘",
     "timeout": "⌛",
 }
+NOTABLE = frozenset({"failed", "blocked", "timeout", "cancelled"})
+"""Statuses printed as plain lines however many steps came before."""
 PLAIN_STEP_LINES = 200
 PLAIN_SUMMARY_EVERY_SECS = 2.0
 REFRESH_PER_SECOND = 8
@@ -50,11 +52,13 @@ class TerminalProgress:
     def __init__(self, title: str, console: Console | None = None) -> None:
         self.console = console or Console(stderr=True, soft_wrap=True)
         self.title = title
-        self.running: Counter[str] = Counter()
-        self.totals: Counter[str] = Counter()
+        self.running: dict[str, int] = {}
+        """Steps running now per step ref (only on a terminal: plain lines never show them)."""
+        self.totals: dict[str, int] = {}
         self.recent: deque[tuple[str, str, float]] = deque(maxlen=8)
         self.started = time.monotonic()
         self._live: Live | None = None
+        self._drawn = self.console.is_terminal
         self._lines = 0
         self._last_summary = self.started
 
@@ -72,33 +76,39 @@ class TerminalProgress:
             self._live = None
 
     def step_started(self, step_ref: str, step_id: StepId | None) -> None:
-        self.running[step_ref] += 1
+        if self._drawn:
+            running = self.running
+            running[step_ref] = running.get(step_ref, 0) + 1
 
     def step_finished(self, step_ref: str, step_id: StepId | None, status: str, elapsed: float, detail: Any) -> None:
-        if status != "replayed":
-            self.running[step_ref] -= 1
-            if self.running[step_ref] <= 0:
-                del self.running[step_ref]
-        self.totals[status] += 1
-        self.recent.append((step_ref, status, elapsed))
+        totals = self.totals
+        totals[status] = totals.get(status, 0) + 1
+        if self._drawn:
+            if status != "replayed":
+                running = self.running
+                left = running.get(step_ref, 0) - 1
+                if left > 0:
+                    running[step_ref] = left
+                else:
+                    running.pop(step_ref, None)
+            self.recent.append((step_ref, status, elapsed))
         if self._live is None:
-            self._plain(step_ref, status, elapsed, detail)
+            self._lines += 1
+            if self._lines <= PLAIN_STEP_LINES or status in NOTABLE:
+                self._step_line(step_ref, status, elapsed, detail)
+            elif (now := time.monotonic()) - self._last_summary >= PLAIN_SUMMARY_EVERY_SECS:
+                self._last_summary = now
+                self._write(f"  … {self.summary()}")
 
     def summary(self) -> str:
         parts = [f"{n} {status}" for status, n in sorted(dict(self.totals).items())]
         return f"{', '.join(parts) or 'no steps'} in {time.monotonic() - self.started:.2f}s"
 
-    def _plain(self, step_ref: str, status: str, elapsed: float, detail: Any) -> None:
-        self._lines += 1
-        notable = status in ("failed", "blocked", "timeout", "cancelled")
-        if self._lines <= PLAIN_STEP_LINES or notable:
-            line = f"  {MARK.get(status, '·')} {step_ref} {status} {elapsed * 1000:.1f}ms"
-            if notable and detail is not None:
-                line += f" — {str(detail)[:200]}"
-            self._write(line)
-        elif time.monotonic() - self._last_summary >= PLAIN_SUMMARY_EVERY_SECS:
-            self._last_summary = time.monotonic()
-            self._write(f"  … {self.summary()}")
+    def _step_line(self, step_ref: str, status: str, elapsed: float, detail: Any) -> None:
+        line = f"  {MARK.get(status, '·')} {step_ref} {status} {elapsed * 1000:.1f}ms"
+        if status in NOTABLE and detail is not None:
+            line += f" — {str(detail)[:200]}"
+        self._write(line)
 
     def _write(self, line: str) -> None:
         """One plain line, written as is (rich's rendering costs more than the step it reports)."""

@@ -7,7 +7,7 @@ through `id`, `cancel_token()` and `join()` only.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from ..cancel import CancellationToken
@@ -25,12 +25,20 @@ class WorkerJoinHandler:
     the joiner can then wait for the worker's real end.
     """
 
-    __slots__ = ("cancel", "completion", "worker_id")
+    __slots__ = ("_worker_id", "cancel", "completion")
 
-    def __init__(self, worker_id: WorkerId, cancel: CancellationToken, completion: asyncio.Future[Any]) -> None:
-        self.worker_id = worker_id
+    def __init__(self, worker_id: WorkerId | None, cancel: CancellationToken, completion: asyncio.Future[Any]) -> None:
+        self._worker_id = worker_id
         self.cancel = cancel
         self.completion = completion
+
+    @property
+    def worker_id(self) -> WorkerId:
+        """The worker's id; None given at construction means one is made when first asked for."""
+        worker_id = self._worker_id
+        if worker_id is None:
+            worker_id = self._worker_id = WorkerId.new()
+        return worker_id
 
     async def await_completion(self) -> None:
         completion = self.completion
@@ -61,8 +69,12 @@ class JoinHandleWorker(Worker):
     def cancel_token(self) -> CancellationToken:
         return self.handler.cancel
 
-    async def join(self) -> None:
-        await self.handler.await_completion()
+    def join(self) -> Coroutine[Any, Any, None]:
+        return self.handler.await_completion()
+
+    def settled(self) -> bool:
+        completion = self.handler.completion
+        return completion.done() and not completion.cancelled() and completion.exception() is None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.handler.worker_id})"

@@ -33,12 +33,13 @@ from ..core.contract import (
 )
 from ..core.ctx import AgentContextView, Ctx
 from ..errors import EngineError, VerdictRejected
-from ..ids import StepId, WorkerId
+from ..ids import StepId
 from ..jsontext import JsonValueError, check_value, compact
 from ..jsontext import text_of as render_prompt
 from . import JoinHandleWorker, MiddlewareWorker, WorkerJoinHandler
 from .eager import start_eager
 from .output import EngineSink, Final, Inline, OutputSink
+from .threads import in_thread
 
 if TYPE_CHECKING:
     from ..core.engine import Engine
@@ -132,8 +133,9 @@ class InProcSpawner(SpawnerAdapter, Generic[W]):
     it was registered `inline`: then it runs on the event loop, which saves the thread hop (most of
     a trivial step's cost) but stalls every other step, timeout and cancel while it runs, so only
     quick non-blocking functions should be inline. It returns a `WorkerResult` or any JSON value
-    (meaning `ok=True`); raising means `WorkerFailed`. The function starts at once, inside `spawn`
-    (see `start_eager`).
+    (meaning `ok=True`); raising means `WorkerFailed`. The function starts at once, inside `spawn`:
+    an `async` one that never suspends is finished, Final and all, before `spawn` returns; one that
+    suspends goes on in a task of its own (see `start_eager`).
     """
 
     worker_kind = "rust_fn"
@@ -165,7 +167,7 @@ class InProcSpawner(SpawnerAdapter, Generic[W]):
         if fn is None:
             raise NotRegistered(agent)
         try:
-            directive = await engine.fetch_prompt(token, task_id)
+            directive = engine.prompt(token, task_id)
         except EngineError as exc:
             raise SpawnInternalError(f"fetch_prompt: {exc}") from exc
         is_async = self._async.get(agent)
@@ -182,11 +184,13 @@ class InProcSpawner(SpawnerAdapter, Generic[W]):
             cancel,
             AgentContextView.from_ctx(ctx),
         )
-        inline = agent in self._inline
-        completion, stop = start_eager(_drive(engine, fn, is_async, inline, inv, self.worker_kind))
+        if is_async:
+            completion, stop = _start_async(engine, fn, inv, self.worker_kind)
+        else:
+            completion, stop = start_eager(_drive(engine, fn, agent in self._inline, inv, self.worker_kind))
         if not completion.done():
             cancel.on_cancel(stop)
-        return self._worker_type(WorkerJoinHandler(WorkerId.new(), cancel, completion))
+        return self._worker_type(WorkerJoinHandler(None, cancel, completion))
 
 
 BLOCKED_LOOP_WARN_SECS = 1.0
@@ -207,35 +211,109 @@ class _LoopWatch:
         return [f"blocked the event loop for {self.longest:.1f} s"]
 
 
-@types.coroutine
-def _watched(coro: Coroutine[Any, Any, Any], watch: _LoopWatch) -> Generator[Any, Any, Any]:
-    """`await coro`, timing every stretch it runs between two suspensions."""
+def _start_async(
+    engine: Engine, fn: WorkerFn, inv: WorkerInvocation, kind: str
+) -> tuple[asyncio.Future[None], Callable[[], None]]:
+    """Run an `async` function up to its first suspension right here.
+
+    One that finishes without suspending is settled at once (its Final submitted, a done future
+    returned): no task, no coroutine of ours around it. One that suspends goes on in `_drive_on`.
+    """
+    watch = _LoopWatch()
     clock = time.monotonic
-    sent: Any = None
-    thrown: BaseException | None = None
-    while True:
-        began = clock()
+    began = clock()
+    try:
+        pending = fn(inv)
+        if not inspect.iscoroutine(pending):
+            return start_eager(_drive_awaitable(engine, pending, inv, kind))
+        first = pending.send(None)
+    except StopIteration as stop:
+        watch.longest = clock() - began
+        return _settled(engine, inv, kind, watch, stop.value, None), _noop
+    except BaseException as exc:
+        watch.longest = clock() - began
+        return _settled(engine, inv, kind, watch, None, exc), _noop
+    watch.longest = clock() - began
+    return start_eager(_drive_on(engine, pending, first, watch, inv, kind))
+
+
+def _settled(
+    engine: Engine, inv: WorkerInvocation, kind: str, watch: _LoopWatch, result: Any, raised: BaseException | None
+) -> asyncio.Future[None]:
+    """The done completion of an attempt whose function already returned `result` (or raised `raised`)."""
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    try:
+        if raised is not None:
+            raise _worker_error(raised) from raised
+        submit_now(engine, inv.token, inv.task_id, inv.attempt, result, kind)
+    except WorkerError as exc:
+        done.set_exception(exc)
+    else:
+        done.set_result(None)
+    finally:
+        _note_warnings(engine, inv, watch)
+    return done
+
+
+async def _drive_on(
+    engine: Engine, coro: Coroutine[Any, Any, Any], first: Any, watch: _LoopWatch, inv: WorkerInvocation, kind: str
+) -> None:
+    """Carry on an `async` function that suspended (yielding `first`), then submit its result."""
+    try:
         try:
-            pending = coro.send(sent) if thrown is None else coro.throw(thrown)
-        except StopIteration as stop:
-            watch.longest = max(watch.longest, clock() - began)
-            return stop.value
-        except BaseException:
-            watch.longest = max(watch.longest, clock() - began)
+            result = await _watched(coro, first, watch)
+        except (WorkerError, GeneratorExit):
             raise
-        watch.longest = max(watch.longest, clock() - began)
-        thrown = None
+        except BaseException as exc:
+            raise _worker_error(exc) from exc
+        submit_now(engine, inv.token, inv.task_id, inv.attempt, result, kind)
+    finally:
+        _note_warnings(engine, inv, watch)
+
+
+async def _drive_awaitable(engine: Engine, pending: Any, inv: WorkerInvocation, kind: str) -> None:
+    """An `async`-looking callable that handed back some other awaitable: await it, then submit."""
+    try:
+        result = await pending
+    except (WorkerError, GeneratorExit):
+        raise
+    except BaseException as exc:
+        raise _worker_error(exc) from exc
+    submit_now(engine, inv.token, inv.task_id, inv.attempt, result, kind)
+
+
+@types.coroutine
+def _watched(coro: Coroutine[Any, Any, Any], first: Any, watch: _LoopWatch) -> Generator[Any, Any, Any]:
+    """`await coro` for a coroutine that has already yielded `first`, timing every stretch it runs."""
+    clock = time.monotonic
+    pending = first
+    while True:
         try:
             sent = yield pending
         except GeneratorExit:
             coro.close()
             raise
         except BaseException as exc:
-            thrown = exc
+            began = clock()
+            try:
+                pending = coro.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+            finally:
+                watch.longest = max(watch.longest, clock() - began)
+            continue
+        began = clock()
+        try:
+            pending = coro.send(sent)
+        except StopIteration as stop:
+            return stop.value
+        finally:
+            watch.longest = max(watch.longest, clock() - began)
 
 
-async def _drive(engine: Engine, fn: WorkerFn, is_async: bool, inline: bool, inv: WorkerInvocation, kind: str) -> None:
-    """Run the function, then fold its result into the attempt's one `Final`.
+async def _drive(engine: Engine, fn: WorkerFn, inline: bool, inv: WorkerInvocation, kind: str) -> None:
+    """Run a plain function (in a worker thread, or on the loop when `inline`), then fold its result
+    into the attempt's one `Final`.
 
     Whatever the function raises is this attempt's failure, `SystemExit` and `KeyboardInterrupt`
     included: only the run's own cancellation (`CancelledError`) leaves as cancellation.
@@ -243,33 +321,45 @@ async def _drive(engine: Engine, fn: WorkerFn, is_async: bool, inline: bool, inv
     watch = _LoopWatch()
     try:
         try:
-            if is_async:
-                pending = fn(inv)
-                result = await (_watched(pending, watch) if inspect.iscoroutine(pending) else pending)
-            elif inline:
+            if inline:
                 began = time.monotonic()
                 try:
                     result = fn(inv)
                 finally:
                     watch.longest = time.monotonic() - began
             else:
-                result = await asyncio.to_thread(fn, inv)
-        except asyncio.CancelledError:
-            raise WorkerCancelled() from None
+                result = await in_thread(fn, inv)
         except (WorkerError, GeneratorExit):
             raise
-        except SpawnError as exc:
-            raise WorkerFailed(str(exc)) from exc
         except BaseException as exc:
-            raise WorkerFailed(_describe(exc)) from exc
-        await submit_result(engine, inv.token, inv.task_id, inv.attempt, result, kind)
+            raise _worker_error(exc) from exc
+        submit_now(engine, inv.token, inv.task_id, inv.attempt, result, kind)
     finally:
-        warnings = watch.warnings()
-        if warnings:
-            known = engine.worker_stats(inv.task_id, inv.attempt).get("warnings")
-            engine.record_worker_stats(
-                inv.task_id, inv.attempt, {"warnings": [*(known if isinstance(known, list) else ()), *warnings]}
-            )
+        _note_warnings(engine, inv, watch)
+
+
+def _worker_error(exc: BaseException) -> WorkerError:
+    """What a worker function's exception means for its attempt."""
+    if isinstance(exc, WorkerError):
+        return exc
+    if isinstance(exc, asyncio.CancelledError):
+        return WorkerCancelled()
+    if isinstance(exc, SpawnError):
+        return WorkerFailed(str(exc))
+    return WorkerFailed(_describe(exc))
+
+
+def _note_warnings(engine: Engine, inv: WorkerInvocation, watch: _LoopWatch) -> None:
+    warnings = watch.warnings()
+    if warnings:
+        known = engine.worker_stats(inv.task_id, inv.attempt).get("warnings")
+        engine.record_worker_stats(
+            inv.task_id, inv.attempt, {"warnings": [*(known if isinstance(known, list) else ()), *warnings]}
+        )
+
+
+def _noop() -> None:
+    return None
 
 
 def _describe(exc: BaseException) -> str:
@@ -283,16 +373,22 @@ async def submit_result(engine: Engine, token: CapToken, task_id: StepId, attemp
     The value must be JSON data with finite numbers, at most `EngineConfig.max_value_bytes` of JSON
     text (the in-process twin of a child's frame cap); anything else fails the attempt.
     """
-    wr = result if isinstance(result, WorkerResult) else WorkerResult(result)
-    engine.record_worker_stats(
-        task_id, attempt, {"worker_kind": kind, **wr.stats} if wr.stats else {"worker_kind": kind}
-    )
+    submit_now(engine, token, task_id, attempt, result, kind)
+
+
+def submit_now(engine: Engine, token: CapToken, task_id: StepId, attempt: int, result: Any, kind: str) -> None:
+    """`submit_result` for code already on the event loop's thread (no coroutine)."""
+    if isinstance(result, WorkerResult):
+        value, ok, stats = result.value, result.ok, result.stats
+    else:
+        value, ok, stats = result, True, None
+    engine.record_worker_stats(task_id, attempt, {"worker_kind": kind, **stats} if stats else {"worker_kind": kind})
     try:
-        check_value(wr.value, engine.config.max_value_bytes)
+        check_value(value, engine.config.max_value_bytes)
     except JsonValueError as exc:
         raise WorkerFailed(f"the worker's result is refused: {exc}") from None
     try:
-        await engine.submit_output(token, task_id, attempt, Final(Inline(wr.value), wr.ok))
+        engine.emit(token, task_id, attempt, Final(Inline(value), ok))
     except VerdictRejected as exc:
         raise WorkerFailed(f"Final rejected before output_tail: {exc}") from exc
     except EngineError as exc:
@@ -314,5 +410,6 @@ __all__ = [
     "WorkerInvocation",
     "WorkerResult",
     "render_prompt",
+    "submit_now",
     "submit_result",
 ]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine, Mapping
+from typing import TYPE_CHECKING, Any
 
 from ..core.ctx import Ctx
 from ..ids import StepId
@@ -23,11 +23,14 @@ class AgentRouter(SpawnerAdapter):
         self.routes = dict(routes)
         self.default = default
 
-    async def spawn(self, engine: Engine, ctx: Ctx, task_id: StepId, attempt: int, token: CapToken) -> Worker:
+    def spawn(
+        self, engine: Engine, ctx: Ctx, task_id: StepId, attempt: int, token: CapToken
+    ) -> Coroutine[Any, Any, Worker]:
+        # A plain function handing back the chosen spawner's coroutine (routing needs no coroutine).
         spawner = self.routes.get(ctx.agent, self.default)
         if spawner is None:
             raise NotRegistered(ctx.agent)
-        return await spawner.spawn(engine, ctx, task_id, attempt, token)
+        return spawner.spawn(engine, ctx, task_id, attempt, token)
 
 
 __all__ = ["AgentRouter"]
