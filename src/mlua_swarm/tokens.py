@@ -458,8 +458,7 @@ class TokenBook:
             if record.handle is not None:
                 self._handles.pop(record.handle, None)
             own = record.token
-            unsigned = own._sig is None
-            object.__setattr__(own, "_signer", partial(_sign_fields, record._sign, record.minted) if unsigned else None)
+            own._signer = partial(_sign_fields, record._sign, record.minted) if own._sig is None else None
 
     def __len__(self) -> int:
         return len(self._records)
