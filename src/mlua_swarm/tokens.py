@@ -43,6 +43,7 @@ class Role(StrEnum):
 
 
 _DEBUG_NAMES = {role: role.value.capitalize() for role in Role}
+_OPERATOR, _WORKER = Role.OPERATOR, Role.WORKER  # read on every check: a global is cheaper than an Enum member
 
 
 class Verb(StrEnum):
@@ -283,10 +284,6 @@ def _signing_input(
     return f"{agent_id}|{role.debug_name}|{','.join(scopes)}|{issued_at}|{expire_at}|{uses}|{nonce}".encode()
 
 
-def _outlives_clock(record: TokenRecord | None) -> bool:
-    return record is not None and record.attempt_bound and not record.revoked
-
-
 def _init(
     token: CapToken,
     fields: tuple[str, Role, tuple[str, ...], int, int, int | None, str],
@@ -335,10 +332,6 @@ class TokenRecord:
         if self.sig is None:
             self.sig = self._sign(_signing_input(*self.minted))
         return self.sig
-
-    def untouched(self, token: CapToken) -> bool:
-        """`token` is this record's own object with its fields and signature as minted."""
-        return token is self.token and token._fields is self.minted and token._sig is self.sig
 
     def consume(self) -> bool:
         if self.revoked:
@@ -394,20 +387,26 @@ class TokenBook:
         """Signature, expiry (not for operators), gate, record, uses, and the step binding for workers."""
         fields = token._fields
         record = self._records.get(fields[6])
-        if (record is None or not record.untouched(token)) and not hmac.compare_digest(
-            self.sign(_signing_input(*fields)), token.sig_hex
-        ):
+        # The very object the book minted, its fields and signature as minted, needs no HMAC.
+        if (
+            record is None or record.token is not token or fields is not record.minted or token._sig is not record.sig
+        ) and not hmac.compare_digest(self.sign(_signing_input(*fields)), token.sig_hex):
             raise BadSignature(token.fingerprint)
         role = fields[1]
-        if role is not Role.OPERATOR and not _outlives_clock(record) and time.time() >= fields[4]:
+        # A live attempt's own token outlives the clock: the engine forgets it when the attempt ends.
+        if (
+            role is not _OPERATOR
+            and (record is None or not record.attempt_bound or record.revoked)
+            and time.time() >= fields[4]
+        ):
             raise TokenExpired(token.fingerprint)
         if verb not in GATE[role]:
             raise RoleViolation(role.value, verb.value)
         if record is None:
             raise TokenNotFound(token.fingerprint)
-        if not record.consume():
+        if record.revoked or (record.uses_left is not None and not record.consume()):
             raise TokenUsesExhausted(token.fingerprint)
-        if step_id is not None and role is Role.WORKER:
+        if step_id is not None and role is _WORKER:
             if record.step_id is None:
                 raise TokenNotFound(token.fingerprint)
             if record.step_id != step_id:

@@ -15,7 +15,7 @@ import time
 from collections import deque
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple
 
 from ..errors import (
     AttemptClosed,
@@ -43,6 +43,46 @@ from .projection import Projection, project_final, project_part
 from .state import ENDED, SETTLED, OutcomeKind, StepStatus, check_transition
 
 log = logging.getLogger(__name__)
+
+
+# Enum members the engine reads on every step, as plain class attributes: on Python 3.11 reading a
+# member off its Enum class goes through the metaclass's `__getattr__` hook, several times the cost.
+
+
+class _S:
+    """Step statuses (`StepStatus` members)."""
+
+    BLOCKED: ClassVar[StepStatus] = StepStatus.BLOCKED
+    CANCELLED: ClassVar[StepStatus] = StepStatus.CANCELLED
+    FAILED: ClassVar[StepStatus] = StepStatus.FAILED
+    PASS: ClassVar[StepStatus] = StepStatus.PASS
+    PENDING: ClassVar[StepStatus] = StepStatus.PENDING
+    RUNNING: ClassVar[StepStatus] = StepStatus.RUNNING
+    SUSPENDED: ClassVar[StepStatus] = StepStatus.SUSPENDED
+    TIMEOUT: ClassVar[StepStatus] = StepStatus.TIMEOUT
+
+
+class _V:
+    """Token verbs (`Verb` members)."""
+
+    CANCEL_TASK: ClassVar[Verb] = Verb.CANCEL_TASK
+    DETACH_SESSION: ClassVar[Verb] = Verb.DETACH_SESSION
+    DISPATCH_ATTEMPT: ClassVar[Verb] = Verb.DISPATCH_ATTEMPT
+    EMIT_OUTPUT: ClassVar[Verb] = Verb.EMIT_OUTPUT
+    FETCH_DATA: ClassVar[Verb] = Verb.FETCH_DATA
+    FETCH_PROMPT: ClassVar[Verb] = Verb.FETCH_PROMPT
+    POLL_TASK: ClassVar[Verb] = Verb.POLL_TASK
+    QUERY_SENIOR: ClassVar[Verb] = Verb.QUERY_SENIOR
+    READ_TASK_STATE: ClassVar[Verb] = Verb.READ_TASK_STATE
+    START_TASK: ClassVar[Verb] = Verb.START_TASK
+    VERIFY_TOKEN: ClassVar[Verb] = Verb.VERIFY_TOKEN
+
+
+class _R:
+    """Token roles (`Role` members)."""
+
+    OPERATOR: ClassVar[Role] = Role.OPERATOR
+    WORKER: ClassVar[Role] = Role.WORKER
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +207,7 @@ class _Step:
         self.depth = depth
         self.parent: StepId | None = parent
         """The step whose worker started this one (its token may dispatch it); None for operator steps."""
-        self.status = StepStatus.PENDING
+        self.status = _S.PENDING
         self.attempt = 0
         self.created_at = time.time()
         self.updated_at = 0.0
@@ -208,7 +248,7 @@ class Engine:
     def attach(
         self,
         operator_id: str,
-        role: Role = Role.OPERATOR,
+        role: Role = _R.OPERATOR,
         ttl_secs: int = 86_400,
         *,
         operator: OperatorInfo | None = None,
@@ -222,7 +262,7 @@ class Engine:
         return token
 
     def detach(self, token: CapToken) -> None:
-        self._tokens.verify(token, Verb.DETACH_SESSION)
+        self._tokens.verify(token, _V.DETACH_SESSION)
         session = self._sessions.get(token.fingerprint)
         if session is not None:
             session.attached = False
@@ -231,7 +271,7 @@ class Engine:
 
     def close_session(self, token: CapToken) -> None:
         """Forget a session and its token (a finished run's); later use of the token is refused."""
-        self._tokens.verify(token, Verb.DETACH_SESSION)
+        self._tokens.verify(token, _V.DETACH_SESSION)
         session = self._sessions.pop(token.fingerprint, None)
         self._tokens.forget(token)
         if session is not None and self._bus.active:
@@ -251,9 +291,9 @@ class Engine:
 
     def new_step(self, token: CapToken, spec: TaskSpec) -> StepId:
         """`start_task` for code already on the event loop's thread (no coroutine)."""
-        record = self._tokens.verify(token, Verb.START_TASK)
+        record = self._tokens.verify(token, _V.START_TASK)
         depth = 0
-        parent_id = record.step_id if token.role is Role.WORKER else None
+        parent_id = record.step_id if token.role is _R.WORKER else None
         if parent_id is not None:
             parent = self._steps.get(parent_id)
             depth = (parent.depth if parent else 0) + 1
@@ -266,12 +306,12 @@ class Engine:
         return step_id
 
     def read_task_state(self, token: CapToken, step_id: StepId) -> StepSnapshot:
-        self._tokens.verify(token, Verb.READ_TASK_STATE, step_id)
+        self._tokens.verify(token, _V.READ_TASK_STATE, step_id)
         return self._snapshot(self._step(step_id))
 
     async def poll_task(self, token: CapToken, step_id: StepId, hold_secs: float = 0.0) -> StepSnapshot:
         """The step's state once it is settled (ended or suspended), waiting up to `hold_secs`."""
-        self._tokens.verify(token, Verb.POLL_TASK, step_id)
+        self._tokens.verify(token, _V.POLL_TASK, step_id)
         st = self._step(step_id)
         if st.status in SETTLED or hold_secs <= 0:
             return self._snapshot(st)
@@ -291,11 +331,11 @@ class Engine:
 
     async def cancel_task(self, token: CapToken, step_id: StepId) -> StepSnapshot:
         """Cancel the step for real: its running worker's cancel token fires; the step stays cancelled."""
-        self._tokens.verify(token, Verb.CANCEL_TASK, step_id)
+        self._tokens.verify(token, _V.CANCEL_TASK, step_id)
         st = self._step(step_id)
-        if st.status in (StepStatus.PASS, StepStatus.CANCELLED):
+        if st.status in (_S.PASS, _S.CANCELLED):
             return self._snapshot(st)
-        self._set_status(st, StepStatus.CANCELLED)
+        self._set_status(st, _S.CANCELLED)
         if st.worker is not None:
             st.worker.cancel_token().cancel()
         if st.backoff is not None and not st.backoff.done():
@@ -312,7 +352,7 @@ class Engine:
         later (an async audit) still go on the emptied tail. A step still running or in use, or
         an unknown one, is left alone.
         """
-        self._tokens.verify(token, Verb.CANCEL_TASK, step_id)
+        self._tokens.verify(token, _V.CANCEL_TASK, step_id)
         st = self._steps.get(step_id)
         if st is None or st.status not in ENDED or st.busy:
             return
@@ -333,17 +373,17 @@ class Engine:
 
         A worker token may dispatch only the steps its own step started.
         """
-        record = self._tokens.verify(token, Verb.DISPATCH_ATTEMPT)
+        record = self._tokens.verify(token, _V.DISPATCH_ATTEMPT)
         st = self._step(step_id)
-        if token.role is Role.WORKER and (st.parent is None or st.parent != record.step_id):
+        if token.role is _R.WORKER and (st.parent is None or st.parent != record.step_id):
             raise TokenTaskMismatch(str(record.step_id), step_id)
-        self._set_status(st, StepStatus.RUNNING)
+        self._set_status(st, _S.RUNNING)
         st.attempt += 1
         attempt = st.attempt
         st.busy += 1
         wtoken = self._tokens.mint(
             f"worker-of-{step_id}",
-            Role.WORKER,
+            _R.WORKER,
             self.config.worker_token_ttl_secs,
             step_id=step_id,
             with_handle=True,
@@ -367,7 +407,7 @@ class Engine:
             except SpawnError as exc:
                 raise self._fail(st, attempt, str(exc)) from exc
             except asyncio.CancelledError:
-                self._end(st, attempt, StepStatus.CANCELLED, None)
+                self._end(st, attempt, _S.CANCELLED, None)
                 raise
             except Exception as exc:
                 log.exception("spawner %r crashed for step %s", spawner, step_id)
@@ -386,7 +426,7 @@ class Engine:
         it times out all the same once the loop has control again.
         """
         st.worker = worker
-        if st.status is StepStatus.CANCELLED:
+        if st.status is _S.CANCELLED:
             worker.cancel_token().cancel()
         scope = asyncio.timeout_at(deadline) if deadline is not None else None
         error: WorkerError | None = None
@@ -411,12 +451,12 @@ class Engine:
             worker.cancel_token().cancel()
             await _reap(worker)
             if owner_cancelled:
-                self._end(st, attempt, StepStatus.CANCELLED, None)
+                self._end(st, attempt, _S.CANCELLED, None)
                 raise asyncio.CancelledError()
-            self._end(st, attempt, StepStatus.TIMEOUT, None)
+            self._end(st, attempt, _S.TIMEOUT, None)
             return DispatchOutcome("timeout", None, attempt)
-        if st.status is StepStatus.CANCELLED or isinstance(error, WorkerCancelled):
-            self._end(st, attempt, StepStatus.CANCELLED, None)
+        if st.status is _S.CANCELLED or isinstance(error, WorkerCancelled):
+            self._end(st, attempt, _S.CANCELLED, None)
             return DispatchOutcome("cancelled", None, attempt)
         if error is not None:
             raise self._fail(st, attempt, str(error))
@@ -428,9 +468,9 @@ class Engine:
             )
         value, ok = folded
         if not ok:
-            self._end(st, attempt, StepStatus.BLOCKED, value)
+            self._end(st, attempt, _S.BLOCKED, value)
             return DispatchOutcome("blocked", value, attempt)
-        self._end(st, attempt, StepStatus.PASS, value)
+        self._end(st, attempt, _S.PASS, value)
         if is_skip_marker(value):
             return DispatchOutcome("skip", unwrap_skip_marker(value), attempt)
         return DispatchOutcome("pass", value, attempt)
@@ -463,7 +503,7 @@ class Engine:
                 except DispatchFailed as exc:
                     failure, kind = exc, "failed"
                 attempt = st.attempt
-                if kind not in policy.on or attempt >= policy.max_attempts or st.status is StepStatus.CANCELLED:
+                if kind not in policy.on or attempt >= policy.max_attempts or st.status is _S.CANCELLED:
                     if failure is not None:
                         raise failure
                     return outcome
@@ -487,15 +527,15 @@ class Engine:
             st.backoff = None
 
     def _fail(self, st: _Step, attempt: int, message: str) -> DispatchFailed:
-        if st.status is StepStatus.CANCELLED:
-            self._end(st, attempt, StepStatus.CANCELLED, None)
+        if st.status is _S.CANCELLED:
+            self._end(st, attempt, _S.CANCELLED, None)
         else:
-            self._end(st, attempt, StepStatus.FAILED, {"error": message})
+            self._end(st, attempt, _S.FAILED, {"error": message})
         return DispatchFailed(message)
 
     def _end(self, st: _Step, attempt: int, status: StepStatus, value: Any) -> None:
         """Record an attempt's outcome; a step already cancelled stays cancelled."""
-        if st.status is not StepStatus.CANCELLED:
+        if st.status is not _S.CANCELLED:
             self._set_status(st, status)
             st.last_result = value
         if self._bus.active:
@@ -530,12 +570,12 @@ class Engine:
 
     def prompt(self, token: CapToken, step_id: StepId) -> Any:
         """`fetch_prompt` for code already on the event loop's thread (no coroutine)."""
-        self._tokens.verify(token, Verb.FETCH_PROMPT, step_id)
+        self._tokens.verify(token, _V.FETCH_PROMPT, step_id)
         return self._step(step_id).spec.initial_directive
 
     async def fetch_worker_payload(self, token: CapToken, step_id: StepId) -> dict[str, Any]:
         """What an out-of-process worker fetches: ids, agent, the rendered prompt and its context view."""
-        self._tokens.verify(token, Verb.FETCH_PROMPT, step_id)
+        self._tokens.verify(token, _V.FETCH_PROMPT, step_id)
         st = self._step(step_id)
         attempt = max(st.attempt, 1)
         view = AgentContextView(step_id, st.spec.agent, attempt)
@@ -565,9 +605,9 @@ class Engine:
     def emit(self, token: CapToken, step_id: StepId, attempt: int, event: OutputEvent, *, stage: bool = False) -> None:
         """`submit_output` for code already on the event loop's thread (no coroutine)."""
         try:
-            self._tokens.verify(token, Verb.EMIT_OUTPUT, step_id)
+            self._tokens.verify(token, _V.EMIT_OUTPUT, step_id)
             st = self._step(step_id)
-            if attempt != st.attempt or st.status is not StepStatus.RUNNING:
+            if attempt != st.attempt or st.status is not _S.RUNNING:
                 raise AttemptClosed(f"step {step_id} attempt {attempt} is not running (status {st.status.value})")
             if type(event) is Final and event.ok:
                 self._check_verdict(st, attempt, event)
@@ -671,7 +711,7 @@ class Engine:
 
     def worker_record(self, token: CapToken) -> TokenRecord:
         """The live record of a token presented from outside: signature, expiry and role checked."""
-        return self._tokens.verify(token, Verb.VERIFY_TOKEN)
+        return self._tokens.verify(token, _V.VERIFY_TOKEN)
 
     def resolve_handle(self, handle: str) -> TokenRecord:
         """The live worker-token record behind a `wh-` handle."""
@@ -692,7 +732,7 @@ class Engine:
         self._resources[key] = value
 
     async def fetch_data(self, token: CapToken, key: str) -> Any:
-        self._tokens.verify(token, Verb.FETCH_DATA)
+        self._tokens.verify(token, _V.FETCH_DATA)
         if key not in self._resources:
             raise ResourceNotFound(f"no resource named {key!r}")
         return self._resources[key]
@@ -701,9 +741,9 @@ class Engine:
 
     async def query_senior(self, token: CapToken, step_id: StepId, question: Any) -> ResumeKey:
         """Suspend the step until `resume(key, answer)`."""
-        self._tokens.verify(token, Verb.QUERY_SENIOR, step_id)
+        self._tokens.verify(token, _V.QUERY_SENIOR, step_id)
         st = self._step(step_id)
-        self._set_status(st, StepStatus.SUSPENDED)
+        self._set_status(st, _S.SUSPENDED)
         key = ResumeKey.for_senior(step_id)
         st.suspended_on = key
         self._resumes[key] = asyncio.get_running_loop().create_future()
@@ -720,9 +760,9 @@ class Engine:
         if not future.done():
             future.set_result(answer)
         for st in self._steps.values():
-            if st.suspended_on == key and st.status is StepStatus.SUSPENDED:
+            if st.suspended_on == key and st.status is _S.SUSPENDED:
                 st.suspended_on = None
-                self._set_status(st, StepStatus.RUNNING)
+                self._set_status(st, _S.RUNNING)
                 if self._bus.active:
                     self.publish("task_resumed", st.id, key=key)
                     self.publish("senior_answered", st.id, answer=answer)
@@ -784,7 +824,7 @@ class Engine:
 
 
 def _cancelled(st: _Step) -> bool:
-    return st.status is StepStatus.CANCELLED
+    return st.status is _S.CANCELLED
 
 
 def _past(scope: asyncio.Timeout) -> bool:
