@@ -16,6 +16,7 @@ import json
 import time
 from collections.abc import Callable
 from enum import StrEnum
+from functools import partial
 from typing import Any
 
 from .errors import (
@@ -113,7 +114,8 @@ class CapToken:
     A token the book mints is signed when its signature is first read (`sig_hex`, `encode`): an
     in-process worker that never hands its token on never pays for the HMAC. The signature always
     covers the fields as minted. The signed fields live in one tuple behind read-only properties,
-    so not even `object.__setattr__` can change one of them in place.
+    so not even `object.__setattr__` can change one of them in place; a token whose private tuple or
+    signature was swapped behind them fails its signature check.
     """
 
     __slots__ = ("_fields", "_fp", "_sig", "_signer")
@@ -182,8 +184,7 @@ class CapToken:
         """The SHA-256 hex of the nonce: names the token in errors and ledgers without its nonce."""
         fp = self._fp
         if fp is None:
-            fp = hashlib.sha256(self._fields[6].encode()).hexdigest()
-            object.__setattr__(self, "_fp", fp)
+            fp = self._fp = hashlib.sha256(self._fields[6].encode()).hexdigest()
         return fp
 
     @property
@@ -192,15 +193,8 @@ class CapToken:
         sig = self._sig
         if sig is None:
             assert self._signer is not None
-            sig = self._signer()
-            object.__setattr__(self, "_sig", sig)
+            sig = self._sig = self._signer()
         return sig
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError(f"CapToken is immutable; cannot set {name}")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"CapToken is immutable; cannot delete {name}")
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, CapToken) and self.to_json() == other.to_json()
@@ -299,11 +293,14 @@ def _init(
     sig: str | None,
     signer: Callable[[], str] | None,
 ) -> None:
-    init = object.__setattr__
-    init(token, "_fields", fields)
-    init(token, "_fp", None)
-    init(token, "_sig", sig)
-    init(token, "_signer", signer)
+    token._fields = fields
+    token._fp = None
+    token._sig = sig
+    token._signer = signer
+
+
+def _sign_fields(sign: Callable[[bytes], str], fields: tuple[Any, ...]) -> str:
+    return sign(_signing_input(*fields))
 
 
 class TokenRecord:
@@ -357,12 +354,13 @@ class TokenRecord:
 class TokenBook:
     """Mints, verifies and forgets tokens and their `wh-` handles."""
 
-    __slots__ = ("_handles", "_records", "_secret")
+    __slots__ = ("_handles", "_records", "_secret", "_signs")
 
     def __init__(self, secret: bytes) -> None:
         self._secret = secret
         self._records: dict[str, TokenRecord] = {}
         self._handles: dict[str, str] = {}
+        self._signs = self.sign  # bound once: every record signs through it
 
     def sign(self, message: bytes) -> str:
         return hmac.digest(self._secret, message, "sha256").hex()
@@ -383,7 +381,7 @@ class TokenBook:
         nonce = secure_hex(16)
         expire = now + ttl_secs
         minted = (agent_id, role, tuple(scopes), now, expire, max_uses, nonce)  # a caller's list cannot change it later
-        record = TokenRecord(minted, step_id, self.sign, attempt_bound=attempt_bound)
+        record = TokenRecord(minted, step_id, self._signs, attempt_bound=attempt_bound)
         token = record.token = CapToken._minted(minted, record.signature)
         self._records[nonce] = record
         if with_handle:
@@ -451,10 +449,17 @@ class TokenBook:
         return None if record is None else record.handle
 
     def forget(self, token: CapToken) -> None:
-        """Drop a token's record and handle: any later use is refused."""
+        """Drop a token's record and handle: any later use is refused.
+
+        The record's own token then signs without the record, so the two no longer hold each other
+        (a reference cycle per step would leave every step's objects to the cyclic GC)."""
         record = self._records.pop(token.nonce, None)
-        if record is not None and record.handle is not None:
-            self._handles.pop(record.handle, None)
+        if record is not None:
+            if record.handle is not None:
+                self._handles.pop(record.handle, None)
+            own = record.token
+            unsigned = own._sig is None
+            object.__setattr__(own, "_signer", partial(_sign_fields, record._sign, record.minted) if unsigned else None)
 
     def __len__(self) -> int:
         return len(self._records)

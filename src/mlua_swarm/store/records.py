@@ -156,10 +156,14 @@ class LaunchSnapshot:
         return cls(data["blueprint"], data.get("init"), data.get("options") or {})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StepEntry:
-    """One finished step (its last attempt), written once: what the dispatcher records, the journal
-    writes and every store returns."""
+    """One finished step (its last attempt): what the dispatcher records, the journal writes and every
+    store returns. Recording encodes it at once (`step_row`), so changing it afterwards reaches no store.
+
+    Not frozen: a frozen dataclass sets each field through `object.__setattr__`, which costs more than
+    the rest of a step's bookkeeping together.
+    """
 
     step_ref: str
     step_id: str
