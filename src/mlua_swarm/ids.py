@@ -50,7 +50,7 @@ class PrefixedId(str):
 
     @classmethod
     def new(cls) -> Self:
-        return str.__new__(cls, cls.prefix + uid_hex())
+        return str.__new__(cls, cls.prefix + "%016x" % ((next(_COUNTER) ^ _SALT) & _MASK))  # uid_hex, inlined
 
     @classmethod
     def parse(cls, value: object) -> Self:

@@ -114,7 +114,8 @@ class CapToken:
     A token the book mints is signed when its signature is first read (`sig_hex`, `encode`): an
     in-process worker that never hands its token on never pays for the HMAC. The signature always
     covers the fields as minted. The signed fields live in one tuple behind read-only properties,
-    so not even `object.__setattr__` can change one of them in place.
+    so not even `object.__setattr__` can change one of them in place; a token whose private tuple or
+    signature was swapped behind them fails its signature check.
     """
 
     __slots__ = ("_fields", "_fp", "_sig", "_signer")
@@ -183,8 +184,7 @@ class CapToken:
         """The SHA-256 hex of the nonce: names the token in errors and ledgers without its nonce."""
         fp = self._fp
         if fp is None:
-            fp = hashlib.sha256(self._fields[6].encode()).hexdigest()
-            object.__setattr__(self, "_fp", fp)
+            fp = self._fp = hashlib.sha256(self._fields[6].encode()).hexdigest()
         return fp
 
     @property
@@ -193,15 +193,8 @@ class CapToken:
         sig = self._sig
         if sig is None:
             assert self._signer is not None
-            sig = self._signer()
-            object.__setattr__(self, "_sig", sig)
+            sig = self._sig = self._signer()
         return sig
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError(f"CapToken is immutable; cannot set {name}")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"CapToken is immutable; cannot delete {name}")
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, CapToken) and self.to_json() == other.to_json()
@@ -300,11 +293,10 @@ def _init(
     sig: str | None,
     signer: Callable[[], str] | None,
 ) -> None:
-    init = object.__setattr__
-    init(token, "_fields", fields)
-    init(token, "_fp", None)
-    init(token, "_sig", sig)
-    init(token, "_signer", signer)
+    token._fields = fields
+    token._fp = None
+    token._sig = sig
+    token._signer = signer
 
 
 def _sign_fields(sign: Callable[[bytes], str], fields: tuple[Any, ...]) -> str:
@@ -362,12 +354,13 @@ class TokenRecord:
 class TokenBook:
     """Mints, verifies and forgets tokens and their `wh-` handles."""
 
-    __slots__ = ("_handles", "_records", "_secret")
+    __slots__ = ("_handles", "_records", "_secret", "_signs")
 
     def __init__(self, secret: bytes) -> None:
         self._secret = secret
         self._records: dict[str, TokenRecord] = {}
         self._handles: dict[str, str] = {}
+        self._signs = self.sign  # bound once: every record signs through it
 
     def sign(self, message: bytes) -> str:
         return hmac.digest(self._secret, message, "sha256").hex()
@@ -388,7 +381,7 @@ class TokenBook:
         nonce = secure_hex(16)
         expire = now + ttl_secs
         minted = (agent_id, role, tuple(scopes), now, expire, max_uses, nonce)  # a caller's list cannot change it later
-        record = TokenRecord(minted, step_id, self.sign, attempt_bound=attempt_bound)
+        record = TokenRecord(minted, step_id, self._signs, attempt_bound=attempt_bound)
         token = record.token = CapToken._minted(minted, record.signature)
         self._records[nonce] = record
         if with_handle:

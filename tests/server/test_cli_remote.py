@@ -78,7 +78,8 @@ def test_ctrl_c_cancels_the_run_on_the_server_and_kills_its_child(live_server: L
             f"""
             import os, sys, time
             sys.stdin.read()
-            open({str(pid_file)!r}, "w").write(str(os.getpid()))
+            open({str(pid_file)!r} + ".part", "w").write(str(os.getpid()))
+            os.replace({str(pid_file)!r} + ".part", {str(pid_file)!r})
             time.sleep(600)
             """
         )

@@ -38,7 +38,8 @@ def test_sigkilled_server_restarts_and_resume_skips_the_finished_step(tmp_path: 
         child.read_input()
         open({str(runs_log)!r}, "a").write("slow\\n")
         if not os.path.exists({str(pid_file)!r}):
-            open({str(pid_file)!r}, "w").write(str(os.getpid()))
+            open({str(pid_file)!r} + ".part", "w").write(str(os.getpid()))
+            os.replace({str(pid_file)!r} + ".part", {str(pid_file)!r})
             child.progress("holding", "until killed")
             time.sleep(600)
         child.final({{"slow": "done"}})

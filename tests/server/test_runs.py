@@ -146,7 +146,8 @@ def test_cancel_over_http_kills_the_running_child(live_server: LiveServer, tmp_p
             f"""
             import os, sys, time
             sys.stdin.read()
-            open({str(pid_file)!r}, "w").write(str(os.getpid()))
+            open({str(pid_file)!r} + ".part", "w").write(str(os.getpid()))
+            os.replace({str(pid_file)!r} + ".part", {str(pid_file)!r})
             time.sleep(600)
             """
         )

@@ -117,15 +117,21 @@ class AgentContextView:
             return stored
         if isinstance(stored, dict):
             return cls.from_json(stored)
+        return cls.of_runtime(ctx)
+
+    @classmethod
+    def of_runtime(cls, ctx: Ctx) -> AgentContextView:
+        """The unfiltered view: the named fields read from the runtime keys, nothing extra."""
+        get = ctx.meta.runtime.get
         return cls(
-            task_id=ctx.task_id,
-            agent=ctx.agent,
-            attempt=ctx.attempt,
-            project_root=runtime.get("project_root"),
-            work_dir=runtime.get("work_dir"),
-            task_metadata=runtime.get("task_metadata"),
-            run_id=runtime.get("run_id"),
-            project_name_alias=runtime.get("project_name_alias"),
+            ctx.task_id,
+            ctx.agent,
+            ctx.attempt,
+            get("project_root"),
+            get("work_dir"),
+            get("task_metadata"),
+            get("run_id"),
+            get("project_name_alias"),
         )
 
     @classmethod

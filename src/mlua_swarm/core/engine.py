@@ -14,7 +14,7 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Coroutine, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
 from ..errors import (
@@ -135,31 +135,56 @@ class _Session:
     attached: bool = True
 
 
-@dataclass(slots=True)
 class _Step:
-    id: StepId
-    spec: TaskSpec
-    depth: int
-    parent: StepId | None = None
-    """The step whose worker started this one (its token may dispatch it); None for operator steps."""
-    status: StepStatus = StepStatus.PENDING
-    attempt: int = 0
-    created_at: float = field(default_factory=time.time)
-    updated_at: float = 0.0
-    last_result: Any = None
-    worker: Worker | None = None
-    token: CapToken | None = None
-    tails: dict[int, list[OutputEvent]] = field(default_factory=dict)
-    staged: dict[int, list[str]] = field(default_factory=dict)
-    stats: dict[int, dict[str, Any]] = field(default_factory=dict)
-    transient: dict[int, int] = field(default_factory=dict)
-    """How many Progress/Partial events each attempt's tail holds (bounded by the config)."""
-    refused: dict[int, str] = field(default_factory=dict)
-    """Why the engine refused an attempt's Final, for the failure message when no Final landed."""
-    suspended_on: ResumeKey | None = None
-    waiter: asyncio.Future[None] | None = None
-    backoff: asyncio.Future[None] | None = None
-    busy: int = 0
+    """One step's state; a plain slotted class (one is made per step, so its constructor is kept lean)."""
+
+    __slots__ = (
+        "attempt",
+        "backoff",
+        "busy",
+        "created_at",
+        "depth",
+        "id",
+        "last_result",
+        "parent",
+        "refused",
+        "spec",
+        "staged",
+        "stats",
+        "status",
+        "suspended_on",
+        "tails",
+        "token",
+        "transient",
+        "updated_at",
+        "waiter",
+        "worker",
+    )
+
+    def __init__(self, step_id: StepId, spec: TaskSpec, depth: int, parent: StepId | None = None) -> None:
+        self.id = step_id
+        self.spec = spec
+        self.depth = depth
+        self.parent: StepId | None = parent
+        """The step whose worker started this one (its token may dispatch it); None for operator steps."""
+        self.status = StepStatus.PENDING
+        self.attempt = 0
+        self.created_at = time.time()
+        self.updated_at = 0.0
+        self.last_result: Any = None
+        self.worker: Worker | None = None
+        self.token: CapToken | None = None
+        self.tails: dict[int, list[OutputEvent]] = {}
+        self.staged: dict[int, list[str]] = {}
+        self.stats: dict[int, dict[str, Any]] = {}
+        self.transient: dict[int, int] = {}
+        """How many Progress/Partial events each attempt's tail holds (bounded by the config)."""
+        self.refused: dict[int, str] = {}
+        """Why the engine refused an attempt's Final, for the failure message when no Final landed."""
+        self.suspended_on: ResumeKey | None = None
+        self.waiter: asyncio.Future[None] | None = None
+        self.backoff: asyncio.Future[None] | None = None
+        self.busy = 0
 
 
 class Engine:

@@ -48,6 +48,7 @@ class AgentContextLayer(AroundLayer):
         self.agent_policy = dict(agent_policy or {})
         self.projection_placement = projection_placement
         self._merged: dict[str, dict[str, Any]] = {}
+        self._plain: dict[str, bool] = {}
 
     def merged_tiers(self, agent: str) -> dict[str, Any]:
         """The Blueprint-global tier with the agent's tier over it."""
@@ -63,13 +64,20 @@ class AgentContextLayer(AroundLayer):
         """No policy filters this agent's view and no projection placement is declared."""
         return self.policy_for(agent) is None and self.projection_placement is None
 
+    def plain(self, agent: str) -> bool:
+        """No tier to merge, no policy to apply and no placement for `agent` (decided once per agent)."""
+        plain = self._plain.get(agent)
+        if plain is None:
+            plain = self._plain[agent] = not self.merged_tiers(agent) and self.passes_through(agent)
+        return plain
+
     async def around(
         self, inner: SpawnerAdapter, engine: Engine, ctx: Ctx, task_id: StepId, attempt: int, token: CapToken
     ) -> Worker:
         step_tier = ctx.meta.runtime.get("step_ctx")
-        if not step_tier and not self.merged_tiers(ctx.agent) and self.passes_through(ctx.agent):
+        if not step_tier and self.plain(ctx.agent):
             # Nothing to merge or filter: the engine's fresh per-attempt ctx only gains the view.
-            ctx.meta.runtime["agent_context"] = build_view(ctx, [], None)
+            ctx.meta.runtime["agent_context"] = AgentContextView.of_runtime(ctx)
             return await inner.spawn(engine, ctx, task_id, attempt, token)
         ctx = ctx.clone()
         runtime = ctx.meta.runtime

@@ -9,16 +9,16 @@ failures raise.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from hashlib import sha256
+from typing import Any, Protocol, get_args
 
 from ..core.contract import SpawnerAdapter
 from ..core.engine import DispatchOutcome, Engine, RunContext, TaskSpec
 from ..core.projection import Projection
-from ..core.state import StepOutcome
+from ..core.state import OutcomeKind, StepOutcome
 from ..errors import DispatchFailed
 from ..flow import Skipped, Step, StepBlocked, StepFailed
 from ..ids import StepId
@@ -29,6 +29,15 @@ from ..tokens import CapToken
 from .observer import NullObserver, RunObserver
 
 STEP_META = "$step_meta"
+
+_OF_KIND = {kind: StepOutcome.of(kind) for kind in get_args(OutcomeKind)}
+_PASSED, _SKIPPED, _BLOCKED, _CANCELLED = (
+    StepOutcome.PASSED,
+    StepOutcome.SKIPPED,
+    StepOutcome.BLOCKED,
+    StepOutcome.CANCELLED,
+)
+"""The outcomes as module constants: reading a member off its Enum class is an attribute lookup through the class."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +66,7 @@ class Journal(Protocol):
 
 def input_hash(directive: Any) -> str:
     """The replay key of a step's input: SHA-256 of its canonical JSON (`jsontext.canonical_bytes`)."""
-    return hashlib.sha256(canonical_bytes(directive)).hexdigest()
+    return sha256(canonical_bytes(directive)).hexdigest()
 
 
 class EngineDispatcher:
@@ -137,17 +146,17 @@ class EngineDispatcher:
             self.engine.release_task(self.token, step_id)
 
     async def _apply(self, ref: str, step_id: StepId, outcome: DispatchOutcome, started: float, digest: str) -> Any:
-        kind = StepOutcome.of(outcome.kind)
-        if kind is StepOutcome.PASSED:
+        kind = _OF_KIND[outcome.kind]
+        if kind is _PASSED:
             await self._finish(ref, step_id, kind, started, digest, outcome.value, None, outcome.attempt)
             return outcome.value
-        if kind is StepOutcome.SKIPPED:
+        if kind is _SKIPPED:
             await self._finish(ref, step_id, kind, started, digest, outcome.value, None, outcome.attempt)
             return Skipped(outcome.value)
-        if kind is StepOutcome.BLOCKED:
+        if kind is _BLOCKED:
             await self._finish(ref, step_id, kind, started, digest, outcome.value, None, outcome.attempt)
             raise StepBlocked(outcome.value)
-        message = "cancelled" if kind is StepOutcome.CANCELLED else "timed out"
+        message = "cancelled" if kind is _CANCELLED else "timed out"
         await self._finish(ref, step_id, kind, started, digest, None, message, outcome.attempt)
         raise StepFailed(message)
 
@@ -164,7 +173,8 @@ class EngineDispatcher:
     ) -> None:
         finished = time.time()
         self.observer.step_finished(ref, step_id, status, finished - started, value if error is None else error)
-        if self.journal is None:
+        journal = self.journal
+        if journal is None:
             return
         stats: dict[str, Any] | None = self.engine.worker_stats(step_id, attempt) if attempt else None
         stderr = None
@@ -172,10 +182,10 @@ class EngineDispatcher:
             stats = dict(stats)
             stderr = stats.pop("stderr_tail")
         entry = StepEntry(ref, step_id, status, attempt, started, finished, stats or None, stderr, error)
-        replay = None
-        if status is StepOutcome.PASSED or status is StepOutcome.SKIPPED:
-            replay = ReplayRow(ref, digest, value, skip=status is StepOutcome.SKIPPED)
-        await self.journal.record_step(entry, replay)
+        if status is _PASSED or status is _SKIPPED:
+            await journal.record_step(entry, ReplayRow(ref, digest, value, status is _SKIPPED))
+        else:
+            await journal.record_step(entry, None)
 
     def _unwrap_meta(self, ref: str, input: Any) -> tuple[Any, Any]:
         """Split a `$step_meta` envelope into (directive, step context)."""

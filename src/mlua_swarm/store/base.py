@@ -112,39 +112,50 @@ def _loads(text: str | None) -> Any:
 
 
 def step_row(entry: StepEntry, replay: ReplayRow | None = None) -> StepRow:
-    """Encode a step entry and its replay row (same step_ref; it needs its occurrence) into one `StepRow`."""
+    """Encode a step entry and its replay row (same step_ref; it needs its occurrence) into one `StepRow`.
+
+    Ids and the status are stored as plain `str` (a `str` subclass costs the SQLite binding an adapter lookup).
+    """
     stats = entry.stats
     error = entry.error
-    replay_fields: tuple[str, int, bool, str, float] | tuple[()] = ()
-    if replay is not None:
-        if replay.occurrence is None:
-            raise ValueError("a stored replay row needs its occurrence")
-        if replay.step_ref != entry.step_ref:
-            raise ValueError(f"replay row of {replay.step_ref!r} given with the entry of {entry.step_ref!r}")
-        replay_fields = (
+    text = entry.stderr_tail
+    fields = (
+        entry.step_ref,
+        str(entry.step_id),
+        entry.status._value_,
+        entry.attempt,
+        entry.started_at,
+        entry.finished_at,
+        None if stats is None else dumps(stats),
+        None if text is None else stderr_tail(text),
+        None if error is None else dumps(error),
+    )
+    if replay is None:
+        return _new_row(StepRow, (*fields, None, None, None, None, None))
+    if replay.occurrence is None:
+        raise ValueError("a stored replay row needs its occurrence")
+    if replay.step_ref != entry.step_ref:
+        raise ValueError(f"replay row of {replay.step_ref!r} given with the entry of {entry.step_ref!r}")
+    return _new_row(
+        StepRow,
+        (
+            *fields,
             replay.input_hash,
             replay.occurrence,
             replay.skip,
             dumps(replay.value),
             replay.created_at or time.time(),
-        )
-    return StepRow(
-        entry.step_ref,
-        entry.step_id,
-        entry.status.value,
-        entry.attempt,
-        entry.started_at,
-        entry.finished_at,
-        None if stats is None else dumps(stats),
-        stderr_tail(entry.stderr_tail),
-        None if error is None else dumps(error),
-        *replay_fields,
+        ),
     )
 
 
-def stderr_tail(text: str | None) -> str | None:
+_new_row = tuple.__new__
+"""Builds a `StepRow` from a full tuple of its fields without the Python-level `__new__` of a NamedTuple."""
+
+
+def stderr_tail(text: str) -> str:
     """The last `STDERR_TAIL_CAP` characters of a worker's stderr."""
-    return text if text is None or len(text) <= STDERR_TAIL_CAP else text[-STDERR_TAIL_CAP:]
+    return text if len(text) <= STDERR_TAIL_CAP else text[-STDERR_TAIL_CAP:]
 
 
 def blueprint_hash(document: Any) -> str:
@@ -343,6 +354,12 @@ class Store(ABC):
     @abstractmethod
     def set_result(self, run_id: RunId, result: Any) -> None:
         """Queue the run's result document."""
+
+    async def settle_run(self, run_id: RunId, result: Any, target: RunStatus) -> bool:
+        """Store the run's result and move it from `running` to `target` (compare-and-set), committed;
+        False when it was no longer running (its result is stored all the same)."""
+        self.set_result(run_id, result)
+        return await self.try_transition(run_id, RunStatus.RUNNING, target)
 
     @abstractmethod
     def set_owner(self, run_id: RunId, owner: RunOwner | None) -> None:

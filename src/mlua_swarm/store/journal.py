@@ -21,6 +21,8 @@ from ..ids import RunId
 from .base import StepRow, Store, step_row
 from .records import Durability, ReplayRow, RunStatus, StepEntry, dumps
 
+_EXIT = Durability.EXIT
+
 
 @dataclass(frozen=True, slots=True)
 class ReplayHit:
@@ -38,17 +40,6 @@ class _BufferedTrace:
     attempt: int | None
     payload: Any
     ts: float
-
-
-def _fingerprint(step_ref: str, input_hash: str) -> int:
-    """The key occurrences are counted under: a 64-bit hash, not the strings, so a long run keeps
-    a table slot per distinct step input rather than the key's text (see `Occurrences`).
-
-    Two keys that share a fingerprint share one counter; each (step_ref, input_hash, occurrence)
-    handed out is still unique, and a resumed run that does not see the same collision (about one
-    chance in 2**64 per pair) only runs the affected steps again.
-    """
-    return hash((step_ref, input_hash))
 
 
 class Occurrences:
@@ -71,32 +62,32 @@ class Occurrences:
         """The next occurrence of `fingerprint` (0 the first time), counted."""
         fp = fingerprint or 1  # 0 marks an empty slot
         many = self._many
-        count = many.get(fp)
-        if count is not None:
-            many[fp] = count + 1
-            return count
+        if many:
+            count = many.get(fp)
+            if count is not None:
+                many[fp] = count + 1
+                return count
         table, mask = self._table, self._mask
         i = fp & mask
-        while (slot := table[i]) != 0:
+        while slot := table[i]:
             if slot == fp:
                 many[fp] = 2
                 return 1
             i = (i + 1) & mask
         table[i] = fp
-        self._size += 1
-        if self._size * 2 > mask:
+        size = self._size = self._size + 1
+        if size * 2 > mask:
             self._grow()
         return 0
 
     def _grow(self) -> None:
         mask = self._mask * 2 + 1
         table = array("q", [0]) * (mask + 1)
-        for fp in self._table:
-            if fp:
-                i = fp & mask
-                while table[i]:
-                    i = (i + 1) & mask
-                table[i] = fp
+        for fp in filter(None, self._table):
+            i = fp & mask
+            while table[i]:
+                i = (i + 1) & mask
+            table[i] = fp
         self._table, self._mask = table, mask
 
 
@@ -126,38 +117,47 @@ class RunJournal:
         self._log = {(r.step_ref, r.input_hash, r.occurrence or 0): r for r in replay}
         """Stored rows not replayed yet; each is dropped once replayed (an occurrence is looked up once)."""
         self._seen = Occurrences()
-        """Occurrences handed out so far, by the key's fingerprint (`_fingerprint`)."""
-        self._unrecorded: dict[int, list[int]] = {}
-        """Occurrences that missed the log and wait for their `record_step`, by fingerprint."""
+        """Occurrences handed out so far, by the key's fingerprint: `hash((step_ref, input_hash))`, a
+        64-bit number rather than the strings, so a long run keeps a table slot per distinct step input
+        rather than the key's text. Two keys that share a fingerprint share one counter; each
+        (step_ref, input_hash, occurrence) handed out is still unique, and a resumed run that does not
+        see the same collision (about one chance in 2**64 per pair) only runs the affected steps again."""
+        self._unrecorded: dict[int, int | list[int]] = {}
+        """Occurrences that missed the log and wait for their `record_step`, by fingerprint: one
+        occurrence, or a heap of several (identical steps running side by side)."""
         self._steps: list[StepRow] = []
         """`exit` durability: the run's steps, encoded (so later changes by the caller cannot reach them)."""
         self._traces: deque[_BufferedTrace] = deque(maxlen=store.trace_cap)
 
     def lookup(self, step_ref: str, input_hash: str) -> ReplayHit | None:
         """The logged outcome of this step's next occurrence with this input, or None to dispatch it."""
-        key = _fingerprint(step_ref, input_hash)
+        key = hash((step_ref, input_hash))
         occurrence = self._seen.take(key)
-        row = self._log.pop((step_ref, input_hash, occurrence), None) if self._log else None
-        if row is None:
-            waiting = self._unrecorded.get(key)
-            if waiting is None:
-                self._unrecorded[key] = [occurrence]
-            else:
-                heapq.heappush(waiting, occurrence)
-            return None
-        self.replayed += 1
-        return ReplayHit(row.value, row.skip, occurrence)
+        if self._log:
+            row = self._log.pop((step_ref, input_hash, occurrence), None)
+            if row is not None:
+                self.replayed += 1
+                return ReplayHit(row.value, row.skip, occurrence)
+        waiting = self._unrecorded.get(key)
+        if waiting is None:
+            self._unrecorded[key] = occurrence
+        elif isinstance(waiting, int):
+            self._unrecorded[key] = [waiting, occurrence]
+        else:
+            heapq.heappush(waiting, occurrence)
+        return None
 
     def _occurrence_for(self, step_ref: str, input_hash: str) -> int:
         """The lowest occurrence a miss handed out and nobody recorded yet (or the next one)."""
-        key = _fingerprint(step_ref, input_hash)
-        waiting = self._unrecorded.get(key)
-        if waiting:
-            occurrence = heapq.heappop(waiting)
-            if not waiting:
-                del self._unrecorded[key]
-            return occurrence
-        return self._seen.take(key)
+        key = hash((step_ref, input_hash))
+        waiting = self._unrecorded.pop(key, None)
+        if waiting is None:
+            return self._seen.take(key)
+        if isinstance(waiting, int):
+            return waiting
+        occurrence = heapq.heappop(waiting)
+        self._unrecorded[key] = waiting[0] if len(waiting) == 1 else waiting
+        return occurrence
 
     async def record_step(self, entry: StepEntry, replay: ReplayRow | None = None) -> None:
         """Append a step entry (and its replay row for pass/skip outcomes), then reach the commit point.
@@ -166,10 +166,11 @@ class RunJournal:
         """
         if replay is not None and replay.occurrence is None:
             replay.occurrence = self._occurrence_for(replay.step_ref, replay.input_hash)
-        if self.durability is Durability.EXIT:
-            self._steps.append(step_row(entry, replay))
+        row = step_row(entry, replay)
+        if self.durability is _EXIT:
+            self._steps.append(row)
             return
-        await self.store.commit_step(self.run_id, step_row(entry, replay), self.durability)
+        await self.store.commit_step(self.run_id, row, self.durability)
 
     def trace(self, kind: str, step_ref: str | None = None, attempt: int | None = None, payload: Any = None) -> None:
         """Queue an observational event; the store writes it shortly after (in `exit`, at the end)."""
@@ -196,8 +197,7 @@ class RunJournal:
         """
         target = RunStatus(status)
         self._write_buffered()
-        self.store.set_result(self.run_id, result_json)
-        await self.store.try_transition(self.run_id, RunStatus.RUNNING, target)
+        await self.store.settle_run(self.run_id, result_json, target)
         run = await self.store.get_run(self.run_id, with_result=False)
         self.store.append_trace(
             self.run_id, "core.run_finished", payload={"status": run.status.value, "requested": target.value}

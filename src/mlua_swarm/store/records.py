@@ -148,7 +148,10 @@ class LaunchSnapshot:
     options: Mapping[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
-        return dumps({"blueprint": self.blueprint, "init": self.init, "options": dict(self.options)})
+        """The snapshot's JSON text, each part encoded on its own: a `null` in the Blueprint or the options
+        sends only that part through the standard library (see `dumps`), not a large init ctx with it."""
+        blueprint, init, options = dumps(self.blueprint), dumps(self.init), dumps(dict(self.options))
+        return f'{{"blueprint":{blueprint},"init":{init},"options":{options}}}'
 
     @classmethod
     def from_json(cls, text: str) -> LaunchSnapshot:
@@ -156,10 +159,14 @@ class LaunchSnapshot:
         return cls(data["blueprint"], data.get("init"), data.get("options") or {})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StepEntry:
-    """One finished step (its last attempt), written once: what the dispatcher records, the journal
-    writes and every store returns."""
+    """One finished step (its last attempt): what the dispatcher records, the journal writes and every
+    store returns. Recording encodes it at once (`step_row`), so changing it afterwards reaches no store.
+
+    Not frozen: a frozen dataclass sets each field through `object.__setattr__`, which costs more than
+    the rest of a step's bookkeeping together.
+    """
 
     step_ref: str
     step_id: str

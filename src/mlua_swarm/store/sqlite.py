@@ -72,6 +72,7 @@ _TRACE_INSERT = (
 _SIBLINGS: dict[tuple[str, int], weakref.WeakSet[SqliteStore]] = {}
 """Open stores per (file, thread). They share the thread, so one must commit before another can write."""
 
+_EXIT, _SYNC = Durability.EXIT, Durability.SYNC
 _HISTORY_TABLES = ("history", "trace", "outputs")
 _STEP, _REPLAY, _STEP_REPLAY = 0, 1, 2
 """`history.kind`: a step entry, a replay row, or a step entry with its replay row (one row per step)."""
@@ -82,6 +83,39 @@ _HISTORY_INSERT = (
     " stats_json, stderr_tail, error_json, input_hash, occurrence, skip, value_json, created_at)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+_LEAN_HISTORY_INSERT = (
+    "INSERT INTO history (run_id, seq, kind, step_ref, step_id, status, attempt, started_at, finished_at,"
+    " stats_json, input_hash, occurrence, skip, value_json, created_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_BARE_HISTORY_INSERT = (
+    "INSERT INTO history (run_id, seq, kind, step_ref, step_id, status, attempt, started_at, finished_at,"
+    " input_hash, occurrence, skip, value_json, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _history_insert(run_id: str, seq: int, kind: int, row: StepRow) -> tuple[str, tuple[Any, ...]]:
+    """The statement and parameters that insert one `history` row.
+
+    The sqlite3 module binds exact `str`, `int` and `float` values directly, but looks for an adapter
+    (two failed attribute lookups, each raising and clearing an `AttributeError`) for anything else:
+    `None`, a `bool`, a `str` subclass such as `RunId`. A step with its replay row and no error or
+    stderr, the common case, leaves its NULL columns out of the statement and binds plain values.
+    """
+    if row.input_hash is None or row.stderr_tail is not None or row.error_json is not None:
+        return _HISTORY_INSERT, (run_id, seq, kind, *row)
+    ref, step_id, status, attempt, started, finished, stats, _, _, digest, occurrence, skip, value, created = row
+    if stats is None:
+        return _BARE_HISTORY_INSERT, (
+            str(run_id), seq, kind, ref, str(step_id), status, attempt, started, finished,
+            digest, occurrence, 1 if skip else 0, value, created,
+        )  # fmt: skip
+    return _LEAN_HISTORY_INSERT, (
+        str(run_id), seq, kind, ref, str(step_id), status, attempt, started, finished, stats,
+        digest, occurrence, 1 if skip else 0, value, created,
+    )  # fmt: skip
+
+
 _RUN_COLUMNS = (
     "id, task_id, status, created_at, updated_at, result_json, input_json,"
     " owner_host, owner_pid, owner_started_at, heartbeat_at"
@@ -214,6 +248,8 @@ class SqliteStore(Store):
             conn.close()
             raise
         self._conn = conn
+        self._cursor = conn.cursor()
+        """Reused by the per-step insert (`Connection.execute` makes a cursor per call)."""
         self._commit_handle: asyncio.Handle | None = None
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._txn = 0
@@ -598,6 +634,31 @@ class SqliteStore(Store):
         self._commit_now()
         return changed
 
+    async def settle_run(self, run_id: RunId, result: Any, target: RunStatus) -> bool:
+        """One UPDATE for the result and the status: SQLite rewrites a row whole when its size changes,
+        so two updates would write a large result and launch snapshot twice."""
+        check_run_transition([RunStatus.RUNNING], target)
+        text = dumps(result)
+        scheduled = self._begin()
+        try:
+            row = self._conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise RunNotFound(run_id)
+            changed: bool = row[0] == RunStatus.RUNNING.value
+            self._conn.execute(
+                "UPDATE runs SET result_json = ?, updated_at = ?, status = ? WHERE id = ?",
+                (text, time.time(), target.value if changed else row[0], run_id),
+            )
+        except sqlite3.OperationalError as exc:
+            if _is_write_failure(exc):
+                raise self._write_failed(exc) from None
+            raise
+        finally:
+            if not scheduled:
+                self._commit()
+        self._commit_now()
+        return changed
+
     def set_result(self, run_id: RunId, result: Any) -> None:
         sql = "UPDATE runs SET result_json = ?, updated_at = ? WHERE id = ?"
         self._write(sql, (dumps(result), time.time(), run_id))
@@ -711,8 +772,7 @@ class SqliteStore(Store):
     def _note_key(self, run_id: RunId, row: StepRow) -> None:
         """Add a committed step's replay key to the run's key set, if one was loaded."""
         keys = self._replay_keys.get(run_id)
-        key = row.replay_key()
-        if keys is not None and key is not None:
+        if keys is not None and (key := row.replay_key()) is not None:
             keys.add(key)
 
     async def commit_step(self, run_id: RunId, row: StepRow, durability: Durability) -> None:
@@ -722,13 +782,16 @@ class SqliteStore(Store):
         steps leave nothing behind in this object unless the run's key set was loaded for a check.
         """
         kind = _STEP if row.input_hash is None else _STEP_REPLAY
-        loop = _running_loop()
+        try:
+            task = asyncio.current_task()
+        except RuntimeError:  # no event loop
+            task = None
         if (
-            loop is None
-            or durability is Durability.EXIT
-            or (durability is Durability.SYNC and self._traces)
+            task is None
+            or task is not self._last_flusher
             or self._conn.in_transaction
-            or asyncio.current_task(loop) is not self._last_flusher
+            or durability is _EXIT
+            or (durability is _SYNC and self._traces)
         ):
             self._append("history", _HISTORY_INSERT, run_id, (kind, *row))
             self._note_key(run_id, row)
@@ -737,7 +800,7 @@ class SqliteStore(Store):
         self._commit_siblings()
         seq = self._next_seq("history", run_id)
         try:
-            self._conn.execute(_HISTORY_INSERT, (run_id, seq, kind, *row))
+            self._cursor.execute(*_history_insert(run_id, seq, kind, row))
         except sqlite3.IntegrityError as exc:
             if not _is_key_clash(exc):
                 raise
@@ -749,7 +812,8 @@ class SqliteStore(Store):
         self._txn += 1
         self._committed = self._txn
         self.commits += 1
-        self._note_key(run_id, row)
+        if self._replay_keys:
+            self._note_key(run_id, row)
 
     async def list_steps(self, run_id: RunId) -> list[StepEntry]:
         self._require_run(run_id)

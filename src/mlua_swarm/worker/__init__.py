@@ -21,13 +21,15 @@ class WorkerJoinHandler:
     """The common building block: an id, a cancel token, and a completion to await.
 
     `completion` is a future (usually the asyncio task doing the work) that resolves to `None` or
-    raises a `WorkerError`. Joining shields it: a worker is stopped through its cancel token, so
-    the joiner can then wait for the worker's real end.
+    raises a `WorkerError`, or None when the work has already ended well. Joining shields it: a
+    worker is stopped through its cancel token, so the joiner can then wait for the worker's real end.
     """
 
     __slots__ = ("_worker_id", "cancel", "completion")
 
-    def __init__(self, worker_id: WorkerId | None, cancel: CancellationToken, completion: asyncio.Future[Any]) -> None:
+    def __init__(
+        self, worker_id: WorkerId | None, cancel: CancellationToken, completion: asyncio.Future[Any] | None
+    ) -> None:
         self._worker_id = worker_id
         self.cancel = cancel
         self.completion = completion
@@ -42,6 +44,8 @@ class WorkerJoinHandler:
 
     async def await_completion(self) -> None:
         completion = self.completion
+        if completion is None:
+            return
         try:
             await (completion if completion.done() else asyncio.shield(completion))
         except asyncio.CancelledError:
@@ -74,7 +78,9 @@ class JoinHandleWorker(Worker):
 
     def settled(self) -> bool:
         completion = self.handler.completion
-        return completion.done() and not completion.cancelled() and completion.exception() is None
+        return completion is None or (
+            completion.done() and not completion.cancelled() and completion.exception() is None
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.handler.worker_id})"

@@ -188,7 +188,7 @@ class InProcSpawner(SpawnerAdapter, Generic[W]):
             completion, stop = _start_async(engine, fn, inv, self.worker_kind)
         else:
             completion, stop = start_eager(_drive(engine, fn, agent in self._inline, inv, self.worker_kind))
-        if not completion.done():
+        if completion is not None and not completion.done():
             cancel.on_cancel(stop)
         return self._worker_type(WorkerJoinHandler(None, cancel, completion))
 
@@ -213,11 +213,12 @@ class _LoopWatch:
 
 def _start_async(
     engine: Engine, fn: WorkerFn, inv: WorkerInvocation, kind: str
-) -> tuple[asyncio.Future[None], Callable[[], None]]:
+) -> tuple[asyncio.Future[None] | None, Callable[[], None]]:
     """Run an `async` function up to its first suspension right here.
 
-    One that finishes without suspending is settled at once (its Final submitted, a done future
-    returned): no task, no coroutine of ours around it. One that suspends goes on in `_drive_on`.
+    One that finishes without suspending is settled at once (its Final submitted; no completion to
+    wait for when it ended well): no task, no future, no coroutine of ours around it. One that
+    suspends goes on in `_drive_on`.
     """
     watch = _LoopWatch()
     clock = time.monotonic
@@ -239,20 +240,20 @@ def _start_async(
 
 def _settled(
     engine: Engine, inv: WorkerInvocation, kind: str, watch: _LoopWatch, result: Any, raised: BaseException | None
-) -> asyncio.Future[None]:
-    """The done completion of an attempt whose function already returned `result` (or raised `raised`)."""
-    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+) -> asyncio.Future[None] | None:
+    """Submit the result of an attempt whose function already returned `result` (or raised `raised`):
+    None when it ended well, else a done future holding the attempt's `WorkerError`."""
     try:
         if raised is not None:
             raise _worker_error(raised) from raised
         submit_now(engine, inv.token, inv.task_id, inv.attempt, result, kind)
     except WorkerError as exc:
-        done.set_exception(exc)
-    else:
-        done.set_result(None)
+        failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        failed.set_exception(exc)
+        return failed
     finally:
         _note_warnings(engine, inv, watch)
-    return done
+    return None
 
 
 async def _drive_on(

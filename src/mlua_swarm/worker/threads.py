@@ -126,7 +126,7 @@ class WorkerThreads:
             thread.start()
         elif wake:
             os.write(self._write_end, b"\0")
-        if done is not None and done.acquire(timeout=self.quick_wait):
+        if done is not None and done.acquire(True, self.quick_wait):
             return job.outcome()
         loop = asyncio.get_running_loop()
         with self._lock:
@@ -196,9 +196,8 @@ THREADS = WorkerThreads()
 os.register_at_fork(after_in_child=THREADS._restart_in_child)
 
 
-async def in_thread(fn: Callable[[A], R], arg: A) -> R:
-    """`fn(arg)` off the event loop, in `THREADS`."""
-    return await THREADS.call(fn, arg)
+in_thread = THREADS.call
+"""`await in_thread(fn, arg)`: `fn(arg)` off the event loop, in `THREADS`."""
 
 
 __all__ = ["MAX_THREADS", "QUICK_WAIT_SECS", "THREADS", "WorkerThreads", "in_thread"]
