@@ -3,14 +3,28 @@ each step committed (visible to another connection) before `record_step` returns
 
 from __future__ import annotations
 
+import json
 import math
 import sqlite3
 from pathlib import Path
 from typing import Any
 
+import orjson
+import pytest
+
 from mlua_swarm.core.state import StepOutcome
-from mlua_swarm.ids import StepId
-from mlua_swarm.store import LaunchSnapshot, ReplayRow, RunJournal, SqliteStore, StepEntry, create_run
+from mlua_swarm.ids import RunId, StepId
+from mlua_swarm.store import (
+    LaunchSnapshot,
+    ReplayRow,
+    RunJournal,
+    RunStatus,
+    SqliteStore,
+    StepEntry,
+    Store,
+    create_run,
+)
+from mlua_swarm.store.errors import InvalidRunTransition, RunNotFound
 from mlua_swarm.store.records import dumps
 
 from .conftest import LAUNCH
@@ -91,3 +105,30 @@ async def test_step_values_keep_null_nan_and_big_integers(tmp_path: Path) -> Non
     snapshot = LaunchSnapshot.from_json(launch)
     assert snapshot.blueprint == {"flow": None} and snapshot.options == {"o": None}
     assert snapshot.init["init"] is None and math.isnan(snapshot.init["nan"])
+
+
+async def test_settling_a_run_stores_its_result_and_moves_it_once(store: Store) -> None:
+    done = await create_run(store, LAUNCH, goal="test")
+    assert await store.settle_run(done.run_id, {"out": [1, None]}, RunStatus.DONE)
+    kept = await store.get_run(done.run_id)
+    assert (kept.status, kept.result, kept.input_json) == (RunStatus.DONE, {"out": [1, None]}, LAUNCH.to_json())
+
+    cancelled = await create_run(store, LAUNCH, goal="test")
+    assert await store.try_transition(cancelled.run_id, RunStatus.RUNNING, RunStatus.CANCELLED)
+    assert not await store.settle_run(cancelled.run_id, {"partial": 1}, RunStatus.DONE)
+    after = await store.get_run(cancelled.run_id)
+    assert (after.status, after.result) == (RunStatus.CANCELLED, {"partial": 1}), "a cancelled run stays cancelled"
+
+    with pytest.raises(RunNotFound):
+        await store.settle_run(RunId.new(), None, RunStatus.DONE)
+    with pytest.raises(InvalidRunTransition):
+        await store.settle_run(done.run_id, None, RunStatus.PENDING)
+
+
+def test_a_launch_snapshot_encodes_its_parts_apart_and_reads_back_whole() -> None:
+    init = {"ratio": 1e-7, "items": [{"n": i, "text": "é"} for i in range(3)]}
+    launch = LaunchSnapshot({"flow": {"kind": "step"}, "meta": None}, init, {"base_dir": None, "fns": {}})
+    text = launch.to_json()
+    assert json.loads(text) == {"blueprint": launch.blueprint, "init": init, "options": {"base_dir": None, "fns": {}}}
+    assert '"init":' + orjson.dumps(init).decode() in text, "a null elsewhere does not send the init ctx to the stdlib"
+    assert LaunchSnapshot.from_json(text) == launch

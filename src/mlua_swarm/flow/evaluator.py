@@ -153,9 +153,10 @@ class _Runner:
 
     async def _join(self, node: Fanout, parent: FlowCtx, items: list[Any]) -> Any:
         """Run one lane task per item and combine them per the join mode; losers are cancelled and awaited."""
-        join = _Join(node.join, len(items), asyncio.get_running_loop().create_future())
-        lane = self._lane
-        lanes = [asyncio.create_task(lane(node, parent, index, item, join)) for index, item in enumerate(items)]
+        loop = asyncio.get_running_loop()
+        join = _Join(node.join, len(items), loop.create_future())
+        lane, start = self._lane, loop.create_task
+        lanes = [start(lane(node, parent, index, item, join)) for index, item in enumerate(items)]
         try:
             await join.decided
         finally:

@@ -135,7 +135,10 @@ class EngineDispatcher:
             except DispatchFailed as exc:
                 await self._finish(ref, step_id, StepOutcome.FAILED, started, digest, None, str(exc))
                 raise StepFailed(str(exc)) from exc
-            if self._quiet and outcome.kind == "pass":
+            if outcome.kind == "pass" and self.journal is None:
+                # Nothing to record: an observer hears the pass here, without the bookkeeping path.
+                if not self._quiet:
+                    self.observer.step_finished(ref, step_id, StepOutcome.PASSED, time.time() - started, outcome.value)
                 return outcome.value
             return await self._apply(ref, step_id, outcome, started, digest)
         finally:

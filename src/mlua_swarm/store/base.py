@@ -355,6 +355,12 @@ class Store(ABC):
     def set_result(self, run_id: RunId, result: Any) -> None:
         """Queue the run's result document."""
 
+    async def settle_run(self, run_id: RunId, result: Any, target: RunStatus) -> bool:
+        """Store the run's result and move it from `running` to `target` (compare-and-set), committed;
+        False when it was no longer running (its result is stored all the same)."""
+        self.set_result(run_id, result)
+        return await self.try_transition(run_id, RunStatus.RUNNING, target)
+
     @abstractmethod
     def set_owner(self, run_id: RunId, owner: RunOwner | None) -> None:
         """Queue the run's owning process."""

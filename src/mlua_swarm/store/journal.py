@@ -197,8 +197,7 @@ class RunJournal:
         """
         target = RunStatus(status)
         self._write_buffered()
-        self.store.set_result(self.run_id, result_json)
-        await self.store.try_transition(self.run_id, RunStatus.RUNNING, target)
+        await self.store.settle_run(self.run_id, result_json, target)
         run = await self.store.get_run(self.run_id, with_result=False)
         self.store.append_trace(
             self.run_id, "core.run_finished", payload={"status": run.status.value, "requested": target.value}

@@ -148,7 +148,10 @@ class LaunchSnapshot:
     options: Mapping[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
-        return dumps({"blueprint": self.blueprint, "init": self.init, "options": dict(self.options)})
+        """The snapshot's JSON text, each part encoded on its own: a `null` in the Blueprint or the options
+        sends only that part through the standard library (see `dumps`), not a large init ctx with it."""
+        blueprint, init, options = dumps(self.blueprint), dumps(self.init), dumps(dict(self.options))
+        return f'{{"blueprint":{blueprint},"init":{init},"options":{options}}}'
 
     @classmethod
     def from_json(cls, text: str) -> LaunchSnapshot:

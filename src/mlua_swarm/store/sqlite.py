@@ -634,6 +634,31 @@ class SqliteStore(Store):
         self._commit_now()
         return changed
 
+    async def settle_run(self, run_id: RunId, result: Any, target: RunStatus) -> bool:
+        """One UPDATE for the result and the status: SQLite rewrites a row whole when its size changes,
+        so two updates would write a large result and launch snapshot twice."""
+        check_run_transition([RunStatus.RUNNING], target)
+        text = dumps(result)
+        scheduled = self._begin()
+        try:
+            row = self._conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise RunNotFound(run_id)
+            changed: bool = row[0] == RunStatus.RUNNING.value
+            self._conn.execute(
+                "UPDATE runs SET result_json = ?, updated_at = ?, status = ? WHERE id = ?",
+                (text, time.time(), target.value if changed else row[0], run_id),
+            )
+        except sqlite3.OperationalError as exc:
+            if _is_write_failure(exc):
+                raise self._write_failed(exc) from None
+            raise
+        finally:
+            if not scheduled:
+                self._commit()
+        self._commit_now()
+        return changed
+
     def set_result(self, run_id: RunId, result: Any) -> None:
         sql = "UPDATE runs SET result_json = ?, updated_at = ? WHERE id = ?"
         self._write(sql, (dumps(result), time.time(), run_id))
