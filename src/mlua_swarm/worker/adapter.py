@@ -130,12 +130,12 @@ class InProcSpawner(SpawnerAdapter, Generic[W]):
     """A registry of Python worker functions keyed by agent name.
 
     A function may be `async` or plain. A plain one runs in a worker thread, so it may block, unless
-    it was registered `inline`: then it runs on the event loop, which saves the thread hop (most of
-    a trivial step's cost) but stalls every other step, timeout and cancel while it runs, so only
-    quick non-blocking functions should be inline. It returns a `WorkerResult` or any JSON value
-    (meaning `ok=True`); raising means `WorkerFailed`. The function starts at once, inside `spawn`:
-    an `async` one that never suspends is finished, Final and all, before `spawn` returns; one that
-    suspends goes on in a task of its own (see `start_eager`).
+    it was registered `inline`: then it runs on the event loop, which saves the thread round trip
+    (`worker/threads.py`, a few tens of microseconds) but stalls every other step, timeout and
+    cancel while it runs, so only quick non-blocking functions should be inline. It returns a
+    `WorkerResult` or any JSON value (meaning `ok=True`); raising means `WorkerFailed`. The function
+    starts at once, inside `spawn`: an `async` one that never suspends is finished, Final and all,
+    before `spawn` returns; one that suspends goes on in a task of its own (see `start_eager`).
     """
 
     worker_kind = "rust_fn"
