@@ -289,23 +289,18 @@ def _watched(coro: Coroutine[Any, Any, Any], first: Any, watch: _LoopWatch) -> G
     clock = time.monotonic
     pending = first
     while True:
+        sent: Any = None
+        thrown: BaseException | None = None
         try:
             sent = yield pending
         except GeneratorExit:
             coro.close()
             raise
         except BaseException as exc:
-            began = clock()
-            try:
-                pending = coro.throw(exc)
-            except StopIteration as stop:
-                return stop.value
-            finally:
-                watch.longest = max(watch.longest, clock() - began)
-            continue
+            thrown = exc
         began = clock()
         try:
-            pending = coro.send(sent)
+            pending = coro.send(sent) if thrown is None else coro.throw(thrown)
         except StopIteration as stop:
             return stop.value
         finally:
