@@ -226,7 +226,7 @@ def _start_async(
     try:
         pending = fn(inv)
         if not inspect.iscoroutine(pending):
-            return start_eager(_drive_awaitable(engine, pending, inv, kind))
+            pending = _awaiting(pending)
         first = pending.send(None)
     except StopIteration as stop:
         watch.longest = clock() - began
@@ -246,7 +246,7 @@ def _settled(
     try:
         if raised is not None:
             raise _worker_error(raised) from raised
-        submit_now(engine, inv.token, inv.task_id, inv.attempt, result, kind)
+        submit_result(engine, inv.token, inv.task_id, inv.attempt, result, kind)
     except WorkerError as exc:
         failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         failed.set_exception(exc)
@@ -267,20 +267,14 @@ async def _drive_on(
             raise
         except BaseException as exc:
             raise _worker_error(exc) from exc
-        submit_now(engine, inv.token, inv.task_id, inv.attempt, result, kind)
+        submit_result(engine, inv.token, inv.task_id, inv.attempt, result, kind)
     finally:
         _note_warnings(engine, inv, watch)
 
 
-async def _drive_awaitable(engine: Engine, pending: Any, inv: WorkerInvocation, kind: str) -> None:
-    """An `async`-looking callable that handed back some other awaitable: await it, then submit."""
-    try:
-        result = await pending
-    except (WorkerError, GeneratorExit):
-        raise
-    except BaseException as exc:
-        raise _worker_error(exc) from exc
-    submit_now(engine, inv.token, inv.task_id, inv.attempt, result, kind)
+async def _awaiting(awaitable: Awaitable[Any]) -> Any:
+    """A coroutine over an awaitable that is not one (an `async`-looking callable's other awaitable)."""
+    return await awaitable
 
 
 @types.coroutine
@@ -329,7 +323,7 @@ async def _drive(engine: Engine, fn: WorkerFn, inline: bool, inv: WorkerInvocati
             raise
         except BaseException as exc:
             raise _worker_error(exc) from exc
-        submit_now(engine, inv.token, inv.task_id, inv.attempt, result, kind)
+        submit_result(engine, inv.token, inv.task_id, inv.attempt, result, kind)
     finally:
         _note_warnings(engine, inv, watch)
 
@@ -363,17 +357,13 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-async def submit_result(engine: Engine, token: CapToken, task_id: StepId, attempt: int, result: Any, kind: str) -> None:
-    """Fold a worker's return value into one `Final` (and its stats); used by every in-process kind.
+def submit_result(engine: Engine, token: CapToken, task_id: StepId, attempt: int, result: Any, kind: str) -> None:
+    """Fold a worker's return value into one `Final` (and its stats); used by every in-process kind,
+    on the event loop's thread.
 
     The value must be JSON data with finite numbers, at most `EngineConfig.max_value_bytes` of JSON
     text (the in-process twin of a child's frame cap); anything else fails the attempt.
     """
-    submit_now(engine, token, task_id, attempt, result, kind)
-
-
-def submit_now(engine: Engine, token: CapToken, task_id: StepId, attempt: int, result: Any, kind: str) -> None:
-    """`submit_result` for code already on the event loop's thread (no coroutine)."""
     if isinstance(result, WorkerResult):
         value, ok, stats = result.value, result.ok, result.stats
     else:
@@ -406,6 +396,5 @@ __all__ = [
     "WorkerInvocation",
     "WorkerResult",
     "render_prompt",
-    "submit_now",
     "submit_result",
 ]

@@ -191,7 +191,7 @@ class _Attempt:
             raise WorkerFailed("agent-block script finished without emitting result via bus")
         value, ok, payload = self.result
         stats = self._stats(payload)
-        await submit_result(
+        submit_result(
             self.engine, self.token, self.task_id, self.attempt, WorkerResult(value, ok, stats), "agent_block"
         )
 

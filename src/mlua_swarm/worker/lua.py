@@ -121,7 +121,7 @@ class LuaSpawner(SpawnerAdapter):
             except EngineError as exc:
                 raise WorkerFailed(f"lua eval [{self.label}]: part '{name}' was refused: {exc}") from exc
         stats = {"lua_instructions": run.instructions, "lua_ms": round(run.elapsed_secs * 1000, 3)}
-        await submit_result(engine, token, task_id, attempt, WorkerResult(value, ok, stats), self.worker_kind)
+        submit_result(engine, token, task_id, attempt, WorkerResult(value, ok, stats), self.worker_kind)
 
     def _run(
         self, sandbox: LuaSandbox, globals_: dict[str, Any], parts: list[tuple[str, Any]], signal: AbortSignal

@@ -539,7 +539,7 @@ class _ChildRun:
         value, ok, extra = normalize_plain(body, self.stderr.text(), self.proc.returncode == 0, self.output)
         if extra:
             self.engine.record_worker_stats(self.task_id, self.attempt, extra)
-        await submit_result(self.engine, self.token, self.task_id, self.attempt, WorkerResult(value, ok), "subprocess")
+        submit_result(self.engine, self.token, self.task_id, self.attempt, WorkerResult(value, ok), "subprocess")
 
     async def _finish_stream(self) -> None:
         if self.rejected is not None:
