@@ -45,6 +45,16 @@ def P(at: str) -> dict[str, Any]:
     return {"op": "path", "at": at}
 
 
+PREP_THEN_WORK: dict[str, Any] = {
+    "kind": "seq",
+    "children": [
+        {"kind": "step", "ref": "prep", "in": P("$.n"), "out": P("$.n")},
+        {"kind": "step", "ref": "work", "in": P("$.n"), "out": P("$.out")},
+    ],
+}
+"""`prep` then `work`: prep gets `$.n` and writes `$.n`, work gets `$.n` and writes `$.out`."""
+
+
 def fn_blueprint(flow: dict[str, Any], fns: dict[str, Any], **extra: Any) -> dict[str, Any]:
     """A Blueprint whose agents are `rust_fn` agents named after their function ids."""
     agents = [{"name": name, "kind": "rust_fn", "spec": {"fn_id": name}} for name in fns]

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 
 from mlua_swarm import WorkerInvocation
-from mlua_swarm.blueprint.compiler import CompiledBlueprint, compile_blueprint
+from mlua_swarm.blueprint.compiler import CompiledBlueprint
 from mlua_swarm.ids import StepId
 from mlua_swarm.run import Run, run_blueprint
 from mlua_swarm.store import open_store
 
-from ..conftest import P
+from ..conftest import PREP_THEN_WORK, compile_fns
 
 
 class Heard:
@@ -40,18 +40,8 @@ async def _broken(inv: WorkerInvocation) -> Any:
 
 
 def _two_steps(work: Any) -> CompiledBlueprint:
-    raw = {
-        "id": "heard",
-        "flow": {
-            "kind": "seq",
-            "children": [
-                {"kind": "step", "ref": "prep", "in": P("$.n"), "out": P("$.n")},
-                {"kind": "step", "ref": "work", "in": P("$.n"), "out": P("$.out")},
-            ],
-        },
-        "agents": [{"name": name, "kind": "rust_fn", "spec": {"fn_id": name}} for name in ("prep", "work")],
-    }
-    return compile_blueprint(raw, base_dir=Path.cwd(), fns={"prep": _inc, "work": work})
+    compiled: CompiledBlueprint = compile_fns(PREP_THEN_WORK, {"prep": _inc, "work": work})
+    return compiled
 
 
 def _expected(heard: Heard, last: tuple[str, Any]) -> list[tuple[Any, ...]]:

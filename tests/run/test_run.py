@@ -17,25 +17,13 @@ from mlua_swarm.run import Run, RunResult
 from mlua_swarm.store import LaunchSnapshot, RunNotResumable, RunOwner, RunStatus, Store, open_store
 from mlua_swarm.store.owner import current_owner
 
-from ..conftest import P
+from ..conftest import PREP_THEN_WORK, P, compile_fns
 
 
 def _blueprint(fns: dict[str, Any], policy: dict[str, Any] | None = None) -> CompiledBlueprint:
-    """`prep` then `work`: prep adds one to `$.n`, work gets `$.n` and writes `$.out`."""
-    raw: dict[str, Any] = {
-        "id": "mixed",
-        "flow": {
-            "kind": "seq",
-            "children": [
-                {"kind": "step", "ref": "prep", "in": P("$.n"), "out": P("$.n")},
-                {"kind": "step", "ref": "work", "in": P("$.n"), "out": P("$.out")},
-            ],
-        },
-        "agents": [{"name": name, "kind": "rust_fn", "spec": {"fn_id": name}} for name in fns],
-    }
-    if policy is not None:
-        raw["policy"] = policy
-    return compile_blueprint(raw, base_dir=Path.cwd(), fns=fns)
+    """`prep` then `work` (`PREP_THEN_WORK`) over `fns`, with `policy` when given."""
+    compiled: CompiledBlueprint = compile_fns(PREP_THEN_WORK, fns, **({} if policy is None else {"policy": policy}))
+    return compiled
 
 
 async def _prep(inv: WorkerInvocation) -> Any:
