@@ -12,7 +12,7 @@ first few hundred steps, then a periodic summary, so a 10,000-step run stays rea
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections import defaultdict, deque
 from types import TracebackType
 from typing import Any
 
@@ -54,15 +54,24 @@ class TerminalProgress:
     def __init__(self, title: str, console: Console | None = None) -> None:
         self.console = console or Console(stderr=True, soft_wrap=True)
         self.title = title
-        self.running: dict[str, int] = {}
-        """Steps running now per step ref (only on a terminal: plain lines never show them)."""
-        self.totals: dict[str, int] = {}
+        self.totals: defaultdict[str, int] = defaultdict(int)
         self.recent: deque[tuple[str, str, float]] = deque(maxlen=8)
         self.started = time.monotonic()
+        self._began: defaultdict[str, int] = defaultdict(int)
+        """Steps started per step ref (only on a terminal: plain lines never show running steps)."""
+        self._ended: defaultdict[str, int] = defaultdict(int)
+        """Started steps ended per step ref (a replayed step neither starts nor counts here)."""
         self._live: Live | None = None
         self._drawn = self.console.is_terminal
         self._lines = 0
         self._last_summary = self.started
+
+    @property
+    def running(self) -> dict[str, int]:
+        """Steps running now per step ref (fanout lanes of one step counted together)."""
+        ended = dict(self._ended)  # copied first: every end counted here has its start in `began`
+        began = dict(self._began)
+        return {ref: n - ended.get(ref, 0) for ref, n in began.items() if n > ended.get(ref, 0)}
 
     def __enter__(self) -> TerminalProgress:
         if self.console.is_terminal:
@@ -79,20 +88,13 @@ class TerminalProgress:
 
     def step_started(self, step_ref: str, step_id: StepId | None) -> None:
         if self._drawn:
-            running = self.running
-            running[step_ref] = running.get(step_ref, 0) + 1
+            self._began[step_ref] += 1
 
     def step_finished(self, step_ref: str, step_id: StepId | None, status: str, elapsed: float, detail: Any) -> None:
-        totals = self.totals
-        totals[status] = totals.get(status, 0) + 1
+        self.totals[status] += 1
         if self._drawn:
             if status != "replayed":
-                running = self.running
-                left = running.get(step_ref, 0) - 1
-                if left > 0:
-                    running[step_ref] = left
-                else:
-                    running.pop(step_ref, None)
+                self._ended[step_ref] += 1
             self.recent.append((step_ref, status, elapsed))
         else:
             self._lines += 1
@@ -118,7 +120,7 @@ class TerminalProgress:
 
     def _render(self) -> _Frame:
         """The live view, drawn on rich's refresh thread from copies of the counters."""
-        running_now, recent = sorted(dict(self.running).items()), list(self.recent)
+        running_now, recent = sorted(self.running.items()), list(self.recent)
         lines: list[list[tuple[str, Style | None]]] = [[(f"{self.title}  ", _BOLD), (self.summary(), _DIM)]]
         refs = [f"{ref} x{count}" if count > 1 else ref for ref, count in running_now]
         width = max(map(len, refs), default=0)
