@@ -8,7 +8,9 @@ and a fanout lane's starting ctx are shallow copies of the root.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine
+import contextvars
+import types
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterator
 from functools import partial
 from typing import Any, Protocol
 
@@ -154,35 +156,105 @@ class _Runner:
             join.passed(index, value)
 
     async def _join(self, node: Fanout, parent: FlowCtx, items: list[Any]) -> Any:
-        """Run one lane task per item and combine them per the join mode; losers are cancelled and awaited."""
+        """Run the lanes concurrently and combine them per the join mode; losers are cancelled and awaited."""
         loop = asyncio.get_running_loop()
         join = _Join(node.join, len(items), loop.create_future())
-        lane = self._lane
-        # asyncio.Task itself unless the loop has a task factory: the same task, without create_task's checks
-        start: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]] = (
-            partial(asyncio.Task, loop=loop) if loop.get_task_factory() is None else loop.create_task
-        )
-        join.lanes = [start(lane(node, parent, index, item, join)) for index, item in enumerate(items)]
+        lanes = _Lanes(self, node, parent, enumerate(items), join, loop)
+        lanes.next_runner()
         try:
             await join.decided
         finally:
             if join.remaining:
-                await _cancel_and_await([task for task in join.lanes if task is not None])
+                await _cancel_and_await(lanes.runners)
         return join.outcome()
+
+
+class _Lanes:
+    """A fanout's lanes, run by as few tasks as concurrency needs.
+
+    A runner task starts lanes one after another, each in a copy of the context as a task of its own
+    would have. A lane that ends without waiting (the common case for in-process agents) costs no
+    task, no scheduling and no loop turn. When a lane has to wait, its runner stays with it until it
+    ends, so the lane keeps one task for its whole life (`asyncio.current_task()`, timeouts and
+    cancellation behave as with a task per lane), and a new runner carries on with the lanes not
+    started yet.
+    """
+
+    __slots__ = ("join", "node", "parent", "pending", "runner", "runners", "start")
+
+    def __init__(
+        self,
+        runner: _Runner,
+        node: Fanout,
+        parent: FlowCtx,
+        pending: Iterator[tuple[int, Any]],
+        join: _Join,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.runner = runner
+        self.node = node
+        self.parent = parent
+        self.pending = pending
+        self.join = join
+        self.runners: list[asyncio.Task[None]] = []
+        # asyncio.Task itself unless the loop has a task factory: the same task, without create_task's checks
+        self.start: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]] = (
+            partial(asyncio.Task, loop=loop, name="fanout lanes")
+            if loop.get_task_factory() is None
+            else partial(loop.create_task, name="fanout lanes")
+        )
+
+    def next_runner(self) -> None:
+        self.runners.append(self.start(self._run()))
+
+    async def _run(self) -> None:
+        lane, node, parent, join = self.runner._lane, self.node, self.parent, self.join
+        for index, item in self.pending:
+            coro = lane(node, parent, index, item, join)
+            context = contextvars.copy_context()
+            try:
+                waiting_on = context.run(coro.send, None)
+            except (StopIteration, asyncio.CancelledError):
+                # ended, or cancelled itself (reported as a cancelled lane): the next lane starts; a
+                # cancellation of this runner could only arrive while it waits, below
+                continue
+            self.next_runner()
+            await _carry_on(coro, waiting_on, context)
+            return
+
+
+@types.coroutine
+def _carry_on(
+    coro: Coroutine[Any, Any, None], waiting_on: Any, context: contextvars.Context
+) -> Generator[Any, Any, None]:
+    """`await coro` in `context`, for a coroutine that has already run up to waiting on `waiting_on`."""
+    while True:
+        try:
+            sent = yield waiting_on
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:
+            try:
+                waiting_on = context.run(coro.throw, exc)
+            except StopIteration:
+                return
+            continue
+        try:
+            waiting_on = context.run(coro.send, sent)
+        except StopIteration:
+            return
 
 
 class _Join:
     """One fanout's join: each lane reports its outcome as it ends (in completion order); `decided`
     resolves once the join mode needs no further lane. Reports after that are ignored."""
 
-    __slots__ = ("crash", "decided", "failure", "lanes", "mode", "remaining", "result", "values")
+    __slots__ = ("crash", "decided", "failure", "mode", "remaining", "result", "values")
 
     def __init__(self, mode: Join, lanes: int, decided: asyncio.Future[None]) -> None:
         self.mode = mode
         self.remaining = lanes
-        self.lanes: list[asyncio.Task[None] | None] = []
-        """The lanes' tasks, each dropped as its lane reports (so a finished lane's task and coroutine
-        are freed at once, not kept until the whole fanout ends)."""
         self.values: list[Any] = [None] * lanes if mode is Join.ALL or mode is Join.ALL_SETTLED else []
         self.result: Any = None
         self.failure: EvalError | None = None
@@ -190,7 +262,6 @@ class _Join:
         self.decided = decided
 
     def passed(self, index: int, value: Any) -> None:
-        self.lanes[index] = None
         if self.decided.done():
             return
         self.remaining -= 1
@@ -207,7 +278,6 @@ class _Join:
             self.decided.set_result(None)
 
     def failed(self, index: int, error: EvalError) -> None:
-        self.lanes[index] = None
         if self.decided.done():
             return
         self.remaining -= 1
