@@ -160,27 +160,27 @@ class _Runner:
         loop = asyncio.get_running_loop()
         join = _Join(node.join, len(items), loop.create_future())
         lanes = _Lanes(self, node, parent, enumerate(items), join, loop)
-        lanes.next_runner()
+        lanes.tasks.append(lanes.start(lanes.run()))
         try:
             await join.decided
         finally:
             if join.remaining:
-                await _cancel_and_await(lanes.runners)
+                await _cancel_and_await(lanes.tasks)
         return join.outcome()
 
 
 class _Lanes:
-    """A fanout's lanes, run by as few tasks as concurrency needs.
+    """A fanout's lanes: one task starts them one after another, until one has to wait.
 
-    A runner task starts lanes one after another, each in a copy of the context as a task of its own
-    would have. A lane that ends without waiting (the common case for in-process agents) costs no
-    task, no scheduling and no loop turn. When a lane has to wait, its runner stays with it until it
-    ends, so the lane keeps one task for its whole life (`asyncio.current_task()`, timeouts and
-    cancellation behave as with a task per lane), and a new runner carries on with the lanes not
-    started yet.
+    Each lane runs in a copy of the context, as a task of its own would. A lane that ends without
+    waiting (the common case for in-process agents) costs no task, no scheduling and no loop turn.
+    The first lane that has to wait keeps the task for the rest of its life (`asyncio.current_task()`,
+    timeouts and cancellation behave as with a task per lane), and every lane not started yet gets a
+    task of its own at once, so they all start in the same loop turn, as lanes always did (steps of
+    a durable run finishing together still share a commit).
     """
 
-    __slots__ = ("join", "node", "parent", "pending", "runner", "runners", "start")
+    __slots__ = ("join", "node", "parent", "pending", "runner", "start", "tasks")
 
     def __init__(
         self,
@@ -196,18 +196,15 @@ class _Lanes:
         self.parent = parent
         self.pending = pending
         self.join = join
-        self.runners: list[asyncio.Task[None]] = []
+        self.tasks: list[asyncio.Task[None]] = []
         # asyncio.Task itself unless the loop has a task factory: the same task, without create_task's checks
         self.start: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]] = (
-            partial(asyncio.Task, loop=loop, name="fanout lanes")
+            partial(asyncio.Task, loop=loop, name="fanout lane")
             if loop.get_task_factory() is None
-            else partial(loop.create_task, name="fanout lanes")
+            else partial(loop.create_task, name="fanout lane")
         )
 
-    def next_runner(self) -> None:
-        self.runners.append(self.start(self._run()))
-
-    async def _run(self) -> None:
+    async def run(self) -> None:
         lane, node, parent, join = self.runner._lane, self.node, self.parent, self.join
         for index, item in self.pending:
             coro = lane(node, parent, index, item, join)
@@ -216,9 +213,10 @@ class _Lanes:
                 waiting_on = context.run(coro.send, None)
             except (StopIteration, asyncio.CancelledError):
                 # ended, or cancelled itself (reported as a cancelled lane): the next lane starts; a
-                # cancellation of this runner could only arrive while it waits, below
+                # cancellation of this task could only arrive while it waits, below
                 continue
-            self.next_runner()
+            start = self.start
+            self.tasks.extend([start(lane(node, parent, i, it, join)) for i, it in self.pending])
             await _carry_on(coro, waiting_on, context)
             return
 
