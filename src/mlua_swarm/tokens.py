@@ -16,7 +16,6 @@ import json
 import time
 from collections.abc import Callable
 from enum import StrEnum
-from functools import partial
 from typing import Any
 
 from .errors import (
@@ -296,10 +295,6 @@ def _init(
     token._signer = signer
 
 
-def _sign_fields(sign: Callable[[bytes], str], fields: tuple[Any, ...]) -> str:
-    return sign(_signing_input(*fields))
-
-
 class TokenRecord:
     """Server-side state of a minted token: remaining uses, revocation and the step it is bound to."""
 
@@ -450,14 +445,13 @@ class TokenBook:
     def forget(self, token: CapToken) -> None:
         """Drop a token's record and handle: any later use is refused.
 
-        The record's own token then signs without the record, so the two no longer hold each other
-        (a reference cycle per step would leave every step's objects to the cyclic GC)."""
+        The record lets go of its token (the token's signer still reads the record), so the two do not
+        hold each other: a reference cycle per step would leave every step's objects to the cyclic GC."""
         record = self._records.pop(token.nonce, None)
         if record is not None:
             if record.handle is not None:
                 self._handles.pop(record.handle, None)
-            own = record.token
-            own._signer = partial(_sign_fields, record._sign, record.minted) if own._sig is None else None
+            del record.token
 
     def __len__(self) -> int:
         return len(self._records)

@@ -34,7 +34,10 @@ def truthy(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    kind = type(value)
+    if kind is int or kind is float:
+        return True
+    return isinstance(value, (int, float)) and kind is not bool
 
 
 def json_equal(a: Any, b: Any) -> bool:

@@ -10,11 +10,12 @@ fetches its payload).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..core.ctx import AgentContextView
 from ..diagnostics import Diagnostic, Level, Location
+from ..worker.adapter import SpawnerAdapter
 from .around import AroundLayer
 from .config import ContextPolicy, parse_section
 
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
     from ..ids import StepId
     from ..tokens import CapToken
     from ..worker import Worker
-    from ..worker.adapter import SpawnerAdapter
 
 NAMED_FIELDS = ("project_root", "work_dir", "task_metadata", "run_id", "project_name_alias")
 
@@ -71,14 +71,13 @@ class AgentContextLayer(AroundLayer):
             plain = self._plain[agent] = not self.merged_tiers(agent) and self.passes_through(agent)
         return plain
 
+    def wrap(self, inner: SpawnerAdapter) -> SpawnerAdapter:
+        return _ContextSpawner(self, inner)
+
     async def around(
         self, inner: SpawnerAdapter, engine: Engine, ctx: Ctx, task_id: StepId, attempt: int, token: CapToken
     ) -> Worker:
         step_tier = ctx.meta.runtime.get("step_ctx")
-        if not step_tier and self.plain(ctx.agent):
-            # Nothing to merge or filter: the engine's fresh per-attempt ctx only gains the view.
-            ctx.meta.runtime["agent_context"] = AgentContextView.of_runtime(ctx)
-            return await inner.spawn(engine, ctx, task_id, attempt, token)
         ctx = ctx.clone()
         runtime = ctx.meta.runtime
         tier_keys: list[str] = []
@@ -94,6 +93,30 @@ class AgentContextLayer(AroundLayer):
         if self.projection_placement is not None:
             runtime["__projection_placement"] = self.projection_placement
         return await inner.spawn(engine, ctx, task_id, attempt, token)
+
+
+class _ContextSpawner(SpawnerAdapter):
+    """The layer over `inner`. For an attempt with nothing to merge or filter (no step tier, a plain
+    agent) the engine's fresh per-attempt ctx only gains the view, and the spawn is `inner`'s own
+    coroutine; otherwise it is the layer's `around`."""
+
+    __slots__ = ("inner", "layer")
+
+    def __init__(self, layer: AgentContextLayer, inner: SpawnerAdapter) -> None:
+        self.layer = layer
+        self.inner = inner
+
+    def spawn(
+        self, engine: Engine, ctx: Ctx, task_id: StepId, attempt: int, token: CapToken
+    ) -> Coroutine[Any, Any, Worker]:
+        runtime = ctx.meta.runtime
+        if not runtime.get("step_ctx") and self.layer.plain(ctx.agent):
+            runtime["agent_context"] = AgentContextView.of_runtime(ctx)
+            return self.inner.spawn(engine, ctx, task_id, attempt, token)
+        return self.layer.around(self.inner, engine, ctx, task_id, attempt, token)
+
+    def __repr__(self) -> str:
+        return f"{self.layer.name}({self.inner!r})"
 
 
 def build_view(ctx: Ctx, tier_keys: list[str], policy: ContextPolicy | None) -> AgentContextView:

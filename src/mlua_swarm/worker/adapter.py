@@ -202,13 +202,8 @@ class _LoopWatch:
 
     __slots__ = ("longest",)
 
-    def __init__(self) -> None:
-        self.longest = 0.0
-
-    def warnings(self) -> list[str]:
-        if self.longest < BLOCKED_LOOP_WARN_SECS:
-            return []
-        return [f"blocked the event loop for {self.longest:.1f} s"]
+    def __init__(self, longest: float = 0.0) -> None:
+        self.longest = longest
 
 
 def _start_async(
@@ -220,7 +215,6 @@ def _start_async(
     wait for when it ended well): no task, no future, no coroutine of ours around it. One that
     suspends goes on in `_drive_on`.
     """
-    watch = _LoopWatch()
     clock = time.monotonic
     began = clock()
     try:
@@ -229,20 +223,18 @@ def _start_async(
             pending = _awaiting(pending)
         first = pending.send(None)
     except StopIteration as stop:
-        watch.longest = clock() - began
-        return _settled(engine, inv, kind, watch, stop.value, None), _noop
+        return _settled(engine, inv, kind, clock() - began, stop.value, None), _noop
     except BaseException as exc:
-        watch.longest = clock() - began
-        return _settled(engine, inv, kind, watch, None, exc), _noop
-    watch.longest = clock() - began
-    return start_eager(_drive_on(engine, pending, first, watch, inv, kind))
+        return _settled(engine, inv, kind, clock() - began, None, exc), _noop
+    return start_eager(_drive_on(engine, pending, first, _LoopWatch(clock() - began), inv, kind))
 
 
 def _settled(
-    engine: Engine, inv: WorkerInvocation, kind: str, watch: _LoopWatch, result: Any, raised: BaseException | None
+    engine: Engine, inv: WorkerInvocation, kind: str, ran: float, result: Any, raised: BaseException | None
 ) -> asyncio.Future[None] | None:
-    """Submit the result of an attempt whose function already returned `result` (or raised `raised`):
-    None when it ended well, else a done future holding the attempt's `WorkerError`."""
+    """Submit the result of an attempt whose function already returned `result` (or raised `raised`)
+    after running `ran` seconds: None when it ended well, else a done future holding the attempt's
+    `WorkerError`."""
     try:
         if raised is not None:
             raise _worker_error(raised) from raised
@@ -252,7 +244,7 @@ def _settled(
         failed.set_exception(exc)
         return failed
     finally:
-        _note_warnings(engine, inv, watch)
+        _note_blocking(engine, inv, ran)
     return None
 
 
@@ -269,7 +261,7 @@ async def _drive_on(
             raise _worker_error(exc) from exc
         submit_result(engine, inv.token, inv.task_id, inv.attempt, result, kind)
     finally:
-        _note_warnings(engine, inv, watch)
+        _note_blocking(engine, inv, watch.longest)
 
 
 async def _awaiting(awaitable: Awaitable[Any]) -> Any:
@@ -325,7 +317,7 @@ async def _drive(engine: Engine, fn: WorkerFn, inline: bool, inv: WorkerInvocati
             raise _worker_error(exc) from exc
         submit_result(engine, inv.token, inv.task_id, inv.attempt, result, kind)
     finally:
-        _note_warnings(engine, inv, watch)
+        _note_blocking(engine, inv, watch.longest)
 
 
 def _worker_error(exc: BaseException) -> WorkerError:
@@ -339,12 +331,13 @@ def _worker_error(exc: BaseException) -> WorkerError:
     return WorkerFailed(_describe(exc))
 
 
-def _note_warnings(engine: Engine, inv: WorkerInvocation, watch: _LoopWatch) -> None:
-    warnings = watch.warnings()
-    if warnings:
+def _note_blocking(engine: Engine, inv: WorkerInvocation, longest: float) -> None:
+    """A warning in the attempt's stats when the function held the event loop `longest` seconds at a stretch."""
+    if longest >= BLOCKED_LOOP_WARN_SECS:
         known = engine.worker_stats(inv.task_id, inv.attempt).get("warnings")
+        warning = f"blocked the event loop for {longest:.1f} s"
         engine.record_worker_stats(
-            inv.task_id, inv.attempt, {"warnings": [*(known if isinstance(known, list) else ()), *warnings]}
+            inv.task_id, inv.attempt, {"warnings": [*(known if isinstance(known, list) else ()), warning]}
         )
 
 
