@@ -63,7 +63,7 @@ ODD_VALUES = [
     [None, [float("nan")]],
     {"deep": {"x": [1.0, float("inf")]}},
     [float("-inf")],
-    {1: "int key", 2.5: "float key", True: "bool key", None: "null key"},
+    {1: "int key", 2.5: "float key", False: "bool key", None: "null key"},
     {(1, 2): "tuple key"},
     [2**64, -(2**70)],
     {"id": uuid.uuid4()},
