@@ -44,6 +44,14 @@ def mse_env(home: str, src: Path = REPO_ROOT / "src", **extra: str) -> dict[str,
     return {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{REPO_ROOT}", "MSE_HOME": home, **extra}
 
 
+def as_installed(env: dict[str, str]) -> dict[str, str]:
+    """`env` without PYTHONDONTWRITEBYTECODE, for the start-up rows: an installed package starts from
+    compiled bytecode (pip compiles it at install, a checkout caches it on first import), so with the
+    variable set every process would compile each module it imports from source (after the warm-up run
+    wrote the caches, both sides read them)."""
+    return {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def mse(*words: str) -> list[str]:
     return [sys.executable, "-m", "mlua_swarm", *words]
 
@@ -108,7 +116,7 @@ def startup_ms(words: list[str], reps: int, result_mb: int = 0, stored_runs: int
     with tempfile.TemporaryDirectory() as home:
         if result_mb or stored_runs:
             filled_home(home, result_mb, stored_runs or 30)
-        env = mse_env(home)
+        env = as_installed(mse_env(home))
         once(mse(*words), env)
         done = [once(mse(*words), env) for _ in range(reps)]
     return {"ms": [d.seconds * 1000 for d in done], "rss_mb": [d.rss_mb for d in done]}
@@ -116,7 +124,7 @@ def startup_ms(words: list[str], reps: int, result_mb: int = 0, stored_runs: int
 
 def python_startup_ms(reps: int) -> Metrics:
     """`python -c pass`: the interpreter's own start-up, the floor of any command."""
-    done = [once([sys.executable, "-c", "pass"], dict(os.environ)) for _ in range(reps + 1)][1:]
+    done = [once([sys.executable, "-c", "pass"], as_installed(dict(os.environ))) for _ in range(reps + 1)][1:]
     return {"ms": [d.seconds * 1000 for d in done]}
 
 
@@ -132,7 +140,7 @@ def run_per_step(small: int, large: int, reps: int, tty: bool = False, fn: str =
         for n in (small, large):
             paths[n] = Path(home) / f"seq-{n}.json"
             paths[n].write_text(json.dumps(blueprints.sequence(n, fn)))
-        env = mse_env(home)
+        env = as_installed(mse_env(home))
         once(mse("run", str(paths[small]), "--ephemeral"), env, tty)
         per_step, startup = [], []
         for _ in range(reps):
@@ -148,7 +156,7 @@ def langgraph_per_step(small: int, large: int, reps: int) -> Metrics:
     """LangGraph's loop graph of trivial nodes, `invoke`d in a whole `python` process (`python -m
     bench.peers_langgraph N`), at the same two sizes."""
     needs("langgraph.graph", ours=False)
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    env = as_installed({**os.environ, "PYTHONPATH": str(REPO_ROOT)})
 
     def run(n: int) -> float:
         return once([sys.executable, "-m", "bench.peers_langgraph", str(n)], env).seconds
@@ -179,7 +187,7 @@ def main(argv: list[str]) -> int:
         runs: dict[Path, list[Finished]] = {src: [] for src in sources}
         for _ in range(repeat):
             for src in sources:
-                runs[src].append(once(mse(*words), mse_env(home, src), tty))
+                runs[src].append(once(mse(*words), as_installed(mse_env(home, src)), tty))
         return runs
 
     def report(case: str, runs: dict[Path, list[Finished]]) -> None:

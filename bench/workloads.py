@@ -573,7 +573,8 @@ WORKLOADS: tuple[Workload, ...] = (
         f"LangGraph: a fresh `python` process that imports LangGraph, builds {LANGGRAPH_LOOP}, and runs it. "
         "Each repetition runs both sides at two sizes back to back; per step is the difference of the two "
         "wall times over the difference of the sizes, so interpreter start-up and imports cancel out "
-        "(the start-up row is the intercept). Floor: the same Blueprint through `run_blueprint` in one "
+        "(the start-up row is the intercept; both sides start from cached bytecode). Floor: the same "
+        "Blueprint through `run_blueprint` in one "
         "process (the first row's ours / floor is what the command and its progress view add), and for the "
         "live view the plain-progress figure (the target is the live view's overhead: at most 10%).",
         process_rows,
@@ -583,7 +584,9 @@ WORKLOADS: tuple[Workload, ...] = (
         "Start-up: `mse` commands, whole processes",
         "Wall time of a fresh `mse` process until it exits, on a store (SQLite under a fresh MSE_HOME) holding "
         "30 small finished runs, and beside one run whose stored result is a huge JSON document; the last "
-        "row is that listing's peak RSS. Floor: `python -c pass`, the interpreter's own start-up.",
+        "row is that listing's peak RSS. Floor: `python -c pass`, the interpreter's own start-up. Every "
+        "process starts from cached bytecode, as an installed package does (PYTHONDONTWRITEBYTECODE is "
+        "cleared; a warm-up run writes the caches).",
         startup_rows,
     ),
     Workload(

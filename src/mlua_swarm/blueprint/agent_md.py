@@ -10,9 +10,7 @@ from __future__ import annotations
 from typing import Any, get_args
 
 import blake3
-import yaml
 
-from ..textparse import load_yaml
 from .schema import LintLevel
 
 _FIRST_CLASS = ("name", "description", "model", "effort", "tools", "worker_binding", "lints")
@@ -68,6 +66,10 @@ def _optional_str(front: dict[str, Any], key: str) -> str | None:
 
 def parse_agent_md(text: str, *, kind: str) -> dict[str, Any]:
     """The AgentDef JSON object an agent.md text describes, with the given `kind`."""
+    import yaml  # the YAML parser loads only when a Blueprint uses an agent.md
+
+    from ..yamltext import load_yaml
+
     front_text, body = split_front_matter(text)
     try:
         front = load_yaml(front_text) or {}

@@ -18,7 +18,7 @@ from typing import Any
 from ..diagnostics import Diagnostic, DiagnosticError, Location
 from ..paths import PathRefused, name_problem, under_root
 from ..samples import bundled_agents_dir
-from ..textparse import load_error, parse_json_text, parse_yaml_text, read_input_text
+from ..textparse import load_error, parse_json_text, read_input_text
 from .agent_md import AgentMdError, parse_agent_md
 
 INCLUDES_ENV = "MSE_BLUEPRINT_INCLUDES"
@@ -57,6 +57,8 @@ def load_blueprint_source(
     text = read_input_text(path, file)
     if path.name.endswith(JSON_SUFFIXES):
         return parse_json_text(text, file), base_dir
+    from ..yamltext import parse_yaml_text  # the YAML parser loads only for YAML files
+
     return parse_yaml_text(text, file), base_dir
 
 

@@ -6,9 +6,7 @@ command's `--help` does not pay for it.
 
 from __future__ import annotations
 
-import argparse
 import json
-import math
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -75,31 +73,6 @@ def _json_arg_error(message: str, location: Location, hint: str) -> DiagnosticEr
     return DiagnosticError([Diagnostic("invalid-json", message, location=location, hint=hint)])
 
 
-MAX_COUNT = 2**31 - 1
-
-
-def count_arg(text: str) -> int:
-    """An argparse type: a whole number from 0 to 2^31 - 1 (limits, counts, sequence numbers)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if not 0 <= value <= MAX_COUNT:
-        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_COUNT}, got {text}")
-    return value
-
-
-def seconds_arg(text: str) -> float:
-    """An argparse type: a finite, positive number of seconds."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
-    return value
-
-
 def fn_registry(extra: Mapping[str, str], base_dir: Path, source: str | None = None) -> dict[str, Callable[..., Any]]:
     """The function ids `rust_fn` agents may name (see `blueprint.compiler.fn_registry`)."""
     from ..blueprint.compiler import fn_registry as registry
@@ -131,12 +104,9 @@ __all__ = [
     "EXIT_FAILED",
     "EXIT_INVALID",
     "EXIT_OK",
-    "MAX_COUNT",
-    "count_arg",
     "fn_options",
     "fn_registry",
     "read_json_arg",
     "read_object_arg",
     "report_diagnostics",
-    "seconds_arg",
 ]

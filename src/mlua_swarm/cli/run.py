@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..diagnostics import Diagnostic, DiagnosticError, Location
 from ..ids import RunId
 from ..store import Durability, LaunchSnapshot, Store, StoreError, open_store
+from .argtypes import seconds_arg
 from .common import (
     EXIT_CANCELLED,
     EXIT_FAILED,
@@ -28,7 +29,6 @@ from .common import (
     fn_registry,
     read_object_arg,
     report_diagnostics,
-    seconds_arg,
 )
 from .endpoint import server_url
 

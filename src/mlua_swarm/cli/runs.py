@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import re
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..ids import RunId
-from ..llm.usage import describe_totals, run_totals
-from ..store import RunStatus, Store, StoreError, open_store
-from .common import count_arg
+from ..store.listing import RUN_STATUSES, quick_run_list
+from .argtypes import count_arg
 from .endpoint import server_url
 
-Handler = Callable[[Store, argparse.Namespace], Awaitable[int]]
+if TYPE_CHECKING:
+    from ..store import Store
+
+# The store, the run layer and asyncio are imported when a command opens the store: `mse runs list`
+# usually answers from one query (`store.listing`) without them.
+
+Handler = Callable[["Store", argparse.Namespace], Awaitable[int]]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNIT_SECS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -88,6 +91,8 @@ def show_lines(document: dict[str, Any]) -> list[str]:
     if "live" in document:
         lines.append(f"live       {'yes' if document['live'] else 'no'}")
     if document["totals"]["llm_steps"]:
+        from ..llm.usage import describe_totals
+
         lines.append(f"llm        {describe_totals(document['totals'])}")
     lines.append(f"result     {json.dumps(document.get('result'), ensure_ascii=False)[:2000]}")
     return lines
@@ -115,7 +120,20 @@ def trace_lines(events: list[dict[str, Any]]) -> list[str]:
     ]
 
 
+def _list_quickly(args: argparse.Namespace) -> int:
+    """`mse runs list` from one read-only query when it can answer (see `store.listing`), else by
+    opening the store (which migrates, sweeps orphans and reports a bad file) as every command does."""
+    if server_url(args.server, local=args.local) is None:
+        runs = quick_run_list(args.store, statuses=args.status or None, limit=args.limit)
+        if runs is not None:
+            _emit(args, runs, list_lines(runs))
+            return 0
+    return _run(_list)(args)
+
+
 async def _list(store: Store, args: argparse.Namespace) -> int:
+    from ..store import RunStatus
+
     status = None if not args.status else [RunStatus(s) for s in args.status]
     runs = [r.to_json() for r in await store.list_runs(status=status, limit=args.limit, with_result=False)]
     _emit(args, [_summary(r) for r in runs], list_lines(runs))
@@ -123,6 +141,8 @@ async def _list(store: Store, args: argparse.Namespace) -> int:
 
 
 async def _show(store: Store, args: argparse.Namespace) -> int:
+    from ..llm.usage import run_totals
+
     run = await store.get_run(args.run_id)
     task = await store.get_task(run.task_id)
     steps = await store.list_steps(run.run_id)
@@ -181,6 +201,11 @@ def _run(handler: Handler) -> Callable[[argparse.Namespace], int]:
 
             return run_command(args, url)
 
+        import asyncio
+
+        from ..ids import RunId
+        from ..store import StoreError, open_store
+
         async def go() -> int:
             store = await open_store(args.store)
             try:
@@ -225,9 +250,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sub = runs.add_subparsers(dest="runs_command", metavar="ACTION", required=True)
 
     p = sub.add_parser("list", parents=[common], help="runs, newest first")
-    p.add_argument("--status", action="append", choices=[s.value for s in RunStatus], help="repeatable filter")
+    p.add_argument("--status", action="append", choices=RUN_STATUSES, help="repeatable filter")
     p.add_argument("--limit", type=count_arg, default=None)
-    p.set_defaults(handler=_run(_list))
+    p.set_defaults(handler=_list_quickly)
 
     for name, handler, text in (
         ("show", _show, "one run: status, owner, result"),

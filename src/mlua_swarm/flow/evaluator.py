@@ -8,7 +8,8 @@ and a fanout lane's starting ctx are shallow copies of the root.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from functools import partial
 from typing import Any, Protocol
 
 from mlua_swarm.flow.errors import (
@@ -156,13 +157,17 @@ class _Runner:
         """Run one lane task per item and combine them per the join mode; losers are cancelled and awaited."""
         loop = asyncio.get_running_loop()
         join = _Join(node.join, len(items), loop.create_future())
-        lane, start = self._lane, loop.create_task
-        lanes = [start(lane(node, parent, index, item, join)) for index, item in enumerate(items)]
+        lane = self._lane
+        # asyncio.Task itself unless the loop has a task factory: the same task, without create_task's checks
+        start: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]] = (
+            partial(asyncio.Task, loop=loop) if loop.get_task_factory() is None else loop.create_task
+        )
+        join.lanes = [start(lane(node, parent, index, item, join)) for index, item in enumerate(items)]
         try:
             await join.decided
         finally:
             if join.remaining:
-                await _cancel_and_await(lanes)
+                await _cancel_and_await([task for task in join.lanes if task is not None])
         return join.outcome()
 
 
@@ -170,11 +175,14 @@ class _Join:
     """One fanout's join: each lane reports its outcome as it ends (in completion order); `decided`
     resolves once the join mode needs no further lane. Reports after that are ignored."""
 
-    __slots__ = ("crash", "decided", "failure", "mode", "remaining", "result", "values")
+    __slots__ = ("crash", "decided", "failure", "lanes", "mode", "remaining", "result", "values")
 
     def __init__(self, mode: Join, lanes: int, decided: asyncio.Future[None]) -> None:
         self.mode = mode
         self.remaining = lanes
+        self.lanes: list[asyncio.Task[None] | None] = []
+        """The lanes' tasks, each dropped as its lane reports (so a finished lane's task and coroutine
+        are freed at once, not kept until the whole fanout ends)."""
         self.values: list[Any] = [None] * lanes if mode is Join.ALL or mode is Join.ALL_SETTLED else []
         self.result: Any = None
         self.failure: EvalError | None = None
@@ -182,6 +190,7 @@ class _Join:
         self.decided = decided
 
     def passed(self, index: int, value: Any) -> None:
+        self.lanes[index] = None
         if self.decided.done():
             return
         self.remaining -= 1
@@ -198,6 +207,7 @@ class _Join:
             self.decided.set_result(None)
 
     def failed(self, index: int, error: EvalError) -> None:
+        self.lanes[index] = None
         if self.decided.done():
             return
         self.remaining -= 1

@@ -1,47 +1,117 @@
-"""Durable runs: one store interface (memory and SQLite backends), the per-run journal, run lifecycle."""
+"""Durable runs: one store interface (memory and SQLite backends), the per-run journal, run lifecycle.
 
-from .base import DEFAULT_STALE_SECS, DEFAULT_TRACE_CAP, TRACE_PAYLOAD_CAP, Store
-from .errors import (
-    BadStoreUrl,
-    BlueprintNotFound,
-    Duplicate,
-    InvalidRunTransition,
-    RunNotFound,
-    RunNotResumable,
-    SchemaTooNew,
-    StoreError,
-    StoreUnusable,
-    StoreWriteFailed,
-    TaskRecordNotFound,
-)
-from .factory import default_store_path, mse_home, open_store, store_from_url
-from .journal import ReplayHit, RunJournal
-from .lifecycle import (
-    ResumePlan,
-    cancel_run,
-    claim_run,
-    create_run,
-    durable_run,
-    heartbeat,
-    load_launch,
-    prepare_rerun_from,
-    prepare_resume,
-)
-from .memory import MemoryStore
-from .records import (
-    BlueprintVersion,
-    Durability,
-    LaunchSnapshot,
-    OutputRecord,
-    ReplayRow,
-    RunOwner,
-    RunRecord,
-    RunStatus,
-    StepEntry,
-    TaskRecord,
-    TraceEvent,
-)
-from .sqlite import SqliteStore
+The names below are imported on first use, so a module of this package that needs none of them
+(the listing read path, `store.listing`) loads without the backends, the journal or asyncio.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .base import DEFAULT_STALE_SECS, DEFAULT_TRACE_CAP, TRACE_PAYLOAD_CAP, Store
+    from .errors import (
+        BadStoreUrl,
+        BlueprintNotFound,
+        Duplicate,
+        InvalidRunTransition,
+        RunNotFound,
+        RunNotResumable,
+        SchemaTooNew,
+        StoreError,
+        StoreUnusable,
+        StoreWriteFailed,
+        TaskRecordNotFound,
+    )
+    from .factory import default_store_path, mse_home, open_store, store_from_url
+    from .journal import ReplayHit, RunJournal
+    from .lifecycle import (
+        ResumePlan,
+        cancel_run,
+        claim_run,
+        create_run,
+        durable_run,
+        heartbeat,
+        load_launch,
+        prepare_rerun_from,
+        prepare_resume,
+    )
+    from .memory import MemoryStore
+    from .records import (
+        BlueprintVersion,
+        Durability,
+        LaunchSnapshot,
+        OutputRecord,
+        ReplayRow,
+        RunOwner,
+        RunRecord,
+        RunStatus,
+        StepEntry,
+        TaskRecord,
+        TraceEvent,
+    )
+    from .sqlite import SqliteStore
+
+_EXPORTS: dict[str, str] = {
+    "DEFAULT_STALE_SECS": ".base",
+    "DEFAULT_TRACE_CAP": ".base",
+    "TRACE_PAYLOAD_CAP": ".base",
+    "Store": ".base",
+    "BadStoreUrl": ".errors",
+    "BlueprintNotFound": ".errors",
+    "Duplicate": ".errors",
+    "InvalidRunTransition": ".errors",
+    "RunNotFound": ".errors",
+    "RunNotResumable": ".errors",
+    "SchemaTooNew": ".errors",
+    "StoreError": ".errors",
+    "StoreUnusable": ".errors",
+    "StoreWriteFailed": ".errors",
+    "TaskRecordNotFound": ".errors",
+    "default_store_path": ".factory",
+    "mse_home": ".factory",
+    "open_store": ".factory",
+    "store_from_url": ".factory",
+    "ReplayHit": ".journal",
+    "RunJournal": ".journal",
+    "ResumePlan": ".lifecycle",
+    "cancel_run": ".lifecycle",
+    "claim_run": ".lifecycle",
+    "create_run": ".lifecycle",
+    "durable_run": ".lifecycle",
+    "heartbeat": ".lifecycle",
+    "load_launch": ".lifecycle",
+    "prepare_rerun_from": ".lifecycle",
+    "prepare_resume": ".lifecycle",
+    "MemoryStore": ".memory",
+    "BlueprintVersion": ".records",
+    "Durability": ".records",
+    "LaunchSnapshot": ".records",
+    "OutputRecord": ".records",
+    "ReplayRow": ".records",
+    "RunOwner": ".records",
+    "RunRecord": ".records",
+    "RunStatus": ".records",
+    "StepEntry": ".records",
+    "TaskRecord": ".records",
+    "TraceEvent": ".records",
+    "SqliteStore": ".sqlite",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
 
 __all__ = [
     "DEFAULT_STALE_SECS",

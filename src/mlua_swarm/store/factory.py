@@ -7,11 +7,10 @@ from pathlib import Path
 
 from .base import DEFAULT_STALE_SECS, DEFAULT_TRACE_CAP, Store
 from .errors import BadStoreUrl
+from .listing import STORE_FILE
 from .memory import MemoryStore
 from .records import Durability
 from .sqlite import SqliteStore
-
-STORE_FILE = "mse.sqlite3"
 
 
 def mse_home() -> Path:
