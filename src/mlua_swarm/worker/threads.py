@@ -10,9 +10,16 @@ a small VM each switch costs microseconds to tens of them, most of a trivial ste
 
 - the loop thread wakes an idle pool thread with an `os.write` on the pool's pipe, which releases
   the GIL before it wakes the reader, so the woken thread finds the GIL free;
-- when a thread is free to start the job at once, the loop thread waits for it, the GIL released,
-  for at most `QUICK_WAIT_SECS`, and the thread's reply is the last thing it does before it blocks
-  again, so a quick function (the common case) hands its result straight back.
+- when a thread is free to start the job at once, the loop thread waits for it for at most
+  `QUICK_WAIT_SECS`, and the thread's reply is the last thing it does before it blocks again, so a
+  quick function (the common case) hands its result straight back.
+
+The loop thread waits without sleeping: between looks at the reply it yields its CPU and the GIL
+(`os.sched_yield`) but stays runnable. A thread that blocks in the kernel must be woken, and a
+wake-up is the expensive and erratic part of a round trip: on an idle virtual CPU it is a halt and
+an interrupt (tens of microseconds), on a busy machine the woken loop thread, which uses its CPU
+all the time, often waits for another process's time slice (milliseconds). Only the pool thread,
+which spends most of its time blocked, is woken per call.
 
 A function still running after `QUICK_WAIT_SECS` is awaited the ordinary way (its thread hands the
 result to the loop with one `call_soon_threadsafe`), and so are the calls that follow, until some
@@ -45,7 +52,7 @@ MAX_THREADS = min(32, (os.cpu_count() or 1) + 4)
 """Functions running at once; more wait in the queue for a thread to come free."""
 
 QUICK_WAIT_SECS = 0.0005
-"""How long the loop thread waits, the GIL released, for a function to return before awaiting it."""
+"""How long the loop thread waits for a function to return before awaiting it."""
 
 
 class _Job(Generic[A, R]):
@@ -68,6 +75,18 @@ class _Job(Generic[A, R]):
             self.failure = None
             raise failure
         return self.value  # type: ignore[return-value]
+
+
+def _released_within(done: threading.Lock, limit: float) -> bool:
+    """Acquire `done` once its holder releases it, within `limit` seconds, yielding the CPU and the GIL
+    between tries instead of sleeping (see the module)."""
+    acquire, pause, clock = done.acquire, os.sched_yield, time.monotonic
+    until = clock() + limit
+    while not acquire(False):
+        if clock() >= until:
+            return False
+        pause()
+    return True
 
 
 def _wake(future: asyncio.Future[None]) -> None:
@@ -126,7 +145,7 @@ class WorkerThreads:
             thread.start()
         elif wake:
             os.write(self._write_end, b"\0")
-        if done is not None and done.acquire(True, self.quick_wait):
+        if done is not None and _released_within(done, self.quick_wait):
             return job.outcome()
         loop = asyncio.get_running_loop()
         with self._lock:
