@@ -34,7 +34,8 @@ class Sizes:
     resume_steps: int
     in_flight: int
     process_steps: tuple[int, int]
-    """The two sizes of the whole-process `mse run` rows (start-up cancels out between them)."""
+    """The two sizes of the whole-process `mse run` rows (start-up cancels out between them; the larger
+    one runs long enough that the jitter of two process start-ups is a few percent of its steps)."""
     startup_reps: int
     result_mb: int
     item_lanes: int
@@ -73,7 +74,7 @@ class Sizes:
             lua_steps=1000,
             resume_steps=1000,
             in_flight=10_000,
-            process_steps=(1_000, 10_000),
+            process_steps=(1_000, 20_000),
             startup_reps=5,
             result_mb=100,
             item_lanes=10_000,
