@@ -34,7 +34,8 @@ class Sizes:
     resume_steps: int
     in_flight: int
     process_steps: tuple[int, int]
-    """The two sizes of the whole-process `mse run` rows (start-up cancels out between them)."""
+    """The two sizes of the whole-process `mse run` rows (start-up cancels out between them; the larger
+    one runs long enough that the jitter of two process start-ups is a few percent of its steps)."""
     startup_reps: int
     result_mb: int
     item_lanes: int
@@ -73,7 +74,7 @@ class Sizes:
             lua_steps=1000,
             resume_steps=1000,
             in_flight=10_000,
-            process_steps=(1_000, 10_000),
+            process_steps=(1_000, 20_000),
             startup_reps=5,
             result_mb=100,
             item_lanes=10_000,
@@ -314,6 +315,25 @@ def big_input_rows(quick: bool) -> list[Comparison]:
                 None,
                 floor,
                 (at_most(5, "ms"),) if durable else (),
+            )
+        )
+    for durable in (False, True):
+        probe = Probe.of(
+            "bench.big_input:per_step_ms",
+            keys=s.big_keys,
+            steps=s.big_steps,
+            reps=s.reps,
+            durable=durable,
+            echoed=True,
+        )
+        where = "durable (SQLite, batch)" if durable else "in memory"
+        rows.append(
+            Comparison(
+                f"step returning its {size:.1f} MB object input, {where}, in process",
+                "ms/step",
+                Measure(OURS, probe, "ms_per_step"),
+                None,
+                floor,
             )
         )
     return rows

@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.ctx import AgentContextView
 from ..diagnostics import Diagnostic, Level, Location
-from ..worker.adapter import SpawnerAdapter
-from .around import AroundLayer
+from .around import AroundLayer, _Around
 from .config import ContextPolicy, parse_section
 
 if TYPE_CHECKING:
@@ -25,6 +24,7 @@ if TYPE_CHECKING:
     from ..ids import StepId
     from ..tokens import CapToken
     from ..worker import Worker
+    from ..worker.adapter import SpawnerAdapter
 
 NAMED_FIELDS = ("project_root", "work_dir", "task_metadata", "run_id", "project_name_alias")
 
@@ -95,16 +95,13 @@ class AgentContextLayer(AroundLayer):
         return await inner.spawn(engine, ctx, task_id, attempt, token)
 
 
-class _ContextSpawner(SpawnerAdapter):
+class _ContextSpawner(_Around):
     """The layer over `inner`. For an attempt with nothing to merge or filter (no step tier, a plain
     agent) the engine's fresh per-attempt ctx only gains the view, and the spawn is `inner`'s own
     coroutine; otherwise it is the layer's `around`."""
 
-    __slots__ = ("inner", "layer")
-
-    def __init__(self, layer: AgentContextLayer, inner: SpawnerAdapter) -> None:
-        self.layer = layer
-        self.inner = inner
+    __slots__ = ()
+    layer: AgentContextLayer
 
     def spawn(
         self, engine: Engine, ctx: Ctx, task_id: StepId, attempt: int, token: CapToken
@@ -114,9 +111,6 @@ class _ContextSpawner(SpawnerAdapter):
             runtime["agent_context"] = AgentContextView.of_runtime(ctx)
             return self.inner.spawn(engine, ctx, task_id, attempt, token)
         return self.layer.around(self.inner, engine, ctx, task_id, attempt, token)
-
-    def __repr__(self) -> str:
-        return f"{self.layer.name}({self.inner!r})"
 
 
 def build_view(ctx: Ctx, tier_keys: list[str], policy: ContextPolicy | None) -> AgentContextView:

@@ -9,8 +9,9 @@ failures raise.
 
 from __future__ import annotations
 
+import importlib
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from hashlib import sha256
 from typing import Any, Protocol, get_args
@@ -64,9 +65,26 @@ class Journal(Protocol):
         """Queue a trace event (middleware decisions, retries, cancellations) for the run's history."""
 
 
+def _builtin_sha256() -> Callable[[bytes], Any]:
+    """CPython's own SHA-256 (`_sha256` in 3.11, `_sha2` later), or hashlib's when it is not built."""
+    for name in ("_sha256", "_sha2"):
+        try:
+            return importlib.import_module(name).sha256  # type: ignore[no-any-return]
+        except (ImportError, AttributeError):
+            continue
+    return sha256
+
+
+_small_sha256 = _builtin_sha256()
+_SMALL_INPUT = 1024
+"""Inputs up to this many bytes are hashed by CPython's own SHA-256, whose set-up is a quarter of
+OpenSSL's; longer ones by OpenSSL's, which is several times faster per byte. Both give the same digest."""
+
+
 def input_hash(directive: Any) -> str:
     """The replay key of a step's input: SHA-256 of its canonical JSON (`jsontext.canonical_bytes`)."""
-    return sha256(canonical_bytes(directive)).hexdigest()
+    data = canonical_bytes(directive)
+    return (_small_sha256 if len(data) <= _SMALL_INPUT else sha256)(data).hexdigest()
 
 
 class EngineDispatcher:

@@ -6,8 +6,9 @@ The names below are imported on first use, so a module of this package that need
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ..lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from .base import DEFAULT_STALE_SECS, DEFAULT_TRACE_CAP, TRACE_PAYLOAD_CAP, Store
@@ -100,18 +101,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
-
+__getattr__, __dir__ = lazy_attributes(globals(), _EXPORTS)
 
 __all__ = [
     "DEFAULT_STALE_SECS",

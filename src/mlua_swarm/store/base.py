@@ -119,34 +119,53 @@ def step_row(entry: StepEntry, replay: ReplayRow | None = None) -> StepRow:
     stats = entry.stats
     error = entry.error
     text = entry.stderr_tail
-    fields = (
-        entry.step_ref,
-        str(entry.step_id),
-        entry.status._value_,
-        entry.attempt,
-        entry.started_at,
-        entry.finished_at,
-        None if stats is None else dumps(stats),
-        None if text is None else stderr_tail(text),
-        None if error is None else dumps(error),
-    )
     if replay is None:
-        return _new_row(StepRow, (*fields, None, None, None, None, None))
+        return _new_row(
+            StepRow,
+            (
+                entry.step_ref, str(entry.step_id), entry.status._value_, entry.attempt, entry.started_at,
+                entry.finished_at, None if stats is None else stats_json(stats),
+                None if text is None else stderr_tail(text), None if error is None else dumps(error),
+                None, None, None, None, None,
+            ),
+        )  # fmt: skip
     if replay.occurrence is None:
         raise ValueError("a stored replay row needs its occurrence")
     if replay.step_ref != entry.step_ref:
         raise ValueError(f"replay row of {replay.step_ref!r} given with the entry of {entry.step_ref!r}")
+    value = replay.value
     return _new_row(
         StepRow,
         (
-            *fields,
-            replay.input_hash,
-            replay.occurrence,
-            replay.skip,
-            dumps(replay.value),
-            replay.created_at or time.time(),
+            entry.step_ref, str(entry.step_id), entry.status._value_, entry.attempt, entry.started_at,
+            entry.finished_at, None if stats is None else stats_json(stats),
+            None if text is None else stderr_tail(text), None if error is None else dumps(error),
+            replay.input_hash, replay.occurrence, replay.skip,
+            str(value) if type(value) is int else dumps(value), replay.created_at or time.time(),
         ),
-    )
+    )  # fmt: skip
+
+
+_STATS_TEXTS: dict[tuple[tuple[str, Any], ...], str] = {}
+"""The JSON of worker stats seen before, by their items: most steps of a run report the same few
+(`{"worker_kind": "python"}`), so most steps need no encoding. Only stats whose keys and values are
+all `str` are kept (`1`, `1.0` and `True` are equal as keys but not as JSON), at most `_STATS_TEXTS_MAX`."""
+_STATS_TEXTS_MAX = 256
+
+
+def stats_json(stats: Mapping[str, Any]) -> str:
+    """A step's worker stats as stored (`dumps`), from a small memo when the same stats were seen."""
+    try:
+        key = tuple(stats.items())
+        known = _STATS_TEXTS.get(key)
+    except TypeError:  # a value that cannot be hashed (a list, a dict)
+        return dumps(stats)
+    if known is not None:
+        return known
+    text = dumps(stats)
+    if len(_STATS_TEXTS) < _STATS_TEXTS_MAX and all(type(k) is str and type(v) is str for k, v in key):
+        _STATS_TEXTS[key] = text
+    return text
 
 
 _new_row = tuple.__new__
@@ -354,6 +373,11 @@ class Store(ABC):
     @abstractmethod
     def set_result(self, run_id: RunId, result: Any) -> None:
         """Queue the run's result document."""
+
+    async def run_state(self, run_id: RunId) -> tuple[RunStatus, TaskId]:
+        """The run's status and task, or `RunNotFound`; its result and launch snapshot are not read."""
+        run = await self.get_run(run_id, with_result=False)
+        return run.status, run.task_id
 
     async def settle_run(self, run_id: RunId, result: Any, target: RunStatus) -> bool:
         """Store the run's result and move it from `running` to `target` (compare-and-set), committed;

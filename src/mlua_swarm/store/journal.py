@@ -198,12 +198,13 @@ class RunJournal:
         target = RunStatus(status)
         self._write_buffered()
         await self.store.settle_run(self.run_id, result_json, target)
-        run = await self.store.get_run(self.run_id, with_result=False)
+        # The status alone: reading the run record would read its launch snapshot (the init ctx) too.
+        status, task_id = await self.store.run_state(self.run_id)
         self.store.append_trace(
-            self.run_id, "core.run_finished", payload={"status": run.status.value, "requested": target.value}
+            self.run_id, "core.run_finished", payload={"status": status.value, "requested": target.value}
         )
-        self.store.set_task_status(run.task_id, run.status)
+        self.store.set_task_status(task_id, status)
         await self.store.flush(Durability.SYNC)
         self.store.release(self.run_id)
-        self.finished = run.status
-        return run.status
+        self.finished = status
+        return status

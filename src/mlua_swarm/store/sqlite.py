@@ -71,6 +71,9 @@ _TRACE_INSERT = (
 
 _SIBLINGS: dict[tuple[str, int], weakref.WeakSet[SqliteStore]] = {}
 """Open stores per (file, thread). They share the thread, so one must commit before another can write."""
+_OPENED: dict[tuple[str, int], int] = {}
+"""Stores opened and not closed per (file, thread): below two, a store has no sibling to commit
+(cheaper to ask than the weak set; a store dropped without `close` only keeps it high)."""
 
 _EXIT, _SYNC = Durability.EXIT, Durability.SYNC
 _HISTORY_TABLES = ("history", "trace", "outputs")
@@ -267,11 +270,14 @@ class SqliteStore(Store):
         self._traces: list[tuple[Any, ...]] = []
         self._trace_handle: asyncio.TimerHandle | None = None
         _SIBLINGS.setdefault(self._key, weakref.WeakSet()).add(self)
+        _OPENED[self._key] = _OPENED.get(self._key, 0) + 1
 
     # -- the commit model -----------------------------------------------------------------------
 
     def _commit_siblings(self) -> None:
         """Commit other stores on this file and thread first: waiting for their lock would never end."""
+        if _OPENED.get(self._key, 0) < 2:
+            return
         siblings = _SIBLINGS.get(self._key)
         if siblings is None or len(siblings) < 2:
             return
@@ -398,6 +404,9 @@ class SqliteStore(Store):
         self._commit_now()
         self._conn.close()
         self._closed = True
+        opened = _OPENED.pop(self._key, 1) - 1
+        if opened > 0:
+            _OPENED[self._key] = opened
         siblings = _SIBLINGS.get(self._key)
         if siblings is not None:
             siblings.discard(self)
@@ -593,6 +602,12 @@ class SqliteStore(Store):
         if row is None:
             raise RunNotFound(run_id)
         return _run_from_row(row)
+
+    async def run_state(self, run_id: RunId) -> tuple[RunStatus, TaskId]:
+        row = self._conn.execute("SELECT status, task_id FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise RunNotFound(run_id)
+        return RunStatus(row[0]), TaskId(row[1])
 
     async def list_runs(
         self,
