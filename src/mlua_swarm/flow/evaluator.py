@@ -8,9 +8,7 @@ and a fanout lane's starting ctx are shallow copies of the root.
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import types
-from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterator
+from collections.abc import Awaitable, Callable, Coroutine
 from functools import partial
 from typing import Any, Protocol
 
@@ -99,15 +97,14 @@ class _Runner:
             raise NonBoolCond(f"branch cond must evaluate to a boolean, got {json_type_name(cond)}")
 
     async def _loop(self, node: Loop, scope: _Scope) -> None:
-        counter, cond_expr, body = node.counter, node.cond, node.body
-        handler = self._handlers[type(body)]
+        counter = node.counter
         scope.ctx = counter.set(scope.ctx, 0)
         done = 0
         while done < node.max:
-            cond = eval_expr(cond_expr, scope.ctx, self.externs)
+            cond = eval_expr(node.cond, scope.ctx, self.externs)
             if cond is None or cond is False:
                 return
-            await handler(body, scope)
+            await self.run(node.body, scope)
             done += 1
             scope.ctx = counter.set(scope.ctx, done)
 
@@ -156,103 +153,35 @@ class _Runner:
             join.passed(index, value)
 
     async def _join(self, node: Fanout, parent: FlowCtx, items: list[Any]) -> Any:
-        """Run the lanes concurrently and combine them per the join mode; losers are cancelled and awaited."""
+        """Run one lane task per item and combine them per the join mode; losers are cancelled and awaited."""
         loop = asyncio.get_running_loop()
         join = _Join(node.join, len(items), loop.create_future())
-        lanes = _Lanes(self, node, parent, enumerate(items), join, loop)
-        lanes.tasks.append(lanes.start(lanes.run()))
+        lane = self._lane
+        # asyncio.Task itself unless the loop has a task factory: the same task, without create_task's checks
+        start: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]] = (
+            partial(asyncio.Task, loop=loop) if loop.get_task_factory() is None else loop.create_task
+        )
+        join.lanes = [start(lane(node, parent, index, item, join)) for index, item in enumerate(items)]
         try:
             await join.decided
         finally:
             if join.remaining:
-                await _cancel_and_await(lanes.tasks)
+                await _cancel_and_await([task for task in join.lanes if task is not None])
         return join.outcome()
-
-
-class _Lanes:
-    """A fanout's lanes: one task starts them one after another, until one has to wait.
-
-    Each lane runs in a copy of the context, as a task of its own would. A lane that ends without
-    waiting (the common case for in-process agents) costs no task, no scheduling and no loop turn.
-    The first lane that has to wait keeps the task for the rest of its life (`asyncio.current_task()`,
-    timeouts and cancellation behave as with a task per lane), and every lane not started yet gets a
-    task of its own at once, so they all start in the same loop turn, as lanes always did (steps of
-    a durable run finishing together still share a commit).
-    """
-
-    __slots__ = ("join", "node", "parent", "pending", "runner", "start", "tasks")
-
-    def __init__(
-        self,
-        runner: _Runner,
-        node: Fanout,
-        parent: FlowCtx,
-        pending: Iterator[tuple[int, Any]],
-        join: _Join,
-        loop: asyncio.AbstractEventLoop,
-    ) -> None:
-        self.runner = runner
-        self.node = node
-        self.parent = parent
-        self.pending = pending
-        self.join = join
-        self.tasks: list[asyncio.Task[None]] = []
-        # asyncio.Task itself unless the loop has a task factory: the same task, without create_task's checks
-        self.start: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]] = (
-            partial(asyncio.Task, loop=loop, name="fanout lane")
-            if loop.get_task_factory() is None
-            else partial(loop.create_task, name="fanout lane")
-        )
-
-    async def run(self) -> None:
-        lane, node, parent, join = self.runner._lane, self.node, self.parent, self.join
-        for index, item in self.pending:
-            coro = lane(node, parent, index, item, join)
-            context = contextvars.copy_context()
-            try:
-                waiting_on = context.run(coro.send, None)
-            except (StopIteration, asyncio.CancelledError):
-                # ended, or cancelled itself (reported as a cancelled lane): the next lane starts; a
-                # cancellation of this task could only arrive while it waits, below
-                continue
-            start = self.start
-            self.tasks.extend([start(lane(node, parent, i, it, join)) for i, it in self.pending])
-            await _carry_on(coro, waiting_on, context)
-            return
-
-
-@types.coroutine
-def _carry_on(
-    coro: Coroutine[Any, Any, None], waiting_on: Any, context: contextvars.Context
-) -> Generator[Any, Any, None]:
-    """`await coro` in `context`, for a coroutine that has already run up to waiting on `waiting_on`."""
-    while True:
-        try:
-            sent = yield waiting_on
-        except GeneratorExit:
-            coro.close()
-            raise
-        except BaseException as exc:
-            try:
-                waiting_on = context.run(coro.throw, exc)
-            except StopIteration:
-                return
-            continue
-        try:
-            waiting_on = context.run(coro.send, sent)
-        except StopIteration:
-            return
 
 
 class _Join:
     """One fanout's join: each lane reports its outcome as it ends (in completion order); `decided`
     resolves once the join mode needs no further lane. Reports after that are ignored."""
 
-    __slots__ = ("crash", "decided", "failure", "mode", "remaining", "result", "values")
+    __slots__ = ("crash", "decided", "failure", "lanes", "mode", "remaining", "result", "values")
 
     def __init__(self, mode: Join, lanes: int, decided: asyncio.Future[None]) -> None:
         self.mode = mode
         self.remaining = lanes
+        self.lanes: list[asyncio.Task[None] | None] = []
+        """The lanes' tasks, each dropped as its lane reports (so a finished lane's task and coroutine
+        are freed at once, not kept until the whole fanout ends)."""
         self.values: list[Any] = [None] * lanes if mode is Join.ALL or mode is Join.ALL_SETTLED else []
         self.result: Any = None
         self.failure: EvalError | None = None
@@ -260,6 +189,7 @@ class _Join:
         self.decided = decided
 
     def passed(self, index: int, value: Any) -> None:
+        self.lanes[index] = None
         if self.decided.done():
             return
         self.remaining -= 1
@@ -276,6 +206,7 @@ class _Join:
             self.decided.set_result(None)
 
     def failed(self, index: int, error: EvalError) -> None:
+        self.lanes[index] = None
         if self.decided.done():
             return
         self.remaining -= 1
