@@ -149,8 +149,7 @@ class ProcessSpawner(SpawnerAdapter):
                 argv, stdin, extra_env, cwd = command.argv, command.stdin, {**self.env, **command.env}, command.cwd
             if cwd is not None and self.base_dir is not None:
                 cwd = os.fspath(self.base_dir / cwd)
-            env = {**os.environ, **_mse_env(ctx, task_id, attempt, token, engine.config.http_base_url), **extra_env}
-            env["PYTHONPATH"] = _with_package_path(env.get("PYTHONPATH"))
+            env = _child_env(_mse_env(ctx, task_id, attempt, token, engine.config.http_base_url), extra_env)
             become_subreaper()
             loop = asyncio.get_running_loop()
             protocol = _ChildProtocol(loop)
@@ -242,6 +241,19 @@ def _mse_env(ctx: Ctx, task_id: StepId, attempt: int, token: CapToken, http: str
         env["MSE_RUN_ID"] = str(run_id)
     if http:
         env["MSE_HTTP"] = http
+    return env
+
+
+def _child_env(*layers: Mapping[str, str]) -> dict[bytes, bytes]:
+    """This process's environment with `layers` on top (later ones win) and PYTHONPATH ending in this
+    package's folder, as the bytes `exec` takes: the inherited variables are not decoded and encoded
+    again on every spawn."""
+    env = dict(os.environb)
+    for layer in layers:
+        for key, value in layer.items():
+            env[os.fsencode(key)] = os.fsencode(value)
+    pythonpath = env.get(b"PYTHONPATH")
+    env[b"PYTHONPATH"] = os.fsencode(_with_package_path(None if pythonpath is None else os.fsdecode(pythonpath)))
     return env
 
 

@@ -13,8 +13,9 @@ group kill is what remains.
 `kill_tagged` sweeps at once, in the caller (a timeout or a cancel). `sweep_soon` is for a step
 whose child exited on its own: walking /proc costs milliseconds, too much to pay on the event loop
 at the end of every step, so the tag is handed to one background thread that sweeps every pending
-tag in a single walk, at most once per `SWEEP_GAP_SECS`. `flush` sweeps whatever is pending before
-returning; it runs at interpreter exit, so a short-lived `mse run` still kills what its steps left.
+tag in a single walk, at most once per `SWEEP_GAP_SECS` and walking at most `SWEEP_DUTY` of the
+time. `flush` sweeps whatever is pending before returning; it runs at interpreter exit, so a
+short-lived `mse run` still kills what its steps left.
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ PR_SET_CHILD_SUBREAPER = 36
 TAG_VARIABLE = "MSE_TOKEN_NONCE"
 SWEEP_GAP_SECS = 0.02
 """The least time between two background sweeps, so a stream of short steps costs a bounded share of a core."""
+SWEEP_DUTY = 0.05
+"""The largest share of the time the background sweeper spends walking /proc: after a walk that took
+`t` seconds it waits at least `t / SWEEP_DUTY` (a walk's cost grows with the processes on the machine,
+and it holds the GIL the event loop needs between its system calls)."""
 _PROC = Path("/proc")
 _STAT_HEAD = 512
 """Bytes of /proc/<pid>/stat read: the parent pid is the fourth field, well within them."""
@@ -98,7 +103,8 @@ class _Sweeper:
         self._changed = threading.Condition()
         self._pending: dict[str, int | None] = {}
         self._active = 0
-        self._last_end = 0.0
+        self._next_start = 0.0
+        """When the background thread may start its next walk."""
         self._thread: threading.Thread | None = None
 
     def add(self, tag: str, spare: int | None) -> None:
@@ -120,7 +126,7 @@ class _Sweeper:
         while True:
             with self._changed:
                 self._changed.wait_for(lambda: bool(self._pending))
-                while self._pending and (delay := self._last_end + SWEEP_GAP_SECS - time.monotonic()) > 0:
+                while self._pending and (delay := self._next_start - time.monotonic()) > 0:
                     self._changed.wait(delay)
                 batch = self._take()
             self._sweep(batch)
@@ -135,13 +141,15 @@ class _Sweeper:
     def _sweep(self, batch: dict[str, int | None]) -> None:
         if not batch:
             return
+        started = time.monotonic()
         try:
             with contextlib.suppress(OSError):
                 _sweep(batch)
         finally:
             with self._changed:
                 self._active -= 1
-                self._last_end = time.monotonic()
+                ended = time.monotonic()
+                self._next_start = ended + max(SWEEP_GAP_SECS, (ended - started) / SWEEP_DUTY)
                 self._changed.notify_all()
 
 
@@ -228,4 +236,4 @@ def _reap(pids: list[int]) -> None:
         time.sleep(_REAP_PAUSE_SECS)
 
 
-__all__ = ["SWEEP_GAP_SECS", "TAG_VARIABLE", "become_subreaper", "flush", "kill_tagged", "sweep_soon"]
+__all__ = ["SWEEP_DUTY", "SWEEP_GAP_SECS", "TAG_VARIABLE", "become_subreaper", "flush", "kill_tagged", "sweep_soon"]
