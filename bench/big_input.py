@@ -1,8 +1,10 @@
 """Per-step cost of a step whose input is one large JSON object, in memory and durable.
 
 A `bench.blueprints.loop` of `rust_fn` steps whose input is `$.big` (N keys of small objects, about
-150 bytes each) run through `Run`, without a store or on a fresh SQLite store (`batch`). The floor is
-one orjson encode and decode of the same object (what a copy of the input costs).
+150 bytes each) run through `Run`, without a store or on a fresh SQLite store (`batch`); then the
+same with a step that returns its input, so its result is as large (checked as JSON data, and
+stored when durable). The floor is one orjson encode and decode of the same object (what a copy of
+the input costs).
 `python -m bench.big_input [--keys N] [--steps N] [--repeat N]` prints both, with the input's size.
 """
 
@@ -34,14 +36,20 @@ async def count_keys(inv: Any) -> int:
     return len(inv.input)
 
 
-def per_step_ms(keys: int, steps: int, reps: int, durable: bool = False) -> Metrics:
-    """Milliseconds per step of the loop whose every step takes the `keys`-key object as input."""
+async def echo(inv: Any) -> Any:
+    """Hands its input back: the step's result is the large object (checked, and stored when durable)."""
+    return inv.input
+
+
+def per_step_ms(keys: int, steps: int, reps: int, durable: bool = False, echoed: bool = False) -> Metrics:
+    """Milliseconds per step of the loop whose every step takes the `keys`-key object as input
+    (`echoed`: and returns it, so its result is that large too)."""
     compiler = needs("mlua_swarm.blueprint.compiler", ours=True)
     run_layer = needs("mlua_swarm.run", ours=True)
     store_mod = needs("mlua_swarm.store", ours=True)
-    agent = {"name": "a", "kind": "rust_fn", "spec": {"fn_id": "keys"}}
+    agent = {"name": "a", "kind": "rust_fn", "spec": {"fn_id": "fn"}}
     raw = blueprints.loop(steps, agent, source="$.big")
-    compiled = compiler.compile_blueprint(raw, base_dir=REPO_ROOT, fns={"keys": count_keys})
+    compiled = compiler.compile_blueprint(raw, base_dir=REPO_ROOT, fns={"fn": echo if echoed else count_keys})
     big = big_object(keys)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -84,11 +92,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args(argv)
     print(f"at start: {load()}; input about {args.keys * KEY_BYTES / 1e6:.2f} MB")
-    for durable in (False, True):
-        ms = per_step_ms(args.keys, args.steps, args.repeat, durable)["ms_per_step"]
-        assert isinstance(ms, list)
-        where = "durable (SQLite, batch)" if durable else "in memory"
-        print(f"step with that input, {where}: {statistics.median(ms):.1f} ms (min {min(ms):.1f})")
+    for echoed in (False, True):
+        for durable in (False, True):
+            ms = per_step_ms(args.keys, args.steps, args.repeat, durable, echoed)["ms_per_step"]
+            assert isinstance(ms, list)
+            where = "durable (SQLite, batch)" if durable else "in memory"
+            what = "and as its result" if echoed else "input"
+            print(f"step with that {what}, {where}: {statistics.median(ms):.1f} ms (min {min(ms):.1f})")
     floor = copy_ms(args.keys, args.repeat)["ms"]
     assert isinstance(floor, list)
     print(f"orjson encode + decode of the input: {statistics.median(floor):.1f} ms (min {min(floor):.1f})")

@@ -317,6 +317,25 @@ def big_input_rows(quick: bool) -> list[Comparison]:
                 (at_most(5, "ms"),) if durable else (),
             )
         )
+    for durable in (False, True):
+        probe = Probe.of(
+            "bench.big_input:per_step_ms",
+            keys=s.big_keys,
+            steps=s.big_steps,
+            reps=s.reps,
+            durable=durable,
+            echoed=True,
+        )
+        where = "durable (SQLite, batch)" if durable else "in memory"
+        rows.append(
+            Comparison(
+                f"step returning its {size:.1f} MB object input, {where}, in process",
+                "ms/step",
+                Measure(OURS, probe, "ms_per_step"),
+                None,
+                floor,
+            )
+        )
     return rows
 
 

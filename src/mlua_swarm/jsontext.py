@@ -12,6 +12,7 @@ are refused as errors rather than becoming values nothing downstream can write b
 from __future__ import annotations
 
 import json
+import marshal
 import math
 from typing import Any
 
@@ -90,8 +91,9 @@ def canonical_bytes(value: Any) -> bytes:
 def check_value(value: Any, limit: int = MAX_VALUE_BYTES) -> None:
     """Raise `JsonValueError` unless `value` is JSON data of at most `limit` characters of JSON text.
 
-    Scalars are checked without encoding; containers are encoded once (the C encoder), which also
-    finds NaN, infinities and objects that are not JSON data anywhere inside.
+    Scalars are checked without encoding; containers go through orjson first (`_plain_json`) and,
+    unless that settles it, are encoded once by the standard library's C encoder, which finds NaN,
+    infinities and objects that are not JSON data anywhere inside.
     """
     kind = type(value)
     if kind is str:
@@ -104,6 +106,8 @@ def check_value(value: Any, limit: int = MAX_VALUE_BYTES) -> None:
         if not math.isfinite(value):
             raise JsonValueError(f"{value} is not a finite number; JSON has no NaN or infinity")
         return
+    if _plain_json(value, limit):
+        return
     try:
         text = _STRICT.encode(value)
     except ValueError:
@@ -114,6 +118,33 @@ def check_value(value: Any, limit: int = MAX_VALUE_BYTES) -> None:
         raise JsonValueError("the value is nested too deeply") from None
     if len(text) > limit:
         raise JsonValueError(_too_large(limit))
+
+
+_ORJSON_CHECK = orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
+
+
+def _plain_json(value: Any, limit: int) -> bool:
+    """True when `value` certainly passes the strict check, found without the standard library's encoder
+    (~15 ms a MB); False means "not known": the strict check decides.
+
+    orjson encodes (about a millisecond a MB) only dicts with `str` keys, lists, tuples, exact `str`,
+    `int` up to 64 bits, `float` and the constants here, plus enum members and UUIDs; marshal (C, no
+    text) refuses those two and every other type. A NaN or an infinity comes out of orjson as `null`,
+    so output holding `null` goes to the strict check. JSON text is at most twice orjson's bytes in
+    characters (orjson writes `1e-5` where the standard library writes `1e-05`), so only output within
+    half the limit is taken as small enough.
+    """
+    try:
+        data = orjson.dumps(value, option=_ORJSON_CHECK)
+    except TypeError:  # orjson.JSONEncodeError: a type or a depth orjson refuses, a lone surrogate
+        return False
+    if len(data) > limit // 2 or b"null" in data:
+        return False
+    try:
+        marshal.dumps(value)
+    except ValueError:  # "unmarshallable object", or nested too deeply
+        return False
+    return True
 
 
 def _too_large(limit: int) -> str:
