@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -73,6 +74,32 @@ def mse_env(env: dict[str, str] | None = None) -> dict[str, str]:
     full_env = {**os.environ, **(env or {})}
     full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), full_env.get("PYTHONPATH")]))
     return full_env
+
+
+MODULES_PROBE = """
+import json, sys
+from mlua_swarm.cli.main import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as stop:
+    code = stop.code
+sys.stdout.flush()
+print("\\n" + json.dumps(sorted(sys.modules)), file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def mse_modules(args: Sequence[str], home: Path) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    """`mse ARGS` in a child interpreter with `MSE_HOME` at `home`: what it printed, and every module it
+    had loaded when it ended (the last line of its stderr)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", MODULES_PROBE, *args],
+        capture_output=True,
+        text=True,
+        env=mse_env({"MSE_HOME": str(home)}),
+        timeout=120,
+    )
+    return proc, set(json.loads(proc.stderr.strip().splitlines()[-1]))
 
 
 def run_mse(

@@ -5,19 +5,9 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
-from ..conftest import mse_env
-
-PROBE = """
-import json, sys
-from mlua_swarm.cli.main import main
-code = main(sys.argv[1:])
-sys.stdout.flush()
-print(json.dumps(sorted(sys.modules)), file=sys.stderr)
-sys.exit(code)
-"""
+from ..conftest import mse_modules
 
 BLUEPRINT = {
     "id": "imports",
@@ -33,16 +23,10 @@ BLUEPRINT = {
 
 
 def run(words: list[str], home: Path) -> tuple[subprocess.CompletedProcess[str], set[str]]:
-    """`mse WORDS` in a child interpreter; what it printed and the modules it loaded."""
-    proc = subprocess.run(
-        [sys.executable, "-c", PROBE, *words],
-        capture_output=True,
-        text=True,
-        env=mse_env({"MSE_HOME": str(home)}),
-        timeout=120,
-    )
+    """`mse WORDS`, which must succeed; what it printed and the modules it loaded."""
+    proc, loaded = mse_modules(words, home)
     assert proc.returncode == 0, proc.stderr
-    return proc, set(json.loads(proc.stderr.strip().splitlines()[-1]))
+    return proc, loaded
 
 
 def test_a_json_blueprint_runs_without_the_yaml_parser(tmp_path: Path) -> None:

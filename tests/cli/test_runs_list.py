@@ -21,7 +21,7 @@ from mlua_swarm.store.listing import RUN_STATUSES, local_store_file, quick_run_l
 from mlua_swarm.store.owner import current_owner
 from mlua_swarm.store.schema import SCHEMA_VERSION, migrate
 
-from ..conftest import mse_env, run_mse
+from ..conftest import mse_modules, run_mse
 from ..store.conftest import new_run
 
 LISTINGS: list[list[str]] = [
@@ -34,29 +34,14 @@ LISTINGS: list[list[str]] = [
     ["--status", "pending", "--json"],
 ]
 
-PROBE = """
-import sys
-from mlua_swarm.cli.main import main
-code = main(sys.argv[1:])
-sys.stdout.flush()
-heavy = [m for m in ("asyncio", "mlua_swarm.store.sqlite", "mlua_swarm.store.base") if m in sys.modules]
-print("loaded:" + ",".join(heavy), file=sys.stderr)
-sys.exit(code)
-"""
+HEAVY = ("asyncio", "mlua_swarm.store.sqlite", "mlua_swarm.store.base")
+"""The store's modules a listing from the read path does not load."""
 
 
 def probe(words: list[str], home: Path) -> tuple[subprocess.CompletedProcess[str], list[str]]:
     """`mse WORDS` in a child interpreter, and which of the store's heavy modules it loaded."""
-    proc = subprocess.run(
-        [sys.executable, "-c", PROBE, *words],
-        capture_output=True,
-        text=True,
-        env=mse_env({"MSE_HOME": str(home)}),
-        timeout=120,
-    )
-    marker = [line for line in proc.stderr.splitlines() if line.startswith("loaded:")]
-    assert marker, proc.stderr
-    return proc, [m for m in marker[-1].removeprefix("loaded:").split(",") if m]
+    proc, loaded = mse_modules(words, home)
+    return proc, [m for m in HEAVY if m in loaded]
 
 
 def through_the_store(words: list[str], home: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:

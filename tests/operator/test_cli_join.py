@@ -3,67 +3,19 @@
 from __future__ import annotations
 
 import os
-import re
-import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
+from tests.ptyterm import PtyProcess
 from tests.serverkit import SRC, LiveServer
 
 from .helpers import operator_blueprint, run_result, server_launch
-
-ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-
-
-class Terminal:
-    """A child process on a pty; `expect` waits for text (ANSI codes stripped) to appear."""
-
-    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
-        master, slave = os.openpty()
-        self.proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
-        os.close(slave)
-        self.master = master
-        self.text = ""
-        self.lock = threading.Lock()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        while True:
-            try:
-                chunk = os.read(self.master, 4096)
-            except OSError:
-                return
-            if not chunk:
-                return
-            with self.lock:
-                self.text += ANSI.sub("", chunk.decode(errors="replace"))
-
-    def expect(self, pattern: str, timeout: float = 20.0, start: int = 0) -> re.Match[str]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.lock:
-                found = re.compile(pattern).search(self.text, start)
-            if found:
-                return found
-            time.sleep(0.05)
-        raise AssertionError(f"{pattern!r} did not appear; the terminal shows:\n{self.text}")
-
-    def send(self, line: str) -> None:
-        os.write(self.master, (line + "\r").encode())
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-        os.close(self.master)
 
 
 async def test_a_person_answers_a_spawn_in_the_terminal(live_server: LiveServer, tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(SRC), "TERM": "xterm", "COLUMNS": "120", "MSE_HOME": str(tmp_path)}
     argv = [sys.executable, "-m", "mlua_swarm", "operator", "join", "--server", live_server.base_url, "--desc", "pty"]
-    term = Terminal(argv, env)
+    term = PtyProcess(argv, env)
     try:
         sid = term.expect(r"session (S-[0-9a-f]+)").group(1)
         term.expect("waiting for requests")
@@ -88,7 +40,7 @@ async def test_a_hook_before_shows_the_prompt_in_the_terminal_and_approving_runs
 ) -> None:
     env = {**os.environ, "PYTHONPATH": str(SRC), "TERM": "xterm", "COLUMNS": "120", "MSE_HOME": str(tmp_path)}
     argv = [sys.executable, "-m", "mlua_swarm", "operator", "join", "--server", live_server.base_url, "--desc", "pty"]
-    term = Terminal(argv, env)
+    term = PtyProcess(argv, env)
     try:
         sid = term.expect(r"session (S-[0-9a-f]+)").group(1)
         term.expect("waiting for requests")

@@ -4,40 +4,21 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from mlua_swarm.cli.main import COMMAND_MODULES, SUMMARIES, build_parser, command_of
 
-from ..conftest import mse_env, run_mse
+from ..conftest import mse_modules, run_mse
 
 HEAVY = ("mlua_swarm.blueprint.compiler", "mlua_swarm.core.engine", "mlua_swarm.server", "rich.live", "lupa", "jinja2")
-
-PROBE = """import json, sys
-from mlua_swarm.cli.main import main
-try:
-    main(sys.argv[1:])
-except SystemExit:
-    pass
-print(json.dumps(sorted(sys.modules)), file=sys.__stdout__)
-"""
 
 
 def modules_after(args: list[str], tmp_path: Path) -> set[str]:
     """The modules loaded once `mse ARGS` has run in a fresh interpreter."""
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE, *args],
-        capture_output=True,
-        text=True,
-        env=mse_env({"MSE_HOME": str(tmp_path)}),
-        timeout=120,
-    )
-    return set(json.loads(done.stdout.splitlines()[-1]))
+    return mse_modules(args, tmp_path)[1]
 
 
 @pytest.mark.parametrize(

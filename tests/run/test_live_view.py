@@ -3,17 +3,11 @@ one frame of it holds."""
 
 from __future__ import annotations
 
-import fcntl
 import io
 import json
 import os
 import re
-import struct
-import subprocess
 import sys
-import termios
-import threading
-import time
 from pathlib import Path
 
 from rich.console import Console
@@ -21,8 +15,7 @@ from rich.console import Console
 from mlua_swarm.run.progress import TerminalProgress
 
 from ..conftest import mse_env
-
-ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+from ..ptyterm import PtyProcess
 
 AGENTS = """
 import os
@@ -39,56 +32,6 @@ def hold(inv):
 
 def _at(path: str) -> dict[str, str]:
     return {"op": "path", "at": path}
-
-
-class StderrTerminal:
-    """`mse` with stderr on a pseudo-terminal of 100 x 30 cells and stdout into a pipe."""
-
-    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
-        master, slave = os.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave, env=env)
-        os.close(slave)
-        self.master = master
-        self.raw = ""
-        self.changed = threading.Condition()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        while True:
-            try:
-                chunk = os.read(self.master, 4096)
-            except OSError:
-                chunk = b""
-            with self.changed:
-                if not chunk:
-                    self.closed = True
-                self.raw += chunk.decode(errors="replace")
-                self.changed.notify_all()
-            if not chunk:
-                return
-
-    closed = False
-
-    @property
-    def text(self) -> str:
-        return ANSI.sub("", self.raw)
-
-    def expect(self, pattern: str, timeout: float = 30.0) -> re.Match[str]:
-        deadline = time.monotonic() + timeout
-        with self.changed:
-            while (found := re.search(pattern, self.text)) is None:
-                left = deadline - time.monotonic()
-                assert left > 0 and not self.closed, f"{pattern!r} never appeared; the terminal shows:\n{self.text}"
-                self.changed.wait(left)
-        return found
-
-    def finish(self) -> tuple[int, str]:
-        stdout, _ = self.proc.communicate(timeout=60)
-        with self.changed:
-            self.changed.wait_for(lambda: self.closed, 10)
-        os.close(self.master)
-        return self.proc.returncode, stdout.decode()
 
 
 def test_the_live_view_shows_the_running_step_and_the_finished_ones(tmp_path: Path) -> None:
@@ -112,7 +55,7 @@ def test_the_live_view_shows_the_running_step_and_the_finished_ones(tmp_path: Pa
     path = tmp_path / "bp.json"
     path.write_text(json.dumps(blueprint))
     argv = [sys.executable, "-m", "mlua_swarm", "run", str(path), "--ephemeral", "--init", '{"n": 21}']
-    term = StderrTerminal(argv, mse_env({"HOLD_FIFO": str(fifo)}))
+    term = PtyProcess(argv, mse_env({"HOLD_FIFO": str(fifo)}), stderr_only=True, size=(30, 100))
     try:
         # drawn while `hold` blocks: the header with the totals so far, the running step, the finished one
         term.expect(
