@@ -1,3 +1,6 @@
+"""`start_eager`: a coroutine runs up to its first suspension at once, and the task that awaits it
+carries it on (so its first part and the rest run in one task)."""
+
 import asyncio
 
 import pytest
@@ -9,36 +12,56 @@ async def test_a_coroutine_that_never_suspends_completes_inside_the_call() -> No
     async def quick() -> int:
         return 7
 
-    future, _ = start_eager(quick())
-    assert future.done() and future.result() == 7
+    eager = start_eager(quick())
+    assert eager.done() and eager.result() == 7 and await eager == 7
 
 
-async def test_an_exception_before_the_first_suspension_lands_on_the_future() -> None:
+async def test_an_exception_before_the_first_suspension_is_raised_to_the_joiner() -> None:
     async def broken() -> None:
         raise KeyError("x")
 
-    future, _ = start_eager(broken())
+    eager = start_eager(broken())
+    assert eager.done() and isinstance(eager.exception(), KeyError)
     with pytest.raises(KeyError):
-        await future
+        await eager
 
 
-async def test_a_suspending_coroutine_runs_eagerly_then_continues_in_a_task() -> None:
+async def test_a_suspending_coroutine_is_carried_on_by_the_task_that_awaits_it() -> None:
     gate = asyncio.Event()
-    trail: list[str] = []
+    tasks: list[asyncio.Task[object] | None] = []
 
     async def waits() -> str:
-        trail.append("started")
+        tasks.append(asyncio.current_task())
         await gate.wait()
-        trail.append("resumed")
+        tasks.append(asyncio.current_task())
         return "done"
 
-    future, _ = start_eager(waits())
-    assert trail == ["started"] and not future.done()
+    async def joiner() -> str:
+        return await eager
+
+    eager = start_eager(waits())
+    assert len(tasks) == 1 and not eager.done()
+    joining = asyncio.ensure_future(joiner())
+    await asyncio.sleep(0)
     gate.set()
-    assert await future == "done" and trail == ["started", "resumed"]
+    assert await joining == "done"
+    assert tasks == [asyncio.current_task(), joining]
 
 
-async def test_cancel_before_the_task_had_a_turn_is_delivered_inside_the_coroutine() -> None:
+async def test_a_timeout_entered_before_the_first_suspension_cancels_the_carrying_task() -> None:
+    async def waits() -> str:
+        try:
+            async with asyncio.timeout(0.01):
+                await asyncio.Event().wait()
+        except TimeoutError:
+            return "timed out inside"
+        return "never"
+
+    eager = start_eager(waits())
+    assert await eager == "timed out inside"
+
+
+async def test_cancel_before_it_is_carried_is_delivered_inside_the_coroutine() -> None:
     seen: list[str] = []
 
     async def waits() -> None:
@@ -48,14 +71,14 @@ async def test_cancel_before_the_task_had_a_turn_is_delivered_inside_the_corouti
             seen.append("cancelled inside")
             raise
 
-    future, cancel = start_eager(waits())
-    cancel()
+    eager = start_eager(waits())
+    eager.cancel()
     with pytest.raises(asyncio.CancelledError):
-        await future
-    assert seen == ["cancelled inside"]
+        await eager
+    assert seen == ["cancelled inside"] and eager.cancelled()
 
 
-async def test_cancel_after_the_task_started_reaches_the_current_await() -> None:
+async def test_cancel_while_carried_reaches_the_current_await() -> None:
     seen: list[str] = []
     parked = asyncio.Event()
 
@@ -69,7 +92,30 @@ async def test_cancel_after_the_task_started_reaches_the_current_await() -> None
             return "cleaned up"
         return "never"
 
-    future, cancel = start_eager(waits())
+    eager = start_eager(waits())
+    joining = asyncio.ensure_future(_join(eager))
     await parked.wait()
-    cancel()
-    assert await future == "cleaned up" and seen == ["cancelled inside"]
+    eager.cancel()
+    assert await joining == "cleaned up" and seen == ["cancelled inside"]
+    assert not joining.cancelled()
+
+
+async def test_the_joiners_own_cancellation_reaches_the_coroutine_and_goes_on_up() -> None:
+    seen: list[str] = []
+
+    async def waits() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            seen.append("cancelled inside")
+            raise
+
+    eager = start_eager(waits())
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.01):
+            await eager
+    assert seen == ["cancelled inside"] and eager.cancelled()
+
+
+async def _join(eager: object) -> object:
+    return await eager  # type: ignore[misc]

@@ -87,21 +87,21 @@ async def test_the_loop_waits_for_a_quick_function_but_not_again_after_one_outla
     pool.quick_wait = 60.0
     # both threads are started and idle; a call that completes inside `start_eager` returned
     # without suspending: the loop waited for it
-    quick, _ = start_eager(pool.call(plus_one, 1))
+    quick = start_eager(pool.call(plus_one, 1))
     assert quick.done() and quick.result() == 2
     release = threading.Event()
     pool.quick_wait = 0.01
-    blocked, _ = start_eager(pool.call(lambda _: release.wait(30), None))
+    blocked = start_eager(pool.call(lambda _: release.wait(30), None))
     assert not blocked.done()
     pool.quick_wait = 60.0
     second = threading.Event()
-    after, _ = start_eager(pool.call(lambda _: second.wait(30), None))
+    after = start_eager(pool.call(lambda _: second.wait(30), None))
     # had the loop waited, `start_eager` would have come back only after `second.wait` timed out
     assert not after.done(), "the loop waited again right after a function outlasted the wait"
     second.set()
     assert await after is True
     # that function returned within the wait: a free thread is waited for again, the first still blocked
-    again, _ = start_eager(pool.call(plus_one, 3))
+    again = start_eager(pool.call(plus_one, 3))
     assert again.done() and again.result() == 4 and not blocked.done()
     release.set()
     assert await blocked is True
@@ -110,9 +110,9 @@ async def test_the_loop_waits_for_a_quick_function_but_not_again_after_one_outla
 async def test_the_loop_does_not_wait_when_no_thread_is_free(pools: Callable[..., WorkerThreads]) -> None:
     pool = pools(max_threads=1, quick_wait=0.0)
     release = threading.Event()
-    blocked, _ = start_eager(pool.call(lambda _: release.wait(30), None))
+    blocked = start_eager(pool.call(lambda _: release.wait(30), None))
     pool.quick_wait = 60.0
-    queued, _ = start_eager(pool.call(plus_one, 1))
+    queued = start_eager(pool.call(plus_one, 1))
     assert not queued.done()
     release.set()
     assert await blocked is True and await queued == 2

@@ -13,6 +13,7 @@ from typing import Any
 from ..cancel import CancellationToken
 from ..core.contract import Worker, WorkerCancelled, WorkerError, WorkerFailed
 from ..ids import WorkerId
+from .eager import Eager
 
 Completion = Callable[[BaseException | None], Awaitable[BaseException | None]]
 
@@ -20,15 +21,20 @@ Completion = Callable[[BaseException | None], Awaitable[BaseException | None]]
 class WorkerJoinHandler:
     """The common building block: an id, a cancel token, and a completion to await.
 
-    `completion` is a future (usually the asyncio task doing the work) that resolves to `None` or
-    raises a `WorkerError`, or None when the work has already ended well. Joining shields it: a
-    worker is stopped through its cancel token, so the joiner can then wait for the worker's real end.
+    `completion` resolves to `None` or raises a `WorkerError`; None means the work has already ended
+    well. A future (usually the asyncio task doing the work) is shielded while joined: a worker is
+    stopped through its cancel token, so the joiner can then wait for the worker's real end. An
+    `Eager` coroutine (`worker.eager`) is carried on by the joining task itself, so the joiner's own
+    cancellation reaches it directly.
     """
 
     __slots__ = ("_worker_id", "cancel", "completion")
 
     def __init__(
-        self, worker_id: WorkerId | None, cancel: CancellationToken, completion: asyncio.Future[Any] | None
+        self,
+        worker_id: WorkerId | None,
+        cancel: CancellationToken,
+        completion: asyncio.Future[Any] | Eager[Any] | None,
     ) -> None:
         self._worker_id = worker_id
         self.cancel = cancel
@@ -46,10 +52,17 @@ class WorkerJoinHandler:
         completion = self.completion
         if completion is None:
             return
-        try:
-            await (completion if completion.done() else asyncio.shield(completion))
-        except asyncio.CancelledError:
+        awaited: Awaitable[Any]
+        if isinstance(completion, Eager):
             if completion.cancelled():
+                raise WorkerCancelled()
+            awaited = completion
+        else:
+            awaited = completion if completion.done() else asyncio.shield(completion)
+        try:
+            await awaited
+        except asyncio.CancelledError:
+            if not isinstance(completion, Eager) and completion.cancelled():
                 raise WorkerCancelled() from None
             raise
         except WorkerError:

@@ -37,7 +37,7 @@ from ..ids import StepId
 from ..jsontext import JsonValueError, check_value, compact
 from ..jsontext import text_of as render_prompt
 from . import JoinHandleWorker, MiddlewareWorker, WorkerJoinHandler
-from .eager import start_eager
+from .eager import Eager, start_eager
 from .output import EngineSink, Final, Inline, OutputSink
 from .threads import in_thread
 
@@ -135,7 +135,7 @@ class InProcSpawner(SpawnerAdapter, Generic[W]):
     cancel while it runs, so only quick non-blocking functions should be inline. It returns a
     `WorkerResult` or any JSON value (meaning `ok=True`); raising means `WorkerFailed`. The function
     starts at once, inside `spawn`: an `async` one that never suspends is finished, Final and all,
-    before `spawn` returns; one that suspends goes on in a task of its own (see `start_eager`).
+    before `spawn` returns; one that suspends is carried on by the task that joins it (`start_eager`).
     """
 
     worker_kind = "rust_fn"
@@ -185,11 +185,11 @@ class InProcSpawner(SpawnerAdapter, Generic[W]):
             AgentContextView.from_ctx(ctx),
         )
         if is_async:
-            completion, stop = _start_async(engine, fn, inv, self.worker_kind)
+            completion = _start_async(engine, fn, inv, self.worker_kind)
         else:
-            completion, stop = start_eager(_drive(engine, fn, agent in self._inline, inv, self.worker_kind))
-        if completion is not None and not completion.done():
-            cancel.on_cancel(stop)
+            completion = start_eager(_drive(engine, fn, agent in self._inline, inv, self.worker_kind))
+        if isinstance(completion, Eager) and not completion.done():
+            cancel.on_cancel(completion.cancel)
         return self._worker_type(WorkerJoinHandler(None, cancel, completion))
 
 
@@ -208,12 +208,12 @@ class _LoopWatch:
 
 def _start_async(
     engine: Engine, fn: WorkerFn, inv: WorkerInvocation, kind: str
-) -> tuple[asyncio.Future[None] | None, Callable[[], None]]:
+) -> Eager[None] | asyncio.Future[None] | None:
     """Run an `async` function up to its first suspension right here.
 
     One that finishes without suspending is settled at once (its Final submitted; no completion to
     wait for when it ended well): no task, no future, no coroutine of ours around it. One that
-    suspends goes on in `_drive_on`.
+    suspends goes on in `_drive_on`, carried on by the task that joins the worker.
     """
     clock = time.monotonic
     began = clock()
@@ -223,9 +223,9 @@ def _start_async(
             pending = _awaiting(pending)
         first = pending.send(None)
     except StopIteration as stop:
-        return _settled(engine, inv, kind, clock() - began, stop.value, None), _noop
+        return _settled(engine, inv, kind, clock() - began, stop.value, None)
     except BaseException as exc:
-        return _settled(engine, inv, kind, clock() - began, None, exc), _noop
+        return _settled(engine, inv, kind, clock() - began, None, exc)
     return start_eager(_drive_on(engine, pending, first, _LoopWatch(clock() - began), inv, kind))
 
 
@@ -257,6 +257,10 @@ async def _drive_on(
             result = await _watched(coro, first, watch)
         except (WorkerError, GeneratorExit):
             raise
+        except asyncio.CancelledError:
+            if _joiner_cancelled():
+                raise
+            raise WorkerCancelled() from None
         except BaseException as exc:
             raise _worker_error(exc) from exc
         submit_result(engine, inv.token, inv.task_id, inv.attempt, result, kind)
@@ -313,11 +317,22 @@ async def _drive(engine: Engine, fn: WorkerFn, inline: bool, inv: WorkerInvocati
                 result = await in_thread(fn, inv)
         except (WorkerError, GeneratorExit):
             raise
+        except asyncio.CancelledError:
+            if _joiner_cancelled():
+                raise
+            raise WorkerCancelled() from None
         except BaseException as exc:
             raise _worker_error(exc) from exc
         submit_result(engine, inv.token, inv.task_id, inv.attempt, result, kind)
     finally:
         _note_blocking(engine, inv, watch.longest)
+
+
+def _joiner_cancelled() -> bool:
+    """The task carrying the worker on (the one that joined it) is being cancelled itself: a timeout
+    around the join or its owner's cancellation, which must go on up as such."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _worker_error(exc: BaseException) -> WorkerError:
@@ -339,10 +354,6 @@ def _note_blocking(engine: Engine, inv: WorkerInvocation, longest: float) -> Non
         engine.record_worker_stats(
             inv.task_id, inv.attempt, {"warnings": [*(known if isinstance(known, list) else ()), warning]}
         )
-
-
-def _noop() -> None:
-    return None
 
 
 def _describe(exc: BaseException) -> str:

@@ -1,91 +1,112 @@
-"""Eager start: run a coroutine at once, and only hand it to a task if it has to wait.
+"""Eager start: run a coroutine up to its first suspension at once; whoever joins it carries it on.
 
-Worker functions often finish without ever suspending; running them inline up to their first
-suspension (what Python 3.12's eager task factory does) saves creating and scheduling a task per
-step. A coroutine that does suspend continues in an ordinary asyncio task.
+Worker functions often finish without ever suspending; running them right away (what Python 3.12's
+eager task factory does) saves a task and a loop turn per step, and the engine need not wait for a
+function that has already finished. One that suspends is carried on by the task that joins it (the
+step's own task, which waits for it anyway), not by a task of its own: the function's first part
+and the rest then run in the same task, so whatever it ties to `asyncio.current_task()` in its first
+part (`asyncio.timeout`, a `TaskGroup`) acts on the task that runs the rest.
+
+Cancelling an `Eager` delivers a `CancelledError` inside the coroutine the way `Task.cancel` does:
+the future it waits on is cancelled, or, when it waits on nothing or is not being carried on, the
+error is thrown in at its next step. The joining task's own cancellation (a timeout around the join,
+the run being cancelled) reaches the coroutine in the same place.
 """
 
 from __future__ import annotations
 
 import asyncio
-import types
-from collections.abc import Callable, Coroutine, Generator
-from typing import Any, TypeVar
+from collections.abc import Coroutine, Generator
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
 
-class _State:
-    __slots__ = ("cancel_early", "started")
+class Eager(Generic[T]):
+    """A coroutine run up to its first suspension; `await` it to carry it on to its end.
 
-    def __init__(self) -> None:
-        self.started = False
-        self.cancel_early = False
+    It answers `done`, `cancelled`, `exception` and `result` as a future does. A coroutine that
+    ended by a `CancelledError` counts as cancelled; the joiner that carried it to that end gets the
+    error itself (so its own cancellation goes on up), later joins see it cancelled.
+    """
 
+    __slots__ = ("_carried", "_coro", "_done", "_error", "_inject", "_pending", "_result")
 
-def start_eager(coro: Coroutine[Any, Any, T]) -> tuple[asyncio.Future[T], Callable[[], None]]:
-    """Run `coro` now. Returns a future of its result (already done if it never suspended) and a
-    function that cancels it: the `CancelledError` is delivered inside the coroutine even when its
-    task has not had its first turn yet."""
-    loop = asyncio.get_running_loop()
-    try:
-        first = coro.send(None)
-    except StopIteration as stop:
-        done: asyncio.Future[T] = loop.create_future()
-        done.set_result(stop.value)
-        return done, _noop
-    except BaseException as exc:
-        failed: asyncio.Future[T] = loop.create_future()
-        failed.set_exception(exc)
-        return failed, _noop
-    state = _State()
-    task = loop.create_task(_continue(coro, first, state))
+    def __init__(self, coro: Coroutine[Any, Any, T]) -> None:
+        self._coro = coro
+        self._done = False
+        self._result: Any = None
+        self._error: BaseException | None = None
+        self._pending: Any = None
+        self._inject = False
+        self._carried = False
+        self._step(coro.send, None)
 
-    def cancel() -> None:
-        if task.done():
-            return
-        if state.started:
-            task.cancel()
-        else:
-            state.cancel_early = True
-
-    return task, cancel
-
-
-async def _continue(coro: Coroutine[Any, Any, T], first: Any, state: _State) -> T:
-    return await _resume(coro, first, state)
-
-
-@types.coroutine
-def _resume(coro: Coroutine[Any, Any, T], first: Any, state: _State) -> Generator[Any, Any, T]:
-    """`yield from coro` for a coroutine that has already yielded `first`."""
-    state.started = True
-    pending = first
-    if state.cancel_early:
+    def _step(self, advance: Any, arg: Any) -> None:
         try:
-            pending = coro.throw(asyncio.CancelledError())
+            self._pending = advance(arg)
         except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-    while True:
-        try:
-            sent = yield pending
-        except GeneratorExit:
-            coro.close()
-            raise
+            self._done, self._result, self._pending = True, stop.value, None
         except BaseException as exc:
+            self._done, self._error, self._pending = True, exc, None
+
+    def done(self) -> bool:
+        return self._done
+
+    def cancelled(self) -> bool:
+        return self._done and isinstance(self._error, asyncio.CancelledError)
+
+    def exception(self) -> BaseException | None:
+        if self.cancelled():
+            raise asyncio.CancelledError()
+        return self._error
+
+    def result(self) -> T:
+        if self._error is not None:
+            raise self._error
+        return self._result  # type: ignore[no-any-return]
+
+    def cancel(self) -> None:
+        """Deliver a `CancelledError` inside the coroutine (no effect once it has ended)."""
+        if self._done:
+            return
+        pending = self._pending
+        if not (self._carried and isinstance(pending, asyncio.Future) and pending.cancel()):
+            self._inject = True
+
+    def __await__(self) -> Generator[Any, Any, T]:
+        coro = self._coro
+        while not self._done:
+            if self._inject:
+                self._inject = False
+                self._step(coro.throw, asyncio.CancelledError())
+                continue
+            self._carried = True
             try:
-                pending = coro.throw(exc)
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
-            continue
-        try:
-            pending = coro.send(sent)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+                sent = yield self._pending
+            except GeneratorExit:
+                self._carried = False
+                coro.close()
+                raise
+            except BaseException as exc:
+                self._carried = False
+                self._step(coro.throw, exc)
+                continue
+            self._carried = False
+            if self._inject:
+                self._inject = False
+                self._step(coro.throw, asyncio.CancelledError())
+            else:
+                self._step(coro.send, sent)
+        error = self._error
+        if error is not None:
+            raise error
+        return self._result  # type: ignore[no-any-return]
 
 
-def _noop() -> None:
-    return None
+def start_eager(coro: Coroutine[Any, Any, T]) -> Eager[T]:
+    """Run `coro` now, up to its first suspension or its end."""
+    return Eager(coro)
 
 
-__all__ = ["start_eager"]
+__all__ = ["Eager", "start_eager"]
