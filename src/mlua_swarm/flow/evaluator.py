@@ -97,15 +97,14 @@ class _Runner:
             raise NonBoolCond(f"branch cond must evaluate to a boolean, got {json_type_name(cond)}")
 
     async def _loop(self, node: Loop, scope: _Scope) -> None:
-        counter, cond_expr, body = node.counter, node.cond, node.body
-        handler = self._handlers[type(body)]
+        counter = node.counter
         scope.ctx = counter.set(scope.ctx, 0)
         done = 0
         while done < node.max:
-            cond = eval_expr(cond_expr, scope.ctx, self.externs)
+            cond = eval_expr(node.cond, scope.ctx, self.externs)
             if cond is None or cond is False:
                 return
-            await handler(body, scope)
+            await self.run(node.body, scope)
             done += 1
             scope.ctx = counter.set(scope.ctx, done)
 
