@@ -83,6 +83,9 @@ class EventStream:
         self.close()
 
 
+_WANTED_KINDS = 256
+
+
 class EventBus:
     """Subscribers see every event, or (with prefixes) only the kinds they asked for.
 
@@ -90,11 +93,13 @@ class EventBus:
     only then; `wants(kind)` answers for one kind.
     """
 
-    __slots__ = ("_filtered", "_maxlen", "_streams", "active")
+    __slots__ = ("_filtered", "_maxlen", "_streams", "_wanted", "active")
 
     def __init__(self, maxlen: int) -> None:
         self._streams: list[EventStream] = []
         self._filtered: list[EventStream] = []
+        self._wanted: dict[str, bool] = {}
+        """`wants` per kind for the filtered subscribers of the moment."""
         self._maxlen = maxlen
         self.active = False
 
@@ -102,17 +107,23 @@ class EventBus:
         stream = EventStream(self, self._maxlen, prefixes)
         (self._streams if prefixes is None else self._filtered).append(stream)
         self.active = bool(self._streams)
+        self._wanted.clear()
         return stream
 
     def _remove(self, stream: EventStream) -> None:
         (self._streams if stream.prefixes is None else self._filtered).remove(stream)
         self.active = bool(self._streams)
+        self._wanted.clear()
 
     def wants(self, kind: str) -> bool:
         if self.active:
             return True
-        filtered = self._filtered
-        return bool(filtered) and any(kind.startswith(s.prefixes or ()) for s in filtered)
+        wanted = self._wanted.get(kind)
+        if wanted is None:
+            if len(self._wanted) >= _WANTED_KINDS:
+                self._wanted.clear()  # layers may name kinds of their own: the memo stays bounded
+            wanted = self._wanted[kind] = any(kind.startswith(s.prefixes or ()) for s in self._filtered)
+        return wanted
 
     def publish(self, event: Event) -> None:
         for stream in self._streams:
