@@ -237,7 +237,8 @@ def _settled(
     `WorkerError`."""
     try:
         if raised is not None:
-            raise _worker_error(raised) from raised
+            error = _worker_error(raised)
+            raise error from (None if error is raised else raised)
         submit_result(engine, inv.token, inv.task_id, inv.attempt, result, kind)
     except WorkerError as exc:
         failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -255,14 +256,13 @@ async def _drive_on(
     try:
         try:
             result = await _watched(coro, first, watch)
-        except (WorkerError, GeneratorExit):
+        except GeneratorExit:
             raise
-        except asyncio.CancelledError:
-            if _joiner_cancelled():
-                raise
-            raise WorkerCancelled() from None
         except BaseException as exc:
-            raise _worker_error(exc) from exc
+            error = _worker_error(exc)
+            if error is exc:
+                raise
+            raise error from exc
         submit_result(engine, inv.token, inv.task_id, inv.attempt, result, kind)
     finally:
         _note_blocking(engine, inv, watch.longest)
@@ -315,32 +315,27 @@ async def _drive(engine: Engine, fn: WorkerFn, inline: bool, inv: WorkerInvocati
                     watch.longest = time.monotonic() - began
             else:
                 result = await in_thread(fn, inv)
-        except (WorkerError, GeneratorExit):
+        except GeneratorExit:
             raise
-        except asyncio.CancelledError:
-            if _joiner_cancelled():
-                raise
-            raise WorkerCancelled() from None
         except BaseException as exc:
-            raise _worker_error(exc) from exc
+            error = _worker_error(exc)
+            if error is exc:
+                raise
+            raise error from exc
         submit_result(engine, inv.token, inv.task_id, inv.attempt, result, kind)
     finally:
         _note_blocking(engine, inv, watch.longest)
 
 
-def _joiner_cancelled() -> bool:
-    """The task carrying the worker on (the one that joined it) is being cancelled itself: a timeout
-    around the join or its owner's cancellation, which must go on up as such."""
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
-
-
-def _worker_error(exc: BaseException) -> WorkerError:
-    """What a worker function's exception means for its attempt."""
+def _worker_error(exc: BaseException) -> BaseException:
+    """What a worker function's exception means for its attempt; the exception itself when it stands
+    as it is: a `WorkerError`, or a `CancelledError` of the task carrying the worker on (the one that
+    joined it: a timeout around the join, its owner's cancellation), which must go on up as such."""
     if isinstance(exc, WorkerError):
         return exc
     if isinstance(exc, asyncio.CancelledError):
-        return WorkerCancelled()
+        task = asyncio.current_task()
+        return exc if task is not None and task.cancelling() > 0 else WorkerCancelled()
     if isinstance(exc, SpawnError):
         return WorkerFailed(str(exc))
     return WorkerFailed(_describe(exc))

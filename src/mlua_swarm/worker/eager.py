@@ -93,10 +93,7 @@ class Eager(Generic[T]):
                 self._step(coro.throw, exc)
                 continue
             self._carried = False
-            if self._inject:
-                self._inject = False
-                self._step(coro.throw, asyncio.CancelledError())
-            else:
+            if not self._inject:  # else the cancel asked for meanwhile is thrown in at the loop's top
                 self._step(coro.send, sent)
         error = self._error
         if error is not None:
