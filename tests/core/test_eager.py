@@ -63,15 +63,7 @@ async def test_a_timeout_entered_before_the_first_suspension_cancels_the_carryin
 
 async def test_cancel_before_it_is_carried_is_delivered_inside_the_coroutine() -> None:
     seen: list[str] = []
-
-    async def waits() -> None:
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            seen.append("cancelled inside")
-            raise
-
-    eager = start_eager(waits())
+    eager = start_eager(_waits_for_cancel(seen))
     eager.cancel()
     with pytest.raises(asyncio.CancelledError):
         await eager
@@ -102,19 +94,20 @@ async def test_cancel_while_carried_reaches_the_current_await() -> None:
 
 async def test_the_joiners_own_cancellation_reaches_the_coroutine_and_goes_on_up() -> None:
     seen: list[str] = []
-
-    async def waits() -> None:
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            seen.append("cancelled inside")
-            raise
-
-    eager = start_eager(waits())
+    eager = start_eager(_waits_for_cancel(seen))
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.01):
             await eager
     assert seen == ["cancelled inside"] and eager.cancelled()
+
+
+async def _waits_for_cancel(seen: list[str]) -> None:
+    """Waits for ever; notes a cancellation that reaches it, and lets it go on."""
+    try:
+        await asyncio.Event().wait()
+    except asyncio.CancelledError:
+        seen.append("cancelled inside")
+        raise
 
 
 async def _join(eager: object) -> object:
