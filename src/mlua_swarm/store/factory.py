@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from .base import DEFAULT_STALE_SECS, DEFAULT_TRACE_CAP, Store
 from .errors import BadStoreUrl
-from .listing import STORE_FILE
+from .listing import STORE_FILE, local_store_file, mse_home_path
 from .memory import MemoryStore
 from .records import Durability
 from .sqlite import SqliteStore
@@ -15,7 +14,7 @@ from .sqlite import SqliteStore
 
 def mse_home() -> Path:
     """`$MSE_HOME`, or `~/.mse`."""
-    return Path(os.environ.get("MSE_HOME") or "~/.mse").expanduser()
+    return Path(mse_home_path())
 
 
 def default_store_path() -> Path:
@@ -25,27 +24,24 @@ def default_store_path() -> Path:
 def store_from_url(
     url: str | None = None, *, durability: Durability | str = Durability.BATCH, trace_cap: int = DEFAULT_TRACE_CAP
 ) -> Store:
-    """Build the backend a URL names, without the orphan sweep (see `open_store`)."""
+    """Build the backend a URL names, without the orphan sweep (see `open_store`); the file a URL
+    names is read in one place, `listing.local_store_file`, which the listing's read path shares."""
     mode = Durability(durability)
-    if url is None or url == "":
-        home = mse_home()
-        home.mkdir(mode=0o700, parents=True, exist_ok=True)
-        return SqliteStore(home / STORE_FILE, durability=mode, trace_cap=trace_cap)
     if url in ("memory://", "memory:", "memory"):
         return MemoryStore(durability=mode, trace_cap=trace_cap)
-    if url.startswith("sqlite://"):
-        path = url.removeprefix("sqlite://")
-        if not path:
+    path = local_store_file(url)
+    if path is None:
+        if url is not None and url.startswith("sqlite://"):
             raise BadStoreUrl(f"store URL {url!r} names no file", "write sqlite:///absolute/path.sqlite3")
-        return SqliteStore(Path(path).expanduser(), durability=mode, trace_cap=trace_cap)
-    if url.startswith(("postgres://", "postgresql://")):
-        raise BadStoreUrl(
-            "the PostgreSQL store is not part of this build",
-            "use a SQLite file (sqlite:///path) or memory://",
-        )
-    if "://" in url:
+        if url is not None and url.startswith(("postgres://", "postgresql://")):
+            raise BadStoreUrl(
+                "the PostgreSQL store is not part of this build",
+                "use a SQLite file (sqlite:///path) or memory://",
+            )
         raise BadStoreUrl(f"unknown store URL scheme in {url!r}", "use memory://, sqlite:///path, or a file path")
-    return SqliteStore(Path(url).expanduser(), durability=mode, trace_cap=trace_cap)
+    if not url:
+        mse_home().mkdir(mode=0o700, parents=True, exist_ok=True)
+    return SqliteStore(Path(path), durability=mode, trace_cap=trace_cap)
 
 
 async def open_store(
