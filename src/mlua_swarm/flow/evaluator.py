@@ -8,6 +8,7 @@ and a fanout lane's starting ctx are shallow copies of the root.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from functools import partial
 from typing import Any, Protocol
@@ -25,6 +26,11 @@ from mlua_swarm.flow.exprs import NO_EXTERNS, Externs, eval_expr
 from mlua_swarm.flow.nodes import Assign, Branch, Fanout, Join, Loop, Node, Seq, Step, Try
 from mlua_swarm.flow.paths import json_type_name
 from mlua_swarm.flow.skip import Skipped
+
+TURN_SECS = 0.002
+"""A loop gives the event loop a turn at least this often: a round whose steps all finish without
+waiting (a quick `async` agent is settled inside its spawn) would otherwise hold the loop for the
+whole loop, keeping the run's own timeout and cancellation, and every other task, from running."""
 
 FlowCtx = dict[str, Any]
 """The JSON object a flow reads and writes (not `core.ctx.Ctx`, which describes one attempt to a spawner)."""
@@ -52,11 +58,12 @@ class _Scope:
 class _Runner:
     """Evaluates nodes for one run: the dispatcher, the externs and a per-kind handler table."""
 
-    __slots__ = ("_handlers", "dispatcher", "externs")
+    __slots__ = ("_handlers", "_turn_due", "dispatcher", "externs")
 
     def __init__(self, dispatcher: StepDispatcher, externs: Externs) -> None:
         self.dispatcher = dispatcher
         self.externs = externs
+        self._turn_due = time.monotonic() + TURN_SECS
         self._handlers: dict[type, Callable[[Any, _Scope], Awaitable[None]]] = {
             Step: self._step,
             Seq: self._seq,
@@ -109,6 +116,13 @@ class _Runner:
             await run_body(body, scope)
             done += 1
             scope.ctx = counter.set(scope.ctx, done)
+            if time.monotonic() >= self._turn_due:
+                await self._give_turn()
+
+    async def _give_turn(self) -> None:
+        """Let the event loop run its other callbacks (timers, a cancel, other tasks) once."""
+        self._turn_due = time.monotonic() + TURN_SECS
+        await asyncio.sleep(0)
 
     async def _assign(self, node: Assign, scope: _Scope) -> None:
         scope.ctx = node.at.set(scope.ctx, eval_expr(node.value, scope.ctx, self.externs))
