@@ -14,6 +14,9 @@ from mlua_swarm.run import Run
 ROUNDS = 200_000
 """Far more rounds than run before the timeout or the cancel (a round costs tens of microseconds)."""
 
+SEQUENCE = 10_000
+"""Steps in one `seq`: well over the timeout of the test that runs them."""
+
 
 def _path(at: str) -> dict[str, Any]:
     return {"op": "path", "at": at}
@@ -55,6 +58,17 @@ async def test_a_loop_without_steps_still_times_out() -> None:
         result = await run.execute({})
     assert result.status == "failed"
     assert result.error is not None and result.error["message"] == "run exceeded its timeout of 0.2s"
+
+
+async def test_a_long_sequence_of_steps_that_never_wait_still_times_out() -> None:
+    steps = [{"kind": "step", "ref": "inc", "in": _path("$.i"), "out": _path("$.i")}] * SEQUENCE
+    blueprint = {**STEP_LOOP, "flow": {"kind": "seq", "children": steps}}
+    compiled = compile_blueprint(blueprint, base_dir=Path.cwd(), fns={})
+    async with Run(compiled, store=None, timeout=0.05) as run:
+        result = await run.execute({"i": 0})
+    assert result.status == "failed"
+    assert result.error is not None and result.error["message"] == "run exceeded its timeout of 0.05s"
+    assert result.steps_dispatched < SEQUENCE
 
 
 async def test_other_tasks_run_and_can_cancel_a_run_of_quick_steps() -> None:

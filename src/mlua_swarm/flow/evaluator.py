@@ -28,9 +28,10 @@ from mlua_swarm.flow.paths import json_type_name
 from mlua_swarm.flow.skip import Skipped
 
 TURN_SECS = 0.002
-"""A loop gives the event loop a turn at least this often: a round whose steps all finish without
-waiting (a quick `async` agent is settled inside its spawn) would otherwise hold the loop for the
-whole loop, keeping the run's own timeout and cancellation, and every other task, from running."""
+"""A flow gives the event loop a turn at least this often (checked after each step and each loop
+round): steps that all finish without waiting (a quick `async` agent is settled inside its spawn)
+would otherwise hold the event loop for the whole flow, keeping the run's own timeout and
+cancellation, and every other task, from running."""
 
 FlowCtx = dict[str, Any]
 """The JSON object a flow reads and writes (not `core.ctx.Ctx`, which describes one attempt to a spawner)."""
@@ -88,6 +89,8 @@ class _Runner:
             raise StepError(node.ref, err) from err
         if type(result) is not Skipped:
             scope.ctx = node.out.set(scope.ctx, result)
+        if time.monotonic() >= self._turn_due:
+            await self._give_turn()
 
     async def _seq(self, node: Seq, scope: _Scope) -> None:
         handlers = self._handlers
