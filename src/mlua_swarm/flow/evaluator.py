@@ -100,13 +100,15 @@ class _Runner:
 
     async def _loop(self, node: Loop, scope: _Scope) -> None:
         counter = node.counter
+        body = node.body
+        run_body = self._handlers[type(body)]
         scope.ctx = counter.set(scope.ctx, 0)
         done = 0
         while done < node.max:
             cond = eval_expr(node.cond, scope.ctx, self.externs)
             if cond is None or cond is False:
                 return
-            await self.run(node.body, scope)
+            await run_body(body, scope)
             done += 1
             scope.ctx = counter.set(scope.ctx, done)
 
