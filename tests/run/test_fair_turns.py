@@ -71,6 +71,23 @@ async def test_a_long_sequence_of_steps_that_never_wait_still_times_out() -> Non
     assert result.steps_dispatched < SEQUENCE
 
 
+async def test_a_fanout_of_many_quick_lanes_still_times_out() -> None:
+    fanout = {
+        "kind": "fanout",
+        "items": {"op": "lit", "value": list(range(SEQUENCE * 2))},
+        "bind": _path("$.i"),
+        "body": {"kind": "step", "ref": "inc", "in": _path("$.i"), "out": _path("$.i")},
+        "join": "all",
+        "out": _path("$.all"),
+    }
+    compiled = compile_blueprint({**STEP_LOOP, "flow": fanout}, base_dir=Path.cwd(), fns={})
+    async with Run(compiled, store=None, timeout=0.05) as run:
+        result = await run.execute({})
+    assert result.status == "failed"
+    assert result.error is not None and result.error["message"] == "run exceeded its timeout of 0.05s"
+    assert result.steps_dispatched < SEQUENCE * 2
+
+
 async def test_other_tasks_run_and_can_cancel_a_run_of_quick_steps() -> None:
     compiled = compile_blueprint(STEP_LOOP, base_dir=Path.cwd(), fns={})
     async with Run(compiled, store=None) as run:
