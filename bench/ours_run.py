@@ -55,6 +55,37 @@ def fanout(lanes: int, reps: int) -> Metrics:
     return {"us_per_lane": per_unit_us_async(once, lanes, reps)}
 
 
+def fanout_durable(lanes: int, reps: int) -> Metrics:
+    """The `fanout` of `lanes` trivial steps recorded in a fresh SQLite store per repetition (`batch`).
+
+    Timed as `seq_durable` times its loop: creating the run, every lane's step through the journal, and
+    the run's finish.
+    """
+    store_mod = needs("mlua_swarm.store", ours=True)
+    compiled, run_layer = _compiled(blueprints.fanout(list(range(lanes))))
+    engine_mod = needs("mlua_swarm.core.engine", ours=True)
+    config_mod = needs("mlua_swarm.core.config", ours=True)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        counter = iter(range(1_000_000))
+
+        async def once() -> float:
+            opened = await store_mod.open_store(f"sqlite://{Path(tmp) / f'mse-{next(counter)}.sqlite3'}")
+            try:
+                engine = engine_mod.Engine(config_mod.EngineConfig(token_secret=await opened.token_secret()))
+                elapsed = stopwatch()
+                async with run_layer.Run(compiled, store=opened, durability="batch", engine=engine) as run:
+                    result = await run.execute()
+                spent = elapsed()
+            finally:
+                await opened.close()
+            if result.status != "done" or len(result.final_ctx["lanes"]) != lanes:
+                raise RuntimeError(f"run ended {result.status}: {result.error}")
+            return spent
+
+        return {"us_per_lane": per_unit_us_async(once, lanes, reps)}
+
+
 def sleeping_rss(lanes: int, sleep_secs: float) -> Metrics:
     """Peak resident memory while a `fanout` holds `lanes` steps that each sleep `sleep_secs`."""
     compiled, run_layer = _compiled(blueprints.fanout([sleep_secs] * lanes, "nap"))

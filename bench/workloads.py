@@ -432,6 +432,13 @@ def fanout_rows(quick: bool) -> list[Comparison]:
                 targets,
             )
         )
+    rows.append(
+        Comparison(
+            "1,000 lanes, join all, durable `batch` (SQLite)",
+            "us/lane",
+            Measure(OURS, Probe.of("bench.ours_run:fanout_durable", lanes=1000, reps=s.reps), "us_per_lane"),
+        )
+    )
     return rows
 
 
@@ -634,7 +641,9 @@ WORKLOADS: tuple[Workload, ...] = (
         "Fanout with join all, in one process",
         "Ours: a Blueprint `fanout` over N literal items with join `all`, one trivial `python` step per lane, "
         "`run_blueprint`. LangGraph: `Send` to N copies of a trivial node, results joined into one list, "
-        "`invoke`. Floor: create N tasks and `gather` them. Figures are per lane.",
+        "`invoke`. Floor: create N tasks and `gather` them. The durable row records the same fanout in a fresh "
+        "SQLite store (`batch`: every lane's step committed before the lane moves on, the lanes of a round "
+        "sharing one commit), ours only. Figures are per lane.",
         fanout_rows,
     ),
     Workload(

@@ -8,7 +8,9 @@ and a fanout lane's starting ctx are shallow copies of the root.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine
+import contextvars
+import types
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from functools import partial
 from typing import Any, Protocol
 
@@ -98,13 +100,15 @@ class _Runner:
 
     async def _loop(self, node: Loop, scope: _Scope) -> None:
         counter = node.counter
+        body = node.body
+        run_body = self._handlers[type(body)]
         scope.ctx = counter.set(scope.ctx, 0)
         done = 0
         while done < node.max:
             cond = eval_expr(node.cond, scope.ctx, self.externs)
             if cond is None or cond is False:
                 return
-            await self.run(node.body, scope)
+            await run_body(body, scope)
             done += 1
             scope.ctx = counter.set(scope.ctx, done)
 
@@ -153,21 +157,74 @@ class _Runner:
             join.passed(index, value)
 
     async def _join(self, node: Fanout, parent: FlowCtx, items: list[Any]) -> Any:
-        """Run one lane task per item and combine them per the join mode; losers are cancelled and awaited."""
+        """Run the lanes concurrently and combine them per the join mode; losers are cancelled and awaited."""
         loop = asyncio.get_running_loop()
         join = _Join(node.join, len(items), loop.create_future())
-        lane = self._lane
         # asyncio.Task itself unless the loop has a task factory: the same task, without create_task's checks
         start: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]] = (
             partial(asyncio.Task, loop=loop) if loop.get_task_factory() is None else loop.create_task
         )
-        join.lanes = [start(lane(node, parent, index, item, join)) for index, item in enumerate(items)]
+        starter = start(self._lanes(node, parent, items, join, start))
         try:
             await join.decided
         finally:
             if join.remaining:
-                await _cancel_and_await([task for task in join.lanes if task is not None])
+                await _cancel_and_await([starter, *(task for task in join.lanes if task is not None)])
         return join.outcome()
+
+    async def _lanes(
+        self,
+        node: Fanout,
+        parent: FlowCtx,
+        items: list[Any],
+        join: _Join,
+        start: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]],
+    ) -> None:
+        """Start the lanes one after another in this task, until one has to wait.
+
+        Each lane runs in a copy of the context, as a task of its own would. A lane that ends without
+        waiting (the common case for in-process agents) costs no task and no loop turn. The first lane
+        that has to wait keeps this task for the rest of its life (`asyncio.current_task()`, timeouts
+        and cancellation act on it as on a task of its own), and every lane not started yet gets a task
+        of its own at once, so they all start in this loop turn.
+        """
+        lane, tasks = self._lane, join.lanes
+        for index, item in enumerate(items):
+            coro = lane(node, parent, index, item, join)
+            context = contextvars.copy_context()
+            try:
+                waiting_on = context.run(coro.send, None)
+            except (StopIteration, asyncio.CancelledError):
+                # ended, or cancelled itself (reported as a cancelled lane): the next lane starts; a
+                # cancellation of this task could only arrive while it waits, below
+                continue
+            for later in range(index + 1, len(items)):
+                tasks[later] = start(lane(node, parent, later, items[later], join))
+            await _carry_on(coro, waiting_on, context)
+            return
+
+
+@types.coroutine
+def _carry_on(
+    coro: Coroutine[Any, Any, None], waiting_on: Any, context: contextvars.Context
+) -> Generator[Any, Any, None]:
+    """`await coro` in `context`, for a coroutine that has already run up to waiting on `waiting_on`."""
+    while True:
+        try:
+            sent = yield waiting_on
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:
+            try:
+                waiting_on = context.run(coro.throw, exc)
+            except StopIteration:
+                return
+            continue
+        try:
+            waiting_on = context.run(coro.send, sent)
+        except StopIteration:
+            return
 
 
 class _Join:
@@ -179,9 +236,10 @@ class _Join:
     def __init__(self, mode: Join, lanes: int, decided: asyncio.Future[None]) -> None:
         self.mode = mode
         self.remaining = lanes
-        self.lanes: list[asyncio.Task[None] | None] = []
-        """The lanes' tasks, each dropped as its lane reports (so a finished lane's task and coroutine
-        are freed at once, not kept until the whole fanout ends)."""
+        self.lanes: list[asyncio.Task[None] | None] = [None] * lanes
+        """The task running each lane, each dropped as its lane reports (so a finished lane's task and
+        coroutine are freed at once, not kept until the whole fanout ends); None for a lane that runs
+        in the task that starts them."""
         self.values: list[Any] = [None] * lanes if mode is Join.ALL or mode is Join.ALL_SETTLED else []
         self.result: Any = None
         self.failure: EvalError | None = None

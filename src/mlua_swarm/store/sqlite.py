@@ -8,8 +8,8 @@ commits at once, and its next step (`commit_step`) is a single autocommit insert
 to open and no loop turn to wait for. Concurrent writers (fanout lanes, parallel runs) keep sharing
 the tick's commit. Committed WAL transactions survive the process being killed; `synchronous=FULL`
 (durability `sync`) also survives power loss. Other processes may open the same file: `busy_timeout`
-makes a writer wait for the lock instead of failing, and each process holds the lock for at most one
-loop tick. Two stores on one file in one thread take turns: starting a transaction first commits the
+makes a writer wait for the lock instead of failing, and each process holds the lock for at most two
+loop turns. Two stores on one file in one thread take turns: starting a transaction first commits the
 other's. Trace events are observational: they are written in bulk up to 0.1 s after they are queued,
 off the steps' commits (`flush(SYNC)` and `close()` write them at once).
 """
@@ -296,8 +296,18 @@ class SqliteStore(Store):
             loop = _running_loop()
             if loop is None:
                 return False
-            self._commit_handle = loop.call_soon(self._commit)
+            self._commit_handle = loop.call_soon(self._commit_tick, loop, asyncio.current_task(loop))
         return True
+
+    def _commit_tick(self, loop: asyncio.AbstractEventLoop, opener: asyncio.Task[Any] | None) -> None:
+        """The tick's commit. When the last task to wait for it is the one that opened the transaction
+        (typically a lone writer), it waits one loop turn more: the tasks that one started in its tick
+        (a fanout's later lanes, given tasks by the lane before them when it waited) write into it first
+        and share it."""
+        if opener is not None and opener is self._last_flusher:
+            self._commit_handle = loop.call_soon(self._commit)
+        else:
+            self._commit()
 
     def _write(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
         """Run one write inside the open transaction; without an event loop it commits at once."""

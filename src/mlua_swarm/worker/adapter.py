@@ -9,6 +9,7 @@ task the worker owns, and fold the result into exactly one `Final` on the engine
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gc
 import inspect
 import json
@@ -238,20 +239,27 @@ def _start_async(
 
     One that finishes without suspending is settled at once (its Final submitted; no completion to
     wait for when it ended well): no task, no future, no coroutine of ours around it. One that
-    suspends goes on in `_drive_on`, carried on by the task that joins the worker.
+    suspends goes on in `_drive_on`, carried on by the task that joins the worker. Either way it runs
+    in a copy of the current `contextvars`, as a task of its own would: what it sets stays its own.
     """
     clock = time.monotonic
+    context = contextvars.copy_context()
     began = clock()
     try:
-        pending = fn(inv)
-        if not inspect.iscoroutine(pending):
-            pending = _awaiting(pending)
-        first = pending.send(None)
+        pending, first = context.run(_first_part, fn, inv)
     except StopIteration as stop:
         return _settled(engine, inv, kind, clock() - began, stop.value, None)
     except BaseException as exc:
         return _settled(engine, inv, kind, clock() - began, None, exc)
-    return start_eager(_drive_on(engine, pending, first, _LoopWatch(clock() - began), inv, kind))
+    return start_eager(_drive_on(engine, pending, first, _LoopWatch(clock() - began), inv, kind), context)
+
+
+def _first_part(fn: WorkerFn, inv: WorkerInvocation) -> tuple[Coroutine[Any, Any, Any], Any]:
+    """Call `fn` and run its coroutine up to its first suspension: (the coroutine, what it yielded)."""
+    pending = fn(inv)
+    if not inspect.iscoroutine(pending):
+        pending = _awaiting(pending)
+    return pending, pending.send(None)
 
 
 def _settled(

@@ -11,11 +11,15 @@ Cancelling an `Eager` delivers a `CancelledError` inside the coroutine the way `
 the future it waits on is cancelled, or, when it waits on nothing or is not being carried on, the
 error is thrown in at its next step. The joining task's own cancellation (a timeout around the join,
 the run being cancelled) reaches the coroutine in the same place.
+
+Like a task, the coroutine runs in a context of its own (a copy of its starter's `contextvars`), so a
+context variable it sets is not seen by its starter, its joiner or the steps after it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Coroutine, Generator
 from typing import Any, Generic, TypeVar
 
@@ -30,10 +34,11 @@ class Eager(Generic[T]):
     error itself (so its own cancellation goes on up), later joins see it cancelled.
     """
 
-    __slots__ = ("_carried", "_coro", "_done", "_error", "_inject", "_pending", "_result")
+    __slots__ = ("_carried", "_context", "_coro", "_done", "_error", "_inject", "_pending", "_result")
 
-    def __init__(self, coro: Coroutine[Any, Any, T]) -> None:
+    def __init__(self, coro: Coroutine[Any, Any, T], context: contextvars.Context | None = None) -> None:
         self._coro = coro
+        self._context = contextvars.copy_context() if context is None else context
         self._done = False
         self._result: Any = None
         self._error: BaseException | None = None
@@ -44,7 +49,7 @@ class Eager(Generic[T]):
 
     def _step(self, advance: Any, arg: Any) -> None:
         try:
-            self._pending = advance(arg)
+            self._pending = self._context.run(advance, arg)
         except StopIteration as stop:
             self._done, self._result, self._pending = True, stop.value, None
         except BaseException as exc:
@@ -101,9 +106,10 @@ class Eager(Generic[T]):
         return self._result  # type: ignore[no-any-return]
 
 
-def start_eager(coro: Coroutine[Any, Any, T]) -> Eager[T]:
-    """Run `coro` now, up to its first suspension or its end."""
-    return Eager(coro)
+def start_eager(coro: Coroutine[Any, Any, T], context: contextvars.Context | None = None) -> Eager[T]:
+    """Run `coro` now, up to its first suspension or its end, in `context` (default: a copy of the
+    current one)."""
+    return Eager(coro, context)
 
 
 __all__ = ["Eager", "start_eager"]
