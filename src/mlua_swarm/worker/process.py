@@ -5,24 +5,32 @@ In plain mode its stdout is the value (JSON, else `{raw, stderr}`) and exit code
 streaming mode each `OutputEvent` it writes reaches the engine as it arrives, and
 `ok = final.ok and exit_code == 0` unless the agent says `ok_from: "final"`.
 
-Unlike upstream, the child runs in its own process group: cancel and timeout send SIGTERM to the
-group, then SIGKILL after the grace period, and whatever the child leaves running in its group when
-it exits is killed. On Linux the engine is also a child subreaper, and descendants that left the
+Unlike upstream, the child runs in its own process group (and its own session when this process
+has a controlling terminal, see `_new_session`): cancel and timeout send SIGTERM to the group, then
+SIGKILL after the grace period, and whatever the child leaves running in its group when it exits is
+killed. On Linux the engine is also a child subreaper, and descendants that left the
 group (`setsid`, double fork) are found by the tag in their environment and killed with it (see
 `worker.reaper`), so no grandchild outlives the attempt. stderr is always drained; its last 64 KiB
 are reported in the attempt's stats.
+
+The event loop serves the child's pipes and its exit itself (`ChildProcess`), without asyncio's
+subprocess layer: on Python 3.11 that layer starts a thread per child to wait for its exit and
+connects each pipe through a task and several loop turns, which cost more than the rest of a cold
+step's own work.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
+import subprocess
 import tempfile
+import threading
 import time
-from asyncio.subprocess import PIPE, SubprocessStreamProtocol
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -80,7 +88,7 @@ class ProcessWorker(JoinHandleWorker):
 
     __slots__ = ("process",)
 
-    def __init__(self, handler: WorkerJoinHandler, process: asyncio.subprocess.Process) -> None:
+    def __init__(self, handler: WorkerJoinHandler, process: ChildProcess) -> None:
         super().__init__(handler)
         self.process = process
 
@@ -151,36 +159,22 @@ class ProcessSpawner(SpawnerAdapter):
                 cwd = os.fspath(self.base_dir / cwd)
             env = _child_env(_mse_env(ctx, task_id, attempt, token, engine.config.http_base_url), extra_env)
             become_subreaper()
-            loop = asyncio.get_running_loop()
-            protocol = _ChildProtocol(loop)
             started = time.monotonic()
             try:
-                transport, _ = await loop.subprocess_exec(
-                    lambda: protocol,
-                    *argv,
-                    stdin=PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-                    stdout=PIPE,
-                    stderr=PIPE,
-                    cwd=cwd,
-                    env=env,
-                    start_new_session=True,
-                )
-            except (OSError, ValueError) as exc:
+                child = ChildProcess.start(argv, stdin is not None, cwd, env)
+            except (OSError, ValueError, subprocess.SubprocessError) as exc:
                 raise SpawnInternalError(f"spawn failed: {argv[0]}: {exc}") from exc
         except BaseException:
             _unlink(cleanup)
             raise
-        proc = asyncio.subprocess.Process(transport, protocol, loop)
         grace = self.kill_grace_secs if self.kill_grace_secs is not None else engine.config.cancel_grace_secs
         cancel = CancellationToken()
-        killer = _GroupKiller(proc.pid, grace, token.nonce)
-        run = _ChildRun(
-            self, engine, token, task_id, attempt, proc, transport, protocol, killer, cancel, cleanup, started
-        )
+        killer = _GroupKiller(child.pid, grace, token.nonce)
+        run = _ChildRun(self, engine, token, task_id, attempt, child, killer, cancel, cleanup, started)
         cancel.on_cancel(killer.terminate_soon)
         task = asyncio.create_task(run.drive(stdin.encode() if stdin is not None else None))
         task.add_done_callback(run.abandon)
-        return ProcessWorker(WorkerJoinHandler(WorkerId.new(), cancel, task), proc)
+        return ProcessWorker(WorkerJoinHandler(WorkerId.new(), cancel, task), child)
 
     def _render(
         self, bound: BoundTemplate, ctx: Ctx, directive: Any, prompt: str, cleanup: list[Path]
@@ -248,16 +242,30 @@ def _child_env(*layers: Mapping[str, str]) -> dict[bytes, bytes]:
     """This process's environment with `layers` on top (later ones win) and PYTHONPATH ending in this
     package's folder, as the bytes `exec` takes: the inherited variables are not decoded and encoded
     again on every spawn."""
-    env = dict(os.environb)
+    env = _environ_bytes()
     for layer in layers:
         for key, value in layer.items():
             env[os.fsencode(key)] = os.fsencode(value)
-    pythonpath = env.get(b"PYTHONPATH")
-    env[b"PYTHONPATH"] = os.fsencode(_with_package_path(None if pythonpath is None else os.fsdecode(pythonpath)))
+    env[b"PYTHONPATH"] = _package_pythonpath(env.get(b"PYTHONPATH"))
     return env
 
 
+def _environ_bytes() -> dict[bytes, bytes]:
+    """A copy of this process's environment as bytes. On POSIX `os.environ` keeps it in a dict of
+    bytes, copied here in one C call: going through the `os.environb` mapping costs a few Python
+    calls per variable (tens of microseconds per spawn)."""
+    data = getattr(os.environ, "_data", None)
+    if os.name == "posix" and type(data) is dict:
+        return dict(data)
+    return dict(os.environb)
+
+
 _PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
+
+
+@functools.lru_cache(maxsize=8)
+def _package_pythonpath(pythonpath: bytes | None) -> bytes:
+    return os.fsencode(_with_package_path(None if pythonpath is None else os.fsdecode(pythonpath)))
 
 
 def _with_package_path(pythonpath: str | None) -> str:
@@ -283,35 +291,243 @@ def _unlink(paths: list[Path]) -> None:
         path.unlink(missing_ok=True)
 
 
-class _ChildProtocol(SubprocessStreamProtocol):
-    """The stock stream protocol, plus a future resolved when the child itself exits, and stderr
-    kept straight into a bounded tail (no reader task, never paused, so the child never blocks on it).
+_READ_CHUNK = 2**16
+_STDOUT_LIMIT = 2**16
+"""The stdout reader's buffer limit: reading pauses once twice this much is waiting to be parsed."""
 
-    `Process.wait()` also waits for the pipes to close, which a grandchild can hold open forever;
-    `exited` lets the worker notice the exit and kill the rest of the group first.
+
+class ChildProcess:
+    """A child process and our ends of its pipes, served by the event loop itself.
+
+    The pipes are non-blocking file descriptors watched by loop readers: stdout feeds `stdout` (a
+    StreamReader, which pauses reading while its buffer is full), stderr goes straight into
+    `stderr_tail` (never paused, so the child never blocks on it), and stdin is written as the child
+    reads it, then closed. The exit is seen through a pidfd (Linux 5.3 and later; elsewhere a thread
+    waits for it) and resolves `exited` as soon as the child is reaped: `wait()` also waits for the
+    pipes to close, which a grandchild can hold open forever, so `exited` lets the worker notice the
+    exit and kill the rest of the group first.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__(limit=2**16, loop=loop)
+    def __init__(self, popen: subprocess.Popen[bytes], stdin: int | None, stdout: int, stderr: int) -> None:
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._popen = popen
+        self.pid = popen.pid
+        self.returncode: int | None = None
         self.exited: asyncio.Future[None] = loop.create_future()
-        self.stderr_tail = TailBuffer()
         self.stderr_closed: asyncio.Future[None] = loop.create_future()
+        self._closed: asyncio.Future[None] = loop.create_future()
+        self.stderr_tail = TailBuffer()
+        self.stdout = asyncio.StreamReader(limit=_STDOUT_LIMIT, loop=loop)
+        self.stdout.set_transport(self)  # type: ignore[arg-type]  # it only calls pause/resume_reading
+        self._stdin = stdin
+        self._stdout: int | None = stdout
+        self._stderr: int | None = stderr
+        self._unsent = memoryview(b"")
+        self._writing = False
+        self._reading = True
+        for fd in (stdin, stdout, stderr):
+            if fd is not None:
+                os.set_blocking(fd, False)
+        loop.add_reader(stdout, self._on_stdout)
+        loop.add_reader(stderr, self._on_stderr)
+        self._watch_exit()
 
-    def pipe_data_received(self, fd: int, data: bytes | str) -> None:
-        if fd == 2:
-            self.stderr_tail.write(data if isinstance(data, bytes) else data.encode())
+    @classmethod
+    def start(cls, argv: Sequence[str], with_stdin: bool, cwd: str | None, env: Mapping[bytes, bytes]) -> ChildProcess:
+        """Start `argv` leading a process group of its own (in a session of its own when this process
+        has a controlling terminal), stdin a pipe when `with_stdin`, else /dev/null. Raises what
+        `subprocess.Popen` raises when the program cannot be started."""
+        new_session = _new_session()
+        ours: list[int] = []
+        theirs: list[int] = []
+        try:
+            stdin: int | None = None
+            if with_stdin:
+                child_stdin, stdin = os.pipe()
+                ours.append(stdin)
+                theirs.append(child_stdin)
+            stdout, child_stdout = os.pipe()
+            ours.append(stdout)
+            theirs.append(child_stdout)
+            stderr, child_stderr = os.pipe()
+            ours.append(stderr)
+            theirs.append(child_stderr)
+            popen = subprocess.Popen(
+                argv,
+                stdin=child_stdin if with_stdin else subprocess.DEVNULL,
+                stdout=child_stdout,
+                stderr=child_stderr,
+                cwd=cwd,
+                env=env,
+                start_new_session=new_session,
+                process_group=None if new_session else 0,
+            )
+        except BaseException:
+            for fd in ours:
+                os.close(fd)
+            raise
+        finally:
+            for fd in theirs:
+                os.close(fd)
+        return cls(popen, stdin, stdout, stderr)
+
+    async def wait(self) -> int:
+        """The exit code (minus the signal that killed it), once the child is reaped and our ends of
+        its pipes are closed."""
+        await asyncio.shield(self.exited)
+        await asyncio.shield(self._closed)
+        assert self.returncode is not None
+        return self.returncode
+
+    def write_stdin(self, data: bytes) -> None:
+        """Hand `data` to the stdin pipe, written as the child reads it and then closed. A child that
+        exits or closes its stdin without reading it all is not an error: the rest is dropped."""
+        self._unsent = memoryview(data)
+        self._on_stdin_writable()
+
+    def close_pipes(self) -> None:
+        """Close our ends of the pipes now; unread output is dropped, and stdout reads end there."""
+        self._close_stdin()
+        self._close_stdout()
+        self._close_stderr()
+
+    # the StreamReader's transport side: it pauses reading while its buffer is full
+
+    def pause_reading(self) -> None:
+        if self._reading and self._stdout is not None:
+            self._reading = False
+            self._loop.remove_reader(self._stdout)
+
+    def resume_reading(self) -> None:
+        if not self._reading and self._stdout is not None:
+            self._reading = True
+            self._loop.add_reader(self._stdout, self._on_stdout)
+
+    def _on_stdout(self) -> None:
+        assert self._stdout is not None
+        data = _read_ready(self._stdout)
+        if data:
+            self.stdout.feed_data(data)
+        elif data is not None:
+            self._close_stdout()
+
+    def _on_stderr(self) -> None:
+        assert self._stderr is not None
+        data = _read_ready(self._stderr)
+        if data:
+            self.stderr_tail.write(data)
+        elif data is not None:
+            self._close_stderr()
+
+    def _on_stdin_writable(self) -> None:
+        fd = self._stdin
+        if fd is None:
+            return
+        try:
+            written = os.write(fd, self._unsent) if self._unsent else 0
+        except BlockingIOError:
+            written = 0
+        except OSError:  # EPIPE and kin: the child will not read the rest
+            self._close_stdin()
+            return
+        self._unsent = self._unsent[written:]
+        if not self._unsent:
+            self._close_stdin()
+        elif not self._writing:
+            self._writing = True
+            self._loop.add_writer(fd, self._on_stdin_writable)
+
+    def _close_stdin(self) -> None:
+        fd, self._stdin = self._stdin, None
+        if fd is not None:
+            if self._writing:
+                self._loop.remove_writer(fd)
+            os.close(fd)
+            self._unsent = memoryview(b"")
+            self._check_closed()
+
+    def _close_stdout(self) -> None:
+        fd, self._stdout = self._stdout, None
+        if fd is not None:
+            if self._reading:
+                self._loop.remove_reader(fd)
+            os.close(fd)
+            self.stdout.feed_eof()
+            self._check_closed()
+
+    def _close_stderr(self) -> None:
+        fd, self._stderr = self._stderr, None
+        if fd is not None:
+            self._loop.remove_reader(fd)
+            os.close(fd)
+            if not self.stderr_closed.done():
+                self.stderr_closed.set_result(None)
+            self._check_closed()
+
+    def _check_closed(self) -> None:
+        if self._stdin is None and self._stdout is None and self._stderr is None and not self._closed.done():
+            self._closed.set_result(None)
+
+    def _watch_exit(self) -> None:
+        try:
+            pidfd = os.pidfd_open(self.pid)
+        except (AttributeError, OSError):  # not Linux, or a kernel before 5.3
+            threading.Thread(target=self._wait_blocking, name=f"mse-wait-{self.pid}", daemon=True).start()
         else:
-            super().pipe_data_received(fd, data)
+            self._loop.add_reader(pidfd, self._on_exit_ready, pidfd)
 
-    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
-        super().pipe_connection_lost(fd, exc)
-        if fd == 2 and not self.stderr_closed.done():
-            self.stderr_closed.set_result(None)
+    def _on_exit_ready(self, pidfd: int) -> None:
+        try:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:  # reaped by someone else: its exit status is lost
+            pid, status = self.pid, None
+        if pid == 0:
+            return
+        self._loop.remove_reader(pidfd)
+        os.close(pidfd)
+        self._reaped(status)
 
-    def process_exited(self) -> None:
-        super().process_exited()
+    def _wait_blocking(self) -> None:
+        try:
+            _, status = os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            status = None
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits for the exit any more
+            self._loop.call_soon_threadsafe(self._reaped, status)
+
+    def _reaped(self, status: int | None) -> None:
+        code = 255 if status is None else os.waitstatus_to_exitcode(status)
+        # Popen must not count the child as still running (it would warn, and wait for it again)
+        self.returncode = self._popen.returncode = code
         if not self.exited.done():
             self.exited.set_result(None)
+
+
+@functools.cache
+def _new_session() -> bool:
+    """Whether a child gets a session of its own, not only a process group: when this process has a
+    controlling terminal, which a child in another session cannot reach (it cannot stop on reading or
+    writing the terminal, nor get its signals). Without a terminal both are the same to the child, and
+    a group is cheaper: on Linux a new session is also a new scheduling autogroup, which the child
+    waits to be given a CPU in, milliseconds on a loaded machine, while `Popen` waits for its `exec`."""
+    try:
+        fd = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
+
+
+def _read_ready(fd: int) -> bytes | None:
+    """What a readable pipe holds: b"" at its end (an error counts as the end), None when nothing
+    is there after all."""
+    try:
+        return os.read(fd, _READ_CHUNK)
+    except BlockingIOError:
+        return None
+    except OSError:
+        return b""
 
 
 class _GroupKiller:
@@ -369,8 +585,8 @@ class _GroupKiller:
 class _ChildRun:
     """One attempt's child: feeds stdin, reads stdout, and reports the outcome.
 
-    The drive task is the only task: stdin is handed to the pipe transport (which flushes it and
-    then closes), stderr lands in the protocol's tail, and stdout is read inline.
+    The drive task is the only task: stdin is handed to the child's pipe (written as the child reads
+    it, then closed), stderr lands in the child's tail, and stdout is read inline.
     """
 
     def __init__(
@@ -380,9 +596,7 @@ class _ChildRun:
         token: CapToken,
         task_id: StepId,
         attempt: int,
-        proc: asyncio.subprocess.Process,
-        transport: asyncio.SubprocessTransport,
-        protocol: _ChildProtocol,
+        child: ChildProcess,
         killer: _GroupKiller,
         cancel: CancellationToken,
         cleanup: list[Path],
@@ -392,9 +606,7 @@ class _ChildRun:
         self.token = token
         self.task_id = task_id
         self.attempt = attempt
-        self.proc = proc
-        self.transport = transport
-        self.protocol = protocol
+        self.proc = child
         self.mode = spawner.stream_mode
         self.ok_from = spawner.ok_from
         self.max_frame = spawner.max_frame_bytes
@@ -402,7 +614,7 @@ class _ChildRun:
         self.killer = killer
         self.cancel = cancel
         self.cleanup = cleanup
-        self.stderr = protocol.stderr_tail
+        self.stderr = child.stderr_tail
         self.started = started
         self.elapsed_ms = 0.0
         self.events = 0
@@ -412,7 +624,7 @@ class _ChildRun:
         self.rejected: VerdictRejected | None = None
         self.pipes_held = False
         self._pipe_timer: asyncio.TimerHandle | None = None
-        protocol.exited.add_done_callback(self._on_exit)
+        child.exited.add_done_callback(self._on_exit)
 
     def _on_exit(self, _: asyncio.Future[None]) -> None:
         """The child is gone: kill what it left in its group, and bound how long its pipes stay open."""
@@ -430,17 +642,17 @@ class _ChildRun:
             self.attempt,
             PIPE_CLOSE_SECS,
         )
-        self._close_pipes()
+        self.proc.close_pipes()
 
     async def drive(self, stdin: bytes | None) -> None:
         """Run the child to the end; the attempt's Final (or error) reflects how it ended."""
         if stdin is not None:
-            self._feed(stdin)
+            self.proc.write_stdin(stdin)
         try:
             body = await self._read_stdout()
-            # Shielded: cancelling this task must not cancel the protocol's futures themselves.
-            await asyncio.shield(self.protocol.exited)
-            await asyncio.shield(self.protocol.stderr_closed)
+            # Shielded: cancelling this task must not cancel the child's futures themselves.
+            await asyncio.shield(self.proc.exited)
+            await asyncio.shield(self.proc.stderr_closed)
         except FrameTooLarge as exc:
             raise WorkerFailed(str(exc)) from None
         finally:
@@ -462,10 +674,10 @@ class _ChildRun:
     async def _stop(self) -> None:
         """Whatever happened, the group is gone, the pipes are closed and the stats are recorded."""
         try:
-            if not self.protocol.exited.done():
+            if not self.proc.exited.done():
                 self.killer.terminate_soon()
                 try:
-                    await asyncio.shield(self.protocol.exited)
+                    await asyncio.shield(self.proc.exited)
                 except asyncio.CancelledError:
                     self.killer.signal(signal.SIGKILL)
                     raise
@@ -478,30 +690,13 @@ class _ChildRun:
         self.killer.close()
         if self._pipe_timer is not None:
             self._pipe_timer.cancel()
-        self._close_pipes()
+        self.proc.close_pipes()
         _unlink(self.cleanup)
         self._record_stats()
-
-    def _close_pipes(self) -> None:
-        for fd in (0, 1, 2):
-            pipe = self.transport.get_pipe_transport(fd)
-            if pipe is not None:
-                pipe.close()
-
-    def _feed(self, data: bytes) -> None:
-        """Hand the prompt to the stdin pipe, which writes it as the child reads and then closes it.
-
-        A child that exits without reading its stdin is not an error: the broken pipe is dropped.
-        """
-        stdin = self.proc.stdin
-        assert stdin is not None
-        stdin.write(data)
-        stdin.close()
 
     async def _read_stdout(self) -> bytes | None:
         """Plain mode: the whole (bounded) body. Streaming: submit events as they arrive."""
         stdout = self.proc.stdout
-        assert stdout is not None
         try:
             if self.mode is None:
                 return await read_bounded(stdout, self.max_frame)
@@ -723,4 +918,4 @@ def _resolve_runner(agent: Mapping[str, Any], blueprint: Mapping[str, Any]) -> M
     )
 
 
-__all__ = ["PIPE_CLOSE_SECS", "ProcessSpawner", "ProcessWorker", "StreamMode", "SubprocessKind"]
+__all__ = ["PIPE_CLOSE_SECS", "ChildProcess", "ProcessSpawner", "ProcessWorker", "StreamMode", "SubprocessKind"]

@@ -109,12 +109,16 @@ class _Sweeper:
 
     def add(self, tag: str, spare: int | None) -> None:
         with self._changed:
+            idle = not self._pending
             self._pending[tag] = spare
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="mse-sweeper", daemon=True)
                 self._thread.start()
                 atexit.register(self.flush)
-            self._changed.notify_all()
+            if idle:
+                # only a thread waiting for work needs waking: one that holds pending tags already
+                # sweeps them all once its wait is over, and a wake-up per step costs a thread switch
+                self._changed.notify_all()
 
     def flush(self) -> None:
         with self._changed:
