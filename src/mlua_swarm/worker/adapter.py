@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import gc
 import inspect
 import json
 import time
@@ -97,11 +98,11 @@ class WorkerInvocation:
 
 def _parsed(text: str) -> Any:
     try:
-        return orjson.loads(text)
+        return _built(orjson.loads, text, len(text))
     except orjson.JSONDecodeError:
         pass
     try:
-        return json.loads(text)
+        return _built(json.loads, text, len(text))
     except ValueError:
         return text
 
@@ -114,9 +115,33 @@ def _copied(value: Any) -> Any:
     if type(value) in _IMMUTABLE:
         return value
     try:
-        return orjson.loads(orjson.dumps(value))
-    except (orjson.JSONEncodeError, orjson.JSONDecodeError):
-        return json.loads(compact(value))
+        data = orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        text = compact(value)
+        return _built(json.loads, text, len(text))
+    return _built(orjson.loads, data, len(data))
+
+
+_QUIET_GC_BYTES = 32 * 1024
+"""JSON text from this size on is parsed with the cyclic GC held off (see `_built`)."""
+
+
+def _built(parse: Callable[[Any], Any], text: Any, size: int) -> Any:
+    """`parse(text)`, holding the cyclic GC off while a large text becomes a tree of new containers.
+
+    Left on, the collector runs every few hundred new containers while the tree is half built, moves
+    its parts to the older generations, and the full collections that follow scan the whole heap (for
+    a megabyte of input, about as long again as the parse). Held off, the finished tree is looked at
+    once, young, and a worker's copy that dies with its step never reaches the old generations. A
+    caller that keeps the GC off (`gc.disable()`) finds it still off.
+    """
+    if size < _QUIET_GC_BYTES or not gc.isenabled():
+        return parse(text)
+    gc.disable()
+    try:
+        return parse(text)
+    finally:
+        gc.enable()
 
 
 WorkerFn: TypeAlias = Callable[[WorkerInvocation], Any | Awaitable[Any]]
