@@ -32,6 +32,11 @@ async def boom(inv):
 async def park(inv):
     pathlib.Path(os.environ["PARK_FILE"]).write_text(str(os.getpid()))
     await asyncio.Event().wait()
+
+async def mark_then_count(inv):
+    if inv.input == 0:
+        pathlib.Path(os.environ["PARK_FILE"]).write_text(str(os.getpid()))
+    return inv.input + 1
 """
 
 
@@ -325,6 +330,28 @@ def test_ctrl_c_cancels_the_run_cleanly_with_exit_130(tmp_path: Path) -> None:
     park_file = tmp_path / "parked"
     path = write_bp(tmp_path, {"id": "parked", "flow": step("park", L(1), "$.x"), "agents": [py_agent("park", "park")]})
     child = start_mse(["run", str(path), "--json", "--ephemeral"], env={"PARK_FILE": str(park_file)})
+    wait_for_file(park_file, child)
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=30)
+    assert child.returncode == 130, err
+    doc = json.loads(out)
+    assert doc["status"] == "cancelled" and "Ctrl-C" in doc["error"]["message"]
+
+
+def test_ctrl_c_cancels_a_long_loop_of_quick_steps(tmp_path: Path) -> None:
+    # Quick async steps never wait; the flow still gives the event loop the turns its signal handler needs.
+    park_file = tmp_path / "parked"
+    loop = {
+        "kind": "loop",
+        "counter": P("$.round"),
+        "max": 10_000_000,
+        "cond": L(True),
+        "body": step("count", P("$.n"), "$.n"),
+    }
+    path = write_bp(tmp_path, {"id": "quick", "flow": loop, "agents": [py_agent("count", "mark_then_count")]})
+    child = start_mse(
+        ["run", str(path), "--json", "--ephemeral", "--init", '{"n": 0}'], env={"PARK_FILE": str(park_file)}
+    )
     wait_for_file(park_file, child)
     child.send_signal(signal.SIGINT)
     out, err = child.communicate(timeout=30)
