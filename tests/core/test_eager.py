@@ -5,7 +5,7 @@ import asyncio
 
 import pytest
 
-from mlua_swarm.worker.eager import start_eager
+from mlua_swarm.eager import start_eager
 
 
 async def test_a_coroutine_that_never_suspends_completes_inside_the_call() -> None:

@@ -17,11 +17,11 @@ import pytest
 
 from mlua_swarm.blueprint.compiler import compile_blueprint
 from mlua_swarm.core.engine import Engine, TaskSpec
+from mlua_swarm.eager import start_eager
 from mlua_swarm.errors import DispatchFailed
 from mlua_swarm.run import run_blueprint
 from mlua_swarm.tokens import CapToken
 from mlua_swarm.worker.adapter import InProcSpawner, WorkerInvocation
-from mlua_swarm.worker.eager import start_eager
 from mlua_swarm.worker.threads import MAX_THREADS, QUICK_WAIT_SECS, THREADS, WorkerThreads, in_thread
 
 from ..conftest import SRC, run_one

@@ -8,13 +8,12 @@ and a fanout lane's starting ctx are shallow copies of the root.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import time
-import types
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable, Coroutine
 from functools import partial
 from typing import Any, Protocol
 
+from mlua_swarm.eager import Eager
 from mlua_swarm.flow.errors import (
     EvalError,
     ExprTypeError,
@@ -244,49 +243,22 @@ class _Runner:
         lane, tasks = self._lane, join.lanes
         turns = _Turns()
         for index, item in enumerate(items):
-            coro = lane(node, parent, index, item, join)
-            context = contextvars.copy_context()
             self._in_lane_start = True
             try:
-                waiting_on = context.run(coro.send, None)
-            except (StopIteration, asyncio.CancelledError):
-                # ended, or cancelled itself (reported as a cancelled lane): the next lane starts; a
-                # cancellation of this task could only arrive while it waits, below or in a turn
-                ended = True
-            else:
-                ended = False
+                started = Eager(lane(node, parent, index, item, join))
             finally:
                 self._in_lane_start = False
-            if ended:
+            if started.done():
+                # ended, or cancelled itself (reported as a cancelled lane): the next lane starts; a
+                # cancellation of this task could only arrive while it waits, below or in a turn
+                if not started.cancelled():
+                    started.result()
                 if time.monotonic() >= turns.due:
                     await turns.take()
                 continue
             for later in range(index + 1, len(items)):
                 tasks[later] = start(lane(node, parent, later, items[later], join))
-            await _carry_on(coro, waiting_on, context)
-            return
-
-
-@types.coroutine
-def _carry_on(
-    coro: Coroutine[Any, Any, None], waiting_on: Any, context: contextvars.Context
-) -> Generator[Any, Any, None]:
-    """`await coro` in `context`, for a coroutine that has already run up to waiting on `waiting_on`."""
-    while True:
-        try:
-            sent = yield waiting_on
-        except GeneratorExit:
-            coro.close()
-            raise
-        except BaseException as exc:
-            try:
-                waiting_on = context.run(coro.throw, exc)
-            except StopIteration:
-                return
-            continue
-        try:
-            waiting_on = context.run(coro.send, sent)
-        except StopIteration:
+            await started
             return
 
 

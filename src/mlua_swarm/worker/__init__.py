@@ -12,8 +12,8 @@ from typing import Any
 
 from ..cancel import CancellationToken
 from ..core.contract import Worker, WorkerCancelled, WorkerError, WorkerFailed
+from ..eager import Eager
 from ..ids import WorkerId
-from .eager import Eager
 
 Completion = Callable[[BaseException | None], Awaitable[BaseException | None]]
 
@@ -24,7 +24,7 @@ class WorkerJoinHandler:
     `completion` resolves to `None` or raises a `WorkerError`; None means the work has already ended
     well. A future (usually the asyncio task doing the work) is shielded while joined: a worker is
     stopped through its cancel token, so the joiner can then wait for the worker's real end. An
-    `Eager` coroutine (`worker.eager`) is carried on by the joining task itself, so the joiner's own
+    `Eager` coroutine (`mlua_swarm.eager`) is carried on by the joining task itself, so the joiner's own
     cancellation reaches it directly.
     """
 

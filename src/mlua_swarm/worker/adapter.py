@@ -34,12 +34,12 @@ from ..core.contract import (
     WorkerFailed,
 )
 from ..core.ctx import AgentContextView, Ctx
+from ..eager import Eager, start_eager
 from ..errors import EngineError, VerdictRejected
 from ..ids import StepId
 from ..jsontext import JsonValueError, check_value, compact
 from ..jsontext import text_of as render_prompt
 from . import JoinHandleWorker, MiddlewareWorker, WorkerJoinHandler
-from .eager import Eager, start_eager
 from .output import EngineSink, Final, Inline, OutputSink
 from .threads import in_thread
 
