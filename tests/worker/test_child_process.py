@@ -7,6 +7,7 @@ import errno
 import gc
 import os
 import signal
+import sys
 import threading
 import warnings
 
@@ -15,6 +16,7 @@ import pytest
 from mlua_swarm.core.engine import Engine, TaskSpec
 from mlua_swarm.errors import DispatchFailed
 from mlua_swarm.tokens import CapToken
+from mlua_swarm.worker import process
 from mlua_swarm.worker.process import ChildProcess, ProcessSpawner
 
 from ..conftest import run_one
@@ -119,3 +121,27 @@ async def test_a_program_that_cannot_start_fails_the_spawn_and_leaks_no_pipe(eng
         with pytest.raises(DispatchFailed, match=f"internal: spawn failed: {argv[0]}"):
             await engine.dispatch_attempt(op, step, ProcessSpawner(argv[0], argv[1:]))
     assert pipes_and_pidfds() <= fds
+
+
+@pytest.mark.parametrize("session", [False, True], ids=["no-terminal", "terminal"])
+async def test_the_child_leads_its_own_process_group_and_its_own_session_only_beside_a_terminal(
+    session: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(process, "_new_session", lambda: session)
+    report = "import os; print(os.getpid(), os.getpgid(0), os.getsid(0))"
+    child = ChildProcess.start([sys.executable, "-c", report], False, None, ENV)
+    async with asyncio.timeout(SAFETY_SECS):
+        pid, group, sid = map(int, (await child.stdout.read()).split())
+        assert await child.wait() == 0
+    assert pid == group == child.pid
+    assert sid == (child.pid if session else os.getsid(0))
+
+
+def test_a_session_of_its_own_is_given_only_when_this_process_has_a_controlling_terminal() -> None:
+    try:
+        os.close(os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY))
+        has_terminal = True
+    except OSError:
+        has_terminal = False
+    process._new_session.cache_clear()
+    assert process._new_session() is has_terminal

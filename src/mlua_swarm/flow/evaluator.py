@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import time
 import types
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from functools import partial
@@ -28,6 +29,12 @@ from mlua_swarm.flow.nodes import Assign, Branch, Fanout, Join, Loop, Node, Seq,
 from mlua_swarm.flow.paths import json_type_name
 from mlua_swarm.flow.skip import Skipped
 
+TURN_SECS = 0.002
+"""A flow makes sure the event loop has a turn about this often (checked after each step, loop round
+and fanout lane run inline; at most twice this apart): steps that all finish without waiting (a
+quick `async` agent is settled inside its spawn) would otherwise hold the event loop for the whole
+flow, keeping the run's own timeout and cancellation, and every other task, from running."""
+
 FlowCtx = dict[str, Any]
 """The JSON object a flow reads and writes (not `core.ctx.Ctx`, which describes one attempt to a spawner)."""
 
@@ -42,23 +49,63 @@ class StepDispatcher(Protocol):
     async def dispatch(self, step: Step, input: Any) -> Any: ...
 
 
-class _Scope:
+class _Turns:
+    """When one chain of nodes (in one task) must next make sure the event loop has had a turn.
+
+    A yield helps only a task that would otherwise go on running: when many tasks are ready at once
+    the loop runs them all before its timers anyway. So the state is per chain, and a chain that
+    waited since its last check (the loop ran `seen`) does not yield: a durable run's steps wait for
+    their commits, and an extra turn would only split the commits their batching shares.
+    """
+
+    __slots__ = ("due", "seen")
+
+    def __init__(self) -> None:
+        self.due = time.monotonic() + TURN_SECS
+        self.seen: _Seen | None = None
+        """Set when first due: flips once the loop has run a callback queued then."""
+
+    async def take(self) -> None:
+        """Once `due`: yield to the loop unless it has run since the last time, and set the next due."""
+        seen = self.seen
+        if seen is not None and not seen.flag:
+            await asyncio.sleep(0)
+        self.seen = seen = _Seen()
+        asyncio.get_running_loop().call_soon(seen.set)
+        self.due = time.monotonic() + TURN_SECS
+
+
+class _Seen:
+    __slots__ = ("flag",)
+
+    def __init__(self) -> None:
+        self.flag = False
+
+    def set(self) -> None:
+        self.flag = True
+
+
+class _Scope(_Turns):
     """The ctx one chain of nodes works on (the run, or one fanout lane)."""
 
     __slots__ = ("ctx",)
 
     def __init__(self, ctx: FlowCtx) -> None:
         self.ctx = ctx
+        self.due = time.monotonic() + TURN_SECS  # _Turns.__init__, inline: a scope per fanout lane
+        self.seen = None
 
 
 class _Runner:
     """Evaluates nodes for one run: the dispatcher, the externs and a per-kind handler table."""
 
-    __slots__ = ("_handlers", "dispatcher", "externs")
+    __slots__ = ("_handlers", "_in_lane_start", "dispatcher", "externs")
 
     def __init__(self, dispatcher: StepDispatcher, externs: Externs) -> None:
         self.dispatcher = dispatcher
         self.externs = externs
+        self._in_lane_start = False
+        """True while `_lanes` runs a lane inline: it sees to the loop's turns between lanes instead."""
         self._handlers: dict[type, Callable[[Any, _Scope], Awaitable[None]]] = {
             Step: self._step,
             Seq: self._seq,
@@ -83,6 +130,8 @@ class _Runner:
             raise StepError(node.ref, err) from err
         if type(result) is not Skipped:
             scope.ctx = node.out.set(scope.ctx, result)
+        if not self._in_lane_start and time.monotonic() >= scope.due:
+            await scope.take()
 
     async def _seq(self, node: Seq, scope: _Scope) -> None:
         handlers = self._handlers
@@ -111,6 +160,8 @@ class _Runner:
             await run_body(body, scope)
             done += 1
             scope.ctx = counter.set(scope.ctx, done)
+            if time.monotonic() >= scope.due:
+                await scope.take()
 
     async def _assign(self, node: Assign, scope: _Scope) -> None:
         scope.ctx = node.at.set(scope.ctx, eval_expr(node.value, scope.ctx, self.externs))
@@ -186,17 +237,29 @@ class _Runner:
         waiting (the common case for in-process agents) costs no task and no loop turn. The first lane
         that has to wait keeps this task for the rest of its life (`asyncio.current_task()`, timeouts
         and cancellation act on it as on a task of its own), and every lane not started yet gets a task
-        of its own at once, so they all start in this loop turn.
+        of its own at once, so they all start in this loop turn. Lanes run here give the event loop its
+        turns between them (a step inside one does not), so a long fanout of quick lanes neither holds
+        the loop nor loses its lanes to tasks.
         """
         lane, tasks = self._lane, join.lanes
+        turns = _Turns()
         for index, item in enumerate(items):
             coro = lane(node, parent, index, item, join)
             context = contextvars.copy_context()
+            self._in_lane_start = True
             try:
                 waiting_on = context.run(coro.send, None)
             except (StopIteration, asyncio.CancelledError):
                 # ended, or cancelled itself (reported as a cancelled lane): the next lane starts; a
-                # cancellation of this task could only arrive while it waits, below
+                # cancellation of this task could only arrive while it waits, below or in a turn
+                ended = True
+            else:
+                ended = False
+            finally:
+                self._in_lane_start = False
+            if ended:
+                if time.monotonic() >= turns.due:
+                    await turns.take()
                 continue
             for later in range(index + 1, len(items)):
                 tasks[later] = start(lane(node, parent, later, items[later], join))

@@ -5,9 +5,10 @@ In plain mode its stdout is the value (JSON, else `{raw, stderr}`) and exit code
 streaming mode each `OutputEvent` it writes reaches the engine as it arrives, and
 `ok = final.ok and exit_code == 0` unless the agent says `ok_from: "final"`.
 
-Unlike upstream, the child runs in its own process group: cancel and timeout send SIGTERM to the
-group, then SIGKILL after the grace period, and whatever the child leaves running in its group when
-it exits is killed. On Linux the engine is also a child subreaper, and descendants that left the
+Unlike upstream, the child runs in its own process group (and its own session when this process
+has a controlling terminal, see `_new_session`): cancel and timeout send SIGTERM to the group, then
+SIGKILL after the grace period, and whatever the child leaves running in its group when it exits is
+killed. On Linux the engine is also a child subreaper, and descendants that left the
 group (`setsid`, double fork) are found by the tag in their environment and killed with it (see
 `worker.reaper`), so no grandchild outlives the attempt. stderr is always drained; its last 64 KiB
 are reported in the attempt's stats.
@@ -334,8 +335,10 @@ class ChildProcess:
 
     @classmethod
     def start(cls, argv: Sequence[str], with_stdin: bool, cwd: str | None, env: Mapping[bytes, bytes]) -> ChildProcess:
-        """Start `argv` in a new session (its own process group), stdin a pipe when `with_stdin`,
-        else /dev/null. Raises what `subprocess.Popen` raises when the program cannot be started."""
+        """Start `argv` leading a process group of its own (in a session of its own when this process
+        has a controlling terminal), stdin a pipe when `with_stdin`, else /dev/null. Raises what
+        `subprocess.Popen` raises when the program cannot be started."""
+        new_session = _new_session()
         ours: list[int] = []
         theirs: list[int] = []
         try:
@@ -357,7 +360,8 @@ class ChildProcess:
                 stderr=child_stderr,
                 cwd=cwd,
                 env=env,
-                start_new_session=True,
+                start_new_session=new_session,
+                process_group=None if new_session else 0,
             )
         except BaseException:
             for fd in ours:
@@ -498,6 +502,21 @@ class ChildProcess:
         self.returncode = self._popen.returncode = code
         if not self.exited.done():
             self.exited.set_result(None)
+
+
+@functools.cache
+def _new_session() -> bool:
+    """Whether a child gets a session of its own, not only a process group: when this process has a
+    controlling terminal, which a child in another session cannot reach (it cannot stop on reading or
+    writing the terminal, nor get its signals). Without a terminal both are the same to the child, and
+    a group is cheaper: on Linux a new session is also a new scheduling autogroup, which the child
+    waits to be given a CPU in, milliseconds on a loaded machine, while `Popen` waits for its `exec`."""
+    try:
+        fd = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
 
 
 def _read_ready(fd: int) -> bytes | None:
