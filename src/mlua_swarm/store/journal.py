@@ -125,6 +125,11 @@ class RunJournal:
         self._unrecorded: dict[int, int | list[int]] = {}
         """Occurrences that missed the log and wait for their `record_step`, by fingerprint: one
         occurrence, or a heap of several (identical steps running side by side)."""
+        self._carried: tuple[str, str, int, int] | None = None
+        """The latest missed occurrence, waiting for its `record_step` outside `_unrecorded`:
+        (step_ref, input_hash, fingerprint, occurrence). Only when no occurrence of its fingerprint
+        waits in `_unrecorded`, so it is the lowest of its key; a sequential run's step then records
+        with neither a second fingerprint nor the dict."""
         self._steps: list[StepRow] = []
         """`exit` durability: the run's steps, encoded (so later changes by the caller cannot reach them)."""
         self._traces: deque[_BufferedTrace] = deque(maxlen=store.trace_cap)
@@ -138,6 +143,19 @@ class RunJournal:
             if row is not None:
                 self.replayed += 1
                 return ReplayHit(row.value, row.skip, occurrence)
+        unrecorded = self._unrecorded
+        carried = self._carried
+        if carried is not None:
+            self._wait(carried[2], carried[3])
+        if unrecorded and key in unrecorded:
+            self._carried = None
+            self._wait(key, occurrence)
+        else:
+            self._carried = (step_ref, input_hash, key, occurrence)
+        return None
+
+    def _wait(self, key: int, occurrence: int) -> None:
+        """Park a missed occurrence until its `record_step`."""
         waiting = self._unrecorded.get(key)
         if waiting is None:
             self._unrecorded[key] = occurrence
@@ -145,10 +163,13 @@ class RunJournal:
             self._unrecorded[key] = [waiting, occurrence]
         else:
             heapq.heappush(waiting, occurrence)
-        return None
 
     def _occurrence_for(self, step_ref: str, input_hash: str) -> int:
         """The lowest occurrence a miss handed out and nobody recorded yet (or the next one)."""
+        carried = self._carried
+        if carried is not None and carried[1] == input_hash and carried[0] == step_ref:
+            self._carried = None
+            return carried[3]
         key = hash((step_ref, input_hash))
         waiting = self._unrecorded.pop(key, None)
         if waiting is None:
