@@ -64,7 +64,8 @@ _UNSET: Any = object()
 class WorkerInvocation:
     """Everything a worker function gets for one attempt.
 
-    `directive` is the step's input as the engine holds it: a string is the prompt itself, any other
+    `directive` is the step's input as the engine holds it, shared with the flow's ctx, so read it and
+    never change it (`input` is the function's own copy): a string is the prompt itself, any other
     JSON value is rendered to the prompt only when `prompt` is read, so a function that reads only
     `input` never pays for the text.
     """
