@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from mlua_swarm.blueprint.compiler import compile_blueprint
-from mlua_swarm.run import Run
+from mlua_swarm.run import Run, RunResult
 
 ROUNDS = 200_000
 """Far more rounds than run before the timeout or the cancel (a round costs tens of microseconds)."""
@@ -22,7 +22,7 @@ def _path(at: str) -> dict[str, Any]:
     return {"op": "path", "at": at}
 
 
-def _loop(body: dict[str, Any], agents: list[dict[str, Any]]) -> dict[str, Any]:
+def _loop(body: dict[str, Any], agents: list[dict[str, Any]], rounds: int = ROUNDS) -> dict[str, Any]:
     return {
         "id": "fair-turns",
         "flow": {
@@ -30,7 +30,7 @@ def _loop(body: dict[str, Any], agents: list[dict[str, Any]]) -> dict[str, Any]:
             "counter": _path("$.round"),
             "cond": {"op": "lit", "value": True},
             "body": body,
-            "max": ROUNDS,
+            "max": rounds,
         },
         "agents": agents,
     }
@@ -40,34 +40,32 @@ STEP_LOOP = _loop(
     {"kind": "step", "ref": "inc", "in": _path("$.i"), "out": _path("$.i")},
     [{"name": "inc", "kind": "python", "spec": {"callable": "bench.agents:inc"}}],
 )
-ASSIGN_LOOP = _loop({"kind": "assign", "at": _path("$.i"), "value": {"op": "lit", "value": 1}}, [])
+ASSIGN_LOOP = _loop({"kind": "assign", "at": _path("$.i"), "value": {"op": "lit", "value": 1}}, [], 50 * ROUNDS)
+"""An assign round costs about a microsecond: fifty times the rounds of a step loop."""
+
+
+async def timed_out(blueprint: dict[str, Any], init: dict[str, Any], timeout: float) -> RunResult:
+    """Run `blueprint` with a run timeout of `timeout` seconds and check that the timeout ended it."""
+    compiled = compile_blueprint(blueprint, base_dir=Path.cwd(), fns={})
+    async with Run(compiled, store=None, timeout=timeout) as run:
+        result = await run.execute(init)
+    assert result.status == "failed"
+    assert result.error is not None and result.error["message"] == f"run exceeded its timeout of {timeout}s"
+    return result
 
 
 async def test_a_loop_of_steps_that_never_wait_still_times_out() -> None:
-    compiled = compile_blueprint(STEP_LOOP, base_dir=Path.cwd(), fns={})
-    async with Run(compiled, store=None, timeout=0.2) as run:
-        result = await run.execute({"i": 0})
-    assert result.status == "failed"
-    assert result.error is not None and result.error["message"] == "run exceeded its timeout of 0.2s"
+    result = await timed_out(STEP_LOOP, {"i": 0}, 0.2)
     assert result.steps_dispatched < ROUNDS
 
 
 async def test_a_loop_without_steps_still_times_out() -> None:
-    compiled = compile_blueprint(ASSIGN_LOOP, base_dir=Path.cwd(), fns={})
-    async with Run(compiled, store=None, timeout=0.2) as run:
-        result = await run.execute({})
-    assert result.status == "failed"
-    assert result.error is not None and result.error["message"] == "run exceeded its timeout of 0.2s"
+    await timed_out(ASSIGN_LOOP, {}, 0.2)
 
 
 async def test_a_long_sequence_of_steps_that_never_wait_still_times_out() -> None:
     steps = [{"kind": "step", "ref": "inc", "in": _path("$.i"), "out": _path("$.i")}] * SEQUENCE
-    blueprint = {**STEP_LOOP, "flow": {"kind": "seq", "children": steps}}
-    compiled = compile_blueprint(blueprint, base_dir=Path.cwd(), fns={})
-    async with Run(compiled, store=None, timeout=0.05) as run:
-        result = await run.execute({"i": 0})
-    assert result.status == "failed"
-    assert result.error is not None and result.error["message"] == "run exceeded its timeout of 0.05s"
+    result = await timed_out({**STEP_LOOP, "flow": {"kind": "seq", "children": steps}}, {"i": 0}, 0.05)
     assert result.steps_dispatched < SEQUENCE
 
 
@@ -80,11 +78,7 @@ async def test_a_fanout_of_many_quick_lanes_still_times_out() -> None:
         "join": "all",
         "out": _path("$.all"),
     }
-    compiled = compile_blueprint({**STEP_LOOP, "flow": fanout}, base_dir=Path.cwd(), fns={})
-    async with Run(compiled, store=None, timeout=0.05) as run:
-        result = await run.execute({})
-    assert result.status == "failed"
-    assert result.error is not None and result.error["message"] == "run exceeded its timeout of 0.05s"
+    result = await timed_out({**STEP_LOOP, "flow": fanout}, {}, 0.05)
     assert result.steps_dispatched < SEQUENCE * 2
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -326,16 +327,21 @@ def test_run_timeout_fails_the_run(tmp_path: Path) -> None:
     assert json_of(proc)["error"]["message"] == "run exceeded its timeout of 0.5s"
 
 
-def test_ctrl_c_cancels_the_run_cleanly_with_exit_130(tmp_path: Path) -> None:
-    park_file = tmp_path / "parked"
-    path = write_bp(tmp_path, {"id": "parked", "flow": step("park", L(1), "$.x"), "agents": [py_agent("park", "park")]})
-    child = start_mse(["run", str(path), "--json", "--ephemeral"], env={"PARK_FILE": str(park_file)})
+def assert_ctrl_c_cancels(child: subprocess.Popen[str], park_file: Path) -> None:
+    """Once the run has started (its agent wrote `park_file`), Ctrl-C ends it cancelled with exit 130."""
     wait_for_file(park_file, child)
     child.send_signal(signal.SIGINT)
     out, err = child.communicate(timeout=30)
     assert child.returncode == 130, err
     doc = json.loads(out)
     assert doc["status"] == "cancelled" and "Ctrl-C" in doc["error"]["message"]
+
+
+def test_ctrl_c_cancels_the_run_cleanly_with_exit_130(tmp_path: Path) -> None:
+    park_file = tmp_path / "parked"
+    path = write_bp(tmp_path, {"id": "parked", "flow": step("park", L(1), "$.x"), "agents": [py_agent("park", "park")]})
+    child = start_mse(["run", str(path), "--json", "--ephemeral"], env={"PARK_FILE": str(park_file)})
+    assert_ctrl_c_cancels(child, park_file)
 
 
 def test_ctrl_c_cancels_a_long_loop_of_quick_steps(tmp_path: Path) -> None:
@@ -352,12 +358,7 @@ def test_ctrl_c_cancels_a_long_loop_of_quick_steps(tmp_path: Path) -> None:
     child = start_mse(
         ["run", str(path), "--json", "--ephemeral", "--init", '{"n": 0}'], env={"PARK_FILE": str(park_file)}
     )
-    wait_for_file(park_file, child)
-    child.send_signal(signal.SIGINT)
-    out, err = child.communicate(timeout=30)
-    assert child.returncode == 130, err
-    doc = json.loads(out)
-    assert doc["status"] == "cancelled" and "Ctrl-C" in doc["error"]["message"]
+    assert_ctrl_c_cancels(child, park_file)
 
 
 def test_ten_thousand_sequential_steps(tmp_path: Path) -> None:
