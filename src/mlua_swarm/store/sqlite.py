@@ -822,11 +822,8 @@ class SqliteStore(Store):
             self._note_key(run_id, row)
             await self.flush(durability)
             return
-        if _OPENED.get(self._key, 0) > 1:
-            self._commit_siblings()
-        seqs, key = self._seqs, ("history", run_id)
-        seq = seqs.get(key)
-        seq = seqs[key] = (self._max_seq("history", run_id) if seq is None else seq) + 1
+        self._commit_siblings()
+        seq = self._next_seq("history", run_id)
         try:
             self._cursor.execute(*_history_insert(run_id, seq, kind, row))
         except sqlite3.IntegrityError as exc:
