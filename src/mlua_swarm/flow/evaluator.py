@@ -147,16 +147,15 @@ class _Runner:
             raise NonBoolCond(f"branch cond must evaluate to a boolean, got {json_type_name(cond)}")
 
     async def _loop(self, node: Loop, scope: _Scope) -> None:
-        counter = node.counter
-        body = node.body
-        run_body = self._handlers[type(body)]
+        counter, cond_expr, body = node.counter, node.cond, node.body
+        handler = self._handlers[type(body)]
         scope.ctx = counter.set(scope.ctx, 0)
         done = 0
         while done < node.max:
-            cond = eval_expr(node.cond, scope.ctx, self.externs)
+            cond = eval_expr(cond_expr, scope.ctx, self.externs)
             if cond is None or cond is False:
                 return
-            await run_body(body, scope)
+            await handler(body, scope)
             done += 1
             scope.ctx = counter.set(scope.ctx, done)
             if time.monotonic() >= scope.due:
