@@ -17,7 +17,7 @@ import time
 import types
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeAlias, TypeVar
 
 import orjson
 
@@ -271,8 +271,7 @@ def _settled(
     `WorkerError`."""
     try:
         if raised is not None:
-            error = _worker_error(raised)
-            raise error from (None if error is raised else raised)
+            _raise_worker_error(raised)
         submit_result(engine, inv.token, inv.task_id, inv.attempt, result, kind)
     except WorkerError as exc:
         failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -293,10 +292,7 @@ async def _drive_on(
         except GeneratorExit:
             raise
         except BaseException as exc:
-            error = _worker_error(exc)
-            if error is exc:
-                raise
-            raise error from exc
+            _raise_worker_error(exc)
         submit_result(engine, inv.token, inv.task_id, inv.attempt, result, kind)
     finally:
         _note_blocking(engine, inv, watch.longest)
@@ -352,27 +348,27 @@ async def _drive(engine: Engine, fn: WorkerFn, inline: bool, inv: WorkerInvocati
         except GeneratorExit:
             raise
         except BaseException as exc:
-            error = _worker_error(exc)
-            if error is exc:
-                raise
-            raise error from exc
+            _raise_worker_error(exc)
         submit_result(engine, inv.token, inv.task_id, inv.attempt, result, kind)
     finally:
         _note_blocking(engine, inv, watch.longest)
 
 
-def _worker_error(exc: BaseException) -> BaseException:
-    """What a worker function's exception means for its attempt; the exception itself when it stands
-    as it is: a `WorkerError`, or a `CancelledError` of the task carrying the worker on (the one that
-    joined it: a timeout around the join, its owner's cancellation), which must go on up as such."""
+def _raise_worker_error(exc: BaseException) -> NoReturn:
+    """Raise what a worker function's exception means for its attempt: the exception itself when it
+    stands as it is (a `WorkerError`, or a `CancelledError` of the task carrying the worker on, the one
+    that joined it: a timeout around the join, its owner's cancellation, which must go on up as such),
+    else the attempt's `WorkerError`, caused by it."""
     if isinstance(exc, WorkerError):
-        return exc
+        raise exc
     if isinstance(exc, asyncio.CancelledError):
         task = asyncio.current_task()
-        return exc if task is not None and task.cancelling() > 0 else WorkerCancelled()
+        if task is not None and task.cancelling() > 0:
+            raise exc
+        raise WorkerCancelled() from exc
     if isinstance(exc, SpawnError):
-        return WorkerFailed(str(exc))
-    return WorkerFailed(_describe(exc))
+        raise WorkerFailed(str(exc)) from exc
+    raise WorkerFailed(_describe(exc)) from exc
 
 
 def _note_blocking(engine: Engine, inv: WorkerInvocation, longest: float) -> None:
