@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from mlua_swarm import WorkerInvocation
-from mlua_swarm.blueprint.compiler import compile_blueprint
-from mlua_swarm.run import run_blueprint
+from mlua_swarm.blueprint.compiler import CompiledBlueprint, compile_blueprint
+from mlua_swarm.run import RunResult, run_blueprint
 from mlua_swarm.store import Durability, LaunchSnapshot, RunJournal, SqliteStore, create_run
 
 from ..conftest import P, compile_fns, fn_blueprint
@@ -85,7 +85,8 @@ async def test_a_step_timeout_in_a_waiting_lane_ends_that_lane_only() -> None:
     assert stuck["status"] == "rejected" and "timed out" in stuck["reason"]
 
 
-async def test_lanes_run_in_tasks_from_the_loops_task_factory() -> None:
+async def run_naming_tasks(compiled: CompiledBlueprint) -> tuple[RunResult, list[str]]:
+    """Run `compiled` under a task factory that notes the name of every task's coroutine."""
     loop = asyncio.get_running_loop()
     made: list[str] = []
 
@@ -93,38 +94,29 @@ async def test_lanes_run_in_tasks_from_the_loops_task_factory() -> None:
         made.append(coro.__qualname__)
         return asyncio.Task(coro, loop=loop, **kwargs)
 
+    loop.set_task_factory(factory)
+    try:
+        return await run_blueprint(compiled), made
+    finally:
+        loop.set_task_factory(None)
+
+
+async def test_lanes_run_in_tasks_from_the_loops_task_factory() -> None:
     async def lane(inv: WorkerInvocation) -> Any:
         await asyncio.sleep(0)
         return inv.input * 10
 
-    compiled = compile_fns(_fanout([1, 2, 3]), {"lane": lane})
-    loop.set_task_factory(factory)
-    try:
-        result = await run_blueprint(compiled)
-    finally:
-        loop.set_task_factory(None)
+    result, made = await run_naming_tasks(compile_fns(_fanout([1, 2, 3]), {"lane": lane}))
     assert result.status == "done" and result.final_ctx["lanes"] == [10, 20, 30]
     # the first lane waits in the task that started it; the two others got tasks of their own
     assert made == ["_Runner._lanes", "_Runner._lane", "_Runner._lane"]
 
 
 async def test_lanes_that_end_without_waiting_get_no_task_of_their_own() -> None:
-    loop = asyncio.get_running_loop()
-    made: list[str] = []
-
-    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
-        made.append(coro.__qualname__)
-        return asyncio.Task(coro, loop=loop, **kwargs)
-
     async def lane(inv: WorkerInvocation) -> Any:
         return inv.input * 10
 
-    compiled = compile_fns(_fanout([1, 2, 3, 4]), {"lane": lane})
-    loop.set_task_factory(factory)
-    try:
-        result = await run_blueprint(compiled)
-    finally:
-        loop.set_task_factory(None)
+    result, made = await run_naming_tasks(compile_fns(_fanout([1, 2, 3, 4]), {"lane": lane}))
     assert result.status == "done" and result.final_ctx["lanes"] == [10, 20, 30, 40]
     assert made.count("_Runner._lanes") == 1 and made.count("_Runner._lane") == 0
 

@@ -53,6 +53,11 @@ def step(ref: str, inp: dict[str, Any], out: str) -> dict[str, Any]:
     return {"kind": "step", "ref": ref, "in": inp, "out": P(out)}
 
 
+def endless_loop(counter: str, rounds: int, body: dict[str, Any]) -> dict[str, Any]:
+    """A loop whose cond is always true: it runs `rounds` rounds of `body`."""
+    return {"kind": "loop", "counter": P(counter), "max": rounds, "cond": L(True), "body": body}
+
+
 def py_agent(name: str, fn: str, **extra: Any) -> dict[str, Any]:
     return {"name": name, "kind": "python", "spec": {"callable": f"test_agents:{fn}"}, **extra}
 
@@ -347,13 +352,7 @@ def test_ctrl_c_cancels_the_run_cleanly_with_exit_130(tmp_path: Path) -> None:
 def test_ctrl_c_cancels_a_long_loop_of_quick_steps(tmp_path: Path) -> None:
     # Quick async steps never wait; the flow still gives the event loop the turns its signal handler needs.
     park_file = tmp_path / "parked"
-    loop = {
-        "kind": "loop",
-        "counter": P("$.round"),
-        "max": 10_000_000,
-        "cond": L(True),
-        "body": step("count", P("$.n"), "$.n"),
-    }
+    loop = endless_loop("$.round", 10_000_000, step("count", P("$.n"), "$.n"))
     path = write_bp(tmp_path, {"id": "quick", "flow": loop, "agents": [py_agent("count", "mark_then_count")]})
     child = start_mse(
         ["run", str(path), "--json", "--ephemeral", "--init", '{"n": 0}'], env={"PARK_FILE": str(park_file)}
@@ -362,13 +361,7 @@ def test_ctrl_c_cancels_a_long_loop_of_quick_steps(tmp_path: Path) -> None:
 
 
 def test_ten_thousand_sequential_steps(tmp_path: Path) -> None:
-    loop = {
-        "kind": "loop",
-        "counter": P("$.i"),
-        "max": 10_000,
-        "cond": L(True),
-        "body": step("echo", P("$.i"), "$.last"),
-    }
+    loop = endless_loop("$.i", 10_000, step("echo", P("$.i"), "$.last"))
     path = write_bp(tmp_path, {"id": "long", "flow": loop, "agents": [py_agent("echo", "double")]})
     proc = run_mse(["run", str(path), "--json", "--ephemeral"])
     assert proc.returncode == 0, proc.stderr[-2000:]
