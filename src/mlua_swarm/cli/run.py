@@ -175,8 +175,7 @@ async def drive(run: Run, init: Any = None, *, warn: bool = True) -> RunResult:
                 report_diagnostics(run.warnings, as_json=False)
             with progress:
                 result = await run.execute(init)
-        replayed = f", {result.steps_replayed} replayed" if result.steps_replayed else ""
-        progress.console.print(f"■ {result.status}: {progress.summary()}{replayed}", highlight=False, markup=False)
+        progress.console.print(f"■ {result.status}: {progress.summary()}", highlight=False, markup=False)
     finally:
         for signum, _ in SIGNALS:
             loop.remove_signal_handler(signum)
