@@ -224,7 +224,9 @@ def _finish(args: argparse.Namespace, outcome: RunResult | list[Diagnostic]) -> 
         error = result.error or {}
         print(f"run {result.run_id} {result.status}: {error.get('message')}", file=sys.stderr)
         if error.get("failed_step"):
-            print(f"  failed step: {error['failed_step']}  verdict: {error.get('verdict_value')!r}", file=sys.stderr)
+            verdict = error.get("verdict_value")
+            shown = "" if verdict is None else f"  verdict: {verdict!r}"
+            print(f"  failed step: {error['failed_step']}{shown}", file=sys.stderr)
     if result.status == "done":
         return EXIT_OK
     return EXIT_CANCELLED if result.status == "cancelled" else EXIT_FAILED
