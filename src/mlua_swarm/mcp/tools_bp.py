@@ -16,6 +16,7 @@ from ..blueprint.schema import blueprint_json_schema
 from ..cli.bp_dsl import TemplateError, lint_built, render_template
 from ..diagnostics import Diagnostic, DiagnosticError, Level
 from ..dsl.runner import build_bp_lua
+from ..paths import under_root
 from .state import McpState
 from .toolkit import ToolBox, ToolFailure, ToolSpec
 
@@ -172,14 +173,19 @@ def explain(raw: dict[str, Any], compiled: CompiledBlueprint | None, name: str, 
         "tool_drift": None,
     }
     if variant:
-        report.update(tool_drift(declared_tools, wrapper_dir / f"{variant}.md"))
+        report.update(tool_drift(declared_tools, wrapper_dir, str(variant)))
     return report
 
 
-def tool_drift(declared: list[str], wrapper: Path) -> dict[str, Any]:
-    """Declared tools against the tools a worker wrapper file (`<dir>/<variant>.md`) grants."""
+def tool_drift(declared: list[str], wrapper_dir: Path, variant: str) -> dict[str, Any]:
+    """Declared tools against the tools a worker wrapper file (`<wrapper_dir>/<variant>.md`) grants.
+
+    The variant comes from the Blueprint, so it is a name like any other: one leading out of
+    `wrapper_dir` (`../x`, an absolute path) is refused rather than read.
+    """
+    wrapper = wrapper_dir / f"{variant}.md"
     try:
-        front = parse_agent_md(wrapper.read_text(encoding="utf-8"), kind="operator")
+        front = parse_agent_md(under_root(wrapper_dir, f"{variant}.md").read_text(encoding="utf-8"), kind="operator")
     except (OSError, AgentMdError, ValueError) as exc:
         return {"wrapper_missing": True, "wrapper_error": f"{wrapper}: {exc}", "tool_drift": None}
     granted = set((front.get("profile") or {}).get("tools") or [])

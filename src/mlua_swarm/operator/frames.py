@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from ..jsontext import loads_strict
+
 HOOK_PROMPT_CAP = 32 * 1024
 """Characters of a step's prompt a `hook_before` frame carries (the worker still receives all of it)."""
 
@@ -163,10 +165,14 @@ _CLIENT: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
 
 
 def parse_client_frame(text: str | bytes) -> ClientFrame | None:
-    """An operator's reply, or None for anything that does not parse (it is ignored)."""
+    """An operator's reply, or None for anything that does not parse (it is ignored).
+
+    The text is read as strict JSON first: `NaN` or `Infinity` in a reply's value would become a
+    step value that no JSON answer (the run, its trace, its events) could be written with.
+    """
     try:
-        return _CLIENT.validate_json(text)
-    except ValidationError:
+        return _CLIENT.validate_python(loads_strict(text))
+    except ValueError:
         return None
 
 

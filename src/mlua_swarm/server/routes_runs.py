@@ -13,7 +13,7 @@ from ..diagnostics import DiagnosticError
 from ..ids import RunId, TaskId
 from ..store import RunNotFound, RunRecord, RunStatus
 from .errors import ApiError, diagnostics_details
-from .http import json_object, no_content, ok, parse_id, path_param, query_int, server
+from .http import MAX_QUERY_INT, json_object, no_content, ok, parse_id, path_param, query_int, server
 from .state import ServerState
 
 TRACE_SCAN_LIMIT = 100_000
@@ -55,7 +55,7 @@ async def list_runs(request: Request) -> Response:
     limit = query_int(request, "limit", 50, minimum=1)
     offset = query_int(request, "offset", 0) or 0
     assert limit is not None
-    runs = await state.store.list_runs(status=statuses, task_id=task_id, limit=limit + offset)
+    runs = await state.store.list_runs(status=statuses, task_id=task_id, limit=min(limit + offset, MAX_QUERY_INT))
     return ok({"runs": [r.to_json() | {"id": r.run_id} for r in runs[offset:]]})
 
 

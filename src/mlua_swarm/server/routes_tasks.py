@@ -99,7 +99,8 @@ def _ttl(state: ServerState, body: Mapping[str, Any], document: Mapping[str, Any
     requested = _positive(body, "ttl_secs")
     if requested is not None:
         return requested, "request_body"
-    declared = (document.get("metadata") or {}).get("default_run_ttl_secs")
+    metadata = document.get("metadata")
+    declared = metadata.get("default_run_ttl_secs") if isinstance(metadata, Mapping) else None
     if isinstance(declared, int | float) and not isinstance(declared, bool) and declared > 0:
         return float(declared), "bp_metadata"
     return state.config.default_ttl_secs, "server_default"
@@ -109,6 +110,13 @@ def _optional_str(body: Mapping[str, Any], key: str) -> str | None:
     value = body.get(key)
     if value is not None and not isinstance(value, str):
         raise ApiError(400, f"{key} must be a string")
+    return value
+
+
+def _path_str(body: Mapping[str, Any], key: str) -> str | None:
+    value = _optional_str(body, key)
+    if value is not None and "\0" in value:
+        raise ApiError(400, f"{key} must be a path, and a path cannot hold a NUL character")
     return value
 
 
@@ -210,7 +218,7 @@ def failure_error(result: RunResult) -> ApiError:
 
 
 def _task_input(body: Mapping[str, Any]) -> dict[str, Any]:
-    task_input = {key: _optional_str(body, key) for key in ("project_root", "work_dir", "base_dir")}
+    task_input = {key: _path_str(body, key) for key in ("project_root", "work_dir", "base_dir")}
     task_input["task_metadata"] = body.get("task_metadata")
     return task_input
 

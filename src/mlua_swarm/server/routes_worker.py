@@ -23,6 +23,7 @@ from ..core.projection import plain_file_name
 from ..core.state import ENDED
 from ..errors import EngineError, TokenExpired, TokenNotFound
 from ..ids import RunId, StepId
+from ..jsontext import loads_strict
 from ..operator.hub import OperatorError
 from ..tokens import CapToken, Role, TokenDecodeError, TokenRecord
 from ..worker.output import Artifact, Final, Inline
@@ -218,8 +219,8 @@ def _body_value(call: WorkerCall, text: str) -> Any:
     fmt = agent_setting(call, "submit_format")
     if fmt == "json":
         try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
+            return loads_strict(text)
+        except ValueError as exc:
             raise ApiError(422, f"submit_format is json but the body is not JSON: {exc}") from None
     return text
 
