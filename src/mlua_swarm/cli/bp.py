@@ -24,7 +24,7 @@ EXIT_WARNINGS = 1
 
 def register(subparsers: Any) -> None:
     """Add the `bp` command group to the `mse` parser."""
-    bp = subparsers.add_parser("bp", help="Blueprint tools: lint, schema", description="Blueprint tools.")
+    bp = subparsers.add_parser("bp", help="Blueprint tools: lint, schema, build, new", description="Blueprint tools.")
     bp_sub = bp.add_subparsers(dest="bp_command", metavar="BP_COMMAND", required=True)
 
     lint = bp_sub.add_parser("lint", help="check a Blueprint (.json, .yaml, .bp.lua) and report diagnostics")

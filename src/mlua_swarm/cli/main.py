@@ -21,7 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = ("run", "bp", "runs", "serve", "server", "wor
 # The one-line help of each command, as its module registers it (a test keeps them equal).
 SUMMARIES: dict[str, str] = {
     "run": "run a Blueprint (.json, .yaml or .bp.lua)",
-    "bp": "Blueprint tools: lint, schema",
+    "bp": "Blueprint tools: lint, schema, build, new",
     "runs": "inspect and manage stored runs",
     "serve": "serve the HTTP API (default 127.0.0.1:7777)",
     "server": "run `mse serve` as a user service (systemd on Linux, launchd on macOS)",

@@ -20,9 +20,11 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.prompt import Confirm, Prompt
 from rich.syntax import Syntax
+from rich.text import Text
 
+from ..diagnostics import Diagnostic, Location
 from ..jsontext import compact
-from .common import EXIT_INVALID, EXIT_OK
+from .common import EXIT_INVALID, EXIT_OK, report_diagnostics
 
 DEFAULT_SERVER = "http://127.0.0.1:7777"
 CHOICES = {"v": "submit a value", "p": "pass with a verdict", "f": "fail the step", "h": "halt the step"}
@@ -78,8 +80,14 @@ class TerminalOperator:
         try:
             await client.start()
         except OperatorClientError as exc:
-            self.console.print(f"[red]error[operator-join][/red]: cannot join {self.server}: {exc.message}")
-            self.console.print("  hint: start a server with `mse serve`, or pass --server URL")
+            refused = Diagnostic(
+                "operator-join",
+                f"cannot join: {exc.message}",
+                location=Location(self.server),
+                hint="start a server with `mse serve`, or pass --server URL",
+                stage="server",
+            )
+            report_diagnostics([refused], as_json=False)
             await client.aclose()
             return EXIT_INVALID
         self.console.print(
@@ -94,7 +102,7 @@ class TerminalOperator:
             async for request in client.requests():
                 await self.handle(client, request)
         except OperatorClientError as exc:
-            self.console.print(f"[red]the session ended[/red]: {exc.message}")
+            self.console.print(f"[red]the session ended[/red]: {escape(exc.message)}")
             return EXIT_INVALID
         finally:
             await client.aclose()
@@ -105,11 +113,14 @@ class TerminalOperator:
         if kind == "spawn":
             await self.spawn(client, request)
         elif kind == "ask":
-            self.console.print(Panel(_pretty(request.question), title=f"question from step {request.task_id}"))
+            title = escape(f"question from step {request.task_id}")
+            self.console.print(Panel(_pretty(request.question), title=title))
             text = await self.ask("your answer")
             await client.answer(request.req_id, _value(text))
         elif kind == "hook_before":
-            title = f"agent {request.agent} is about to start (step {request.task_id}, attempt {request.attempt})"
+            title = escape(
+                f"agent {request.agent} is about to start (step {request.task_id}, attempt {request.attempt})"
+            )
             self.console.print(Panel("\n".join(_gate_lines(request)), title=title))
             if await self.confirm("approve"):
                 await client.hook_ack(request.req_id, True)
@@ -117,22 +128,25 @@ class TerminalOperator:
                 reason = await self.ask("reason", default="rejected by the operator")
                 await client.hook_ack(request.req_id, False, reason)
         elif kind == "hook_after":
-            self.console.print(f"[dim]{request.agent} ({request.task_id}) finished: {compact(request.result)}[/dim]")
+            finished = f"{request.agent} ({request.task_id}) finished: {compact(request.result)}"
+            self.console.print(f"[dim]{escape(finished)}[/dim]")
         elif kind == "cancel":
-            self.console.print(f"[yellow]request {request.req_id} was withdrawn: {request.reason}[/yellow]")
+            self.console.print(
+                f"[yellow]{escape(f'request {request.req_id} was withdrawn: {request.reason}')}[/yellow]"
+            )
 
     async def spawn(self, client: Any, request: Any) -> None:
         worker = client.worker(request)
         payload = await worker.fetch()
         verdict = payload.get("verdict") or {}
         values: list[str] = list(verdict.get("values") or [])
-        body = [f"[bold]agent[/bold] {request.agent}   step {request.task_id}   attempt {request.attempt}"]
+        body = [f"[bold]agent[/bold] {escape(f'{request.agent}   step {request.task_id}   attempt {request.attempt}')}"]
         if payload.get("system"):
             body.append(f"[bold]system[/bold]\n{escape(str(payload['system']))}")
         body.append(f"[bold]prompt[/bold]\n{escape(str(payload.get('prompt')))}")
         body += _context_lines(payload.get("context"))
         if values:
-            body.append(f"[bold]verdict choices[/bold] {', '.join(values)}")
+            body.append(f"[bold]verdict choices[/bold] {escape(', '.join(values))}")
         self.console.print(Panel("\n".join(body), title="spawn"))
         menu = {k: v for k, v in CHOICES.items() if k != "p" or values}
         self.console.print("  ".join(f"[bold]{k}[/bold]={v}" for k, v in menu.items()))
@@ -156,7 +170,7 @@ class TerminalOperator:
         else:
             reason = await self.ask("reason", default="halted by the operator")
             await client.spawn_halt(request.req_id, {}, reason)
-        self.console.print(f"[green]answered {request.req_id}[/green]")
+        self.console.print(f"[green]{escape(f'answered {request.req_id}')}[/green]")
 
 
 def _context_lines(context: Any) -> list[str]:
@@ -185,7 +199,7 @@ def _value(text: str) -> Any:
 
 def _pretty(value: Any) -> Any:
     if isinstance(value, str):
-        return value
+        return Text(value)
     return Syntax(json.dumps(value, indent=2, ensure_ascii=False), "json")
 
 

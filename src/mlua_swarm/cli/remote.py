@@ -95,9 +95,15 @@ class ServerClient:
 
     # ── following a run ──────────────────────────────────────────────────
 
-    async def events(self, run_id: str) -> AsyncIterator[dict[str, Any]]:
-        """The run's events until its terminal one, reconnecting with Last-Event-ID when dropped."""
-        last: str | None = None
+    async def last_seq(self, run_id: str) -> int:
+        """The sequence number of the run's newest event (0 when it has none)."""
+        events = (await self.call("GET", f"/v1/runs/{run_id}/trace", params={"latest": 1}))["events"]
+        return int(events[-1]["seq"]) if events else 0
+
+    async def events(self, run_id: str, *, after: int = 0) -> AsyncIterator[dict[str, Any]]:
+        """The run's events after seq `after` until its terminal one, reconnecting with Last-Event-ID
+        when dropped."""
+        last: str | None = str(after) if after else None
         failures = 0
         async with self.client(timeout=httpx.Timeout(REQUEST_TIMEOUT, read=None)) as http:
             while True:
@@ -120,8 +126,9 @@ class ServerClient:
                         raise self.unreachable(exc) from None
                     await asyncio.sleep(0.2 * failures)
 
-    async def follow(self, run_id: str, title: str, *, replayed: int = 0) -> RunResult:
-        """Live progress of the run from its events; Ctrl-C/SIGTERM cancel it on the server."""
+    async def follow(self, run_id: str, title: str, *, after: int = 0, replayed: int = 0) -> RunResult:
+        """Live progress of the run from its events after seq `after` (a resumed or rerun run's
+        earlier passes are history); Ctrl-C/SIGTERM cancel it on the server."""
         progress = TerminalProgress(f"{title} · {run_id} @ {self.url}")
         loop = asyncio.get_running_loop()
         cancels: list[asyncio.Task[Any]] = []
@@ -135,7 +142,7 @@ class ServerClient:
             loop.add_signal_handler(signum, cancel)
         try:
             with progress:
-                async for event in self.events(run_id):
+                async for event in self.events(run_id, after=after):
                     _show(progress, event)
             if cancels:
                 await cancels[0]
@@ -143,8 +150,7 @@ class ServerClient:
             for signum in signals:
                 loop.remove_signal_handler(signum)
         result = result_of(await self.call("GET", f"/v1/runs/{run_id}"), replayed=replayed)
-        note = f", {result.steps_replayed} replayed" if result.steps_replayed else ""
-        progress.console.print(f"■ {result.status}: {progress.summary()}{note}", highlight=False, markup=False)
+        progress.console.print(f"■ {result.status}: {progress.summary()}", highlight=False, markup=False)
         return result
 
 

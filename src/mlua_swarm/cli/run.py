@@ -175,8 +175,7 @@ async def drive(run: Run, init: Any = None, *, warn: bool = True) -> RunResult:
                 report_diagnostics(run.warnings, as_json=False)
             with progress:
                 result = await run.execute(init)
-        replayed = f", {result.steps_replayed} replayed" if result.steps_replayed else ""
-        progress.console.print(f"■ {result.status}: {progress.summary()}{replayed}", highlight=False, markup=False)
+        progress.console.print(f"■ {result.status}: {progress.summary()}", highlight=False, markup=False)
     finally:
         for signum, _ in SIGNALS:
             loop.remove_signal_handler(signum)
@@ -225,7 +224,9 @@ def _finish(args: argparse.Namespace, outcome: RunResult | list[Diagnostic]) -> 
         error = result.error or {}
         print(f"run {result.run_id} {result.status}: {error.get('message')}", file=sys.stderr)
         if error.get("failed_step"):
-            print(f"  failed step: {error['failed_step']}  verdict: {error.get('verdict_value')!r}", file=sys.stderr)
+            verdict = error.get("verdict_value")
+            shown = "" if verdict is None else f"  verdict: {verdict!r}"
+            print(f"  failed step: {error['failed_step']}{shown}", file=sys.stderr)
     if result.status == "done":
         return EXIT_OK
     return EXIT_CANCELLED if result.status == "cancelled" else EXIT_FAILED

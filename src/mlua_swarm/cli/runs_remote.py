@@ -107,13 +107,16 @@ def run_command(args: argparse.Namespace, url: str) -> int:
 
 
 async def resume(server: ServerClient, run_id: str) -> RunResult:
+    after = await server.last_seq(run_id)
     started = await server.call("POST", f"/v1/runs/{run_id}/resume", ok=(202,))
-    return await server.follow(run_id, "resume", replayed=started.get("replayed_steps", 0))
+    return await server.follow(run_id, "resume", after=after, replayed=started.get("replayed_steps", 0))
 
 
 async def rerun_from(server: ServerClient, run_id: str, step: str) -> RunResult:
+    after = await server.last_seq(run_id)
     started = await server.call("POST", f"/v1/runs/{run_id}/rerun-from", ok=(202,), json={"from_step": step})
-    return await server.follow(run_id, f"rerun from {step}", replayed=started.get("replayed_steps", 0))
+    title = f"rerun from {step}"
+    return await server.follow(run_id, title, after=after, replayed=started.get("replayed_steps", 0))
 
 
 __all__ = ["HANDLERS", "rerun_from", "resume", "run_command"]

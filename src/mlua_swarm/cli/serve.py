@@ -6,7 +6,7 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from ..diagnostics import Diagnostic, DiagnosticError
+from ..diagnostics import Diagnostic, DiagnosticError, Location
 from .common import EXIT_INVALID, EXIT_OK, fn_options, report_diagnostics
 
 
@@ -26,6 +26,16 @@ def main(args: argparse.Namespace) -> int:
     from ..server.config import load_config
     from ..server.serve import serve
 
+    if args.config is not None and not args.config.is_file():
+        missing = Diagnostic(
+            "file-not-found",
+            "no such config file",
+            location=Location(file=str(args.config)),
+            hint="check the --config path, or leave it out to use $MSE_HOME/config.toml (optional)",
+            stage="config",
+        )
+        report_diagnostics([missing], as_json=False)
+        return EXIT_INVALID
     try:
         overrides = {
             "bind": args.bind,
@@ -47,7 +57,8 @@ def main(args: argparse.Namespace) -> int:
             [
                 Diagnostic(
                     "bind-failed",
-                    f"cannot listen on {config.bind}: {exc.strerror or exc}",
+                    f"cannot listen here: {exc.strerror or exc}",
+                    location=Location(config.bind),
                     hint="pick another --bind port",
                     stage="serve",
                 )

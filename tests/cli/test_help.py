@@ -1,0 +1,23 @@
+"""`mse --help` as a new user reads it."""
+
+from __future__ import annotations
+
+import argparse
+
+from mlua_swarm.cli.main import build_parser
+from tests.conftest import run_mse
+
+
+def _commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(actions[0].choices)
+
+
+def test_the_bp_summary_names_every_bp_command() -> None:
+    top = run_mse(["--help"])
+    assert top.returncode == 0
+    summary = next(line for line in top.stdout.splitlines() if line.strip().startswith("bp "))
+    bp_commands = list(_commands(_commands(build_parser())["bp"]))
+    assert bp_commands == ["lint", "schema", "build", "new"]
+    for name in bp_commands:
+        assert name in summary, summary
