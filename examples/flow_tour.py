@@ -1,10 +1,10 @@
-"""The agent of examples/flow_tour.json (see docs/flow.md)."""
+"""The agent behind every step of examples/flow_tour.json (see docs/flow.md)."""
 
 from mlua_swarm.worker.adapter import WorkerInvocation
 
 
-async def score(inv: WorkerInvocation) -> int:
-    """The length of a word; the empty word is refused (the tour's `try` catches that)."""
+async def size(inv: WorkerInvocation) -> int:
+    """The length of a word (or of a list); an empty one is refused (the tour's `try` catches that)."""
     if not inv.input:
-        raise ValueError("nothing to score")
+        raise ValueError("nothing to measure")
     return len(inv.input)
