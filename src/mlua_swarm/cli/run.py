@@ -225,7 +225,7 @@ def _finish(args: argparse.Namespace, outcome: RunResult | list[Diagnostic]) -> 
         print(f"run {result.run_id} {result.status}: {error.get('message')}", file=sys.stderr)
         if error.get("failed_step"):
             verdict = error.get("verdict_value")
-            shown = "" if verdict is None else f"  verdict: {verdict!r}"
+            shown = "" if verdict is None else f"  verdict: {json.dumps(verdict, ensure_ascii=False)}"
             print(f"  failed step: {error['failed_step']}{shown}", file=sys.stderr)
     if result.status == "done":
         return EXIT_OK
