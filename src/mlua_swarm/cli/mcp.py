@@ -8,7 +8,8 @@ import socket
 import sys
 from typing import Any
 
-from .common import EXIT_OK
+from ..diagnostics import Diagnostic, Location
+from .common import EXIT_INVALID, EXIT_OK, report_diagnostics
 
 MCP_PATH = "/mcp"
 
@@ -38,7 +39,18 @@ def main(args: argparse.Namespace) -> int:
     import anyio
     import uvicorn
 
-    listener = socket.create_server((args.host, args.port))
+    try:
+        listener = socket.create_server((args.host, args.port))
+    except OSError as exc:
+        refused = Diagnostic(
+            "bind-failed",
+            f"cannot listen here: {exc.strerror or exc}",
+            location=Location(f"{args.host}:{args.port}"),
+            hint="pick another --port (0 picks a free one)",
+            stage="mcp",
+        )
+        report_diagnostics([refused], as_json=False)
+        return EXIT_INVALID
     host, port = listener.getsockname()[:2]
     app = server.streamable_http_app(streamable_http_path=MCP_PATH, host=args.host)
     config = uvicorn.Config(app, log_level="warning", lifespan="on")
