@@ -28,3 +28,5 @@ def test_a_blocked_step_prints_its_verdict_as_json(tmp_path: Path) -> None:
     ran = run_mse(["run", str(bp)], env={"MSE_HOME": str(tmp_path / "home"), "MSE_HTTP": ""})
     assert ran.returncode == 1
     assert ran.stderr.splitlines()[-1] == '  failed step: gate  verdict: {"why": "no"}'
+    step_line = next(line for line in ran.stderr.splitlines() if line.startswith("  ✗ gate blocked"))
+    assert step_line.endswith(' — {"why":"no"}'), step_line
