@@ -17,7 +17,7 @@ MCP_PATH = "/mcp"
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "mcp",
-        help="serve mse as MCP tools for AI assistants (stdio)",
+        help="serve mse as MCP tools for AI assistants (stdio or HTTP)",
         description="Serve mse as an MCP server. Runs by id and operator tools talk to mse serve at MSE_HTTP.",
     )
     p.add_argument("--transport", choices=["stdio", "streamable-http"], default="stdio", help="default: stdio")
