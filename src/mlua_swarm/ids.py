@@ -11,14 +11,14 @@ import os
 import secrets
 from typing import Any, ClassVar, Self
 
-_COUNTER = itertools.count(1)
-_SALT = secrets.randbits(64)
-_MASK = (1 << 64) - 1
+_COUNTER = itertools.count(secrets.randbits(63))
+"""Counts up from a random start: ids of two processes meet only if their starts are within the ids
+they make of each other (about 1 in 2**63 per id made)."""
 
 
 def uid_hex() -> str:
-    """16 hex chars, unique within this process (a counter XOR a per-process salt); not secret."""
-    return "%016x" % ((next(_COUNTER) ^ _SALT) & _MASK)  # %-formatting: about twice as fast as an f-string here
+    """16 hex chars, unique within this process; not secret."""
+    return format(next(_COUNTER), "016x")
 
 
 _POOL_SIZE = 4096
@@ -48,9 +48,14 @@ class PrefixedId(str):
 
     __slots__ = ()
 
+    _format: ClassVar[str] = "%016x"
+
+    def __init_subclass__(cls) -> None:
+        cls._format = cls.prefix + "%016x"  # a prefix holds no `%`
+
     @classmethod
     def new(cls) -> Self:
-        return str.__new__(cls, cls.prefix + "%016x" % ((next(_COUNTER) ^ _SALT) & _MASK))  # uid_hex, inlined
+        return str.__new__(cls, cls._format % next(_COUNTER))  # the prefix, then `uid_hex`
 
     @classmethod
     def parse(cls, value: object) -> Self:

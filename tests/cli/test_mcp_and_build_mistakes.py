@@ -19,7 +19,8 @@ def test_mcp_on_a_port_in_use_is_a_diagnostic(tmp_path: Path) -> None:
             ["mcp", "--transport", "streamable-http", "--port", str(port)], env={"MSE_HOME": str(tmp_path)}, input=""
         )
     assert served.returncode == 2
-    assert served.stderr.startswith(f"error[bind-failed] 127.0.0.1:{port}: cannot listen here:"), served.stderr
+    expected = f"error[bind-failed] command line: cannot listen on 127.0.0.1:{port}:"
+    assert served.stderr.startswith(expected), served.stderr
     assert "hint: pick another --port" in served.stderr and "Traceback" not in served.stderr
 
 

@@ -58,3 +58,25 @@ async def test_a_json_submit_that_is_not_json_data_is_a_422_not_a_server_error(l
         await ws.send(json.dumps({"type": "spawn_ack", "req_id": spawn["req_id"], "value": {}}))
         record = live_server.wait_run(run)
     assert record["status"] == "done" and record["result"]["solo"] == {"x": 2}
+
+
+async def test_the_data_plane_index_keeps_a_bounded_weight_of_records(live_server: LiveServer) -> None:
+    budget = 3 * 2**20
+
+    async def shrink() -> None:
+        live_server.state.data_index.max_bytes = budget
+
+    async def held() -> int:
+        return live_server.state.data_index.held_bytes
+
+    live_server.call(shrink)
+    run, ws, spawn = await _spawned(live_server, operator_blueprint("solo"))
+    async with ws:
+        http = live_server.client(token=spawn["worker_handle"])
+        big = {"event": {"type": "progress", "stage": "x" * 2**20}}
+        ids = [http.post("/v1/data/emit", json=big).json()["out_id"] for _ in range(4)]
+        assert http.get(f"/v1/data/{ids[0]}").status_code == 404
+        assert http.get(f"/v1/data/{ids[-1]}").json()["out_id"] == ids[-1]
+        assert 2**20 < live_server.call(held) <= budget
+        await ws.send(json.dumps({"type": "spawn_ack", "req_id": spawn["req_id"], "value": {}}))
+        assert live_server.wait_run(run)["status"] == "done"

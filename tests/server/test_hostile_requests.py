@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.serverkit import LiveServer
@@ -47,3 +49,51 @@ def test_blueprint_metadata_that_is_not_an_object_is_a_diagnostic(live_server: L
 def test_the_largest_limit_and_offset_together_list_runs(live_server: LiveServer) -> None:
     answer = live_server.client().get("/v1/runs", params={"limit": BIG, "offset": BIG})
     assert answer.status_code == 200 and answer.json() == {"runs": []}
+
+
+def dashboard_client(live: LiveServer) -> tuple[httpx.Client, dict[str, str]]:
+    """A client holding the dashboard's CSRF cookie, and the header carrying its token."""
+    http = live.client()
+    page = http.get("/operator")
+    found = re.search(r'name="csrf-token" content="([0-9a-f]+)"', page.text)
+    assert found is not None, page.text[:500]
+    return http, {"x-csrf-token": found.group(1)}
+
+
+@pytest.mark.parametrize("path", ["/ui/api/runs", "/v1/runs", "/v1/tasks"])
+@pytest.mark.parametrize("query", ["limit=%C2%B2", "limit=%D9%A3", "limit=" + "9" * 5000, "limit=-1"])
+def test_a_runs_query_with_a_bad_number_is_a_400(live_server: LiveServer, path: str, query: str) -> None:
+    answer = live_server.client().get(f"{path}?{query}")
+    assert answer.status_code == 400 and "limit" in answer.json()["error"], answer.text
+
+
+@pytest.mark.parametrize("query", ["from=%C2%B2", "after=%C2%B2", "after=99999999999999999999999", "from=1e3"])
+def test_a_dashboard_live_query_with_a_bad_number_is_a_400(live_server: LiveServer, query: str) -> None:
+    http = live_server.client()
+    run = http.post("/v1/tasks", json=launch(detach=False)).json()["run_id"]
+    answer = http.get(f"/ui/api/runs/{run}/live?{query}")
+    assert answer.status_code == 400 and "query parameter" in answer.json()["error"], answer.text
+    assert http.get(f"/ui/api/runs/{run}/live?from=0&after=0").status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/ui/api/operator/join", "/ui/api/operator/acquire", "/ui/runs/R-1/rerun-from"])
+@pytest.mark.parametrize("body", [b"{", b"[1]", b'{"desc": NaN}'])
+def test_a_dashboard_action_with_a_body_that_is_not_a_json_object_is_a_400(
+    live_server: LiveServer, path: str, body: bytes
+) -> None:
+    http, csrf = dashboard_client(live_server)
+    assert http.post("/ui/api/operator/join", json={"desc": "console"}, headers=csrf).status_code == 200
+    answer = http.post(path, content=body, headers={**csrf, "content-type": "application/json"})
+    assert answer.status_code == 400 and answer.json()["error"], answer.text
+
+
+@pytest.mark.parametrize("init_ctx", ["[" * 100_000, '{"x": NaN}', '{"x": 1e999}'])
+def test_a_launch_form_whose_init_ctx_is_not_json_data_says_so(live_server: LiveServer, init_ctx: str) -> None:
+    http, csrf = dashboard_client(live_server)
+    assert http.post("/v1/blueprints/echo", json=BP).status_code == 201
+    answer = http.post(
+        "/ui/blueprints/echo/launch", data={"csrf": csrf["x-csrf-token"], "init_ctx": init_ctx}, follow_redirects=False
+    )
+    assert answer.status_code == 303, answer.text
+    assert "init+ctx+is+not+JSON" in answer.headers["location"]
+    assert http.get("/v1/runs").json()["runs"] == []

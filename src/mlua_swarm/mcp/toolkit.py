@@ -22,6 +22,8 @@ from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from ..jsontext import JsonValueError, check_value
+
 
 class ToolFailure(ToolError):
     """A tool refused or failed: `message` says what happened, `hint` what to do about it."""
@@ -123,15 +125,22 @@ class ArgumentCheck:
         try:
             tool.fn_metadata.validate_arguments(arguments)
         except ValidationError as exc:
-            problems = describe_errors(exc, tool.fn_metadata.arg_model)
-            text = render_failure(
-                "invalid-arguments",
-                f"{name} refused its arguments:\n  " + "\n  ".join(problems),
-                f"fix the listed arguments; a correct call looks like {json.dumps(self._examples[name])} "
-                "(full schemas: resource mse://api/mcp-tools)",
-            )
-            return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
+            return self._refusal(name, describe_errors(exc, tool.fn_metadata.arg_model))
+        try:
+            check_value(arguments)
+        except JsonValueError as exc:
+            # JSON-RPC parsing lets NaN and Infinity through; as values of a run they could not be written back out.
+            return self._refusal(name, [f"(arguments): {exc}"])
         return await call_next(ctx)
+
+    def _refusal(self, name: str, problems: list[str]) -> CallToolResult:
+        text = render_failure(
+            "invalid-arguments",
+            f"{name} refused its arguments:\n  " + "\n  ".join(problems),
+            f"fix the listed arguments; a correct call looks like {json.dumps(self._examples[name])} "
+            "(full schemas: resource mse://api/mcp-tools)",
+        )
+        return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
 
 
 __all__ = ["ArgumentCheck", "ToolBox", "ToolFailure", "ToolSpec", "describe_errors", "render_failure", "strict_tool"]

@@ -66,7 +66,7 @@ def bounded_int(value: str, what: str, minimum: int = 0) -> int:
     """`value` as an integer from `minimum` to `MAX_QUERY_INT`; anything else is a 400."""
     text = value.strip()
     digits = text.removeprefix("-")
-    if not digits.isdigit() or len(digits) > 20:
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > 20:
         raise ApiError(400, f"{what} must be an integer, got {value[:40]!r}")
     number = int(text)
     if number < minimum:

@@ -57,7 +57,7 @@ async def _emit(request: Request, producer: str | None) -> Response:
         "parent_refs": parents,
         "created_at": now,
     }
-    state.data_index.add(record)
+    state.data_index.add(record, len(await request.body()))
     state.store.put_output(OutputRecord(live.run_id, call.step_id, call.attempt, producer, encoded, now))
     summary = {"out_id": out_id, "step_id": call.step_id, "producer_agent": producer, "type": encoded["type"]}
     live.feed.publish("data.emit", call.agent, call.attempt, summary)

@@ -25,7 +25,7 @@ from starlette.routing import BaseRoute, Route
 from ...ids import StepId
 from ...operator.client import OperatorClient, OperatorClientError
 from ...operator.frames import HookBeforeFrame, SpawnFrame
-from ..http import server
+from ..http import json_object, server
 from .auth import secure_cookie
 from .views import launch_of, parse_value
 
@@ -63,7 +63,7 @@ class Console:
     # -- session ----------------------------------------------------------------------------------
 
     async def join(self, request: Request) -> Response:
-        body = await request.json()
+        body = await json_object(request)
         desc = str(body.get("desc") or "").strip() or "dashboard console"
         status, data = await self.dashboard.call(request, "POST", "/v1/operators", {"desc": desc})
         if status >= 400 or not isinstance(data, Mapping):
@@ -92,7 +92,7 @@ class Console:
         creds = self.credentials(request)
         if creds is None:
             return JSONResponse({"error": "join as an operator first"}, status_code=409)
-        body = await request.json()
+        body = await json_object(request)
         run_id = str(body.get("run_id") or "").strip()
         request_body: dict[str, Any] = {"op": creds[0], "desc": str(body.get("desc") or "") or "dashboard console"}
         if body.get("slot"):
@@ -203,7 +203,7 @@ class Console:
         client = self.clients.get(creds[0]) if creds is not None else None
         if client is None:
             return JSONResponse({"error": "the console is not connected; reload the page"}, status_code=409)
-        body = await request.json()
+        body = await json_object(request)
         kind, req_id = body.get("kind"), body.get("req_id")
         if kind not in REPLY_KINDS or not isinstance(req_id, str):
             return JSONResponse({"error": f"kind must be one of {', '.join(REPLY_KINDS)}, with a req_id"}, 400)

@@ -9,7 +9,6 @@ what the API does.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -25,10 +24,11 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from ...ids import RunId
+from ...jsontext import loads_strict
 from ...store.base import Store
 from ...store.errors import RecordNotFound
 from ...store.records import RunRecord, RunStatus
-from ..http import server
+from ..http import json_object, query_int, server
 from .auth import ADMIN_COOKIE, CSRF_FIELD, CSRF_HEADER, SEED_COOKIE, Guard, secure_cookie
 from .console import Console
 from .views import (
@@ -274,7 +274,7 @@ class Dashboard:
 
     async def api_runs(self, request: Request) -> Response:
         q = request.query_params
-        limit = min(int(q.get("limit") or RUNS_LIMIT), 1000) if (q.get("limit") or "").isdigit() else RUNS_LIMIT
+        limit = min(query_int(request, "limit", RUNS_LIMIT) or RUNS_LIMIT, 1000)
         rows = await self._rows(request, q.get("status") or None, q.get("blueprint") or None, limit)
         return JSONResponse({"runs": rows, "now": time.time()})
 
@@ -289,9 +289,8 @@ class Dashboard:
         run = await self._run(request, request.path_params["run_id"])
         if run is None:
             return JSONResponse({"error": "no such run"}, status_code=404)
-        q = request.query_params
-        start = int(q.get("from") or 0) if (q.get("from") or "0").isdigit() else 0
-        after = int(q.get("after") or 0) if (q.get("after") or "0").isdigit() else 0
+        start = query_int(request, "from", 0) or 0
+        after = query_int(request, "after", 0) or 0
         entries = await self.store(request).list_steps(run.run_id)
         replay = await self.store(request).list_replay(run.run_id) if len(entries) > start else []
         rows = step_rows(entries, replay, start) if len(entries) > start else []
@@ -329,7 +328,7 @@ class Dashboard:
         init_text = str(form.get("init_ctx") or "{}")
         back = f"/blueprints/{quote(name)}"
         try:
-            init_ctx = json.loads(init_text)
+            init_ctx = loads_strict(init_text)
         except ValueError as exc:
             return RedirectResponse(f"{back}?{urlencode({'error': f'init ctx is not JSON: {exc}'})}", status_code=303)
         body: dict[str, Any] = {"blueprint": {"kind": "id", "id": name}, "init_ctx": init_ctx, "detach": True}
@@ -377,8 +376,7 @@ class Dashboard:
 
 async def _field(request: Request, name: str) -> str | None:
     if request.headers.get("content-type", "").startswith("application/json"):
-        data = await request.json()
-        value = data.get(name) if isinstance(data, Mapping) else None
+        value = (await json_object(request)).get(name)
     else:
         value = (await request.form()).get(name)
     return value if isinstance(value, str) else None

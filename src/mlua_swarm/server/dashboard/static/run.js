@@ -18,7 +18,7 @@ let runStatus = run.status;
 
 // ---------- drawing the IR ----------
 
-const INFIX = { eq: "==", ne: "!=", lt: "<", le: "<=", gt: ">", ge: ">=", add: "+", sub: "-", mul: "*", div: "/", and: "and", or: "or", in: "in" };
+const INFIX = { eq: "==", ne: "!=", lt: "<", lte: "<=", gt: ">", gte: ">=", add: "+", sub: "-", mul: "*", div: "/", mod: "%", and: "and", or: "or", in: "in" };
 
 function exprText(expr) {
   if (expr === null || expr === undefined) return "";
