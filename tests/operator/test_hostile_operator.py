@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
+from mlua_swarm.operator import OperatorClient, SpawnFrame
 from tests.operator.helpers import operator_blueprint
 from tests.serverkit import LiveServer
 
@@ -27,6 +29,11 @@ async def _spawned(live: LiveServer, blueprint: dict[str, Any]) -> tuple[str, Cl
     spawn = json.loads(await ws.recv())
     assert spawn["type"] == "spawn"
     return run, ws, spawn
+
+
+async def _frame(ws: ClientConnection) -> dict[str, Any]:
+    frame: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), 30))
+    return frame
 
 
 async def test_a_spawn_ack_carrying_nan_is_dropped_like_any_frame_that_is_not_json(live_server: LiveServer) -> None:
@@ -80,3 +87,49 @@ async def test_the_data_plane_index_keeps_a_bounded_weight_of_records(live_serve
         assert 2**20 < live_server.call(held) <= budget
         await ws.send(json.dumps({"type": "spawn_ack", "req_id": spawn["req_id"], "value": {}}))
         assert live_server.wait_run(run)["status"] == "done"
+
+
+async def test_frames_carry_integers_past_64_bits(live_server: LiveServer) -> None:
+    big = 2**70
+    blueprint = operator_blueprint("solo", spawner_hints={"layers": ["main_ai"]})
+    blueprint["flow"]["in"] = {"op": "path", "at": "$.d"}
+    http = live_server.client()
+    joined = http.post("/v1/operators", json={"desc": "probe"}).json()
+    url = live_server.base_url.replace("http", "ws") + f"/v1/operators/{joined['sid']}/ws"
+    async with connect(url, additional_headers={"Authorization": f"Bearer {joined['token']}"}) as ws:
+        launch = {
+            "blueprint": {"kind": "inline", "value": blueprint},
+            "init_ctx": {"d": {"n": big}},
+            "task_metadata": {"n": big},
+            "operator_sid": joined["sid"],
+            "operator_desc": "probe",
+            "detach": True,
+        }
+        run = http.post("/v1/tasks", json=launch).json()["run_id"]
+        gate = await _frame(ws)
+        assert gate["type"] == "hook_before" and gate["context"]["task_metadata"] == {"n": big}
+        await ws.send(json.dumps({"type": "hook_ack", "req_id": gate["req_id"], "ok": True}))
+        spawn = await _frame(ws)
+        assert spawn["type"] == "spawn"
+        await ws.send(json.dumps({"type": "spawn_ack", "req_id": spawn["req_id"], "value": {"m": big}}))
+        after = await _frame(ws)
+        assert after["type"] == "hook_after" and after["result"] == {"m": big}
+        record = live_server.wait_run(run)
+    assert record["status"] == "done" and record["result"]["solo"] == {"m": big}, record
+
+
+async def test_the_operator_client_sends_an_integer_past_64_bits(live_server: LiveServer) -> None:
+    big = 2**70
+    async with OperatorClient(live_server.base_url, desc="probe") as op:
+        launch = {
+            "blueprint": {"kind": "inline", "value": operator_blueprint("solo")},
+            "operator_sid": op.sid,
+            "operator_desc": "probe",
+            "detach": True,
+        }
+        run = live_server.client().post("/v1/tasks", json=launch).json()["run_id"]
+        spawn = await op.next_request(timeout=30)
+        assert isinstance(spawn, SpawnFrame)
+        await op.spawn_ack(spawn.req_id, {"m": big})
+        record = live_server.wait_run(run)
+    assert record["status"] == "done" and record["result"]["solo"] == {"m": big}, record

@@ -97,3 +97,11 @@ def test_a_launch_form_whose_init_ctx_is_not_json_data_says_so(live_server: Live
     assert answer.status_code == 303, answer.text
     assert "init+ctx+is+not+JSON" in answer.headers["location"]
     assert http.get("/v1/runs").json()["runs"] == []
+
+
+def test_a_run_page_draws_a_ctx_holding_an_integer_past_64_bits(live_server: LiveServer) -> None:
+    http = live_server.client()
+    big = 2**70
+    run = http.post("/v1/tasks", json=launch(detach=False, init_ctx={"big": big})).json()["run_id"]
+    page = http.get(f"/runs/{run}")
+    assert page.status_code == 200 and str(big) in page.text, page.text[:300]

@@ -292,7 +292,10 @@ class OperatorClient:
         return item
 
     async def _send(self, frame: AnswerFrame | HookAckFrame | SpawnAckFrame | SpawnHaltFrame) -> None:
-        text = orjson.dumps(frame.to_json()).decode()
+        try:
+            text = orjson.dumps(frame.to_json()).decode()
+        except TypeError:  # orjson refuses integers past 64 bits
+            text = compact(frame.to_json())
         while True:
             await self.wait_connected()
             ws = self._ws

@@ -32,6 +32,7 @@ import orjson
 
 from ..core.engine import Engine
 from ..ids import RunId, SessionId, secure_hex, uid_hex
+from ..jsontext import compact
 from ..store import LaunchSnapshot, RunNotFound, Store
 from ..store.operators import OperatorSessionRecord, SeatRecord
 from ..tokens import CapToken
@@ -165,7 +166,11 @@ class Connection:
         self.last_inbound = time.monotonic()
 
     def send(self, frame: Mapping[str, Any]) -> None:
-        self.outbox.put_nowait(orjson.dumps(frame).decode())
+        try:
+            text = orjson.dumps(frame).decode()
+        except TypeError:  # orjson refuses integers past 64 bits, which a step's ctx or value may hold
+            text = compact(frame)
+        self.outbox.put_nowait(text)
 
     def close(self, code: int, reason: str) -> None:
         if self.close_reason is None:

@@ -9,6 +9,7 @@ what the API does.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -383,8 +384,12 @@ async def _field(request: Request, name: str) -> str | None:
 
 
 def _dumps(value: Any, **_: Any) -> str:
-    """JSON for the pages' embedded data (`tojson`, which then escapes it for HTML): orjson, for big runs."""
-    return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    """JSON for the pages' embedded data (`tojson`, which then escapes it for HTML): orjson, for big runs;
+    the standard library for what orjson refuses (an integer past 64 bits in a ctx)."""
+    try:
+        return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        return json.dumps(value, default=str)
 
 
 def _step_refs(flow: Any) -> list[str]:
