@@ -19,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..diagnostics import Diagnostic, DiagnosticError, Level
+from ..diagnostics import Diagnostic, DiagnosticError, Level, Location
 from .bp import verdict_line
 
 if TYPE_CHECKING:
@@ -67,9 +67,21 @@ def register_bp(bp_subparsers: Any) -> None:
     new.set_defaults(handler=new_command)
 
 
+DATA_SUFFIXES = (".json", ".yaml", ".yml")
+
+
 def build_command(args: argparse.Namespace) -> int:
     from ..dsl.runner import build_bp_lua  # Lua and the DSL: only when a script is built
 
+    if args.file.suffix.lower() in DATA_SUFFIXES:
+        not_a_script = Diagnostic(
+            "unsupported-file",
+            "bp build runs a .bp.lua script",
+            location=Location(file=str(args.file)),
+            hint="a JSON or YAML Blueprint needs no build: check it with `mse bp lint`, run it with `mse run`",
+        )
+        report_diagnostics([not_a_script], as_json=False)
+        return EXIT_INVALID
     try:
         built = build_bp_lua(args.file, includes=args.include)
     except DiagnosticError as exc:

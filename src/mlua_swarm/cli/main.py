@@ -27,7 +27,7 @@ SUMMARIES: dict[str, str] = {
     "server": "run `mse serve` as a user service (systemd on Linux, launchd on macOS)",
     "worker": "fetch a prompt and submit results over the worker HTTP routes",
     "operator": "act as an operator of a server (answer its requests)",
-    "mcp": "serve mse as MCP tools for AI assistants (stdio)",
+    "mcp": "serve mse as MCP tools for AI assistants (stdio or HTTP)",
 }
 
 

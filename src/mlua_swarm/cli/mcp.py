@@ -8,7 +8,7 @@ import socket
 import sys
 from typing import TYPE_CHECKING, Any
 
-from ..diagnostics import Diagnostic
+from ..diagnostics import Diagnostic, Location
 from .common import EXIT_INVALID, EXIT_OK, report_diagnostics
 
 if TYPE_CHECKING:
@@ -20,7 +20,7 @@ MCP_PATH = "/mcp"
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "mcp",
-        help="serve mse as MCP tools for AI assistants (stdio)",
+        help="serve mse as MCP tools for AI assistants (stdio or HTTP)",
         description="Serve mse as an MCP server. Runs by id and operator tools talk to mse serve at MSE_HTTP.",
     )
     p.add_argument("--transport", choices=["stdio", "streamable-http"], default="stdio", help="default: stdio")
@@ -78,7 +78,8 @@ def _rebinding_guard(host: str) -> TransportSecuritySettings:
 
 
 def _refuse(code: str, message: str, hint: str) -> int:
-    report_diagnostics([Diagnostic(code, message, hint=hint, stage="mcp")], as_json=False)
+    where = Location("command line")
+    report_diagnostics([Diagnostic(code, message, location=where, hint=hint, stage="mcp")], as_json=False)
     return EXIT_INVALID
 
 

@@ -140,16 +140,27 @@ class ServerClient:
         signals = (signal.SIGINT, signal.SIGTERM)
         for signum in signals:
             loop.add_signal_handler(signum, cancel)
+        ended: dict[str, Any] = {}
         try:
             with progress:
                 async for event in self.events(run_id, after=after):
                     _show(progress, event)
+                    if event.get("kind") == "core.run_interrupted":
+                        ended = {"status": "interrupted"}
+                    elif event.get("kind") in TERMINAL_KINDS:
+                        ended = event.get("data") or {}
             if cancels:
                 await cancels[0]
         finally:
             for signum in signals:
                 loop.remove_signal_handler(signum)
-        result = result_of(await self.call("GET", f"/v1/runs/{run_id}"), replayed=replayed)
+        try:
+            record = await self.call("GET", f"/v1/runs/{run_id}")
+        except DiagnosticError:
+            if ended.get("status") != "interrupted":
+                raise
+            record = {"run_id": run_id, "status": "interrupted"}
+        result = result_of(record, replayed=replayed)
         progress.console.print(f"■ {result.status}: {progress.summary()}", highlight=False, markup=False)
         return result
 

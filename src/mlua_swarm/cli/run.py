@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--durability", choices=[d.value for d in Durability], default="batch", help=DURABILITY_HELP)
     p.add_argument("--fn", action="append", default=[], metavar="ID=MODULE:ATTR", help="register a rust_fn id")
     p.add_argument("--timeout", type=seconds_arg, help="fail the run after this many seconds")
-    p.add_argument("--work-dir", type=Path, help="write each step's output under DIR/workspace/tasks/<step>/ctx")
+    p.add_argument("--work-dir", type=Path, help="write each step's output under DIR/workspace/tasks/<step id>/ctx")
     p.add_argument("--project-root", type=Path, help="the project root (used when projection_placement.root says so)")
     p.add_argument("--server", metavar="URL", help="launch on a running `mse serve` (default: $MSE_HTTP when set)")
     p.add_argument("--admin-token", help="the server's admin token (default: $MSE_ADMIN_TOKEN)")
@@ -225,7 +225,7 @@ def _finish(args: argparse.Namespace, outcome: RunResult | list[Diagnostic]) -> 
         print(f"run {result.run_id} {result.status}: {error.get('message')}", file=sys.stderr)
         if error.get("failed_step"):
             verdict = error.get("verdict_value")
-            shown = "" if verdict is None else f"  verdict: {verdict!r}"
+            shown = "" if verdict is None else f"  verdict: {json.dumps(verdict, ensure_ascii=False)}"
             print(f"  failed step: {error['failed_step']}{shown}", file=sys.stderr)
     if result.status == "done":
         return EXIT_OK

@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Any
 
-from ..diagnostics import Diagnostic, DiagnosticError
+from ..diagnostics import Diagnostic, DiagnosticError, Location
 from .common import EXIT_FAILED, EXIT_INVALID, EXIT_OK, read_json_arg, report_diagnostics
 
 
@@ -80,21 +80,41 @@ def _body(value: str | None) -> bytes:
 
 
 def _run(args: argparse.Namespace, go: Any) -> int:
+    import httpx
+
     try:
         target = _Target(args)
+    except ValueError as exc:
+        hint = "see `mse worker --help`"
+        missing = Diagnostic("invalid-argument", str(exc), location=Location("command line"), hint=hint, stage="worker")
+        report_diagnostics([missing], as_json=False)
+        return EXIT_INVALID
+    where = Location(str(target.server))
+    try:
         response = go(target)
     except DiagnosticError as exc:
         report_diagnostics(exc.diagnostics, as_json=False)
         return EXIT_INVALID
-    except ValueError as exc:
-        hint = "see `mse worker --help`"
-        report_diagnostics([Diagnostic("invalid-argument", str(exc), hint=hint, stage="worker")], as_json=False)
-        return EXIT_INVALID
-    except OSError as exc:
-        print(f"mse worker: cannot reach the server: {exc}", file=sys.stderr)
+    except (httpx.HTTPError, OSError) as exc:
+        hint = "check --server / MSE_HTTP (the server's URL, e.g. http://127.0.0.1:7777) and that it runs"
+        unreachable = f"cannot reach the server: {exc or type(exc).__name__}"
+        report_diagnostics(
+            [Diagnostic("server-unreachable", unreachable, location=where, hint=hint, stage="worker")], as_json=False
+        )
         return EXIT_FAILED
     if response.status_code >= 400:
-        print(f"mse worker: {response.status_code} {response.text}", file=sys.stderr)
+        try:
+            reason = response.json().get("error") or response.text
+        except ValueError:
+            reason = response.text
+        refused = Diagnostic(
+            f"http-{response.status_code}",
+            f"{response.request.method} {response.request.url.path}: {reason}",
+            location=where,
+            hint="the worker's credential and step come from --handle/--task-id or MSE_WORKER_HANDLE/MSE_TASK_ID",
+            stage="worker",
+        )
+        report_diagnostics([refused], as_json=False)
         return EXIT_FAILED
     return EXIT_OK
 

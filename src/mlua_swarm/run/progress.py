@@ -22,6 +22,7 @@ from rich.segment import Segment
 from rich.style import Style
 
 from ..ids import StepId
+from ..jsontext import compact
 
 STYLE = {
     "passed": "green",
@@ -46,6 +47,16 @@ NOTABLE = frozenset({"failed", "blocked", "timeout", "cancelled"})
 PLAIN_STEP_LINES = 200
 PLAIN_SUMMARY_EVERY_SECS = 2.0
 REFRESH_PER_SECOND = 8
+
+
+def _shown(detail: Any) -> str:
+    """A step's error or value as a line shows it: text as is, anything else as compact JSON."""
+    if isinstance(detail, str):
+        return detail
+    try:
+        return compact(detail)
+    except (TypeError, ValueError):
+        return str(detail)
 
 
 class TerminalProgress:
@@ -111,7 +122,7 @@ class TerminalProgress:
     def _step_line(self, step_ref: str, status: str, elapsed: float, detail: Any) -> None:
         line = f"  {MARK.get(status, '·')} {step_ref} {status} {elapsed * 1000:.1f}ms"
         if status in NOTABLE and detail is not None:
-            line += f" — {str(detail)[:200]}"
+            line += f" — {_shown(detail)[:200]}"
         self._write(line)
 
     def _write(self, line: str) -> None:

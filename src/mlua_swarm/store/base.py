@@ -215,7 +215,7 @@ def orphan_reason(run: RunRecord, now: float, stale_after: float) -> str | None:
 def select_version(name: str, history: list[BlueprintVersion], selector: str) -> BlueprintVersion:
     """Pick `latest`, a fixed content hash (a prefix of at least 8 hex chars), or the newest semver match."""
     if not history:
-        raise BlueprintNotFound(f"no blueprint named {name!r}", "store one with put_blueprint")
+        raise BlueprintNotFound(f"no blueprint named {name!r}", f"register it first: POST /v1/blueprints/{name}")
     if selector == "latest":
         return history[-1]
     wanted = selector.removeprefix("sha256:").lower()
