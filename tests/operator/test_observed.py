@@ -98,14 +98,15 @@ async def test_a_seat_taken_after_a_restart_reads_the_run_from_the_store(tmp_pat
     assert (entry["run_id"], entry["slot"], entry["goal"]) == (run_id, "lead", "outlive me")
 
 
-def test_long_text_is_cut_at_a_character_and_large_metadata_dropped() -> None:
+def test_long_text_is_cut_at_a_character_and_large_metadata_dropped_before_it_is_kept() -> None:
     goal = "é" * 600  # 1,200 bytes: the cut must not split a character
-    entry = observed_entry("R-1", "lead", RunBrief(goal, "/p", None, {"blob": "x" * OBSERVED_METADATA_CAP}), 7)
+    brief = RunBrief.bounded(goal, "/p", None, {"blob": "x" * OBSERVED_METADATA_CAP})
+    entry = observed_entry("R-1", "lead", brief, 7)
     cut = entry["goal"]
     assert cut.endswith("…") and cut[:-1] == "é" * 512 and len(cut[:-1].encode()) == 1024
     assert entry["text_truncated"] is True and entry["project_root"] == "/p" and entry["work_dir"] is None
     assert entry["task_metadata"] is None and entry["task_metadata_omitted"] is True
-    small = observed_entry("R-1", "lead", RunBrief("g", task_metadata={"k": 1}), 7)
+    small = observed_entry("R-1", "lead", RunBrief.bounded("g", None, None, {"k": 1}), 7)
     assert small["text_truncated"] is False and small["task_metadata"] == {"k": 1}
     assert small["task_metadata_omitted"] is False
 

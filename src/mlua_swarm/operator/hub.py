@@ -113,12 +113,32 @@ class Assignee:
 @dataclass(frozen=True, slots=True)
 class RunBrief:
     """A run as an operator's `observed` entries describe it: its task's goal and the launch's
-    `project_root`, `work_dir` and `task_metadata` (None where the launch gave none)."""
+    `project_root`, `work_dir` and `task_metadata` (None where the launch gave none), already bounded
+    (`bounded`), so what a server keeps per run stays small whatever a launch sent."""
 
     goal: str | None = None
     project_root: str | None = None
     work_dir: str | None = None
     task_metadata: Any = None
+    text_truncated: bool = False
+    task_metadata_omitted: bool = False
+
+    @classmethod
+    def bounded(cls, goal: str | None, project_root: str | None, work_dir: str | None, task_metadata: Any) -> RunBrief:
+        """Cut a goal or path over `OBSERVED_TEXT_CAP` bytes at a character boundary, ending it in `…`
+        (`text_truncated`); drop `task_metadata` over `OBSERVED_METADATA_CAP` bytes of JSON
+        (`task_metadata_omitted`)."""
+        cut: list[bool] = []
+
+        def fit(text: str | None) -> str | None:
+            data = None if text is None else text.encode()
+            if data is None or len(data) <= OBSERVED_TEXT_CAP:
+                return text
+            cut.append(True)
+            return data[:OBSERVED_TEXT_CAP].decode(errors="ignore") + "…"
+
+        omitted = task_metadata is not None and len(compact(task_metadata).encode()) > OBSERVED_METADATA_CAP
+        return cls(fit(goal), fit(project_root), fit(work_dir), None if omitted else task_metadata, bool(cut), omitted)
 
 
 @dataclass(slots=True)
@@ -703,7 +723,8 @@ class OperatorHub:
         except TaskRecordNotFound:
             goal = None
         options = LaunchSnapshot.from_json(run.input_json).options if run.input_json is not None else {}
-        return RunBrief(goal, options.get("project_root"), options.get("work_dir"), options.get("task_metadata"))
+        get = options.get
+        return RunBrief.bounded(goal, get("project_root"), get("work_dir"), get("task_metadata"))
 
     async def _stored_run(self, run_id: str) -> RunRecord | None:
         try:
@@ -770,33 +791,16 @@ def _seat_json(slot: str, assignee: Assignee | None) -> dict[str, Any]:
 
 
 def observed_entry(run_id: str, slot: str, brief: RunBrief, at_secs: int) -> dict[str, Any]:
-    """One `observed` entry, every field bounded: `task_metadata` over `OBSERVED_METADATA_CAP` bytes
-    of JSON is dropped (`task_metadata_omitted`), and a goal or path over `OBSERVED_TEXT_CAP` bytes is
-    cut at a character boundary and ends in `…` (`text_truncated`)."""
-    truncated = False
-
-    def cut(text: str | None) -> str | None:
-        nonlocal truncated
-        if text is None:
-            return None
-        data = text.encode()
-        if len(data) <= OBSERVED_TEXT_CAP:
-            return text
-        truncated = True
-        return data[:OBSERVED_TEXT_CAP].decode(errors="ignore") + "…"
-
-    metadata, omitted = brief.task_metadata, False
-    if metadata is not None and len(compact(metadata).encode()) > OBSERVED_METADATA_CAP:
-        metadata, omitted = None, True
+    """One `observed` entry: a seat of the run `brief` describes, given at `at_secs`."""
     return {
         "run_id": run_id,
         "slot": slot,
-        "goal": cut(brief.goal),
-        "project_root": cut(brief.project_root),
-        "work_dir": cut(brief.work_dir),
-        "task_metadata": metadata,
-        "task_metadata_omitted": omitted,
-        "text_truncated": truncated,
+        "goal": brief.goal,
+        "project_root": brief.project_root,
+        "work_dir": brief.work_dir,
+        "task_metadata": brief.task_metadata,
+        "task_metadata_omitted": brief.task_metadata_omitted,
+        "text_truncated": brief.text_truncated,
         "at_secs": at_secs,
     }
 

@@ -178,7 +178,7 @@ async def start_run(
     workspace = Workspace.from_options(task_input)
     checked_policies(compiled, workspace)  # a plan that cannot run here is refused before any seat is taken
     run_id = RunId.new()
-    brief = RunBrief(goal, project_root, work_dir, task_input.get("task_metadata"))
+    brief = RunBrief.bounded(goal, project_root, work_dir, task_input.get("task_metadata"))
     await seat_run(state, run_id, compiled, pin, operator, brief)
     live = await state.runs.launch(
         compiled,
