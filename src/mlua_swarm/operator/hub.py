@@ -33,7 +33,7 @@ import orjson
 from ..core.engine import Engine
 from ..ids import RunId, SessionId, secure_hex, uid_hex
 from ..jsontext import compact
-from ..store import LaunchSnapshot, RunNotFound, Store
+from ..store import LaunchSnapshot, RunNotFound, RunRecord, Store, TaskRecordNotFound
 from ..store.operators import OperatorSessionRecord, SeatRecord
 from ..tokens import CapToken
 from .frames import CancelFrame, ClientFrame, HookAfterFrame, parse_client_frame
@@ -110,12 +110,26 @@ class Assignee:
         return {"op": self.op, "desc": self.desc, "gen": self.gen}
 
 
+@dataclass(frozen=True, slots=True)
+class RunBrief:
+    """A run as an operator's `observed` entries describe it: its task's goal and the launch's
+    `project_root`, `work_dir` and `task_metadata` (None where the launch gave none)."""
+
+    goal: str | None = None
+    project_root: str | None = None
+    work_dir: str | None = None
+    task_metadata: Any = None
+
+
 @dataclass(slots=True)
 class RunSeats:
     """The declared seats of one run and who holds each (None: vacant)."""
 
     run_id: str
     holders: dict[str, Assignee | None] = field(default_factory=dict)
+    brief: RunBrief | None = None
+    """What a seat's holder is told about the run in its `observed` entries (read from the store when
+    the launch did not give it: seats restored after a restart)."""
 
     @property
     def generation(self) -> int:
@@ -210,6 +224,17 @@ class OperatorSession:
             list(self.observed),
             self.observed_total,
         )
+
+    def observe(self, entry: dict[str, Any]) -> None:
+        """Log a seat given to this session: an earlier entry for the same run and seat is replaced
+        (the newest position is this one), the ring keeps the newest `OBSERVED_RING`, and
+        `observed_total` counts every call, so a reader can tell entries were folded or dropped."""
+        for kept in self.observed:
+            if kept["run_id"] == entry["run_id"] and kept["slot"] == entry["slot"]:
+                self.observed.remove(kept)
+                break
+        self.observed.append(entry)
+        self.observed_total += 1
 
     def summary(self) -> dict[str, Any]:
         """The signed-in record (`GET /v1/operators` entries)."""
@@ -522,19 +547,24 @@ class OperatorHub:
 
     # -- seats ----------------------------------------------------------------------------------
 
-    async def declare(self, run_id: str, slots: Iterable[str]) -> RunSeats:
-        """Make sure the run's declared seats exist (vacant when new)."""
+    async def declare(self, run_id: str, slots: Iterable[str], brief: RunBrief | None = None) -> RunSeats:
+        """Make sure the run's declared seats exist (vacant when new); `brief` describes the run to
+        the sessions its seats go to."""
         seats = self.seats.setdefault(run_id, RunSeats(run_id))
+        if brief is not None:
+            seats.brief = brief
         for slot in slots:
             if slot not in seats.holders:
                 seats.holders[slot] = None
                 await self._store_seat(run_id, slot, None)
         return seats
 
-    async def pin(self, run_id: str, sid: str, desc: str, slot: str | None, declared: list[str]) -> RunSeats:
+    async def pin(
+        self, run_id: str, sid: str, desc: str, slot: str | None, declared: list[str], brief: RunBrief | None = None
+    ) -> RunSeats:
         """A launch's pin: `slot` (or the only seat) to `sid` first, then every other declared seat too."""
         session = await self.session(sid)
-        seats = await self.declare(run_id, declared)
+        seats = await self.declare(run_id, declared, brief)
         if not declared:
             return seats
         first = self._slot(seats, slot)
@@ -562,8 +592,9 @@ class OperatorHub:
         assignee = Assignee(session.sid, desc, seats.generation + 1)
         seats.holders[slot] = assignee
         await self._store_seat(seats.run_id, slot, assignee)
-        session.observed.append(_observed(seats.run_id, slot))
-        session.observed_total += 1
+        if seats.brief is None:
+            seats.brief = await self._read_brief(seats.run_id)
+        session.observe(observed_entry(seats.run_id, slot, seats.brief, int(time.time())))
         await self.touch(session)
         return previous
 
@@ -654,15 +685,31 @@ class OperatorHub:
         return settings
 
     async def _stored_settings(self, run_id: str) -> RunOperatorSettings:
-        try:
-            run = None if self.store is None else await self.store.get_run(RunId.parse(run_id), with_result=False)
-        except (RunNotFound, ValueError):
-            run = None
+        run = await self._stored_run(run_id)
         if run is None or run.input_json is None:
             return RunOperatorSettings()
         snapshot = LaunchSnapshot.from_json(run.input_json)
         blueprint = snapshot.blueprint if isinstance(snapshot.blueprint, Mapping) else {}
         return RunOperatorSettings.of(blueprint, operator_request(snapshot.options.get("operator")))
+
+    async def _read_brief(self, run_id: str) -> RunBrief:
+        """The run's brief from the store (its task's goal, its launch's options); what cannot be read
+        stays None rather than being guessed."""
+        run = await self._stored_run(run_id)
+        if run is None or self.store is None:
+            return RunBrief()
+        try:
+            goal: str | None = (await self.store.get_task(run.task_id)).goal
+        except TaskRecordNotFound:
+            goal = None
+        options = LaunchSnapshot.from_json(run.input_json).options if run.input_json is not None else {}
+        return RunBrief(goal, options.get("project_root"), options.get("work_dir"), options.get("task_metadata"))
+
+    async def _stored_run(self, run_id: str) -> RunRecord | None:
+        try:
+            return None if self.store is None else await self.store.get_run(RunId.parse(run_id), with_result=False)
+        except (RunNotFound, ValueError):
+            return None
 
     def check_submit(self, token: CapToken) -> None:
         """Refuse a worker submit whose seat changed hands (409) or was vacated (503) since the token was issued."""
@@ -722,8 +769,36 @@ def _seat_json(slot: str, assignee: Assignee | None) -> dict[str, Any]:
     }
 
 
-def _observed(run_id: str, slot: str) -> dict[str, Any]:
-    return {"run_id": run_id, "slot": slot, "at_secs": int(time.time())}
+def observed_entry(run_id: str, slot: str, brief: RunBrief, at_secs: int) -> dict[str, Any]:
+    """One `observed` entry, every field bounded: `task_metadata` over `OBSERVED_METADATA_CAP` bytes
+    of JSON is dropped (`task_metadata_omitted`), and a goal or path over `OBSERVED_TEXT_CAP` bytes is
+    cut at a character boundary and ends in `…` (`text_truncated`)."""
+    truncated = False
+
+    def cut(text: str | None) -> str | None:
+        nonlocal truncated
+        if text is None:
+            return None
+        data = text.encode()
+        if len(data) <= OBSERVED_TEXT_CAP:
+            return text
+        truncated = True
+        return data[:OBSERVED_TEXT_CAP].decode(errors="ignore") + "…"
+
+    metadata, omitted = brief.task_metadata, False
+    if metadata is not None and len(compact(metadata).encode()) > OBSERVED_METADATA_CAP:
+        metadata, omitted = None, True
+    return {
+        "run_id": run_id,
+        "slot": slot,
+        "goal": cut(brief.goal),
+        "project_root": cut(brief.project_root),
+        "work_dir": cut(brief.work_dir),
+        "task_metadata": metadata,
+        "task_metadata_omitted": omitted,
+        "text_truncated": truncated,
+        "at_secs": at_secs,
+    }
 
 
 __all__ = [
@@ -735,11 +810,13 @@ __all__ = [
     "OperatorHubConfig",
     "OperatorSession",
     "PendingRequest",
+    "RunBrief",
     "RunSeats",
     "SeatMoved",
     "SeatVacant",
     "SessionGone",
     "SessionNotFound",
     "UnknownSeat",
+    "observed_entry",
     "token_digest",
 ]

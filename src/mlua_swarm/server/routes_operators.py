@@ -21,7 +21,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from ..blueprint.compiler import CompiledBlueprint
 from ..ids import RunId, StepId
 from ..middleware.join import last_final
-from ..operator.hub import Connection, OperatorError, OperatorHub, OperatorSession
+from ..operator.hub import Connection, OperatorError, OperatorHub, OperatorSession, RunBrief
 from ..operator.kinds import BadOperatorRequest, RunOperatorSettings, operator_request
 from ..store.errors import RunNotFound
 from .auth import bearer_of
@@ -103,9 +103,11 @@ async def seat_run(
     compiled: CompiledBlueprint,
     pin: LaunchPin | None,
     operator: Mapping[str, Any] | None = None,
+    brief: RunBrief | None = None,
 ) -> None:
     """Before a run starts: set its operator kinds and id (`operator.kinds`), declare its Blueprint's
-    seats (vacant) and give them to the pinned session."""
+    seats (vacant) and give them to the pinned session; `brief` is what the seats' holders are told
+    about the run (their `observed` entries)."""
     hub = state.operators
     if hub is not None:
         hub.configure(run_id, RunOperatorSettings.of(compiled.raw, operator))
@@ -114,9 +116,9 @@ async def seat_run(
         return
     try:
         if pin is None:
-            await hub.declare(run_id, declared)
+            await hub.declare(run_id, declared, brief)
         else:
-            await hub.pin(run_id, pin.sid, pin.desc, pin.slot, declared)
+            await hub.pin(run_id, pin.sid, pin.desc, pin.slot, declared, brief)
     except OperatorError as exc:
         hub.seats.pop(run_id, None)
         raise ApiError(400, str(exc), {"hint": "join with POST /v1/operators and name one declared seat"}) from None

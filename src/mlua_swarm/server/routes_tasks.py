@@ -24,6 +24,7 @@ from starlette.routing import BaseRoute, Route
 from ..flow.errors import FlowError
 from ..flow.paths import parse_path
 from ..ids import RunId, TaskId
+from ..operator.hub import RunBrief
 from ..run import RunResult, Workspace
 from ..run.run import checked_policies
 from ..store import BlueprintNotFound, LaunchSnapshot, ReplayRow, RunRecord, StepEntry
@@ -177,7 +178,8 @@ async def start_run(
     workspace = Workspace.from_options(task_input)
     checked_policies(compiled, workspace)  # a plan that cannot run here is refused before any seat is taken
     run_id = RunId.new()
-    await seat_run(state, run_id, compiled, pin, operator)
+    brief = RunBrief(goal, project_root, work_dir, task_input.get("task_metadata"))
+    await seat_run(state, run_id, compiled, pin, operator, brief)
     live = await state.runs.launch(
         compiled,
         init_ctx,
