@@ -58,3 +58,11 @@ async def test_brackets_in_a_step_result_are_shown_as_written(live_server: LiveS
         assert term.proc.poll() is None, term.text
     finally:
         term.close()
+
+
+def test_sid_without_token_is_a_usage_diagnostic(tmp_path: Path) -> None:
+    joined = run_mse(["operator", "join", "--sid", "S-0000000000000000"], env={"MSE_HOME": str(tmp_path)})
+    assert joined.returncode == 2
+    lines = joined.stderr.splitlines()
+    assert lines[0] == "error[usage] command line: --sid and --token go together"
+    assert lines[1].startswith("  hint: pass both")

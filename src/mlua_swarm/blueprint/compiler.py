@@ -143,9 +143,12 @@ def refuse_unavailable_kinds(compiled: CompiledBlueprint) -> None:
     """
     waiting: dict[str, list[str]] = {}
     reasons: dict[str, str] = {}
+    host_needs: set[str] = set()
     for agent in compiled.agents.values():
         reason = agent.spawner.unavailable_reason
-        if reason is None and not is_runnable(agent.kind):
+        if reason is not None:
+            host_needs.add(agent.kind)
+        elif not is_runnable(agent.kind):
             reason = unavailable_message(agent.kind)
         if reason is not None:
             waiting.setdefault(agent.kind, []).append(agent.name)
@@ -153,14 +156,22 @@ def refuse_unavailable_kinds(compiled: CompiledBlueprint) -> None:
     if not waiting:
         return
     runnable = _names(runnable_kinds())
+
+    def hint(kind: str) -> str:
+        if kind in host_needs:
+            return "`mse bp lint` and `mse bp build` accept these agents; running them needs what the message names"
+        return (
+            f"`mse bp lint` and `mse bp build` accept these agents, but running them needs an "
+            f"installation where the '{kind}' kind is available; kinds runnable here: {runnable}"
+        )
+
     raise DiagnosticError(
         [
             Diagnostic(
                 "kind-unavailable",
                 f"{reasons[kind]} (agents: {', '.join(agents)})",
                 location=Location("agent", agents[0]),
-                hint=f"`mse bp lint` and `mse bp build` accept these agents, but running them needs an "
-                f"installation where the '{kind}' kind is available; kinds runnable here: {runnable}",
+                hint=hint(kind),
                 stage="launch",
             )
             for kind, agents in waiting.items()

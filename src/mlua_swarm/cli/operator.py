@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import json
 import os
-import sys
 from typing import Any
 
 from rich.console import Console
@@ -45,7 +44,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _join_main(args: argparse.Namespace) -> int:
     if (args.sid is None) != (args.token is None):
-        print("error[usage]: --sid and --token go together", file=sys.stderr)
+        usage = Diagnostic(
+            "usage",
+            "--sid and --token go together",
+            location=Location("command line"),
+            hint="pass both (as `mse operator join` printed them when the session was made), or neither to join anew",
+        )
+        report_diagnostics([usage], as_json=False)
         return EXIT_INVALID
     server = args.server or os.environ.get("MSE_HTTP") or DEFAULT_SERVER
     console = Console()

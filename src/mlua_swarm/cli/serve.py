@@ -48,10 +48,16 @@ def main(args: argparse.Namespace) -> int:
     except DiagnosticError as exc:
         report_diagnostics(exc.diagnostics, as_json=False)
         return EXIT_INVALID
+    from ..store import StoreError
+
     try:
         asyncio.run(serve(config, log_level=args.log_level))
     except KeyboardInterrupt:
         pass
+    except StoreError as exc:
+        unusable = Diagnostic(exc.code, exc.message, location=Location("store"), hint=exc.hint or None, stage="store")
+        report_diagnostics([unusable], as_json=False)
+        return EXIT_INVALID
     except OSError as exc:
         report_diagnostics(
             [

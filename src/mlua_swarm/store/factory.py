@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .base import DEFAULT_STALE_SECS, DEFAULT_TRACE_CAP, Store
-from .errors import BadStoreUrl
+from .errors import BadStoreUrl, StoreUnusable
 from .listing import STORE_FILE, local_store_file, mse_home_path
 from .memory import MemoryStore
 from .records import Durability
@@ -40,7 +40,14 @@ def store_from_url(
             )
         raise BadStoreUrl(f"unknown store URL scheme in {url!r}", "use memory://, sqlite:///path, or a file path")
     if not url:
-        mse_home().mkdir(mode=0o700, parents=True, exist_ok=True)
+        home = mse_home()
+        try:
+            home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreUnusable(
+                f"MSE_HOME {home} cannot hold the store: {exc.strerror or exc}",
+                "point MSE_HOME at a folder you may write (default ~/.mse), or pass --store",
+            ) from None
     return SqliteStore(Path(path), durability=mode, trace_cap=trace_cap)
 
 

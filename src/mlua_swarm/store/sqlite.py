@@ -227,7 +227,13 @@ class SqliteStore(Store):
     ) -> None:
         self.path = Path(path)
         super().__init__(f"sqlite://{self.path}", durability=durability, trace_cap=trace_cap)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreUnusable(
+                f"cannot create the folder of the store {self.path}: {exc.strerror or exc}",
+                "check the --store path: its folder must be a folder you may write",
+            ) from None
         self._key = (str(self.path.resolve()), threading.get_ident())
         if not self.path.exists():
             _create_store_file(self.path)
