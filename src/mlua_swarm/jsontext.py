@@ -36,6 +36,15 @@ def compact(value: Any) -> str:
     return _COMPACT.encode(value)
 
 
+def wire_text(value: Any) -> str:
+    """Compact JSON of a message to send (an operator frame): orjson, the standard library taking what
+    orjson refuses (an integer past 64 bits, which a step's ctx or value may hold)."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return _COMPACT.encode(value)
+
+
 _ORJSON_PROMPT = orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
 
 
@@ -184,4 +193,5 @@ __all__ = [
     "compact",
     "loads_strict",
     "text_of",
+    "wire_text",
 ]

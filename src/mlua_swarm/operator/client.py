@@ -25,11 +25,10 @@ from types import TracebackType
 from typing import Any, Self
 
 import httpx
-import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from ..jsontext import compact
+from ..jsontext import compact, wire_text
 from .frames import (
     AnswerFrame,
     CancelFrame,
@@ -292,10 +291,7 @@ class OperatorClient:
         return item
 
     async def _send(self, frame: AnswerFrame | HookAckFrame | SpawnAckFrame | SpawnHaltFrame) -> None:
-        try:
-            text = orjson.dumps(frame.to_json()).decode()
-        except TypeError:  # orjson refuses integers past 64 bits
-            text = compact(frame.to_json())
+        text = wire_text(frame.to_json())
         while True:
             await self.wait_connected()
             ws = self._ws

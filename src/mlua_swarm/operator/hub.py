@@ -28,11 +28,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import orjson
-
 from ..core.engine import Engine
 from ..ids import RunId, SessionId, secure_hex, uid_hex
-from ..jsontext import compact
+from ..jsontext import compact, wire_text
 from ..store import LaunchSnapshot, RunNotFound, RunRecord, Store, TaskRecordNotFound
 from ..store.operators import OperatorSessionRecord, SeatRecord
 from ..tokens import CapToken
@@ -200,11 +198,7 @@ class Connection:
         self.last_inbound = time.monotonic()
 
     def send(self, frame: Mapping[str, Any]) -> None:
-        try:
-            text = orjson.dumps(frame).decode()
-        except TypeError:  # orjson refuses integers past 64 bits, which a step's ctx or value may hold
-            text = compact(frame)
-        self.outbox.put_nowait(text)
+        self.outbox.put_nowait(wire_text(frame))
 
     def close(self, code: int, reason: str) -> None:
         if self.close_reason is None:
