@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import socket
-import sys
 from pathlib import Path
 
 from tests.conftest import run_mse
-from tests.operator.helpers import run_result, server_launch
-from tests.ptyterm import PtyProcess
+from tests.operator.helpers import HOOKED_SHIP, join_in_terminal, run_result, server_launch
 from tests.serverkit import (
-    SRC,
     LiveServer,
     live_server,  # noqa: F401
 )
@@ -29,26 +25,10 @@ def test_a_server_that_is_not_there_is_a_diagnostic_on_stderr(tmp_path: Path) ->
 
 
 async def test_brackets_in_a_step_result_are_shown_as_written(live_server: LiveServer, tmp_path: Path) -> None:  # noqa: F811
-    env = {**os.environ, "PYTHONPATH": str(SRC), "TERM": "xterm", "COLUMNS": "120", "MSE_HOME": str(tmp_path)}
-    argv = [sys.executable, "-m", "mlua_swarm", "operator", "join", "--server", live_server.base_url]
-    term = PtyProcess(argv, env)
+    term, sid = join_in_terminal(live_server, tmp_path)
     try:
-        sid = term.expect(r"session (S-[0-9a-f]+)").group(1)
-        term.expect("waiting for requests")
-        raw = {
-            "id": "gated",
-            "flow": {
-                "kind": "step",
-                "ref": "ship",
-                "in": {"op": "path", "at": "$.plan"},
-                "out": {"op": "path", "at": "$.shipped"},
-            },
-            "agents": [{"name": "ship", "kind": "lua", "spec": {"source": "return 'shipped ' .. _PROMPT"}}],
-            "operators": [{"name": "main-ai"}],
-            "spawner_hints": {"layers": ["main_ai"]},
-        }
         plan = "[v3] to eu-west [/v3]"
-        run_id = await server_launch(live_server, raw, sid=sid, init_ctx={"plan": plan})
+        run_id = await server_launch(live_server, HOOKED_SHIP, sid=sid, init_ctx={"plan": plan})
         shown = term.expect(r"agent ship is about to start")
         term.expect(r"approve", start=shown.end())
         term.send("y")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +15,38 @@ from mlua_swarm.blueprint.compiler import CompiledBlueprint, compile_blueprint
 from mlua_swarm.operator.frames import ServerFrame, parse_server_frame
 from mlua_swarm.operator.hub import Connection, OperatorHub, OperatorSession
 from mlua_swarm.services import RuntimeServices
+from tests.ptyterm import PtyProcess
+from tests.serverkit import SRC
 
 RUNNER = {"backend": "ws_operator", "variant": "claude", "tools": []}
+
+HOOKED_SHIP: dict[str, Any] = {
+    "id": "gated",
+    "flow": {
+        "kind": "step",
+        "ref": "ship",
+        "in": {"op": "path", "at": "$.plan"},
+        "out": {"op": "path", "at": "$.shipped"},
+    },
+    "agents": [{"name": "ship", "kind": "lua", "spec": {"source": "return 'shipped ' .. _PROMPT"}}],
+    "operators": [{"name": "main-ai"}],
+    "spawner_hints": {"layers": ["main_ai"]},
+}
+"""One Lua step behind the `main_ai` layer: the run's operator approves it (`hook_before`) first."""
+
+
+def join_in_terminal(live: Any, home: Path, *extra: str) -> tuple[PtyProcess, str]:
+    """`mse operator join --server LIVE` on a pseudo-terminal (MSE_HOME `home`), once it waits for
+    requests: the terminal (the caller closes it) and its session id."""
+    env = {**os.environ, "PYTHONPATH": str(SRC), "TERM": "xterm", "COLUMNS": "120", "MSE_HOME": str(home)}
+    term = PtyProcess([sys.executable, "-m", "mlua_swarm", "operator", "join", "--server", live.base_url, *extra], env)
+    try:
+        sid = term.expect(r"session (S-[0-9a-f]+)").group(1)
+        term.expect("waiting for requests")
+    except BaseException:
+        term.close()
+        raise
+    return term, sid
 
 
 def operator_blueprint(*steps: str, seats: tuple[str, ...] = ("main-ai",), **extra: Any) -> dict[str, Any]:

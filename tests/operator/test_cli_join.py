@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
-from tests.ptyterm import PtyProcess
-from tests.serverkit import SRC, LiveServer
+from tests.serverkit import LiveServer
 
-from .helpers import operator_blueprint, run_result, server_launch
+from .helpers import HOOKED_SHIP, join_in_terminal, operator_blueprint, run_result, server_launch
 
 
 async def test_a_person_answers_a_spawn_in_the_terminal(live_server: LiveServer, tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(SRC), "TERM": "xterm", "COLUMNS": "120", "MSE_HOME": str(tmp_path)}
-    argv = [sys.executable, "-m", "mlua_swarm", "operator", "join", "--server", live_server.base_url, "--desc", "pty"]
-    term = PtyProcess(argv, env)
+    term, sid = join_in_terminal(live_server, tmp_path, "--desc", "pty")
     try:
-        sid = term.expect(r"session (S-[0-9a-f]+)").group(1)
-        term.expect("waiting for requests")
         raw = operator_blueprint("review")
         raw["agents"][0]["verdict"] = {"values": ["PASS", "BLOCKED"]}
         run_id = await server_launch(live_server, raw, sid=sid)
@@ -38,25 +31,9 @@ async def test_a_person_answers_a_spawn_in_the_terminal(live_server: LiveServer,
 async def test_a_hook_before_shows_the_prompt_in_the_terminal_and_approving_runs_the_step(
     live_server: LiveServer, tmp_path: Path
 ) -> None:
-    env = {**os.environ, "PYTHONPATH": str(SRC), "TERM": "xterm", "COLUMNS": "120", "MSE_HOME": str(tmp_path)}
-    argv = [sys.executable, "-m", "mlua_swarm", "operator", "join", "--server", live_server.base_url, "--desc", "pty"]
-    term = PtyProcess(argv, env)
+    term, sid = join_in_terminal(live_server, tmp_path, "--desc", "pty")
     try:
-        sid = term.expect(r"session (S-[0-9a-f]+)").group(1)
-        term.expect("waiting for requests")
-        raw = {
-            "id": "gated",
-            "flow": {
-                "kind": "step",
-                "ref": "ship",
-                "in": {"op": "path", "at": "$.plan"},
-                "out": {"op": "path", "at": "$.shipped"},
-            },
-            "agents": [{"name": "ship", "kind": "lua", "spec": {"source": "return 'shipped ' .. _PROMPT"}}],
-            "operators": [{"name": "main-ai"}],
-            "spawner_hints": {"layers": ["main_ai"]},
-        }
-        run_id = await server_launch(live_server, raw, sid=sid, init_ctx={"plan": "[v3] to eu-west"})
+        run_id = await server_launch(live_server, HOOKED_SHIP, sid=sid, init_ctx={"plan": "[v3] to eu-west"})
         shown = term.expect(r"agent ship is about to start")
         term.expect(r"\[v3\] to eu-west", start=shown.start())
         term.expect(rf'"run_id":"{run_id}"', start=shown.start())
