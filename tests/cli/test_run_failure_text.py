@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 from tests.conftest import run_mse
 
 
+def run_one_lua_step(tmp_path: Path, ref: str, source: str) -> subprocess.CompletedProcess[str]:
+    """`mse run` of a Blueprint whose one step is the Lua agent `ref` running `source`."""
+    bp = tmp_path / f"{ref}.json"
+    step = {"kind": "step", "ref": ref, "in": {"op": "lit", "value": "x"}, "out": {"op": "path", "at": "$.out"}}
+    agent = {"name": ref, "kind": "lua", "spec": {"source": source}}
+    bp.write_text(json.dumps({"id": ref, "flow": step, "agents": [agent]}))
+    return run_mse(["run", str(bp)], env={"MSE_HOME": str(tmp_path / "home"), "MSE_HTTP": ""})
+
+
 def test_a_failed_step_without_a_verdict_prints_no_verdict(tmp_path: Path) -> None:
-    bp = tmp_path / "fail.json"
-    step = {"kind": "step", "ref": "boom", "in": {"op": "lit", "value": "x"}, "out": {"op": "path", "at": "$.b"}}
-    agent = {"name": "boom", "kind": "lua", "spec": {"source": "error('no good')"}}
-    bp.write_text(json.dumps({"id": "fail", "flow": step, "agents": [agent]}))
-    ran = run_mse(["run", str(bp)], env={"MSE_HOME": str(tmp_path / "home"), "MSE_HTTP": ""})
+    ran = run_one_lua_step(tmp_path, "boom", "error('no good')")
     assert ran.returncode == 1
     lines = ran.stderr.splitlines()
     assert lines[-2].startswith("run R-") and "failed: step 'boom'" in lines[-2] and "no good" in lines[-2]
@@ -21,11 +27,7 @@ def test_a_failed_step_without_a_verdict_prints_no_verdict(tmp_path: Path) -> No
 
 
 def test_a_blocked_step_prints_its_verdict_as_json(tmp_path: Path) -> None:
-    bp = tmp_path / "blocked.json"
-    step = {"kind": "step", "ref": "gate", "in": {"op": "lit", "value": "x"}, "out": {"op": "path", "at": "$.g"}}
-    agent = {"name": "gate", "kind": "lua", "spec": {"source": "return { value = { why = 'no' }, ok = false }"}}
-    bp.write_text(json.dumps({"id": "blocked", "flow": step, "agents": [agent]}))
-    ran = run_mse(["run", str(bp)], env={"MSE_HOME": str(tmp_path / "home"), "MSE_HTTP": ""})
+    ran = run_one_lua_step(tmp_path, "gate", "return { value = { why = 'no' }, ok = false }")
     assert ran.returncode == 1
     assert ran.stderr.splitlines()[-1] == '  failed step: gate  verdict: {"why": "no"}'
     step_line = next(line for line in ran.stderr.splitlines() if line.startswith("  ✗ gate blocked"))

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
+import signal
+import subprocess
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,40 @@ async def mse_mcp(cwd: Path, env: dict[str, str] | None = None) -> AsyncIterator
     )
     async with Client(params) as client:
         yield client
+
+
+LISTENING = re.compile(r"mse mcp: listening on (http://\S+)")
+
+
+def mse_mcp_http(cwd: Path, *args: str) -> subprocess.Popen[str]:
+    """`python -m mlua_swarm mcp --transport streamable-http ARGS` started in `cwd` (stderr piped)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "mlua_swarm", "mcp", "--transport", "streamable-http", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=mse_env(None),
+        cwd=cwd,
+        start_new_session=True,
+    )
+
+
+@contextmanager
+def mse_mcp_http_url(cwd: Path, *args: str) -> Iterator[str]:
+    """`mse_mcp_http` once it listens: its URL; the server is stopped (SIGTERM) on exit."""
+    proc = mse_mcp_http(cwd, *args)
+    try:
+        assert proc.stderr is not None
+        match = None
+        for line in proc.stderr:
+            match = LISTENING.search(line)
+            if match:
+                break
+        assert match is not None, "mse mcp exited before listening"
+        yield match.group(1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
 
 
 def payload(result: CallToolResult) -> Any:

@@ -2,40 +2,16 @@
 
 from __future__ import annotations
 
-import re
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import anyio
 from mcp import Client
 
-from tests.conftest import mse_env
-from tests.mcp_adapter.conftest import payload
-
-LISTENING = re.compile(r"mse mcp: listening on (http://\S+)")
+from tests.mcp_adapter.conftest import mse_mcp_http_url, payload
 
 
 def test_streamable_http_serves_the_tools(tmp_path: Path) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlua_swarm", "mcp", "--transport", "streamable-http", "--port", "0"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=mse_env(None),
-        cwd=tmp_path,
-        start_new_session=True,
-    )
-    try:
-        assert proc.stderr is not None
-        url = None
-        for line in proc.stderr:
-            match = LISTENING.search(line)
-            if match:
-                url = match.group(1)
-                break
-        assert url is not None, "mse mcp exited before listening"
+    with mse_mcp_http_url(tmp_path, "--port", "0") as url:
 
         async def use() -> None:
             async with Client(url) as client:
@@ -55,6 +31,3 @@ def test_streamable_http_serves_the_tools(tmp_path: Path) -> None:
                 assert ran["final_ctx"]["u"] == "WEB"
 
         anyio.run(use)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)

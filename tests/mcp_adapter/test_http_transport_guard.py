@@ -2,38 +2,22 @@
 
 from __future__ import annotations
 
-import re
-import signal
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import mse_env
+from tests.mcp_adapter.conftest import mse_mcp_http, mse_mcp_http_url
 
-LISTENING = re.compile(r"mse mcp: listening on (http://\S+)")
 INITIALIZE = {
     "jsonrpc": "2.0",
     "id": 1,
     "method": "initialize",
     "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "probe", "version": "1"}},
 }
-
-
-def mse_mcp_http(cwd: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "mlua_swarm", "mcp", "--transport", "streamable-http", *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=mse_env(None),
-        cwd=cwd,
-        start_new_session=True,
-    )
 
 
 def stderr_at_exit(proc: subprocess.Popen[str]) -> str:
@@ -49,19 +33,8 @@ def stderr_at_exit(proc: subprocess.Popen[str]) -> str:
 @pytest.fixture
 def on_127_0_0_2(tmp_path: Path) -> Iterator[str]:
     """`mse mcp` on a loopback address other than 127.0.0.1; its URL."""
-    proc = mse_mcp_http(tmp_path, "--host", "127.0.0.2", "--port", "0")
-    try:
-        assert proc.stderr is not None
-        match = None
-        for line in proc.stderr:
-            match = LISTENING.search(line)
-            if match:
-                break
-        assert match is not None, "mse mcp exited before listening"
-        yield match.group(1)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
+    with mse_mcp_http_url(tmp_path, "--host", "127.0.0.2", "--port", "0") as url:
+        yield url
 
 
 def test_a_rebound_host_name_is_refused_on_any_loopback_address(on_127_0_0_2: str) -> None:

@@ -117,9 +117,16 @@ async def server_launch(
     desc: str = "pinned by a test",
     slot: str | None = None,
     init_ctx: Any = None,
+    **task: Any,
 ) -> str:
-    """Launch `raw` detached through `POST /v1/tasks` (its seats pinned to `sid`); the run id."""
-    body: dict[str, Any] = {"blueprint": {"kind": "inline", "value": raw}, "init_ctx": init_ctx or {}, "detach": True}
+    """Launch `raw` detached through `POST /v1/tasks` (its seats pinned to `sid`; `task`: more body
+    fields, such as `goal` or `work_dir`); the run id."""
+    body: dict[str, Any] = {
+        "blueprint": {"kind": "inline", "value": raw},
+        "init_ctx": init_ctx or {},
+        "detach": True,
+        **task,
+    }
     if sid is not None:
         body.update({"operator_sid": sid, "operator_desc": desc, "operator_slot": slot})
     async with httpx.AsyncClient(base_url=live.base_url, timeout=30) as http:

@@ -12,16 +12,7 @@ from mlua_swarm.operator import OperatorClient
 from mlua_swarm.operator.hub import OBSERVED_METADATA_CAP, OBSERVED_RING, RunBrief, observed_entry
 from tests.serverkit import LiveServer, start_server
 
-from .helpers import operator_blueprint
-
-
-def launch(http: httpx.Client, raw: dict[str, Any], sid: str, **task: Any) -> str:
-    body = {"blueprint": {"kind": "inline", "value": raw}, "init_ctx": {}, "detach": True, **task}
-    body.update({"operator_sid": sid, "operator_desc": "the test's operator", "operator_slot": "lead"})
-    answer = http.post("/v1/tasks", json=body)
-    assert answer.status_code == 202, answer.text
-    run_id: str = answer.json()["run_id"]
-    return run_id
+from .helpers import operator_blueprint, server_launch
 
 
 def observed(http: httpx.Client, joined: dict[str, Any]) -> dict[str, Any]:
@@ -37,10 +28,11 @@ async def test_each_seat_given_at_launch_is_logged_with_the_run_it_belongs_to(
     http = live_server.client()
     joined = http.post("/v1/operators", json={"desc": "observer"}).json()
     raw = operator_blueprint("lead:plan", "review:check", seats=("lead", "review"))
-    run_id = launch(
-        http,
+    run_id = await server_launch(
+        live_server,
         raw,
-        joined["sid"],
+        sid=joined["sid"],
+        slot="lead",
         goal="ship the parser",
         project_root=str(tmp_path),
         work_dir=str(tmp_path / "work"),
@@ -68,8 +60,8 @@ async def test_taking_the_same_seat_again_moves_its_entry_instead_of_adding_one(
     http = live_server.client()
     raw = operator_blueprint("lead:plan", seats=("lead",))
     async with OperatorClient(live_server.base_url, desc="keeper") as op:
-        first = launch(http, raw, op.sid, goal="first run")
-        second = launch(http, raw, op.sid, goal="second run")
+        first = await server_launch(live_server, raw, sid=op.sid, goal="first run")
+        second = await server_launch(live_server, raw, sid=op.sid, goal="second run")
         await op.acquire(first, "back to the first")
         info = await op.info()
         for run_id in (first, second):
@@ -83,7 +75,9 @@ async def test_a_seat_taken_after_a_restart_reads_the_run_from_the_store(tmp_pat
     try:
         http = first.client()
         holder = http.post("/v1/operators", json={"desc": "before"}).json()
-        run_id = launch(http, operator_blueprint("lead:plan", seats=("lead",)), holder["sid"], goal="outlive me")
+        run_id = await server_launch(
+            first, operator_blueprint("lead:plan", seats=("lead",)), sid=holder["sid"], goal="outlive me"
+        )
     finally:
         first.stop()
     second = start_server(tmp_path)
@@ -115,7 +109,7 @@ async def test_the_log_keeps_the_newest_entries(live_server: LiveServer) -> None
     http = live_server.client()
     joined = http.post("/v1/operators", json={"desc": "busy"}).json()
     raw = operator_blueprint("lead:plan", seats=("lead",))
-    runs = [launch(http, raw, joined["sid"], goal=f"run {i}") for i in range(OBSERVED_RING + 2)]
+    runs = [await server_launch(live_server, raw, sid=joined["sid"], goal=f"run {i}") for i in range(OBSERVED_RING + 2)]
     info = observed(http, joined)
     for run_id in runs:
         http.post(f"/v1/runs/{run_id}/cancel")
