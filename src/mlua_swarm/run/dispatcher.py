@@ -9,6 +9,7 @@ failures raise.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import time
 from collections.abc import Callable, Mapping
@@ -153,6 +154,12 @@ class EngineDispatcher:
             except DispatchFailed as exc:
                 await self._finish(step, step_id, StepOutcome.FAILED, started, digest, None, str(exc))
                 raise StepFailed(str(exc)) from exc
+            except asyncio.CancelledError:
+                # The run was cancelled, or a fanout no longer needs this lane: the step ends `cancelled`
+                # in the progress view and the history like any other end, then the cancellation goes on.
+                attempt = self.engine.read_task_state(self.token, step_id).attempt
+                await self._finish(ref, step_id, _CANCELLED, started, digest, None, "cancelled", attempt)
+                raise
             if outcome.kind == "pass" and self.journal is None:
                 # Nothing to record: an observer hears the pass here, without the bookkeeping path.
                 if not self._quiet:
