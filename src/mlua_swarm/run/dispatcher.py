@@ -158,7 +158,7 @@ class EngineDispatcher:
                 # The run was cancelled, or a fanout no longer needs this lane: the step ends `cancelled`
                 # in the progress view and the history like any other end, then the cancellation goes on.
                 attempt = self.engine.read_task_state(self.token, step_id).attempt
-                await self._finish(ref, step_id, _CANCELLED, started, digest, None, "cancelled", attempt)
+                await self._finish(step, step_id, _CANCELLED, started, digest, None, "cancelled", attempt)
                 raise
             if outcome.kind == "pass" and self.journal is None:
                 # Nothing to record: an observer hears the pass here, without the bookkeeping path.
