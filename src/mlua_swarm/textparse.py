@@ -52,7 +52,7 @@ def read_input_text(path: str | Path, file: str | None = None, *, limit: int = M
             file,
         )
     try:
-        return data.decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise load_error(
@@ -62,12 +62,44 @@ def read_input_text(path: str | Path, file: str | None = None, *, limit: int = M
             file,
             line,
         ) from None
+    # A byte order mark (some Windows editors write one) is not part of the text.
+    return text.removeprefix("\ufeff")
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str, keys: list[str]) -> None:
+        super().__init__(key)
+        self.key = key
+        self.keys = keys
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key, list(value))
+            seen.add(key)
+    return value
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys)
 
 
 def parse_json_text(text: str, file: str) -> Any:
-    """Parse JSON; a syntax error becomes an `invalid-json` diagnostic with its line and column."""
+    """Parse JSON; a syntax error becomes an `invalid-json` diagnostic with its line and column, and a
+    key that appears twice in one object (where parsers disagree on which one wins) `duplicate-key`."""
     try:
-        return json.loads(text)
+        return _DECODER.decode(text)
+    except _DuplicateKey as exc:
+        keys = ", ".join(exc.keys[:8]) + (", …" if len(exc.keys) > 8 else "")
+        raise load_error(
+            "duplicate-key",
+            f"the key {exc.key!r} appears twice in one object (its keys: {keys})",
+            "keep one of them: which one would count is not defined",
+            file,
+        ) from None
     except json.JSONDecodeError as exc:
         raise load_error(
             "invalid-json",

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 from yaml.constructor import ConstructorError
-from yaml.nodes import MappingNode, Node, SequenceNode
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from .textparse import load_error
 
@@ -21,11 +21,34 @@ MAX_YAML_NODES = 1_000_000
 _NOT_JSON_TAGS = ("binary", "set", "omap", "pairs", "timestamp")
 
 
-class JsonYamlLoader(yaml.SafeLoader):
-    """Safe YAML limited to plain JSON data: dates stay strings, keys are strings, no binary or sets."""
+_SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's parser when PyYAML was built with it: the pure-Python scanner takes seconds per megabyte
+(a 16 MiB string took over half a minute), libyaml a few milliseconds."""
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class DuplicateKey(ConstructorError):
+    """A mapping names the same key twice."""
+
+
+class JsonYamlLoader(_SAFE_LOADER):  # type: ignore[valid-type,misc]
+    """Safe YAML limited to plain JSON data: dates stay strings, keys are strings and appear once
+    per mapping (YAML requires it; which duplicate wins would otherwise be silent), no binary or sets."""
 
     def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
-        mapping = super().construct_mapping(node, deep=deep)
+        seen: set[str] = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, ScalarNode) and key_node.tag != _MERGE_TAG:
+                if key_node.value in seen:
+                    raise DuplicateKey(
+                        "while reading a mapping",
+                        node.start_mark,
+                        f"the key {key_node.value!r} appears twice in this mapping",
+                        key_node.start_mark,
+                    )
+                seen.add(key_node.value)
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
         for key in mapping:
             if not isinstance(key, str):
                 raise ConstructorError(
@@ -44,7 +67,7 @@ def _refuse_tag(loader: yaml.SafeLoader, node: Node) -> Any:
 
 JsonYamlLoader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    for first, resolvers in _SAFE_LOADER.yaml_implicit_resolvers.items()
 }
 for _tag in _NOT_JSON_TAGS:
     JsonYamlLoader.add_constructor(f"tag:yaml.org,2002:{_tag}", _refuse_tag)
@@ -104,6 +127,14 @@ def parse_yaml_text(text: str, file: str) -> Any:
         line = mark.line + 1 if mark is not None else None
         where = f" at line {line}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
+        if isinstance(exc, DuplicateKey):
+            raise load_error(
+                "duplicate-key",
+                f"{problem}{where}",
+                "keep one of them: which one would count is not defined",
+                file,
+                line,
+            ) from None
         raise load_error(
             "invalid-yaml",
             f"invalid YAML{where}: {problem}",
@@ -117,4 +148,4 @@ def parse_yaml_text(text: str, file: str) -> Any:
         raise load_error("invalid-yaml", f"a number is out of range: {exc}", "write it as a string", file) from None
 
 
-__all__ = ["MAX_YAML_NODES", "JsonYamlLoader", "load_yaml", "parse_yaml_text"]
+__all__ = ["MAX_YAML_NODES", "DuplicateKey", "JsonYamlLoader", "load_yaml", "parse_yaml_text"]
