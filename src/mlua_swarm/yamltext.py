@@ -7,13 +7,14 @@ objects.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import yaml
 from yaml.constructor import ConstructorError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from .textparse import load_error
+from .textparse import NUMBER_HINT, load_error
 
 MAX_YAML_NODES = 1_000_000
 """How many nodes a YAML document may hold once its aliases are expanded."""
@@ -30,6 +31,10 @@ _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 class DuplicateKey(ConstructorError):
     """A mapping names the same key twice."""
+
+
+class NonFiniteFloat(ConstructorError):
+    """`.inf`, `.nan` or a float too large: not JSON data."""
 
 
 class JsonYamlLoader(_SAFE_LOADER):  # type: ignore[valid-type,misc]
@@ -60,6 +65,13 @@ class JsonYamlLoader(_SAFE_LOADER):  # type: ignore[valid-type,misc]
         return mapping
 
 
+def _finite_float(loader: yaml.SafeLoader, node: Node) -> Any:
+    value = loader.construct_yaml_float(node)  # type: ignore[arg-type]
+    if not math.isfinite(value):
+        raise NonFiniteFloat(None, None, f"{node.value} is not a finite number", node.start_mark)
+    return value
+
+
 def _refuse_tag(loader: yaml.SafeLoader, node: Node) -> Any:
     short = node.tag.rsplit(":", 1)[-1]
     raise ConstructorError(None, None, f"!!{short} values are not JSON data", node.start_mark)
@@ -71,6 +83,7 @@ JsonYamlLoader.yaml_implicit_resolvers = {
 }
 for _tag in _NOT_JSON_TAGS:
     JsonYamlLoader.add_constructor(f"tag:yaml.org,2002:{_tag}", _refuse_tag)
+JsonYamlLoader.add_constructor("tag:yaml.org,2002:float", _finite_float)
 
 
 def load_yaml(text: str) -> Any:
@@ -127,6 +140,9 @@ def parse_yaml_text(text: str, file: str) -> Any:
         line = mark.line + 1 if mark is not None else None
         where = f" at line {line}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
+        if isinstance(exc, NonFiniteFloat):
+            message = f"{problem}{where}; JSON data has finite numbers only"
+            raise load_error("invalid-number", message, NUMBER_HINT, file, line) from None
         if isinstance(exc, DuplicateKey):
             raise load_error(
                 "duplicate-key",
@@ -148,4 +164,4 @@ def parse_yaml_text(text: str, file: str) -> Any:
         raise load_error("invalid-yaml", f"a number is out of range: {exc}", "write it as a string", file) from None
 
 
-__all__ = ["MAX_YAML_NODES", "DuplicateKey", "JsonYamlLoader", "load_yaml", "parse_yaml_text"]
+__all__ = ["MAX_YAML_NODES", "DuplicateKey", "JsonYamlLoader", "NonFiniteFloat", "load_yaml", "parse_yaml_text"]
