@@ -106,7 +106,7 @@ MIGRATIONS: tuple[str, ...] = (
         run_id TEXT NOT NULL, seq BIGINT NOT NULL, kind SMALLINT NOT NULL, step_ref TEXT NOT NULL,
         step_id TEXT, status TEXT, attempt INTEGER, started_at DOUBLE PRECISION, finished_at DOUBLE PRECISION,
         stats_json TEXT, stderr_tail TEXT, error_json TEXT, input_hash TEXT, occurrence INTEGER,
-        skip BOOLEAN, value_json TEXT, created_at DOUBLE PRECISION, PRIMARY KEY (run_id, seq)
+        skip BOOLEAN, value_json TEXT, created_at DOUBLE PRECISION, node_index INTEGER, PRIMARY KEY (run_id, seq)
     );
     CREATE UNIQUE INDEX history_replay_key ON history (run_id, step_ref, input_hash, occurrence)
         WHERE kind <> 0;
