@@ -6,9 +6,10 @@ token could make the engine, and `mse serve` behind it, hold as much as it cares
 engine adds up each event's weight as it arrives and refuses the event that would pass
 `EngineConfig.max_attempt_output_bytes`; the attempt then fails with `output_budget_exceeded`.
 
-The weight is what the caller already knows (the size of the HTTP body the event arrived in) or,
-for a value handed over in-process, an estimate of its JSON text taken without encoding it: a
-string by its length, so the common cases cost one `len()`.
+The weight is what the caller already knows (the size of the HTTP body the event arrived in, the
+size `check_value` found for an in-process worker's result) or else an estimate of the JSON text
+taken without encoding it (`value_bytes`): a string by its length, so the common cases cost one
+`len()`, and a container by a walk through it.
 """
 
 from __future__ import annotations

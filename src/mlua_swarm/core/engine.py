@@ -433,7 +433,7 @@ class Engine:
         it times out all the same once the loop has control again.
         """
         st.worker = worker
-        if st.status is _S.CANCELLED or st.held == _OVER:
+        if st.status is _S.CANCELLED:
             worker.cancel_token().cancel()
         scope = asyncio.timeout_at(deadline) if deadline is not None else None
         error: WorkerError | None = None
@@ -690,7 +690,8 @@ class Engine:
 
     def _over_budget(self, st: _Step, attempt: int, weight: int) -> OutputBudgetExceeded:
         """Refuse an event past the attempt's output budget: the attempt is marked to fail with the
-        reason, and its worker is stopped (a worker still spawning is stopped once joined)."""
+        reason, and its worker is stopped. (An in-process worker still inside `spawn` has no handle
+        to stop yet; every event it emits from now on is refused, and the attempt fails when it ends.)"""
         limit = self.config.max_attempt_output_bytes
         if st.held == _OVER:
             return OutputBudgetExceeded(st.refused[attempt], limit, limit)
