@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .base import DEFAULT_STALE_SECS, DEFAULT_TRACE_CAP, Store
-from .errors import BadStoreUrl, StoreUnusable
+from .errors import UNREADABLE_ROW_ERRORS, BadStoreUrl, StoreUnusable
 from .listing import STORE_FILE, local_store_file, mse_home_path
 from .memory import MemoryStore
 from .records import Durability
@@ -76,6 +76,9 @@ async def open_store(
     try:
         await store.open()
         await store.sweep_orphans(stale_after=stale_after)
+    except UNREADABLE_ROW_ERRORS as exc:
+        await store.close()
+        raise StoreUnusable.unreadable(local_store_file(url), exc) from None
     except BaseException:
         await store.close()
         raise
