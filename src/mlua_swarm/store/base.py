@@ -71,6 +71,17 @@ BLUEPRINT_SELECT = (
 """The SQL backends' Blueprint query, completed by a WHERE clause; `blueprint_from_row` reads its rows."""
 
 
+def owner_update(owner: RunOwner | None, now: float) -> tuple[str, tuple[Any, ...]]:
+    """The SQL backends' `SET` clause tail (`?` placeholders) and values that record `owner` with a
+    heartbeat at `now`; empty without an owner."""
+    if owner is None:
+        return "", ()
+    return (
+        ", owner_host = ?, owner_pid = ?, owner_started_at = ?, heartbeat_at = ?",
+        (owner.host, owner.pid, owner.started_at, now),
+    )
+
+
 def run_from_row(row: Sequence[Any]) -> RunRecord:
     """A `RunRecord` from a row of `RUN_COLUMNS`."""
     owner = None if row[7] is None else RunOwner(row[7], int(row[8]), float(row[9] or 0.0))
@@ -408,9 +419,19 @@ class Store(ABC):
 
     @abstractmethod
     async def try_transition(
-        self, run_id: RunId, current: RunStatus | Collection[RunStatus], target: RunStatus
+        self,
+        run_id: RunId,
+        current: RunStatus | Collection[RunStatus],
+        target: RunStatus,
+        *,
+        owner: RunOwner | None = None,
     ) -> bool:
-        """Compare-and-set the run's status and commit; False when it was not in `current`."""
+        """Compare-and-set the run's status and commit; False when it was not in `current`.
+
+        With `owner`, the same update records it as the run's owner with a fresh heartbeat: a run
+        taken back to `running` never shows its previous (gone) owner, which an orphan sweep in
+        another process would take it back for.
+        """
 
     @abstractmethod
     def set_result(self, run_id: RunId, result: Any) -> None:

@@ -48,6 +48,7 @@ from .base import (
     cap_trace_payload,
     check_run_transition,
     declared_semver,
+    owner_update,
     run_from_row,
     task_from_row,
 )
@@ -704,13 +705,21 @@ class PostgresStore(Store):
             raise RunNotFound(run_id)
 
     async def try_transition(
-        self, run_id: RunId, current: RunStatus | Collection[RunStatus], target: RunStatus
+        self,
+        run_id: RunId,
+        current: RunStatus | Collection[RunStatus],
+        target: RunStatus,
+        *,
+        owner: RunOwner | None = None,
     ) -> bool:
         expected = [current] if isinstance(current, RunStatus) else list(current)
         check_run_transition(expected, target)
+        now = time.time()
+        claim, claimed = owner_update(owner, now)
         changed = await self._execute(
-            "UPDATE runs SET status = %s, updated_at = %s WHERE id = %s AND status = ANY(%s)",
-            (target.value, time.time(), str(run_id), [s.value for s in expected]),
+            f"UPDATE runs SET status = %s, updated_at = %s{claim.replace('?', '%s')} WHERE id = %s"
+            " AND status = ANY(%s)",
+            (target.value, now, *claimed, str(run_id), [s.value for s in expected]),
         )
         if not changed:
             await self._require_run(run_id)

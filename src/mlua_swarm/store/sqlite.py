@@ -46,6 +46,7 @@ from .base import (
     cap_trace_payload,
     check_run_transition,
     declared_semver,
+    owner_update,
     run_from_row,
     task_from_row,
 )
@@ -635,13 +636,21 @@ class SqliteStore(Store):
         return [run_from_row(r) for r in rows]
 
     async def try_transition(
-        self, run_id: RunId, current: RunStatus | Collection[RunStatus], target: RunStatus
+        self,
+        run_id: RunId,
+        current: RunStatus | Collection[RunStatus],
+        target: RunStatus,
+        *,
+        owner: RunOwner | None = None,
     ) -> bool:
         expected = [current] if isinstance(current, RunStatus) else list(current)
         check_run_transition(expected, target)
+        now = time.time()
+        claim, claimed = owner_update(owner, now)
         cursor = self._write(
-            f"UPDATE runs SET status = ?, updated_at = ? WHERE id = ? AND status IN ({', '.join('?' * len(expected))})",
-            (target.value, time.time(), run_id, *(s.value for s in expected)),
+            f"UPDATE runs SET status = ?, updated_at = ?{claim} WHERE id = ?"
+            f" AND status IN ({', '.join('?' * len(expected))})",
+            (target.value, now, *claimed, run_id, *(s.value for s in expected)),
         )
         changed = cursor.rowcount == 1
         if not changed:
