@@ -19,6 +19,7 @@ release is refused.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -346,8 +347,10 @@ class PostgresStore(Store):
         if not ops and not any(rows.values()):
             self._committed = batch
             return
+        # One step (or one update) alone is one statement: autocommit makes it atomic in one round trip.
+        alone = len(ops) + sum(map(len, rows.values())) == 1 and not rows["trace"]
         try:
-            async with conn.transaction(), conn.cursor() as cur:
+            async with contextlib.nullcontext() if alone else conn.transaction(), conn.cursor() as cur:
                 for sql, params in ops:
                     await cur.execute(sql, params)
                 for table in _HISTORY_TABLES:
@@ -390,12 +393,16 @@ class PostgresStore(Store):
                 key = (table, RunId(run_id))
                 self._seqs[key] = max(seq, self._seqs.get(key, 0))
         sql = _INSERTS[table] + " ON CONFLICT (run_id, seq) DO NOTHING RETURNING seq"
-        await cur.executemany(sql, rows, returning=True)
         landed: list[bool] = []
-        while True:
+        if len(rows) == 1:
+            await cur.execute(sql, rows[0])
             landed.append(await cur.fetchone() is not None)
-            if not cur.nextset():
-                break
+        else:
+            await cur.executemany(sql, rows, returning=True)
+            while True:
+                landed.append(await cur.fetchone() is not None)
+                if not cur.nextset():
+                    break
         clashed = {row[0] for row, ok in zip(rows, landed, strict=True) if not ok}
         if not clashed:
             return
