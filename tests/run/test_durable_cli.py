@@ -169,3 +169,8 @@ def test_mse_runs_cancel_stops_a_live_run_in_another_process(tmp_path: Path) -> 
     assert child.returncode == 130, err
     assert json.loads(out)["status"] == "cancelled"
     assert json_of(run_mse(["runs", "show", run["run_id"], "--json"], env=env))["status"] == "cancelled"
+    # The step that was running ends like any other: a progress line and an entry in the history.
+    assert "⊘ count cancelled" in err
+    entries = json_of(run_mse(["runs", "steps", run["run_id"], "--json"], env=env))
+    assert [(e["step_ref"], e["status"]) for e in entries][-2:] == [("count", "passed"), ("count", "cancelled")]
+    assert entries[-1]["error"] == "cancelled" and entries[-1]["attempt"] == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 from pathlib import Path
@@ -332,21 +333,25 @@ def test_run_timeout_fails_the_run(tmp_path: Path) -> None:
     assert json_of(proc)["error"]["message"] == "run exceeded its timeout of 0.5s"
 
 
-def assert_ctrl_c_cancels(child: subprocess.Popen[str], park_file: Path) -> None:
-    """Once the run has started (its agent wrote `park_file`), Ctrl-C ends it cancelled with exit 130."""
+def assert_ctrl_c_cancels(child: subprocess.Popen[str], park_file: Path) -> str:
+    """Once the run has started (its agent wrote `park_file`), Ctrl-C ends it cancelled with exit 130;
+    returns the progress (stderr)."""
     wait_for_file(park_file, child)
     child.send_signal(signal.SIGINT)
     out, err = child.communicate(timeout=30)
     assert child.returncode == 130, err
     doc = json.loads(out)
     assert doc["status"] == "cancelled" and "Ctrl-C" in doc["error"]["message"]
+    return err
 
 
 def test_ctrl_c_cancels_the_run_cleanly_with_exit_130(tmp_path: Path) -> None:
     park_file = tmp_path / "parked"
     path = write_bp(tmp_path, {"id": "parked", "flow": step("park", L(1), "$.x"), "agents": [py_agent("park", "park")]})
     child = start_mse(["run", str(path), "--json", "--ephemeral"], env={"PARK_FILE": str(park_file)})
-    assert_ctrl_c_cancels(child, park_file)
+    err = assert_ctrl_c_cancels(child, park_file)
+    # The step it stopped gets its line, as cancellations always do.
+    assert re.search(r"^  ⊘ park cancelled [0-9.]+ms — cancelled$", err, re.MULTILINE), err
 
 
 def test_ctrl_c_cancels_a_long_loop_of_quick_steps(tmp_path: Path) -> None:

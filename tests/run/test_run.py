@@ -153,6 +153,44 @@ async def test_cancelling_the_caller_re_raises_and_records_the_run_cancelled(tmp
             await task
         assert parked.ended == 1
         assert (await store.get_run(run.run_id)).status is RunStatus.CANCELLED
+        # The step it stopped is in the history, ended `cancelled` like any other end.
+        entries = await store.list_steps(run.run_id)
+        assert [(e.step_ref, e.status.value, e.error) for e in entries] == [
+            ("prep", "passed", None),
+            ("work", "cancelled", "cancelled"),
+        ]
+    finally:
+        await store.close()
+
+
+async def test_the_lanes_an_any_fanout_no_longer_needs_end_cancelled_in_the_history(tmp_path: Path) -> None:
+    store = await _store(tmp_path)
+    parked = Parked(expected=2)
+
+    async def work(inv: WorkerInvocation) -> Any:
+        if inv.input == "quick":
+            await parked.all_waiting.wait()  # the other lanes are running when this one passes
+            return "won"
+        return await parked(inv)
+
+    lane = {"kind": "step", "ref": "work", "in": P("$.item"), "out": P("$.got")}
+    fanout = {
+        "kind": "fanout",
+        "items": {"op": "lit", "value": ["slow-a", "quick", "slow-b"]},
+        "bind": P("$.item"),
+        "body": lane,
+        "join": "any",
+        "collect": P("$.got"),
+        "out": P("$.out"),
+    }
+    run = Run(compile_fns(fanout, {"work": work}), store=store)
+    try:
+        async with run:
+            result = await run.execute({})
+        assert result.status == "done" and result.final_ctx == {"out": "won"}
+        assert parked.ended == 2
+        entries = await store.list_steps(run.run_id)
+        assert sorted(e.status.value for e in entries) == ["cancelled", "cancelled", "passed"]
     finally:
         await store.close()
 

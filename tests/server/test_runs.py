@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import textwrap
 import time
 from pathlib import Path
@@ -170,7 +171,50 @@ def test_cancel_over_http_kills_the_running_child(live_server: LiveServer, tmp_p
     run = live_server.wait_run(run_id)
     assert run["status"] == "cancelled"
     assert not _pid_alive(pid)
+    steps = c.get(f"/v1/runs/{run_id}/steps").json()["steps"]
+    assert [(s["step_ref"], s["status"]) for s in steps] == [("work", "cancelled")]
     assert c.post("/v1/runs/R-nothere/cancel").status_code == 404
+
+
+def test_a_race_losers_cancelled_entry_does_not_hide_the_winners_step(live_server: LiveServer, tmp_path: Path) -> None:
+    started = tmp_path / "slow.started"
+    script = tmp_path / "lane.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import json, pathlib, sys, time
+            item = sys.stdin.read()
+            if item == "slow":
+                pathlib.Path({str(started)!r}).write_text("")
+                time.sleep(600)
+            while not pathlib.Path({str(started)!r}).exists():
+                time.sleep(0.01)
+            print(json.dumps({{"won": item}}))
+            """
+        )
+    )
+    lane = {"kind": "step", "ref": "work", "in": {"op": "path", "at": "$.item"}, "out": {"op": "path", "at": "$.got"}}
+    flow = {
+        "kind": "fanout",
+        "items": {"op": "lit", "value": ["slow", "quick"]},
+        "bind": {"op": "path", "at": "$.item"},
+        "body": lane,
+        "join": "race",
+        "collect": {"op": "path", "at": "$.got"},
+        "out": {"op": "path", "at": "$.out"},
+    }
+    agent = {"name": "work", "kind": "subprocess", "spec": {"program": sys.executable, "args": [str(script)]}}
+    c = live_server.client()
+    r = c.post("/v1/tasks", json={"blueprint": inline({"id": "race", "flow": flow, "agents": [agent]}), "init_ctx": {}})
+    assert r.status_code == 200, r.text
+    assert r.json()["final_ctx"] == {"out": {"won": "quick"}}
+    run_id, task_id = r.json()["run_id"], r.json()["task_id"]
+    entries = c.get(f"/v1/runs/{run_id}/steps").json()["steps"]
+    assert [(s["step_ref"], s["status"]) for s in entries] == [("work", "passed"), ("work", "cancelled")]
+    # The step's summary and content are the winner's, not the loser's cancellation.
+    (summary,) = c.get(f"/v1/tasks/{task_id}/runs/{run_id}/steps").json()["steps"]
+    assert summary["name"] == "work" and summary["status"] == "passed"
+    assert c.get(f"/v1/tasks/{task_id}/runs/{run_id}/steps/work/content").json() == {"won": "quick"}
 
 
 def test_task_metadata_reaches_the_steps_and_survives_a_rekick(live_server: LiveServer) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
+from itertools import count
 from typing import Any, ClassVar
 
 from mlua_swarm.flow.errors import FlowParseError
@@ -31,11 +32,17 @@ def _path_json(path: Path) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Step:
-    """`step {ref, in, out}`: dispatch agent `ref` with the value of `input`, write the result at `out`."""
+    """`step {ref, in, out}`: dispatch agent `ref` with the value of `input`, write the result at `out`.
+
+    `index` is the node's place in its flow: its position in a pre-order (document order) walk of all
+    the flow's nodes, the root being 0 (`parse_node` numbers them; None for a step built by hand). It
+    tells apart several steps of one agent, the same way each time the flow is parsed.
+    """
 
     ref: str
     input: Expr
     out: Path
+    index: int | None = None
     kind: ClassVar[str] = "step"
 
     @property
@@ -197,7 +204,14 @@ def _target(obj: Any, where: str) -> Path:
 
 
 def parse_node(obj: Any, where: str = "$.flow", *, depth: int = 0) -> Node:
-    """Parse one flow node (tag `kind`); raises FlowParseError naming the JSON path of the problem."""
+    """Parse one flow node (tag `kind`); raises FlowParseError naming the JSON path of the problem.
+
+    Each step gets its `index` in the tree parsed here (`obj` is its root).
+    """
+    return _parse(obj, where, depth, count())
+
+
+def _parse(obj: Any, where: str, depth: int, order: Iterator[int]) -> Node:
     if depth > MAX_NODE_DEPTH:
         raise FlowParseError("flow nested too deeply", where, f"at most {MAX_NODE_DEPTH} levels of nodes")
     if not isinstance(obj, dict):
@@ -214,6 +228,7 @@ def parse_node(obj: Any, where: str = "$.flow", *, depth: int = 0) -> Node:
             f"unknown node kind {shown}", f"{where}.kind", hint or "kind is one of " + ", ".join(NODE_KINDS)
         )
     check_fields(obj, "kind", kind, _FIELDS[kind], where, optional=_OPTIONAL.get(kind, ()))
+    index = next(order)
     nxt = depth + 1
     if kind == "step":
         ref = obj["ref"]
@@ -221,19 +236,19 @@ def parse_node(obj: Any, where: str = "$.flow", *, depth: int = 0) -> Node:
             raise FlowParseError(
                 "step ref must be a non-empty string", f"{where}.ref", "name an agent of the Blueprint"
             )
-        return Step(ref, parse_expr(obj["in"], f"{where}.in"), _target(obj["out"], f"{where}.out"))
+        return Step(ref, parse_expr(obj["in"], f"{where}.in"), _target(obj["out"], f"{where}.out"), index)
     if kind == "seq":
         children = obj["children"]
         if not isinstance(children, list):
             raise FlowParseError(
                 f"children must be an array, got {json_type_name(children)}", f"{where}.children", "write [node, ...]"
             )
-        return Seq(tuple(parse_node(c, f"{where}.children[{i}]", depth=nxt) for i, c in enumerate(children)))
+        return Seq(tuple(_parse(c, f"{where}.children[{i}]", nxt, order) for i, c in enumerate(children)))
     if kind == "branch":
         return Branch(
             parse_expr(obj["cond"], f"{where}.cond"),
-            parse_node(obj["then"], f"{where}.then", depth=nxt),
-            parse_node(obj["else"], f"{where}.else", depth=nxt),
+            _parse(obj["then"], f"{where}.then", nxt, order),
+            _parse(obj["else"], f"{where}.else", nxt, order),
         )
     if kind == "loop":
         limit = obj["max"]
@@ -244,7 +259,7 @@ def parse_node(obj: Any, where: str = "$.flow", *, depth: int = 0) -> Node:
         return Loop(
             _target(obj["counter"], f"{where}.counter"),
             parse_expr(obj["cond"], f"{where}.cond"),
-            parse_node(obj["body"], f"{where}.body", depth=nxt),
+            _parse(obj["body"], f"{where}.body", nxt, order),
             limit,
         )
     if kind == "fanout":
@@ -256,7 +271,7 @@ def parse_node(obj: Any, where: str = "$.flow", *, depth: int = 0) -> Node:
         return Fanout(
             parse_expr(obj["items"], f"{where}.items"),
             _target(obj["bind"], f"{where}.bind"),
-            parse_node(obj["body"], f"{where}.body", depth=nxt),
+            _parse(obj["body"], f"{where}.body", nxt, order),
             Join(join),
             _target(obj["out"], f"{where}.out"),
             None if obj.get("collect") is None else parse_expr(obj["collect"], f"{where}.collect"),
@@ -264,8 +279,8 @@ def parse_node(obj: Any, where: str = "$.flow", *, depth: int = 0) -> Node:
     if kind == "try":
         err_at = obj.get("err_at")
         return Try(
-            parse_node(obj["body"], f"{where}.body", depth=nxt),
-            parse_node(obj["catch"], f"{where}.catch", depth=nxt),
+            _parse(obj["body"], f"{where}.body", nxt, order),
+            _parse(obj["catch"], f"{where}.catch", nxt, order),
             None if err_at is None else _target(err_at, f"{where}.err_at"),
         )
     return Assign(_target(obj["at"], f"{where}.at"), parse_expr(obj["value"], f"{where}.value"))

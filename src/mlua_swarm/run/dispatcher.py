@@ -9,6 +9,7 @@ failures raise.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import time
 from collections.abc import Callable, Mapping
@@ -151,36 +152,42 @@ class EngineDispatcher:
             try:
                 outcome = await self.engine.run_step(self.token, step_id, self.spawner, run=self.run)
             except DispatchFailed as exc:
-                await self._finish(ref, step_id, StepOutcome.FAILED, started, digest, None, str(exc))
+                await self._finish(step, step_id, StepOutcome.FAILED, started, digest, None, str(exc))
                 raise StepFailed(str(exc)) from exc
+            except asyncio.CancelledError:
+                # The run was cancelled, or a fanout no longer needs this lane: the step ends `cancelled`
+                # in the progress view and the history like any other end, then the cancellation goes on.
+                attempt = self.engine.read_task_state(self.token, step_id).attempt
+                await self._finish(step, step_id, _CANCELLED, started, digest, None, "cancelled", attempt)
+                raise
             if outcome.kind == "pass" and self.journal is None:
                 # Nothing to record: an observer hears the pass here, without the bookkeeping path.
                 if not self._quiet:
                     self.observer.step_finished(ref, step_id, StepOutcome.PASSED, time.time() - started, outcome.value)
                 return outcome.value
-            return await self._apply(ref, step_id, outcome, started, digest)
+            return await self._apply(step, step_id, outcome, started, digest)
         finally:
             # Recorded (or folded into the ctx): the engine need not hold the step's output any longer.
             self.engine.release_task(self.token, step_id)
 
-    async def _apply(self, ref: str, step_id: StepId, outcome: DispatchOutcome, started: float, digest: str) -> Any:
+    async def _apply(self, step: Step, step_id: StepId, outcome: DispatchOutcome, started: float, digest: str) -> Any:
         kind = _OF_KIND[outcome.kind]
         if kind is _PASSED:
-            await self._finish(ref, step_id, kind, started, digest, outcome.value, None, outcome.attempt)
+            await self._finish(step, step_id, kind, started, digest, outcome.value, None, outcome.attempt)
             return outcome.value
         if kind is _SKIPPED:
-            await self._finish(ref, step_id, kind, started, digest, outcome.value, None, outcome.attempt)
+            await self._finish(step, step_id, kind, started, digest, outcome.value, None, outcome.attempt)
             return Skipped(outcome.value)
         if kind is _BLOCKED:
-            await self._finish(ref, step_id, kind, started, digest, outcome.value, None, outcome.attempt)
+            await self._finish(step, step_id, kind, started, digest, outcome.value, None, outcome.attempt)
             raise StepBlocked(outcome.value)
         message = "cancelled" if kind is _CANCELLED else "timed out"
-        await self._finish(ref, step_id, kind, started, digest, None, message, outcome.attempt)
+        await self._finish(step, step_id, kind, started, digest, None, message, outcome.attempt)
         raise StepFailed(message)
 
     async def _finish(
         self,
-        ref: str,
+        step: Step,
         step_id: StepId,
         status: StepOutcome,
         started: float,
@@ -190,6 +197,7 @@ class EngineDispatcher:
         attempt: int = 0,
     ) -> None:
         finished = time.time()
+        ref = step.ref
         self.observer.step_finished(ref, step_id, status, finished - started, value if error is None else error)
         journal = self.journal
         if journal is None:
@@ -199,7 +207,7 @@ class EngineDispatcher:
         if stats and "stderr_tail" in stats:
             stats = dict(stats)
             stderr = stats.pop("stderr_tail")
-        entry = StepEntry(ref, step_id, status, attempt, started, finished, stats or None, stderr, error)
+        entry = StepEntry(ref, step_id, status, attempt, started, finished, stats or None, stderr, error, step.index)
         if status is _PASSED or status is _SKIPPED:
             await journal.record_step(entry, ReplayRow(ref, digest, value, status is _SKIPPED))
         else:

@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from ..core.state import StepOutcome
 from ..flow.errors import FlowError
 from ..flow.paths import parse_path
 from ..ids import RunId, TaskId
@@ -373,10 +374,14 @@ class StepContent:
 
 
 async def _step_contents(state: ServerState, run: RunRecord) -> dict[str, StepContent]:
-    """Each step's latest entry and value (the logged pass/skip value, else its error)."""
+    """Each step's latest entry and value (the logged pass/skip value, else its error). A `cancelled`
+    entry does not replace an earlier one of the same step: fanout lanes that an `any` or `race` join
+    no longer needs end cancelled after the lane whose value the step shows."""
     values: dict[str, ReplayRow] = {row.step_ref: row for row in await state.store.list_replay(run.run_id)}
     contents: dict[str, StepContent] = {}
     for entry in await state.store.list_steps(run.run_id):
+        if entry.status is StepOutcome.CANCELLED and entry.step_ref in contents:
+            continue
         row = values.get(entry.step_ref)
         if row is not None:
             contents[entry.step_ref] = StepContent(entry.step_ref, entry, row.value, "replay_log")

@@ -24,7 +24,7 @@ from ..operator.layers import operator_layers
 from ..run import Run, RunResult, Workspace
 from ..services import RuntimeServices
 from ..store import Durability, LaunchSnapshot, Store
-from .feed import RunFeed
+from .feed import SUBSCRIBER_BYTES, RunFeed
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,7 @@ class RunsManager:
         *,
         durability: str = "batch",
         sse_buffer: int = 1024,
+        sse_buffer_bytes: int = SUBSCRIBER_BYTES,
         services: RuntimeServices | None = None,
     ) -> None:
         self.engine = engine
@@ -126,6 +127,7 @@ class RunsManager:
         """What resumed and re-run launches are compiled with; its operator hub answers `main_ai` hints."""
         self.durability = Durability(durability)
         self.sse_buffer = sse_buffer
+        self.sse_buffer_bytes = sse_buffer_bytes
         self.live: dict[RunId, LiveRun] = {}
         self.steps: dict[StepId, LiveRun] = {}
         self._outputs: EventStream | None = None
@@ -218,7 +220,7 @@ class RunsManager:
             await self.services.operators.restore(run_id)
 
     def _watch(self, run_id: RunId) -> LiveRun:
-        return LiveRun(self, RunFeed(self.store, run_id, self.sse_buffer))
+        return LiveRun(self, RunFeed(self.store, run_id, self.sse_buffer, self.sse_buffer_bytes))
 
     def _options(self, live: LiveRun, timeout_secs: float | None) -> dict[str, Any]:
         """What every server run is built with: the shared engine, the server's durability, its

@@ -85,6 +85,7 @@ class StepRow(NamedTuple):
     skip: bool | None = None
     value_json: str | None = None
     created_at: float | None = None
+    node_index: int | None = None
 
     def replay_key(self) -> tuple[str, str, int] | None:
         """(step_ref, input_hash, occurrence), or None for a step without a replay row."""
@@ -104,6 +105,7 @@ class StepRow(NamedTuple):
             _loads(self.stats_json),
             self.stderr_tail,
             _loads(self.error_json),
+            self.node_index,
         )
 
 
@@ -126,7 +128,7 @@ def step_row(entry: StepEntry, replay: ReplayRow | None = None) -> StepRow:
                 entry.step_ref, str(entry.step_id), entry.status._value_, entry.attempt, entry.started_at,
                 entry.finished_at, None if stats is None else stats_json(stats),
                 None if text is None else stderr_tail(text), None if error is None else dumps(error),
-                None, None, None, None, None,
+                None, None, None, None, None, entry.node_index,
             ),
         )  # fmt: skip
     if replay.occurrence is None:
@@ -142,6 +144,7 @@ def step_row(entry: StepEntry, replay: ReplayRow | None = None) -> StepRow:
             None if text is None else stderr_tail(text), None if error is None else dumps(error),
             replay.input_hash, replay.occurrence, replay.skip,
             str(value) if type(value) is int else dumps(value), replay.created_at or time.time(),
+            entry.node_index,
         ),
     )  # fmt: skip
 

@@ -177,6 +177,8 @@ class StepEntry:
     stats: Mapping[str, Any] | None = None
     stderr_tail: str | None = None
     error: Any = None
+    node_index: int | None = None
+    """The flow node that ran the step (`flow.Step.index`); None in a store written before it was kept."""
 
     def to_json(self) -> dict[str, Any]:
         duration = None
@@ -193,6 +195,7 @@ class StepEntry:
             "stats": None if self.stats is None else dict(self.stats),
             "stderr_tail": self.stderr_tail,
             "error": self.error,
+            "node_index": self.node_index,
         }
 
 

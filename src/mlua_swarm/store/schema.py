@@ -70,6 +70,8 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (run_id, slot)
     ) WITHOUT ROWID;
     """,
+    # 5: the flow node that ran each step (`flow.Step.index`); NULL in the rows of earlier versions.
+    "ALTER TABLE history ADD COLUMN node_index INTEGER;",
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

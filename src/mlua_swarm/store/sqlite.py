@@ -83,17 +83,18 @@ _STEP_KINDS = (_STEP, _STEP_REPLAY)
 _REPLAY_KINDS = (_REPLAY, _STEP_REPLAY)
 _HISTORY_INSERT = (
     "INSERT INTO history (run_id, seq, kind, step_ref, step_id, status, attempt, started_at, finished_at,"
-    " stats_json, stderr_tail, error_json, input_hash, occurrence, skip, value_json, created_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " stats_json, stderr_tail, error_json, input_hash, occurrence, skip, value_json, created_at, node_index)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _LEAN_HISTORY_INSERT = (
     "INSERT INTO history (run_id, seq, kind, step_ref, step_id, status, attempt, started_at, finished_at,"
-    " stats_json, input_hash, occurrence, skip, value_json, created_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " stats_json, input_hash, occurrence, skip, value_json, created_at, node_index)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _BARE_HISTORY_INSERT = (
     "INSERT INTO history (run_id, seq, kind, step_ref, step_id, status, attempt, started_at, finished_at,"
-    " input_hash, occurrence, skip, value_json, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " input_hash, occurrence, skip, value_json, created_at, node_index)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -107,15 +108,15 @@ def _history_insert(run_id: str, seq: int, kind: int, row: StepRow) -> tuple[str
     """
     if row.input_hash is None or row.stderr_tail is not None or row.error_json is not None:
         return _HISTORY_INSERT, (run_id, seq, kind, *row)
-    ref, step_id, status, attempt, started, finished, stats, _, _, digest, occurrence, skip, value, created = row
+    ref, step_id, status, attempt, started, finished, stats, _, _, digest, occurrence, skip, value, created, node = row
     if stats is None:
         return _BARE_HISTORY_INSERT, (
             str(run_id), seq, kind, ref, str(step_id), status, attempt, started, finished,
-            digest, occurrence, 1 if skip else 0, value, created,
+            digest, occurrence, 1 if skip else 0, value, created, node,
         )  # fmt: skip
     return _LEAN_HISTORY_INSERT, (
         str(run_id), seq, kind, ref, str(step_id), status, attempt, started, finished, stats,
-        digest, occurrence, 1 if skip else 0, value, created,
+        digest, occurrence, 1 if skip else 0, value, created, node,
     )  # fmt: skip
 
 
@@ -849,11 +850,11 @@ class SqliteStore(Store):
     async def list_steps(self, run_id: RunId) -> list[StepEntry]:
         self._require_run(run_id)
         rows = self._conn.execute(
-            "SELECT step_ref, step_id, status, attempt, started_at, finished_at, stats_json, stderr_tail, error_json"
-            " FROM history WHERE run_id = ? AND kind IN (?, ?) ORDER BY seq",
+            "SELECT step_ref, step_id, status, attempt, started_at, finished_at, stats_json, stderr_tail, error_json,"
+            " node_index FROM history WHERE run_id = ? AND kind IN (?, ?) ORDER BY seq",
             (run_id, *_STEP_KINDS),
         )
-        return [StepRow(*r).entry() for r in rows]
+        return [StepRow(*r[:9])._replace(node_index=r[9]).entry() for r in rows]
 
     def _keys_of(self, run_id: RunId) -> set[tuple[str, str, int]]:
         keys = self._replay_keys.get(run_id)

@@ -8,6 +8,8 @@ const RANK = { running: 8, failed: 7, timeout: 6, cancelled: 5, blocked: 4, pend
 const TERMINAL = new Set(["done", "failed", "cancelled", "interrupted"]);
 
 const nodesByRef = new Map();   // step ref -> [step node info]
+const nodesByIndex = new Map(); // the node's index in a pre-order walk of the flow (entries' node_index) -> step node info
+let nodeCount = 0;
 const dispatches = new Map();   // step_id -> dispatch
 const perRef = new Map();       // step ref -> dispatches in order
 const groups = [];              // loop and fanout infos
@@ -36,9 +38,12 @@ function block(kind, headBits, ...children) {
     el("div", { class: "hd" }, el("b", null, kind), ...headBits), ...children);
 }
 
+// Nodes are numbered in the order build() first reaches them, children in wire order: the pre-order
+// walk the engine numbers them by (flow.Step.index), which a step entry records as its node_index.
 function build(node, ctx) {
+  const index = nodeCount++;
   switch (node.kind) {
-    case "step": return buildStep(node, ctx);
+    case "step": return buildStep(node, ctx, index);
     case "seq": {
       const box = el("div", { class: "n n-seq" });
       for (const child of node.children || []) box.append(build(child, ctx));
@@ -75,12 +80,13 @@ function build(node, ctx) {
   }
 }
 
-function buildStep(node, ctx) {
+function buildStep(node, ctx, index) {
   const meta = el("span", { class: "meta" });
   const button = el("button", { type: "button", class: "n step st-pending", role: "treeitem", "aria-selected": "false",
     "data-ref": node.ref, "data-state": "pending" }, el("span", { class: "ref" }, node.ref), meta);
   const info = { ref: node.ref, node, el: button, meta, fanout: ctx.fanout || null, loop: ctx.loop || null, dispatches: [], index: stepCount++ };
   button.addEventListener("click", () => select(info, null));
+  nodesByIndex.set(index, info);
   if (!nodesByRef.has(node.ref)) nodesByRef.set(node.ref, []);
   nodesByRef.get(node.ref).push(info);
   if (info.fanout) info.fanout.steps.push(info);
@@ -90,18 +96,50 @@ function buildStep(node, ctx) {
 
 // ---------- state ----------
 
-function dispatchFor(stepId, ref) {
+// The step node a dispatch ran at: the one its entry names (node_index); else, for a step still running
+// or an entry recorded before entries kept it, by its ref: the n-th run of a ref at the ref's n-th
+// place (the last place takes the rest), lanes starting together at the place of the lane before them.
+function placeOf(ref, nodeIndex, list) {
+  const named = namedNode(ref, nodeIndex);
+  if (named) return named;
+  const nodes = nodesByRef.get(ref) || [];
+  if (!nodes.length) return null;
+  const prev = list[list.length - 1];
+  if (prev && prev.node && prev.node.fanout && prev.status === "running" && !prev.entries.length) return prev.node;
+  return nodes[Math.min(list.length, nodes.length - 1)];
+}
+
+function namedNode(ref, nodeIndex) {
+  const info = Number.isInteger(nodeIndex) ? nodesByIndex.get(nodeIndex) : undefined;
+  return info && info.ref === ref ? info : null;
+}
+
+function dispatchFor(stepId, ref, nodeIndex) {
   let d = dispatches.get(stepId);
-  if (d) return d;
+  if (d) {
+    moveTo(d, namedNode(ref, nodeIndex));
+    return d;
+  }
   const list = perRef.get(ref) || [];
   perRef.set(ref, list);
-  const nodes = nodesByRef.get(ref) || [];
-  const node = nodes.length ? nodes[Math.min(list.length, nodes.length - 1)] : null;
+  const node = placeOf(ref, nodeIndex, list);
   d = { step_id: stepId, ref, entries: [], status: "pending", node };
   list.push(d);
   dispatches.set(stepId, d);
   if (node) node.dispatches.push(d);
   return d;
+}
+
+// A dispatch drawn by its ref while it ran goes where its entry says it ran.
+function moveTo(d, node) {
+  if (!node || d.node === node) return;
+  if (d.node) {
+    touch(d);
+    const left = d.node.dispatches;
+    left.splice(left.indexOf(d), 1);
+  }
+  d.node = node;
+  node.dispatches.push(d);
 }
 
 function stateOf(info, lane) {
@@ -148,6 +186,7 @@ function laneState(group, k) {
 function paintGroup(group) {
   const n = Math.max(0, ...group.steps.map((s) => s.dispatches.length));
   if (group.kind === "loop") { group.count.textContent = String(n); return; }
+  while (group.lanes.length > n) group.lanes.pop().remove();
   while (group.lanes.length < n) {
     const k = group.lanes.length;
     const lane = el("button", { type: "button", class: "lane st-pending", role: "option", "aria-selected": "false",
@@ -212,7 +251,7 @@ function flush() {
 
 function addEntries(entries) {
   for (const e of entries) {
-    const d = dispatchFor(e.step_id || `replayed-${e.step_ref}-${stepCount}-${dispatches.size}`, e.step_ref);
+    const d = dispatchFor(e.step_id || `replayed-${e.step_ref}-${stepCount}-${dispatches.size}`, e.step_ref, e.node_index);
     d.entries.push(e);
     d.status = e.status;
     d.live = null;
