@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 from ..diagnostics import Diagnostic, DiagnosticError, Location
 from ..ids import RunId
 from ..store import Durability, LaunchSnapshot, Store, StoreError, open_store
+from ..store.errors import UNREADABLE_ROW_ERRORS, StoreUnusable
+from ..store.listing import local_store_file
 from .argtypes import seconds_arg
 from .common import (
     EXIT_CANCELLED,
@@ -191,6 +193,8 @@ def _session(
     async def main() -> RunResult | list[Diagnostic]:
         store = None
         try:
+            if getattr(args, "run_id", None) is not None:
+                RunId.parse(args.run_id)
             if not getattr(args, "ephemeral", False):
                 store = await open_store(args.store, durability=args.durability)
             return await go(store)
@@ -199,7 +203,11 @@ def _session(
         except DiagnosticError as exc:
             return exc.diagnostics
         except ValueError as exc:
-            return [Diagnostic("invalid-argument", str(exc), hint=hint)]
+            if store is None:
+                return [Diagnostic("invalid-argument", str(exc), hint=hint)]
+            return [_store_diagnostic(StoreUnusable.unreadable(local_store_file(args.store), exc))]
+        except UNREADABLE_ROW_ERRORS as exc:
+            return [_store_diagnostic(StoreUnusable.unreadable(local_store_file(args.store), exc))]
         finally:
             if store is not None:
                 await store.close()

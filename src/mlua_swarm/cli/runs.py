@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from ..store.listing import RUN_STATUSES, quick_run_list
+from ..store.listing import RUN_STATUSES, local_store_file, quick_run_list
 from .argtypes import count_arg
 from .endpoint import server_url
 
@@ -205,6 +205,7 @@ def _run(handler: Handler) -> Callable[[argparse.Namespace], int]:
 
         from ..ids import RunId
         from ..store import StoreError, open_store
+        from ..store.errors import UNREADABLE_ROW_ERRORS, StoreUnusable
 
         async def go() -> int:
             store = await open_store(args.store)
@@ -216,11 +217,15 @@ def _run(handler: Handler) -> Callable[[argparse.Namespace], int]:
         try:
             if getattr(args, "run_id", None) is not None:
                 args.run_id = RunId.parse(args.run_id)
+        except ValueError as exc:
+            return _fail(args, "bad_arguments", str(exc))
+        try:
             return asyncio.run(go())
         except StoreError as exc:
             return _fail(args, exc.code, exc.message, exc.hint)
-        except ValueError as exc:
-            return _fail(args, "bad_arguments", str(exc))
+        except UNREADABLE_ROW_ERRORS as exc:
+            error = StoreUnusable.unreadable(local_store_file(args.store) or args.store, exc)
+            return _fail(args, error.code, error.message, error.hint)
 
     return command
 

@@ -7,7 +7,7 @@
 -- (cancelled, out of time, out of budget) the hook raises a private sentinel that protected calls
 -- (`pcall`, `xpcall`, `coroutine.resume`, `coroutine.close`) cannot swallow.
 
-local check, hook_every, log_print = ...
+local check, hook_every, log_print, check_clock, strguard_source = ...
 
 local sethook, getinfo = debug.sethook, debug.getinfo
 local raw_load, raw_pcall, raw_xpcall, raw_error = load, pcall, xpcall, error
@@ -31,6 +31,16 @@ local function hook()
 end
 sethook(hook, "", hook_every)
 
+-- Long C calls poll this between bounded pieces of work (see strguard.lua); it stops the script
+-- on a cancel or the wall clock, and leaves the instruction count to the hook.
+local function poll()
+  if aborted or check_clock() then
+    aborted = true
+    raw_error(ABORT, 0)
+  end
+end
+local guarded = raw_load(strguard_source, "=strguard", "t")(poll, string, table)
+
 -- Binary chunks and string.dump are gone for good; strings index a private copy of `string`.
 local function copy(t)
   local out = {}
@@ -39,6 +49,10 @@ local function copy(t)
 end
 string.dump = nil
 local SAFE_STRING = copy(string)
+SAFE_STRING.find, SAFE_STRING.match = guarded.find, guarded.match
+SAFE_STRING.gmatch, SAFE_STRING.gsub = guarded.gmatch, guarded.gsub
+local SAFE_TABLE = copy(table)
+SAFE_TABLE.move = guarded.move
 local string_mt = raw_getmetatable("")
 string_mt.__index = SAFE_STRING
 string_mt.__metatable = false
@@ -129,7 +143,7 @@ local function base_env()
     _VERSION = _VERSION,
     pcall = safe_pcall, xpcall = safe_xpcall, setmetatable = safe_setmetatable,
     collectgarbage = safe_collectgarbage, print = safe_print,
-    string = copy(SAFE_STRING), table = copy(table), math = copy(math), utf8 = copy(utf8),
+    string = copy(SAFE_STRING), table = copy(SAFE_TABLE), math = copy(math), utf8 = copy(utf8),
     coroutine = safe_coroutine(),
   }
   env._G = env

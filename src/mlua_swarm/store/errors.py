@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 from ..errors import MseError
 
 
@@ -22,6 +24,20 @@ class StoreUnusable(StoreError):
     """The store file is not a readable SQLite store (damaged, truncated, empty, a directory)."""
 
     code = "store_unusable"
+
+    @classmethod
+    def unreadable(cls, file: object, exc: BaseException) -> StoreUnusable:
+        """A table or row the store's code cannot read: edited by hand, or damaged in a way SQLite's
+        own page checks do not see."""
+        return cls(
+            f"the store {file} holds data this mlua-swarm cannot read ({type(exc).__name__}: {exc})",
+            "the file was changed outside mse or is damaged: move it aside (`sqlite3 FILE .recover` may"
+            " save its runs) to start a new store there, or pass --store with another file",
+        )
+
+
+UNREADABLE_ROW_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, ValueError, TypeError, KeyError)
+"""What reading a damaged table or row raises (a missing table, a status or number that does not parse)."""
 
 
 class StoreWriteFailed(StoreError):

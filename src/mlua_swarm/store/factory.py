@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .base import DEFAULT_STALE_SECS, DEFAULT_TRACE_CAP, Store
-from .errors import BadStoreUrl, StoreUnusable
+from .errors import UNREADABLE_ROW_ERRORS, BadStoreUrl, StoreUnusable
 from .listing import STORE_FILE, local_store_file, mse_home_path
 from .memory import MemoryStore
 from .records import Durability
@@ -62,6 +62,9 @@ async def open_store(
     store = store_from_url(url, durability=durability, trace_cap=trace_cap)
     try:
         await store.sweep_orphans(stale_after=stale_after)
+    except UNREADABLE_ROW_ERRORS as exc:
+        await store.close()
+        raise StoreUnusable.unreadable(local_store_file(url), exc) from None
     except BaseException:
         await store.close()
         raise

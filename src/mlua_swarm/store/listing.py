@@ -54,13 +54,17 @@ def _run_document(row: tuple[Any, ...]) -> dict[str, Any] | None:
     run_id, task_id, status, created, updated, has_launch, host, pid, started, heartbeat = row
     if status not in RUN_STATUSES:
         return None
+    try:
+        owner = None if host is None else {"host": host, "pid": int(pid), "started_at": float(started or 0.0)}
+    except (TypeError, ValueError):
+        return None  # a damaged row: opening the store reports it
     return {
         "run_id": run_id,
         "task_id": task_id,
         "status": status,
         "created_at": created,
         "updated_at": updated,
-        "owner": None if host is None else {"host": host, "pid": int(pid), "started_at": float(started or 0.0)},
+        "owner": owner,
         "heartbeat_at": heartbeat,
         "resumable": status == "interrupted" and bool(has_launch),
     }
