@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from mlua_swarm.core.engine import Engine, TaskSpec
 from mlua_swarm.errors import DispatchFailed, OutputBudgetExceeded
 from mlua_swarm.worker.adapter import InProcSpawner, WorkerInvocation
 from mlua_swarm.worker.output import Artifact, FileRef, Final, Inline, Partial, Progress
+from tests.process.helpers import SAFETY_SECS, py
 
 KIB = 1024
 
@@ -192,3 +194,29 @@ def test_event_bytes_counts_the_payload_of_every_kind() -> None:
     assert event_bytes(Progress("stage", "x" * 5000)) > 5000
     # A file reference weighs its path: the file itself is not held.
     assert event_bytes(Artifact("f", FileRef("/tmp/big.bin", "application/octet-stream", 10**9))) < 100
+
+
+ENDLESS_ARTIFACTS = """
+import time
+emit({"type": "progress", "stage": "started"})
+i = 0
+while True:
+    emit({"type": "artifact", "name": f"p{i}", "content": {"kind": "inline", "value": {"blob": "q" * 16384}}})
+    i += 1
+    if i > 10_000:  # past any budget here: slow down, so a regression fails at the timeout, not out of memory
+        time.sleep(0.1)
+"""
+
+
+async def test_a_streaming_child_past_the_budget_is_stopped_and_its_attempt_fails() -> None:
+    """A child writing artifacts without end is stopped at the budget, long before its timeout."""
+    engine = small_engine(256 * KIB)
+    op = engine.attach("op")
+    step = await engine.start_task(op, TaskSpec("endless", "x", timeout_secs=SAFETY_SECS))
+    started = time.monotonic()
+    with pytest.raises(DispatchFailed, match=r"^output_budget_exceeded: attempt 1 of @endless"):
+        await engine.dispatch_attempt(op, step, py(ENDLESS_ARTIFACTS, stream_mode="ndjson_lines"))
+    assert time.monotonic() - started < SAFETY_SECS / 2
+    tail = engine.output_tail(step, 1)
+    assert 10 <= len(tail) <= 17
+    assert sum(event_bytes(e) for e in tail) <= 256 * KIB

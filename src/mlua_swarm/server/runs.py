@@ -200,6 +200,7 @@ class RunsManager:
     async def resume(self, run_id: RunId, *, timeout_secs: float | None = None) -> LiveRun:
         """Take the interrupted run back and execute it, replaying its finished steps (`Run.resume`)."""
         live = self._watch(run_id)
+        await self._restore_seats(run_id)
         run = await Run.resume(self.store, run_id, services=self.services, **self._options(live, timeout_secs))
         await live.feed.skip_history()
         return self._start(live, run)
@@ -207,10 +208,16 @@ class RunsManager:
     async def rerun_from(self, run_id: RunId, step: str, *, timeout_secs: float | None = None) -> LiveRun:
         """Execute the finished run again from `step` under the same id (`Run.rerun_from`)."""
         live = self._watch(run_id)
+        await self._restore_seats(run_id)
         options = self._options(live, timeout_secs)
         run = await Run.rerun_from(self.store, run_id, step, services=self.services, **options)
         await live.feed.skip_history()
         return self._start(live, run)
+
+    async def _restore_seats(self, run_id: RunId) -> None:
+        """A run about to execute again gets its stored operator seats back (forgotten when it ended)."""
+        if self.services.operators is not None:
+            await self.services.operators.restore(run_id)
 
     def _watch(self, run_id: RunId) -> LiveRun:
         return LiveRun(self, RunFeed(self.store, run_id, self.sse_buffer, self.sse_buffer_bytes))
@@ -258,6 +265,8 @@ class RunsManager:
             for step_id in live.steps:
                 self.steps.pop(step_id, None)
             self.live.pop(live.run_id, None)
+            if self.services.operators is not None:
+                self.services.operators.forget_run(live.run_id)
 
     # ── control ───────────────────────────────────────────────────────────
 
