@@ -17,6 +17,8 @@ from mlua_swarm.core.engine import DispatchOutcome, Engine, TaskSpec
 from mlua_swarm.tokens import CapToken
 from mlua_swarm.worker.adapter import SpawnerAdapter
 
+from .pgcluster import pg_cluster, pg_url  # noqa: F401  (fixtures: a throwaway PostgreSQL)
+
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 

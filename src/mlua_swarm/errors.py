@@ -139,6 +139,18 @@ class AttemptClosed(EngineError):
     code = "attempt_closed"
 
 
+class OutputBudgetExceeded(EngineError):
+    """An output event would make its attempt's output weigh more than `max_attempt_output_bytes`;
+    the event is refused and the attempt fails."""
+
+    code = "output_budget_exceeded"
+
+    def __init__(self, message: str, limit: int, held: int) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.held = held
+
+
 class CheckPolicyStrict(EngineError):
     code = "check_policy_strict"
 

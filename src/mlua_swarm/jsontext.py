@@ -97,8 +97,10 @@ def canonical_bytes(value: Any) -> bytes:
         return _CANONICAL.encode(value).encode("utf-8", "surrogatepass")
 
 
-def check_value(value: Any, limit: int = MAX_VALUE_BYTES) -> None:
-    """Raise `JsonValueError` unless `value` is JSON data of at most `limit` characters of JSON text.
+def check_value(value: Any, limit: int = MAX_VALUE_BYTES) -> int:
+    """Raise `JsonValueError` unless `value` is JSON data of at most `limit` characters of JSON text;
+    returns the size it found (a string's length, a container's encoded length, 8 for a number or
+    a constant), which callers may use as the value's weight.
 
     Scalars are checked without encoding; containers go through orjson first (`_plain_json`) and,
     unless that settles it, are encoded once by the standard library's C encoder, which finds NaN,
@@ -108,15 +110,16 @@ def check_value(value: Any, limit: int = MAX_VALUE_BYTES) -> None:
     if kind is str:
         if len(value) > limit:
             raise JsonValueError(_too_large(limit))
-        return
+        return len(value)
     if value is None or kind is bool or kind is int:
-        return
+        return 8
     if kind is float:
         if not math.isfinite(value):
             raise JsonValueError(f"{value} is not a finite number; JSON has no NaN or infinity")
-        return
-    if _plain_json(value, limit):
-        return
+        return 8
+    size = _plain_json(value, limit)
+    if size is not None:
+        return size
     try:
         text = _STRICT.encode(value)
     except ValueError:
@@ -127,14 +130,15 @@ def check_value(value: Any, limit: int = MAX_VALUE_BYTES) -> None:
         raise JsonValueError("the value is nested too deeply") from None
     if len(text) > limit:
         raise JsonValueError(_too_large(limit))
+    return len(text)
 
 
 _ORJSON_CHECK = orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
 
 
-def _plain_json(value: Any, limit: int) -> bool:
-    """True when `value` certainly passes the strict check, found without the standard library's encoder
-    (~15 ms a MB); False means "not known": the strict check decides.
+def _plain_json(value: Any, limit: int) -> int | None:
+    """orjson's length of `value` when it certainly passes the strict check, found without the
+    standard library's encoder (~15 ms a MB); None means "not known": the strict check decides.
 
     orjson encodes (about a millisecond a MB) only dicts with `str` keys, lists, tuples, exact `str`,
     `int` up to 64 bits, `float` and the constants here, plus enum members and UUIDs; marshal (C, no
@@ -146,14 +150,14 @@ def _plain_json(value: Any, limit: int) -> bool:
     try:
         data = orjson.dumps(value, option=_ORJSON_CHECK)
     except TypeError:  # orjson.JSONEncodeError: a type or a depth orjson refuses, a lone surrogate
-        return False
+        return None
     if len(data) > limit // 2 or b"null" in data:
-        return False
+        return None
     try:
         marshal.dumps(value)
     except ValueError:  # "unmarshallable object", or nested too deeply
-        return False
-    return True
+        return None
+    return len(data)
 
 
 def _too_large(limit: int) -> str:

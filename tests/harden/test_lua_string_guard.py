@@ -171,6 +171,16 @@ def test_the_lua_matcher_agrees_with_lua_on_random_patterns() -> None:
         assert runner(guarded, kind, subject, pattern, a, b) == expected, (kind, subject, pattern, a, b)
 
 
+def test_the_lua_matcher_refuses_nesting_where_lua_does() -> None:
+    """C stops at 200 nested matches ("pattern too complex"); so does the Lua matcher, at the same depth."""
+    runner, c_string, guarded = _lua_pair()
+    for depth in (199, 200):
+        for pattern, subject in (("a?" * depth, "a" * depth), ("(a)" * 20 + "a-" * (depth - 40) + "$", "a" * 21)):
+            expected = runner(c_string, "find", subject, pattern, None, None)
+            assert runner(guarded, "find", subject, pattern, None, None) == expected
+            assert ("pattern too complex" in expected) == (depth == 200)
+
+
 def test_the_chunked_table_move_agrees_with_lua() -> None:
     runtime = lua54.LuaRuntime()
     source = resources.files("mlua_swarm.dsl").joinpath("strguard.lua").read_text(encoding="utf-8")

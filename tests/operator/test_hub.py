@@ -266,6 +266,11 @@ async def test_sessions_and_seats_survive_a_restart_and_only_the_digest_is_store
     await again.start()
     restored = await again.session(session.sid, token)
     assert restored.desc == "survivor" and not restored.connected
+    # Seats are read from the store when asked for, and come back into memory when the run runs again.
+    assert run_id not in again.seats
+    assert again.assignees(run_id, await again.seats_of(run_id))["seats"][0]["holder"]["op"] == session.sid
+    assert run_id not in again.seats
+    await again.restore(run_id)
     assert again.holder(run_id, "main-ai")[1].op == session.sid
     await again.teardown(session.sid, "bye")
     await again.aclose()
@@ -274,9 +279,33 @@ async def test_sessions_and_seats_survive_a_restart_and_only_the_digest_is_store
     third = OperatorHub(Engine(), store, config=FAST)
     await third.start()
     assert session.sid not in third.sessions
+    await third.restore(run_id)
     with pytest.raises(SeatVacant):
         third.holder(run_id, "main-ai")
     await store.close()
+
+
+async def test_a_run_that_ended_is_forgotten_and_its_seats_read_from_the_store() -> None:
+    hub = OperatorHub(Engine(), MemoryStore(), config=FAST)
+    await hub.start()
+    kept, _ = await hub.join("kept")
+    gone, _ = await hub.join("gone")
+    first, second = RunId.new(), RunId.new()
+    await hub.pin(first, kept.sid, "pinned", None, ["main-ai"])
+    await hub.pin(second, gone.sid, "pinned", None, ["main-ai"])
+    hub.forget_run(first)
+    hub.forget_run(second)
+    assert hub.seats == {}
+    # The holder of a forgotten run's seat leaves: the seat reads vacant, as teardown makes live seats.
+    await hub.teardown(gone.sid, "bye")
+    (held,) = hub.assignees(first, await hub.seats_of(first))["seats"]
+    (left,) = hub.assignees(second, await hub.seats_of(second))["seats"]
+    assert held["holder"]["op"] == kept.sid and left["vacant"] is True
+    assert hub.seats == {}
+    # Taking a seat of a run that is not in memory brings its seats back first.
+    taken = await hub.acquire(second, kept.sid, "took over")
+    assert taken["slot"] == "main-ai" and hub.holder(second, "main-ai")[1].op == kept.sid
+    await hub.aclose()
 
 
 async def test_the_sweep_releases_a_session_past_the_horizon() -> None:

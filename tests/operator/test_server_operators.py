@@ -142,6 +142,11 @@ async def test_acquire_over_http_moves_the_seat_to_another_session(live_server: 
         assert [u["step_id"] for u in handover["unanswered"]] == [spawn.task_id]
         await second.spawn_ack(moved.req_id, "second")
         assert (await run_result(live_server, run_id))["result"]["write"] == "second"
+        # The ended run's seats leave the server's memory and are still read, from the store.
+        live_server.wait_run(run_id)
+        assert run_id not in live_server.state.operators.seats
+        seats = await second.assignees(run_id)
+        assert seats["seats"][0]["holder"]["op"] == second.sid and seats["generation"] == 2
         bad = httpx.post(f"{live_server.base_url}/v1/runs/{run_id}/acquire", json={"op": "", "desc": "x"})
         assert bad.status_code == 400
 

@@ -1,4 +1,4 @@
-"""Store fixtures: every contract test runs against both backends."""
+"""Store fixtures: every contract test runs against each backend (memory, SQLite, PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,20 @@ import pytest
 
 from mlua_swarm.core.state import StepOutcome
 from mlua_swarm.store import LaunchSnapshot, MemoryStore, RunRecord, SqliteStore, StepEntry, Store, create_run
+from mlua_swarm.store.postgres import PostgresStore
 
 LAUNCH = LaunchSnapshot({"name": "demo", "flow": {"kind": "step", "ref": "a"}}, {"topic": "x"}, {"timeout": 5})
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    backend: Store = MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "mse.sqlite3")
+    backend: Store
+    if request.param == "memory":
+        backend = MemoryStore()
+    elif request.param == "sqlite":
+        backend = SqliteStore(tmp_path / "mse.sqlite3")
+    else:
+        backend = PostgresStore(request.getfixturevalue("pg_url"))
     yield backend
     await backend.close()
 

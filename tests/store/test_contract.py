@@ -323,3 +323,16 @@ async def test_get_run_without_its_result_reads_everything_else(store: Store) ->
     )
     with pytest.raises(RunNotFound):
         await store.get_run(RunId("R-missing"), with_result=False)
+
+
+async def test_a_run_taken_back_with_its_new_owner_is_not_swept_for_its_old_one(store: Store) -> None:
+    me = current_owner()
+    run = await new_run(store)
+    store.set_owner(run.run_id, RunOwner(me.host, _dead_pid(), me.started_at))
+    assert await store.try_transition(run.run_id, S.RUNNING, S.INTERRUPTED)
+    # The compare-and-set that takes the run records its owner too: no sweep sees the dead one.
+    assert await store.try_transition(run.run_id, S.INTERRUPTED, S.RUNNING, owner=me)
+    assert await store.sweep_orphans(stale_after=60) == []
+    got = await store.get_run(run.run_id)
+    assert got.status is S.RUNNING and got.owner == me and got.heartbeat_at is not None
+    assert not await store.try_transition(run.run_id, S.INTERRUPTED, S.RUNNING, owner=me)

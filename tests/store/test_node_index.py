@@ -1,9 +1,10 @@
 """Each step entry keeps the flow node that ran it (`node_index`): through every write path of both
 backends, across the migration of a store written before it was kept, and through a real run, its
-fanout lanes and a rerun-from."""
+fanout lanes, a resume and a rerun-from."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from contextlib import closing
 from pathlib import Path
@@ -13,7 +14,18 @@ from mlua_swarm import WorkerInvocation
 from mlua_swarm.core.state import StepOutcome
 from mlua_swarm.ids import RunId, StepId
 from mlua_swarm.run import Run
-from mlua_swarm.store import LaunchSnapshot, ReplayRow, RunJournal, SqliteStore, StepEntry, Store, open_store
+from mlua_swarm.store import (
+    LaunchSnapshot,
+    ReplayRow,
+    RunJournal,
+    RunOwner,
+    RunStatus,
+    SqliteStore,
+    StepEntry,
+    Store,
+    open_store,
+)
+from mlua_swarm.store.owner import current_owner
 from mlua_swarm.store.schema import SCHEMA_VERSION
 
 from ..conftest import P, compile_fns
@@ -140,7 +152,18 @@ async def test_a_store_made_before_node_indexes_gains_the_column_and_its_old_ent
         await reopened.close()
 
 
+class Parking:
+    """While `park` is set, agent `x` given the try's input parks (as a process that died would leave it)."""
+
+    park = False
+    parked: asyncio.Event | None = None
+
+
 async def agent_x(inv: WorkerInvocation) -> Any:
+    if Parking.park and isinstance(inv.input, list):
+        assert Parking.parked is not None
+        Parking.parked.set()
+        await asyncio.Event().wait()
     return inv.input
 
 
@@ -185,4 +208,39 @@ async def test_a_run_records_the_node_each_step_ran_at_and_a_rerun_from_records_
         placed = [(s.step_ref, s.node_index) for s in await store.list_steps(run.run_id)]
         assert placed == [("x", 2), ("x", 2), ("x", 2), ("x", 4)] * 2
     finally:
+        await store.close()
+
+
+async def test_a_resumed_run_records_its_remaining_steps_at_their_nodes(tmp_path: Path) -> None:
+    store = await open_store(str(tmp_path / "runs.sqlite3"))
+    Parking.park, Parking.parked = True, asyncio.Event()
+    try:
+        compiled = compile_fns(FANOUT_THEN_TRY, {"x": agent_x})
+        options = {"fns": {"x": f"{__name__}:agent_x"}}
+        run = Run(compiled, store=store, launch=LaunchSnapshot(compiled.raw, {"items": [1, 2, 3]}, options))
+
+        async def until_killed() -> None:
+            async with run:
+                await run.execute({"items": [1, 2, 3]})
+
+        task = asyncio.create_task(until_killed())
+        await Parking.parked.wait()
+        me = current_owner()
+        store.set_owner(run.run_id, RunOwner(me.host, me.pid, me.started_at - 3600))
+        assert await store.sweep_orphans() == [run.run_id]
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        assert (await store.get_run(run.run_id)).status is RunStatus.INTERRUPTED
+        placed = [(s.step_ref, s.node_index, s.status.value) for s in await store.list_steps(run.run_id)]
+        assert placed == [("x", 2, "passed")] * 3 + [("x", 4, "cancelled")]
+
+        Parking.park = False
+        resumed = await Run.resume(store, run.run_id)
+        async with resumed:
+            result = await resumed.execute()
+        assert result.status == "done" and result.steps_replayed == 3
+        steps = await store.list_steps(run.run_id)
+        assert [(s.step_ref, s.node_index, s.status.value) for s in steps] == [*placed, ("x", 4, "passed")]
+    finally:
+        Parking.park = False
         await store.close()

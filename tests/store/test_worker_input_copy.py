@@ -30,9 +30,15 @@ def invocation(directive: Any) -> WorkerInvocation:
 
 
 def reference_copy(value: Any) -> Any:
-    """The definition: orjson's text parsed back, or the standard library's for what orjson refuses."""
+    """The definition: orjson's text parsed back, or the standard library's for what orjson refuses;
+    a string is a prompt, parsed as JSON when it parses."""
     if type(value) in (int, float, bool, type(None)):
         return value
+    if type(value) is str:
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
     try:
         return orjson.loads(orjson.dumps(value))
     except orjson.JSONEncodeError:

@@ -245,7 +245,9 @@ def _rerun_from(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `mse runs ...`."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--store", metavar="URL", help="memory://, sqlite:///path or a path (default $MSE_HOME)")
+    common.add_argument(
+        "--store", metavar="URL", help="memory://, sqlite:///path, a path or postgresql://... (default $MSE_HOME)"
+    )
     common.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     common.add_argument("--server", metavar="URL", help="ask a running `mse serve` (default: $MSE_HTTP when set)")
     common.add_argument("--admin-token", help="the server's admin token (default: $MSE_ADMIN_TOKEN)")

@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import Any
 
 from ..jsontext import MAX_VALUE_BYTES
+from .budget import DEFAULT_MAX_ATTEMPT_OUTPUT_BYTES
 
 RETRYABLE = frozenset({"failed", "blocked", "timeout"})
 
@@ -94,6 +95,9 @@ class EngineConfig:
     tail_transient_events: int = 256
     """Progress and Partial events kept per attempt (the newest); they reach observers and the trace
     as they arrive. Finals and Artifacts are always kept."""
+    max_attempt_output_bytes: int = DEFAULT_MAX_ATTEMPT_OUTPUT_BYTES
+    """What the events one attempt's tail keeps may weigh (`core.budget`); the event that would pass
+    it is refused and the attempt fails with `output_budget_exceeded`. Each attempt starts at zero."""
     cancel_grace_secs: float = 5.0
     """Between SIGTERM and SIGKILL (or the equivalent) when a worker is cancelled."""
     check_policy: CheckPolicy = CheckPolicy.WARN

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import sys
 import time
 from collections import deque
 from collections.abc import Coroutine, Mapping
@@ -21,6 +22,7 @@ from ..errors import (
     AttemptClosed,
     DispatchFailed,
     EngineError,
+    OutputBudgetExceeded,
     PollTimeout,
     ResourceNotFound,
     ResumeKeyNotFound,
@@ -33,6 +35,7 @@ from ..errors import (
 from ..ids import ResumeKey, RunId, SessionId, StepId
 from ..jsontext import text_of
 from ..tokens import CapToken, Role, TokenBook, TokenRecord, Verb
+from .budget import event_bytes, over_budget_message
 from .config import EngineConfig, RetryPolicy
 from .contract import SpawnerAdapter, SpawnError, Worker, WorkerCancelled, WorkerError
 from .ctx import AgentContextView, Ctx, CtxMeta, OperatorInfo
@@ -184,6 +187,7 @@ class _Step:
         "busy",
         "created_at",
         "depth",
+        "held",
         "id",
         "last_result",
         "parent",
@@ -221,6 +225,8 @@ class _Step:
         """How many Progress/Partial events each attempt's tail holds (bounded by the config)."""
         self.refused: dict[int, str] = {}
         """Why the engine refused an attempt's Final, for the failure message when no Final landed."""
+        self.held = 0
+        """What the live attempt's tail weighs (`core.budget`); `_OVER` once it passed the budget."""
         self.suspended_on: ResumeKey | None = None
         self.waiter: asyncio.Future[None] | None = None
         self.backoff: asyncio.Future[None] | None = None
@@ -380,6 +386,7 @@ class Engine:
         self._set_status(st, _S.RUNNING)
         st.attempt += 1
         attempt = st.attempt
+        st.held = 0
         st.busy += 1
         wtoken = self._tokens.mint(
             f"worker-of-{step_id}",
@@ -455,6 +462,8 @@ class Engine:
                 raise asyncio.CancelledError()
             self._end(st, attempt, _S.TIMEOUT, None)
             return DispatchOutcome("timeout", None, attempt)
+        if st.held == _OVER:
+            raise self._fail(st, attempt, st.refused[attempt])
         if st.status is _S.CANCELLED or isinstance(error, WorkerCancelled):
             self._end(st, attempt, _S.CANCELLED, None)
             return DispatchOutcome("cancelled", None, attempt)
@@ -592,17 +601,35 @@ class Engine:
         return payload
 
     async def submit_output(
-        self, token: CapToken, step_id: StepId, attempt: int, event: OutputEvent, *, stage: bool = False
+        self,
+        token: CapToken,
+        step_id: StepId,
+        attempt: int,
+        event: OutputEvent,
+        *,
+        stage: bool = False,
+        size: int | None = None,
     ) -> None:
         """Append a worker event to its attempt's tail; a Final is checked against the verdict contract first.
 
         `stage=True` makes an Artifact one of the worker's own parts (folded into `{out, parts}`).
         Output for an attempt that is not the live one is refused: a late completion changes nothing.
-        A refused Final's reason is kept for the attempt's failure message.
+        A refused Final's reason is kept for the attempt's failure message. `size` is what a Final or
+        Artifact weighs when the caller knows it (the body it arrived in); the event that would take
+        the attempt past `max_attempt_output_bytes` raises `OutputBudgetExceeded` and fails the attempt.
         """
-        self.emit(token, step_id, attempt, event, stage=stage)
+        self.emit(token, step_id, attempt, event, stage=stage, size=size)
 
-    def emit(self, token: CapToken, step_id: StepId, attempt: int, event: OutputEvent, *, stage: bool = False) -> None:
+    def emit(
+        self,
+        token: CapToken,
+        step_id: StepId,
+        attempt: int,
+        event: OutputEvent,
+        *,
+        stage: bool = False,
+        size: int | None = None,
+    ) -> None:
         """`submit_output` for code already on the event loop's thread (no coroutine)."""
         try:
             self._tokens.verify(token, _V.EMIT_OUTPUT, step_id)
@@ -615,7 +642,7 @@ class Engine:
             if type(event) is Final:
                 self._note_refusal(step_id, attempt, exc)
             raise
-        self._append(st, attempt, event)
+        self._append(st, attempt, event, size)
         if stage and type(event) is Artifact:
             st.staged.setdefault(attempt, []).append(event.name)
         if self._bus.wants("worker_output"):
@@ -627,15 +654,23 @@ class Engine:
             elif stage and type(event) is Artifact:
                 project_part(projection, step_id, event.name, event.content.as_value())
 
-    def _append(self, st: _Step, attempt: int, event: OutputEvent) -> None:
+    def _append(self, st: _Step, attempt: int, event: OutputEvent, size: int | None) -> None:
         """Put `event` on the attempt's tail. Finals and Artifacts stay; Progress and Partial events
         are kept only up to `tail_transient_events` (the oldest half is dropped when it is reached),
-        so a worker streaming without end does not grow the engine."""
+        so a worker streaming without end does not grow the engine. What the tail keeps may weigh
+        `max_attempt_output_bytes` (`core.budget`): the event that would pass it is refused, and the
+        attempt fails."""
+        lasting = type(event) is Final or type(event) is Artifact
+        weight = size if size is not None and lasting else event_bytes(event)
+        held = st.held + weight
+        if held > self.config.max_attempt_output_bytes:
+            raise self._over_budget(st, attempt, weight)
+        st.held = held
         tail = st.tails.get(attempt)
         if tail is None:
             tail = st.tails[attempt] = []
         tail.append(event)
-        if type(event) is Final or type(event) is Artifact:
+        if lasting:
             return
         keep = self.config.tail_transient_events
         transient = st.transient.get(attempt, 0) + 1
@@ -645,15 +680,31 @@ class Engine:
             for ev in tail:
                 if drop and (type(ev) is not Final and type(ev) is not Artifact):
                     drop -= 1
+                    held -= event_bytes(ev)
                     continue
                 kept.append(ev)
             st.tails[attempt] = kept
+            st.held = held
             transient = keep // 2
         st.transient[attempt] = transient
 
+    def _over_budget(self, st: _Step, attempt: int, weight: int) -> OutputBudgetExceeded:
+        """Refuse an event past the attempt's output budget: the attempt is marked to fail with the
+        reason, and its worker is stopped. (An in-process worker still inside `spawn` has no handle
+        to stop yet; every event it emits from now on is refused, and the attempt fails when it ends.)"""
+        limit = self.config.max_attempt_output_bytes
+        if st.held == _OVER:
+            return OutputBudgetExceeded(st.refused[attempt], limit, limit)
+        message = over_budget_message(st.spec.agent, attempt, limit, st.held, weight, len(st.tails.get(attempt, ())))
+        st.refused[attempt] = message
+        held, st.held = st.held, _OVER
+        if st.worker is not None:
+            st.worker.cancel_token().cancel()
+        return OutputBudgetExceeded(message, limit, held)
+
     def _note_refusal(self, step_id: StepId, attempt: int, exc: EngineError) -> None:
         st = self._steps.get(step_id)
-        if st is not None and attempt == st.attempt:
+        if st is not None and attempt == st.attempt and st.held != _OVER:
             st.refused[attempt] = str(exc)
 
     def _check_verdict(self, st: _Step, attempt: int, final: Final) -> None:
@@ -821,6 +872,10 @@ class Engine:
         return StepSnapshot(
             st.id, st.spec.agent, st.status, st.attempt, st.last_result, st.created_at, st.updated_at, st.suspended_on
         )
+
+
+_OVER = sys.maxsize
+"""`_Step.held` of an attempt whose output passed its budget: every later event is refused too."""
 
 
 def _cancelled(st: _Step) -> bool:

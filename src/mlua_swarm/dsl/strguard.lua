@@ -4,9 +4,9 @@
 -- (`string.find(s, ".-.-.-.-b")` on a long string, a plain find of a long needle that almost
 -- occurs everywhere, `table.move` over 2^62 slots) used to outlive the wall clock, the step timeout
 -- and the cancel. Each replacement here first bounds the work the C function could do on these
--- arguments. Within `BUDGET` the C function runs as before; past it, the same algorithm runs in Lua
--- (a port of Lua 5.4's matcher with its messages), which the hook interrupts, or the work is cut
--- into bounded C calls. Results and errors are Lua's own either way.
+-- arguments. Within `BUDGET` the C function runs as before; past it, the match runs in a matcher of
+-- our own written in Lua (same pattern language, same results and messages), which the hook
+-- interrupts, or the work is cut into bounded C calls.
 --
 -- Called once per runtime with `poll` (raises the sandbox's abort when the host says stop), the
 -- real `string` and `table` libraries and optionally a smaller budget (tests use 0 to take the Lua
@@ -57,375 +57,387 @@ local function as_integer(v, default)
   return nil
 end
 
-local function posrelat(pos, len)
+local function start_of(pos, len)
   if pos > 0 then return pos end
   if pos == 0 or pos < -len then return 1 end
   return len + pos + 1
 end
 
 ----------------------------------------------------------------------------------------------------
--- The matcher, in Lua: Lua 5.4's lstrlib algorithm on 1-based positions. A position one past the
--- end reads as byte 0, as C reads the string's terminator.
+-- The matcher, in Lua, so that the instruction hook can stop it. It implements Lua's pattern
+-- language as the reference manual defines it (§6.4.1), with the C library's error messages, as a
+-- machine with an explicit stack of choices instead of recursion:
+--   * `items` walks the pattern one item at a time, from the item the machine has reached, so a
+--     malformed piece is reported only once matching gets to it, as the C library does;
+--   * a quantified item that could match more than one way leaves a choice (a greedy count to
+--     lower, a lazy position to advance, an optional item to skip) and the machine goes on;
+--   * on a mismatch the newest choice is taken up again, after the capture changes made since it
+--     was left are undone from the trail.
+-- Positions are 1-based; `n + 1` is the end of the subject, where a byte reads as 0.
 
 local PatternError = {}
 local function perr(message)
   error(setmetatable({ message = message }, PatternError), 0)
 end
 
-local L_ESC, MAXCCALLS, MAXCAPTURES = 37, 200, 32
-local CAP_UNFINISHED, CAP_POSITION = -1, -2
-local CLASS_LETTERS = { [97] = true, [99] = true, [100] = true, [103] = true, [108] = true, [112] = true,
-  [115] = true, [117] = true, [119] = true, [120] = true }
-local class_members = {}
+local PERCENT, OPEN_BRACKET, CLOSE_BRACKET, CARET, DASH = 37, 91, 93, 94, 45
+local STAR, PLUS, QUESTION, DOLLAR, DOT, LPAREN, RPAREN = 42, 43, 63, 36, 46, 40, 41
+local MAX_CAPTURES, MAX_DEPTH = 32, 200 -- C's limits: captures, and nested choices and captures
+local OPEN, POSITION = -1, -2 -- a capture's length while it is open, and for `()`
 
-local function byte_at(str, i)
-  return s_byte(str, i) or 0
-end
-
-local function match_class(c, cl)
-  local lower = cl
-  if cl >= 65 and cl <= 90 then lower = cl + 32 end
-  if not CLASS_LETTERS[lower] then return cl == c end
-  local members = class_members[lower]
-  if members == nil then
-    -- the C library's own answer for every byte, so the locale agrees with the C matcher
-    members = {}
-    local pattern = "%" .. s_char(lower)
-    for b = 0, 255 do members[b] = s_find(s_char(b), pattern) ~= nil end
-    class_members[lower] = members
+-- Which bytes each class letter takes, as the C library answers for every byte (so the locale is
+-- the one C uses).
+local CLASS_LETTERS = "acdglpsuwx"
+local class_bytes = {}
+local function in_class(letter, b)
+  local lower = letter
+  if letter >= 65 and letter <= 90 then lower = letter + 32 end
+  if not s_find(CLASS_LETTERS, s_char(lower), 1, true) then return b == letter end
+  local table_of = class_bytes[lower]
+  if table_of == nil then
+    table_of = {}
+    for x = 0, 255 do table_of[x] = s_find(s_char(x), "%" .. s_char(lower)) ~= nil end
+    class_bytes[lower] = table_of
   end
-  if lower ~= cl then return not members[c] end
-  return members[c]
+  if lower == letter then return table_of[b] end
+  return not table_of[b]
 end
 
-local function match_bracket(pat, c, p, ec)
-  local sig = true
-  if s_byte(pat, p + 1) == 94 then
-    sig = false
-    p = p + 1
+local function byte_or_zero(text, i)
+  return s_byte(text, i) or 0
+end
+
+-- The end of the single-character class starting at `i` (one past it), raising C's messages.
+local function class_end(pat, plen, i)
+  local c = s_byte(pat, i)
+  if c == PERCENT then
+    if i + 1 > plen then perr("malformed pattern (ends with '%')") end
+    return i + 2
   end
-  p = p + 1
-  while p < ec do
-    local pc = s_byte(pat, p)
-    if pc == L_ESC then
-      p = p + 1
-      if match_class(c, s_byte(pat, p)) then return sig end
-    elseif s_byte(pat, p + 1) == 45 and p + 2 < ec then
-      if pc <= c and c <= s_byte(pat, p + 2) then return sig end
-      p = p + 2
-    elseif pc == c then
-      return sig
-    end
-    p = p + 1
+  if c ~= OPEN_BRACKET then return i + 1 end
+  local j = i + 1
+  if byte_or_zero(pat, j) == CARET then j = j + 1 end
+  -- the first member is taken as it is (so `[]]` holds `]`), then members up to the closing `]`
+  repeat
+    if j > plen then perr("malformed pattern (missing ']')") end
+    local member = s_byte(pat, j)
+    j = j + 1
+    if member == PERCENT and j <= plen then j = j + 1 end
+  until byte_or_zero(pat, j) == CLOSE_BRACKET
+  return j + 1
+end
+
+-- Whether byte `b` is in the set `pat[first .. last]`, `first` at its `[` and `last` at its `]`.
+local function in_set(pat, first, last, b)
+  local j, negated = first + 1, false
+  if s_byte(pat, j) == CARET then
+    negated, j = true, j + 1
   end
-  return not sig
-end
-
-local function class_end(ms, p)
-  local pat, pe = ms.pat, ms.pend
-  local c = s_byte(pat, p)
-  p = p + 1
-  if c == L_ESC then
-    if p == pe then perr("malformed pattern (ends with '%')") end
-    return p + 1
-  end
-  if c == 91 then
-    if byte_at(pat, p) == 94 then p = p + 1 end
-    repeat
-      if p == pe then perr("malformed pattern (missing ']')") end
-      local cc = s_byte(pat, p)
-      p = p + 1
-      if cc == L_ESC and p < pe then p = p + 1 end
-    until byte_at(pat, p) == 93
-    return p + 1
-  end
-  return p
-end
-
-local function single_match(ms, s, p, ep)
-  if s > ms.n then return false end
-  local c = s_byte(ms.src, s)
-  local pc = s_byte(ms.pat, p)
-  if pc == 46 then return true end
-  if pc == L_ESC then return match_class(c, s_byte(ms.pat, p + 1)) end
-  if pc == 91 then return match_bracket(ms.pat, c, p, ep - 1) end
-  return pc == c
-end
-
-local match
-
-local function max_expand(ms, s, p, ep)
-  local i = 0
-  while single_match(ms, s + i, p, ep) do i = i + 1 end
-  while i >= 0 do
-    local res = match(ms, s + i, ep + 1)
-    if res ~= nil then return res end
-    i = i - 1
-  end
-  return nil
-end
-
-local function min_expand(ms, s, p, ep)
-  while true do
-    local res = match(ms, s, ep + 1)
-    if res ~= nil then return res end
-    if not single_match(ms, s, p, ep) then return nil end
-    s = s + 1
-  end
-end
-
-local function start_capture(ms, s, p, what)
-  local level = ms.level
-  if level >= MAXCAPTURES then perr("too many captures") end
-  ms.cinit[level + 1], ms.clen[level + 1] = s, what
-  ms.level = level + 1
-  local res = match(ms, s, p)
-  if res == nil then ms.level = ms.level - 1 end
-  return res
-end
-
-local function end_capture(ms, s, p)
-  local l = ms.level
-  while l >= 1 and ms.clen[l] ~= CAP_UNFINISHED do l = l - 1 end
-  if l < 1 then perr("invalid pattern capture") end
-  ms.clen[l] = s - ms.cinit[l]
-  local res = match(ms, s, p)
-  if res == nil then ms.clen[l] = CAP_UNFINISHED end
-  return res
-end
-
-local function match_balance(ms, s, p)
-  if p >= ms.pend - 1 then perr("malformed pattern (missing arguments to '%b')") end
-  local open = s_byte(ms.pat, p)
-  if byte_at(ms.src, s) ~= open then return nil end
-  local close, src, n, depth = s_byte(ms.pat, p + 1), ms.src, ms.n, 1
-  s = s + 1
-  while s <= n do
-    local c = s_byte(src, s)
-    if c == close then
-      depth = depth - 1
-      if depth == 0 then return s + 1 end
-    elseif c == open then
-      depth = depth + 1
-    end
-    s = s + 1
-  end
-  return nil
-end
-
-local function match_capture(ms, s, digit)
-  local l = digit - 48
-  if l < 1 or l > ms.level or ms.clen[l] == CAP_UNFINISHED then
-    perr(s_format("invalid capture index %%%d", l))
-  end
-  local len, init = ms.clen[l], ms.cinit[l]
-  if len >= 0 and ms.n - s + 1 >= len and s_sub(ms.src, init, init + len - 1) == s_sub(ms.src, s, s + len - 1) then
-    return s + len
-  end
-  return nil
-end
-
-function match(ms, s, p)
-  ms.depth = ms.depth - 1
-  if ms.depth < 0 then perr("pattern too complex") end
-  local pat, pe = ms.pat, ms.pend
-  while p ~= pe do
-    local pc = s_byte(pat, p)
-    local nc = s_byte(pat, p + 1)
-    if pc == 40 then
-      if nc == 41 then
-        s = start_capture(ms, s, p + 2, CAP_POSITION)
-      else
-        s = start_capture(ms, s, p + 1, CAP_UNFINISHED)
-      end
-      break
-    elseif pc == 41 then
-      s = end_capture(ms, s, p + 1)
-      break
-    elseif pc == 36 and p + 1 == pe then
-      if s ~= ms.n + 1 then s = nil end
-      break
-    elseif pc == L_ESC and nc == 98 then
-      s = match_balance(ms, s, p + 2)
-      if s == nil then break end
-      p = p + 4
-    elseif pc == L_ESC and nc == 102 then
-      p = p + 2
-      if byte_at(pat, p) ~= 91 then perr("missing '[' after '%f' in pattern") end
-      local ep = class_end(ms, p)
-      local previous = s == 1 and 0 or s_byte(ms.src, s - 1)
-      if match_bracket(pat, previous, p, ep - 1) or not match_bracket(pat, byte_at(ms.src, s), p, ep - 1) then
-        s = nil
-        break
-      end
-      p = ep
-    elseif pc == L_ESC and nc ~= nil and nc >= 48 and nc <= 57 then
-      s = match_capture(ms, s, nc)
-      if s == nil then break end
-      p = p + 2
+  while j < last do
+    local m = s_byte(pat, j)
+    if m == PERCENT then
+      j = j + 1
+      if in_class(s_byte(pat, j), b) then return not negated end
+      j = j + 1
+    elseif s_byte(pat, j + 1) == DASH and j + 2 < last then
+      if m <= b and b <= s_byte(pat, j + 2) then return not negated end
+      j = j + 3
     else
-      local ep = class_end(ms, p)
-      local q = byte_at(pat, ep)
-      if not single_match(ms, s, p, ep) then
-        if q == 42 or q == 63 or q == 45 then
-          p = ep + 1
-        else
-          s = nil
-          break
-        end
-      elseif q == 63 then
-        local res = match(ms, s + 1, ep + 1)
-        if res ~= nil then
-          s = res
-          break
-        end
-        p = ep + 1
-      elseif q == 43 then
-        s = max_expand(ms, s + 1, p, ep)
-        break
-      elseif q == 42 then
-        s = max_expand(ms, s, p, ep)
-        break
-      elseif q == 45 then
-        s = min_expand(ms, s, p, ep)
-        break
-      else
-        s = s + 1
-        p = ep
-      end
+      if m == b then return not negated end
+      j = j + 1
     end
   end
-  ms.depth = ms.depth + 1
-  return s
+  return negated
+end
+
+-- Whether the class `pat[i .. stop - 1]` takes the subject's byte at `si` (never past the end).
+local function takes(ms, si, i, stop)
+  if si > ms.n then return false end
+  local b, c = s_byte(ms.src, si), s_byte(ms.pat, i)
+  if c == DOT then return true end
+  if c == PERCENT then return in_class(s_byte(ms.pat, i + 1), b) end
+  if c == OPEN_BRACKET then return in_set(ms.pat, i, stop - 1, b) end
+  return c == b
 end
 
 local function new_state(src, pat)
-  return { src = src, n = #src, pat = pat, pend = #pat + 1, level = 0, depth = MAXCCALLS, cinit = {}, clen = {} }
+  return { src = src, n = #src, pat = pat, plen = #pat, level = 0, starts = {}, lens = {} }
 end
 
-local function reset(ms)
-  ms.level = 0
-  ms.depth = MAXCCALLS
+-- Capture changes are logged on the trail so that a choice taken up again can undo them.
+local function set_capture(ms, trail, k, start, len)
+  trail[#trail + 1] = { k, ms.starts[k], ms.lens[k], ms.level }
+  ms.starts[k], ms.lens[k] = start, len
 end
 
-local function get_capture(ms, i, s, e)
-  if i >= ms.level then
-    if i ~= 0 then perr(s_format("invalid capture index %%%d", i + 1)) end
-    return s_sub(ms.src, s, e - 1)
+local function undo_to(ms, trail, mark)
+  for t = #trail, mark + 1, -1 do
+    local entry = trail[t]
+    ms.starts[entry[1]], ms.lens[entry[1]], ms.level = entry[2], entry[3], entry[4]
+    trail[t] = nil
   end
-  local len, init = ms.clen[i + 1], ms.cinit[i + 1]
-  if len == CAP_UNFINISHED then perr("unfinished capture") end
-  if len == CAP_POSITION then return init end
-  return s_sub(ms.src, init, init + len - 1)
 end
 
-local function captures(ms, s, e, whole)
-  local count = (ms.level == 0 and whole) and 1 or ms.level
-  if count == 1 then return get_capture(ms, 0, s, e) end
-  local out = {}
-  for i = 1, count do out[i] = get_capture(ms, i - 1, s, e) end
-  return t_unpack(out, 1, count)
-end
+local GREEDY, LAZY, OPTIONAL = 1, 2, 3
 
-local function lua_find(s, p, init, find)
-  local anchor = s_byte(p, 1) == 94
-  local start = anchor and 2 or 1
-  local ms = new_state(s, p)
-  local s1, last = init + 1, ms.n + 1
-  repeat
-    reset(ms)
-    local e = match(ms, s1, start)
-    if e ~= nil then
-      if find then return s1, e - 1, captures(ms, nil, nil, false) end
-      return captures(ms, s1, e, true)
+-- One attempt from subject position `si`, pattern position `pi`: the end of the match, or nil.
+local function run(ms, si, pi)
+  local src, pat, plen, n = ms.src, ms.pat, ms.plen, ms.n
+  local choices, trail = {}, {}
+
+  -- After a mismatch: the next way to go on from the newest choice, or nil when none is left.
+  local function retreat()
+    while #choices > 0 do
+      local ch = choices[#choices]
+      undo_to(ms, trail, ch.mark)
+      if ch.kind == GREEDY then
+        ch.count = ch.count - 1
+        if ch.count >= 0 then return ch.base + ch.count, ch.next end
+      elseif ch.kind == LAZY then
+        if takes(ms, ch.at, ch.item, ch.stop) then
+          ch.at = ch.at + 1
+          return ch.at, ch.next
+        end
+      else
+        choices[#choices] = nil
+        return ch.at, ch.next
+      end
+      choices[#choices] = nil
     end
-    s1 = s1 + 1
-  until s1 > last or anchor
+    return nil
+  end
+
+  local function deeper()
+    if #choices + #trail + 1 >= MAX_DEPTH then perr("pattern too complex") end
+  end
+
+  local function leave(kind, fields)
+    deeper()
+    fields.kind, fields.mark = kind, #trail
+    choices[#choices + 1] = fields
+  end
+
+  while true do
+    local ok = true
+    if pi > plen then return si end
+    local c, following = s_byte(pat, pi), s_byte(pat, pi + 1)
+    if c == LPAREN then
+      if ms.level >= MAX_CAPTURES then perr("too many captures") end
+      deeper()
+      local k = ms.level + 1
+      if following == RPAREN then
+        set_capture(ms, trail, k, si, POSITION)
+        pi = pi + 2
+      else
+        set_capture(ms, trail, k, si, OPEN)
+        pi = pi + 1
+      end
+      ms.level = k
+    elseif c == RPAREN then
+      local k = ms.level
+      while k >= 1 and ms.lens[k] ~= OPEN do k = k - 1 end
+      if k < 1 then perr("invalid pattern capture") end
+      deeper()
+      set_capture(ms, trail, k, ms.starts[k], si - ms.starts[k])
+      pi = pi + 1
+    elseif c == DOLLAR and pi == plen then
+      ok = si == n + 1
+      pi = pi + 1
+    elseif c == PERCENT and following == 98 then -- %b
+      if pi + 3 > plen then perr("malformed pattern (missing arguments to '%b')") end
+      local open_b, close_b = s_byte(pat, pi + 2), s_byte(pat, pi + 3)
+      ok = false
+      if byte_or_zero(src, si) == open_b and si <= n then
+        local depth, j = 1, si + 1
+        while j <= n do
+          local b = s_byte(src, j)
+          if b == close_b then
+            depth = depth - 1
+            if depth == 0 then
+              ok, si = true, j + 1
+              break
+            end
+          elseif b == open_b then
+            depth = depth + 1
+          end
+          j = j + 1
+        end
+      end
+      pi = pi + 4
+    elseif c == PERCENT and following == 102 then -- %f
+      local first = pi + 2
+      if byte_or_zero(pat, first) ~= OPEN_BRACKET then perr("missing '[' after '%f' in pattern") end
+      local stop = class_end(pat, plen, first)
+      local before = si == 1 and 0 or s_byte(src, si - 1)
+      ok = not in_set(pat, first, stop - 1, before) and in_set(pat, first, stop - 1, byte_or_zero(src, si))
+      pi = stop
+    elseif c == PERCENT and following ~= nil and following >= 48 and following <= 57 then -- %0-%9
+      local k = following - 48
+      if k < 1 or k > ms.level or ms.lens[k] == OPEN then perr(s_format("invalid capture index %%%d", k)) end
+      local len = ms.lens[k]
+      ok = len >= 0 and n - si + 1 >= len and s_sub(src, si, si + len - 1) == s_sub(src, ms.starts[k], ms.starts[k] + len - 1)
+      si, pi = si + (ok and len or 0), pi + 2
+    else
+      local stop = class_end(pat, plen, pi)
+      local q = s_byte(pat, stop)
+      local here = takes(ms, si, pi, stop)
+      if q == STAR or q == PLUS then
+        local base = q == PLUS and si + 1 or si
+        if q == PLUS and not here then
+          ok = false
+        elseif not here then
+          pi = stop + 1
+        else
+          local count = 0
+          while takes(ms, base + count, pi, stop) do count = count + 1 end
+          leave(GREEDY, { base = base, count = count, next = stop + 1 })
+          si, pi = base + count, stop + 1
+        end
+      elseif q == DASH then
+        if here then leave(LAZY, { at = si, item = pi, stop = stop, next = stop + 1 }) end
+        pi = stop + 1
+      elseif q == QUESTION then
+        if here then
+          leave(OPTIONAL, { at = si, next = stop + 1 })
+          si = si + 1
+        end
+        pi = stop + 1
+      elseif here then
+        si, pi = si + 1, stop
+      else
+        ok = false
+      end
+    end
+    if not ok then
+      si, pi = retreat()
+      if si == nil then return nil end
+    end
+  end
+end
+
+-- Capture `k` (0: the whole match `from .. to - 1` when the pattern has no captures), as a value.
+local function capture(ms, k, from, to)
+  if k >= ms.level then
+    if k ~= 0 then perr(s_format("invalid capture index %%%d", k + 1)) end
+    return s_sub(ms.src, from, to - 1)
+  end
+  local len = ms.lens[k + 1]
+  if len == OPEN then perr("unfinished capture") end
+  if len == POSITION then return ms.starts[k + 1] end
+  return s_sub(ms.src, ms.starts[k + 1], ms.starts[k + 1] + len - 1)
+end
+
+-- Every capture's value; with `whole`, the match itself when the pattern has none.
+local function all_captures(ms, from, to, whole)
+  local count = ms.level
+  if count == 0 then
+    if not whole then return end
+    return s_sub(ms.src, from, to - 1)
+  end
+  local values = {}
+  for k = 1, count do values[k] = capture(ms, k - 1, from, to) end
+  return t_unpack(values, 1, count)
+end
+
+local function attempt(ms, si, pi)
+  ms.level = 0
+  return run(ms, si, pi)
+end
+
+-- `string.find` (`find`) or `string.match` from byte `init + 1` (0-based `init`, already clamped).
+local function lua_find(s, p, init, find)
+  local ms = new_state(s, p)
+  local anchored = s_byte(p, 1) == CARET
+  local pi = anchored and 2 or 1
+  for si = init + 1, ms.n + 1 do
+    local stop = attempt(ms, si, pi)
+    if stop ~= nil then
+      if find then return si, stop - 1, all_captures(ms, si, stop, false) end
+      return all_captures(ms, si, stop, true)
+    end
+    if anchored then break end
+  end
   return nil
 end
 
-local function add_replacement(ms, parts, s, e, news)
-  local from = 1
+-- `string.gmatch`'s iterator (a `^` is an ordinary byte here, as in C); an empty match right
+-- where the previous match ended is skipped.
+local function lua_gmatch(s, p, init)
+  local ms = new_state(s, p)
+  local si, previous = init + 1, nil
+  return function()
+    while si <= ms.n + 1 do
+      local from = si
+      local stop = attempt(ms, from, 1)
+      if stop ~= nil and stop ~= previous then
+        si, previous = stop, stop
+        return all_captures(ms, from, stop, true)
+      end
+      si = si + 1
+    end
+  end
+end
+
+-- What a replacement string makes of one match: `%0`-`%9` and `%%` expanded.
+local function expand(ms, repl, from, to, out)
+  local at = 1
   while true do
-    local at = s_find(news, "%", from, true)
-    if at == nil then break end
-    parts[#parts + 1] = s_sub(news, from, at - 1)
-    local c = s_byte(news, at + 1)
-    if c == L_ESC then
-      parts[#parts + 1] = "%"
-    elseif c == 48 then
-      parts[#parts + 1] = s_sub(ms.src, s, e - 1)
-    elseif c ~= nil and c >= 49 and c <= 57 then
-      parts[#parts + 1] = get_capture(ms, c - 49, s, e)
+    local pct = s_find(repl, "%", at, true)
+    if pct == nil then break end
+    out[#out + 1] = s_sub(repl, at, pct - 1)
+    local d = s_byte(repl, pct + 1)
+    if d == PERCENT then
+      out[#out + 1] = "%"
+    elseif d == 48 then
+      out[#out + 1] = s_sub(ms.src, from, to - 1)
+    elseif d ~= nil and d >= 49 and d <= 57 then
+      out[#out + 1] = tostring(capture(ms, d - 49, from, to))
     else
       perr("invalid use of '%' in replacement string")
     end
-    from = at + 2
+    at = pct + 2
   end
-  parts[#parts + 1] = s_sub(news, from)
+  out[#out + 1] = s_sub(repl, at)
 end
 
-local function add_value(ms, parts, s, e, repl, kind)
-  local value
-  if kind == "function" then
-    value = repl(captures(ms, s, e, true))
-  elseif kind == "table" then
-    value = repl[get_capture(ms, 0, s, e)]
-  else
-    add_replacement(ms, parts, s, e, repl)
-    return true
-  end
-  if not value then
-    parts[#parts + 1] = s_sub(ms.src, s, e - 1)
-    return false
-  end
-  local t = type(value)
-  if t ~= "string" and t ~= "number" then perr(s_format("invalid replacement value (a %s)", t)) end
-  parts[#parts + 1] = value
-  return true
-end
-
-local function lua_gsub(src, p, repl, kind, max_n)
-  local anchor = s_byte(p, 1) == 94
-  local start = anchor and 2 or 1
-  local ms = new_state(src, p)
-  local parts, n, changed = {}, 0, false
-  local pos, kept, lastmatch, last = 1, 1, nil, ms.n
-  while n < max_n do
-    reset(ms)
-    local e = match(ms, pos, start)
-    if e ~= nil and e ~= lastmatch then
-      n = n + 1
-      parts[#parts + 1] = s_sub(src, kept, pos - 1)
-      changed = add_value(ms, parts, pos, e, repl, kind) or changed
-      pos, kept, lastmatch = e, e, e
-    elseif pos <= last then
-      pos = pos + 1
+-- `string.gsub` with `repl` of type `kind` (a string, a table or a function), at most `limit` times.
+local function lua_gsub(s, p, repl, kind, limit)
+  local ms = new_state(s, p)
+  local anchored = s_byte(p, 1) == CARET
+  local pi = anchored and 2 or 1
+  local out, count, si, previous = {}, 0, 1, nil
+  while count < limit do
+    local stop = attempt(ms, si, pi)
+    if stop ~= nil and stop ~= previous then
+      count = count + 1
+      if kind == "string" then
+        expand(ms, repl, si, stop, out)
+      else
+        local value
+        if kind == "function" then
+          value = repl(all_captures(ms, si, stop, true))
+        else
+          value = repl[capture(ms, 0, si, stop)]
+        end
+        if not value then
+          out[#out + 1] = s_sub(s, si, stop - 1)
+        elseif type(value) == "string" or type(value) == "number" then
+          out[#out + 1] = tostring(value)
+        else
+          perr(s_format("invalid replacement value (a %s)", type(value)))
+        end
+      end
+      si, previous = stop, stop
+    elseif si <= ms.n then
+      out[#out + 1] = s_sub(s, si, si)
+      si = si + 1
     else
       break
     end
-    if anchor then break end
+    if anchored then break end
   end
-  if not changed then return src, n end
-  parts[#parts + 1] = s_sub(src, kept)
-  return t_concat(parts), n
-end
-
-local function lua_gmatch(s, p, init)
-  local ms = new_state(s, p)
-  local src, last, lastmatch = init + 1, ms.n + 1, nil
-  return function()
-    while src <= last do
-      reset(ms)
-      local e = match(ms, src, 1)
-      if e ~= nil and e ~= lastmatch then
-        local from = src
-        src, lastmatch = e, e
-        return captures(ms, from, e, true)
-      end
-      src = src + 1
-    end
-  end
+  out[#out + 1] = s_sub(s, si)
+  return t_concat(out), count
 end
 
 -- A PatternError leaves as Lua's message at the caller's line; anything else (a replacement
@@ -471,11 +483,11 @@ local function shape_of(p, skip_anchor)
   local known = shapes[skip_anchor][p]
   if known ~= nil then return known end
   local shape = { dots = 0, optional = 0, heavy = 0, classes = {}, m = #p, captures = 0, risky = false }
-  local ms = { pat = p, pend = #p + 1 }
+  local plen = #p
   local i = (skip_anchor and s_byte(p, 1) == 94) and 2 or 1
   local open, nesting = 0, 0
   local ok = pcall(function()
-    while i < ms.pend do
+    while i <= plen do
       local c, nc = s_byte(p, i), s_byte(p, i + 1)
       if c == 40 then
         shape.captures, open, nesting = shape.captures + 1, open + 1, nesting + 1
@@ -484,21 +496,21 @@ local function shape_of(p, skip_anchor)
         if open == 0 then shape.risky = true end
         open, nesting = open - 1, nesting + 1
         i = i + 1
-      elseif c == 36 and i + 1 == ms.pend then
+      elseif c == DOLLAR and i == plen then
         i = i + 1
-      elseif c == L_ESC and nc == 98 then
-        if i + 3 >= ms.pend then perr("") end
+      elseif c == PERCENT and nc == 98 then
+        if i + 3 > plen then perr("") end
         shape.heavy = shape.heavy + 1
         i = i + 4
-      elseif c == L_ESC and nc == 102 then
-        if byte_at(p, i + 2) ~= 91 then perr("") end
-        i = class_end(ms, i + 2)
-      elseif c == L_ESC and nc ~= nil and nc >= 48 and nc <= 57 then
+      elseif c == PERCENT and nc == 102 then
+        if byte_or_zero(p, i + 2) ~= OPEN_BRACKET then perr("") end
+        i = class_end(p, plen, i + 2)
+      elseif c == PERCENT and nc ~= nil and nc >= 48 and nc <= 57 then
         shape.heavy, shape.risky = shape.heavy + 1, true
         i = i + 2
       else
-        local ep = class_end(ms, i)
-        local q = byte_at(p, ep)
+        local ep = class_end(p, plen, i)
+        local q = byte_or_zero(p, ep)
         if q == 42 or q == 43 or q == 45 or q == 63 then nesting = nesting + 1 end
         if q == 42 or q == 43 or q == 45 then
           if c == 46 then
@@ -518,7 +530,7 @@ local function shape_of(p, skip_anchor)
       end
     end
     -- what C would raise on (an unfinished capture, too many, too deep a recursion)
-    if open > 0 or shape.captures > MAXCAPTURES or nesting >= MAXCCALLS - 10 then shape.risky = true end
+    if open > 0 or shape.captures > MAX_CAPTURES or nesting >= MAX_DEPTH - 10 then shape.risky = true end
   end)
   if ok then
     shape.small = small_subject(shape)
@@ -619,7 +631,7 @@ local function bad_replacement(repl, captures)
     local at = s_find(repl, "%", from, true)
     if at == nil then return false end
     local c = s_byte(repl, at + 1)
-    if c ~= L_ESC and c ~= 48 and not (c ~= nil and c >= 49 and c <= 57 and (c == 49 or c - 49 < captures)) then
+    if c ~= PERCENT and c ~= 48 and not (c ~= nil and c >= 49 and c <= 57 and (c == 49 or c - 49 < captures)) then
       return true
     end
     from = at + 2
@@ -657,7 +669,7 @@ function G.find(s, p, init, plain)
   local str, pat, i = as_string(s), as_string(p), as_integer(init, 1)
   if str == nil or pat == nil or i == nil then return c_result(pcall(s_find, s, p, init, plain)) end
   local n = #str
-  i = posrelat(i, n) - 1
+  i = start_of(i, n) - 1
   if i > n then return nil end
   if plain or not has_specials(pat) then return plain_find(str, pat, i) end
   local shape = shape_of(pat, true)
@@ -672,7 +684,7 @@ function G.match(s, p, init)
   local str, pat, i = as_string(s), as_string(p), as_integer(init, 1)
   if str == nil or pat == nil or i == nil then return c_result(pcall(s_match, s, p, init)) end
   local n = #str
-  i = posrelat(i, n) - 1
+  i = start_of(i, n) - 1
   if i > n then return nil end
   local shape = shape_of(pat, true)
   if c_is_bounded(shape, str, n, s_byte(pat, 1) == 94 and 1 or n - i + 1) then
@@ -686,7 +698,7 @@ function G.gmatch(s, p, init)
   local str, pat, i = as_string(s), as_string(p), as_integer(init, 1)
   if str == nil or pat == nil or i == nil then return c_result(pcall(s_gmatch, s, p, init)) end
   local n = #str
-  i = posrelat(i, n) - 1
+  i = start_of(i, n) - 1
   if i > n then i = n + 1 end
   local shape = shape_of(pat, false)
   if c_is_bounded(shape, str, n, n - i + 1) then

@@ -290,13 +290,11 @@ class OperatorHub:
     # -- lifetime -------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Restore stored sessions (disconnected) and seats, drop expired sessions, start the sweep."""
+        """Restore stored sessions (disconnected), drop expired sessions, start the sweep. Seats stay
+        in the store until a run needs them again (`restore`)."""
         if self.store is not None:
             for record in await self.store.list_operator_sessions():
                 self.sessions[record.sid] = OperatorSession(record)
-            for seat in await self.store.list_seats():
-                seats = self.seats.setdefault(seat.run_id, RunSeats(seat.run_id))
-                seats.holders[seat.slot] = None if seat.op is None else Assignee(seat.op, seat.desc or "", seat.gen)
         await self.sweep()
         if self.config.sweep_secs > 0:
             self._sweeper = asyncio.create_task(self._sweep_loop(), name="operator-session-expiry")
@@ -560,6 +558,35 @@ class OperatorHub:
         return [p for s in self.sessions.values() for p in s.pending.values() if p.run_id == run_id]
 
     # -- seats ----------------------------------------------------------------------------------
+    # Memory holds the seats of the runs live in this process; the store holds every run's. A run
+    # that ends here is forgotten, so a long-lived server does not keep every run it ever ran.
+
+    async def seats_of(self, run_id: str) -> RunSeats | None:
+        """The run's seats: from memory while it runs here, else as the store has them (not kept)."""
+        seats = self.seats.get(run_id)
+        if seats is not None or self.store is None:
+            return seats
+        rows = await self.store.list_seats(RunId.parse(run_id))
+        if not rows:
+            return None
+        seats = RunSeats(run_id)
+        for row in rows:
+            # A holder whose session was deleted while these seats were not in memory is vacant, as
+            # `teardown` would have made it.
+            op = row.op if row.op in self.sessions else None
+            seats.holders[row.slot] = None if op is None else Assignee(op, row.desc or "", row.gen)
+        return seats
+
+    async def restore(self, run_id: str) -> RunSeats | None:
+        """Bring the run's stored seats into memory: it is about to run again, or a seat is taken."""
+        seats = await self.seats_of(run_id)
+        if seats is not None:
+            self.seats[run_id] = seats
+        return seats
+
+    def forget_run(self, run_id: str) -> None:
+        """The run ended in this process: its seats stay in the store only."""
+        self.seats.pop(run_id, None)
 
     async def declare(self, run_id: str, slots: Iterable[str], brief: RunBrief | None = None) -> RunSeats:
         """Make sure the run's declared seats exist (vacant when new); `brief` describes the run to
@@ -614,7 +641,7 @@ class OperatorHub:
 
     async def acquire(self, run_id: str, sid: str, desc: str, slot: str | None = None) -> dict[str, Any]:
         """Hand a seat to `sid` (never refused; generation + 1) and move the requests waiting on it there."""
-        seats = self.seats.get(run_id)
+        seats = self.seats.get(run_id) or await self.restore(run_id)
         if seats is None:
             raise SessionNotFound(f"run {run_id} has no operator seats")
         session = await self.session(sid)
@@ -733,7 +760,9 @@ class OperatorHub:
             return
         run_id, slot, gen = entry
         seats = self.seats.get(run_id)
-        holder = None if seats is None else seats.holders.get(slot)
+        if seats is None:
+            return  # the run has ended here: the engine refuses the submit of an attempt that is over
+        holder = seats.holders.get(slot)
         if holder is None:
             raise SeatVacant(f"operator seat '{slot}' of run {run_id} is vacant; this submit is refused")
         if holder.gen != gen:
@@ -742,8 +771,10 @@ class OperatorHub:
                 f"this worker was issued under {gen}); this submit is refused"
             )
 
-    def assignees(self, run_id: str) -> dict[str, Any]:
-        seats = self.seats.get(run_id)
+    def assignees(self, run_id: str, seats: RunSeats | None = None) -> dict[str, Any]:
+        """The seats' wire form: `seats` as `seats_of` gives them, else those in memory."""
+        if seats is None:
+            seats = self.seats.get(run_id)
         rows = [] if seats is None else [_seat_json(slot, a) for slot, a in seats.holders.items()]
         return {
             "run_id": run_id,

@@ -15,8 +15,10 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from ..core.budget import DEFAULT_MAX_ATTEMPT_OUTPUT_BYTES
 from ..diagnostics import Diagnostic, DiagnosticError, Location
 from ..store import mse_home
+from .feed import SUBSCRIBER_BYTES
 
 DEFAULT_BIND = "127.0.0.1:7777"
 CONFIG_FILE = "config.toml"
@@ -41,6 +43,12 @@ class ServerConfig:
     seed_blueprint_id: str = "main"
     sse_buffer: int = 1024
     """Events held per SSE subscriber before the oldest are dropped (and the subscriber told)."""
+    sse_buffer_bytes: int = SUBSCRIBER_BYTES
+    """What the events one SSE subscriber holds may weigh before the oldest are dropped (the newest
+    event is always held, whatever it weighs)."""
+    max_attempt_output_bytes: int = DEFAULT_MAX_ATTEMPT_OUTPUT_BYTES
+    """What one attempt's output (its Finals and Artifacts, the Progress/Partial events kept) may
+    weigh in the engine; past it the worker's submit gets 413 and the attempt fails."""
     max_event_streams: int = 256
     """Event streams (SSE) open at once; more are answered 503 with Retry-After."""
     fns: Mapping[str, str] = field(default_factory=dict)
@@ -77,6 +85,11 @@ class ServerConfig:
             )
         if self.max_body_bytes < 1024:
             raise _config_error("invalid-config", "max_body_bytes must be at least 1024", "use the default 2 MiB")
+        for name in ("max_attempt_output_bytes", "sse_buffer_bytes"):
+            if getattr(self, name) < 1024:
+                raise _config_error(
+                    "invalid-config", f"{name} must be at least 1024", f"remove {name} to use the default"
+                )
         if self.worker_token_ttl_secs <= 0:
             raise _config_error("invalid-config", "worker_token_ttl_secs must be positive", "use the default 1800")
 

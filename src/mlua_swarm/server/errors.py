@@ -18,6 +18,7 @@ from ..errors import (
     AttemptClosed,
     BadSignature,
     MseError,
+    OutputBudgetExceeded,
     RoleViolation,
     TaskNotFound,
     TokenExpired,
@@ -91,6 +92,8 @@ def map_exception(exc: BaseException) -> ApiError:
         return ApiError(410, str(exc), {"hint": "the attempt this credential belongs to has ended"})
     if isinstance(exc, TaskNotFound):
         return ApiError(410, str(exc), {"hint": "the step has ended and was released"})
+    if isinstance(exc, OutputBudgetExceeded):
+        return ApiError(413, str(exc), {"code": exc.code, "limit_bytes": exc.limit, "held_bytes": exc.held})
     if isinstance(exc, VerdictRejected):
         return ApiError(422, str(exc), {"code": exc.code})
     if isinstance(exc, StoreError):

@@ -2,8 +2,10 @@
 
 The trace sequence number is the event's id, so a subscriber that reconnects with `Last-Event-ID`
 reads what it missed from the store and then continues live, with no gap and no duplicate. Each
-subscriber has a bounded buffer: a slow one loses its oldest events (and is told how many) instead
-of holding the run back or growing without limit.
+subscriber has a buffer bounded by a count of events and by their weight: a slow one loses its
+oldest events (and is told how many) instead of holding the run back or growing without limit.
+An event's weight is the estimate of its data's JSON text `core.budget` makes (no encoding), taken
+once per event and only while someone listens.
 """
 
 from __future__ import annotations
@@ -14,11 +16,18 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from ..core.budget import value_bytes
 from ..ids import RunId
 from ..store import Store, TraceEvent
 
 TERMINAL_KINDS = frozenset({"core.run_finished", "core.run_interrupted"})
 """Trace kinds after which a run's stream ends."""
+
+SUBSCRIBER_BYTES = 16 * 1024 * 1024
+"""What the events one subscriber holds may weigh by default (see `value_bytes`)."""
+
+_ENVELOPE = 128
+"""An event's fields besides its data (seq, run id, kind, step, attempt, ts) as JSON, about."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,10 +38,13 @@ class FeedEvent:
     attempt: int | None
     ts: float
     data: Any
+    size: int = 0
+    """What the event weighs in a subscriber's buffer (0 when nobody listened as it was made)."""
 
     @classmethod
     def from_trace(cls, event: TraceEvent) -> FeedEvent:
-        return cls(event.seq, event.kind, event.step_ref, event.attempt, event.ts, event.payload)
+        size = _ENVELOPE + value_bytes(event.payload)
+        return cls(event.seq, event.kind, event.step_ref, event.attempt, event.ts, event.payload, size)
 
     def to_json(self, run_id: str) -> dict[str, Any]:
         return {
@@ -51,21 +63,27 @@ class FeedEvent:
 
 
 class Subscriber:
-    """One listener's bounded buffer. `next()` returns an event, an int (events dropped), or None (ended)."""
+    """One listener's bounded buffer: at most `maxlen` events weighing at most `max_bytes` together
+    (the newest is held whatever it weighs). `next()` returns an event, an int (events dropped), or
+    None (ended)."""
 
-    def __init__(self, feed: RunFeed, maxlen: int) -> None:
+    def __init__(self, feed: RunFeed, maxlen: int, max_bytes: int = SUBSCRIBER_BYTES) -> None:
         self._feed = feed
         self._buf: deque[FeedEvent] = deque()
         self._maxlen = maxlen
+        self._max_bytes = max_bytes
+        self.held_bytes = 0
         self.dropped = 0
         self._wake = asyncio.Event()
         self.ended = False
 
     def push(self, event: FeedEvent) -> None:
-        if len(self._buf) >= self._maxlen:
-            self._buf.popleft()
+        buf = self._buf
+        buf.append(event)
+        self.held_bytes += event.size
+        while len(buf) > self._maxlen or (self.held_bytes > self._max_bytes and len(buf) > 1):
+            self.held_bytes -= buf.popleft().size
             self.dropped += 1
-        self._buf.append(event)
         self._wake.set()
 
     def end(self) -> None:
@@ -87,7 +105,9 @@ class Subscriber:
         if self.dropped:
             count, self.dropped = self.dropped, 0
             return count
-        return self._buf.popleft()
+        event = self._buf.popleft()
+        self.held_bytes -= event.size
+        return event
 
     def close(self) -> None:
         self._feed.unsubscribe(self)
@@ -96,10 +116,11 @@ class Subscriber:
 class RunFeed:
     """The feed of one run hosted by this server."""
 
-    def __init__(self, store: Store, run_id: RunId, buffer: int) -> None:
+    def __init__(self, store: Store, run_id: RunId, buffer: int, buffer_bytes: int = SUBSCRIBER_BYTES) -> None:
         self.store = store
         self.run_id = run_id
         self.buffer = buffer
+        self.buffer_bytes = buffer_bytes
         self.last_seq = 0
         self.ended = False
         self._subs: set[Subscriber] = set()
@@ -107,7 +128,11 @@ class RunFeed:
     def publish(self, kind: str, step: str | None = None, attempt: int | None = None, data: Any = None) -> int:
         """Record the event in the run's trace and push it (with its full data) to every subscriber."""
         seq = self.store.append_trace(self.run_id, kind, step_ref=step, attempt=attempt, payload=data)
-        self._push(FeedEvent(seq, kind, step, attempt, time.time(), data))
+        if self._subs:
+            size = _ENVELOPE + value_bytes(data, self.buffer_bytes)
+            self._push(FeedEvent(seq, kind, step, attempt, time.time(), data, size))
+        elif seq > self.last_seq:
+            self.last_seq = seq
         return seq
 
     async def catch_up(self) -> None:
@@ -136,7 +161,7 @@ class RunFeed:
             sub.push(event)
 
     def subscribe(self) -> Subscriber:
-        sub = Subscriber(self, self.buffer)
+        sub = Subscriber(self, self.buffer, self.buffer_bytes)
         if self.ended:
             sub.end()
         else:
@@ -158,4 +183,4 @@ class RunFeed:
         return len(self._subs)
 
 
-__all__ = ["TERMINAL_KINDS", "FeedEvent", "RunFeed", "Subscriber"]
+__all__ = ["SUBSCRIBER_BYTES", "TERMINAL_KINDS", "FeedEvent", "RunFeed", "Subscriber"]

@@ -223,6 +223,7 @@ def _responses(credential: str | None) -> dict[str, Any]:
     if credential == WORKER:
         responses["403"] = {"description": "a credential of another step", **error}
         responses["410"] = {"description": "the run has ended", **error}
+        responses["413"] = {"description": "body over the limit, or the attempt's output past its budget", **error}
     return responses
 
 

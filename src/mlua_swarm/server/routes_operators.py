@@ -233,14 +233,14 @@ async def assignees(request: Request) -> Response:
     hub = _hub(request)
     await _any(request, hub)
     run_id = await _known_run(request, hub)
-    return ok(hub.assignees(run_id))
+    return ok(hub.assignees(run_id, await hub.seats_of(run_id)))
 
 
 async def handover(request: Request) -> Response:
     hub = _hub(request)
     await _any(request, hub)
     run_id = await _known_run(request, hub)
-    seats = hub.assignees(run_id)
+    seats = hub.assignees(run_id, await hub.seats_of(run_id))
     unanswered = []
     for pending in hub.pending_for_run(run_id):
         row = pending.to_json()

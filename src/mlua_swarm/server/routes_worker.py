@@ -254,7 +254,8 @@ async def submit(request: Request) -> Response:
     value = _body_value(call, text)
     if verdict == "skip":
         value = wrap_skip_marker(value)
-    await state.engine.submit_output(call.token, call.step_id, call.attempt, Final(Inline(value), ok))
+    final = Final(Inline(value), ok)
+    await state.engine.submit_output(call.token, call.step_id, call.attempt, final, size=len(text))
     return no_content()
 
 
@@ -266,9 +267,9 @@ async def artifact(request: Request) -> Response:
     if not plain_file_name(name):
         raise ApiError(400, f"artifact name {name!r} must be a plain file name")
     _check_seat(state, call)
-    value = _body_value(call, await _text_body(request))
-    event = Artifact(name, Inline(value))
-    await state.engine.submit_output(call.token, call.step_id, call.attempt, event, stage=True)
+    text = await _text_body(request)
+    event = Artifact(name, Inline(_body_value(call, text)))
+    await state.engine.submit_output(call.token, call.step_id, call.attempt, event, stage=True, size=len(text))
     return no_content()
 
 
@@ -287,7 +288,9 @@ async def result(request: Request) -> Response:
     if not isinstance(ok, bool):
         raise ApiError(400, "ok must be true or false")
     _check_seat(state, call)
-    await state.engine.submit_output(call.token, call.step_id, call.attempt, Final(Inline(body["value"]), ok))
+    final = Final(Inline(body["value"]), ok)
+    size = len(await request.body())
+    await state.engine.submit_output(call.token, call.step_id, call.attempt, final, size=size)
     return no_content()
 
 

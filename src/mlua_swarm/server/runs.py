@@ -24,7 +24,7 @@ from ..operator.layers import operator_layers
 from ..run import Run, RunResult, Workspace
 from ..services import RuntimeServices
 from ..store import Durability, LaunchSnapshot, Store
-from .feed import RunFeed
+from .feed import SUBSCRIBER_BYTES, RunFeed
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,7 @@ class RunsManager:
         *,
         durability: str = "batch",
         sse_buffer: int = 1024,
+        sse_buffer_bytes: int = SUBSCRIBER_BYTES,
         services: RuntimeServices | None = None,
     ) -> None:
         self.engine = engine
@@ -126,6 +127,7 @@ class RunsManager:
         """What resumed and re-run launches are compiled with; its operator hub answers `main_ai` hints."""
         self.durability = Durability(durability)
         self.sse_buffer = sse_buffer
+        self.sse_buffer_bytes = sse_buffer_bytes
         self.live: dict[RunId, LiveRun] = {}
         self.steps: dict[StepId, LiveRun] = {}
         self._outputs: EventStream | None = None
@@ -198,6 +200,7 @@ class RunsManager:
     async def resume(self, run_id: RunId, *, timeout_secs: float | None = None) -> LiveRun:
         """Take the interrupted run back and execute it, replaying its finished steps (`Run.resume`)."""
         live = self._watch(run_id)
+        await self._restore_seats(run_id)
         run = await Run.resume(self.store, run_id, services=self.services, **self._options(live, timeout_secs))
         await live.feed.skip_history()
         return self._start(live, run)
@@ -205,13 +208,19 @@ class RunsManager:
     async def rerun_from(self, run_id: RunId, step: str, *, timeout_secs: float | None = None) -> LiveRun:
         """Execute the finished run again from `step` under the same id (`Run.rerun_from`)."""
         live = self._watch(run_id)
+        await self._restore_seats(run_id)
         options = self._options(live, timeout_secs)
         run = await Run.rerun_from(self.store, run_id, step, services=self.services, **options)
         await live.feed.skip_history()
         return self._start(live, run)
 
+    async def _restore_seats(self, run_id: RunId) -> None:
+        """A run about to execute again gets its stored operator seats back (forgotten when it ended)."""
+        if self.services.operators is not None:
+            await self.services.operators.restore(run_id)
+
     def _watch(self, run_id: RunId) -> LiveRun:
-        return LiveRun(self, RunFeed(self.store, run_id, self.sse_buffer))
+        return LiveRun(self, RunFeed(self.store, run_id, self.sse_buffer, self.sse_buffer_bytes))
 
     def _options(self, live: LiveRun, timeout_secs: float | None) -> dict[str, Any]:
         """What every server run is built with: the shared engine, the server's durability, its
@@ -256,6 +265,8 @@ class RunsManager:
             for step_id in live.steps:
                 self.steps.pop(step_id, None)
             self.live.pop(live.run_id, None)
+            if self.services.operators is not None:
+                self.services.operators.forget_run(live.run_id)
 
     # ── control ───────────────────────────────────────────────────────────
 

@@ -69,6 +69,7 @@ class ServerState:
                 EngineConfig(
                     token_secret=secret,
                     worker_token_ttl_secs=config.worker_token_ttl_secs,
+                    max_attempt_output_bytes=config.max_attempt_output_bytes,
                     http_base_url=base_url or None,
                 )
             )
@@ -87,6 +88,7 @@ class ServerState:
                 store,
                 durability=config.durability,
                 sse_buffer=config.sse_buffer,
+                sse_buffer_bytes=config.sse_buffer_bytes,
                 services=RuntimeServices(operators=hub),
             )
             state = cls(config, store, engine, runs, base_url, operators=hub)

@@ -1,4 +1,4 @@
-"""Durable runs: one store interface (memory and SQLite backends), the per-run journal, run lifecycle.
+"""Durable runs: one store interface (memory, SQLite and PostgreSQL backends), the per-run journal, run lifecycle.
 
 The names below are imported on first use, so a module of this package that needs none of them
 (the listing read path, `store.listing`) loads without the backends, the journal or asyncio.
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
         prepare_resume,
     )
     from .memory import MemoryStore
+    from .postgres import PostgresStore
     from .records import (
         BlueprintVersion,
         Durability,
@@ -86,6 +87,7 @@ _EXPORTS: dict[str, str] = {
     "prepare_rerun_from": ".lifecycle",
     "prepare_resume": ".lifecycle",
     "MemoryStore": ".memory",
+    "PostgresStore": ".postgres",
     "BlueprintVersion": ".records",
     "Durability": ".records",
     "LaunchSnapshot": ".records",
@@ -116,6 +118,7 @@ __all__ = [
     "LaunchSnapshot",
     "MemoryStore",
     "OutputRecord",
+    "PostgresStore",
     "ReplayHit",
     "ReplayRow",
     "ResumePlan",

@@ -1,4 +1,4 @@
-"""The one store interface every backend implements (memory, SQLite; PostgreSQL can follow).
+"""The one store interface every backend implements (memory, SQLite, PostgreSQL).
 
 Writes that sit on the hot path (`append_step`, `append_replay`, `append_trace`, `put_output`,
 `set_result`, `set_owner`, `beat`, `set_task_status`) are plain methods that only queue the write; a
@@ -52,6 +52,52 @@ STDERR_TAIL_CAP = 64 * 1024
 """Characters of a worker's stderr a step entry keeps (the end of it)."""
 DEFAULT_STALE_SECS = 60.0
 """A run on another host whose heartbeat is older than this is taken for orphaned."""
+
+
+HISTORY_STEP, HISTORY_REPLAY, HISTORY_STEP_REPLAY = 0, 1, 2
+"""`history.kind` in the SQL backends: a step entry, a replay row, or a step entry with its replay row."""
+
+RUN_COLUMNS = (
+    "id, task_id, status, created_at, updated_at, result_json, input_json,"
+    " owner_host, owner_pid, owner_started_at, heartbeat_at"
+)
+"""The `runs` columns the SQL backends read, in the order `run_from_row` takes them."""
+TASK_COLUMNS = "id, goal, blueprint_ref_json, input_ctx_json, status, created_at, updated_at"
+"""The `tasks` columns the SQL backends read, in the order `task_from_row` takes them."""
+BLUEPRINT_SELECT = (
+    "SELECT b.name, b.version, b.content_hash, b.document_json, b.semver, b.created_at,"
+    " COALESCE(n.archived, FALSE) FROM blueprints b LEFT JOIN blueprint_names n ON n.name = b.name"
+)
+"""The SQL backends' Blueprint query, completed by a WHERE clause; `blueprint_from_row` reads its rows."""
+
+
+def owner_update(owner: RunOwner | None, now: float) -> tuple[str, tuple[Any, ...]]:
+    """The SQL backends' `SET` clause tail (`?` placeholders) and values that record `owner` with a
+    heartbeat at `now`; empty without an owner."""
+    if owner is None:
+        return "", ()
+    return (
+        ", owner_host = ?, owner_pid = ?, owner_started_at = ?, heartbeat_at = ?",
+        (owner.host, owner.pid, owner.started_at, now),
+    )
+
+
+def run_from_row(row: Sequence[Any]) -> RunRecord:
+    """A `RunRecord` from a row of `RUN_COLUMNS`."""
+    owner = None if row[7] is None else RunOwner(row[7], int(row[8]), float(row[9] or 0.0))
+    return RunRecord(
+        RunId(row[0]), TaskId(row[1]), RunStatus(row[2]), row[3], row[4], _loads(row[5]), row[6], owner, row[10]
+    )
+
+
+def task_from_row(row: Sequence[Any]) -> TaskRecord:
+    """A `TaskRecord` from a row of `TASK_COLUMNS`."""
+    return TaskRecord(TaskId(row[0]), row[1], _loads(row[2]), _loads(row[3]), RunStatus(row[4]), row[5], row[6])
+
+
+def blueprint_from_row(row: Sequence[Any]) -> BlueprintVersion:
+    """A `BlueprintVersion` from a row of `BLUEPRINT_SELECT`."""
+    return BlueprintVersion(row[0], row[1], row[2], json.loads(row[3]), row[4], row[5], bool(row[6]))
 
 
 def cap_trace_payload(payload: Any) -> tuple[Any, str | None]:
@@ -260,6 +306,10 @@ class Store(ABC):
     async def flush(self, durability: Durability | None = None) -> None:
         """Return once the writes queued so far are committed (`sync`: now, trace included; `batch`: this tick)."""
 
+    async def open(self) -> None:
+        """Connect and bring the schema up to date (a networked backend; the others are open once built)."""
+        return None
+
     @abstractmethod
     async def close(self) -> None:
         """Commit what is queued and release the backend."""
@@ -369,9 +419,19 @@ class Store(ABC):
 
     @abstractmethod
     async def try_transition(
-        self, run_id: RunId, current: RunStatus | Collection[RunStatus], target: RunStatus
+        self,
+        run_id: RunId,
+        current: RunStatus | Collection[RunStatus],
+        target: RunStatus,
+        *,
+        owner: RunOwner | None = None,
     ) -> bool:
-        """Compare-and-set the run's status and commit; False when it was not in `current`."""
+        """Compare-and-set the run's status and commit; False when it was not in `current`.
+
+        With `owner`, the same update records it as the run's owner with a fresh heartbeat: a run
+        taken back to `running` never shows its previous (gone) owner, which an orphan sweep in
+        another process would take it back for.
+        """
 
     @abstractmethod
     def set_result(self, run_id: RunId, result: Any) -> None:

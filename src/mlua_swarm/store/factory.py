@@ -1,4 +1,6 @@
-"""Open a store from a URL: `None` (the default SQLite file), `memory://`, `sqlite:///path`, or a path."""
+"""Open a store from a URL: `None` (the default SQLite file), `memory://`, `sqlite:///path`, a path, or
+`postgresql://…` (`postgres://…`).
+"""
 
 from __future__ import annotations
 
@@ -34,11 +36,10 @@ def store_from_url(
         if url is not None and url.startswith("sqlite://"):
             raise BadStoreUrl(f"store URL {url!r} names no file", "write sqlite:///absolute/path.sqlite3")
         if url is not None and url.startswith(("postgres://", "postgresql://")):
-            raise BadStoreUrl(
-                "the PostgreSQL store is not part of this build",
-                "use a SQLite file (sqlite:///path) or memory://",
-            )
-        raise BadStoreUrl(f"unknown store URL scheme in {url!r}", "use memory://, sqlite:///path, or a file path")
+            return _postgres_store(url, mode, trace_cap)
+        raise BadStoreUrl(
+            f"unknown store URL scheme in {url!r}", "use memory://, sqlite:///path, postgresql://…, or a file path"
+        )
     if not url:
         home = mse_home()
         try:
@@ -51,6 +52,18 @@ def store_from_url(
     return SqliteStore(Path(path), durability=mode, trace_cap=trace_cap)
 
 
+def _postgres_store(url: str, durability: Durability, trace_cap: int) -> Store:
+    """The PostgreSQL backend, which needs the optional psycopg package."""
+    try:
+        from .postgres import PostgresStore
+    except ImportError as exc:
+        raise StoreUnusable(
+            f"the PostgreSQL store needs psycopg, which is not installed ({exc})",
+            "pip install 'mlua-swarm[postgres]'",
+        ) from None
+    return PostgresStore(url, durability=durability, trace_cap=trace_cap)
+
+
 async def open_store(
     url: str | None = None,
     *,
@@ -61,6 +74,7 @@ async def open_store(
     """Open a store and mark runs whose owner is gone as `interrupted` (every open sweeps)."""
     store = store_from_url(url, durability=durability, trace_cap=trace_cap)
     try:
+        await store.open()
         await store.sweep_orphans(stale_after=stale_after)
     except UNREADABLE_ROW_ERRORS as exc:
         await store.close()

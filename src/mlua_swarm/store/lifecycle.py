@@ -225,7 +225,7 @@ async def prepare_resume(store: Store, run_id: RunId) -> ResumePlan:
             "use `mse runs rerun-from RUN STEP` to re-run a finished run",
         )
     launch = launch_of(run)
-    if not await store.try_transition(run_id, RunStatus.INTERRUPTED, RunStatus.RUNNING):
+    if not await store.try_transition(run_id, RunStatus.INTERRUPTED, RunStatus.RUNNING, owner=current_owner()):
         raise RunNotResumable(f"run {run_id} was taken by someone else", "check `mse runs show`", reason="conflict")
     replay = await store.list_replay(run_id)
     taken = await _take(store, run, "core.run_resumed", {"replayable_steps": len(replay)})
@@ -260,7 +260,7 @@ async def prepare_rerun_from(store: Store, run_id: RunId, step_ref: str) -> Resu
             f"steps in the log: {logged}",
             reason="step",
         )
-    if not await store.try_transition(run_id, run.status, RunStatus.RUNNING):
+    if not await store.try_transition(run_id, run.status, RunStatus.RUNNING, owner=current_owner()):
         raise RunNotResumable(f"run {run_id} was taken by someone else", "check `mse runs show`", reason="conflict")
     try:
         dropped = await store.delete_replay_from(run_id, cut)

@@ -197,7 +197,12 @@ class MemoryStore(Store):
         return [copy.deepcopy(r if with_result else dataclasses.replace(r, result=None)) for r in picked[:limit]]
 
     async def try_transition(
-        self, run_id: RunId, current: RunStatus | Collection[RunStatus], target: RunStatus
+        self,
+        run_id: RunId,
+        current: RunStatus | Collection[RunStatus],
+        target: RunStatus,
+        *,
+        owner: RunOwner | None = None,
     ) -> bool:
         expected = {current} if isinstance(current, RunStatus) else set(current)
         check_run_transition(expected, target)
@@ -206,6 +211,9 @@ class MemoryStore(Store):
             return False
         run.status = target
         run.updated_at = time.time()
+        if owner is not None:
+            run.owner = owner
+            run.heartbeat_at = run.updated_at
         return True
 
     def set_result(self, run_id: RunId, result: Any) -> None:

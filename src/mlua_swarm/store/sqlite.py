@@ -32,13 +32,23 @@ from typing import Any
 
 from ..ids import RunId, TaskId
 from .base import (
+    BLUEPRINT_SELECT,
     DEFAULT_TRACE_CAP,
+    HISTORY_REPLAY,
+    HISTORY_STEP,
+    HISTORY_STEP_REPLAY,
+    RUN_COLUMNS,
+    TASK_COLUMNS,
     StepRow,
     Store,
+    blueprint_from_row,
     blueprint_hash,
     cap_trace_payload,
     check_run_transition,
     declared_semver,
+    owner_update,
+    run_from_row,
+    task_from_row,
 )
 from .errors import Duplicate, RunNotFound, StoreUnusable, StoreWriteFailed, TaskRecordNotFound
 from .operators import OperatorSessionRecord, SeatRecord
@@ -77,8 +87,7 @@ _OPENED: dict[tuple[str, int], int] = {}
 
 _EXIT, _SYNC = Durability.EXIT, Durability.SYNC
 _HISTORY_TABLES = ("history", "trace", "outputs")
-_STEP, _REPLAY, _STEP_REPLAY = 0, 1, 2
-"""`history.kind`: a step entry, a replay row, or a step entry with its replay row (one row per step)."""
+_STEP, _REPLAY, _STEP_REPLAY = HISTORY_STEP, HISTORY_REPLAY, HISTORY_STEP_REPLAY
 _STEP_KINDS = (_STEP, _STEP_REPLAY)
 _REPLAY_KINDS = (_REPLAY, _STEP_REPLAY)
 _HISTORY_INSERT = (
@@ -118,12 +127,6 @@ def _history_insert(run_id: str, seq: int, kind: int, row: StepRow) -> tuple[str
         str(run_id), seq, kind, ref, str(step_id), status, attempt, started, finished, stats,
         digest, occurrence, 1 if skip else 0, value, created, node,
     )  # fmt: skip
-
-
-_RUN_COLUMNS = (
-    "id, task_id, status, created_at, updated_at, result_json, input_json,"
-    " owner_host, owner_pid, owner_started_at, heartbeat_at"
-)
 
 
 def _loads(text: str | None) -> Any:
@@ -203,17 +206,6 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
-
-
-def _run_from_row(row: tuple[Any, ...]) -> RunRecord:
-    owner = None if row[7] is None else RunOwner(row[7], int(row[8]), float(row[9] or 0.0))
-    return RunRecord(
-        RunId(row[0]), TaskId(row[1]), RunStatus(row[2]), row[3], row[4], _loads(row[5]), row[6], owner, row[10]
-    )
-
-
-def _task_from_row(row: tuple[Any, ...]) -> TaskRecord:
-    return TaskRecord(TaskId(row[0]), row[1], _loads(row[2]), _loads(row[3]), RunStatus(row[4]), row[5], row[6])
 
 
 class SqliteStore(Store):
@@ -496,15 +488,9 @@ class SqliteStore(Store):
     # -- blueprints -----------------------------------------------------------------------------
 
     def _blueprint_rows(self, sql: str, params: tuple[Any, ...]) -> list[BlueprintVersion]:
-        return [
-            BlueprintVersion(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], bool(r[6]))
-            for r in self._conn.execute(sql, params)
-        ]
+        return [blueprint_from_row(r) for r in self._conn.execute(sql, params)]
 
-    _BP_SELECT = (
-        "SELECT b.name, b.version, b.content_hash, b.document_json, b.semver, b.created_at,"
-        " COALESCE(n.archived, 0) FROM blueprints b LEFT JOIN blueprint_names n ON n.name = b.name"
-    )
+    _BP_SELECT = BLUEPRINT_SELECT
 
     async def put_blueprint(self, name: str, document: Any, *, semver: str | None = None) -> BlueprintVersion:
         digest = blueprint_hash(document)
@@ -567,21 +553,19 @@ class SqliteStore(Store):
 
     async def get_task(self, task_id: TaskId) -> TaskRecord:
         row = self._conn.execute(
-            "SELECT id, goal, blueprint_ref_json, input_ctx_json, status, created_at, updated_at"
-            " FROM tasks WHERE id = ?",
+            f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?",
             (task_id,),
         ).fetchone()
         if row is None:
             raise TaskRecordNotFound(task_id)
-        return _task_from_row(row)
+        return task_from_row(row)
 
     async def list_tasks(self, *, limit: int | None = None) -> list[TaskRecord]:
         rows = self._conn.execute(
-            "SELECT id, goal, blueprint_ref_json, input_ctx_json, status, created_at, updated_at"
-            " FROM tasks ORDER BY created_at DESC, rowid DESC LIMIT ?",
+            f"SELECT {TASK_COLUMNS} FROM tasks ORDER BY created_at DESC, rowid DESC LIMIT ?",
             (-1 if limit is None else limit,),
         )
-        return [_task_from_row(r) for r in rows]
+        return [task_from_row(r) for r in rows]
 
     def set_task_status(self, task_id: TaskId, status: RunStatus) -> None:
         self._write("UPDATE tasks SET status = ?, updated_at = ? WHERE id = ?", (status.value, time.time(), task_id))
@@ -592,7 +576,7 @@ class SqliteStore(Store):
         owner = run.owner
         try:
             self._write(
-                f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO runs ({RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run.run_id,
                     run.task_id,
@@ -614,11 +598,11 @@ class SqliteStore(Store):
         await self.flush()
 
     async def get_run(self, run_id: RunId, *, with_result: bool = True) -> RunRecord:
-        columns = _RUN_COLUMNS if with_result else _RUN_COLUMNS.replace("result_json", "NULL")
+        columns = RUN_COLUMNS if with_result else RUN_COLUMNS.replace("result_json", "NULL")
         row = self._conn.execute(f"SELECT {columns} FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
             raise RunNotFound(run_id)
-        return _run_from_row(row)
+        return run_from_row(row)
 
     async def run_state(self, run_id: RunId) -> tuple[RunStatus, TaskId]:
         row = self._conn.execute("SELECT status, task_id FROM runs WHERE id = ?", (run_id,)).fetchone()
@@ -645,20 +629,28 @@ class SqliteStore(Store):
             params.append(task_id)
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         params.append(-1 if limit is None else limit)
-        columns = _RUN_COLUMNS if with_result else _RUN_COLUMNS.replace("result_json", "NULL")
+        columns = RUN_COLUMNS if with_result else RUN_COLUMNS.replace("result_json", "NULL")
         rows = self._conn.execute(
             f"SELECT {columns} FROM runs{clause} ORDER BY created_at DESC, rowid DESC LIMIT ?", params
         )
-        return [_run_from_row(r) for r in rows]
+        return [run_from_row(r) for r in rows]
 
     async def try_transition(
-        self, run_id: RunId, current: RunStatus | Collection[RunStatus], target: RunStatus
+        self,
+        run_id: RunId,
+        current: RunStatus | Collection[RunStatus],
+        target: RunStatus,
+        *,
+        owner: RunOwner | None = None,
     ) -> bool:
         expected = [current] if isinstance(current, RunStatus) else list(current)
         check_run_transition(expected, target)
+        now = time.time()
+        claim, claimed = owner_update(owner, now)
         cursor = self._write(
-            f"UPDATE runs SET status = ?, updated_at = ? WHERE id = ? AND status IN ({', '.join('?' * len(expected))})",
-            (target.value, time.time(), run_id, *(s.value for s in expected)),
+            f"UPDATE runs SET status = ?, updated_at = ?{claim} WHERE id = ?"
+            f" AND status IN ({', '.join('?' * len(expected))})",
+            (target.value, now, *claimed, run_id, *(s.value for s in expected)),
         )
         changed = cursor.rowcount == 1
         if not changed:

@@ -399,11 +399,11 @@ def submit_result(engine: Engine, token: CapToken, task_id: StepId, attempt: int
         value, ok, stats = result, True, None
     engine.record_worker_stats(task_id, attempt, {"worker_kind": kind, **stats} if stats else {"worker_kind": kind})
     try:
-        check_value(value, engine.config.max_value_bytes)
+        size = check_value(value, engine.config.max_value_bytes)
     except JsonValueError as exc:
         raise WorkerFailed(f"the worker's result is refused: {exc}") from None
     try:
-        engine.emit(token, task_id, attempt, Final(Inline(value), ok))
+        engine.emit(token, task_id, attempt, Final(Inline(value), ok), size=size)
     except VerdictRejected as exc:
         raise WorkerFailed(f"Final rejected before output_tail: {exc}") from exc
     except EngineError as exc:
