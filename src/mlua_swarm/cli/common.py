@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..diagnostics import Diagnostic, DiagnosticError, Location
+from ..termtext import terminal_text
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -100,7 +101,7 @@ def fn_options(options: Sequence[str], source: str | None = None) -> dict[str, s
 def report_diagnostics(diagnostics: list[Diagnostic], *, as_json: bool) -> None:
     """Diagnostics to stderr (readable), and with --json also as one document on stdout."""
     for diagnostic in diagnostics:
-        print(diagnostic.render(), file=sys.stderr)
+        print(terminal_text(diagnostic.render()), file=sys.stderr)
     if as_json:
         print(json.dumps({"status": "invalid", "diagnostics": [d.to_json() for d in diagnostics]}))
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ..store.listing import RUN_STATUSES, local_store_file, quick_run_list
+from ..termtext import terminal_text
 from .argtypes import count_arg
 from .endpoint import server_url
 
@@ -44,7 +45,7 @@ def _emit(args: argparse.Namespace, document: Any, lines: list[str]) -> None:
     if args.json:
         print(json.dumps(document, ensure_ascii=False))
     else:
-        print("\n".join(lines))
+        print(terminal_text("\n".join(lines)))
 
 
 def _fail(args: argparse.Namespace, code: str, message: str, hint: str = "") -> int:

@@ -23,6 +23,7 @@ from rich.style import Style
 
 from ..ids import StepId
 from ..jsontext import compact
+from ..termtext import terminal_text
 
 STYLE = {
     "passed": "green",
@@ -64,7 +65,7 @@ class TerminalProgress:
 
     def __init__(self, title: str, console: Console | None = None) -> None:
         self.console = console or Console(stderr=True, soft_wrap=True)
-        self.title = title
+        self.title = terminal_text(title)
         self.totals: defaultdict[str, int] = defaultdict(int)
         self.recent: deque[tuple[str, str, float]] = deque(maxlen=8)
         self.started = time.monotonic()
@@ -126,14 +127,15 @@ class TerminalProgress:
         self._write(line)
 
     def _write(self, line: str) -> None:
-        """One plain line, written as is (rich's rendering costs more than the step it reports)."""
-        self.console.file.write(line + "\n")
+        """One plain line, written without rich (its rendering costs more than the step it reports)."""
+        self.console.file.write(terminal_text(line) + "\n")
 
     def _render(self) -> _Frame:
         """The live view, drawn on rich's refresh thread from copies of the counters."""
-        running_now, recent = sorted(self.running.items()), list(self.recent)
+        running_now = sorted(self.running.items())
+        recent = [(terminal_text(ref), status, elapsed) for ref, status, elapsed in self.recent]
         lines: list[list[tuple[str, Style | None]]] = [[(f"{self.title}  ", _BOLD), (self.summary(), _DIM)]]
-        refs = [f"{ref} x{count}" if count > 1 else ref for ref, count in running_now]
+        refs = [terminal_text(f"{ref} x{count}" if count > 1 else ref) for ref, count in running_now]
         width = max(map(len, refs), default=0)
         lines.extend([("⠿", _BLUE), (_GAP, None), (ref.ljust(width), _BLUE), (_GAP + "running", None)] for ref in refs)
         width = max((len(ref) for ref, _, _ in recent), default=0)
