@@ -7,7 +7,9 @@ does not load the YAML parser.
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import stat
 from pathlib import Path
 from typing import Any
@@ -52,7 +54,7 @@ def read_input_text(path: str | Path, file: str | None = None, *, limit: int = M
             file,
         )
     try:
-        return data.decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise load_error(
@@ -62,12 +64,84 @@ def read_input_text(path: str | Path, file: str | None = None, *, limit: int = M
             file,
             line,
         ) from None
+    # A byte order mark (some Windows editors write one) is not part of the text.
+    return text.removeprefix("\ufeff")
+
+
+class NonFiniteNumber(ValueError):
+    """`NaN`, an infinity, or a number too large for a float: not JSON data (no JSON text can carry it
+    back out, so `--json` output would stop being JSON)."""
+
+
+_MAYBE_HUGE = re.compile(r"[eE][+]?0*\d{3}|\d{309}")
+"""A number that might overflow a float: an exponent of three digits or 309 digits in a row."""
+
+
+def _refuse_constant(literal: str) -> Any:
+    raise NonFiniteNumber(f"{literal} is not a finite number")
+
+
+def check_finite(value: Any, text: str) -> Any:
+    """`value` (parsed from `text`), after making sure no number overflowed to an infinity; the walk
+    only happens when `text` holds a number that could."""
+    if _MAYBE_HUGE.search(text) is None:
+        return value
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise NonFiniteNumber("a number is too large for a float (it would become an infinity)")
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return value
+
+
+def loads_finite(text: str) -> Any:
+    """`json.loads`, refusing `NaN`, `Infinity` and numbers that overflow (`NonFiniteNumber`)."""
+    return check_finite(json.loads(text, parse_constant=_refuse_constant), text)
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str, keys: list[str]) -> None:
+        super().__init__(key)
+        self.key = key
+        self.keys = keys
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key, list(value))
+            seen.add(key)
+    return value
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys, parse_constant=_refuse_constant)
+
+
+NUMBER_HINT = "write a finite number, or the value as a string"
 
 
 def parse_json_text(text: str, file: str) -> Any:
-    """Parse JSON; a syntax error becomes an `invalid-json` diagnostic with its line and column."""
+    """Parse JSON; a syntax error becomes an `invalid-json` diagnostic with its line and column, and a
+    key that appears twice in one object (where parsers disagree on which one wins) `duplicate-key`."""
     try:
-        return json.loads(text)
+        return check_finite(_DECODER.decode(text), text)
+    except NonFiniteNumber as exc:
+        raise load_error("invalid-number", f"{exc}; JSON data has finite numbers only", NUMBER_HINT, file) from None
+    except _DuplicateKey as exc:
+        keys = ", ".join(exc.keys[:8]) + (", …" if len(exc.keys) > 8 else "")
+        raise load_error(
+            "duplicate-key",
+            f"the key {exc.key!r} appears twice in one object (its keys: {keys})",
+            "keep one of them: which one would count is not defined",
+            file,
+        ) from None
     except json.JSONDecodeError as exc:
         raise load_error(
             "invalid-json",
@@ -84,7 +158,11 @@ def parse_json_text(text: str, file: str) -> Any:
 
 __all__ = [
     "MAX_INPUT_BYTES",
+    "NUMBER_HINT",
+    "NonFiniteNumber",
+    "check_finite",
     "load_error",
+    "loads_finite",
     "parse_json_text",
     "read_input_text",
 ]

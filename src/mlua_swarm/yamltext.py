@@ -7,13 +7,14 @@ objects.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import yaml
 from yaml.constructor import ConstructorError
-from yaml.nodes import MappingNode, Node, SequenceNode
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from .textparse import load_error
+from .textparse import NUMBER_HINT, load_error
 
 MAX_YAML_NODES = 1_000_000
 """How many nodes a YAML document may hold once its aliases are expanded."""
@@ -21,11 +22,38 @@ MAX_YAML_NODES = 1_000_000
 _NOT_JSON_TAGS = ("binary", "set", "omap", "pairs", "timestamp")
 
 
-class JsonYamlLoader(yaml.SafeLoader):
-    """Safe YAML limited to plain JSON data: dates stay strings, keys are strings, no binary or sets."""
+_SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's parser when PyYAML was built with it: the pure-Python scanner takes seconds per megabyte
+(a 16 MiB string took over half a minute), libyaml a few milliseconds."""
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class DuplicateKey(ConstructorError):
+    """A mapping names the same key twice."""
+
+
+class NonFiniteFloat(ConstructorError):
+    """`.inf`, `.nan` or a float too large: not JSON data."""
+
+
+class JsonYamlLoader(_SAFE_LOADER):  # type: ignore[valid-type,misc]
+    """Safe YAML limited to plain JSON data: dates stay strings, keys are strings and appear once
+    per mapping (YAML requires it; which duplicate wins would otherwise be silent), no binary or sets."""
 
     def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
-        mapping = super().construct_mapping(node, deep=deep)
+        seen: set[str] = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, ScalarNode) and key_node.tag != _MERGE_TAG:
+                if key_node.value in seen:
+                    raise DuplicateKey(
+                        "while reading a mapping",
+                        node.start_mark,
+                        f"the key {key_node.value!r} appears twice in this mapping",
+                        key_node.start_mark,
+                    )
+                seen.add(key_node.value)
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
         for key in mapping:
             if not isinstance(key, str):
                 raise ConstructorError(
@@ -37,6 +65,13 @@ class JsonYamlLoader(yaml.SafeLoader):
         return mapping
 
 
+def _finite_float(loader: yaml.SafeLoader, node: Node) -> Any:
+    value = loader.construct_yaml_float(node)  # type: ignore[arg-type]
+    if not math.isfinite(value):
+        raise NonFiniteFloat(None, None, f"{node.value} is not a finite number", node.start_mark)
+    return value
+
+
 def _refuse_tag(loader: yaml.SafeLoader, node: Node) -> Any:
     short = node.tag.rsplit(":", 1)[-1]
     raise ConstructorError(None, None, f"!!{short} values are not JSON data", node.start_mark)
@@ -44,10 +79,11 @@ def _refuse_tag(loader: yaml.SafeLoader, node: Node) -> Any:
 
 JsonYamlLoader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    for first, resolvers in _SAFE_LOADER.yaml_implicit_resolvers.items()
 }
 for _tag in _NOT_JSON_TAGS:
     JsonYamlLoader.add_constructor(f"tag:yaml.org,2002:{_tag}", _refuse_tag)
+JsonYamlLoader.add_constructor("tag:yaml.org,2002:float", _finite_float)
 
 
 def load_yaml(text: str) -> Any:
@@ -104,6 +140,17 @@ def parse_yaml_text(text: str, file: str) -> Any:
         line = mark.line + 1 if mark is not None else None
         where = f" at line {line}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
+        if isinstance(exc, NonFiniteFloat):
+            message = f"{problem}{where}; JSON data has finite numbers only"
+            raise load_error("invalid-number", message, NUMBER_HINT, file, line) from None
+        if isinstance(exc, DuplicateKey):
+            raise load_error(
+                "duplicate-key",
+                f"{problem}{where}",
+                "keep one of them: which one would count is not defined",
+                file,
+                line,
+            ) from None
         raise load_error(
             "invalid-yaml",
             f"invalid YAML{where}: {problem}",
@@ -117,4 +164,4 @@ def parse_yaml_text(text: str, file: str) -> Any:
         raise load_error("invalid-yaml", f"a number is out of range: {exc}", "write it as a string", file) from None
 
 
-__all__ = ["MAX_YAML_NODES", "JsonYamlLoader", "load_yaml", "parse_yaml_text"]
+__all__ = ["MAX_YAML_NODES", "DuplicateKey", "JsonYamlLoader", "NonFiniteFloat", "load_yaml", "parse_yaml_text"]

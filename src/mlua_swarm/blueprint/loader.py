@@ -77,7 +77,7 @@ def reference_dirs(raw: Any, base_dir: Path, includes: Sequence[str | Path] = ()
     a document cannot widen what it may read; the environment and the caller may name any folder.
     """
     dirs = [base_dir]
-    dirs += [base_dir / entry for _, entry in declared_includes(raw) if check_ref_path(entry) is None]
+    dirs += [folder for _, entry in declared_includes(raw) if (folder := _declared_folder(base_dir, entry)) is not None]
     dirs += [Path(entry) for entry in os.environ.get(INCLUDES_ENV, "").split(os.pathsep) if entry]
     dirs += [Path(entry) for entry in includes]
     dirs.append(bundled_agents_dir())
@@ -86,6 +86,15 @@ def reference_dirs(raw: Any, base_dir: Path, includes: Sequence[str | Path] = ()
         if entry not in unique:
             unique.append(entry)
     return unique
+
+
+def _declared_folder(base_dir: Path, entry: str) -> Path | None:
+    """The folder a `blueprint_ref_includes` entry names, or None when it would leave `base_dir`
+    (`..`, an absolute path, or a symbolic link leading out)."""
+    try:
+        return under_root(base_dir, entry)
+    except PathRefused:
+        return None
 
 
 def check_ref_path(ref: str) -> str | None:
@@ -223,6 +232,8 @@ def expand_refs(raw: Any, base_dir: str | Path, *, includes: Sequence[str | Path
     expander = RefExpander(reference_dirs(raw, base, includes), default_kind)
     for index, entry in declared_includes(raw):
         problem = check_ref_path(entry)
+        if problem is None and _declared_folder(base, entry) is None:
+            problem = f"it leads out of {base.resolve()} through a symbolic link"
         if problem is not None:
             expander.refuse_path(f"include folder {entry!r} refused: {problem}", f"$.blueprint_ref_includes[{index}]")
     expanded = expander.expand(raw)

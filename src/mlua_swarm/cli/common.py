@@ -34,8 +34,14 @@ def read_json_arg(value: str, option: str) -> Any:
             hint = f"{option} @FILE needs a readable UTF-8 JSON file"
             raise DiagnosticError([replace(d, hint=f"{hint}; {d.hint}") for d in exc.diagnostics]) from None
         source = str(path)
+    from ..textparse import NUMBER_HINT, NonFiniteNumber, loads_finite
+
     try:
-        return json.loads(text)
+        return loads_finite(text)
+    except NonFiniteNumber as exc:
+        message = f"{option}: {exc}; JSON data has finite numbers only"
+        diagnostic = Diagnostic("invalid-number", message, location=Location(file=source), hint=NUMBER_HINT)
+        raise DiagnosticError([diagnostic]) from None
     except json.JSONDecodeError as exc:
         raise _json_arg_error(
             f"{option} is not valid JSON: {exc.msg}",

@@ -86,10 +86,36 @@ def json_to_lua(runtime: Any, value: Any) -> Any:
     """Convert JSON data into Lua values owned by `runtime` (objects and arrays become tables).
 
     JSON null becomes nil, so an array holding null has a hole there (as with upstream's scripts).
+    An integer outside Lua's 64-bit range becomes a float, as upstream's conversion makes it.
     """
-    if isinstance(value, Mapping | list | tuple):
-        return runtime.table_from(value, recursive=True)
+    try:
+        if isinstance(value, Mapping | list | tuple):
+            return runtime.table_from(value, recursive=True)
+        return _lua_integer(value)
+    except OverflowError:
+        return runtime.table_from(_wide_integers_as_floats(value), recursive=True)
+
+
+_LUA_INTEGERS = range(-(2**63), 2**63)
+
+
+def _lua_integer(value: Any) -> Any:
+    if type(value) is int and value not in _LUA_INTEGERS:
+        try:
+            return float(value)
+        except OverflowError:
+            raise LuaConversionError(f"the integer {str(value)[:20]}… is too large for a Lua number") from None
     return value
+
+
+def _wide_integers_as_floats(value: Any) -> Any:
+    """A copy of `value` whose integers outside Lua's range are floats (the rare path: `table_from`
+    refused the value as it was)."""
+    if isinstance(value, Mapping):
+        return {key: _wide_integers_as_floats(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_wide_integers_as_floats(item) for item in value]
+    return _lua_integer(value)
 
 
 __all__ = ["EMPTY_OBJECT_MARKER", "LuaConversionError", "json_to_lua", "lua_to_json"]

@@ -312,10 +312,20 @@ def _limits(name: str, spec: Mapping[str, Any], default: LuaLimits) -> LuaLimits
     values: dict[str, Any] = {}
     for key in ("instructions", "wall_secs", "memory_bytes"):
         value = raw.get(key, getattr(default, key))
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value <= 0):
-            raise InvalidAgentSpec(f"agent '{name}': spec.limits.{key} must be a positive number", None)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= MAX_LIMIT
+        ):
+            raise InvalidAgentSpec(
+                f"agent '{name}': spec.limits.{key} must be a positive number up to 2^53, got {value!r:.40}",
+                "leave a budget out to keep its default",
+            )
         values[key] = int(value) if key != "wall_secs" and value is not None else value
     return LuaLimits(**values)
+
+
+MAX_LIMIT = 2**53
+"""The largest budget `spec.limits` takes (far past any real one; larger values overflow the runtime's
+memory counter or are not finite)."""
 
 
 __all__ = ["LuaKind", "LuaSpawner", "LuaWorker", "script_globals"]

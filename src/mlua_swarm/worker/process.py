@@ -238,11 +238,19 @@ def _mse_env(ctx: Ctx, task_id: StepId, attempt: int, token: CapToken, http: str
     return env
 
 
+_NOT_INHERITED = (b"MSE_ADMIN_TOKEN",)
+"""mse's own credentials a child must not inherit: a step's child is trusted with its own attempt
+(its `MSE_TOKEN`), not with the server's admin token that `mse server install` puts in the
+server's environment. A Blueprint's `env` may still pass one on purpose."""
+
+
 def _child_env(*layers: Mapping[str, str]) -> dict[bytes, bytes]:
-    """This process's environment with `layers` on top (later ones win) and PYTHONPATH ending in this
-    package's folder, as the bytes `exec` takes: the inherited variables are not decoded and encoded
-    again on every spawn."""
+    """This process's environment without `_NOT_INHERITED`, with `layers` on top (later ones win) and
+    PYTHONPATH ending in this package's folder, as the bytes `exec` takes: the inherited variables are
+    not decoded and encoded again on every spawn."""
     env = _environ_bytes()
+    for name in _NOT_INHERITED:
+        env.pop(name, None)
     for layer in layers:
         for key, value in layer.items():
             env[os.fsencode(key)] = os.fsencode(value)
