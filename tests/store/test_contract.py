@@ -243,6 +243,9 @@ async def test_orphan_sweep_marks_runs_of_dead_owners_interrupted(store: Store) 
     reused = await new_run(store)
     store.set_owner(reused.run_id, RunOwner(me.host, me.pid, me.started_at - 3600))
     alive = await new_run(store)
+    # Its start time as another process reads it after the wall clock moved: still this process.
+    drifted = await new_run(store)
+    store.set_owner(drifted.run_id, RunOwner(me.host, me.pid, me.started_at + 3))
     far_stale = await new_run(store)
     store.set_owner(far_stale.run_id, RunOwner("another-host", 1, 0.0))
     store.beat(far_stale.run_id, time.time() - 3600)
@@ -258,7 +261,7 @@ async def test_orphan_sweep_marks_runs_of_dead_owners_interrupted(store: Store) 
         assert run.status is S.INTERRUPTED
         assert (await store.get_task(run.task_id)).status is RunStatus.INTERRUPTED
         assert (await store.list_trace(run_id, kind_prefix="core.run_interrupted"))[0].payload["reason"]
-    for run in (alive, far_fresh):
+    for run in (alive, drifted, far_fresh):
         assert (await store.get_run(run.run_id)).status is S.RUNNING
 
 

@@ -8,8 +8,12 @@ import socket
 
 from .records import RunOwner
 
-START_TIME_TOLERANCE_SECS = 1.0
-"""Two start times closer than this are the same process (boot time and clock ticks round)."""
+START_TIME_TOLERANCE_SECS = 10.0
+"""Two start times closer than this are the same process. A start time is the boot time plus the
+process's age in clock ticks, and the kernel derives the boot time from the wall clock, so two
+processes reading it minutes apart can disagree by the clock's adjustments in between (seconds on a
+VM whose clock is being corrected), not only by rounding. A pid taken again by a process started
+within this window of the first is the rare case this gives up."""
 
 
 @functools.cache
