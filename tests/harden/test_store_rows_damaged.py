@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from ..conftest import mse_env
+from ..conftest import run_mse
 
 BP = {
     "id": "t",
@@ -27,14 +26,8 @@ DAMAGE = {
 
 
 def mse(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mlua_swarm", *args],
-        capture_output=True,
-        text=True,
-        env=mse_env({"MSE_HOME": str(cwd / "home")}),
-        cwd=cwd,
-        timeout=60,
-    )
+    """`mse` run in `cwd`, with its home there."""
+    return run_mse(args, env={"MSE_HOME": str(cwd / "home")}, cwd=cwd)
 
 
 @pytest.fixture(scope="module")
