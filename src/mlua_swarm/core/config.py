@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -63,12 +64,24 @@ class RetryPolicy:
 
     def delay_ms(self, attempt: int, rng: random.Random | None = None) -> float:
         """The wait before attempt `attempt + 1`, after attempt `attempt` (1-based) ended."""
-        delay = self.backoff_ms * (self.backoff_factor ** (attempt - 1))
-        if self.max_backoff_ms is not None:
-            delay = min(delay, self.max_backoff_ms)
-        if self.jitter:
+        delay = self._wait_ms(attempt)
+        if self.jitter and delay < math.inf:
             delay -= delay * self.jitter * (rng or random).random()
         return delay
+
+    def longest_wait_ms(self) -> float:
+        """The longest wait between two attempts the policy can reach (jitter only shortens it); `inf`
+        when it is past what a float holds."""
+        return self._wait_ms(self.max_attempts - 1) if self.max_attempts > 1 else 0.0
+
+    def _wait_ms(self, attempt: int) -> float:
+        if not self.backoff_ms:
+            return 0.0
+        try:
+            delay = self.backoff_ms * self.backoff_factor ** (attempt - 1)
+        except OverflowError:
+            delay = math.inf
+        return delay if self.max_backoff_ms is None else min(delay, self.max_backoff_ms)
 
     def to_json(self) -> dict[str, Any]:
         return {
