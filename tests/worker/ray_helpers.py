@@ -32,6 +32,7 @@ def echo(inv):
         "role": inv.token.role.value,
         "run_id": inv.context.run_id if inv.context else None,
         "pid": os.getpid(),
+        "parent": os.getppid(),
         "ray_task": ray_task_id(),
     }
 

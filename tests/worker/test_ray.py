@@ -101,6 +101,22 @@ async def test_a_remote_error_names_the_line_that_raised(tmp_path: Path) -> None
     )
 
 
+async def test_a_module_the_worker_cannot_import_fails_the_attempt_saying_so(
+    engine: Engine, op: CapToken, tmp_path: Path
+) -> None:
+    kind = agent_kind("ray")
+    assert kind is not None
+    spec = {"callable": "cluster_only_module:fn", "runtime_env": {}}  # a runtime_env: left to the workers
+    built = kind.build({"name": "far", "kind": "ray", "spec": spec}, LinkEnv(base_dir=tmp_path))
+    step_id = await engine.start_task(op, TaskSpec("far", 1))
+    with pytest.raises(DispatchFailed) as raised:
+        await engine.run_step(op, step_id, built)
+    assert (
+        "cannot import 'cluster_only_module:fn' on the Ray worker: ModuleNotFoundError: "
+        "No module named 'cluster_only_module'"
+    ) in str(raised.value)
+
+
 async def test_cancel_interrupts_the_running_task(engine: Engine, op: CapToken, tmp_path: Path) -> None:
     step_id = await engine.start_task(op, TaskSpec("sleeper", {"dir": str(tmp_path), "tag": "c"}))
     dispatch = asyncio.create_task(engine.dispatch_attempt(op, step_id, spawner(tmp_path, "sleeper")))

@@ -29,11 +29,12 @@ import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from ..cancel import CancellationToken
 from ..core.ctx import AgentContextView
 from ..errors import EngineError
+from ..ids import StepId
 from ..tokens import CapToken
 from . import JoinHandleWorker, Worker, WorkerJoinHandler
 from .adapter import SpawnerAdapter, WorkerInvocation, submit_result
@@ -44,7 +45,6 @@ from .pyfn import import_callable
 if TYPE_CHECKING:
     from ..core.ctx import Ctx
     from ..core.engine import Engine
-    from ..ids import StepId
 
 log = logging.getLogger(__name__)
 
@@ -285,6 +285,14 @@ def _keep_connected(conn: _Connection) -> None:
     threading.Event().wait()
 
 
+def _connected(address: str | None) -> bool:
+    """Whether this process is connected to Ray the way an agent naming `address` needs, right now."""
+    conn = _CONNECTION
+    if conn is None or not conn.ready.done() or conn.ready.exception() is not None:
+        return False
+    return conn.address == address if conn.ours else address is None
+
+
 async def connect(address: str | None, timeout: float) -> None:
     """Wait until this process is connected to Ray for `address`; `WorkerFailed` saying why if it cannot be."""
     conn = _connection(address)
@@ -337,21 +345,19 @@ class RemoteFailure:
 _RESOLVED: dict[tuple[str, str], Callable[..., Any]] = {}
 
 
-def run_on_worker(
-    target: str,
-    base_dir: str,
-    token: str,
-    task_id: StepId,
-    attempt: int,
-    agent: str,
-    directive: Any,
-    context: AgentContextView | None,
-) -> Any:
+Call: TypeAlias = tuple[str, str, str, str, int, str, Any, dict[str, Any]]
+"""What a task gets, as one argument of plain data (Ray serialises each argument on its own, and plain
+data without pickling): `(callable, Blueprint folder, encoded token, step id, attempt, agent, input,
+context as JSON)`."""
+
+
+def run_on_worker(call: Call) -> Any:
     """The Ray task: call the agent's function as a `python` agent's is called, on this worker.
 
     Its exception comes back as a `RemoteFailure` value (Ray would wrap it, or fail to when it does
     not pickle); a `KeyboardInterrupt` is Ray's graceful cancel and ends the task as cancelled.
     """
+    target, base_dir, token, task_id, attempt, agent, directive, context = call
     key = (target, base_dir)
     fn = _RESOLVED.get(key)
     if fn is None:
@@ -360,7 +366,9 @@ def run_on_worker(
         except (Exception, SystemExit) as exc:
             return _failure(exc, importing=target)
     try:
-        inv = WorkerInvocation(CapToken.decode(token), task_id, attempt, agent, directive, None, None, context)
+        step_id = StepId.parse(task_id)
+        view = AgentContextView.from_json({**context, "task_id": step_id})
+        inv = WorkerInvocation(CapToken.decode(token), step_id, attempt, agent, directive, None, None, view)
         result = fn(inv)
         if inspect.isawaitable(result):
             result = asyncio.run(_awaited(result))
@@ -434,6 +442,8 @@ class RaySpawner(SpawnerAdapter):
             raise SpawnInternalError(f"fetch_prompt: {exc}") from exc
         cancel = CancellationToken()
         run = _RayAttempt(self, engine, token, task_id, attempt, directive, AgentContextView.from_ctx(ctx), cancel)
+        if _connected(self.address):
+            run.submit()  # at once: the task starts on the cluster a loop turn earlier
         run.task = asyncio.create_task(run.drive())
         cancel.on_cancel(run.stop)
         return RayWorker(WorkerJoinHandler(None, cancel, run.task), run)
@@ -466,29 +476,40 @@ class _RayAttempt:
         self.cancel = cancel
         self.task: asyncio.Task[None] | None = None
         self.ref: Any = None
+        self.refused: WorkerFailed | None = None
         self._waiter: asyncio.Future[Any] | None = None
         self._timers: list[asyncio.TimerHandle] = []
 
-    async def drive(self) -> None:
+    def submit(self) -> None:
+        """Submit the attempt's task (the process is connected); a failure to is kept for `drive` to raise."""
         spawner = self.spawner
-        await connect(spawner.address, spawner.connect_timeout_secs)
-        if self.cancel.is_cancelled():
-            raise WorkerCancelled()
         try:
-            self.ref = spawner.remote_function().remote(
+            call: Call = (
                 spawner.target,
                 spawner.base_dir,
                 self.token.encode(),
-                self.task_id,
+                str(self.task_id),
                 self.attempt,
                 self.context.agent,
                 self.directive,
-                self.context,
+                self.context.to_json(),
             )
+            self.ref = spawner.remote_function().remote(call)
         except Exception as exc:
-            raise WorkerFailed(f"submitting the Ray task failed: {_one_line(exc)}") from exc
+            self.refused = WorkerFailed(f"submitting the Ray task failed: {_one_line(exc)}")
+            return
         self.engine.record_worker_stats(self.task_id, self.attempt, {"ray_task_id": self.ref.task_id().hex()})
         self._waiter = asyncio.wrap_future(self.ref.future())
+
+    async def drive(self) -> None:
+        if self._waiter is None and self.refused is None:
+            await connect(self.spawner.address, self.spawner.connect_timeout_secs)
+            if self.cancel.is_cancelled():
+                raise WorkerCancelled()
+            self.submit()
+        if self.refused is not None:
+            raise self.refused
+        assert self._waiter is not None
         try:
             outcome = await self._waiter
         except asyncio.CancelledError:
