@@ -106,8 +106,10 @@ _BARE_HISTORY_INSERT = (
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
-
-_BIG_HISTORY_INSERT = _HISTORY_INSERT.replace("INTO history (", "INTO history_big (")
+_BIG_HISTORY_INSERT, _BIG_LEAN_INSERT, _BIG_BARE_INSERT = (
+    sql.replace("INTO history (", "INTO history_big (")
+    for sql in (_HISTORY_INSERT, _LEAN_HISTORY_INSERT, _BARE_HISTORY_INSERT)
+)
 _REPLAY_INSERT = (
     "INSERT INTO history (run_id, seq, kind, step_ref, input_hash, occurrence, skip, value_json, created_at)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -126,40 +128,39 @@ _MAYBE_BIG = BIG_VALUE_BYTES // 4
 """No text of this many characters or fewer is more than `BIG_VALUE_BYTES` bytes in UTF-8."""
 
 
-def _is_big(value: str) -> bool:
-    """Whether the JSON text `value` is longer than `BIG_VALUE_BYTES` in UTF-8 (checked when it has
-    more than `_MAYBE_BIG` characters)."""
+def _is_big(value: str | None) -> bool:
+    """Whether the JSON text `value` is longer than `BIG_VALUE_BYTES` in UTF-8."""
+    if value is None or len(value) <= _MAYBE_BIG:
+        return False
     return len(value) > BIG_VALUE_BYTES or (not value.isascii() and len(value.encode()) > BIG_VALUE_BYTES)
 
 
 def _step_insert(value: str | None) -> str:
     """The statement that inserts a step's `history` row holding `value` (a `StepRow.value_json`)."""
-    if value is not None and len(value) > _MAYBE_BIG and _is_big(value):
-        return _BIG_HISTORY_INSERT
-    return _HISTORY_INSERT
+    return _BIG_HISTORY_INSERT if _is_big(value) else _HISTORY_INSERT
 
 
 def _history_insert(run_id: str, seq: int, kind: int, row: StepRow) -> tuple[str, tuple[Any, ...]]:
-    """The statement and parameters that insert one `history` row.
+    """The statement and parameters that insert one `history` row (into `history_big` for a large value).
 
     The sqlite3 module binds exact `str`, `int` and `float` values directly, but looks for an adapter
     (two failed attribute lookups, each raising and clearing an `AttributeError`) for anything else:
     `None`, a `bool`, a `str` subclass such as `RunId`. A step with its replay row and no error or
     stderr, the common case, leaves its NULL columns out of the statement and binds plain values.
-    A row with a large value goes into `history_big` whole.
     """
-    value = row.value_json
-    if value is not None and len(value) > _MAYBE_BIG and _is_big(value):
-        return _BIG_HISTORY_INSERT, (run_id, seq, kind, *row)
-    if row.input_hash is None or row.stderr_tail is not None or row.error_json is not None:
-        return _HISTORY_INSERT, (run_id, seq, kind, *row)
-    ref, step_id, status, attempt, started, finished, stats, _, _, digest, occurrence, skip, value, created, node = row
+    (
+        ref, step_id, status, attempt, started, finished, stats, stderr, error,
+        digest, occurrence, skip, value, created, node,
+    ) = row  # fmt: skip
+    big = value is not None and len(value) > _MAYBE_BIG and _is_big(value)
+    if digest is None or stderr is not None or error is not None:
+        return _BIG_HISTORY_INSERT if big else _HISTORY_INSERT, (run_id, seq, kind, *row)
     if stats is None:
-        return _BARE_HISTORY_INSERT, (
+        return _BIG_BARE_INSERT if big else _BARE_HISTORY_INSERT, (
             str(run_id), seq, kind, ref, str(step_id), status, attempt, started, finished,
             digest, occurrence, 1 if skip else 0, value, created, node,
         )  # fmt: skip
-    return _LEAN_HISTORY_INSERT, (
+    return _BIG_LEAN_INSERT if big else _LEAN_HISTORY_INSERT, (
         str(run_id), seq, kind, ref, str(step_id), status, attempt, started, finished, stats,
         digest, occurrence, 1 if skip else 0, value, created, node,
     )  # fmt: skip
@@ -832,7 +833,7 @@ class SqliteStore(Store):
         small: list[tuple[Any, ...]] = []
         big: list[tuple[Any, ...]] = []
         for i, r in enumerate(rows, start=1):
-            queue = big if _step_insert(r.value_json) is _BIG_HISTORY_INSERT else small
+            queue = big if _is_big(r.value_json) else small
             queue.append((run_id, seq + i, _STEP if r.input_hash is None else _STEP_REPLAY, *r))
         scheduled = self._begin()
         try:
@@ -930,7 +931,7 @@ class SqliteStore(Store):
         value = dumps(row.value)
         self._append(
             "history",
-            _BIG_REPLAY_INSERT if _step_insert(value) is _BIG_HISTORY_INSERT else _REPLAY_INSERT,
+            _BIG_REPLAY_INSERT if _is_big(value) else _REPLAY_INSERT,
             run_id,
             (
                 _REPLAY,
