@@ -753,6 +753,7 @@ COMPONENTS: tuple[Component, ...] = (
     ),
     Component("operators", "Operators over WebSocket", "bench.operators", ("--quick",), ()),
     Component("dashboard", "Dashboard: the run page of a big run", "bench.dashboard", ("--quick", "--loads", "2"), ()),
+    Component("ray", "Ray agents: a step over a bare Ray round trip", "bench.ray_steps", ("--quick",), ()),
 )
 
 

@@ -13,6 +13,7 @@ from mlua_swarm.core.engine import Engine, TaskSpec, VerdictContract
 from mlua_swarm.diagnostics import Level
 from mlua_swarm.flow.nodes import Seq
 from mlua_swarm.tokens import CapToken
+from mlua_swarm.worker import kinds
 from mlua_swarm.worker.adapter import WorkerInvocation
 
 from ..conftest import run_one
@@ -191,11 +192,20 @@ def test_unknown_agent_kind_suggests_a_kind() -> None:
     assert diag.hint is not None and "did you mean 'python'" in diag.hint and "rust_fn" in diag.hint
 
 
+@pytest.fixture
+def ray_not_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kind the schema names whose implementation this installation lacks (ray's, hidden)."""
+    monkeypatch.delitem(kinds._BUILTIN, "ray")
+    monkeypatch.delitem(kinds._LOADED, "ray", raising=False)
+
+
+@pytest.mark.usefixtures("ray_not_built")
 def test_a_known_but_unavailable_kind_says_so() -> None:
     diag = only(compile_errors(blueprint(step("r"), {"name": "r", "kind": "ray"})), "unknown-agent-kind")
     assert "not available in this installation" in diag.message
 
 
+@pytest.mark.usefixtures("ray_not_built")
 def test_lenient_kind_strategy_drops_the_agent_with_a_warning() -> None:
     raw = blueprint(seq(), agent("a"), {"name": "r", "kind": "ray"}, strategy={"strict_kind": False})
     compiled = compile_ok(raw)

@@ -15,7 +15,7 @@ from mlua_swarm.run.progress import REFRESH_PER_SECOND, TerminalProgress
 def steps(view: TerminalProgress, count: int, ref: str = "inc", status: str = "passed") -> None:
     for i in range(count):
         step = StepId(f"ST-{i}")
-        view.step_started(ref, step)
+        view.step_started(ref, step, None)
         view.step_finished(ref, step, status, 0.001, None)
 
 

@@ -92,7 +92,7 @@ def test_step_events_only_count_and_never_draw() -> None:
     out = _Writes()
     progress = TerminalProgress("bp · R-1", console=Console(file=out, force_terminal=True, width=80))
     for _ in range(1000):
-        progress.step_started("lane", None)
+        progress.step_started("lane", None, None)
     for _ in range(998):
         progress.step_finished("lane", None, "passed", 0.0012, None)
     progress.step_finished("lane", None, "failed", 0.5, "boom")
@@ -105,7 +105,7 @@ def test_a_frame_counts_lanes_together_and_aligns_the_recent_steps() -> None:
     console = Console(file=io.StringIO(), force_terminal=True, width=60, record=True)
     progress = TerminalProgress("bp · R-1", console=console)
     for ref in ("lane", "lane", "lane", "judge"):
-        progress.step_started(ref, None)
+        progress.step_started(ref, None, None)
     progress.step_finished("lane", None, "passed", 0.0015, None)
     progress.step_finished("judge", None, "failed", 0.25, "no")
     progress.step_finished("prep", None, "replayed", 0.0, None)

@@ -23,7 +23,7 @@ class Heard:
     def __init__(self) -> None:
         self.calls: list[tuple[Any, ...]] = []
 
-    def step_started(self, step_ref: str, step_id: StepId | None) -> None:
+    def step_started(self, step_ref: str, step_id: StepId | None, node_index: int | None) -> None:
         self.calls.append(("started", step_ref, step_id))
 
     def step_finished(self, step_ref: str, step_id: StepId | None, status: str, elapsed: float, detail: Any) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,10 @@ from .schema import (
 )
 from .validate import validate_blueprint
 from .verdicts import located_nodes, verdict_reads
+
+MAX_RETRY_WAIT_MS = 86_400_000
+"""The longest wait between two attempts a Blueprint's retry policy may reach: one day. A policy that
+can wait longer (a large `backoff_factor` without `max_backoff_ms` grows past any clock) is refused."""
 
 REMOVED_LAYERS = {"operator_delegate": "operators are reached through agents of kind 'operator'; remove the layer"}
 
@@ -270,6 +275,7 @@ class _Compilation:
         self._check_meta_refs()
         self._check_audits()
         agents = self._build_agents(runners)
+        self._check_retry_waits()
         self._check_verdicts()
         self._check_step_refs(agents)
         naming = self._step_naming()
@@ -511,6 +517,26 @@ class _Compilation:
                 f"the '{agent.kind}' kind could not build this spec; check the code it names",
             )
             return None
+
+    def _check_retry_waits(self) -> None:
+        for index, agent in enumerate(self.bp.agents):
+            if agent.retry is None:
+                continue
+            retry = agent.retry
+            wait = retry.policy().longest_wait_ms()
+            if wait <= MAX_RETRY_WAIT_MS:
+                continue
+            cap = "" if retry.max_backoff_ms is None else f", max_backoff_ms {retry.max_backoff_ms}"
+            shown = "forever" if wait == math.inf else f"{wait:.3g} ms"
+            self._error(
+                "retry-backoff-too-long",
+                f"agent '{agent.name}' would wait {shown} before its last attempt (backoff_ms "
+                f"{retry.backoff_ms}, backoff_factor {retry.backoff_factor:g}{cap}); a retry "
+                f"waits at most {MAX_RETRY_WAIT_MS} ms (one day)",
+                self._agent_loc(index, ".retry"),
+                f"set max_backoff_ms to at most {MAX_RETRY_WAIT_MS}, or lower backoff_factor, backoff_ms "
+                "or max_attempts",
+            )
 
     def _check_verdicts(self) -> None:
         indexes = {agent.name: i for i, agent in reversed(list(enumerate(self.bp.agents)))}

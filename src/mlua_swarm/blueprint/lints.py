@@ -31,6 +31,7 @@ LINT_DECLS: dict[str, LintDecl] = {
         "bound-agent-resolution",
         "unknown-agent-kind",
         "invalid-agent-spec",
+        "retry-backoff-too-long",
         "unresolved-agent-ref",
         "duplicate-agent-name",
         "unresolved-operator-ref",

@@ -169,7 +169,7 @@ def _show(progress: TerminalProgress, event: dict[str, Any]) -> None:
     data = event.get("data") or {}
     step = event.get("step") or "?"
     if event.get("kind") == "step.started":
-        progress.step_started(step, data.get("step_id"))
+        progress.step_started(step, data.get("step_id"), data.get("node_index"))
     elif event.get("kind") == "step.finished":
         status = str(data.get("status"))
         detail = data.get("error") if "error" in data else data.get("value")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -63,12 +64,24 @@ class RetryPolicy:
 
     def delay_ms(self, attempt: int, rng: random.Random | None = None) -> float:
         """The wait before attempt `attempt + 1`, after attempt `attempt` (1-based) ended."""
-        delay = self.backoff_ms * (self.backoff_factor ** (attempt - 1))
-        if self.max_backoff_ms is not None:
-            delay = min(delay, self.max_backoff_ms)
-        if self.jitter:
+        delay = self._wait_ms(attempt)
+        if self.jitter and delay < math.inf:
             delay -= delay * self.jitter * (rng or random).random()
         return delay
+
+    def longest_wait_ms(self) -> float:
+        """The longest wait between two attempts the policy can reach (jitter only shortens it); `inf`
+        when it is past what a float holds."""
+        return self._wait_ms(self.max_attempts - 1) if self.max_attempts > 1 else 0.0
+
+    def _wait_ms(self, attempt: int) -> float:
+        if not self.backoff_ms:
+            return 0.0
+        try:
+            delay = self.backoff_ms * self.backoff_factor ** (attempt - 1)
+        except OverflowError:
+            delay = math.inf
+        return delay if self.max_backoff_ms is None else min(delay, self.max_backoff_ms)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -102,6 +115,9 @@ class EngineConfig:
     """Between SIGTERM and SIGKILL (or the equivalent) when a worker is cancelled."""
     check_policy: CheckPolicy = CheckPolicy.WARN
     event_queue_size: int = 10_000
+    event_queue_bytes: int = 16 * 1024 * 1024
+    """What the events one engine subscriber holds may weigh (see `core.events`); past it, as past
+    `event_queue_size`, the oldest are dropped and the subscriber is told how many."""
     """Per subscriber; a subscriber that falls this far behind loses the oldest events (and is told)."""
     http_base_url: str | None = None
     """The server's base URL when the engine runs inside `mse serve`; child workers get it as `MSE_HTTP`."""

@@ -39,7 +39,8 @@ local function poll()
     raw_error(ABORT, 0)
   end
 end
-local guarded = raw_load(strguard_source, "=strguard", "t")(poll, string, table)
+local function in_script(source) return source == user_source end
+local guarded = raw_load(strguard_source, "=strguard", "t")(poll, string, table, nil, in_script)
 
 -- Binary chunks and string.dump are gone for good; strings index a private copy of `string`.
 local function copy(t)
@@ -217,6 +218,12 @@ local function new_env(host, modules, find_module, extras, blocked)
   return env
 end
 
+-- Put before a script, on its first line: a to-be-closed variable (nil, so nothing is closed) in
+-- scope of the whole chunk makes a `return f(...)` of the chunk an ordinary call rather than a tail
+-- call, so the chunk's frame, and its line, stay while `f` runs: an error `f` raises at its caller
+-- (string.find's "malformed pattern", say) then names the script's line, as it does anywhere else.
+local KEEP_FRAME = "local __mse_frame <close> = nil; "
+
 local SB = {}
 
 -- Run `src` (chunk name `chunkname`) with extra globals and preloaded module sources.
@@ -253,7 +260,7 @@ function SB.run(src, chunkname, globals, modules, namespaces, warn, find_module,
     parent[leaf] = wrapped
     env.package.loaded[ns] = wrapped
   end
-  local chunk, err = raw_load(src, chunkname, "t", env)
+  local chunk, err = raw_load(KEEP_FRAME .. src, chunkname, "t", env)
   if chunk == nil then return "syntax", err, nil end
   user_source = chunkname
   local line = nil

@@ -9,10 +9,11 @@
 -- interrupts, or the work is cut into bounded C calls.
 --
 -- Called once per runtime with `poll` (raises the sandbox's abort when the host says stop), the
--- real `string` and `table` libraries and optionally a smaller budget (tests use 0 to take the Lua
--- path everywhere); returns the replacement functions.
+-- real `string` and `table` libraries, optionally a smaller budget (tests use 0 to take the Lua
+-- path everywhere) and optionally `in_script(source)`, which tells the user's code from the host's
+-- (see `raise`); returns the replacement functions.
 
-local poll, string, table, budget = ...
+local poll, string, table, budget, in_script = ...
 
 local s_byte, s_sub, s_find, s_match = string.byte, string.sub, string.find, string.match
 local s_gmatch, s_gsub, s_rep, s_char, s_format = string.gmatch, string.gsub, string.rep, string.char, string.format
@@ -20,6 +21,7 @@ local t_move, t_concat, t_unpack = table.move, table.concat, table.unpack
 local m_tointeger, m_type, m_min, m_maxinteger = math.tointeger, math.type, math.min, math.maxinteger
 local type, tonumber, tostring, error, pcall = type, tonumber, tostring, error, pcall
 local setmetatable, getmetatable, rawequal = setmetatable, getmetatable, rawequal
+local getinfo = debug.getinfo
 
 local BUDGET = budget or 100000000 -- steps one C call may take (a fraction of a second)
 local PLAIN_BUDGET = 16 * BUDGET    -- byte comparisons of one plain search (memchr/memcmp are fast)
@@ -440,12 +442,35 @@ local function lua_gsub(s, p, repl, kind, limit)
   return t_concat(out), count
 end
 
--- A PatternError leaves as Lua's message at the caller's line; anything else (a replacement
--- function's error, the sandbox's abort, running out of memory) passes through unchanged.
+-- Raise `message` at the line that called the replacement function at `level` (counted from here:
+-- 1 is this function), as the C function would have: a C function called from Lua names the
+-- caller's line, even through a tail call, since a tail call to C keeps the caller's frame. A tail
+-- call to a Lua function replaces it, so when one brought us here the calling function is gone: the
+-- message then names the innermost line of the user's code still running (the one that called the
+-- function that made the tail call), or none when there is none. The replacement functions call
+-- the raising helpers in the scope of a to-be-closed variable, so that those calls are not tail
+-- calls and their own frame stays to be read.
+local function raise(message, level)
+  local at = level + 1
+  local called = getinfo(level, "t")
+  if called ~= nil and called.istailcall then
+    local frame = getinfo(at, "S")
+    while frame ~= nil and (frame.what == "C" or (in_script ~= nil and not in_script(frame.source))) do
+      at = at + 1
+      frame = getinfo(at, "S")
+    end
+    if frame == nil then at = level + 1 end
+  end
+  error(message, at)
+end
+
+-- A PatternError leaves as Lua's message at the caller's line (levels: raise, this function, the
+-- replacement function); anything else (a replacement function's error, the sandbox's abort,
+-- running out of memory) passes through unchanged.
 local function finish(ok, ...)
   if ok then return ... end
   local e = ...
-  if getmetatable(e) == PatternError then error(e.message, 2) end
+  if getmetatable(e) == PatternError then raise(e.message, 3) end
   error(e, 0)
 end
 
@@ -603,12 +628,12 @@ end
 local function c_result(ok, ...)
   if ok then return ... end
   local e = ...
-  if type(e) == "string" then error(e, 2) end
+  if type(e) == "string" then raise(e, 3) end
   error(e, 0)
 end
 
 -- A replacement function or table as a function that refuses what C refuses, at the gsub caller's
--- line (levels: this function, the C gsub, G.gsub, its caller).
+-- line (levels: raise, this function, the C gsub, G.gsub).
 local function checked_replacement(repl, kind)
   return function(...)
     local value
@@ -618,7 +643,7 @@ local function checked_replacement(repl, kind)
       value = repl[(...)]
     end
     if value and type(value) ~= "string" and type(value) ~= "number" then
-      error(s_format("invalid replacement value (a %s)", type(value)), 4)
+      raise(s_format("invalid replacement value (a %s)", type(value)), 4)
     end
     return value
   end
@@ -667,7 +692,10 @@ local G = {}
 
 function G.find(s, p, init, plain)
   local str, pat, i = as_string(s), as_string(p), as_integer(init, 1)
-  if str == nil or pat == nil or i == nil then return c_result(pcall(s_find, s, p, init, plain)) end
+  if str == nil or pat == nil or i == nil then
+    local keep <close> = nil
+    return c_result(pcall(s_find, s, p, init, plain))
+  end
   local n = #str
   i = start_of(i, n) - 1
   if i > n then return nil end
@@ -675,41 +703,60 @@ function G.find(s, p, init, plain)
   local shape = shape_of(pat, true)
   if c_is_bounded(shape, str, n, s_byte(pat, 1) == 94 and 1 or n - i + 1) then
     if not shape.risky then return s_find(str, pat, i + 1) end
+    local keep <close> = nil
     return c_result(pcall(s_find, str, pat, i + 1))
   end
+  local keep <close> = nil
   return finish(pcall(lua_find, str, pat, i, true))
 end
 
 function G.match(s, p, init)
   local str, pat, i = as_string(s), as_string(p), as_integer(init, 1)
-  if str == nil or pat == nil or i == nil then return c_result(pcall(s_match, s, p, init)) end
+  if str == nil or pat == nil or i == nil then
+    local keep <close> = nil
+    return c_result(pcall(s_match, s, p, init))
+  end
   local n = #str
   i = start_of(i, n) - 1
   if i > n then return nil end
   local shape = shape_of(pat, true)
   if c_is_bounded(shape, str, n, s_byte(pat, 1) == 94 and 1 or n - i + 1) then
     if not shape.risky then return s_match(str, pat, i + 1) end
+    local keep <close> = nil
     return c_result(pcall(s_match, str, pat, i + 1))
   end
+  local keep <close> = nil
   return finish(pcall(lua_find, str, pat, i, false))
 end
 
 function G.gmatch(s, p, init)
   local str, pat, i = as_string(s), as_string(p), as_integer(init, 1)
-  if str == nil or pat == nil or i == nil then return c_result(pcall(s_gmatch, s, p, init)) end
+  if str == nil or pat == nil or i == nil then
+    local keep <close> = nil
+    return c_result(pcall(s_gmatch, s, p, init))
+  end
   local n = #str
   i = start_of(i, n) - 1
   if i > n then i = n + 1 end
   local shape = shape_of(pat, false)
   if c_is_bounded(shape, str, n, n - i + 1) then
-    local next_c = once_exhausted(s_gmatch(str, pat, i + 1), shape.captures)
-    if not shape.risky then return next_c end
+    local next_c = s_gmatch(str, pat, i + 1)
+    if not shape.risky then return once_exhausted(next_c, shape.captures) end
+    -- pcall calls the C iterator itself, so that its error carries no position of ours.
+    local done = false
+    local function note(ok, first, ...)
+      if ok and first == nil then done = true end
+      return ok, first, ...
+    end
     return function()
-      return c_result(pcall(next_c))
+      if done then return nil end
+      local keep <close> = nil
+      return c_result(note(pcall(next_c)))
     end
   end
   local next_match = lua_gmatch(str, pat, i)
   return function()
+    local keep <close> = nil
     return finish(pcall(next_match))
   end
 end
@@ -723,6 +770,7 @@ function G.gsub(s, p, repl, max_n)
   local n = str and #str
   local limit = as_integer(max_n, n and n + 1)
   if str == nil or pat == nil or limit == nil or (kind ~= "string" and kind ~= "function" and kind ~= "table") then
+    local keep <close> = nil
     return c_result(pcall(s_gsub, s, p, repl, max_n))
   end
   local shape = shape_of(pat, true)
@@ -730,11 +778,13 @@ function G.gsub(s, p, repl, max_n)
     if kind ~= "string" then
       if not shape.risky then return s_gsub(str, pat, checked_replacement(repl, kind), limit) end
     elseif shape.risky or bad_replacement(repl, shape.captures) then
+      local keep <close> = nil
       return c_result(pcall(s_gsub, str, pat, repl, limit))
     else
       return s_gsub(str, pat, repl, limit)
     end
   end
+  local keep <close> = nil
   return finish(pcall(lua_gsub, str, pat, repl, kind, limit))
 end
 
@@ -746,6 +796,7 @@ function G.move(a1, f, e, t, a2)
     and to - from + 1
   if not count or count <= MOVE_CHUNK or dest > m_maxinteger - count + 1 then
     if getmetatable(a1) == nil and getmetatable(a2) == nil and (a1 == nil or type(a1) == "table") then
+      local keep <close> = nil
       return c_result(pcall(t_move, a1, f, e, t, a2))
     end
     return t_move(a1, f, e, t, a2) -- metamethods may run: their errors must pass unchanged

@@ -93,7 +93,7 @@ class StepTally:
         self._changed = changed
         self._started: dict[str, float] = {}
 
-    def step_started(self, step_ref: str, step_id: StepId | None) -> None:
+    def step_started(self, step_ref: str, step_id: StepId | None, node_index: int | None) -> None:
         self._run.steps_running.add(step_ref)
         self._started[step_ref] = time.monotonic()
         self._changed.set()

@@ -147,7 +147,7 @@ class EngineDispatcher:
         self.steps_dispatched += 1
         if self._started is not None:
             self._started.add(step_id)
-        self.observer.step_started(ref, step_id)
+        self.observer.step_started(ref, step_id, step.index)
         try:
             try:
                 outcome = await self.engine.run_step(self.token, step_id, self.spawner, run=self.run)

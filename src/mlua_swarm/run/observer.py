@@ -9,7 +9,10 @@ from ..ids import StepId
 
 
 class RunObserver(Protocol):
-    def step_started(self, step_ref: str, step_id: StepId | None) -> None: ...
+    def step_started(self, step_ref: str, step_id: StepId | None, node_index: int | None) -> None:
+        """A step was dispatched. `node_index` is its flow node's place (`flow.Step.index`, the same the
+        step's history entry records), which tells apart several nodes of one agent; None for a step
+        built by hand."""
 
     def step_finished(
         self, step_ref: str, step_id: StepId | None, status: str, elapsed: float, detail: Any
@@ -34,7 +37,7 @@ class LiveFeed(Protocol):
 class NullObserver:
     """Reports nothing (the default)."""
 
-    def step_started(self, step_ref: str, step_id: StepId | None) -> None:
+    def step_started(self, step_ref: str, step_id: StepId | None, node_index: int | None) -> None:
         return None
 
     def step_finished(self, step_ref: str, step_id: StepId | None, status: str, elapsed: float, detail: Any) -> None:

@@ -98,7 +98,7 @@ class TerminalProgress:
             self._live.__exit__(t, e, tb)
             self._live = None
 
-    def step_started(self, step_ref: str, step_id: StepId | None) -> None:
+    def step_started(self, step_ref: str, step_id: StepId | None, node_index: int | None) -> None:
         if self._drawn:
             self._began[step_ref] += 1
 

@@ -80,11 +80,11 @@ class LiveRun:
 
     # ── RunObserver ───────────────────────────────────────────────────────
 
-    def step_started(self, step_ref: str, step_id: StepId | None) -> None:
+    def step_started(self, step_ref: str, step_id: StepId | None, node_index: int | None) -> None:
         if step_id is not None:
             self.steps[step_id] = step_ref
             self.manager.steps[step_id] = self
-        self.feed.publish("step.started", step_ref, None, {"step_id": step_id})
+        self.feed.publish("step.started", step_ref, None, {"step_id": step_id, "node_index": node_index})
 
     def step_finished(self, step_ref: str, step_id: StepId | None, status: str, elapsed: float, detail: Any) -> None:
         self.manager.forward_outputs()

@@ -74,6 +74,7 @@ _BUILTIN: dict[str, str | None] = {
     "subprocess": "mlua_swarm.worker.process:SubprocessKind",
     "operator": "mlua_swarm.operator.spawner:OperatorAgentKind",
     "agent_block": "mlua_swarm.worker.agent_block:AgentBlockKind",
+    "ray": "mlua_swarm.worker.ray:RayKind",
 }
 _LOADED: dict[str, AgentKind] = {}
 

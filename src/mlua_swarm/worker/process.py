@@ -838,6 +838,8 @@ class SubprocessKind(AgentKind):
             if not isinstance(profile, Mapping):
                 raise InvalidAgentSpec(f"agent '{name}': profile must be an object", None)
             bound = bind_template(runner, env.blueprint, profile)
+            template = bound.template
+            _check_passable(template.argv, template.env, bound.cwd, f"agent '{name}' (template '{template.name}')")
             return ProcessSpawner.from_template(bound, base_dir=env.base_dir, **_options(spec, name))
         _check_keys(spec, _SPEC_KEYS, f"agent '{name}' of kind subprocess")
         program = spec.get("program")
@@ -858,6 +860,7 @@ class SubprocessKind(AgentKind):
         cwd = spec.get("cwd")
         if cwd is not None and not isinstance(cwd, str):
             raise InvalidAgentSpec(f"agent '{name}': spec.cwd must be a string (relative to the Blueprint)", None)
+        _check_passable([program, *args], extra_env, cwd, f"agent '{name}'")
         return ProcessSpawner(
             program,
             args,
@@ -892,6 +895,32 @@ def _options(spec: Mapping[str, Any], name: Any) -> dict[str, Any]:
             raise InvalidAgentSpec(f"agent '{name}': spec.max_frame_bytes must be a positive integer", None)
         options["max_frame_bytes"] = limit
     return options
+
+
+def _check_passable(argv: Sequence[str], env: Mapping[str, str], cwd: str | None, where: str) -> None:
+    """Refuse what no operating system passes to a child, so the Blueprint fails when it compiles
+    rather than at its first attempt: a NUL character in the command line, the working directory or
+    the environment, and an environment name that is empty or holds `=`."""
+    for index, arg in enumerate(argv):
+        if "\0" in arg:
+            what = "the program" if index == 0 else f"argument {index}"
+            raise InvalidAgentSpec(
+                f"{where}: {what} {arg!r} holds a NUL character, which a command line cannot carry",
+                "remove it; pass binary data on the child's stdin instead",
+            )
+    for key, value in env.items():
+        if not isinstance(key, str) or not key or "=" in key or "\0" in key:
+            raise InvalidAgentSpec(
+                f"{where}: environment name {key!r} cannot be passed to a child",
+                "an environment variable's name must be non-empty, without '=' or a NUL character",
+            )
+        if "\0" in value:
+            raise InvalidAgentSpec(
+                f"{where}: the value of environment variable {key!r} holds a NUL character",
+                "remove it; an environment value ends at the first NUL",
+            )
+    if cwd is not None and "\0" in cwd:
+        raise InvalidAgentSpec(f"{where}: cwd {cwd!r} holds a NUL character", "remove it from the path")
 
 
 def _check_keys(spec: Mapping[str, Any], allowed: frozenset[str], where: str) -> None:

@@ -96,9 +96,10 @@ function buildStep(node, ctx, index) {
 
 // ---------- state ----------
 
-// The step node a dispatch ran at: the one its entry names (node_index); else, for a step still running
-// or an entry recorded before entries kept it, by its ref: the n-th run of a ref at the ref's n-th
-// place (the last place takes the rest), lanes starting together at the place of the lane before them.
+// The step node a dispatch ran at: the one its entry or its step.started event names (node_index);
+// else, for an event or entry recorded before they named it, by its ref: the n-th run of a ref at the
+// ref's n-th place (the last place takes the rest), lanes starting together at the place of the lane
+// before them.
 function placeOf(ref, nodeIndex, list) {
   const named = namedNode(ref, nodeIndex);
   if (named) return named;
@@ -130,7 +131,7 @@ function dispatchFor(stepId, ref, nodeIndex) {
   return d;
 }
 
-// A dispatch drawn by its ref while it ran goes where its entry says it ran.
+// A dispatch drawn by its ref (an event that did not name its node) goes where its entry says it ran.
 function moveTo(d, node) {
   if (!node || d.node === node) return;
   if (d.node) {
@@ -326,7 +327,7 @@ function liveEvent(kind, payload) {
   const agent = payload.agent || payload.step_ref || payload.step;
   if (!stepId || typeof stepId !== "string" || !stepId.startsWith("ST-")) return;
   if (/attempt_started|step[._]started|step_dispatched/.test(kind) && agent) {
-    const d = dispatchFor(stepId, agent);
+    const d = dispatchFor(stepId, agent, payload.node_index);
     if (!d.entries.length && d.status === "pending") { d.status = "running"; touch(d); }
   } else if (/step[._]finished/.test(kind) && agent && payload.status) {
     const d = dispatchFor(stepId, agent);
