@@ -247,7 +247,7 @@ class Engine:
         self._contracts: dict[str, VerdictContract] = {}
         self._resumes: dict[ResumeKey, asyncio.Future[Any]] = {}
         self._resources: dict[str, Any] = {}
-        self._bus = EventBus(self.config.event_queue_size)
+        self._bus = EventBus(self.config.event_queue_size, self.config.event_queue_bytes)
 
     # ── sessions ──────────────────────────────────────────────────────────
 
@@ -548,9 +548,9 @@ class Engine:
             self._set_status(st, status)
             st.last_result = value
         if self._bus.active:
-            self.publish(
-                "task_attempt_completed", st.id, attempt=attempt, status=st.status.value, result=st.last_result
-            )
+            # The result is one of the attempt's outputs, so what they weigh bounds it.
+            data = {"attempt": attempt, "status": st.status.value, "result": st.last_result}
+            self._bus.publish(Event("task_attempt_completed", st.id, data, size=st.held if st.held != _OVER else 0))
         self._finished.append(st.id)
         if len(self._finished) > self.config.retain_finished_steps:
             self._evict()
@@ -642,11 +642,12 @@ class Engine:
             if type(event) is Final:
                 self._note_refusal(step_id, attempt, exc)
             raise
-        self._append(st, attempt, event, size)
+        weight = self._append(st, attempt, event, size)
         if stage and type(event) is Artifact:
             st.staged.setdefault(attempt, []).append(event.name)
         if self._bus.wants("worker_output"):
-            self.publish("worker_output", step_id, attempt=attempt, event=event.to_json())
+            data = {"attempt": attempt, "event": event.to_json()}
+            self._bus.publish(Event("worker_output", step_id, data, size=weight))
         projection = st.spec.projection
         if projection is not None:
             if type(event) is Final:
@@ -654,12 +655,12 @@ class Engine:
             elif stage and type(event) is Artifact:
                 project_part(projection, step_id, event.name, event.content.as_value())
 
-    def _append(self, st: _Step, attempt: int, event: OutputEvent, size: int | None) -> None:
+    def _append(self, st: _Step, attempt: int, event: OutputEvent, size: int | None) -> int:
         """Put `event` on the attempt's tail. Finals and Artifacts stay; Progress and Partial events
         are kept only up to `tail_transient_events` (the oldest half is dropped when it is reached),
         so a worker streaming without end does not grow the engine. What the tail keeps may weigh
         `max_attempt_output_bytes` (`core.budget`): the event that would pass it is refused, and the
-        attempt fails."""
+        attempt fails. Returns the event's weight."""
         lasting = type(event) is Final or type(event) is Artifact
         weight = size if size is not None and lasting else event_bytes(event)
         held = st.held + weight
@@ -671,7 +672,7 @@ class Engine:
             tail = st.tails[attempt] = []
         tail.append(event)
         if lasting:
-            return
+            return weight
         keep = self.config.tail_transient_events
         transient = st.transient.get(attempt, 0) + 1
         if transient > keep:
@@ -687,6 +688,7 @@ class Engine:
             st.held = held
             transient = keep // 2
         st.transient[attempt] = transient
+        return weight
 
     def _over_budget(self, st: _Step, attempt: int, weight: int) -> OutputBudgetExceeded:
         """Refuse an event past the attempt's output budget: the attempt is marked to fail with the

@@ -1,18 +1,26 @@
 """The engine's event stream: published events fan out to subscribers with bounded buffers.
 
-Publishing with no subscriber costs one attribute check. A subscriber that falls behind loses its
-oldest events and receives one `events_dropped` event saying how many, so memory stays bounded.
+Publishing with no subscriber costs one attribute check. Each subscriber holds at most a count of
+events weighing at most a number of bytes together (the newest is held whatever it weighs); one
+that falls behind loses its oldest events and receives one `events_dropped` event saying how many,
+so memory stays bounded. An event's weight is what its publisher already knows of its data (a
+worker's output by the weight the output budget gave it, `core.budget`), plus a fixed envelope:
+nothing is measured per event.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Self
 
 from ..ids import StepId
+
+EVENT_ENVELOPE = 128
+"""What an event weighs in a subscriber's buffer besides the `size` its publisher gave it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +29,8 @@ class Event:
     step_id: StepId | None = None
     data: dict[str, Any] = field(default_factory=dict)
     ts: float = field(default_factory=time.time)
+    size: int = 0
+    """About the weight of `data` as JSON when it may be large (a worker's output), else 0."""
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind, "ts": self.ts}
@@ -33,20 +43,28 @@ class Event:
 class EventStream:
     """One subscription: async-iterate it; close it (or use `async with`) to unsubscribe."""
 
-    def __init__(self, bus: EventBus, maxlen: int, prefixes: tuple[str, ...] | None = None) -> None:
+    def __init__(
+        self, bus: EventBus, maxlen: int, prefixes: tuple[str, ...] | None = None, max_bytes: int = sys.maxsize
+    ) -> None:
         self._bus = bus
         self.prefixes = prefixes
         self._buf: deque[Event] = deque()
         self._maxlen = maxlen
+        self._max_bytes = max_bytes
+        self.held_bytes = 0
+        """What the buffered events weigh (their `size` plus `EVENT_ENVELOPE` each)."""
         self._dropped = 0
         self._wake = asyncio.Event()
         self._closed = False
 
     def _push(self, event: Event) -> None:
-        if len(self._buf) >= self._maxlen:
-            self._buf.popleft()
+        buf = self._buf
+        buf.append(event)
+        held = self.held_bytes + event.size + EVENT_ENVELOPE
+        while len(buf) > self._maxlen or (held > self._max_bytes and len(buf) > 1):
+            held -= buf.popleft().size + EVENT_ENVELOPE
             self._dropped += 1
-        self._buf.append(event)
+        self.held_bytes = held
         self._wake.set()
 
     def __aiter__(self) -> Self:
@@ -61,11 +79,17 @@ class EventStream:
         if self._dropped:
             count, self._dropped = self._dropped, 0
             return Event("events_dropped", None, {"count": count})
-        return self._buf.popleft()
+        event = self._buf.popleft()
+        self.held_bytes -= event.size + EVENT_ENVELOPE
+        return event
 
     def get_nowait(self) -> Event | None:
         """The next buffered event, or None."""
-        return self._buf.popleft() if self._buf else None
+        if not self._buf:
+            return None
+        event = self._buf.popleft()
+        self.held_bytes -= event.size + EVENT_ENVELOPE
+        return event
 
     def close(self) -> None:
         if not self._closed:
@@ -93,18 +117,19 @@ class EventBus:
     only then; `wants(kind)` answers for one kind.
     """
 
-    __slots__ = ("_filtered", "_maxlen", "_streams", "_wanted", "active")
+    __slots__ = ("_filtered", "_max_bytes", "_maxlen", "_streams", "_wanted", "active")
 
-    def __init__(self, maxlen: int) -> None:
+    def __init__(self, maxlen: int, max_bytes: int = sys.maxsize) -> None:
         self._streams: list[EventStream] = []
         self._filtered: list[EventStream] = []
         self._wanted: dict[str, bool] = {}
         """`wants` per kind for the filtered subscribers of the moment."""
         self._maxlen = maxlen
+        self._max_bytes = max_bytes
         self.active = False
 
     def subscribe(self, prefixes: tuple[str, ...] | None = None) -> EventStream:
-        stream = EventStream(self, self._maxlen, prefixes)
+        stream = EventStream(self, self._maxlen, prefixes, self._max_bytes)
         (self._streams if prefixes is None else self._filtered).append(stream)
         self.active = bool(self._streams)
         self._wanted.clear()
@@ -133,4 +158,4 @@ class EventBus:
                 stream._push(event)
 
 
-__all__ = ["Event", "EventBus", "EventStream"]
+__all__ = ["EVENT_ENVELOPE", "Event", "EventBus", "EventStream"]
