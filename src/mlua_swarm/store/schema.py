@@ -4,6 +4,13 @@ Per-run tables are clustered by `(run_id, seq)` (WITHOUT ROWID). A run's step en
 replay rows (`kind` 1) and steps stored with their replay row (`kind` 2, one insert per step) share
 one table: a commit costs about one page write per run that moved. Replay-key uniqueness is kept by
 the store, not an index.
+
+Since version 6, a row whose value is large goes whole into `history_big`, a rowid table with the
+same columns (`run_id` and `seq` numbered with the run's other history rows). A WITHOUT ROWID table
+keeps ~1 KB of a row on its page (4 KiB) and moves the rest to overflow pages, which made KB-sized
+values cost a page more each and large ones far slower to write and to read; a rowid table keeps
+~4 KB, but writes a second b-tree (its key index) per row, which small rows should not pay.
+Rows written before version 6 stay where they are; readers read both tables.
 """
 
 from __future__ import annotations
@@ -72,6 +79,16 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # 5: the flow node that ran each step (`flow.Step.index`); NULL in the rows of earlier versions.
     "ALTER TABLE history ADD COLUMN node_index INTEGER;",
+    # 6: history rows with large values (see the module docstring).
+    """
+    CREATE TABLE history_big (
+        run_id TEXT NOT NULL, seq INTEGER NOT NULL, kind INTEGER NOT NULL, step_ref TEXT NOT NULL,
+        step_id TEXT, status TEXT, attempt INTEGER, started_at REAL, finished_at REAL,
+        stats_json TEXT, stderr_tail TEXT, error_json TEXT,
+        input_hash TEXT, occurrence INTEGER, skip INTEGER, value_json TEXT, created_at REAL, node_index INTEGER,
+        PRIMARY KEY (run_id, seq)
+    )
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -86,7 +86,7 @@ _OPENED: dict[tuple[str, int], int] = {}
 (cheaper to ask than the weak set; a store dropped without `close` only keeps it high)."""
 
 _EXIT, _SYNC = Durability.EXIT, Durability.SYNC
-_HISTORY_TABLES = ("history", "trace", "outputs")
+_HISTORY_TABLES = ("history", "history_big", "trace", "outputs")
 _STEP, _REPLAY, _STEP_REPLAY = HISTORY_STEP, HISTORY_REPLAY, HISTORY_STEP_REPLAY
 _STEP_KINDS = (_STEP, _STEP_REPLAY)
 _REPLAY_KINDS = (_REPLAY, _STEP_REPLAY)
@@ -106,27 +106,85 @@ _BARE_HISTORY_INSERT = (
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
+_BIG_HISTORY_INSERT, _BIG_LEAN_INSERT, _BIG_BARE_INSERT = (
+    sql.replace("INTO history (", "INTO history_big (")
+    for sql in (_HISTORY_INSERT, _LEAN_HISTORY_INSERT, _BARE_HISTORY_INSERT)
+)
+_REPLAY_INSERT = (
+    "INSERT INTO history (run_id, seq, kind, step_ref, input_hash, occurrence, skip, value_json, created_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_BIG_REPLAY_INSERT = _REPLAY_INSERT.replace("INTO history (", "INTO history_big (")
+_HISTORY_TOP = (
+    "SELECT MAX(COALESCE((SELECT MAX(seq) FROM history WHERE run_id = ?1), 0),"
+    " COALESCE((SELECT MAX(seq) FROM history_big WHERE run_id = ?1), 0))"
+)
+
+BIG_VALUE_BYTES = 640
+"""A history row whose value's JSON text is longer than this (UTF-8 bytes) goes into `history_big`:
+with the ~200 bytes of the rest of a row, a longer one would not fit the ~1,000 bytes a row of the
+WITHOUT ROWID `history` keeps on its page (schema.py says why that matters)."""
+_MAYBE_BIG = BIG_VALUE_BYTES // 4
+"""No text of this many characters or fewer is more than `BIG_VALUE_BYTES` bytes in UTF-8."""
+
+
+def _is_big(value: str | None) -> bool:
+    """Whether the JSON text `value` is longer than `BIG_VALUE_BYTES` in UTF-8."""
+    if value is None or len(value) <= _MAYBE_BIG:
+        return False
+    return len(value) > BIG_VALUE_BYTES or (not value.isascii() and len(value.encode()) > BIG_VALUE_BYTES)
+
+
+def _step_insert(value: str | None) -> str:
+    """The statement that inserts a step's `history` row holding `value` (a `StepRow.value_json`)."""
+    return _BIG_HISTORY_INSERT if _is_big(value) else _HISTORY_INSERT
+
 
 def _history_insert(run_id: str, seq: int, kind: int, row: StepRow) -> tuple[str, tuple[Any, ...]]:
-    """The statement and parameters that insert one `history` row.
+    """The statement and parameters that insert one `history` row (into `history_big` for a large value).
 
     The sqlite3 module binds exact `str`, `int` and `float` values directly, but looks for an adapter
     (two failed attribute lookups, each raising and clearing an `AttributeError`) for anything else:
     `None`, a `bool`, a `str` subclass such as `RunId`. A step with its replay row and no error or
     stderr, the common case, leaves its NULL columns out of the statement and binds plain values.
     """
-    if row.input_hash is None or row.stderr_tail is not None or row.error_json is not None:
-        return _HISTORY_INSERT, (run_id, seq, kind, *row)
-    ref, step_id, status, attempt, started, finished, stats, _, _, digest, occurrence, skip, value, created, node = row
+    (
+        ref, step_id, status, attempt, started, finished, stats, stderr, error,
+        digest, occurrence, skip, value, created, node,
+    ) = row  # fmt: skip
+    big = value is not None and len(value) > _MAYBE_BIG and _is_big(value)
+    if digest is None or stderr is not None or error is not None:
+        return _BIG_HISTORY_INSERT if big else _HISTORY_INSERT, (run_id, seq, kind, *row)
     if stats is None:
-        return _BARE_HISTORY_INSERT, (
+        return _BIG_BARE_INSERT if big else _BARE_HISTORY_INSERT, (
             str(run_id), seq, kind, ref, str(step_id), status, attempt, started, finished,
             digest, occurrence, 1 if skip else 0, value, created, node,
         )  # fmt: skip
-    return _LEAN_HISTORY_INSERT, (
+    return _BIG_LEAN_INSERT if big else _LEAN_HISTORY_INSERT, (
         str(run_id), seq, kind, ref, str(step_id), status, attempt, started, finished, stats,
         digest, occurrence, 1 if skip else 0, value, created, node,
     )  # fmt: skip
+
+
+def _both_history(columns: str, where: str = "kind IN (?2, ?3)", *, ordered: bool = True) -> str:
+    """A query of `columns` (then `seq`) from a run's rows in `history` and `history_big` (`?1` is
+    the run id, `where` a further condition), in seq order unless `ordered` is False."""
+    parts = [
+        f"SELECT {columns}, seq FROM {table} WHERE run_id = ?1 AND {where}" for table in ("history", "history_big")
+    ]
+    return " UNION ALL ".join(parts) + (" ORDER BY seq" if ordered else "")
+
+
+_STEPS_SELECT = _both_history(
+    "step_ref, step_id, status, attempt, started_at, finished_at, stats_json, stderr_tail, error_json, node_index"
+)
+_REPLAY_SELECT = _both_history("step_ref, input_hash, value_json, skip, occurrence, created_at")
+_KEYS_SELECT = _both_history("step_ref, input_hash, occurrence", ordered=False)
+_COUNT_SELECT = (
+    "SELECT COALESCE(SUM(kind IN (?2, ?3)), 0), COALESCE(SUM(kind IN (?4, ?5)), 0)"
+    f" FROM ({_both_history('kind', '1', ordered=False)})"
+)
+_CUT_SELECT = _both_history("seq") + " LIMIT 1 OFFSET ?4"
 
 
 def _loads(text: str | None) -> Any:
@@ -711,6 +769,13 @@ class SqliteStore(Store):
     # -- per-run history ------------------------------------------------------------------------
 
     def _max_seq(self, table: str, run_id: RunId) -> int:
+        """The run's top seq in `table`; for `history`, in `history` and `history_big` together (one numbering).
+
+        A seq another process took is detected by each table's key, so a row this store writes into
+        one table is not checked against the other's; only a run's owner writes its history.
+        """
+        if table == "history":
+            return int(self._conn.execute(_HISTORY_TOP, (run_id,)).fetchone()[0])
         row = self._conn.execute(f"SELECT COALESCE(MAX(seq), 0) FROM {table} WHERE run_id = ?", (run_id,))
         return int(row.fetchone()[0])
 
@@ -765,12 +830,17 @@ class SqliteStore(Store):
         if len(set(fresh)) < len(fresh):
             raise Duplicate(f"replay rows for run {run_id} repeat a key")
         seq = self._next_seq("history", run_id) - 1
-        queued = [
-            (run_id, seq + i, _STEP if r.input_hash is None else _STEP_REPLAY, *r) for i, r in enumerate(rows, start=1)
-        ]
+        small: list[tuple[Any, ...]] = []
+        big: list[tuple[Any, ...]] = []
+        for i, r in enumerate(rows, start=1):
+            queue = big if _is_big(r.value_json) else small
+            queue.append((run_id, seq + i, _STEP if r.input_hash is None else _STEP_REPLAY, *r))
         scheduled = self._begin()
         try:
-            top = self._insert_many("history", _HISTORY_INSERT, queued)
+            top = self._insert_many("history", _HISTORY_INSERT, small) if small else {}
+            if big:
+                top_big = self._insert_many("history", _BIG_HISTORY_INSERT, big)
+                top[run_id] = max(top.get(run_id, 0), top_big[run_id])
         finally:
             if not scheduled:
                 self._commit()
@@ -789,7 +859,7 @@ class SqliteStore(Store):
     def _append_step_row(self, run_id: RunId, row: StepRow) -> None:
         """One step inside the open transaction: one insert, and its replay key remembered."""
         key = self._free_replay_key(run_id, row)
-        self._append("history", _HISTORY_INSERT, run_id, (_STEP if key is None else _STEP_REPLAY, *row))
+        self._append("history", _step_insert(row.value_json), run_id, (_STEP if key is None else _STEP_REPLAY, *row))
         if key is not None:
             self._replay_keys[run_id].add(key)
 
@@ -817,7 +887,7 @@ class SqliteStore(Store):
             or durability is _EXIT
             or (durability is _SYNC and self._traces)
         ):
-            self._append("history", _HISTORY_INSERT, run_id, (kind, *row))
+            self._append("history", _step_insert(row.value_json), run_id, (kind, *row))
             self._note_key(run_id, row)
             await self.flush(durability)
             return
@@ -829,7 +899,7 @@ class SqliteStore(Store):
             if not _is_key_clash(exc):
                 raise
             # Another process took the seq: insert after its rows under the write lock.
-            self._append("history", _HISTORY_INSERT, run_id, (kind, *row))
+            self._append("history", _step_insert(row.value_json), run_id, (kind, *row))
             self._note_key(run_id, row)
             self._commit_now()
             return
@@ -841,20 +911,13 @@ class SqliteStore(Store):
 
     async def list_steps(self, run_id: RunId) -> list[StepEntry]:
         self._require_run(run_id)
-        rows = self._conn.execute(
-            "SELECT step_ref, step_id, status, attempt, started_at, finished_at, stats_json, stderr_tail, error_json,"
-            " node_index FROM history WHERE run_id = ? AND kind IN (?, ?) ORDER BY seq",
-            (run_id, *_STEP_KINDS),
-        )
+        rows = self._conn.execute(_STEPS_SELECT, (run_id, *_STEP_KINDS))
         return [StepRow(*r[:9])._replace(node_index=r[9]).entry() for r in rows]
 
     def _keys_of(self, run_id: RunId) -> set[tuple[str, str, int]]:
         keys = self._replay_keys.get(run_id)
         if keys is None:
-            rows = self._conn.execute(
-                "SELECT step_ref, input_hash, occurrence FROM history WHERE run_id = ? AND kind IN (?, ?)",
-                (run_id, *_REPLAY_KINDS),
-            )
+            rows = self._conn.execute(_KEYS_SELECT, (run_id, *_REPLAY_KINDS))
             keys = self._replay_keys[run_id] = {(r[0], r[1], r[2]) for r in rows}
         return keys
 
@@ -865,10 +928,10 @@ class SqliteStore(Store):
         key = (row.step_ref, row.input_hash, row.occurrence)
         if key in keys:
             raise Duplicate(f"replay row {key} exists for run {run_id}")
+        value = dumps(row.value)
         self._append(
             "history",
-            "INSERT INTO history (run_id, seq, kind, step_ref, input_hash, occurrence, skip, value_json, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            _BIG_REPLAY_INSERT if _is_big(value) else _REPLAY_INSERT,
             run_id,
             (
                 _REPLAY,
@@ -876,7 +939,7 @@ class SqliteStore(Store):
                 row.input_hash,
                 row.occurrence,
                 int(row.skip),
-                dumps(row.value),
+                value,
                 row.created_at or time.time(),
             ),
         )
@@ -884,38 +947,30 @@ class SqliteStore(Store):
 
     async def list_replay(self, run_id: RunId) -> list[ReplayRow]:
         self._require_run(run_id)
-        rows = self._conn.execute(
-            "SELECT step_ref, input_hash, value_json, skip, occurrence, created_at FROM history"
-            " WHERE run_id = ? AND kind IN (?, ?) ORDER BY seq",
-            (run_id, *_REPLAY_KINDS),
-        )
+        rows = self._conn.execute(_REPLAY_SELECT, (run_id, *_REPLAY_KINDS))
         return [ReplayRow(r[0], r[1], json.loads(r[2]), bool(r[3]), r[4], r[5]) for r in rows]
 
     async def count_history(self, run_id: RunId) -> tuple[int, int]:
         self._require_run(run_id)
-        row = self._conn.execute(
-            "SELECT COALESCE(SUM(kind IN (?, ?)), 0), COALESCE(SUM(kind IN (?, ?)), 0) FROM history WHERE run_id = ?",
-            (*_STEP_KINDS, *_REPLAY_KINDS, run_id),
-        ).fetchone()
+        row = self._conn.execute(_COUNT_SELECT, (run_id, *_STEP_KINDS, *_REPLAY_KINDS)).fetchone()
         return int(row[0]), int(row[1])
 
     async def delete_replay_from(self, run_id: RunId, index: int) -> int:
         """Cut the log; a step stored with its replay row keeps its entry and loses the replay part."""
         self._require_run(run_id)
-        row = self._conn.execute(
-            "SELECT seq FROM history WHERE run_id = ? AND kind IN (?, ?) ORDER BY seq LIMIT 1 OFFSET ?",
-            (run_id, *_REPLAY_KINDS, max(index, 0)),
-        ).fetchone()
+        row = self._conn.execute(_CUT_SELECT, (run_id, *_REPLAY_KINDS, max(index, 0))).fetchone()
         if row is None:
             return 0
-        dropped = self._write(
-            "DELETE FROM history WHERE run_id = ? AND kind = ? AND seq >= ?", (run_id, _REPLAY, row[0])
-        ).rowcount
-        dropped += self._write(
-            "UPDATE history SET kind = ?, input_hash = NULL, occurrence = NULL, skip = NULL, value_json = NULL,"
-            " created_at = NULL WHERE run_id = ? AND kind = ? AND seq >= ?",
-            (_STEP, run_id, _STEP_REPLAY, row[0]),
-        ).rowcount
+        dropped = 0
+        for table in ("history", "history_big"):
+            dropped += self._write(
+                f"DELETE FROM {table} WHERE run_id = ? AND kind = ? AND seq >= ?", (run_id, _REPLAY, row[0])
+            ).rowcount
+            dropped += self._write(
+                f"UPDATE {table} SET kind = ?, input_hash = NULL, occurrence = NULL, skip = NULL, value_json = NULL,"
+                " created_at = NULL WHERE run_id = ? AND kind = ? AND seq >= ?",
+                (_STEP, run_id, _STEP_REPLAY, row[0]),
+            ).rowcount
         self._replay_keys.pop(run_id, None)
         self._commit_now()
         return dropped
