@@ -116,10 +116,10 @@ class EngineConfig:
     """Between SIGTERM and SIGKILL (or the equivalent) when a worker is cancelled."""
     check_policy: CheckPolicy = CheckPolicy.WARN
     event_queue_size: int = 10_000
+    """Per subscriber; a subscriber that falls this far behind loses the oldest events (and is told)."""
     event_queue_bytes: int = QUEUE_BYTES
     """What the events one engine subscriber holds may weigh (see `core.events`); past it, as past
     `event_queue_size`, the oldest are dropped and the subscriber is told how many."""
-    """Per subscriber; a subscriber that falls this far behind loses the oldest events (and is told)."""
     http_base_url: str | None = None
     """The server's base URL when the engine runs inside `mse serve`; child workers get it as `MSE_HTTP`."""
     extras: dict[str, Any] = field(default_factory=dict)
