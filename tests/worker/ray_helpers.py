@@ -64,6 +64,9 @@ def a_set(inv):
 def sleeper(inv):
     folder, tag = pathlib.Path(inv.input["dir"]), inv.input["tag"]
     (folder / f"{tag}.started").write_text(str(os.getpid()))
+    after = inv.input.get("after")  # another task's marker to wait for first
+    while after and not (folder / after).exists():
+        time.sleep(0.01)
     deadline = time.monotonic() + inv.input.get("secs", 60)
     try:
         while time.monotonic() < deadline:  # Python code between short waits: a graceful cancel lands here

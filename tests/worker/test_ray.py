@@ -132,7 +132,7 @@ async def test_cancel_interrupts_the_running_task(engine: Engine, op: CapToken, 
 async def test_a_timeout_interrupts_the_task_and_ends_the_step_timeout(
     engine: Engine, op: CapToken, tmp_path: Path
 ) -> None:
-    step_id = await engine.start_task(op, TaskSpec("sleeper", {"dir": str(tmp_path), "tag": "t"}, timeout_secs=1))
+    step_id = await engine.start_task(op, TaskSpec("sleeper", {"dir": str(tmp_path), "tag": "t"}, timeout_secs=2))
     outcome = await asyncio.wait_for(engine.run_step(op, step_id, spawner(tmp_path, "sleeper")), 30)
     assert outcome.kind == "timeout" and engine.read_task_state(op, step_id).status == "timeout"
     await arrived(tmp_path / "t.interrupted")
@@ -197,7 +197,7 @@ async def test_a_race_cancels_the_losing_lanes_task(tmp_path: Path) -> None:
         "collect": {"op": "path", "at": "$.won"},
         "out": {"op": "path", "at": "$.winner"},
     }
-    lanes = [{**lane, "tag": "slow", "secs": 60}, {**lane, "tag": "quick", "secs": 0}]
+    lanes = [{**lane, "tag": "slow", "secs": 60}, {**lane, "tag": "quick", "secs": 0, "after": "slow.started"}]
     run_task = asyncio.create_task(run(tmp_path, blueprint(fanout, agent("sleeper")), {"lanes": lanes}))
     result = await asyncio.wait_for(run_task, 60)
     assert result.status == "done", result.error

@@ -11,6 +11,7 @@ from typing import Any
 
 from ..jsontext import MAX_VALUE_BYTES
 from .budget import DEFAULT_MAX_ATTEMPT_OUTPUT_BYTES
+from .events import QUEUE_BYTES
 
 RETRYABLE = frozenset({"failed", "blocked", "timeout"})
 
@@ -115,7 +116,7 @@ class EngineConfig:
     """Between SIGTERM and SIGKILL (or the equivalent) when a worker is cancelled."""
     check_policy: CheckPolicy = CheckPolicy.WARN
     event_queue_size: int = 10_000
-    event_queue_bytes: int = 16 * 1024 * 1024
+    event_queue_bytes: int = QUEUE_BYTES
     """What the events one engine subscriber holds may weigh (see `core.events`); past it, as past
     `event_queue_size`, the oldest are dropped and the subscriber is told how many."""
     """Per subscriber; a subscriber that falls this far behind loses the oldest events (and is told)."""

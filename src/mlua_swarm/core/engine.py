@@ -39,7 +39,7 @@ from .budget import event_bytes, over_budget_message
 from .config import EngineConfig, RetryPolicy
 from .contract import SpawnerAdapter, SpawnError, Worker, WorkerCancelled, WorkerError
 from .ctx import AgentContextView, Ctx, CtxMeta, OperatorInfo
-from .events import Event, EventBus, EventStream
+from .events import EVENT_ENVELOPE, Event, EventBus, EventStream
 from .fold import MISSING, comparable, fold_tail, is_skip_marker, last_staged, unwrap_skip_marker
 from .output import Artifact, Final, OutputEvent
 from .projection import Projection, project_final, project_part
@@ -550,7 +550,8 @@ class Engine:
         if self._bus.active:
             # The result is one of the attempt's outputs, so what they weigh bounds it.
             data = {"attempt": attempt, "status": st.status.value, "result": st.last_result}
-            self._bus.publish(Event("task_attempt_completed", st.id, data, size=st.held if st.held != _OVER else 0))
+            size = EVENT_ENVELOPE + (st.held if st.held != _OVER else 0)
+            self._bus.publish(Event("task_attempt_completed", st.id, data, size=size))
         self._finished.append(st.id)
         if len(self._finished) > self.config.retain_finished_steps:
             self._evict()
@@ -647,7 +648,7 @@ class Engine:
             st.staged.setdefault(attempt, []).append(event.name)
         if self._bus.wants("worker_output"):
             data = {"attempt": attempt, "event": event.to_json()}
-            self._bus.publish(Event("worker_output", step_id, data, size=weight))
+            self._bus.publish(Event("worker_output", step_id, data, size=EVENT_ENVELOPE + weight))
         projection = st.spec.projection
         if projection is not None:
             if type(event) is Final:

@@ -11,7 +11,6 @@ nothing is measured per event.
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -19,8 +18,11 @@ from typing import Any, Self
 
 from ..ids import StepId
 
+QUEUE_BYTES = 16 * 1024 * 1024
+"""What the events one subscriber holds may weigh by default (`EngineConfig.event_queue_bytes`)."""
+
 EVENT_ENVELOPE = 128
-"""What an event weighs in a subscriber's buffer besides the `size` its publisher gave it."""
+"""What an event weighs in a subscriber's buffer when its data is small: its fields as JSON, about."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,8 +31,9 @@ class Event:
     step_id: StepId | None = None
     data: dict[str, Any] = field(default_factory=dict)
     ts: float = field(default_factory=time.time)
-    size: int = 0
-    """About the weight of `data` as JSON when it may be large (a worker's output), else 0."""
+    size: int = EVENT_ENVELOPE
+    """What the event weighs in a subscriber's buffer: `EVENT_ENVELOPE`, plus the weight of `data`
+    when its publisher knows it may be large (a worker's output)."""
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind, "ts": self.ts}
@@ -43,16 +46,16 @@ class Event:
 class EventStream:
     """One subscription: async-iterate it; close it (or use `async with`) to unsubscribe."""
 
-    def __init__(
-        self, bus: EventBus, maxlen: int, prefixes: tuple[str, ...] | None = None, max_bytes: int = sys.maxsize
-    ) -> None:
+    __slots__ = ("_buf", "_bus", "_closed", "_dropped", "_max_bytes", "_maxlen", "_wake", "held_bytes", "prefixes")
+
+    def __init__(self, bus: EventBus, maxlen: int, prefixes: tuple[str, ...] | None, max_bytes: int) -> None:
         self._bus = bus
         self.prefixes = prefixes
         self._buf: deque[Event] = deque()
         self._maxlen = maxlen
         self._max_bytes = max_bytes
         self.held_bytes = 0
-        """What the buffered events weigh (their `size` plus `EVENT_ENVELOPE` each)."""
+        """What the buffered events weigh (the sum of their `size`)."""
         self._dropped = 0
         self._wake = asyncio.Event()
         self._closed = False
@@ -60,12 +63,19 @@ class EventStream:
     def _push(self, event: Event) -> None:
         buf = self._buf
         buf.append(event)
-        held = self.held_bytes + event.size + EVENT_ENVELOPE
+        self.held_bytes += event.size
+        if len(buf) > self._maxlen or self.held_bytes > self._max_bytes:
+            self._shed()
+        self._wake.set()
+
+    def _shed(self) -> None:
+        """Drop the oldest events until both bounds hold again (the newest stays whatever it weighs)."""
+        buf = self._buf
+        held = self.held_bytes
         while len(buf) > self._maxlen or (held > self._max_bytes and len(buf) > 1):
-            held -= buf.popleft().size + EVENT_ENVELOPE
+            held -= buf.popleft().size
             self._dropped += 1
         self.held_bytes = held
-        self._wake.set()
 
     def __aiter__(self) -> Self:
         return self
@@ -80,7 +90,7 @@ class EventStream:
             count, self._dropped = self._dropped, 0
             return Event("events_dropped", None, {"count": count})
         event = self._buf.popleft()
-        self.held_bytes -= event.size + EVENT_ENVELOPE
+        self.held_bytes -= event.size
         return event
 
     def get_nowait(self) -> Event | None:
@@ -88,7 +98,7 @@ class EventStream:
         if not self._buf:
             return None
         event = self._buf.popleft()
-        self.held_bytes -= event.size + EVENT_ENVELOPE
+        self.held_bytes -= event.size
         return event
 
     def close(self) -> None:
@@ -119,7 +129,7 @@ class EventBus:
 
     __slots__ = ("_filtered", "_max_bytes", "_maxlen", "_streams", "_wanted", "active")
 
-    def __init__(self, maxlen: int, max_bytes: int = sys.maxsize) -> None:
+    def __init__(self, maxlen: int, max_bytes: int = QUEUE_BYTES) -> None:
         self._streams: list[EventStream] = []
         self._filtered: list[EventStream] = []
         self._wanted: dict[str, bool] = {}
@@ -158,4 +168,4 @@ class EventBus:
                 stream._push(event)
 
 
-__all__ = ["EVENT_ENVELOPE", "Event", "EventBus", "EventStream"]
+__all__ = ["EVENT_ENVELOPE", "QUEUE_BYTES", "Event", "EventBus", "EventStream"]

@@ -246,6 +246,7 @@ class _Connection:
     def __init__(self, address: str | None) -> None:
         self.address = address
         self.ours = True
+        self.up = False  # set once connected: read on every attempt, cheaper than asking `ready`
         self.ready: concurrent.futures.Future[None] = concurrent.futures.Future()
         self.ready.set_running_or_notify_cancel()  # shared by every waiter: none may cancel it
 
@@ -273,6 +274,7 @@ def _keep_connected(conn: _Connection) -> None:
 
         if ray.is_initialized():
             conn.ours = False
+            conn.up = True
             conn.ready.set_result(None)
             return
         local = conn.address is None and not os.environ.get("RAY_ADDRESS")
@@ -281,6 +283,7 @@ def _keep_connected(conn: _Connection) -> None:
     except BaseException as exc:
         conn.ready.set_exception(exc)
         return
+    conn.up = True
     conn.ready.set_result(None)
     threading.Event().wait()
 
@@ -288,7 +291,7 @@ def _keep_connected(conn: _Connection) -> None:
 def _connected(address: str | None) -> bool:
     """Whether this process is connected to Ray the way an agent naming `address` needs, right now."""
     conn = _CONNECTION
-    if conn is None or not conn.ready.done() or conn.ready.exception() is not None:
+    if conn is None or not conn.up:
         return False
     return conn.address == address if conn.ours else address is None
 
