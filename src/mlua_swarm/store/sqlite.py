@@ -30,6 +30,7 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..core.state import StepOutcome
 from ..ids import RunId, TaskId
 from .base import (
     BLUEPRINT_SELECT,
@@ -912,7 +913,10 @@ class SqliteStore(Store):
     async def list_steps(self, run_id: RunId) -> list[StepEntry]:
         self._require_run(run_id)
         rows = self._conn.execute(_STEPS_SELECT, (run_id, *_STEP_KINDS))
-        return [StepRow(*r[:9])._replace(node_index=r[9]).entry() for r in rows]
+        return [
+            StepEntry(r[0], r[1], StepOutcome(r[2]), r[3], r[4], r[5], _loads(r[6]), r[7], _loads(r[8]), r[9])
+            for r in rows
+        ]
 
     def _keys_of(self, run_id: RunId) -> set[tuple[str, str, int]]:
         keys = self._replay_keys.get(run_id)
