@@ -141,18 +141,34 @@ class StepRow(NamedTuple):
 
     def entry(self) -> StepEntry:
         """The step entry this row encodes."""
-        return StepEntry(
-            self.step_ref,
-            self.step_id,
-            StepOutcome(self.status),
-            self.attempt,
-            self.started_at,
-            self.finished_at,
-            _loads(self.stats_json),
-            self.stderr_tail,
-            _loads(self.error_json),
-            self.node_index,
-        )
+        return step_entry(*self[:9], self.node_index)
+
+
+def step_entry(
+    step_ref: str,
+    step_id: str,
+    status: str,
+    attempt: int,
+    started_at: float | None,
+    finished_at: float | None,
+    stats_json: str | None,
+    stderr_tail: str | None,
+    error_json: str | None,
+    node_index: int | None,
+) -> StepEntry:
+    """The step entry a stored step's columns encode (in `StepRow`'s order, its JSON text decoded)."""
+    return StepEntry(
+        step_ref,
+        step_id,
+        StepOutcome(status),
+        attempt,
+        started_at,
+        finished_at,
+        _loads(stats_json),
+        stderr_tail,
+        _loads(error_json),
+        node_index,
+    )
 
 
 def _loads(text: str | None) -> Any:

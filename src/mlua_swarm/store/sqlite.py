@@ -30,7 +30,6 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..core.state import StepOutcome
 from ..ids import RunId, TaskId
 from .base import (
     BLUEPRINT_SELECT,
@@ -49,6 +48,7 @@ from .base import (
     declared_semver,
     owner_update,
     run_from_row,
+    step_entry,
     task_from_row,
 )
 from .errors import Duplicate, RunNotFound, StoreUnusable, StoreWriteFailed, TaskRecordNotFound
@@ -913,10 +913,7 @@ class SqliteStore(Store):
     async def list_steps(self, run_id: RunId) -> list[StepEntry]:
         self._require_run(run_id)
         rows = self._conn.execute(_STEPS_SELECT, (run_id, *_STEP_KINDS))
-        return [
-            StepEntry(r[0], r[1], StepOutcome(r[2]), r[3], r[4], r[5], _loads(r[6]), r[7], _loads(r[8]), r[9])
-            for r in rows
-        ]
+        return [step_entry(*r[:10]) for r in rows]
 
     def _keys_of(self, run_id: RunId) -> set[tuple[str, str, int]]:
         keys = self._replay_keys.get(run_id)
