@@ -89,14 +89,13 @@ class EventStream:
         if self._dropped:
             count, self._dropped = self._dropped, 0
             return Event("events_dropped", None, {"count": count})
-        event = self._buf.popleft()
-        self.held_bytes -= event.size
-        return event
+        return self._popleft()
 
     def get_nowait(self) -> Event | None:
         """The next buffered event, or None."""
-        if not self._buf:
-            return None
+        return self._popleft() if self._buf else None
+
+    def _popleft(self) -> Event:
         event = self._buf.popleft()
         self.held_bytes -= event.size
         return event
