@@ -153,7 +153,7 @@ def _history_insert(run_id: str, seq: int, kind: int, row: StepRow) -> tuple[str
         ref, step_id, status, attempt, started, finished, stats, stderr, error,
         digest, occurrence, skip, value, created, node,
     ) = row  # fmt: skip
-    big = value is not None and len(value) > _MAYBE_BIG and _is_big(value)
+    big = _is_big(value)
     if digest is None or stderr is not None or error is not None:
         return _BIG_HISTORY_INSERT if big else _HISTORY_INSERT, (run_id, seq, kind, *row)
     if stats is None:
