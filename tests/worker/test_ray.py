@@ -198,8 +198,7 @@ async def test_a_race_cancels_the_losing_lanes_task(tmp_path: Path) -> None:
         "out": {"op": "path", "at": "$.winner"},
     }
     lanes = [{**lane, "tag": "slow", "secs": 60}, {**lane, "tag": "quick", "secs": 0, "after": "slow.started"}]
-    run_task = asyncio.create_task(run(tmp_path, blueprint(fanout, agent("sleeper")), {"lanes": lanes}))
-    result = await asyncio.wait_for(run_task, 60)
+    result = await asyncio.wait_for(run(tmp_path, blueprint(fanout, agent("sleeper")), {"lanes": lanes}), 60)
     assert result.status == "done", result.error
     assert result.final_ctx["winner"] == "quick"
     await arrived(tmp_path / "slow.interrupted")
