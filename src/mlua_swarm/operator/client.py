@@ -225,7 +225,7 @@ class OperatorClient:
 
     def _ws_url(self) -> str:
         scheme, rest = self.base_url.split("://", 1)
-        return f"{'wss' if scheme == 'https' else 'ws'}://{rest}/v1/operators/{url_segment(self.sid)}/ws"
+        return f"{'wss' if scheme == 'https' else 'ws'}://{rest}/v1/operators/{url_segment(str(self.sid))}/ws"
 
     async def _read_loop(self) -> None:
         delay = self.backoff[0]
@@ -335,7 +335,7 @@ class OperatorClient:
 
     async def info(self) -> dict[str, Any]:
         result: dict[str, Any] = (
-            await self._http.call("GET", f"/v1/operators/{url_segment(self.sid)}", bearer=self.token)
+            await self._http.call("GET", f"/v1/operators/{url_segment(str(self.sid))}", bearer=self.token)
         ).json()
         return result
 
@@ -351,7 +351,7 @@ class OperatorClient:
         self.reconnect = False
         await self.disconnect()
         with contextlib.suppress(OperatorClientError):
-            await self._http.call("DELETE", f"/v1/operators/{url_segment(self.sid)}", bearer=self.token)
+            await self._http.call("DELETE", f"/v1/operators/{url_segment(str(self.sid))}", bearer=self.token)
         await self.aclose()
 
     async def acquire(self, run_id: str, desc: str, slot: str | None = None, op: str | None = None) -> dict[str, Any]:
