@@ -2,8 +2,9 @@
 
 Every name that arrives from a Blueprint, a worker, an HTTP client or the command line and becomes a
 file path (projection names, part names, `$file` references, run artifacts, operator uploads) goes
-through `under_root`: it refuses empty names, NUL bytes, absolute paths, drive letters, `..`
-components and symbolic links that lead out of the root, so a name can only ever land inside it.
+through `under_root`: it refuses empty names, NUL bytes and other control characters, absolute
+paths, drive letters, `..` components and symbolic links that lead out of the root, so a name can
+only ever land inside it.
 A name that becomes part of a URL of `mse serve` (a run id, a Blueprint id) goes through
 `url_segment`, so it addresses exactly one segment: `../runs/R-1/cancel?` cannot turn a request into
 another route's.
@@ -30,6 +31,8 @@ def name_problem(name: str) -> str | None:
         return "the path is empty"
     if "\0" in name:
         return "the path contains a NUL byte"
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in name):
+        return "the path contains a control character"
     posix, windows = PurePosixPath(name), PureWindowsPath(name)
     if posix.is_absolute() or windows.is_absolute() or windows.drive or windows.root:
         return "absolute paths are not allowed"
