@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
+import subprocess
 import textwrap
 from pathlib import Path
 
@@ -190,3 +193,99 @@ def test_references_resolve_from_the_blueprint_folder_without_projecting(
     assert json.loads(ran.stdout)["final_ctx"]["g"] == "hello, x"
     # Nothing of ours lands in the folder (Python's own bytecode cache may, where it is enabled).
     assert sorted(p.name for p in folder.iterdir() if p.name != "__pycache__") == ["hello.json", "myagents.py"]
+
+
+def _held_launch(folder: Path, module: str) -> tuple[Path, Path, Path]:
+    """A Blueprint whose agent module, imported by the server (in this process) while it answers the
+    launch, holds that answer until the test writes to a FIFO (after it has written a marker); its
+    step then waits to be cancelled. Returns (blueprint, marker, fifo). `module` names the agent's
+    module, which the server imports once per name."""
+    folder.mkdir()
+    marker, fifo = folder / "importing", folder / "go"
+    os.mkfifo(fifo)
+    (folder / f"{module}.py").write_text(
+        textwrap.dedent(
+            f"""
+            import asyncio, os
+            if os.getpid() == {os.getpid()}:  # the server (this test's process), not the client's own check
+                open({str(marker)!r}, "w").close()
+                with open({str(fifo)!r}) as go:
+                    go.read()
+
+            async def hold(inv):
+                await asyncio.sleep(600)
+            """
+        )
+    )
+    bp = {
+        "id": "held",
+        "flow": {
+            "kind": "step",
+            "ref": "hold",
+            "in": {"op": "path", "at": "$.topic"},
+            "out": {"op": "path", "at": "$.h"},
+        },
+        "agents": [{"name": "hold", "kind": "python", "spec": {"callable": f"{module}:hold"}}],
+    }
+    return _write(folder / "held.json", bp), marker, fifo
+
+
+def test_ctrl_c_while_the_launch_is_answered_cancels_the_run_once_the_server_names_it(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    bp, marker, fifo = _held_launch(tmp_path / "project", "held_once")
+    proc = start_mse(_remote_run(bp, live_server), env=_no_http())
+    try:
+        wait_for_file(marker, proc)
+        proc.send_signal(signal.SIGINT)  # the launch request is in flight: the server is importing the agent
+        fifo.write_text("go")
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    document = json.loads(out)
+    assert document["status"] == "cancelled"
+    assert live_server.client().get(f"/v1/runs/{document['run_id']}").json()["status"] == "cancelled"
+
+
+def test_a_second_ctrl_c_before_the_launch_is_answered_stops_waiting_and_says_where_the_run_is(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    bp, marker, fifo = _held_launch(tmp_path / "project", "held_twice")
+    proc = start_mse(_remote_run(bp, live_server), env=_no_http())
+    try:
+        wait_for_file(marker, proc)
+        while proc.poll() is None:  # the user presses Ctrl-C again until the command gives up
+            proc.send_signal(signal.SIGINT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=0.5)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        fifo.write_text("go")
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert "may have started there" in err and f"mse runs list --server {live_server.base_url}" in err
+    assert out == ""
+    c = live_server.client()
+    for run in c.get("/v1/runs").json()["runs"]:  # the launch went through once released: stop it
+        c.post(f"/v1/runs/{run['run_id']}/cancel")
+
+
+def test_ctrl_c_of_a_command_waiting_on_a_server_exits_130_without_a_traceback(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never answers
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        proc = start_mse(["runs", "list", "--server", url], env=_no_http())
+        try:
+            conn, _ = silent.accept()
+            with conn:
+                proc.send_signal(signal.SIGINT)
+                out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 130, err
+    assert (out, err.strip()) == ("", "mse: interrupted")

@@ -22,6 +22,11 @@ EXIT_INVALID = 2
 EXIT_CANCELLED = 130
 
 
+class Interrupted(KeyboardInterrupt):
+    """A Ctrl-C a command has turned into a message: what it left undone, and how to find it.
+    `mse` prints it and exits 130, as for any Ctrl-C it was not otherwise handling."""
+
+
 def read_json_arg(value: str, option: str) -> Any:
     """A JSON literal, or `@path` to read it from a file; raises DiagnosticError on bad input."""
     source, text = option, value

@@ -55,6 +55,8 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 EXIT_STDOUT_CLOSED = 141
 """The exit status when the reader of stdout went away (`mse runs list | head -1`): 128 + SIGPIPE,
 what a shell reports for a command a closed pipe stopped."""
+EXIT_INTERRUPTED = 130
+"""The exit status after a Ctrl-C: 128 + SIGINT (a run's own Ctrl-C exits 130 too, once cancelled)."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -65,6 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not _stdout_closed():
             raise
         return EXIT_STDOUT_CLOSED
+    except KeyboardInterrupt as exc:
+        # A command that has nothing to cancel stops where it was, without a traceback.
+        print(f"mse: {str(exc) or 'interrupted'}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return code
 
 

@@ -27,6 +27,7 @@ from ..paths import url_segment
 from ..run import RunResult
 from ..run.progress import TerminalProgress
 from ..run.run import ResultStatus
+from .common import Interrupted
 from .endpoint import ADMIN_TOKEN_ENV
 
 TERMINAL_KINDS = frozenset({"core.run_finished", "core.run_interrupted"})
@@ -129,31 +130,29 @@ class ServerClient:
                         raise self.unreachable(exc) from None
                     await asyncio.sleep(0.2 * failures)
 
-    async def follow(self, run_id: str, title: str, *, after: int = 0, replayed: int = 0) -> RunResult:
-        """Live progress of the run from its events after seq `after` (a resumed or rerun run's
-        earlier passes are history); Ctrl-C/SIGTERM cancel it on the server."""
-        progress = TerminalProgress(f"{title} · {run_id} @ {self.url}")
+    async def follow(self, title: str, start: Callable[[], Awaitable[Started]]) -> RunResult:
+        """Start a run on the server with `start` (launch, resume or rerun), then show its live
+        progress from its events after the seq `start` names (a resumed or rerun run's earlier passes
+        are history). Ctrl-C/SIGTERM from the launch on cancel the run on the server (`_Interrupts`)."""
         loop = asyncio.get_running_loop()
-        cancels: list[asyncio.Task[Any]] = []
-
-        def cancel() -> None:
-            if not cancels:
-                cancels.append(loop.create_task(self.call("POST", f"/v1/runs/{url_segment(run_id)}/cancel", ok=(204,))))
-
+        interrupts = _Interrupts(self, loop)
         signals = (signal.SIGINT, signal.SIGTERM)
         for signum in signals:
-            loop.add_signal_handler(signum, cancel)
+            loop.add_signal_handler(signum, interrupts)
         ended: dict[str, Any] = {}
         try:
+            started = await interrupts.wait_for(start())
+            run_id = started.run_id
+            interrupts.named(run_id)
+            progress = TerminalProgress(f"{title} · {run_id} @ {self.url}")
             with progress:
-                async for event in self.events(run_id, after=after):
+                async for event in self.events(run_id, after=started.after):
                     _show(progress, event)
                     if event.get("kind") == "core.run_interrupted":
                         ended = {"status": "interrupted"}
                     elif event.get("kind") in TERMINAL_KINDS:
                         ended = event.get("data") or {}
-            if cancels:
-                await cancels[0]
+            await interrupts.settled()
         finally:
             for signum in signals:
                 loop.remove_signal_handler(signum)
@@ -163,9 +162,77 @@ class ServerClient:
             if ended.get("status") != "interrupted":
                 raise
             record = {"run_id": run_id, "status": "interrupted"}
-        result = result_of(record, replayed=replayed)
+        result = result_of(record, replayed=started.replayed)
         progress.console.print(f"■ {result.status}: {progress.summary()}", highlight=False, markup=False)
         return result
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """What a server answered to a launch, resume or rerun: the run, the seq of the last event before
+    this pass (its events after it are followed), and how many steps it will replay."""
+
+    run_id: str
+    after: int = 0
+    replayed: int = 0
+
+
+class _Interrupts:
+    """Ctrl-C and SIGTERM from a remote run's launch to its end: the run is cancelled on the server.
+
+    A signal that comes before the server has answered the launch is held, and the run cancelled as
+    soon as its id is known: cutting the request short could leave a run the server had already
+    started running unseen. A second signal in that window stops waiting for the answer (the run,
+    if it started, goes on; the message says how to find it).
+    """
+
+    __slots__ = ("_cancelling", "_loop", "_run_id", "_server", "_signals", "_waiting")
+
+    def __init__(self, server: ServerClient, loop: asyncio.AbstractEventLoop) -> None:
+        self._server = server
+        self._loop = loop
+        self._run_id: str | None = None
+        self._signals = 0
+        self._waiting: asyncio.Future[Started] | None = None
+        self._cancelling: asyncio.Task[Any] | None = None
+
+    def __call__(self) -> None:
+        self._signals += 1
+        if self._run_id is not None:
+            self._cancel()
+        elif self._signals > 1 and self._waiting is not None:
+            self._waiting.cancel()
+
+    async def wait_for(self, start: Awaitable[Started]) -> Started:
+        """Await the server's answer to the launch; a second signal before it comes gives up."""
+        self._waiting = asyncio.ensure_future(start)
+        try:
+            return await self._waiting
+        except asyncio.CancelledError:
+            if self._signals < 2:
+                raise
+            raise Interrupted(
+                "interrupted before the server answered; the run may have started there: find it with"
+                f" `mse runs list --server {self._server.url}` and stop it with `mse runs cancel`"
+            ) from None
+        finally:
+            self._waiting = None
+
+    def named(self, run_id: str) -> None:
+        """The server has named the run: cancel it now if a signal came while it was being started."""
+        self._run_id = run_id
+        if self._signals:
+            self._cancel()
+
+    async def settled(self) -> None:
+        """Wait for a cancel request sent to the server, if any (its refusal is reported)."""
+        if self._cancelling is not None:
+            await self._cancelling
+
+    def _cancel(self) -> None:
+        if self._cancelling is None and self._run_id is not None:
+            path = f"/v1/runs/{url_segment(self._run_id)}/cancel"
+            self._cancelling = self._loop.create_task(self._server.call("POST", path, ok=(204,)))
 
 
 def _show(progress: TerminalProgress, event: dict[str, Any]) -> None:
@@ -268,8 +335,11 @@ def launch_body(args: argparse.Namespace, blueprint: dict[str, Any], init: Any, 
 
 
 async def launch_and_follow(server: ServerClient, body: dict[str, Any], title: str) -> RunResult:
-    started = await server.call("POST", "/v1/tasks", ok=(202,), json=body)
-    return await server.follow(str(started["run_id"]), title)
+    async def launch() -> Started:
+        started = await server.call("POST", "/v1/tasks", ok=(202,), json=body)
+        return Started(str(started["run_id"]))
+
+    return await server.follow(title, launch)
 
 
-__all__ = ["ServerClient", "launch_and_follow", "launch_body", "result_of", "session"]
+__all__ = ["ServerClient", "Started", "launch_and_follow", "launch_body", "result_of", "session"]

@@ -12,7 +12,7 @@ from ..llm.usage import run_totals
 from ..paths import url_segment
 from ..run import RunResult
 from .common import EXIT_INVALID, report_diagnostics
-from .remote import ServerClient
+from .remote import ServerClient, Started
 from .runs import _emit, _summary, list_lines, show_lines, step_lines, trace_lines
 
 RemoteHandler = Callable[[ServerClient, argparse.Namespace], Coroutine[Any, Any, int]]
@@ -108,18 +108,22 @@ def run_command(args: argparse.Namespace, url: str) -> int:
 
 
 async def resume(server: ServerClient, run_id: str) -> RunResult:
-    after = await server.last_seq(run_id)
-    started = await server.call("POST", f"/v1/runs/{url_segment(run_id)}/resume", ok=(202,))
-    return await server.follow(run_id, "resume", after=after, replayed=started.get("replayed_steps", 0))
+    async def start() -> Started:
+        after = await server.last_seq(run_id)
+        started = await server.call("POST", f"/v1/runs/{url_segment(run_id)}/resume", ok=(202,))
+        return Started(run_id, after, started.get("replayed_steps", 0))
+
+    return await server.follow("resume", start)
 
 
 async def rerun_from(server: ServerClient, run_id: str, step: str) -> RunResult:
-    after = await server.last_seq(run_id)
-    started = await server.call(
-        "POST", f"/v1/runs/{url_segment(run_id)}/rerun-from", ok=(202,), json={"from_step": step}
-    )
-    title = f"rerun from {step}"
-    return await server.follow(run_id, title, after=after, replayed=started.get("replayed_steps", 0))
+    async def start() -> Started:
+        after = await server.last_seq(run_id)
+        path = f"/v1/runs/{url_segment(run_id)}/rerun-from"
+        started = await server.call("POST", path, ok=(202,), json={"from_step": step})
+        return Started(run_id, after, started.get("replayed_steps", 0))
+
+    return await server.follow(f"rerun from {step}", start)
 
 
 __all__ = ["HANDLERS", "rerun_from", "resume", "run_command"]
