@@ -53,3 +53,13 @@ async def test_the_python_operator_of_the_page_answers_its_review_blueprint(
         if proc.returncode is None:
             proc.terminate()
         await proc.wait()
+
+
+async def test_a_run_of_the_page_launched_without_a_pin_fails_naming_its_vacant_seat(live_server: LiveServer) -> None:
+    review = json.loads(block("json", '"operators"'))
+    run_id = await server_launch(live_server, review, init_ctx={"change": "fix a typo"})
+    record = await run_result(live_server, run_id)
+    assert record["status"] == "failed", record
+    message = record["result"]["error"]["message"]
+    assert "operator seat 'main-ai'" in message and "launched without an operator" in message, message
+    assert f"/v1/runs/{run_id}/acquire" in message
