@@ -299,7 +299,7 @@ class Engine:
         """`start_task` for code already on the event loop's thread (no coroutine)."""
         record = self._tokens.verify(token, _V.START_TASK)
         depth = 0
-        parent_id = record.step_id if token.role is _R.WORKER else None
+        parent_id = record.step_id if record.minted[1] is _R.WORKER else None
         if parent_id is not None:
             parent = self._steps.get(parent_id)
             depth = (parent.depth if parent else 0) + 1
@@ -381,14 +381,14 @@ class Engine:
         """
         record = self._tokens.verify(token, _V.DISPATCH_ATTEMPT)
         st = self._step(step_id)
-        if token.role is _R.WORKER and (st.parent is None or st.parent != record.step_id):
+        if record.minted[1] is _R.WORKER and (st.parent is None or st.parent != record.step_id):
             raise TokenTaskMismatch(str(record.step_id), step_id)
         self._set_status(st, _S.RUNNING)
         st.attempt += 1
         attempt = st.attempt
         st.held = 0
         st.busy += 1
-        wtoken = self._tokens.mint(
+        issued = self._tokens.issue(
             f"worker-of-{step_id}",
             _R.WORKER,
             self.config.worker_token_ttl_secs,
@@ -396,8 +396,8 @@ class Engine:
             with_handle=True,
             attempt_bound=True,
         )
-        st.token = wtoken
-        runtime: dict[str, Any] = {"worker_handle": self._tokens.handle_of(wtoken)}
+        wtoken = st.token = issued.token
+        runtime: dict[str, Any] = {"worker_handle": issued.handle}
         if run is not None:
             runtime["run_id"] = run.run_id
         if st.spec.step_ctx is not None:
