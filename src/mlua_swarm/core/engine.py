@@ -43,7 +43,7 @@ from .events import EVENT_ENVELOPE, Event, EventBus, EventStream
 from .fold import MISSING, comparable, fold_tail, is_skip_marker, last_staged, unwrap_skip_marker
 from .output import Artifact, Final, OutputEvent
 from .projection import Projection, project_final, project_part
-from .state import ENDED, SETTLED, OutcomeKind, StepStatus, check_transition
+from .state import ALLOWED, ENDED, SETTLED, OutcomeKind, StepStatus, check_transition
 
 log = logging.getLogger(__name__)
 
@@ -365,10 +365,15 @@ class Engine:
         st.spec.initial_directive = None
         st.spec.step_ctx = None
         st.last_result = None
-        st.tails.clear()
-        st.staged.clear()
-        st.stats.clear()
-        st.transient.clear()
+        # Most of these are empty for a step that passed: a truth test is cheaper than a call.
+        if st.tails:
+            st.tails.clear()
+        if st.staged:
+            st.staged.clear()
+        if st.stats:
+            st.stats.clear()
+        if st.transient:
+            st.transient.clear()
 
     # ── dispatch ──────────────────────────────────────────────────────────
 
@@ -566,7 +571,8 @@ class Engine:
                 del steps[old]
 
     def _set_status(self, st: _Step, status: StepStatus) -> None:
-        check_transition(st.id, st.status, status)
+        if status not in ALLOWED[st.status]:
+            check_transition(st.id, st.status, status)  # raises InvalidTransition
         st.status = status
         st.updated_at = time.time()
         if status in SETTLED and st.waiter is not None and not st.waiter.done():
@@ -637,7 +643,7 @@ class Engine:
             st = self._step(step_id)
             if attempt != st.attempt or st.status is not _S.RUNNING:
                 raise AttemptClosed(f"step {step_id} attempt {attempt} is not running (status {st.status.value})")
-            if type(event) is Final and event.ok:
+            if type(event) is Final and event.ok and (st.spec.verdict is not None or self._contracts):
                 self._check_verdict(st, attempt, event)
         except EngineError as exc:
             if type(event) is Final:
@@ -646,7 +652,7 @@ class Engine:
         weight = self._append(st, attempt, event, size)
         if stage and type(event) is Artifact:
             st.staged.setdefault(attempt, []).append(event.name)
-        if self._bus.wants("worker_output"):
+        if self._bus.heard and self._bus.wants("worker_output"):
             data = {"attempt": attempt, "event": event.to_json()}
             self._bus.publish(Event("worker_output", step_id, data, size=EVENT_ENVELOPE + weight))
         projection = st.spec.projection
@@ -849,7 +855,7 @@ class Engine:
 
     def publish(self, kind: str, step_id: StepId | None = None, **data: Any) -> None:
         """Send an event to the subscribers that want it; layers use namespaced kinds such as `mw.rate_limited`."""
-        if self._bus.wants(kind):
+        if self._bus.heard and self._bus.wants(kind):
             self._bus.publish(Event(kind, step_id, data))
 
     @property
