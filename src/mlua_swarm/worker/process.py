@@ -28,6 +28,7 @@ import logging
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -316,11 +317,13 @@ class ChildProcess:
     exit and kill the rest of the group first.
     """
 
-    def __init__(self, popen: subprocess.Popen[bytes], stdin: int | None, stdout: int, stderr: int) -> None:
+    def __init__(
+        self, pid: int, popen: subprocess.Popen[bytes] | None, stdin: int | None, stdout: int, stderr: int
+    ) -> None:
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._popen = popen
-        self.pid = popen.pid
+        self.pid = pid
         self.returncode: int | None = None
         self.exited: asyncio.Future[None] = loop.create_future()
         self.stderr_closed: asyncio.Future[None] = loop.create_future()
@@ -346,11 +349,11 @@ class ChildProcess:
         """Start `argv` leading a process group of its own (in a session of its own when this process
         has a controlling terminal), stdin a pipe when `with_stdin`, else /dev/null. Raises what
         `subprocess.Popen` raises when the program cannot be started."""
-        new_session = _new_session()
         ours: list[int] = []
         theirs: list[int] = []
         try:
             stdin: int | None = None
+            child_stdin: int | None = None
             if with_stdin:
                 child_stdin, stdin = os.pipe()
                 ours.append(stdin)
@@ -361,16 +364,7 @@ class ChildProcess:
             stderr, child_stderr = os.pipe()
             ours.append(stderr)
             theirs.append(child_stderr)
-            popen = subprocess.Popen(
-                argv,
-                stdin=child_stdin if with_stdin else subprocess.DEVNULL,
-                stdout=child_stdout,
-                stderr=child_stderr,
-                cwd=cwd,
-                env=env,
-                start_new_session=new_session,
-                process_group=None if new_session else 0,
-            )
+            pid, popen = _spawn(argv, (child_stdin, child_stdout, child_stderr), cwd, env, _new_session())
         except BaseException:
             for fd in ours:
                 os.close(fd)
@@ -378,7 +372,7 @@ class ChildProcess:
         finally:
             for fd in theirs:
                 os.close(fd)
-        return cls(popen, stdin, stdout, stderr)
+        return cls(pid, popen, stdin, stdout, stderr)
 
     async def wait(self) -> int:
         """The exit code (minus the signal that killed it), once the child is reaped and our ends of
@@ -506,10 +500,70 @@ class ChildProcess:
 
     def _reaped(self, status: int | None) -> None:
         code = 255 if status is None else os.waitstatus_to_exitcode(status)
-        # Popen must not count the child as still running (it would warn, and wait for it again)
-        self.returncode = self._popen.returncode = code
+        self.returncode = code
+        if self._popen is not None:
+            # Popen must not count the child as still running (it would warn, and wait for it again)
+            self._popen.returncode = code
         if not self.exited.done():
             self.exited.set_result(None)
+
+
+_RESTORED_SIGNALS = tuple(getattr(signal, name) for name in ("SIGPIPE", "SIGXFZ", "SIGXFSZ") if hasattr(signal, name))
+"""The signals Python ignores and `Popen` puts back to their default in the child: so does `_spawn`."""
+_FAST_SPAWN = sys.platform == "linux"
+_CLOSE_INHERITED = [(os.POSIX_SPAWN_CLOSEFROM, 3)] if hasattr(os, "POSIX_SPAWN_CLOSEFROM") else []
+"""Python 3.13 and later: the child closes every descriptor above stderr, as `Popen` has it do."""
+
+
+def _spawn(
+    argv: Sequence[str], stdio: tuple[int | None, int, int], cwd: str | None, env: Mapping[bytes, bytes], session: bool
+) -> tuple[int, subprocess.Popen[bytes] | None]:
+    """Start the child on `stdio` (stdin None: /dev/null); its pid, and its `Popen` when one started it.
+
+    On Linux `os.posix_spawnp` starts it (a `vfork` and an `exec` in C: `Popen` spends more Python
+    work in the parent than the rest of a cold step's own spawn). `Popen` is kept for what posix_spawn
+    cannot do the same way: a working directory (`os.posix_spawn` has no action for it), and a
+    program named without a slash when the child's PATH is not this process's (posix_spawnp searches
+    ours). A bare name that fails to start is tried again with `Popen`, which goes on down PATH past
+    a file the system cannot run (posix_spawnp stops there) and reports a missing or non-executable
+    program as it always did. Before Python 3.13 the child keeps the descriptors this process marked
+    inheritable (Python creates none: its files, pipes and sockets are closed on `exec`), where
+    `Popen` closed every descriptor above stderr."""
+    name = argv[0]
+    bare = os.sep not in name
+    if _FAST_SPAWN and cwd is None and not (bare and env.get(b"PATH") != os.environb.get(b"PATH")):
+        stdin, stdout, stderr = stdio
+        actions: list[tuple[Any, ...]] = [
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDWR, 0) if stdin is None else (os.POSIX_SPAWN_DUP2, stdin, 0),
+            (os.POSIX_SPAWN_DUP2, stdout, 1),
+            (os.POSIX_SPAWN_DUP2, stderr, 2),
+            *_CLOSE_INHERITED,
+        ]
+        try:
+            pid = os.posix_spawnp(
+                name,
+                list(argv),
+                env,
+                file_actions=actions,
+                setsigdef=_RESTORED_SIGNALS,
+                **({"setsid": True} if session else {"setpgroup": 0}),
+            )
+        except OSError:
+            if not bare:
+                raise
+        else:
+            return pid, None
+    popen = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL if stdio[0] is None else stdio[0],
+        stdout=stdio[1],
+        stderr=stdio[2],
+        cwd=cwd,
+        env=env,
+        start_new_session=session,
+        process_group=None if session else 0,
+    )
+    return popen.pid, popen
 
 
 @functools.cache
@@ -518,7 +572,7 @@ def _new_session() -> bool:
     controlling terminal, which a child in another session cannot reach (it cannot stop on reading or
     writing the terminal, nor get its signals). Without a terminal both are the same to the child, and
     a group is cheaper: on Linux a new session is also a new scheduling autogroup, which the child
-    waits to be given a CPU in, milliseconds on a loaded machine, while `Popen` waits for its `exec`."""
+    waits to be given a CPU in, milliseconds on a loaded machine, while the spawn waits for its `exec`."""
     try:
         fd = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY)
     except OSError:
