@@ -385,7 +385,9 @@ class Engine:
         A worker token may dispatch only the steps its own step started.
         """
         record = self._tokens.verify(token, _V.DISPATCH_ATTEMPT)
-        st = self._step(step_id)
+        st = self._steps.get(step_id)  # `_step`, inline on the per-step path
+        if st is None:
+            raise TaskNotFound(step_id)
         if record.minted[1] is _R.WORKER and (st.parent is None or st.parent != record.step_id):
             raise TokenTaskMismatch(str(record.step_id), step_id)
         self._set_status(st, _S.RUNNING)
@@ -496,7 +498,9 @@ class Engine:
 
         Without retries this is the one attempt's coroutine itself (no coroutine of its own).
         """
-        st = self._step(step_id)
+        st = self._steps.get(step_id)  # `_step`, inline on the per-step path
+        if st is None:
+            raise TaskNotFound(step_id)
         policy = st.spec.retry
         assert policy is None or isinstance(policy, RetryPolicy)
         if policy is None or policy.max_attempts <= 1:
@@ -587,7 +591,10 @@ class Engine:
     def prompt(self, token: CapToken, step_id: StepId) -> Any:
         """`fetch_prompt` for code already on the event loop's thread (no coroutine)."""
         self._tokens.verify(token, _V.FETCH_PROMPT, step_id)
-        return self._step(step_id).spec.initial_directive
+        st = self._steps.get(step_id)  # `_step`, inline on the per-step path
+        if st is None:
+            raise TaskNotFound(step_id)
+        return st.spec.initial_directive
 
     async def fetch_worker_payload(self, token: CapToken, step_id: StepId) -> dict[str, Any]:
         """What an out-of-process worker fetches: ids, agent, the rendered prompt and its context view."""
@@ -640,7 +647,9 @@ class Engine:
         """`submit_output` for code already on the event loop's thread (no coroutine)."""
         try:
             self._tokens.verify(token, _V.EMIT_OUTPUT, step_id)
-            st = self._step(step_id)
+            st = self._steps.get(step_id)  # `_step`, inline on the per-step path
+            if st is None:
+                raise TaskNotFound(step_id)
             if attempt != st.attempt or st.status is not _S.RUNNING:
                 raise AttemptClosed(f"step {step_id} attempt {attempt} is not running (status {st.status.value})")
             if type(event) is Final and event.ok and (st.spec.verdict is not None or self._contracts):
