@@ -426,6 +426,10 @@ class Engine:
             except Exception as exc:
                 log.exception("spawner %r crashed for step %s", spawner, step_id)
                 raise self._fail(st, attempt, f"internal: spawner crashed: {type(exc).__name__}: {exc}") from exc
+            if deadline is None and st.status is not _S.CANCELLED and worker.settled():
+                # Already over, nothing to wait for or time: its outcome, without `_join`'s coroutine.
+                st.worker = worker
+                return self._outcome(st, attempt, None)
             return await self._join(st, attempt, worker, deadline)
         finally:
             st.busy -= 1
@@ -469,6 +473,11 @@ class Engine:
                 raise asyncio.CancelledError()
             self._end(st, attempt, _S.TIMEOUT, None)
             return DispatchOutcome("timeout", None, attempt)
+        return self._outcome(st, attempt, error)
+
+    def _outcome(self, st: _Step, attempt: int, error: WorkerError | None) -> DispatchOutcome:
+        """The attempt's outcome once its worker ended (`error`: how it failed) in time and uncancelled
+        by its owner: its tail folded, or why it failed."""
         if st.held == _OVER:
             raise self._fail(st, attempt, st.refused[attempt])
         if st.status is _S.CANCELLED or isinstance(error, WorkerCancelled):
@@ -487,7 +496,7 @@ class Engine:
             self._end(st, attempt, _S.BLOCKED, value)
             return DispatchOutcome("blocked", value, attempt)
         self._end(st, attempt, _S.PASS, value)
-        if is_skip_marker(value):
+        if type(value) is dict and is_skip_marker(value):
             return DispatchOutcome("skip", unwrap_skip_marker(value), attempt)
         return DispatchOutcome("pass", value, attempt)
 
