@@ -201,6 +201,7 @@ class InProcSpawner(SpawnerAdapter, Generic[W]):
         if is_async is None:
             is_async = self._async[agent] = _is_async(fn)
         cancel = CancellationToken()
+        view = ctx.meta.runtime.get("agent_context")  # the agent-context layer's view, when it made one
         inv = WorkerInvocation(
             token,
             task_id,
@@ -209,7 +210,7 @@ class InProcSpawner(SpawnerAdapter, Generic[W]):
             directive,
             EngineSink(engine, token, task_id, attempt),
             cancel,
-            AgentContextView.from_ctx(ctx),
+            view if type(view) is AgentContextView else AgentContextView.from_ctx(ctx),
         )
         if is_async:
             completion = _start_async(engine, fn, inv, self.worker_kind)
