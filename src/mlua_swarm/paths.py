@@ -1,14 +1,19 @@
-"""The one checked way to turn a name into a path under a root folder.
+"""The one checked way to turn a name into a path under a root folder, or into a segment of a URL path.
 
 Every name that arrives from a Blueprint, a worker, an HTTP client or the command line and becomes a
 file path (projection names, part names, `$file` references, run artifacts, operator uploads) goes
-through `under_root`: it refuses empty names, NUL bytes, absolute paths, drive letters, `..`
-components and symbolic links that lead out of the root, so a name can only ever land inside it.
+through `under_root`: it refuses empty names, NUL bytes and other control characters, absolute
+paths, drive letters, `..` components and symbolic links that lead out of the root, so a name can
+only ever land inside it.
+A name that becomes part of a URL of `mse serve` (a run id, a Blueprint id) goes through
+`url_segment`, so it addresses exactly one segment: `../runs/R-1/cancel?` cannot turn a request into
+another route's.
 """
 
 from __future__ import annotations
 
 from pathlib import Path, PurePosixPath, PureWindowsPath
+from urllib.parse import quote
 
 
 class PathRefused(ValueError):
@@ -26,6 +31,8 @@ def name_problem(name: str) -> str | None:
         return "the path is empty"
     if "\0" in name:
         return "the path contains a NUL byte"
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in name):
+        return "the path contains a control character"
     posix, windows = PurePosixPath(name), PureWindowsPath(name)
     if posix.is_absolute() or windows.is_absolute() or windows.drive or windows.root:
         return "absolute paths are not allowed"
@@ -49,4 +56,12 @@ def under_root(root: str | Path, name: str) -> Path:
     return target
 
 
-__all__ = ["PathRefused", "name_problem", "under_root"]
+def url_segment(name: str) -> str:
+    """`name` as one segment of a URL path: every character but letters, digits and `-._~`
+    percent-encoded, and a name of dots alone (`.`, `..`), which a client would resolve as a step
+    up, written `%2E…`; the server decodes it back to `name`."""
+    encoded = quote(name, safe="")
+    return encoded.replace(".", "%2E") if encoded in (".", "..") else encoded
+
+
+__all__ = ["PathRefused", "name_problem", "under_root", "url_segment"]

@@ -163,9 +163,24 @@ def test_an_init_file_with_invalid_utf8_is_a_diagnostic(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["", "/etc/passwd", "../up", "a/../../b", "C:evil", "C:\\evil", "\\\\server\\share", "a\0b", "..\\up"]
+    "name",
+    [
+        "",
+        "/etc/passwd",
+        "../up",
+        "a/../../b",
+        "C:evil",
+        "C:\\evil",
+        "\\\\server\\share",
+        "a\0b",
+        "..\\up",
+        "a\nb",
+        "\x1b]0;title\x07",
+        "a\x7fb",
+        "a\x9bb",
+    ],
 )
-def test_under_root_refuses_names_that_leave_the_root(tmp_path: Path, name: str) -> None:
+def test_under_root_refuses_names_that_leave_the_root_or_hold_control_characters(tmp_path: Path, name: str) -> None:
     assert name_problem(name) is not None
     with pytest.raises(PathRefused):
         under_root(tmp_path, name)

@@ -226,7 +226,9 @@ def test_file_sentinel_refused_without_opt_in(live_server: LiveServer, held: Hel
 def test_skip_verdict_degradation_and_data_plane(live_server: LiveServer, held: Held) -> None:
     c = live_server.client()
     who = auth(held.env["MSE_WORKER_HANDLE"])
-    assert c.post("/v1/worker/artifact", params={"name": "../x"}, content=b"x", headers=who).status_code == 400
+    for name in ("../x", "notes\n.md", "\x1b[2Jnotes"):
+        refused = c.post("/v1/worker/artifact", params={"name": name}, content=b"x", headers=who)
+        assert refused.status_code == 400 and "plain file name" in refused.json()["error"]
     degraded = {"tool": "search", "error": "offline", "fallback": "cache"}
     assert c.post("/v1/worker/degradation", json=degraded, headers=who).status_code == 204
     partial = {"type": "partial", "chunk": {"kind": "inline", "value": "abc"}}

@@ -147,3 +147,9 @@ async def test_launch_and_result_survive_a_new_connection(pg_url: str) -> None:
         assert got.result == {"out": "x\x00y"} and got.input_json == LAUNCH.to_json()
     finally:
         await again.close()
+
+
+def test_redact_hides_a_password_given_as_a_parameter() -> None:
+    shown = redact("postgresql://u@h/db?sslmode=disable&password=s3cret&sslpassword=k3y#x")
+    assert "s3cret" not in shown and "k3y" not in shown
+    assert shown == "postgresql://u@h/db?sslmode=disable&password=***&sslpassword=***#x"

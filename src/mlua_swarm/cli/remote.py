@@ -23,6 +23,7 @@ import httpx
 
 from ..diagnostics import Diagnostic, DiagnosticError, Location
 from ..ids import RunId
+from ..paths import url_segment
 from ..run import RunResult
 from ..run.progress import TerminalProgress
 from ..run.run import ResultStatus
@@ -97,7 +98,7 @@ class ServerClient:
 
     async def last_seq(self, run_id: str) -> int:
         """The sequence number of the run's newest event (0 when it has none)."""
-        events = (await self.call("GET", f"/v1/runs/{run_id}/trace", params={"latest": 1}))["events"]
+        events = (await self.call("GET", f"/v1/runs/{url_segment(run_id)}/trace", params={"latest": 1}))["events"]
         return int(events[-1]["seq"]) if events else 0
 
     async def events(self, run_id: str, *, after: int = 0) -> AsyncIterator[dict[str, Any]]:
@@ -109,7 +110,9 @@ class ServerClient:
             while True:
                 headers = {"last-event-id": last} if last else {}
                 try:
-                    async with http.stream("GET", f"/v1/runs/{run_id}/events", headers=headers) as response:
+                    async with http.stream(
+                        "GET", f"/v1/runs/{url_segment(run_id)}/events", headers=headers
+                    ) as response:
                         if response.status_code != 200:
                             await response.aread()
                             raise self.refused(response)
@@ -135,7 +138,7 @@ class ServerClient:
 
         def cancel() -> None:
             if not cancels:
-                cancels.append(loop.create_task(self.call("POST", f"/v1/runs/{run_id}/cancel", ok=(204,))))
+                cancels.append(loop.create_task(self.call("POST", f"/v1/runs/{url_segment(run_id)}/cancel", ok=(204,))))
 
         signals = (signal.SIGINT, signal.SIGTERM)
         for signum in signals:
@@ -155,7 +158,7 @@ class ServerClient:
             for signum in signals:
                 loop.remove_signal_handler(signum)
         try:
-            record = await self.call("GET", f"/v1/runs/{run_id}")
+            record = await self.call("GET", f"/v1/runs/{url_segment(run_id)}")
         except DiagnosticError:
             if ended.get("status") != "interrupted":
                 raise

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..diagnostics import Diagnostic, DiagnosticError
 from ..llm.usage import run_totals
+from ..paths import url_segment
 from ..run import RunResult
 from .common import EXIT_INVALID, report_diagnostics
 from .remote import ServerClient
@@ -29,8 +30,8 @@ async def _list(server: ServerClient, args: argparse.Namespace) -> int:
 
 
 async def _show(server: ServerClient, args: argparse.Namespace) -> int:
-    run = await server.call("GET", f"/v1/runs/{args.run_id}")
-    task = (await server.call("GET", f"/v1/tasks/{run['task_id']}"))["task"]
+    run = await server.call("GET", f"/v1/runs/{url_segment(args.run_id)}")
+    task = (await server.call("GET", f"/v1/tasks/{url_segment(run['task_id'])}"))["task"]
     entries = run.pop("step_entries")
     for upstream_alias in ("id", "result_ref", "current"):
         run.pop(upstream_alias, None)
@@ -46,7 +47,7 @@ async def _show(server: ServerClient, args: argparse.Namespace) -> int:
 
 
 async def _steps(server: ServerClient, args: argparse.Namespace) -> int:
-    steps = (await server.call("GET", f"/v1/runs/{args.run_id}/steps"))["steps"]
+    steps = (await server.call("GET", f"/v1/runs/{url_segment(args.run_id)}/steps"))["steps"]
     _emit(args, steps, step_lines(steps))
     return 0
 
@@ -56,18 +57,18 @@ async def _trace(server: ServerClient, args: argparse.Namespace) -> int:
     for name in ("limit", "kind", "step"):
         if getattr(args, name) is not None:
             params[name] = getattr(args, name)
-    await server.call("GET", f"/v1/runs/{args.run_id}")
-    events = (await server.call("GET", f"/v1/runs/{args.run_id}/trace", params=params))["events"]
+    await server.call("GET", f"/v1/runs/{url_segment(args.run_id)}")
+    events = (await server.call("GET", f"/v1/runs/{url_segment(args.run_id)}/trace", params=params))["events"]
     _emit(args, events, trace_lines(events))
     return 0
 
 
 async def _cancel(server: ServerClient, args: argparse.Namespace) -> int:
-    before = await server.call("GET", f"/v1/runs/{args.run_id}")
+    before = await server.call("GET", f"/v1/runs/{url_segment(args.run_id)}")
     cancellable = before["status"] in ("pending", "running", "interrupted")
     if cancellable:
-        await server.call("POST", f"/v1/runs/{args.run_id}/cancel", ok=(204,))
-    status = (await server.call("GET", f"/v1/runs/{args.run_id}"))["status"]
+        await server.call("POST", f"/v1/runs/{url_segment(args.run_id)}/cancel", ok=(204,))
+    status = (await server.call("GET", f"/v1/runs/{url_segment(args.run_id)}"))["status"]
     message = f"run {args.run_id} cancelled" if cancellable else f"run {args.run_id} is already {status}"
     _emit(args, {"run_id": args.run_id, "cancelled": cancellable, "status": status}, [message])
     return 0 if cancellable else 1
@@ -108,13 +109,15 @@ def run_command(args: argparse.Namespace, url: str) -> int:
 
 async def resume(server: ServerClient, run_id: str) -> RunResult:
     after = await server.last_seq(run_id)
-    started = await server.call("POST", f"/v1/runs/{run_id}/resume", ok=(202,))
+    started = await server.call("POST", f"/v1/runs/{url_segment(run_id)}/resume", ok=(202,))
     return await server.follow(run_id, "resume", after=after, replayed=started.get("replayed_steps", 0))
 
 
 async def rerun_from(server: ServerClient, run_id: str, step: str) -> RunResult:
     after = await server.last_seq(run_id)
-    started = await server.call("POST", f"/v1/runs/{run_id}/rerun-from", ok=(202,), json={"from_step": step})
+    started = await server.call(
+        "POST", f"/v1/runs/{url_segment(run_id)}/rerun-from", ok=(202,), json={"from_step": step}
+    )
     title = f"rerun from {step}"
     return await server.follow(run_id, title, after=after, replayed=started.get("replayed_steps", 0))
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CheckPolicyStrict
-from ..paths import PathRefused, under_root
+from ..paths import PathRefused, name_problem, under_root
 from .config import CheckPolicy
 
 log = logging.getLogger(__name__)
@@ -33,8 +33,8 @@ class Projection:
 
 
 def plain_file_name(name: str) -> bool:
-    """A part name usable as a file name: no separators, not empty, not `.` or `..`."""
-    return bool(name) and name not in (".", "..") and "/" not in name and "\\" not in name and "\0" not in name
+    """A part name usable as a file name: one that `under_root` takes, without separators, not `.`."""
+    return name_problem(name) is None and name != "." and "/" not in name and "\\" not in name
 
 
 def project_final(projection: Projection, step_id: str, attempt: int, ok: bool, value: Any) -> None:

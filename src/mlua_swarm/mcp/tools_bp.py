@@ -16,7 +16,7 @@ from ..blueprint.schema import blueprint_json_schema
 from ..cli.bp_dsl import TemplateError, lint_built, render_template
 from ..diagnostics import Diagnostic, DiagnosticError, Level
 from ..dsl.runner import build_bp_lua
-from ..paths import under_root
+from ..paths import under_root, url_segment
 from .state import McpState
 from .toolkit import ToolBox, ToolFailure, ToolSpec
 
@@ -74,7 +74,7 @@ async def blueprint_source(
             'pass {"id": "my-bp"} for a registered Blueprint, or {"path": "my-bp.bp.lua"} for a file',
         )
     if bp_id is not None:
-        head = await state.api(bind).call("GET", f"/v1/blueprints/{bp_id}/head")
+        head = await state.api(bind).call("GET", f"/v1/blueprints/{url_segment(bp_id)}/head")
         raw = head.get("blueprint") if isinstance(head, dict) else None
         if not isinstance(raw, dict):
             raise ToolFailure("bad-server-answer", f"the server's head of {bp_id} holds no Blueprint object")
@@ -342,7 +342,7 @@ comes to you as a spawn through mse_pending_wait.""",
         if not register:
             result["blueprint"] = built.value
             return result
-        answer = await state.api(bind).call("POST", f"/v1/blueprints/{blueprint_id}", json=built.value)
+        answer = await state.api(bind).call("POST", f"/v1/blueprints/{url_segment(blueprint_id)}", json=built.value)
         result["registered"] = answer
         result["next"] = f'swarm_run {{"blueprint": {{"kind": "id", "id": "{blueprint_id}"}}}}'
         return result
@@ -510,7 +510,7 @@ Use it to find the agent worth a closer look, then call bp_explain_agent for tha
         ] = False,
     ) -> dict[str, Any]:
         api = state.api(bind)
-        head = await api.call("GET", f"/v1/blueprints/{id}/head")
+        head = await api.call("GET", f"/v1/blueprints/{url_segment(id)}/head")
         version = head.get("version") if isinstance(head, dict) else None
         if not confirm:
             return {
@@ -520,7 +520,7 @@ Use it to find the agent worth a closer look, then call bp_explain_agent for tha
                 "would": "archive this Blueprint: new runs by id are refused until bp_unarchive",
                 "next": "call again with confirm=true to archive",
             }
-        await api.call("DELETE", f"/v1/blueprints/{id}")
+        await api.call("DELETE", f"/v1/blueprints/{url_segment(id)}")
         return {"archived": True, "id": id, "version": version, "undo": f'bp_unarchive {{"id": "{id}"}}'}
 
     box.add(
@@ -536,7 +536,7 @@ are refused). Without confirm=true it only reports what it would do.""",
     )
 
     async def bp_unarchive(id: BlueprintId, bind: Bind = None) -> dict[str, Any]:
-        await state.api(bind).call("POST", f"/v1/blueprints/{id}/unarchive")
+        await state.api(bind).call("POST", f"/v1/blueprints/{url_segment(id)}/unarchive")
         return {"unarchived": True, "id": id}
 
     box.add(

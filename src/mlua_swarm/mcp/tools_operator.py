@@ -20,6 +20,7 @@ from pydantic import Field, JsonValue
 from ..jsontext import compact
 from ..operator.client import OperatorClient, OperatorClientError
 from ..operator.frames import CancelFrame, ServerFrame, SpawnFrame
+from ..paths import url_segment
 from .http import STATUS_HINTS, server_url
 from .state import McpState, WorkerRoute, package_version
 from .toolkit import ToolBox, ToolFailure, ToolSpec
@@ -380,7 +381,9 @@ already submitted, e.g. to redo an unanswered spawn after a handover.""",
         body: dict[str, Any] = {"op": target, "desc": desc}
         if slot is not None:
             body["slot"] = slot
-        answer: dict[str, Any] = await state.api(base).call("POST", f"/v1/runs/{run_id}/acquire", json=body)
+        answer: dict[str, Any] = await state.api(base).call(
+            "POST", f"/v1/runs/{url_segment(run_id)}/acquire", json=body
+        )
         return answer
 
     box.add(

@@ -24,6 +24,7 @@ from ..blueprint.loader import load_blueprint_source
 from ..blueprint.schema import OperatorKindName
 from ..diagnostics import Diagnostic, DiagnosticError
 from ..ids import StepId
+from ..paths import url_segment
 from ..run import Run, RunResult, Workspace
 from ..server.feed import TERMINAL_KINDS as TERMINAL_EVENTS
 from .state import LocalRun, McpState
@@ -308,14 +309,14 @@ def add_run_tools(box: ToolBox, state: McpState) -> None:
             """Read the run's events until its terminal one; a dropped stream is resumed where it stopped."""
             for _ in range(STREAM_RETRIES):
                 try:
-                    async for event in api.events(f"/v1/runs/{run_id}/events", after=seen.last_seq):
+                    async for event in api.events(f"/v1/runs/{url_segment(run_id)}/events", after=seen.last_seq):
                         seen.note(event)
                         changed.set()
                         if seen.terminal:
                             return
                     return
                 except ToolFailure:
-                    status = (await api.call("GET", f"/v1/runs/{run_id}")).get("status")
+                    status = (await api.call("GET", f"/v1/runs/{url_segment(run_id)}")).get("status")
                     if status in TERMINAL:
                         return
             raise ToolFailure(
@@ -332,19 +333,19 @@ def add_run_tools(box: ToolBox, state: McpState) -> None:
             follower.cancel()
             with anyio.CancelScope(shield=True):
                 await asyncio.gather(follower, return_exceptions=True)
-                await api.call("POST", f"/v1/runs/{run_id}/cancel")
+                await api.call("POST", f"/v1/runs/{url_segment(run_id)}/cancel")
             raise
         if not finished:
             follower.cancel()
             await asyncio.gather(follower, return_exceptions=True)
-            await api.call("POST", f"/v1/runs/{run_id}/cancel")
+            await api.call("POST", f"/v1/runs/{url_segment(run_id)}/cancel")
             raise ToolFailure(
                 "run-timeout",
                 f"run {run_id} did not finish within {timeout_secs:g}s and was cancelled",
                 "raise timeout_secs, or pass detach=true and follow the run with swarm_status",
             )
         await follower
-        record = await api.call("GET", f"/v1/runs/{run_id}")
+        record = await api.call("GET", f"/v1/runs/{url_segment(run_id)}")
         return server_report(launched, record)
 
     async def swarm_run(
@@ -446,7 +447,7 @@ to follow it and swarm_cancel to stop it. The answer of a finished run carries s
         local = state.runs.get(run_id)
         if local is not None:
             return local_report(run_id, local)
-        record = await state.api(bind).call("GET", f"/v1/runs/{run_id}")
+        record = await state.api(bind).call("GET", f"/v1/runs/{url_segment(run_id)}")
         return server_report({"run_id": run_id}, record)
 
     box.add(
@@ -474,8 +475,8 @@ on mse serve (any driver's).""",
                 await asyncio.wait({local.task})
             return local_report(run_id, local)
         api = state.api(bind)
-        await api.call("POST", f"/v1/runs/{run_id}/cancel", json={"reason": reason})
-        record = await api.call("GET", f"/v1/runs/{run_id}")
+        await api.call("POST", f"/v1/runs/{url_segment(run_id)}/cancel", json={"reason": reason})
+        record = await api.call("GET", f"/v1/runs/{url_segment(run_id)}")
         return server_report({"run_id": run_id}, record)
 
     box.add(
@@ -495,7 +496,7 @@ the run's status after the cancel.""",
         local = state.runs.get(run_id)
         if local is not None:
             return {"run_id": run_id, "where": "local", **step_stats(list(local.step_rows))}
-        record = await state.api(bind).call("GET", f"/v1/runs/{run_id}")
+        record = await state.api(bind).call("GET", f"/v1/runs/{url_segment(run_id)}")
         rows = [entry_row(e) for e in record.get("step_entries") or [] if isinstance(e, dict)]
         return {"run_id": run_id, "where": "server", "status": record.get("status"), **step_stats(rows)}
 

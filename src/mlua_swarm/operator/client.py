@@ -29,6 +29,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from ..jsontext import compact, wire_text
+from ..paths import url_segment
 from .frames import (
     AnswerFrame,
     CancelFrame,
@@ -224,7 +225,7 @@ class OperatorClient:
 
     def _ws_url(self) -> str:
         scheme, rest = self.base_url.split("://", 1)
-        return f"{'wss' if scheme == 'https' else 'ws'}://{rest}/v1/operators/{self.sid}/ws"
+        return f"{'wss' if scheme == 'https' else 'ws'}://{rest}/v1/operators/{url_segment(str(self.sid))}/ws"
 
     async def _read_loop(self) -> None:
         delay = self.backoff[0]
@@ -333,7 +334,9 @@ class OperatorClient:
     # -- session and seats ----------------------------------------------------------------------
 
     async def info(self) -> dict[str, Any]:
-        result: dict[str, Any] = (await self._http.call("GET", f"/v1/operators/{self.sid}", bearer=self.token)).json()
+        result: dict[str, Any] = (
+            await self._http.call("GET", f"/v1/operators/{url_segment(str(self.sid))}", bearer=self.token)
+        ).json()
         return result
 
     async def list_operators(self, limit: int | None = None) -> dict[str, Any]:
@@ -348,7 +351,7 @@ class OperatorClient:
         self.reconnect = False
         await self.disconnect()
         with contextlib.suppress(OperatorClientError):
-            await self._http.call("DELETE", f"/v1/operators/{self.sid}", bearer=self.token)
+            await self._http.call("DELETE", f"/v1/operators/{url_segment(str(self.sid))}", bearer=self.token)
         await self.aclose()
 
     async def acquire(self, run_id: str, desc: str, slot: str | None = None, op: str | None = None) -> dict[str, Any]:
@@ -356,22 +359,28 @@ class OperatorClient:
         body: dict[str, Any] = {"op": op or self.sid, "desc": desc}
         if slot is not None:
             body["slot"] = slot
-        result: dict[str, Any] = (await self._http.call("POST", f"/v1/runs/{run_id}/acquire", json=body)).json()
+        result: dict[str, Any] = (
+            await self._http.call("POST", f"/v1/runs/{url_segment(run_id)}/acquire", json=body)
+        ).json()
         return result
 
     async def assignees(self, run_id: str) -> dict[str, Any]:
         result: dict[str, Any] = (
-            await self._http.call("GET", f"/v1/runs/{run_id}/assignees", bearer=self.token)
+            await self._http.call("GET", f"/v1/runs/{url_segment(run_id)}/assignees", bearer=self.token)
         ).json()
         return result
 
     async def handover(self, run_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = (await self._http.call("GET", f"/v1/runs/{run_id}/handover", bearer=self.token)).json()
+        result: dict[str, Any] = (
+            await self._http.call("GET", f"/v1/runs/{url_segment(run_id)}/handover", bearer=self.token)
+        ).json()
         return result
 
     async def material(self, run_id: str, step_id: str) -> dict[str, Any]:
         result: dict[str, Any] = (
-            await self._http.call("GET", f"/v1/runs/{run_id}/material", bearer=self.token, params={"step_id": step_id})
+            await self._http.call(
+                "GET", f"/v1/runs/{url_segment(run_id)}/material", bearer=self.token, params={"step_id": step_id}
+            )
         ).json()
         return result
 

@@ -60,6 +60,9 @@ class OperatorHubConfig:
     """0 disables the periodic sweep (expiry is still checked on every read)."""
     access_write_secs: float = 60.0
     """The stored `last_access` is refreshed at most this often."""
+    max_sessions: int = 1024
+    """Sessions held at once; a join past it is refused (joins need no credential, so without a
+    bound anyone reaching the server could fill its memory and its store)."""
 
 
 class OperatorError(Exception):
@@ -92,6 +95,10 @@ class SeatMoved(OperatorError):
 
 class UnknownSeat(OperatorError):
     status = 400
+
+
+class TooManySessions(OperatorError):
+    status = 503
 
 
 def token_digest(token: str) -> str:
@@ -333,7 +340,14 @@ class OperatorHub:
     # -- sessions -------------------------------------------------------------------------------
 
     async def join(self, desc: str | None = None, capability_manifest: Any = None) -> tuple[OperatorSession, str]:
-        """A new session, disconnected but registered (usable as a launch pin at once), and its bearer."""
+        """A new session, disconnected but registered (usable as a launch pin at once), and its bearer.
+
+        Past `max_sessions` live sessions (expired ones are released first) it raises `TooManySessions`.
+        """
+        if len(self.sessions) >= self.config.max_sessions:
+            await self.sweep()
+            if len(self.sessions) >= self.config.max_sessions:
+                raise TooManySessions(f"this server already holds {len(self.sessions)} operator sessions")
         token = secure_hex(16)
         now = time.time()
         record = OperatorSessionRecord(str(SessionId.new()), token_digest(token), desc, capability_manifest, now, now)
@@ -845,6 +859,7 @@ __all__ = [
     "SeatVacant",
     "SessionGone",
     "SessionNotFound",
+    "TooManySessions",
     "UnknownSeat",
     "observed_entry",
     "token_digest",

@@ -61,6 +61,8 @@ class ServerConfig:
     """Keepalive ping period of operator sockets."""
     operator_dead_after_secs: float = 150.0
     """An operator socket silent this long (no pong, no frame) is dropped; the session stays."""
+    max_operator_sessions: int = 1024
+    """Operator sessions held at once; `POST /v1/operators` past it is answered 503."""
 
     @property
     def host(self) -> str:

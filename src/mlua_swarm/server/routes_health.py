@@ -46,7 +46,7 @@ async def doctor(request: Request) -> Response:
             "server_version": __version__,
             "bind": config.bind,
             "base_url": state.base_url,
-            "store": state.store.url,
+            "store": state.store.shown_url,
             "blueprint_backend": "store",
             "seed_blueprint_id": config.seed_blueprint_id,
             "admin_token_required": bool(config.admin_token),

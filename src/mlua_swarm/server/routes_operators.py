@@ -20,6 +20,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ..blueprint.compiler import CompiledBlueprint
 from ..ids import RunId, StepId
+from ..jsontext import JsonValueError, check_value
 from ..middleware.join import last_final
 from ..operator.hub import Connection, OperatorError, OperatorHub, OperatorSession, RunBrief
 from ..operator.kinds import BadOperatorRequest, RunOperatorSettings, operator_request
@@ -31,6 +32,12 @@ from .state import ServerState
 
 LIST_LIMIT_DEFAULT = 50
 LIST_LIMIT_MAX = 200
+JOIN_DESC_CHARS = 4096
+JOIN_MANIFEST_BYTES = 64 * 1024
+"""What a join may make the server keep per session: anyone may join, so each is bounded."""
+_JOIN_HINT = {
+    "hint": f"send at most {JOIN_DESC_CHARS} characters of desc and {JOIN_MANIFEST_BYTES} of capability_manifest JSON"
+}
 
 
 def _hub(request: Request | WebSocket) -> OperatorHub:
@@ -127,10 +134,20 @@ async def seat_run(
 async def join(request: Request) -> Response:
     hub = _hub(request)
     body = await json_object(request, required=False)
-    desc = body.get("desc")
+    desc, manifest = body.get("desc"), body.get("capability_manifest")
     if desc is not None and not isinstance(desc, str):
         raise ApiError(400, "desc must be a string")
-    session, token = await hub.join(desc, body.get("capability_manifest"))
+    if desc is not None and len(desc) > JOIN_DESC_CHARS:
+        raise ApiError(400, f"desc holds {len(desc)} characters, more than {JOIN_DESC_CHARS}", _JOIN_HINT)
+    try:
+        check_value(manifest, JOIN_MANIFEST_BYTES)
+    except JsonValueError as exc:
+        raise ApiError(400, f"capability_manifest: {exc}", _JOIN_HINT) from None
+    try:
+        session, token = await hub.join(desc, manifest)
+    except OperatorError as exc:
+        hint = "a session no longer needed is released with DELETE /v1/operators/{sid}; or raise max_operator_sessions"
+        raise ApiError(exc.status, str(exc), {"hint": hint}) from None
     return ok({"sid": session.sid, "token": token})
 
 

@@ -81,6 +81,7 @@ class ServerState:
                     ping_secs=config.operator_ping_secs,
                     dead_after_secs=config.operator_dead_after_secs,
                     sweep_secs=config.operator_session_sweep_secs,
+                    max_sessions=config.max_operator_sessions,
                 ),
             )
             runs = RunsManager(

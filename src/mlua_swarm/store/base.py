@@ -316,6 +316,11 @@ class Store(ABC):
         self.durability = Durability(durability)
         self.trace_cap = trace_cap
 
+    @property
+    def shown_url(self) -> str:
+        """The URL as messages and answers may show it: without any password it holds."""
+        return self.url
+
     # -- commit points and lifetime -------------------------------------------------------------
 
     @abstractmethod

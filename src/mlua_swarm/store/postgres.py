@@ -150,13 +150,14 @@ _INSERTS = {
 }
 _EXIT, _SYNC = Durability.EXIT, Durability.SYNC
 _PASSWORD = re.compile(r"(://[^/@:]*:)[^/@]*@")
+_PASSWORD_PARAM = re.compile(r"([?&](?:ssl)?password=)[^&#]*", re.IGNORECASE)
 _Row = list[Any]
 """A queued `(run_id, seq, ...values)` row of a per-run table; seq is None until known."""
 
 
 def redact(url: str) -> str:
-    """The URL without its password, for messages."""
-    return _PASSWORD.sub(r"\1***@", url)
+    """The URL without its passwords (in its user part or a `password`/`sslpassword` parameter), for messages."""
+    return _PASSWORD_PARAM.sub(r"\1***", _PASSWORD.sub(r"\1***@", url))
 
 
 def check_url(url: str) -> None:
@@ -223,6 +224,10 @@ class PostgresStore(Store):
         self.commits = 0
         """Write transactions this store committed."""
 
+    @property
+    def shown_url(self) -> str:
+        return redact(self.url)
+
     # -- connection and schema ------------------------------------------------------------------
 
     async def open(self) -> None:
@@ -233,12 +238,12 @@ class PostgresStore(Store):
         if self._conn is not None:
             return self._conn
         if self._closed:
-            raise StoreUnusable(f"the store {redact(self.url)} is closed", "open the store again")
+            raise StoreUnusable(f"the store {self.shown_url} is closed", "open the store again")
         try:
             conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True, connect_timeout=10)
         except psycopg.Error as exc:
             raise StoreUnusable(
-                f"cannot connect to the PostgreSQL store {redact(self.url)}: {str(exc).strip()}",
+                f"cannot connect to the PostgreSQL store {self.shown_url}: {str(exc).strip()}",
                 "check the server is running and the URL's host, port, user, password and database",
             ) from None
         try:
@@ -269,7 +274,7 @@ class PostgresStore(Store):
                 await conn.execute("INSERT INTO mse_schema (version) VALUES (0)")
             if found > SCHEMA_VERSION:
                 raise SchemaTooNew(
-                    f"store {redact(self.url)} has schema version {found};"
+                    f"store {self.shown_url} has schema version {found};"
                     f" this mlua-swarm understands up to {SCHEMA_VERSION}",
                     "upgrade mlua-swarm, or point --store at another database",
                 )
@@ -301,7 +306,7 @@ class PostgresStore(Store):
         try:
             await self._commit_through(self._batch)
         except Exception as exc:  # the flushers of the batch are told; this only logs it
-            log.debug("store %s: background commit failed: %s", redact(self.url), exc)
+            log.debug("store %s: background commit failed: %s", self.shown_url, exc)
 
     def _queue(self, sql: str, params: tuple[Any, ...]) -> None:
         self._ops.append((sql, params))
@@ -364,7 +369,7 @@ class PostgresStore(Store):
             # Counters and replay keys may name rows that were just rolled back: read them again.
             self._seqs.clear()
             self._keys.clear()
-            log.error("store %s: commit failed, its writes are lost: %s", redact(self.url), exc)
+            log.error("store %s: commit failed, its writes are lost: %s", self.shown_url, exc)
         finally:
             self._committed = batch
 
@@ -373,7 +378,7 @@ class PostgresStore(Store):
             return Duplicate(f"a replay row's key exists: {str(exc).strip()}")
         if isinstance(exc, psycopg.OperationalError):
             return StoreWriteFailed(
-                f"the store {redact(self.url)} could not be written: {str(exc).strip()}",
+                f"the store {self.shown_url} could not be written: {str(exc).strip()}",
                 "fix the database server, then `mse runs resume RUN_ID`: the run is kept as interrupted",
             )
         return exc

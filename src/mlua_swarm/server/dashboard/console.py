@@ -16,7 +16,6 @@ import contextlib
 import json
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -25,6 +24,7 @@ from starlette.routing import BaseRoute, Route
 from ...ids import StepId
 from ...operator.client import OperatorClient, OperatorClientError
 from ...operator.frames import HookBeforeFrame, SpawnFrame
+from ...paths import url_segment
 from ..http import json_object, server
 from .auth import secure_cookie
 from .views import launch_of, parse_value
@@ -97,7 +97,9 @@ class Console:
         request_body: dict[str, Any] = {"op": creds[0], "desc": str(body.get("desc") or "") or "dashboard console"}
         if body.get("slot"):
             request_body["slot"] = str(body["slot"])
-        status, data = await self.dashboard.call(request, "POST", f"/v1/runs/{quote(run_id)}/acquire", request_body)
+        status, data = await self.dashboard.call(
+            request, "POST", f"/v1/runs/{url_segment(run_id)}/acquire", request_body
+        )
         return JSONResponse(data if data is not None else {}, status_code=status)
 
     # -- requests and replies -----------------------------------------------------------------------
