@@ -118,7 +118,12 @@ class WorkerHandle(PrefixedId):
 
     @classmethod
     def new(cls) -> Self:
-        return str.__new__(cls, cls.prefix + secure_hex(4))
+        return cls.of_hex(secure_hex(4))
+
+    @classmethod
+    def of_hex(cls, random_hex: str) -> Self:
+        """The handle over 8 hex digits the caller drew from `secure_hex`."""
+        return str.__new__(cls, cls.prefix + random_hex)
 
 
 class ResumeKey(PrefixedId):

@@ -140,16 +140,10 @@ class CapToken:
     ) -> None:
         if sig_hex is None and signer is None:
             raise ValueError("a token needs its signature or a signer")
-        _init(self, (agent_id, role, scopes, issued_at, expire_at, max_uses, nonce), sig_hex, signer)
-
-    @classmethod
-    def _minted(
-        cls, fields: tuple[str, Role, tuple[str, ...], int, int, int | None, str], signer: Callable[[], str]
-    ) -> CapToken:
-        """The book's own token over `fields` (the very tuple its record keeps), signed on first read."""
-        token = object.__new__(cls)
-        _init(token, fields, None, signer)
-        return token
+        self._fields = (agent_id, role, scopes, issued_at, expire_at, max_uses, nonce)
+        self._fp = None
+        self._sig = sig_hex
+        self._signer = signer
 
     @property
     def agent_id(self) -> str:
@@ -283,18 +277,6 @@ def _signing_input(
     return f"{agent_id}|{role.debug_name}|{','.join(scopes)}|{issued_at}|{expire_at}|{uses}|{nonce}".encode()
 
 
-def _init(
-    token: CapToken,
-    fields: tuple[str, Role, tuple[str, ...], int, int, int | None, str],
-    sig: str | None,
-    signer: Callable[[], str] | None,
-) -> None:
-    token._fields = fields
-    token._fp = None
-    token._sig = sig
-    token._signer = signer
-
-
 class TokenRecord:
     """Server-side state of a minted token: remaining uses, revocation and the step it is bound to."""
 
@@ -365,18 +347,49 @@ class TokenBook:
         with_handle: bool = False,
         attempt_bound: bool = False,
     ) -> CapToken:
+        return self.issue(
+            agent_id,
+            role,
+            ttl_secs,
+            scopes=scopes,
+            max_uses=max_uses,
+            step_id=step_id,
+            with_handle=with_handle,
+            attempt_bound=attempt_bound,
+        ).token
+
+    def issue(
+        self,
+        agent_id: str,
+        role: Role,
+        ttl_secs: int,
+        *,
+        scopes: tuple[str, ...] = ("*",),
+        max_uses: int | None = None,
+        step_id: StepId | None = None,
+        with_handle: bool = False,
+        attempt_bound: bool = False,
+    ) -> TokenRecord:
+        """`mint`, handing back the new token's record (`.token`, `.handle`) instead of the token."""
         now = int(time.time())
-        nonce = secure_hex(16)
-        expire = now + ttl_secs
-        minted = (agent_id, role, tuple(scopes), now, expire, max_uses, nonce)  # a caller's list cannot change it later
+        if with_handle:
+            # One draw from the OS pool for both secrets: the nonce's 16 bytes, then the handle's 4.
+            drawn = secure_hex(20)
+            nonce = drawn[:32]
+        else:
+            nonce = secure_hex(16)
+        # tuple(scopes): a caller's list cannot change the token later
+        minted = (agent_id, role, tuple(scopes), now, now + ttl_secs, max_uses, nonce)
         record = TokenRecord(minted, step_id, self._signs, attempt_bound=attempt_bound)
-        token = record.token = CapToken._minted(minted, record.signature)
+        token = record.token = object.__new__(CapToken)  # the book's own token over `minted`, signed on first read
+        token._fields = minted
+        token._fp = token._sig = None
+        token._signer = record.signature
         self._records[nonce] = record
         if with_handle:
-            handle = WorkerHandle.new()
-            record.handle = handle
+            handle = record.handle = WorkerHandle.of_hex(drawn[32:])
             self._handles[handle] = nonce
-        return token
+        return record
 
     def verify(self, token: CapToken, verb: Verb, step_id: StepId | None = None) -> TokenRecord:
         """Signature, expiry (not for operators), gate, record, uses, and the step binding for workers."""
@@ -447,7 +460,7 @@ class TokenBook:
 
         The record lets go of its token (the token's signer still reads the record), so the two do not
         hold each other: a reference cycle per step would leave every step's objects to the cyclic GC."""
-        record = self._records.pop(token.nonce, None)
+        record = self._records.pop(token._fields[6], None)
         if record is not None:
             if record.handle is not None:
                 self._handles.pop(record.handle, None)

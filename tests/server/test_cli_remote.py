@@ -139,7 +139,7 @@ def test_runs_commands_over_http(live_server: LiveServer, tmp_path: Path) -> Non
     again = run_mse(["runs", "cancel", run_id, "--server", url], env=_no_http())
     assert again.returncode == 1 and "already done" in again.stdout
     pruned = run_mse(["runs", "prune", "--keep", "1", "--server", url], env=_no_http())
-    assert pruned.returncode == 2 and "not-over-http" in pruned.stderr
+    assert pruned.returncode == 2 and "error[not-over-http] command line: prune works on a store" in pruned.stderr
     missing = run_mse(["runs", "show", "R-0000000000000000", "--server", url], env=_no_http())
     assert missing.returncode == 2 and "not-found" in missing.stderr and "Traceback" not in missing.stderr
 
@@ -150,7 +150,7 @@ def test_bad_input_and_unreachable_server_are_diagnostics(live_server: LiveServe
     assert ran.returncode == 2 and "error[" in ran.stderr and "Traceback" not in ran.stderr
     good = _write(tmp_path / "chain.json", chain())
     mixed = run_mse(["run", str(good), "--server", live_server.base_url, "--store", "memory://"], env=_no_http())
-    assert mixed.returncode == 2 and "--store" in mixed.stderr
+    assert mixed.returncode == 2 and "command line: --store applies to a local run" in mixed.stderr
     assert live_server.client().get("/v1/runs").json()["runs"] == []
     down = run_mse(["run", str(good), "--server", "http://127.0.0.1:9", "--json"], env=_no_http())
     assert down.returncode == 2 and "server-unreachable" in down.stderr

@@ -313,7 +313,9 @@ def launch_body(args: argparse.Namespace, blueprint: dict[str, Any], init: Any, 
             [
                 Diagnostic(
                     "invalid-argument",
-                    f"{', '.join(refused)} apply to a local run, not to one launched on a server",
+                    f"{', '.join(refused)} {'applies' if len(refused) == 1 else 'apply'} to a local run,"
+                    " not to one launched on a server",
+                    location=Location("command line"),
                     hint="the server's own settings apply (`mse serve --store/--fn/--durability`); or add --local",
                     stage="server",
                 )

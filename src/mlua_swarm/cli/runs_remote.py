@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from ..diagnostics import Diagnostic, DiagnosticError
+from ..diagnostics import Diagnostic, DiagnosticError, Location
 from ..llm.usage import run_totals
 from ..paths import url_segment
 from ..run import RunResult
@@ -80,6 +80,7 @@ async def _prune(server: ServerClient, args: argparse.Namespace) -> int:
             Diagnostic(
                 "not-over-http",
                 "prune works on a store, not over HTTP",
+                location=Location("command line"),
                 hint="run `mse runs prune` on the server's machine (same MSE_HOME or --store)",
                 stage="server",
             )

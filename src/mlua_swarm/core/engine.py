@@ -43,7 +43,7 @@ from .events import EVENT_ENVELOPE, Event, EventBus, EventStream
 from .fold import MISSING, comparable, fold_tail, is_skip_marker, last_staged, unwrap_skip_marker
 from .output import Artifact, Final, OutputEvent
 from .projection import Projection, project_final, project_part
-from .state import ENDED, SETTLED, OutcomeKind, StepStatus, check_transition
+from .state import ALLOWED, ENDED, SETTLED, OutcomeKind, StepStatus, check_transition
 
 log = logging.getLogger(__name__)
 
@@ -299,7 +299,7 @@ class Engine:
         """`start_task` for code already on the event loop's thread (no coroutine)."""
         record = self._tokens.verify(token, _V.START_TASK)
         depth = 0
-        parent_id = record.step_id if token.role is _R.WORKER else None
+        parent_id = record.step_id if record.minted[1] is _R.WORKER else None
         if parent_id is not None:
             parent = self._steps.get(parent_id)
             depth = (parent.depth if parent else 0) + 1
@@ -365,10 +365,15 @@ class Engine:
         st.spec.initial_directive = None
         st.spec.step_ctx = None
         st.last_result = None
-        st.tails.clear()
-        st.staged.clear()
-        st.stats.clear()
-        st.transient.clear()
+        # Most of these are empty for a step that passed: a truth test is cheaper than a call.
+        if st.tails:
+            st.tails.clear()
+        if st.staged:
+            st.staged.clear()
+        if st.stats:
+            st.stats.clear()
+        if st.transient:
+            st.transient.clear()
 
     # ── dispatch ──────────────────────────────────────────────────────────
 
@@ -380,15 +385,17 @@ class Engine:
         A worker token may dispatch only the steps its own step started.
         """
         record = self._tokens.verify(token, _V.DISPATCH_ATTEMPT)
-        st = self._step(step_id)
-        if token.role is _R.WORKER and (st.parent is None or st.parent != record.step_id):
+        st = self._steps.get(step_id)  # `_step`, inline on the per-step path
+        if st is None:
+            raise TaskNotFound(step_id)
+        if record.minted[1] is _R.WORKER and (st.parent is None or st.parent != record.step_id):
             raise TokenTaskMismatch(str(record.step_id), step_id)
         self._set_status(st, _S.RUNNING)
         st.attempt += 1
         attempt = st.attempt
         st.held = 0
         st.busy += 1
-        wtoken = self._tokens.mint(
+        issued = self._tokens.issue(
             f"worker-of-{step_id}",
             _R.WORKER,
             self.config.worker_token_ttl_secs,
@@ -396,8 +403,8 @@ class Engine:
             with_handle=True,
             attempt_bound=True,
         )
-        st.token = wtoken
-        runtime: dict[str, Any] = {"worker_handle": self._tokens.handle_of(wtoken)}
+        wtoken = st.token = issued.token
+        runtime: dict[str, Any] = {"worker_handle": issued.handle}
         if run is not None:
             runtime["run_id"] = run.run_id
         if st.spec.step_ctx is not None:
@@ -419,6 +426,10 @@ class Engine:
             except Exception as exc:
                 log.exception("spawner %r crashed for step %s", spawner, step_id)
                 raise self._fail(st, attempt, f"internal: spawner crashed: {type(exc).__name__}: {exc}") from exc
+            if deadline is None and st.status is not _S.CANCELLED and worker.settled():
+                # Already over, nothing to wait for or time: its outcome, without `_join`'s coroutine.
+                st.worker = worker
+                return self._outcome(st, attempt, None)
             return await self._join(st, attempt, worker, deadline)
         finally:
             st.busy -= 1
@@ -462,6 +473,11 @@ class Engine:
                 raise asyncio.CancelledError()
             self._end(st, attempt, _S.TIMEOUT, None)
             return DispatchOutcome("timeout", None, attempt)
+        return self._outcome(st, attempt, error)
+
+    def _outcome(self, st: _Step, attempt: int, error: WorkerError | None) -> DispatchOutcome:
+        """The attempt's outcome once its worker ended (`error`: how it failed) in time and uncancelled
+        by its owner: its tail folded, or why it failed."""
         if st.held == _OVER:
             raise self._fail(st, attempt, st.refused[attempt])
         if st.status is _S.CANCELLED or isinstance(error, WorkerCancelled):
@@ -480,7 +496,7 @@ class Engine:
             self._end(st, attempt, _S.BLOCKED, value)
             return DispatchOutcome("blocked", value, attempt)
         self._end(st, attempt, _S.PASS, value)
-        if is_skip_marker(value):
+        if type(value) is dict and is_skip_marker(value):
             return DispatchOutcome("skip", unwrap_skip_marker(value), attempt)
         return DispatchOutcome("pass", value, attempt)
 
@@ -491,7 +507,9 @@ class Engine:
 
         Without retries this is the one attempt's coroutine itself (no coroutine of its own).
         """
-        st = self._step(step_id)
+        st = self._steps.get(step_id)  # `_step`, inline on the per-step path
+        if st is None:
+            raise TaskNotFound(step_id)
         policy = st.spec.retry
         assert policy is None or isinstance(policy, RetryPolicy)
         if policy is None or policy.max_attempts <= 1:
@@ -566,7 +584,8 @@ class Engine:
                 del steps[old]
 
     def _set_status(self, st: _Step, status: StepStatus) -> None:
-        check_transition(st.id, st.status, status)
+        if status not in ALLOWED[st.status]:
+            check_transition(st.id, st.status, status)  # raises InvalidTransition
         st.status = status
         st.updated_at = time.time()
         if status in SETTLED and st.waiter is not None and not st.waiter.done():
@@ -581,7 +600,10 @@ class Engine:
     def prompt(self, token: CapToken, step_id: StepId) -> Any:
         """`fetch_prompt` for code already on the event loop's thread (no coroutine)."""
         self._tokens.verify(token, _V.FETCH_PROMPT, step_id)
-        return self._step(step_id).spec.initial_directive
+        st = self._steps.get(step_id)  # `_step`, inline on the per-step path
+        if st is None:
+            raise TaskNotFound(step_id)
+        return st.spec.initial_directive
 
     async def fetch_worker_payload(self, token: CapToken, step_id: StepId) -> dict[str, Any]:
         """What an out-of-process worker fetches: ids, agent, the rendered prompt and its context view."""
@@ -634,10 +656,12 @@ class Engine:
         """`submit_output` for code already on the event loop's thread (no coroutine)."""
         try:
             self._tokens.verify(token, _V.EMIT_OUTPUT, step_id)
-            st = self._step(step_id)
+            st = self._steps.get(step_id)  # `_step`, inline on the per-step path
+            if st is None:
+                raise TaskNotFound(step_id)
             if attempt != st.attempt or st.status is not _S.RUNNING:
                 raise AttemptClosed(f"step {step_id} attempt {attempt} is not running (status {st.status.value})")
-            if type(event) is Final and event.ok:
+            if type(event) is Final and event.ok and (st.spec.verdict is not None or self._contracts):
                 self._check_verdict(st, attempt, event)
         except EngineError as exc:
             if type(event) is Final:
@@ -646,7 +670,7 @@ class Engine:
         weight = self._append(st, attempt, event, size)
         if stage and type(event) is Artifact:
             st.staged.setdefault(attempt, []).append(event.name)
-        if self._bus.wants("worker_output"):
+        if self._bus.heard and self._bus.wants("worker_output"):
             data = {"attempt": attempt, "event": event.to_json()}
             self._bus.publish(Event("worker_output", step_id, data, size=EVENT_ENVELOPE + weight))
         projection = st.spec.projection
@@ -849,7 +873,7 @@ class Engine:
 
     def publish(self, kind: str, step_id: StepId | None = None, **data: Any) -> None:
         """Send an event to the subscribers that want it; layers use namespaced kinds such as `mw.rate_limited`."""
-        if self._bus.wants(kind):
+        if self._bus.heard and self._bus.wants(kind):
             self._bus.publish(Event(kind, step_id, data))
 
     @property

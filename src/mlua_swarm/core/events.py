@@ -123,10 +123,11 @@ class EventBus:
     """Subscribers see every event, or (with prefixes) only the kinds they asked for.
 
     `active` says whether any subscriber wants every event, so the engine builds its per-step events
-    only then; `wants(kind)` answers for one kind.
+    only then; `heard` whether there is any subscriber at all (without one, `wants` is False for every
+    kind, so a caller may skip asking); `wants(kind)` answers for one kind.
     """
 
-    __slots__ = ("_filtered", "_max_bytes", "_maxlen", "_streams", "_wanted", "active")
+    __slots__ = ("_filtered", "_max_bytes", "_maxlen", "_streams", "_wanted", "active", "heard")
 
     def __init__(self, maxlen: int, max_bytes: int = QUEUE_BYTES) -> None:
         self._streams: list[EventStream] = []
@@ -136,17 +137,22 @@ class EventBus:
         self._maxlen = maxlen
         self._max_bytes = max_bytes
         self.active = False
+        """Someone subscribed to every kind."""
+        self.heard = False
+        """Someone subscribed at all."""
 
     def subscribe(self, prefixes: tuple[str, ...] | None = None) -> EventStream:
         stream = EventStream(self, self._maxlen, prefixes, self._max_bytes)
         (self._streams if prefixes is None else self._filtered).append(stream)
         self.active = bool(self._streams)
+        self.heard = self.active or bool(self._filtered)
         self._wanted.clear()
         return stream
 
     def _remove(self, stream: EventStream) -> None:
         (self._streams if stream.prefixes is None else self._filtered).remove(stream)
         self.active = bool(self._streams)
+        self.heard = self.active or bool(self._filtered)
         self._wanted.clear()
 
     def wants(self, kind: str) -> bool:

@@ -72,7 +72,7 @@ def fold_tail(tail: list[OutputEvent], staged: Iterable[str] | None, *, raw: boo
     if final is None:
         return None
     value = final.content.as_value()
-    if not raw:
+    if not raw and type(value) is str:
         value = lenient_parse(value)
     if staged:
         names = set(staged)

@@ -707,7 +707,7 @@ class OperatorHub:
         session = None if assignee is None else self.sessions.get(assignee.op)
         if assignee is None or session is None:
             raise SeatVacant(
-                f"operator seat '{slot}' of run {run_id} is vacant (its holder left); "
+                f"operator seat '{slot}' of run {run_id} is vacant (launched without an operator, or its holder left); "
                 f"take it with POST /v1/runs/{run_id}/acquire"
             )
         return session, assignee

@@ -123,7 +123,10 @@ class EngineDispatcher:
 
     async def dispatch(self, step: Step, input: Any) -> Any:
         ref = step.ref
-        directive, step_ctx = self._unwrap_meta(ref, input)
+        if type(input) is dict and STEP_META in input:
+            directive, step_ctx = self._unwrap_meta(input)
+        else:
+            directive, step_ctx = input, None
         digest = input_hash(directive) if self.journal is not None else ""
         if self.journal is not None:
             hit = self.journal.lookup(ref, digest)
@@ -147,7 +150,8 @@ class EngineDispatcher:
         self.steps_dispatched += 1
         if self._started is not None:
             self._started.add(step_id)
-        self.observer.step_started(ref, step_id, step.index)
+        if not self._quiet:
+            self.observer.step_started(ref, step_id, step.index)
         try:
             try:
                 outcome = await self.engine.run_step(self.token, step_id, self.spawner, run=self.run)
@@ -213,10 +217,8 @@ class EngineDispatcher:
         else:
             await journal.record_step(entry, None)
 
-    def _unwrap_meta(self, ref: str, input: Any) -> tuple[Any, Any]:
+    def _unwrap_meta(self, input: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         """Split a `$step_meta` envelope into (directive, step context)."""
-        if type(input) is not dict or STEP_META not in input:
-            return input, None
         rest = dict(input)
         envelope = rest.pop(STEP_META)
         if not isinstance(envelope, Mapping):

@@ -71,7 +71,11 @@ def create_app(state: ServerState) -> Starlette:
             Middleware(
                 OriginGuard, loopback=lambda: state.config.loopback, allowed_hosts=lambda: state.config.allowed_hosts
             ),
-            Middleware(BodyLimit, limit=lambda: state.config.max_body_bytes),
+            Middleware(
+                BodyLimit,
+                limit=lambda: state.config.max_body_bytes,
+                stall_secs=lambda: state.config.request_body_stall_secs,
+            ),
             Middleware(AdminGuard, token=lambda: state.config.admin_token, exempt=lambda: state.auth_exempt),
         ],
         lifespan=lifespan,

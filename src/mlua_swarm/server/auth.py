@@ -8,6 +8,7 @@ credentials and are exempt from the admin token; reads are open (loopback parity
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 import json
@@ -18,7 +19,7 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import BodyTooLarge
+from .errors import BodyStalled, BodyTooLarge
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 OWN_CREDENTIAL_PREFIXES: tuple[str, ...] = ("/v1/worker/", "/v1/data/", "/v1/operators", "/ui/")
@@ -182,11 +183,15 @@ def _is_loopback_ip(name: str) -> bool:
 
 
 class BodyLimit:
-    """Refuses bodies over `limit` bytes with 413: at once when Content-Length says so, else as they stream."""
+    """Refuses bodies over `limit` bytes with 413 (at once when Content-Length says so, else as they
+    stream), and bodies that stall with 408: nothing for `stall_secs` while more is due. Once the
+    body is complete, waits on the connection (an event stream watching for the client to leave)
+    are not timed."""
 
-    def __init__(self, app: ASGIApp, limit: Callable[[], int]) -> None:
+    def __init__(self, app: ASGIApp, limit: Callable[[], int], stall_secs: Callable[[], float]) -> None:
         self.app = app
         self.limit = limit
+        self.stall_secs = stall_secs
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -199,10 +204,19 @@ class BodyLimit:
             await _send_json(send, 413, {"error": err.message, "details": err.details}, [(b"connection", b"close")])
             return
         seen = 0
+        complete = False
+        stall = self.stall_secs()
 
         async def counted() -> Message:
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, complete
+            if complete:
+                return await receive()
+            try:
+                async with asyncio.timeout(stall):
+                    message = await receive()
+            except TimeoutError:
+                raise BodyStalled(stall) from None
+            complete = message["type"] != "http.request" or not message.get("more_body", False)
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:

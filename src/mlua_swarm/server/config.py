@@ -33,6 +33,11 @@ class ServerConfig:
     admin_token: str | None = None
     """Needed on every mutating route (except the worker and operator ones) when set; required off loopback."""
     max_body_bytes: int = MAX_BODY_BYTES
+    request_head_timeout_secs: float = 30.0
+    """A connection whose request head has not fully arrived this long after it opened (or after its
+    previous response) is closed."""
+    request_body_stall_secs: float = 60.0
+    """A request body that sends nothing for this long while more is due is answered 408."""
     allowed_hosts: tuple[str, ...] = ()
     """Host names besides loopback ones a loopback-bound server answers for (a reverse proxy's)."""
     sync_timeout_secs: float = 3600.0
@@ -91,6 +96,14 @@ class ServerConfig:
             if getattr(self, name) < 1024:
                 raise _config_error(
                     "invalid-config", f"{name} must be at least 1024", f"remove {name} to use the default"
+                )
+        for name in ("request_head_timeout_secs", "request_body_stall_secs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
+                raise _config_error(
+                    "invalid-config",
+                    f"{name} must be a positive number of seconds",
+                    f"remove {name} to use the default",
                 )
         if self.worker_token_ttl_secs <= 0:
             raise _config_error("invalid-config", "worker_token_ttl_secs must be positive", "use the default 1800")

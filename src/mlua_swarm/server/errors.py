@@ -51,7 +51,19 @@ class ApiError(Exception):
 
 class BodyTooLarge(ApiError):
     def __init__(self, limit: int) -> None:
-        super().__init__(413, f"request body larger than {limit} bytes", {"limit_bytes": limit})
+        super().__init__(
+            413, f"request body larger than {limit} bytes", {"limit_bytes": limit}, headers={"connection": "close"}
+        )
+
+
+class BodyStalled(ApiError):
+    def __init__(self, secs: float) -> None:
+        super().__init__(
+            408,
+            f"the request body stalled: nothing arrived for {secs:g} s",
+            {"hint": "send the body without pausing (or raise request_body_stall_secs)"},
+            headers={"connection": "close"},
+        )
 
 
 def error_response(status: int, message: str, details: Any = None, headers: dict[str, str] | None = None) -> Response:
@@ -115,4 +127,4 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
 }
 """Handled inside the app (no traceback logged); plain `Exception` is the 500 of last resort."""
 
-__all__ = ["EXCEPTION_HANDLERS", "ApiError", "BodyTooLarge", "error_response", "map_exception"]
+__all__ = ["EXCEPTION_HANDLERS", "ApiError", "BodyStalled", "BodyTooLarge", "error_response", "map_exception"]

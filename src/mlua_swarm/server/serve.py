@@ -17,6 +17,7 @@ import uvicorn
 
 from .app import create_app
 from .config import ServerConfig
+from .protocol import head_deadline_protocol
 from .state import ServerState
 
 GRACEFUL_SECS = 10
@@ -69,6 +70,7 @@ async def build_server(
         log_level=log_level,
         access_log=False,
         lifespan="on",
+        http=head_deadline_protocol(config.request_head_timeout_secs),
         timeout_graceful_shutdown=GRACEFUL_SECS,
         ws="websockets-sansio",
         ws_ping_interval=config.operator_ping_secs,

@@ -201,6 +201,7 @@ class InProcSpawner(SpawnerAdapter, Generic[W]):
         if is_async is None:
             is_async = self._async[agent] = _is_async(fn)
         cancel = CancellationToken()
+        view = ctx.meta.runtime.get("agent_context")  # the agent-context layer's view, when it made one
         inv = WorkerInvocation(
             token,
             task_id,
@@ -209,7 +210,7 @@ class InProcSpawner(SpawnerAdapter, Generic[W]):
             directive,
             EngineSink(engine, token, task_id, attempt),
             cancel,
-            AgentContextView.from_ctx(ctx),
+            view if type(view) is AgentContextView else AgentContextView.from_ctx(ctx),
         )
         if is_async:
             completion = _start_async(engine, fn, inv, self.worker_kind)
@@ -248,19 +249,23 @@ def _start_async(
     began = clock()
     try:
         pending, first = context.run(_first_part, fn, inv)
-    except StopIteration as stop:
-        return _settled(engine, inv, kind, clock() - began, stop.value, None)
     except BaseException as exc:
         return _settled(engine, inv, kind, clock() - began, None, exc)
+    if pending is None:
+        return _settled(engine, inv, kind, clock() - began, first, None)
     return start_eager(_drive_on(engine, pending, first, _LoopWatch(clock() - began), inv, kind), context)
 
 
-def _first_part(fn: WorkerFn, inv: WorkerInvocation) -> tuple[Coroutine[Any, Any, Any], Any]:
-    """Call `fn` and run its coroutine up to its first suspension: (the coroutine, what it yielded)."""
+def _first_part(fn: WorkerFn, inv: WorkerInvocation) -> tuple[Coroutine[Any, Any, Any] | None, Any]:
+    """Call `fn` and run its coroutine up to its first suspension: (the coroutine, what it yielded),
+    or (None, its result) when it returned without suspending."""
     pending = fn(inv)
-    if not inspect.iscoroutine(pending):
+    if type(pending) is not types.CoroutineType and not inspect.iscoroutine(pending):
         pending = _awaiting(pending)
-    return pending, pending.send(None)
+    try:
+        return pending, pending.send(None)
+    except StopIteration as stop:  # caught here, in the frame it is raised into
+        return None, stop.value
 
 
 def _settled(
@@ -278,7 +283,8 @@ def _settled(
         failed.set_exception(exc)
         return failed
     finally:
-        _note_blocking(engine, inv, ran)
+        if ran >= BLOCKED_LOOP_WARN_SECS:
+            _note_blocking(engine, inv, ran)
     return None
 
 
