@@ -1,12 +1,15 @@
 """JSON errors everywhere: `{"error": message, "details"?: any}`, whatever went wrong and wherever.
 
 Route code raises `ApiError(status, message, details)`; engine and store errors are mapped here once,
-so every route answers the same status for the same failure.
+so every route answers the same status for the same failure. A 500 tells the client only a short
+reference: what failed (a type, a message naming a path, a query or a value) goes to the server's log
+under that same reference, never to whoever sent the request.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -109,12 +112,21 @@ def map_exception(exc: BaseException) -> ApiError:
     if isinstance(exc, VerdictRejected):
         return ApiError(422, str(exc), {"code": exc.code})
     if isinstance(exc, StoreError):
+        status = _store_status(exc)
+        if status == 500:
+            return internal_error(exc, {"code": exc.code})
         details: dict[str, Any] = {"code": exc.code}
         if exc.hint:
             details["hint"] = exc.hint
-        return ApiError(_store_status(exc), exc.message, details)
-    log.error("unhandled error in a route", exc_info=exc)
-    return ApiError(500, f"internal error: {type(exc).__name__}: {exc}")
+        return ApiError(status, exc.message, details)
+    return internal_error(exc)
+
+
+def internal_error(exc: BaseException, details: dict[str, Any] | None = None) -> ApiError:
+    """A 500 naming only a fresh reference; the exception itself is logged under that reference."""
+    ref = f"E-{secrets.token_hex(4)}"
+    log.error("internal error (ref %s) in a route: %s: %s", ref, type(exc).__name__, exc, exc_info=exc)
+    return ApiError(500, f"internal error (ref {ref}); the server's log has the details", details)
 
 
 async def handle_exception(request: Request, exc: Exception) -> Response:
