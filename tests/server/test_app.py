@@ -100,7 +100,9 @@ def test_non_loopback_bind_needs_an_admin_token(tmp_path: Path) -> None:
     with pytest.raises(DiagnosticError) as err:
         load_config(tmp_path / "none.toml", {"bind": "0.0.0.0:7777"})
     assert err.value.diagnostics[0].code == "admin-token-required"
-    assert load_config(tmp_path / "none.toml", {"bind": "0.0.0.0:7777", "admin_token": "s3cret"}).admin_token
+    assert load_config(
+        tmp_path / "none.toml", {"bind": "0.0.0.0:7777", "admin_token": "s3cret-long-enough!"}
+    ).admin_token
 
 
 def test_mse_serve_refuses_a_public_bind_without_token(tmp_path: Path) -> None:

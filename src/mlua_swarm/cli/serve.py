@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from pathlib import Path
 
 from ..diagnostics import Diagnostic, DiagnosticError, Location
@@ -23,7 +24,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..server.config import load_config
+    from ..server.config import MIN_ADMIN_TOKEN_CHARS, TOKEN_RECIPE, load_config, weak_admin_token
     from ..server.serve import serve
 
     if args.config is not None and not args.config.is_file():
@@ -48,6 +49,12 @@ def main(args: argparse.Namespace) -> int:
     except DiagnosticError as exc:
         report_diagnostics(exc.diagnostics, as_json=False)
         return EXIT_INVALID
+    if config.admin_token and weak_admin_token(config.admin_token):
+        print(
+            f"mse serve: warning: the admin token is guessable (under {MIN_ADMIN_TOKEN_CHARS} characters, or all"
+            f" the same); accepted on loopback, refused off it ({TOKEN_RECIPE})",
+            file=sys.stderr,
+        )
     from ..store import StoreError
 
     try:

@@ -1,8 +1,8 @@
 """Server settings: built-in defaults < `$MSE_HOME/config.toml` < command-line flags.
 
 Unknown keys in the file are refused (a typo must not silently fall back to a default), and so is a
-non-loopback bind without an admin token: anyone who can reach the port could otherwise launch
-runs that execute programs.
+non-loopback bind without an admin token, or with one short enough to guess: anyone who can reach the
+port could otherwise launch runs that execute programs.
 """
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ from .feed import SUBSCRIBER_BYTES
 DEFAULT_BIND = "127.0.0.1:7777"
 CONFIG_FILE = "config.toml"
 MAX_BODY_BYTES = 2 * 1024 * 1024
+MIN_ADMIN_TOKEN_CHARS = 16
+"""Off loopback an admin token must be at least this long (and not one character repeated)."""
+TOKEN_RECIPE = 'make one with: python -c "import secrets; print(secrets.token_urlsafe(24))"'
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,14 +84,32 @@ class ServerConfig:
     def loopback(self) -> bool:
         return is_loopback(self.host)
 
-    def check(self) -> None:
-        """Refuse settings the server must not start with."""
+    def check(self, token_place: Location | None = None) -> None:
+        """Refuse settings the server must not start with; `token_place` is where the admin token was given."""
         split_bind(self.bind)
+        if self.admin_token is not None and not isinstance(self.admin_token, str):
+            raise _config_error(
+                "invalid-config", "admin_token must be a string", f"quote it in config.toml; {TOKEN_RECIPE}"
+            )
         if not self.loopback and not self.admin_token:
             raise _config_error(
                 "admin-token-required",
                 f"refusing to listen on {self.bind} without an admin token",
                 "pass --admin-token T (or set admin_token in config.toml), or bind 127.0.0.1",
+            )
+        if not self.loopback and self.admin_token and weak_admin_token(self.admin_token):
+            raise DiagnosticError(
+                [
+                    Diagnostic(
+                        "admin-token-weak",
+                        f"refusing to listen on {self.bind} with a guessable admin token"
+                        f" ({len(self.admin_token)} characters; off loopback it needs at least"
+                        f" {MIN_ADMIN_TOKEN_CHARS}, not all the same)",
+                        location=token_place or Location("server config"),
+                        hint=TOKEN_RECIPE,
+                        stage="config",
+                    )
+                ]
             )
         if self.max_body_bytes < 1024:
             raise _config_error("invalid-config", "max_body_bytes must be at least 1024", "use the default 2 MiB")
@@ -107,6 +128,11 @@ class ServerConfig:
                 )
         if self.worker_token_ttl_secs <= 0:
             raise _config_error("invalid-config", "worker_token_ttl_secs must be positive", "use the default 1800")
+
+
+def weak_admin_token(token: str) -> bool:
+    """Short enough, or uniform enough, that someone reaching the port could guess it."""
+    return len(token) < MIN_ADMIN_TOKEN_CHARS or len(set(token)) == 1
 
 
 def split_bind(bind: str) -> tuple[str, int]:
@@ -146,14 +172,18 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
         raise _config_error(
             "unknown-config-key", f"unknown keys in {path}: {', '.join(unknown)}", f"known: {', '.join(sorted(known))}"
         )
+    token_place = Location(element="admin_token", file=str(path))
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    if "MSE_ADMIN_TOKEN" in os.environ and not values.get("admin_token"):
+    if (overrides or {}).get("admin_token"):
+        token_place = Location("--admin-token")
+    elif "MSE_ADMIN_TOKEN" in os.environ and not values.get("admin_token"):
         values["admin_token"] = os.environ["MSE_ADMIN_TOKEN"]
+        token_place = Location("MSE_ADMIN_TOKEN")
     try:
         config = replace(ServerConfig(), **values)
     except TypeError as exc:
         raise _config_error("invalid-config", str(exc), "check the value types in config.toml", path) from None
-    config.check()
+    config.check(token_place)
     return config
 
 
@@ -162,4 +192,15 @@ def _config_error(code: str, message: str, hint: str, path: Path | None = None) 
     return DiagnosticError([Diagnostic(code, message, location=location, hint=hint, stage="config")])
 
 
-__all__ = ["DEFAULT_BIND", "MAX_BODY_BYTES", "ServerConfig", "config_path", "is_loopback", "load_config", "split_bind"]
+__all__ = [
+    "DEFAULT_BIND",
+    "MAX_BODY_BYTES",
+    "MIN_ADMIN_TOKEN_CHARS",
+    "TOKEN_RECIPE",
+    "ServerConfig",
+    "config_path",
+    "is_loopback",
+    "load_config",
+    "split_bind",
+    "weak_admin_token",
+]
