@@ -12,6 +12,7 @@ import asyncio
 import hmac
 import ipaddress
 import json
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
@@ -44,6 +45,59 @@ class HandleMemory:
 
     def known(self, handle: str) -> bool:
         return handle in self._seen
+
+
+LOGIN_FAILURES = 5
+LOGIN_WINDOW_SECS = 60.0
+LOGIN_CLIENTS = 10_000
+
+
+class LoginThrottle:
+    """Failed dashboard sign-ins per client address, so the admin token cannot be guessed at speed.
+
+    An address that failed `failures` times within `window_secs` of its first failure is refused until
+    that window ends; a successful sign-in forgets it. At most `clients` addresses are tracked: past
+    that, the one whose last failure is oldest is dropped, so a flood of addresses costs bounded memory.
+    `clock` (monotonic seconds) is replaceable so a test can let a window pass without waiting.
+    """
+
+    def __init__(
+        self,
+        failures: int = LOGIN_FAILURES,
+        window_secs: float = LOGIN_WINDOW_SECS,
+        clients: int = LOGIN_CLIENTS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.failures = failures
+        self.window_secs = window_secs
+        self.clients = clients
+        self.clock = clock
+        self._seen: OrderedDict[str, tuple[float, int]] = OrderedDict()
+        """Address -> (time of the first failure in its window, failures since)."""
+
+    def retry_after(self, client: str) -> float:
+        """Seconds before `client` may try again (0: it may try now)."""
+        entry = self._seen.get(client)
+        if entry is None:
+            return 0.0
+        first, count = entry
+        left = first + self.window_secs - self.clock()
+        if left <= 0:
+            del self._seen[client]
+            return 0.0
+        return left if count >= self.failures else 0.0
+
+    def failed(self, client: str) -> None:
+        now = self.clock()
+        first, count = self._seen.pop(client, (now, 0))
+        if now - first >= self.window_secs:
+            first, count = now, 0
+        self._seen[client] = (first, count + 1)
+        while len(self._seen) > self.clients:
+            self._seen.popitem(last=False)
+
+    def succeeded(self, client: str) -> None:
+        self._seen.pop(client, None)
 
 
 def bearer_of(headers: Sequence[tuple[bytes, bytes]] | Request) -> str | None:
@@ -232,6 +286,7 @@ __all__ = [
     "AdminGuard",
     "BodyLimit",
     "HandleMemory",
+    "LoginThrottle",
     "OriginGuard",
     "bearer_of",
     "same_secret",

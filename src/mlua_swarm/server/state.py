@@ -18,7 +18,7 @@ from ..operator.hub import OperatorHub, OperatorHubConfig
 from ..services import RuntimeServices
 from ..store import Store, open_store
 from ..store.base import blueprint_hash
-from .auth import OWN_CREDENTIAL_PREFIXES, HandleMemory
+from .auth import OWN_CREDENTIAL_PREFIXES, HandleMemory, LoginThrottle
 from .config import ServerConfig
 from .dataindex import DataIndex
 from .runs import RunsManager
@@ -53,6 +53,8 @@ class ServerState:
     auth_exempt: list[str] = field(default_factory=lambda: list(OWN_CREDENTIAL_PREFIXES))
     """Path prefixes of mutating routes that check their own credentials instead of the admin token."""
     worker_handles: HandleMemory = field(default_factory=HandleMemory)
+    login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    """Failed dashboard sign-ins per client address."""
     data_index: DataIndex = field(default_factory=DataIndex)
     fn_registries: dict[Path, dict[str, Callable[..., Any]]] = field(default_factory=dict)
     compiled: dict[tuple[str, Path], CompiledBlueprint] = field(default_factory=dict)

@@ -10,6 +10,7 @@ what the API does.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -257,11 +258,22 @@ class Dashboard:
         target = target if isinstance(target, str) and target.startswith("/") and not target.startswith("//") else "/"
         if not self.guard.required(request):
             return RedirectResponse(target, status_code=303)
+        throttle = server(request).login_throttle
+        client = request.client.host if request.client else ""
+        wait = math.ceil(throttle.retry_after(client))
+        if wait:
+            error = f"Too many failed sign-ins from your address: try again in {wait} s."
+            response = self.page(request, "login.html", "Sign in", next=target, error=error)
+            response.status_code = 429
+            response.headers["retry-after"] = str(wait)
+            return response
         if not isinstance(token, str) or not self.guard.token_matches(request, token):
+            throttle.failed(client)
             error = "That token is not the admin token."
             response = self.page(request, "login.html", "Sign in", next=target, error=error)
             response.status_code = 401
             return response
+        throttle.succeeded(client)
         response = RedirectResponse(target, status_code=303)
         secure_cookie(response, request, ADMIN_COOKIE, token)
         return response
