@@ -22,7 +22,7 @@ from ..jsontext import compact
 from ..middleware.join import last_final
 from ..worker import JoinHandleWorker, Worker, WorkerCancelled, WorkerFailed, WorkerJoinHandler
 from ..worker.adapter import SpawnerAdapter
-from ..worker.errors import SpawnInternalError
+from ..worker.errors import SpawnError, SpawnInternalError
 from ..worker.kinds import AgentKind, InvalidAgentSpec, LinkEnv
 from ..worker.output import Final, Inline
 from .frames import SpawnAckFrame, SpawnFrame, SpawnHaltFrame, WorkerBinding, halt_marker
@@ -49,6 +49,13 @@ class OperatorWorker(JoinHandleWorker):
     """A step held by an operator."""
 
 
+class SeatUnheld(SpawnError):
+    """The step's operator seat has no holder (or is not one of the run's): how the run was launched,
+    not a fault of the engine, so its message carries no `internal:` prefix."""
+
+    code = "seat_unheld"
+
+
 class OperatorSpawner(SpawnerAdapter):
     """Sends each attempt to the current holder of seat `seat` (see the module docstring)."""
 
@@ -73,7 +80,7 @@ class OperatorSpawner(SpawnerAdapter):
         try:
             session, assignee = hub.holder(run_id, self.seat)
         except OperatorError as exc:
-            raise SpawnInternalError(str(exc)) from exc
+            raise SeatUnheld(str(exc)) from exc
         try:
             prompt = await engine.fetch_prompt(token, task_id)
         except Exception as exc:
@@ -227,4 +234,4 @@ class OperatorAgentKind(AgentKind):
         return OperatorSpawner(name, seat, binding, hub)
 
 
-__all__ = ["OperatorAgentKind", "OperatorSpawner", "OperatorWorker", "spawn_directive"]
+__all__ = ["OperatorAgentKind", "OperatorSpawner", "OperatorWorker", "SeatUnheld", "spawn_directive"]
