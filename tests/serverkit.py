@@ -156,6 +156,16 @@ class ServeProcess:
         return self.proc.wait(timeout)
 
 
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[ServeProcess]:
+    """A real `mse serve` process on a free loopback port, with a home of its own; stopped after the test."""
+    process = spawn_mse_serve(["--bind", "127.0.0.1:0"], env={"MSE_HOME": str(tmp_path / "home")})
+    try:
+        yield process
+    finally:
+        process.terminate()
+
+
 def spawn_mse_serve(args: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None) -> ServeProcess:
     """Start `python -m mlua_swarm serve ARGS` and wait for its "listening on" line."""
     full_env = {**os.environ, **(env or {})}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -12,7 +11,7 @@ import pytest
 
 from mlua_swarm.paths import url_segment
 from tests.mcp_adapter.conftest import error_text, mse_mcp
-from tests.serverkit import ServeProcess, spawn_mse_serve
+from tests.serverkit import ServeProcess
 
 
 @pytest.mark.parametrize("name", ["R-1", "..", ".", "../runs/R-1/cancel?", "a b%2F#c", "ünï/cödé", "..."])
@@ -22,16 +21,7 @@ def test_a_url_segment_holds_the_whole_name_and_no_step(name: str) -> None:
     assert "/" not in encoded and "?" not in encoded and "#" not in encoded and encoded not in (".", "..")
 
 
-@pytest.fixture
-def serve(tmp_path: Path) -> Iterator[ServeProcess]:
-    served = spawn_mse_serve(["--bind", "127.0.0.1:0"], env={"MSE_HOME": str(tmp_path / "home")})
-    try:
-        yield served
-    finally:
-        served.terminate()
-
-
-async def test_an_mcp_tool_cannot_be_steered_to_another_route_by_an_id(serve: ServeProcess, tmp_path: Path) -> None:
+async def test_an_mcp_tool_cannot_be_steered_to_another_route_by_an_id(served: ServeProcess, tmp_path: Path) -> None:
     gate = tmp_path / "gate"
     script = tmp_path / "wait.py"
     script.write_text(
@@ -43,12 +33,12 @@ async def test_an_mcp_tool_cannot_be_steered_to_another_route_by_an_id(serve: Se
         "flow": {"kind": "step", "ref": "w", "in": {"op": "path", "at": "$"}, "out": {"op": "path", "at": "$.y"}},
         "agents": [agent],
     }
-    with httpx.Client(base_url=serve.base_url, timeout=30) as http:
+    with httpx.Client(base_url=served.base_url, timeout=30) as http:
         run_id = http.post(
             "/v1/tasks", json={"blueprint": {"kind": "inline", "value": bp}, "init_ctx": {}, "detach": True}
         ).json()["run_id"]
         try:
-            async with mse_mcp(tmp_path, {"MSE_HTTP": serve.base_url}) as client:
+            async with mse_mcp(tmp_path, {"MSE_HTTP": served.base_url}) as client:
                 # "unarchive the Blueprint named ../runs/R-…/cancel?" must not cancel that run
                 refused = error_text(await client.call_tool("bp_unarchive", {"id": f"../runs/{run_id}/cancel?"}))
                 assert "[http-404]" in refused

@@ -16,6 +16,7 @@ from mcp import Client, StdioServerParameters
 from mcp_types import CallToolResult
 
 from tests.conftest import mse_env
+from tests.serverkit import served  # noqa: F401  (fixture: a real `mse serve` process)
 
 
 @asynccontextmanager

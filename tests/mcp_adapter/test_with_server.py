@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
-import pytest
 from mcp import Client
 
 from tests.mcp_adapter.conftest import error_text, mse_mcp, payload
 from tests.process.helpers import watch_exit
-from tests.serverkit import ServeProcess, spawn_mse_serve
+from tests.serverkit import ServeProcess
 
 UPSTREAM_TOOLS = {
     "swarm_run",
@@ -50,15 +48,6 @@ UPPER_LUA = """return {
 """
 
 
-@pytest.fixture
-def serve(tmp_path: Path) -> Iterator[ServeProcess]:
-    served = spawn_mse_serve(["--bind", "127.0.0.1:0"], env={"MSE_HOME": str(tmp_path / "home")})
-    try:
-        yield served
-    finally:
-        served.terminate()
-
-
 def work_dir(tmp_path: Path) -> Path:
     folder = tmp_path / "work"
     folder.mkdir(exist_ok=True)
@@ -74,10 +63,10 @@ async def test_tool_list_is_upstreams(tmp_path: Path) -> None:
             assert tool.input_schema.get("additionalProperties") is False, tool.name
 
 
-async def test_build_register_and_run_inline_and_by_id(serve: ServeProcess, tmp_path: Path) -> None:
+async def test_build_register_and_run_inline_and_by_id(served: ServeProcess, tmp_path: Path) -> None:
     folder = work_dir(tmp_path)
     (folder / "shout.bp.lua").write_text(UPPER_LUA)
-    async with mse_mcp(folder, {"MSE_HTTP": serve.base_url}) as client:
+    async with mse_mcp(folder, {"MSE_HTTP": served.base_url}) as client:
         built = payload(await client.call_tool("bp_build", {"script_path": "shout.bp.lua"}))
         assert built["blueprint_id"] == "shout" and built["registered"]["id"] == "shout"
         inline = payload(
@@ -110,9 +99,9 @@ async def test_build_register_and_run_inline_and_by_id(serve: ServeProcess, tmp_
         assert again["final_ctx"]["loud"] == "X"
 
 
-async def test_operator_loop_completes_with_the_submitted_value(serve: ServeProcess, tmp_path: Path) -> None:
+async def test_operator_loop_completes_with_the_submitted_value(served: ServeProcess, tmp_path: Path) -> None:
     folder = work_dir(tmp_path)
-    async with mse_mcp(folder, {"MSE_HTTP": serve.base_url}) as client:
+    async with mse_mcp(folder, {"MSE_HTTP": served.base_url}) as client:
         payload(
             await client.call_tool(
                 "bp_new", {"template": "single", "name": "review", "operator": "main-ai", "out": "review.bp.lua"}
@@ -193,7 +182,7 @@ async def cancel_a_waiting_wait(client: Client, sid: str) -> None:
     assert quick["timed_out"] is True
 
 
-async def test_swarm_cancel_stops_a_child_on_the_server(serve: ServeProcess, tmp_path: Path) -> None:
+async def test_swarm_cancel_stops_a_child_on_the_server(served: ServeProcess, tmp_path: Path) -> None:
     folder = work_dir(tmp_path)
     fifo = folder / "pid"
     os.mkfifo(fifo)
@@ -205,7 +194,7 @@ async def test_swarm_cancel_stops_a_child_on_the_server(serve: ServeProcess, tmp
 }}
 """
     (folder / "sleeper.bp.lua").write_text(script)
-    async with mse_mcp(folder, {"MSE_HTTP": serve.base_url}) as client:
+    async with mse_mcp(folder, {"MSE_HTTP": served.base_url}) as client:
         payload(await client.call_tool("bp_build", {"script_path": "sleeper.bp.lua"}))
         started = payload(
             await client.call_tool("swarm_run", {"blueprint": {"kind": "id", "id": "sleeper"}, "detach": True})
@@ -253,10 +242,10 @@ GATED_LUA = """return {
 """
 
 
-async def test_operator_kinds_decide_which_spawns_wait_for_the_operator(serve: ServeProcess, tmp_path: Path) -> None:
+async def test_operator_kinds_decide_which_spawns_wait_for_the_operator(served: ServeProcess, tmp_path: Path) -> None:
     folder = work_dir(tmp_path)
     (folder / "gated.bp.lua").write_text(GATED_LUA)
-    async with mse_mcp(folder, {"MSE_HTTP": serve.base_url}) as client:
+    async with mse_mcp(folder, {"MSE_HTTP": served.base_url}) as client:
         payload(await client.call_tool("bp_build", {"script_path": "gated.bp.lua"}))
         sid = payload(await client.call_tool("mse_operator_join", {"desc": "release manager"}))["sid"]
         by_id = {"kind": "id", "id": "gated"}
