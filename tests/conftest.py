@@ -119,10 +119,19 @@ def run_mse(
     )
 
 
+_SIGINT_AT_DEFAULT = (
+    "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "runpy.run_module('mlua_swarm', run_name='__main__', alter_sys=True)"
+)
+"""`python -m mlua_swarm` with Ctrl-C's SIGINT handled as in a terminal's foreground command: a test
+suite started as a background job inherits SIGINT ignored, and Python then leaves it ignored."""
+
+
 def start_mse(args: Sequence[str], *, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    """Start `mse` in a child interpreter without waiting (stdout and stderr piped, as text)."""
+    """Start `mse` in a child interpreter without waiting (stdout and stderr piped, as text); SIGINT
+    reaches it as a Ctrl-C would, whatever the tests' own process inherited."""
     return subprocess.Popen(
-        [sys.executable, "-m", "mlua_swarm", *args],
+        [sys.executable, "-c", _SIGINT_AT_DEFAULT, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
