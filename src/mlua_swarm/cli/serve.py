@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ..diagnostics import Diagnostic, DiagnosticError, Location
-from .common import EXIT_INVALID, EXIT_OK, fn_options, report_diagnostics
+from .common import EXIT_INVALID, EXIT_OK, fn_options, freeze_heap, report_diagnostics
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -65,6 +65,7 @@ def main(args: argparse.Namespace) -> int:
         )
     from ..store import StoreError
 
+    freeze_heap()
     try:
         asyncio.run(serve(config, log_level=args.log_level))
     except KeyboardInterrupt:
