@@ -46,3 +46,20 @@ def test_sid_without_token_is_a_usage_diagnostic(tmp_path: Path) -> None:
     lines = joined.stderr.splitlines()
     assert lines[0] == "error[usage] command line: --sid and --token go together"
     assert lines[1].startswith("  hint: pass both")
+
+
+def test_rejoining_with_a_wrong_token_or_a_gone_session_says_which(live_server: LiveServer, tmp_path: Path) -> None:  # noqa: F811
+    joined = live_server.client().post("/v1/operators", json={"desc": "a session to rejoin"}).json()
+    env = {"MSE_HOME": str(tmp_path), "MSE_ADMIN_TOKEN": "", "MSE_HTTP": ""}
+    base = ["operator", "join", "--server", live_server.base_url]
+    wrong = run_mse([*base, "--sid", joined["sid"], "--token", "0" * 32], env=env)
+    assert wrong.returncode == 2 and "Traceback" not in wrong.stderr
+    assert f"operator session {joined['sid']} refused the socket" in wrong.stderr
+    assert "hint: --token is not this session's bearer" in wrong.stderr
+    live_server.client(token=joined["token"]).delete(f"/v1/operators/{joined['sid']}").raise_for_status()
+    gone = run_mse([*base, "--sid", joined["sid"], "--token", joined["token"]], env=env)
+    assert gone.returncode == 2
+    assert "hint: the session is gone (it left, or expired 24 h after its last use)" in gone.stderr
+    too_long = run_mse([*base, "--desc", "x" * 5000], env=env)
+    assert too_long.returncode == 2 and "desc holds 5000 characters" in too_long.stderr
+    assert "start a server" not in too_long.stderr

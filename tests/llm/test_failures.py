@@ -41,7 +41,8 @@ async def test_cancelling_mid_stream_ends_the_step_and_its_mcp_server(
 
 async def test_a_missing_openai_key_names_the_variable(engine: Engine, op: CapToken) -> None:
     step = await start(engine, op)
-    with pytest.raises(DispatchFailed, match=r"OPENAI_API_KEY is not set.*MSE_LLM_BASE_URL"):
+    where = r"where this step runs \(a run on `mse serve` reads the server's environment\)"
+    with pytest.raises(DispatchFailed, match=rf"OPENAI_API_KEY is not set {where}.*MSE_LLM_BASE_URL"):
         await engine.run_step(op, step, agent())
 
 

@@ -3,32 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from mlua_swarm.cli.bp import BP_EXTENSIONS
 from mlua_swarm.cli.bp_dsl import template_names
 
-from ..conftest import SRC, run_mse
+from ..conftest import run_mse
 
 
 def mse_bp(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    """`mse bp ...` once the bp group lists this module; until then the module's own entry point."""
-    if "bp_dsl" in BP_EXTENSIONS:
-        return run_mse(["bp", *args], cwd=cwd)
-    env = {**os.environ, "PYTHONPATH": str(SRC)}
-    return subprocess.run(
-        [sys.executable, "-m", "mlua_swarm.cli.bp_dsl", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=120,
-    )
+    return run_mse(["bp", *args], cwd=cwd)
 
 
 # The `agent` template calls a model: tests/llm/test_template.py runs it against a loopback server.
@@ -158,3 +144,39 @@ def test_a_lua_agent_with_bad_syntax_fails_lint_with_invalid_agent_spec(tmp_path
     assert lint.returncode == 2
     assert "invalid-agent-spec" in lint.stderr
     assert "x.lua:1:" in lint.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "place"),
+    [
+        (["new", "pipeline", "bad name!"], "name-invalid", "command line 'NAME'"),
+        (["new", "pipeline", "ok", "--stages", "a,b c"], "name-invalid", "command line '--stages'"),
+        (["new", "single", "ok", "--operator", "seat/a"], "name-invalid", "command line '--operator'"),
+        (["new", "single", "ok", "-o", "missing/dir/ok.bp.lua"], "output-unwritable", "missing/dir/ok.bp.lua"),
+    ],
+)
+def test_bad_arguments_of_bp_new_get_a_diagnostic_and_exit_2(
+    tmp_path: Path, args: list[str], code: str, place: str
+) -> None:
+    made = mse_bp(args, tmp_path)
+    assert made.returncode == 2, made.stderr
+    assert f"error[{code}] {place}" in made.stderr
+    assert "\n  hint: " in made.stderr
+    assert "Traceback" not in made.stderr
+    assert made.stdout == ""
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bp_new_into_a_folder_writes_name_bp_lua_there(tmp_path: Path) -> None:
+    (tmp_path / "flows").mkdir()
+    made = mse_bp(["new", "single", "greet", "-o", "flows"], tmp_path)
+    assert made.returncode == 0, made.stderr
+    assert 'id = "greet"' in (tmp_path / "flows" / "greet.bp.lua").read_text()
+
+
+def test_bp_build_to_an_unwritable_output_is_a_diagnostic(tmp_path: Path) -> None:
+    assert mse_bp(["new", "single", "one", "-o", "one.bp.lua"], tmp_path).returncode == 0
+    built = mse_bp(["build", "one.bp.lua", "-o", "nowhere/one.json"], tmp_path)
+    assert built.returncode == 2, built.stderr
+    assert "error[output-unwritable] nowhere/one.json: cannot write the output" in built.stderr
+    assert "Traceback" not in built.stderr

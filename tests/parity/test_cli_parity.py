@@ -149,10 +149,12 @@ def test_binding_alone_implies_the_default_operator(tmp_path: Path) -> None:
     assert 'operator_ref = "main-ai"' in made.stdout
 
 
-def test_an_unknown_template_exits_one_and_lists_the_templates(tmp_path: Path) -> None:
+def test_an_unknown_template_is_refused_with_upstreams_words_and_a_diagnostic(tmp_path: Path) -> None:
     made = run_mse(["bp", "new", "pipelin", "x"], cwd=tmp_path)
-    assert made.returncode == 1
+    assert made.returncode == 2  # upstream exits 1; we exit 2 for invalid input, as every command does
     assert f"unknown template 'pipelin': accepted = {' / '.join(template_names())}" in made.stderr
+    assert "error[template-unknown] command line 'TEMPLATE'" in made.stderr
+    assert "hint: " in made.stderr
     assert made.stdout == ""
 
 

@@ -24,16 +24,14 @@ from .bp import verdict_line
 
 if TYPE_CHECKING:
     import jinja2
-from .common import fn_options, fn_registry, report_diagnostics
+from .common import EXIT_INVALID, EXIT_OK, fn_options, fn_registry, report_diagnostics
 
 TEMPLATE_SUFFIX = ".bp.lua"
 DEFAULT_OPERATOR = "main-ai"
 DEFAULT_BINDING = "claude"
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _WORD = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_INVALID = 2
+_NAME_HINT = "use letters, digits, '-' and '_' (and '.' in a Blueprint id), e.g. review-notes"
 _REF_CODES = frozenset({"ref-not-found"})
 
 
@@ -63,7 +61,9 @@ def register_bp(bp_subparsers: Any) -> None:
         help=f"make the agents operator agents of this operator seat (default {DEFAULT_OPERATOR} with --binding)",
     )
     new.add_argument("--binding", help=f"the ws_operator runner variant of operator agents (default {DEFAULT_BINDING})")
-    new.add_argument("-o", "--out", type=Path, help="write the script here instead of stdout")
+    new.add_argument(
+        "-o", "--out", type=Path, help="write the script here instead of stdout (a folder: NAME.bp.lua in it)"
+    )
     new.set_defaults(handler=new_command)
 
 
@@ -97,12 +97,23 @@ def build_command(args: argparse.Namespace) -> int:
     if args.output is None:
         sys.stdout.write(text)
         return EXIT_OK
+    return EXIT_OK if write_output(args.output, text) else EXIT_INVALID
+
+
+def write_output(path: Path, text: str) -> bool:
+    """Write a command's result to its `-o` file; False (with a diagnostic on stderr) when it cannot."""
     try:
-        args.output.write_text(text, encoding="utf-8")
+        path.write_text(text, encoding="utf-8")
     except OSError as exc:
-        print(f"error: cannot write {args.output}: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    return EXIT_OK
+        unwritable = Diagnostic(
+            "output-unwritable",
+            f"cannot write the output: {exc.strerror or exc}",
+            location=Location(file=str(path)),
+            hint="name a file in an existing folder you can write to (or leave -o out to print to stdout)",
+        )
+        report_diagnostics([unwritable], as_json=False)
+        return False
+    return True
 
 
 def lint_built(
@@ -152,7 +163,17 @@ def template_names() -> list[str]:
 
 
 class TemplateError(ValueError):
-    """The template or one of its parameters is unusable; the message says which and why."""
+    """The template or one of its parameters is unusable: the message says which and why, `code` and
+    `hint` are the diagnostic's, `argument` names the parameter (as the command line spells it)."""
+
+    def __init__(self, code: str, message: str, argument: str, hint: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.argument = argument
+        self.hint = hint
+
+    def diagnostic(self) -> Diagnostic:
+        return Diagnostic(self.code, str(self), location=Location("command line", self.argument), hint=self.hint)
 
 
 def render_template(
@@ -171,19 +192,29 @@ def render_template(
     """
     names = template_names()
     if template not in names:
-        raise TemplateError(f"unknown template '{template}': accepted = {' / '.join(names)}")
+        raise TemplateError(
+            "template-unknown",
+            f"unknown template '{template}': accepted = {' / '.join(names)}",
+            "TEMPLATE",
+            "pick one of the accepted templates; `mse bp new --help` says what each makes",
+        )
     if not _NAME.match(name):
-        raise TemplateError(f"{name!r} is not a usable Blueprint id (letters, digits, '_', '-', '.')")
+        raise TemplateError(
+            "name-invalid",
+            f"{name!r} is not a usable Blueprint id (letters, digits, '_', '-', '.')",
+            "NAME",
+            _NAME_HINT,
+        )
     for label, value in (("stage", stages or ()), ("agent", [agent] if agent else ())):
         for word in value:
             if not _WORD.match(word):
-                raise TemplateError(f"{word!r} is not a usable {label} name (letters, digits, '_', '-')")
+                raise _bad_word(label, word)
     if operator is not None or binding is not None:
         operator = operator or DEFAULT_OPERATOR
         binding = binding or DEFAULT_BINDING
         for label, word in (("operator", operator), ("binding", binding)):
             if not _WORD.match(word):
-                raise TemplateError(f"{word!r} is not a usable {label} name (letters, digits, '_', '-')")
+                raise _bad_word(label, word)
     context = {
         "name": name,
         "stages": list(stages) if stages else None,
@@ -192,6 +223,13 @@ def render_template(
         "binding": binding,
     }
     return _templates().get_template(template + TEMPLATE_SUFFIX).render(context)
+
+
+def _bad_word(label: str, word: str) -> TemplateError:
+    option = "--stages" if label == "stage" else f"--{label}"
+    return TemplateError(
+        "name-invalid", f"{word!r} is not a usable {label} name (letters, digits, '_', '-')", option, _NAME_HINT
+    )
 
 
 @cache
@@ -227,17 +265,15 @@ def new_command(args: argparse.Namespace) -> int:
             binding=args.binding,
         )
     except TemplateError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        report_diagnostics([exc.diagnostic()], as_json=False)
+        return EXIT_INVALID
     if args.out is None:
         sys.stdout.write(text)
         return EXIT_OK
-    try:
-        args.out.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        print(f"error: cannot write {args.out}: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    print(f"mse bp new: wrote {args.out} ({len(text)} bytes)", file=sys.stderr)
+    out: Path = args.out / f"{args.name}{TEMPLATE_SUFFIX}" if args.out.is_dir() else args.out
+    if not write_output(out, text):
+        return EXIT_INVALID
+    print(f"mse bp new: wrote {out} ({len(text)} bytes)", file=sys.stderr)
     return EXIT_OK
 
 

@@ -61,6 +61,14 @@ def _join_main(args: argparse.Namespace) -> int:
         return EXIT_OK
 
 
+JOIN_HINTS = {
+    0: "start a server with `mse serve`, or pass --server URL",
+    401: "--token is not this session's bearer: pass the token printed with it, or join anew without --sid/--token",
+    404: "the session is gone (it left, or expired 24 h after its last use): join anew without --sid/--token",
+}
+"""What to do when joining fails, by the HTTP status of the refusal (0: the server was not reached)."""
+
+
 class TerminalOperator:
     def __init__(self, console: Console, server: str, desc: str | None, sid: str | None, token: str | None) -> None:
         self.console = console
@@ -89,7 +97,7 @@ class TerminalOperator:
                 "operator-join",
                 f"cannot join: {exc.message}",
                 location=Location(self.server),
-                hint="start a server with `mse serve`, or pass --server URL",
+                hint=JOIN_HINTS.get(exc.status, "change what the message names (see `mse operator join --help`)"),
                 stage="server",
             )
             report_diagnostics([refused], as_json=False)

@@ -333,6 +333,23 @@ def launch_body(args: argparse.Namespace, blueprint: dict[str, Any], init: Any, 
         body["work_dir"] = str(args.work_dir.resolve())
     if args.timeout is not None:
         body["ttl_secs"] = args.timeout
+    if args.operator_sid is not None:
+        body["operator_sid"] = args.operator_sid
+        body["operator_desc"] = args.operator_desc or f"{os.environ.get('USER') or 'someone'} via mse run"
+        if args.operator_slot is not None:
+            body["operator_slot"] = args.operator_slot
+    elif args.operator_desc is not None or args.operator_slot is not None:
+        raise DiagnosticError(
+            [
+                Diagnostic(
+                    "invalid-argument",
+                    "--operator-desc and --operator-slot describe the pin of --operator-sid, which is missing",
+                    location=Location("command line"),
+                    hint="add --operator-sid S-… (the session that holds the seats)",
+                    stage="server",
+                )
+            ]
+        )
     return body
 
 

@@ -55,6 +55,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--server", metavar="URL", help="launch on a running `mse serve` (default: $MSE_HTTP when set)")
     p.add_argument("--admin-token", help="the server's admin token (default: $MSE_ADMIN_TOKEN)")
     p.add_argument("--local", action="store_true", help="run in this process even when MSE_HTTP is set")
+    p.add_argument(
+        "--operator-sid",
+        metavar="S-…",
+        help="with --server: the operator session that holds the run's seats (from `mse operator join`, "
+        "the dashboard's operator console or mse_operator_join)",
+    )
+    p.add_argument("--operator-desc", metavar="TEXT", help="with --operator-sid: who holds the seats (default: you)")
+    p.add_argument(
+        "--operator-slot", metavar="SEAT", help="with --operator-sid: the seat it holds when several are declared"
+    )
     p.set_defaults(handler=main)
 
 
@@ -83,6 +93,9 @@ def main(args: argparse.Namespace) -> int:
     url = server_url(args.server, local=args.local)
     if url is not None:
         return _finish(args, _remote_launch(args, url, compiled.raw, init, base_dir))
+    operator_flags = [flag for name, flag in OPERATOR_FLAGS if getattr(args, name) is not None]
+    if operator_flags:
+        return _finish(args, [operator_flags_need_a_server(operator_flags)])
     options = launch_options(workspace, base_dir=base_dir, fns=extra_fns, source=source)
     launch = LaunchSnapshot(compiled.raw, init, options)
 
@@ -98,6 +111,25 @@ def main(args: argparse.Namespace) -> int:
         return await drive(run, init, warn=False)
 
     return _finish(args, _session(args, go, "see `mse run --help`"))
+
+
+OPERATOR_FLAGS = (
+    ("operator_sid", "--operator-sid"),
+    ("operator_desc", "--operator-desc"),
+    ("operator_slot", "--operator-slot"),
+)
+
+
+def operator_flags_need_a_server(flags: list[str]) -> Diagnostic:
+    """Seats exist only on a server: a local run has no operator session to pin."""
+    return Diagnostic(
+        "invalid-argument",
+        f"{', '.join(flags)} {'pins' if len(flags) == 1 else 'pin'} the seats of a run on a server,"
+        " and this run is local",
+        location=Location("command line"),
+        hint="add --server URL (or set MSE_HTTP) to launch on `mse serve`",
+        stage="server",
+    )
 
 
 def _remote_launch(

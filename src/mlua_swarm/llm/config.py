@@ -110,8 +110,9 @@ def resolve_endpoint(
     key = env.get(key_setting) or None
     if key is None and not custom:
         raise LlmConfigError(
-            f"{key_setting} is not set: export it with your {provider} API key, or point "
-            f"{defaults.base_url_env} at a server that needs no key"
+            f"{key_setting} is not set where this step runs (a run on `mse serve` reads the server's "
+            f"environment): export it with your {provider} API key, or point {defaults.base_url_env} at a "
+            "server that needs no key"
         )
     return Endpoint(provider, name, url.rstrip("/"), url_setting, key, key_setting, custom)
 

@@ -251,9 +251,7 @@ The same schema is the resource mse://api/blueprint-schema. Takes no arguments."
         try:
             script = render_template(template, name, stages=stages, agent=agent, operator=operator, binding=binding)
         except TemplateError as exc:
-            raise ToolFailure(
-                "invalid-arguments", str(exc), "use letters, digits, '-' and '_' in names, e.g. review-notes"
-            ) from None
+            raise ToolFailure("invalid-arguments", str(exc), exc.hint) from None
         if out is None:
             return {
                 "status": "ok",

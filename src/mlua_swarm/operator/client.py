@@ -194,6 +194,8 @@ class OperatorClient:
         while not self._connected.is_set():
             if self._reader is None or self._reader.done():
                 error = self._reader.exception() if self._reader is not None else None
+                if isinstance(error, OperatorClientError):  # the server refused the session: keep its status
+                    raise OperatorClientError(error.status, f"operator socket closed: {error.message}")
                 raise OperatorClientError(0, f"operator socket closed: {error}")
             waiter = asyncio.ensure_future(self._connected.wait())
             await asyncio.wait({waiter, self._reader}, return_when=asyncio.FIRST_COMPLETED)

@@ -40,8 +40,9 @@ BINDING_HINT = (
     'add runner: {"backend": "ws_operator", "variant": "claude", "tools": []} (or legacy profile.worker_binding)'
 )
 UNAVAILABLE = (
-    "agent kind 'operator' needs an operator hub, which only a server has: "
-    "run this Blueprint with `mse serve` and `mse run --server URL` (or POST /v1/tasks)"
+    "agent kind 'operator' needs an operator hub, which only a server has: run this Blueprint on `mse serve` "
+    "with its seats held by an operator session, `mse run --server URL --operator-sid S-…` (or POST /v1/tasks "
+    "with operator_sid)"
 )
 
 
