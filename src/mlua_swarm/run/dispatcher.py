@@ -165,7 +165,9 @@ class EngineDispatcher:
             try:
                 outcome = await self.engine.run_step(self.token, step_id, self.spawner, run=self.run)
             except DispatchFailed as exc:
-                await self._finish(step, step_id, StepOutcome.FAILED, started, digest, None, str(exc))
+                # The attempt that failed, as for every other end (a spawn that failed is attempt 1 too).
+                attempt = self.engine.read_task_state(self.token, step_id).attempt
+                await self._finish(step, step_id, StepOutcome.FAILED, started, digest, None, str(exc), attempt)
                 raise StepFailed(str(exc)) from exc
             except asyncio.CancelledError:
                 # The run was cancelled, or a fanout no longer needs this lane: the step ends `cancelled`
@@ -207,7 +209,7 @@ class EngineDispatcher:
         digest: str,
         value: Any,
         error: str | None,
-        attempt: int = 0,
+        attempt: int,
     ) -> None:
         finished = time.time()
         ref = step.ref
