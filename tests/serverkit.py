@@ -146,6 +146,7 @@ class ServeProcess:
     proc: subprocess.Popen[str]
     base_url: str
     stderr_lines: list[str]
+    drain: threading.Thread | None = None
 
     def client(self, **kwargs: Any) -> httpx.Client:
         return httpx.Client(base_url=self.base_url, timeout=kwargs.pop("timeout", 30.0), **kwargs)
@@ -154,6 +155,14 @@ class ServeProcess:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         return self.proc.wait(timeout)
+
+    def whole_log(self, timeout: float = 30.0) -> str:
+        """Stop the server and return everything it wrote on stderr (read to the end of the pipe)."""
+        self.terminate(timeout=timeout)
+        if self.drain is not None:
+            self.drain.join(timeout)
+            assert not self.drain.is_alive(), "the server's stderr stayed open after it exited"
+        return "".join(self.stderr_lines)
 
 
 @pytest.fixture
@@ -185,9 +194,9 @@ def spawn_mse_serve(args: list[str], *, env: dict[str, str] | None = None, cwd: 
         lines.append(line)
         match = LISTENING.search(line)
         if match:
-            served = ServeProcess(proc, match.group(1), lines)
-            threading.Thread(target=_drain, args=(proc, lines), daemon=True).start()
-            return served
+            drain = threading.Thread(target=_drain, args=(proc, lines), daemon=True)
+            drain.start()
+            return ServeProcess(proc, match.group(1), lines, drain)
     proc.wait(10)
     raise RuntimeError(f"mse serve exited with {proc.returncode} before listening:\n{''.join(lines)}")
 

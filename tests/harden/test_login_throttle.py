@@ -25,7 +25,7 @@ class Clock:
 
 @pytest.fixture
 def guarded(tmp_path: Path) -> Iterator[tuple[LiveServer, Clock]]:
-    live = start_server(tmp_path, admin_token=TOKEN)
+    live = start_server(tmp_path, admin_token=TOKEN, trusted_proxies=("127.0.0.1",))
     clock = Clock()
     live.state.login_throttle.clock = clock
     try:
@@ -59,7 +59,7 @@ def test_failed_sign_ins_are_limited_per_address_until_the_window_ends(guarded: 
     right = guesser.attempt(TOKEN)
     assert right.status_code == 429 and "mse_admin" not in right.cookies
 
-    # The limit is per address: another client (here behind the loopback proxy uvicorn trusts) may try.
+    # The limit is per address: another client (behind the loopback proxy this server trusts) may try.
     other = SignIn(live, **{"x-forwarded-for": "203.0.113.7"})
     assert other.attempt("guess").status_code == 401
 

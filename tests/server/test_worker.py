@@ -216,6 +216,41 @@ def test_file_sentinel_needs_opt_in_and_stays_in_the_work_dir(live_server: LiveS
     assert live_server.wait_run(h.run_id)["result"]["out"] == "from a file"
 
 
+def test_file_sentinel_refusals_name_only_what_the_worker_sent(live_server: LiveServer, tmp_path: Path) -> None:
+    c = live_server.client()
+    work = tmp_path / "work"
+    (work / "hidden-dir").mkdir(parents=True)
+    (work / "hidden-blob").write_bytes(b"\xff\xfe not text")
+    (work / "hidden-big").write_text("x" * (2 * 1024 * 1024 + 1))
+    (tmp_path / "hidden-outside").mkdir()
+    for name, target in (
+        ("dir", work / "hidden-dir"),
+        ("blob", work / "hidden-blob"),
+        ("big", work / "hidden-big"),
+        ("away", tmp_path / "hidden-outside"),
+        ("loop", work / "loop"),
+    ):
+        (work / name).symlink_to(target)
+    h = hold(live_server, tmp_path, "filer", {"work_dir": str(work)}, meta={"ctx": {"allow_file_submit": True}})
+    who = auth(h.env["MSE_WORKER_HANDLE"])
+    cases = [
+        (f"{tmp_path}/elsewhere.txt", 400, "outside the run's work dir"),
+        (f"{work}/away/x.txt", 400, "outside the run's work dir"),
+        (f"{work}/dir", 404, "no file at"),
+        (f"{work}/blob", 400, "is not UTF-8 text"),
+        (f"{work}/big", 413, "is larger than"),
+        (f"{work}/loop", 400, "cannot be resolved"),
+        (f"{work}/nul\x00byte", 400, "cannot be resolved"),
+    ]
+    for sent, status, what in cases:
+        answer = c.post("/v1/worker/submit", content=f"@file:{sent}".encode(), headers=who)
+        assert answer.status_code == status and what in answer.json()["error"], (sent, answer.text)
+        # The worker's own text, quoted; nothing the server found (the work dir, a link's target).
+        assert repr(sent) in answer.json()["error"], answer.text
+        assert "hidden" not in answer.text and (str(work) in sent or str(work) not in answer.text), answer.text
+    h.gate.write_text("go")
+
+
 def test_file_sentinel_refused_without_opt_in(live_server: LiveServer, held: Held) -> None:
     r = live_server.client().post(
         "/v1/worker/submit", content=b"@file:/etc/passwd", headers=auth(held.env["MSE_TOKEN"])

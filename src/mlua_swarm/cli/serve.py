@@ -18,6 +18,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--admin-token", help="required on mutating routes; mandatory off loopback (or MSE_ADMIN_TOKEN)")
     p.add_argument("--config", type=Path, help="config file (default: $MSE_HOME/config.toml)")
     p.add_argument("--fn", action="append", default=[], metavar="ID=MODULE:ATTR", help="register a rust_fn id")
+    p.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        metavar="ADDR",
+        help="a reverse proxy (IP or network) whose X-Forwarded-For/-Proto are believed (repeatable; default: none)",
+    )
     p.add_argument("--durability", choices=["sync", "batch", "exit"], help="how runs are committed")
     p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(handler=main)
@@ -44,6 +51,7 @@ def main(args: argparse.Namespace) -> int:
             "admin_token": args.admin_token,
             "durability": args.durability,
             "fns": fn_options(args.fn) or None,
+            "trusted_proxies": tuple(args.trusted_proxy) or None,
         }
         config = load_config(args.config, overrides)
     except DiagnosticError as exc:

@@ -225,9 +225,14 @@ class OperatorClient:
         await self.disconnect()
         await self._http.client.aclose()
 
+    @property
+    def _session_path(self) -> str:
+        """This session's route, `/v1/operators/{sid}`."""
+        return f"/v1/operators/{url_segment(str(self.sid))}"
+
     def _ws_url(self) -> str:
         scheme, rest = self.base_url.split("://", 1)
-        return f"{'wss' if scheme == 'https' else 'ws'}://{rest}/v1/operators/{url_segment(str(self.sid))}/ws"
+        return f"{'wss' if scheme == 'https' else 'ws'}://{rest}{self._session_path}/ws"
 
     async def _read_loop(self) -> None:
         delay = self.backoff[0]
@@ -340,9 +345,7 @@ class OperatorClient:
     # -- session and seats ----------------------------------------------------------------------
 
     async def info(self) -> dict[str, Any]:
-        result: dict[str, Any] = (
-            await self._http.call("GET", f"/v1/operators/{url_segment(str(self.sid))}", bearer=self.token)
-        ).json()
+        result: dict[str, Any] = (await self._http.call("GET", self._session_path, bearer=self.token)).json()
         return result
 
     async def list_operators(self, limit: int | None = None) -> dict[str, Any]:
@@ -357,7 +360,7 @@ class OperatorClient:
         self.reconnect = False
         await self.disconnect()
         with contextlib.suppress(OperatorClientError):
-            await self._http.call("DELETE", f"/v1/operators/{url_segment(str(self.sid))}", bearer=self.token)
+            await self._http.call("DELETE", self._session_path, bearer=self.token)
         await self.aclose()
 
     async def acquire(self, run_id: str, desc: str, slot: str | None = None, op: str | None = None) -> dict[str, Any]:

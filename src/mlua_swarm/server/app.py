@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from .auth import AdminGuard, BodyLimit, OriginGuard
-from .errors import EXCEPTION_HANDLERS, error_response
+from .errors import EXCEPTION_HANDLERS, InternalErrors, error_response
 from .routes_events import StreamCount
 from .state import ServerState
 
@@ -68,6 +68,7 @@ def create_app(state: ServerState) -> Starlette:
         routes=collect_routes(state),
         exception_handlers=handlers,
         middleware=[
+            Middleware(InternalErrors),
             Middleware(
                 OriginGuard, loopback=lambda: state.config.loopback, allowed_hosts=lambda: state.config.allowed_hosts
             ),

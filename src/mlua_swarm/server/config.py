@@ -43,6 +43,10 @@ class ServerConfig:
     """A request body that sends nothing for this long while more is due is answered 408."""
     allowed_hosts: tuple[str, ...] = ()
     """Host names besides loopback ones a loopback-bound server answers for (a reverse proxy's)."""
+    trusted_proxies: tuple[str, ...] = ()
+    """Addresses or networks (`10.0.0.0/8`) of the reverse proxies whose `X-Forwarded-For` and
+    `X-Forwarded-Proto` are believed; without any, those headers are ignored (any local process
+    could otherwise claim to be any client)."""
     sync_timeout_secs: float = 3600.0
     default_ttl_secs: float = 1800.0
     """The ceiling of a detached run when neither the request nor the Blueprint sets `ttl_secs`."""
@@ -111,6 +115,7 @@ class ServerConfig:
                     )
                 ]
             )
+        _check_proxies(self.trusted_proxies)
         if self.max_body_bytes < 1024:
             raise _config_error("invalid-config", "max_body_bytes must be at least 1024", "use the default 2 MiB")
         for name in ("max_attempt_output_bytes", "sse_buffer_bytes"):
@@ -128,6 +133,25 @@ class ServerConfig:
                 )
         if self.worker_token_ttl_secs <= 0:
             raise _config_error("invalid-config", "worker_token_ttl_secs must be positive", "use the default 1800")
+
+
+def _check_proxies(proxies: object) -> None:
+    hint = 'list the proxies\' IP addresses or networks, e.g. trusted_proxies = ["127.0.0.1", "10.0.0.0/8"]'
+    if not isinstance(proxies, list | tuple):
+        raise _config_error("invalid-config", "trusted_proxies must be a list of addresses", hint)
+    for entry in proxies:
+        if not (isinstance(entry, str) and _is_network(entry)):
+            raise _config_error(
+                "invalid-config", f"trusted proxy {str(entry)[:100]!r} is not an IP address or network", hint
+            )
+
+
+def _is_network(text: str) -> bool:
+    try:
+        ipaddress.ip_network(text)
+    except ValueError:
+        return False
+    return True
 
 
 def weak_admin_token(token: str) -> bool:

@@ -15,6 +15,7 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..diagnostics import DiagnosticError
 from ..errors import (
@@ -135,8 +136,51 @@ async def handle_exception(request: Request, exc: Exception) -> Response:
 
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {
-    cls: handle_exception for cls in (ApiError, HTTPException, DiagnosticError, MseError, Exception)
+    cls: handle_exception for cls in (ApiError, HTTPException, DiagnosticError, MseError)
 }
-"""Handled inside the app (no traceback logged); plain `Exception` is the 500 of last resort."""
+"""The errors routes and the engine raise by design, answered where they are raised (only a store
+failure mapped to 500 is logged, under its reference). Any other exception is left to `InternalErrors`:
+a handler registered here for plain `Exception` would go to Starlette's outermost middleware, which
+re-raises after answering, so uvicorn would log a second traceback and close the connection."""
 
-__all__ = ["EXCEPTION_HANDLERS", "ApiError", "BodyStalled", "BodyTooLarge", "error_response", "map_exception"]
+
+class InternalErrors:
+    """The 500 of last resort: an exception no handler took is answered once, with a fresh reference,
+    and logged once under it (`internal_error`); the connection stays open for the next request.
+
+    An exception after the response began cannot be answered (its head is already on the wire): it
+    is re-raised untouched so that uvicorn logs it and closes the connection, whose response is cut short.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except Exception as exc:
+            if started:
+                raise
+            err = internal_error(exc)
+            await error_response(err.status, err.message, err.details, err.headers)(scope, receive, send)
+
+
+__all__ = [
+    "EXCEPTION_HANDLERS",
+    "ApiError",
+    "BodyStalled",
+    "BodyTooLarge",
+    "InternalErrors",
+    "error_response",
+    "map_exception",
+]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -186,14 +188,24 @@ def _ok_and_verdict(request: Request) -> tuple[bool, str]:
 
 
 def checked_file(root: Path, path_text: str) -> Path:
-    """An absolute path a worker names, accepted only inside `root` (after resolving links)."""
+    """An absolute path a worker names, accepted only inside `root` (after resolving links).
+
+    A refusal quotes only the text the worker sent: never `root`, where a link led, or an OS message.
+    """
     path = Path(path_text)
     if not path.is_absolute():
-        raise ApiError(400, f"{FILE_SENTINEL} needs an absolute path, got {path_text!r}")
-    resolved = path.resolve()
+        raise ApiError(400, f"{FILE_SENTINEL} needs an absolute path, got {_quoted(path_text)}")
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError, ValueError):  # a NUL byte, a loop of links
+        raise ApiError(400, f"{_quoted(path_text)} cannot be resolved to a file") from None
     if not resolved.is_relative_to(root.resolve()):
-        raise ApiError(400, f"{path_text!r} is outside the run's work dir {root}")
+        raise ApiError(400, f"{_quoted(path_text)} is outside the run's work dir")
     return resolved
+
+
+def _quoted(sent: str) -> str:
+    return repr(sent[:200])
 
 
 def _read_sentinel(state: ServerState, call: WorkerCall, text: str) -> str:
@@ -203,15 +215,28 @@ def _read_sentinel(state: ServerState, call: WorkerCall, text: str) -> str:
     workspace = call.live.workspace if call.live is not None else None
     if workspace is None or workspace.work_dir is None:
         raise ApiError(400, f"{FILE_SENTINEL} needs a run launched with work_dir")
-    path = checked_file(workspace.work_dir, text[len(FILE_SENTINEL) :].strip())
-    if not path.is_file():
-        raise ApiError(404, f"no file at {path}")
-    if path.stat().st_size > state.config.max_body_bytes:
-        raise ApiError(413, f"{path} is larger than {state.config.max_body_bytes} bytes")
+    sent = text[len(FILE_SENTINEL) :].strip()
+    path = checked_file(workspace.work_dir, sent)
+    limit = state.config.max_body_bytes
+    # One open file for every check and the read: what is checked is what is read, a FIFO put in its
+    # place cannot block the loop (O_NONBLOCK), and a file growing meanwhile is read only to the limit.
     try:
-        return path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"cannot read {path}: {exc}") from None
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise ApiError(404, f"no file at {_quoted(sent)}", {"reason": exc.strerror}) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ApiError(404, f"no file at {_quoted(sent)}", {"reason": "not a regular file"})
+        with os.fdopen(fd, encoding="utf-8", closefd=False) as file:
+            content = file.read(limit + 1) if info.st_size <= limit else None
+    except UnicodeDecodeError:
+        raise ApiError(400, f"{_quoted(sent)} is not UTF-8 text") from None
+    finally:
+        os.close(fd)
+    if content is None or len(content) > limit:
+        raise ApiError(413, f"{_quoted(sent)} is larger than {limit} bytes", {"limit_bytes": limit})
+    return content
 
 
 def _body_value(call: WorkerCall, text: str) -> Any:

@@ -71,6 +71,8 @@ async def build_server(
         access_log=False,
         lifespan="on",
         http=head_deadline_protocol(config.request_head_timeout_secs),
+        proxy_headers=bool(config.trusted_proxies),
+        forwarded_allow_ips=list(config.trusted_proxies),
         timeout_graceful_shutdown=GRACEFUL_SECS,
         ws="websockets-sansio",
         ws_ping_interval=config.operator_ping_secs,
