@@ -3,7 +3,7 @@ import json
 import pytest
 from pydantic import BaseModel
 
-from mlua_swarm.ids import ResumeKey, RunId, StepId, TaskId, WorkerHandle
+from mlua_swarm.ids import PrefixedId, ResumeKey, RunId, StepId, TaskId, WorkerHandle
 
 
 @pytest.mark.parametrize(("cls", "prefix"), [(StepId, "ST-"), (RunId, "R-"), (TaskId, "T-"), (WorkerHandle, "wh-")])
@@ -38,3 +38,16 @@ def test_json_decode_checks_the_prefix() -> None:
     with pytest.raises(ValueError, match="invalid step id"):
         Doc.model_validate_json('{"step": "R-1"}')
     assert Doc(step=StepId.parse("ST-9")).model_dump_json() == '{"step":"ST-9"}'
+
+
+def _id_types(cls: type[PrefixedId]) -> list[type[PrefixedId]]:
+    return [cls, *(sub for direct in cls.__subclasses__() for sub in _id_types(direct))]
+
+
+@pytest.mark.parametrize("cls", _id_types(PrefixedId)[1:], ids=lambda cls: cls.__name__)
+def test_ids_carry_no_instance_dict(cls: type[PrefixedId]) -> None:
+    """Just the string: an engine keeps one per retained step."""
+    value = cls.new() if cls is not ResumeKey else ResumeKey.for_senior(StepId.new())
+    assert not hasattr(value, "__dict__")
+    with pytest.raises(AttributeError):
+        value.note = 1  # type: ignore[attr-defined]

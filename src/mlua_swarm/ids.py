@@ -41,7 +41,8 @@ def secure_hex(nbytes: int) -> str:
 
 
 class PrefixedId(str):
-    """Base of every prefixed id type."""
+    """Base of every prefixed id type; each subclass declares `__slots__ = ()` too, so an id is just its
+    string (no per-instance `__dict__`: an engine keeps one per retained step)."""
 
     prefix: ClassVar[str] = ""
     kind: ClassVar[str] = "id"
@@ -81,12 +82,16 @@ class StepId(PrefixedId):
     prefix = "ST-"
     kind = "step"
 
+    __slots__ = ()
+
 
 class RunId(PrefixedId):
     """One execution of a task; reused by resume and rerun-from."""
 
     prefix = "R-"
     kind = "run"
+
+    __slots__ = ()
 
 
 class TaskId(PrefixedId):
@@ -95,12 +100,16 @@ class TaskId(PrefixedId):
     prefix = "T-"
     kind = "task"
 
+    __slots__ = ()
+
 
 class SessionId(PrefixedId):
     """An attached operator session."""
 
     prefix = "S-"
     kind = "session"
+
+    __slots__ = ()
 
 
 class WorkerId(PrefixedId):
@@ -109,12 +118,16 @@ class WorkerId(PrefixedId):
     prefix = "W-"
     kind = "worker"
 
+    __slots__ = ()
+
 
 class WorkerHandle(PrefixedId):
     """A short bearer (`wh-` + 8 random hex) standing for a worker token; expires with it."""
 
     prefix = "wh-"
     kind = "worker handle"
+
+    __slots__ = ()
 
     @classmethod
     def new(cls) -> Self:
@@ -131,6 +144,8 @@ class ResumeKey(PrefixedId):
 
     prefix = "RK-"
     kind = "resume key"
+
+    __slots__ = ()
 
     @classmethod
     def for_senior(cls, step_id: StepId) -> Self:

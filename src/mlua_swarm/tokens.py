@@ -321,19 +321,25 @@ class TokenRecord:
         return True
 
 
+def _signer(secret: bytes) -> Callable[[bytes], str]:
+    def sign(message: bytes) -> str:
+        return hmac.digest(secret, message, "sha256").hex()
+
+    return sign
+
+
 class TokenBook:
     """Mints, verifies and forgets tokens and their `wh-` handles."""
 
-    __slots__ = ("_handles", "_records", "_secret", "_signs")
+    __slots__ = ("_handles", "_records", "sign")
 
     def __init__(self, secret: bytes) -> None:
-        self._secret = secret
         self._records: dict[str, TokenRecord] = {}
         self._handles: dict[str, str] = {}
-        self._signs = self.sign  # bound once: every record signs through it
-
-    def sign(self, message: bytes) -> str:
-        return hmac.digest(self._secret, message, "sha256").hex()
+        self.sign = _signer(secret)
+        """The HMAC-SHA256 hex of a message under the book's secret. Every record signs through it;
+        it holds the secret, not the book, so a book and its records do not hold each other (a
+        finished run's book goes by reference counting, not by the cyclic garbage collector)."""
 
     def mint(
         self,
@@ -380,7 +386,7 @@ class TokenBook:
             nonce = secure_hex(16)
         # tuple(scopes): a caller's list cannot change the token later
         minted = (agent_id, role, tuple(scopes), now, now + ttl_secs, max_uses, nonce)
-        record = TokenRecord(minted, step_id, self._signs, attempt_bound=attempt_bound)
+        record = TokenRecord(minted, step_id, self.sign, attempt_bound=attempt_bound)
         token = record.token = object.__new__(CapToken)  # the book's own token over `minted`, signed on first read
         token._fields = minted
         token._fp = token._sig = None

@@ -8,7 +8,9 @@ from typing import Any
 
 from mlua_swarm import WorkerInvocation
 from mlua_swarm.blueprint.compiler import compile_blueprint
+from mlua_swarm.core.state import StepOutcome
 from mlua_swarm.run import Run, run_blueprint
+from mlua_swarm.run.dispatcher import input_hash
 from mlua_swarm.store import ReplayHit, ReplayRow, StepEntry
 
 from ..conftest import P, compile_fns
@@ -114,6 +116,43 @@ async def test_a_journal_replays_finished_steps_without_dispatching_them() -> No
     replayed = await run_blueprint(compile_fns(flow, {"inc": counted}), {"n": 0}, journal=again)
     assert replayed.final_ctx == done.final_ctx
     assert calls == [3] and replayed.steps_replayed == 3 and replayed.steps_dispatched == 1
+
+
+class FieldJournal(ListJournal):
+    """A journal with `record` too: the dispatcher hands it a step's fields and builds no records."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+        self.fields: list[tuple[Any, ...]] = []
+
+    async def record(self, *fields: Any) -> None:
+        self.fields.append(fields)
+
+
+async def test_the_dispatcher_gives_a_journal_with_record_the_steps_fields() -> None:
+    async def inc(inv: WorkerInvocation) -> Any:
+        return inv.input + 1
+
+    async def gate(inv: WorkerInvocation) -> Any:
+        raise RuntimeError("gate broke")
+
+    flow = {
+        "kind": "seq",
+        "children": [
+            {"kind": "step", "ref": "inc", "in": P("$.n"), "out": P("$.n")},
+            {"kind": "step", "ref": "gate", "in": P("$.n"), "out": P("$.g")},
+        ],
+    }
+    journal = FieldJournal()
+    result = await run_blueprint(compile_fns(flow, {"inc": inc, "gate": gate}), {"n": 1}, journal=journal)
+    assert result.status == "failed" and journal.records == []
+    (passed, failed) = journal.fields
+    ref, step_id, status, attempt, started, finished, stats, stderr, error, node, digest, value = passed
+    assert (ref, status, attempt, stderr, error, value) == ("inc", StepOutcome.PASSED, 1, None, None, 2)
+    assert str(step_id).startswith("ST-") and started <= finished and digest == input_hash(1)
+    assert node is not None and stats is not None
+    assert failed[0] == "gate" and failed[2] is StepOutcome.FAILED and failed[10] is None
+    assert "gate broke" in failed[8]
 
 
 async def test_middleware_decisions_reach_the_journal_trace() -> None:

@@ -47,6 +47,29 @@ async def test_record_step_assigns_occurrences_in_lookup_order(store: Store) -> 
     assert len(await store.list_steps(run.run_id)) == 3
 
 
+async def test_record_stores_what_record_step_stores_from_the_same_fields(store: Store) -> None:
+    runs = [await new_run(store), await new_run(store)]
+    by_records, by_fields = (RunJournal(store, run.run_id) for run in runs)
+    steps = [entry("a"), entry("gate", StepOutcome.SKIPPED), entry("b", StepOutcome.FAILED, attempt=2)]
+    for step in steps:
+        replay = None if step.status is StepOutcome.FAILED else ReplayRow(step.step_ref, "h", {"v": [1]})
+        if replay is not None:
+            replay.skip = step.status is StepOutcome.SKIPPED
+            replay.created_at = step.finished_at or 0.0
+        await by_records.record_step(replace(step, error=None if replay else {"why": "no"}), replay)
+        await by_fields.record(
+            step.step_ref, step.step_id, step.status, step.attempt, step.started_at, step.finished_at,
+            step.stats, step.stderr_tail, None if replay else {"why": "no"}, step.node_index,
+            None if replay is None else "h", None if replay is None else {"v": [1]},
+        )  # fmt: skip
+    stored = [(await store.list_steps(r.run_id), await store.list_replay(r.run_id)) for r in runs]
+    assert stored[0][0] == stored[1][0] and len(stored[0][0]) == 3
+    assert [(r.step_ref, r.input_hash, r.value, r.skip, r.occurrence) for r in stored[0][1]] == [
+        (r.step_ref, r.input_hash, r.value, r.skip, r.occurrence) for r in stored[1][1]
+    ]
+    assert [r.skip for r in stored[1][1]] == [False, True]
+
+
 async def test_replayed_journal_hits_pass_and_skip_then_misses(store: Store) -> None:
     run = await new_run(store)
     first = RunJournal(store, run.run_id)

@@ -218,12 +218,14 @@ class _Step:
         self.last_result: Any = None
         self.worker: Worker | None = None
         self.token: CapToken | None = None
-        self.tails: dict[int, list[OutputEvent]] = {}
-        self.staged: dict[int, list[str]] = {}
-        self.stats: dict[int, dict[str, Any]] = {}
-        self.transient: dict[int, int] = {}
+        # Per-attempt records, keyed by attempt, each made on its first entry (most steps never need
+        # some of them) and dropped when the step is released: a retained finished step keeps none.
+        self.tails: dict[int, list[OutputEvent]] | None = None
+        self.staged: dict[int, list[str]] | None = None
+        self.stats: dict[int, dict[str, Any]] | None = None
+        self.transient: dict[int, int] | None = None
         """How many Progress/Partial events each attempt's tail holds (bounded by the config)."""
-        self.refused: dict[int, str] = {}
+        self.refused: dict[int, str] | None = None
         """Why the engine refused an attempt's Final, for the failure message when no Final landed."""
         self.held = 0
         """What the live attempt's tail weighs (`core.budget`); `_OVER` once it passed the budget."""
@@ -351,7 +353,9 @@ class Engine:
 
     def release_task(self, token: CapToken, step_id: StepId) -> None:
         """Drop what a finished step holds (its input, result, tails and stats) once its owner has
-        recorded it; the step's state stays readable until evicted like any finished step.
+        recorded it; the step's state stays readable until evicted like any finished step, and what
+        it keeps till then is a few objects for the garbage collector to scan (the step, its id and
+        its spec), not its per-attempt records.
 
         A run calls this for each step it has written to its journal (or, when ephemeral, folded
         into its ctx), so the engine does not keep finished steps' outputs. Annotations that land
@@ -365,15 +369,9 @@ class Engine:
         st.spec.initial_directive = None
         st.spec.step_ctx = None
         st.last_result = None
-        # Most of these are empty for a step that passed: a truth test is cheaper than a call.
-        if st.tails:
-            st.tails.clear()
-        if st.staged:
-            st.staged.clear()
-        if st.stats:
-            st.stats.clear()
-        if st.transient:
-            st.transient.clear()
+        st.tails = st.staged = st.stats = st.transient = st.refused = None
+        if st.waiter is not None and st.waiter.done():
+            st.waiter = None
 
     # ── dispatch ──────────────────────────────────────────────────────────
 
@@ -479,15 +477,21 @@ class Engine:
         """The attempt's outcome once its worker ended (`error`: how it failed) in time and uncancelled
         by its owner: its tail folded, or why it failed."""
         if st.held == _OVER:
+            assert st.refused is not None
             raise self._fail(st, attempt, st.refused[attempt])
         if st.status is _S.CANCELLED or isinstance(error, WorkerCancelled):
             self._end(st, attempt, _S.CANCELLED, None)
             return DispatchOutcome("cancelled", None, attempt)
         if error is not None:
             raise self._fail(st, attempt, str(error))
-        folded = fold_tail(st.tails.get(attempt, []), st.staged.get(attempt), raw=st.spec.submit_format == "text")
+        tails, staged = st.tails, st.staged
+        folded = fold_tail(
+            tails.get(attempt, []) if tails is not None else [],
+            staged.get(attempt) if staged is not None else None,
+            raw=st.spec.submit_format == "text",
+        )
         if folded is None:
-            refused = st.refused.get(attempt)
+            refused = st.refused.get(attempt) if st.refused is not None else None
             raise self._fail(
                 st, attempt, "no Final in output_tail" + (f" (a Final was refused: {refused})" if refused else "")
             )
@@ -669,6 +673,8 @@ class Engine:
             raise
         weight = self._append(st, attempt, event, size)
         if stage and type(event) is Artifact:
+            if st.staged is None:
+                st.staged = {}
             st.staged.setdefault(attempt, []).append(event.name)
         if self._bus.heard and self._bus.wants("worker_output"):
             data = {"attempt": attempt, "event": event.to_json()}
@@ -692,13 +698,18 @@ class Engine:
         if held > self.config.max_attempt_output_bytes:
             raise self._over_budget(st, attempt, weight)
         st.held = held
-        tail = st.tails.get(attempt)
+        tails = st.tails
+        if tails is None:
+            tails = st.tails = {}
+        tail = tails.get(attempt)
         if tail is None:
-            tail = st.tails[attempt] = []
+            tail = tails[attempt] = []
         tail.append(event)
         if lasting:
             return weight
         keep = self.config.tail_transient_events
+        if st.transient is None:
+            st.transient = {}
         transient = st.transient.get(attempt, 0) + 1
         if transient > keep:
             drop = transient - keep // 2
@@ -709,7 +720,7 @@ class Engine:
                     held -= event_bytes(ev)
                     continue
                 kept.append(ev)
-            st.tails[attempt] = kept
+            tails[attempt] = kept
             st.held = held
             transient = keep // 2
         st.transient[attempt] = transient
@@ -721,8 +732,12 @@ class Engine:
         to stop yet; every event it emits from now on is refused, and the attempt fails when it ends.)"""
         limit = self.config.max_attempt_output_bytes
         if st.held == _OVER:
+            assert st.refused is not None
             return OutputBudgetExceeded(st.refused[attempt], limit, limit)
-        message = over_budget_message(st.spec.agent, attempt, limit, st.held, weight, len(st.tails.get(attempt, ())))
+        held_events = len(st.tails.get(attempt, ())) if st.tails is not None else 0
+        message = over_budget_message(st.spec.agent, attempt, limit, st.held, weight, held_events)
+        if st.refused is None:
+            st.refused = {}
         st.refused[attempt] = message
         held, st.held = st.held, _OVER
         if st.worker is not None:
@@ -732,6 +747,8 @@ class Engine:
     def _note_refusal(self, step_id: StepId, attempt: int, exc: EngineError) -> None:
         st = self._steps.get(step_id)
         if st is not None and attempt == st.attempt and st.held != _OVER:
+            if st.refused is None:
+                st.refused = {}
             st.refused[attempt] = str(exc)
 
     def _check_verdict(self, st: _Step, attempt: int, final: Final) -> None:
@@ -745,7 +762,12 @@ class Engine:
             if value not in contract.values:
                 raise VerdictValueRejected(value, allowed)
             return
-        staged = last_staged(st.tails.get(attempt, []), st.staged.get(attempt), "verdict")
+        tails, parts = st.tails, st.staged
+        staged = last_staged(
+            tails.get(attempt, []) if tails is not None else [],
+            parts.get(attempt) if parts is not None else None,
+            "verdict",
+        )
         if staged is MISSING:
             raise VerdictPartMissing(allowed)
         value = comparable(staged)
@@ -760,6 +782,8 @@ class Engine:
         st = self._steps.get(step_id)
         if st is None or not 1 <= attempt <= st.attempt:
             return False
+        if st.tails is None:
+            st.tails = {}
         st.tails.setdefault(attempt, []).append(event)
         if self._bus.wants("worker_output"):
             self.publish("worker_output", step_id, attempt=attempt, event=event.to_json())
@@ -767,16 +791,18 @@ class Engine:
 
     def output_tail(self, step_id: StepId, attempt: int) -> list[OutputEvent]:
         st = self._steps.get(step_id)
-        return list(st.tails.get(attempt, ())) if st is not None else []
+        return list(st.tails.get(attempt, ())) if st is not None and st.tails is not None else []
 
     def staged_parts(self, step_id: StepId, attempt: int) -> list[str]:
         st = self._steps.get(step_id)
-        return list(st.staged.get(attempt, ())) if st is not None else []
+        return list(st.staged.get(attempt, ())) if st is not None and st.staged is not None else []
 
     def record_worker_stats(self, step_id: StepId, attempt: int, stats: Mapping[str, Any]) -> None:
         st = self._steps.get(step_id)
         if st is None:
             return
+        if st.stats is None:
+            st.stats = {}
         current = st.stats.get(attempt)
         if current is None:
             st.stats[attempt] = {**stats}
@@ -785,7 +811,7 @@ class Engine:
 
     def worker_stats(self, step_id: StepId, attempt: int) -> dict[str, Any]:
         st = self._steps.get(step_id)
-        return dict(st.stats.get(attempt, {})) if st is not None else {}
+        return dict(st.stats.get(attempt, {})) if st is not None and st.stats is not None else {}
 
     def worker_record(self, token: CapToken) -> TokenRecord:
         """The live record of a token presented from outside: signature, expiry and role checked."""

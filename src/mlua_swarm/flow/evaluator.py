@@ -96,28 +96,19 @@ class _Scope(_Turns):
 
 
 class _Runner:
-    """Evaluates nodes for one run: the dispatcher, the externs and a per-kind handler table."""
+    """Evaluates nodes for one run: the dispatcher and the externs; `_HANDLERS` picks the method per kind."""
 
-    __slots__ = ("_handlers", "_in_lane_start", "dispatcher", "externs")
+    __slots__ = ("_in_lane_start", "dispatcher", "externs")
 
     def __init__(self, dispatcher: StepDispatcher, externs: Externs) -> None:
         self.dispatcher = dispatcher
         self.externs = externs
         self._in_lane_start = False
         """True while `_lanes` runs a lane inline: it sees to the loop's turns between lanes instead."""
-        self._handlers: dict[type, Callable[[Any, _Scope], Awaitable[None]]] = {
-            Step: self._step,
-            Seq: self._seq,
-            Branch: self._branch,
-            Loop: self._loop,
-            Fanout: self._fanout,
-            Try: self._try,
-            Assign: self._assign,
-        }
 
     async def run(self, node: Node, scope: _Scope) -> None:
         """Evaluate `node` against `scope`, updating its ctx."""
-        await self._handlers[type(node)](node, scope)
+        await _HANDLERS[type(node)](self, node, scope)
 
     async def _step(self, node: Step, scope: _Scope) -> None:
         value = eval_expr(node.input, scope.ctx, self.externs)
@@ -133,9 +124,9 @@ class _Runner:
             await scope.take()
 
     async def _seq(self, node: Seq, scope: _Scope) -> None:
-        handlers = self._handlers
+        handlers = _HANDLERS
         for child in node.children:
-            await handlers[type(child)](child, scope)
+            await handlers[type(child)](self, child, scope)
 
     async def _branch(self, node: Branch, scope: _Scope) -> None:
         cond = eval_expr(node.cond, scope.ctx, self.externs)
@@ -148,14 +139,14 @@ class _Runner:
 
     async def _loop(self, node: Loop, scope: _Scope) -> None:
         counter, cond_expr, body = node.counter, node.cond, node.body
-        handler = self._handlers[type(body)]
+        handler = _HANDLERS[type(body)]
         scope.ctx = counter.set(scope.ctx, 0)
         done = 0
         while done < node.max:
             cond = eval_expr(cond_expr, scope.ctx, self.externs)
             if cond is None or cond is False:
                 return
-            await handler(body, scope)
+            await handler(self, body, scope)
             done += 1
             scope.ctx = counter.set(scope.ctx, done)
             if time.monotonic() >= scope.due:
@@ -193,7 +184,7 @@ class _Runner:
         try:
             lane = _Scope(node.bind.set(dict(parent), item))
             body = node.body
-            await self._handlers[type(body)](body, lane)
+            await _HANDLERS[type(body)](self, body, lane)
             value = lane.ctx if node.collect is None else eval_expr(node.collect, lane.ctx, self.externs)
         except EvalError as err:
             join.failed(index, err)
@@ -259,6 +250,19 @@ class _Runner:
                 tasks[later] = start(lane(node, parent, later, items[later], join))
             await started
             return
+
+
+_HANDLERS: dict[type, Callable[[_Runner, Any, _Scope], Awaitable[None]]] = {
+    Step: _Runner._step,
+    Seq: _Runner._seq,
+    Branch: _Runner._branch,
+    Loop: _Runner._loop,
+    Fanout: _Runner._fanout,
+    Try: _Runner._try,
+    Assign: _Runner._assign,
+}
+"""Each node kind's method, unbound: a runner holding its own bound methods would be a reference cycle,
+and a finished run's objects are freed by reference counting, not left to the cyclic collector."""
 
 
 class _Join:

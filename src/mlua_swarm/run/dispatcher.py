@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from hashlib import sha256
 from typing import Any, Protocol, get_args
@@ -54,13 +54,17 @@ class AgentPolicy:
 
 
 class Journal(Protocol):
-    """Persistence of a run's steps (`store.RunJournal` implements it; None means in memory only)."""
+    """Persistence of a run's steps (`store.RunJournal` implements it; None means in memory only).
+
+    A journal may also have `record`, taking the fields of `record_step`'s entry and replay row
+    themselves (as `RunJournal.record` does): the dispatcher then builds neither record.
+    """
 
     def lookup(self, step_ref: str, input_hash: str) -> ReplayHit | None:
         """The logged outcome of this occurrence of the step if an earlier attempt of the run finished it."""
 
-    async def record_step(self, entry: StepEntry, replay: ReplayRow | None) -> None:
-        """Persist the step (and, for a pass or skip, its replay row); returns once durable."""
+    def record_step(self, entry: StepEntry, replay: ReplayRow | None) -> Awaitable[None]:
+        """Persist the step (and, for a pass or skip, its replay row); awaiting the result returns once durable."""
 
     def trace(self, kind: str, step_ref: str | None = None, attempt: int | None = None, payload: Any = None) -> None:
         """Queue a trace event (middleware decisions, retries, cancellations) for the run's history."""
@@ -108,7 +112,11 @@ class EngineDispatcher:
         self.metas = dict(metas or {})
         self.run = run
         self.journal = journal
+        self._record = getattr(journal, "record", None)
+        """The journal's `record` (see `Journal`), if it has one."""
         self.observer = observer or NullObserver()
+        self._watched = observer is not None
+        """An observer hears steps start and finish (a durable run without one skips the calls)."""
         self._quiet = journal is None and observer is None
         """No journal records and no observer watches: a passing step needs no bookkeeping."""
         self.steps_dispatched = 0
@@ -132,7 +140,8 @@ class EngineDispatcher:
             hit = self.journal.lookup(ref, digest)
             if hit is not None:
                 self.steps_replayed += 1
-                self.observer.step_finished(ref, None, "replayed", 0.0, hit.value)
+                if self._watched:
+                    self.observer.step_finished(ref, None, "replayed", 0.0, hit.value)
                 return Skipped(hit.value) if hit.skip else hit.value
         policy = self.policies.get(ref) or AgentPolicy()
         spec = TaskSpec(
@@ -150,7 +159,7 @@ class EngineDispatcher:
         self.steps_dispatched += 1
         if self._started is not None:
             self._started.add(step_id)
-        if not self._quiet:
+        if self._watched:
             self.observer.step_started(ref, step_id, step.index)
         try:
             try:
@@ -168,7 +177,7 @@ class EngineDispatcher:
                 raise
             if outcome.kind == "pass" and self.journal is None:
                 # Nothing to record: an observer hears the pass here, without the bookkeeping path.
-                if not self._quiet:
+                if self._watched:
                     self.observer.step_finished(ref, step_id, StepOutcome.PASSED, time.time() - started, outcome.value)
                 return outcome.value
             return await self._apply(step, step_id, outcome, started, digest)
@@ -204,7 +213,8 @@ class EngineDispatcher:
     ) -> None:
         finished = time.time()
         ref = step.ref
-        self.observer.step_finished(ref, step_id, status, finished - started, value if error is None else error)
+        if self._watched:
+            self.observer.step_finished(ref, step_id, status, finished - started, value if error is None else error)
         journal = self.journal
         if journal is None:
             return
@@ -213,8 +223,15 @@ class EngineDispatcher:
         if stats and "stderr_tail" in stats:
             stats = dict(stats)
             stderr = stats.pop("stderr_tail")
+        replayed = status is _PASSED or status is _SKIPPED
+        if self._record is not None:
+            await self._record(
+                ref, step_id, status, attempt, started, finished, stats or None, stderr, error, step.index,
+                digest if replayed else None, value,
+            )  # fmt: skip
+            return
         entry = StepEntry(ref, step_id, status, attempt, started, finished, stats or None, stderr, error, step.index)
-        if status is _PASSED or status is _SKIPPED:
+        if replayed:
             await journal.record_step(entry, ReplayRow(ref, digest, value, status is _SKIPPED))
         else:
             await journal.record_step(entry, None)

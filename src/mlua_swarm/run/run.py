@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -406,7 +407,9 @@ class Run:
                         run_id=self.run_id,
                         goal=self.compiled.id,
                         durability=self.durability,
-                        on_cancel=lambda: self.cancel(STORE_CANCEL_REASON),
+                        # the scope, not the run: the heartbeat's cancelled task is cyclic garbage
+                        # (task, its error, the error's frames), which then holds no engine
+                        on_cancel=functools.partial(self._scope.cancel, STORE_CANCEL_REASON),
                     )
                 )
                 journal = record

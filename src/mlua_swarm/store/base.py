@@ -176,37 +176,61 @@ def _loads(text: str | None) -> Any:
 
 
 def step_row(entry: StepEntry, replay: ReplayRow | None = None) -> StepRow:
-    """Encode a step entry and its replay row (same step_ref; it needs its occurrence) into one `StepRow`.
-
-    Ids and the status are stored as plain `str` (a `str` subclass costs the SQLite binding an adapter lookup).
-    """
-    stats = entry.stats
-    error = entry.error
-    text = entry.stderr_tail
+    """Encode a step entry and its replay row (same step_ref; it needs its occurrence) into one `StepRow`."""
     if replay is None:
-        return _new_row(
-            StepRow,
-            (
-                entry.step_ref, str(entry.step_id), entry.status._value_, entry.attempt, entry.started_at,
-                entry.finished_at, None if stats is None else stats_json(stats),
-                None if text is None else stderr_tail(text), None if error is None else dumps(error),
-                None, None, None, None, None, entry.node_index,
-            ),
+        return encode_step(
+            entry.step_ref, entry.step_id, entry.status, entry.attempt, entry.started_at, entry.finished_at,
+            entry.stats, entry.stderr_tail, entry.error, entry.node_index,
         )  # fmt: skip
     if replay.occurrence is None:
         raise ValueError("a stored replay row needs its occurrence")
     if replay.step_ref != entry.step_ref:
         raise ValueError(f"replay row of {replay.step_ref!r} given with the entry of {entry.step_ref!r}")
-    value = replay.value
+    return encode_step(
+        entry.step_ref, entry.step_id, entry.status, entry.attempt, entry.started_at, entry.finished_at,
+        entry.stats, entry.stderr_tail, entry.error, entry.node_index,
+        replay.input_hash, replay.occurrence, replay.skip, replay.value, replay.created_at,
+    )  # fmt: skip
+
+
+def encode_step(
+    step_ref: str,
+    step_id: str,
+    status: StepOutcome,
+    attempt: int,
+    started_at: float | None,
+    finished_at: float | None,
+    stats: Mapping[str, Any] | None,
+    stderr: str | None,
+    error: Any,
+    node_index: int | None,
+    input_hash: str | None = None,
+    occurrence: int | None = None,
+    skip: bool = False,
+    value: Any = None,
+    created_at: float = 0.0,
+) -> StepRow:
+    """A step's fields (those of a `StepEntry`, then those of its `ReplayRow` when `input_hash` is
+    given) encoded into one `StepRow`, without building either record.
+
+    Ids and the status are stored as plain `str` (a `str` subclass costs the SQLite binding an adapter lookup).
+    """
+    if input_hash is None:
+        return _new_row(
+            StepRow,
+            (
+                step_ref, str(step_id), status._value_, attempt, started_at, finished_at,
+                None if stats is None else stats_json(stats), None if stderr is None else stderr_tail(stderr),
+                None if error is None else dumps(error), None, None, None, None, None, node_index,
+            ),
+        )  # fmt: skip
     return _new_row(
         StepRow,
         (
-            entry.step_ref, str(entry.step_id), entry.status._value_, entry.attempt, entry.started_at,
-            entry.finished_at, None if stats is None else stats_json(stats),
-            None if text is None else stderr_tail(text), None if error is None else dumps(error),
-            replay.input_hash, replay.occurrence, replay.skip,
-            str(value) if type(value) is int else dumps(value), replay.created_at or time.time(),
-            entry.node_index,
+            step_ref, str(step_id), status._value_, attempt, started_at, finished_at,
+            None if stats is None else stats_json(stats), None if stderr is None else stderr_tail(stderr),
+            None if error is None else dumps(error), input_hash, occurrence, skip,
+            str(value) if type(value) is int else dumps(value), created_at or time.time(), node_index,
         ),
     )  # fmt: skip
 

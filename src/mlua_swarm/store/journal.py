@@ -2,8 +2,8 @@
 
 `lookup` answers from the replay rows the journal was built with (a resume passes the stored log),
 counting occurrences of each (step_ref, input_hash) so repeated identical steps replay in order.
-`record_step` reaches the commit point its durability asks for before it returns: in `sync` and
-`batch` a step whose `record_step` returned is on disk; in `exit` everything waits in memory until
+Awaiting `record_step` reaches the commit point its durability asks for: in `sync` and `batch` a
+step whose `record_step` was awaited is on disk; in `exit` everything waits in memory until
 `finish`, and a crash loses the run's steps.
 """
 
@@ -14,14 +14,17 @@ import json
 import time
 from array import array
 from collections import deque
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..core.state import StepOutcome
 from ..ids import RunId
-from .base import StepRow, Store, step_row
+from .base import StepRow, Store, encode_step, step_row
 from .records import Durability, ReplayRow, RunStatus, StepEntry, dumps
 
 _EXIT = Durability.EXIT
+_SKIPPED = StepOutcome.SKIPPED
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +92,10 @@ class Occurrences:
                 i = (i + 1) & mask
             table[i] = fp
         self._table, self._mask = table, mask
+
+
+async def _recorded() -> None:
+    """Nothing more to wait for: an `exit` step is kept in memory until the run's finish."""
 
 
 def _snapshot(value: Any) -> Any:
@@ -180,18 +187,49 @@ class RunJournal:
         self._unrecorded[key] = waiting[0] if len(waiting) == 1 else waiting
         return occurrence
 
-    async def record_step(self, entry: StepEntry, replay: ReplayRow | None = None) -> None:
-        """Append a step entry (and its replay row for pass/skip outcomes), then reach the commit point.
+    def record(
+        self,
+        step_ref: str,
+        step_id: str,
+        status: StepOutcome,
+        attempt: int,
+        started_at: float | None,
+        finished_at: float | None,
+        stats: Mapping[str, Any] | None,
+        stderr: str | None,
+        error: Any,
+        node_index: int | None,
+        input_hash: str | None = None,
+        value: Any = None,
+    ) -> Awaitable[None]:
+        """`record_step` from the fields of the step's entry (and, when `input_hash` is given, of its
+        replay row holding `value`, a skip if `status` is one), without building either record: the
+        dispatcher's path. Await the result to reach the commit point."""
+        occurrence = None if input_hash is None else self._occurrence_for(step_ref, input_hash)
+        row = encode_step(
+            step_ref, step_id, status, attempt, started_at, finished_at, stats, stderr, error, node_index,
+            input_hash, occurrence, status is _SKIPPED, value,
+        )  # fmt: skip
+        return self._keep(row)
 
-        A replay row without an occurrence gets the one its `lookup` handed out (set on the row).
+    def record_step(self, entry: StepEntry, replay: ReplayRow | None = None) -> Awaitable[None]:
+        """Append a step entry (and its replay row for pass/skip outcomes); await the result to reach
+        the commit point.
+
+        A replay row without an occurrence gets the one its `lookup` handed out (set on the row). The
+        entry is encoded when this is called.
         """
         if replay is not None and replay.occurrence is None:
             replay.occurrence = self._occurrence_for(replay.step_ref, replay.input_hash)
-        row = step_row(entry, replay)
+        return self._keep(step_row(entry, replay))
+
+    def _keep(self, row: StepRow) -> Awaitable[None]:
+        """The store's commit of `row` itself (this is a plain function rather than a coroutine around
+        it: one coroutine fewer per step); in `exit`, `row` waits in memory for `finish`."""
         if self.durability is _EXIT:
             self._steps.append(row)
-            return
-        await self.store.commit_step(self.run_id, row, self.durability)
+            return _recorded()
+        return self.store.commit_step(self.run_id, row, self.durability)
 
     def trace(self, kind: str, step_ref: str | None = None, attempt: int | None = None, payload: Any = None) -> None:
         """Queue an observational event; the store writes it shortly after (in `exit`, at the end)."""

@@ -153,16 +153,16 @@ def _history_insert(run_id: str, seq: int, kind: int, row: StepRow) -> tuple[str
         ref, step_id, status, attempt, started, finished, stats, stderr, error,
         digest, occurrence, skip, value, created, node,
     ) = row  # fmt: skip
-    big = _is_big(value)
+    big = value is not None and len(value) > _MAYBE_BIG and _is_big(value)
     if digest is None or stderr is not None or error is not None:
         return _BIG_HISTORY_INSERT if big else _HISTORY_INSERT, (run_id, seq, kind, *row)
     if stats is None:
         return _BIG_BARE_INSERT if big else _BARE_HISTORY_INSERT, (
-            str(run_id), seq, kind, ref, str(step_id), status, attempt, started, finished,
+            str(run_id), seq, kind, ref, step_id, status, attempt, started, finished,
             digest, occurrence, 1 if skip else 0, value, created, node,
         )  # fmt: skip
     return _BIG_LEAN_INSERT if big else _LEAN_HISTORY_INSERT, (
-        str(run_id), seq, kind, ref, str(step_id), status, attempt, started, finished, stats,
+        str(run_id), seq, kind, ref, step_id, status, attempt, started, finished, stats,
         digest, occurrence, 1 if skip else 0, value, created, node,
     )  # fmt: skip
 
@@ -892,7 +892,8 @@ class SqliteStore(Store):
             self._note_key(run_id, row)
             await self.flush(durability)
             return
-        self._commit_siblings()
+        if _OPENED.get(self._key, 0) > 1:
+            self._commit_siblings()
         seq = self._next_seq("history", run_id)
         try:
             self._cursor.execute(*_history_insert(run_id, seq, kind, row))
