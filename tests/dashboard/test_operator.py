@@ -261,3 +261,37 @@ def test_a_hook_before_card_shows_the_prompt_and_context_and_approving_completes
     record = wait_status(client, run_id, "done", "failed")
     assert record["status"] == "done", record
     assert record["result"]["deployed"] == init["request"]
+
+
+def test_the_run_page_says_which_step_waits_on_which_operator_until_it_is_answered(
+    server: LiveServer, page: Page
+) -> None:
+    client = server.client()
+    away = client.post("/v1/operators", json={"desc": "carol's laptop"}).json()
+    blueprint = {
+        "id": "sign-off",
+        "flow": operator_step("sign", "Sign release v3?", "$.signed"),
+        "agents": [operator_agent("sign")],
+        "operators": [{"name": "human"}],
+    }
+    run_id = launch(client, blueprint, operator_sid=away["sid"], operator_desc="carol (away)")["run_id"]
+    page.goto(f"{server.base_url}/runs/{run_id}")
+    waiting = page.locator("#waiting")
+    expect(waiting).to_contain_text(
+        f"sign waits for its operator's answer: seat human, held by “carol (away)” ({away['sid']})"
+    )
+    expect(waiting.locator(".off")).to_have_text("not connected (the request waits until it attaches)")
+
+    console = page.context.new_page()
+    join(console, server, "dave")
+    console.locator("#acquire-run").fill(run_id)
+    console.locator("#acquire-btn").click()
+    expect(waiting).to_contain_text("held by “dave”")
+    expect(waiting.locator(".off")).to_have_count(0)
+
+    card = console.locator('article.request[data-kind="spawn"]').filter(has_text="sign")
+    card.locator("textarea").fill("signed by dave")
+    card.get_by_role("button", name="Submit value").click()
+    expect(page.locator("#run-status")).to_have_text("done")
+    expect(waiting).to_be_hidden()
+    assert client.get(f"/v1/runs/{run_id}").json()["result"]["signed"] == "signed by dave"

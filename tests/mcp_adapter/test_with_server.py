@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 from mcp import Client
 
 from tests.mcp_adapter.conftest import error_text, mse_mcp, payload
@@ -290,3 +291,62 @@ async def test_operator_kinds_decide_which_spawns_wait_for_the_operator(served: 
             )
         )
         assert "[invalid-arguments]" in local and "runs by id" in local and "no operator session" in local
+
+
+async def test_a_driver_that_goes_away_holding_a_spawn_is_taken_over_by_the_next(
+    served: ServeProcess, tmp_path: Path
+) -> None:
+    folder = work_dir(tmp_path)
+    env = {"MSE_HTTP": served.base_url}
+    async with mse_mcp(folder, env) as first:
+        payload(
+            await first.call_tool(
+                "bp_new", {"template": "single", "name": "note", "operator": "main-ai", "out": "note.bp.lua"}
+            )
+        )
+        payload(await first.call_tool("bp_build", {"script_path": "note.bp.lua"}))
+        sid = payload(await first.call_tool("mse_operator_join", {"desc": "the first driver"}))["sid"]
+        run_id = payload(
+            await first.call_tool(
+                "swarm_run",
+                {"blueprint": {"kind": "id", "id": "note"}, "init_ctx": {"d": {"input": "a"}}, "detach": True},
+            )
+        )["run_id"]
+        claimed = payload(await first.call_tool("mse_pending_wait", {"sid": sid, "timeout_ms": 60_000}))
+        stale_handle = claimed["payload"]["worker_handle"]
+        assert payload(await first.call_tool("mse_worker_fetch", {"worker_handle": stale_handle}))["prompt"] == "a"
+        wrong = error_text(await first.call_tool("mse_ack", {"sid": sid, "req_id": "Q-made-up", "kind": "spawn_ack"}))
+        assert "[unknown-request]" in wrong and "mse_pending_wait" in wrong
+    # The first `mse mcp` is gone with the spawn it claimed; the run waits for its seat's holder.
+    async with mse_mcp(folder, env) as second:
+        sid = payload(await second.call_tool("mse_operator_join", {"desc": "the second driver"}))["sid"]
+        handover = payload(await second.call_tool("mse_run_handover", {"run_id": run_id}))
+        assert [row["kind"] for row in handover["unanswered"]] == ["spawn"]
+        assert handover["unread_seats"][0]["reason"] == "holder is not connected"
+        taken = payload(await second.call_tool("mse_run_acquire", {"run_id": run_id, "desc": "the second driver"}))
+        assert taken["moved"] == 1
+        request = payload(await second.call_tool("mse_pending_wait", {"sid": sid, "timeout_ms": 60_000}))
+        handle = request["payload"]["worker_handle"]
+        assert handle != stale_handle
+        moved = error_text(
+            await second.call_tool(
+                "mse_worker_submit", {"worker_handle": stale_handle, "body": "late", "base_url": served.base_url}
+            )
+        )
+        assert "[http-409]" in moved and "moved to another operator" in moved
+        bogus = error_text(
+            await second.call_tool(
+                "mse_worker_submit", {"worker_handle": "wh-0000", "body": "x", "base_url": served.base_url}
+            )
+        )
+        assert "[http-401]" in bogus and "the worker handle is unknown or expired" in bogus
+        payload(await second.call_tool("mse_worker_submit", {"worker_handle": handle, "body": "b"}))
+        payload(await second.call_tool("mse_ack", {"sid": sid, "req_id": request["req_id"], "kind": "spawn_ack"}))
+        async with (
+            httpx.AsyncClient(base_url=served.base_url, timeout=30) as http,
+            http.stream("GET", f"/v1/runs/{run_id}/events") as events,
+        ):
+            async for _ in events.aiter_lines():  # the stream ends with the run
+                pass
+        status = payload(await second.call_tool("swarm_status", {"run_id": run_id}))
+        assert status["status"] == "done" and status["final_ctx"]["solo"] == "b"

@@ -29,6 +29,11 @@ STATUS_HINTS = {
     422: "the server understood the request but cannot act on it; read the error for the part to change",
     503: "the server is not ready for this (for example no operator attached); join first, then retry",
 }
+WORKER_HINTS = {
+    401: "the worker handle is unknown or expired (a restarted server, or one older than the server's "
+    "worker_token_ttl_secs): use the worker_handle of the latest spawn mse_pending_wait returned for this step",
+}
+"""A worker route's bearer is a spawn's worker handle, not an operator session's."""
 
 
 def server_url(bind: str | None = None) -> str:
@@ -127,6 +132,8 @@ def decode(response: httpx.Response, what: str) -> Any:
     message = body.get("error") if isinstance(body, dict) else None
     hint = body.get("hint") if isinstance(body, dict) else None
     details = body.get("details") if isinstance(body, dict) else None
+    if not hint and response.request.url.path.startswith("/v1/worker/"):
+        hint = WORKER_HINTS.get(response.status_code)
     raise ToolFailure(
         f"http-{response.status_code}",
         f"{what} answered {response.status_code}: {message or body or response.reason_phrase}",

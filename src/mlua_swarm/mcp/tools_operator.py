@@ -296,6 +296,14 @@ Long waits send progress notifications; cancelling the call stops the wait and l
             "spawn_ack": lambda client: client.spawn_ack(req_id, value, ok=ok, error=error, stats=stats),
             "spawn_halt": lambda client: client.spawn_halt(req_id, value, error),
         }
+        client = session(state, sid)
+        if not client.received(req_id):
+            raise ToolFailure(
+                "unknown-request",
+                f"operator session {client.sid} has no request {req_id} to answer: it never arrived here, "
+                "or the server cancelled it (the seat moved, the run ended)",
+                "answer the req_id mse_pending_wait returned; a cancelled request needs no answer",
+            )
         await as_session(state, sid, f"sending {kind}", replies[kind])
         if kind in ("spawn_ack", "spawn_halt"):
             state.forget_routes(lambda route: route.spawn.req_id != req_id)

@@ -280,6 +280,10 @@ class OperatorClient:
 
     # -- requests and replies -------------------------------------------------------------------
 
+    def received(self, req_id: str) -> bool:
+        """Whether the server sent the request `req_id` to this client and has not cancelled it since."""
+        return req_id in self._seen
+
     async def requests(self) -> AsyncIterator[ServerFrame]:
         """Every request as it arrives (each once), until the client is closed or its session is gone."""
         while True:

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 SESSION_COOKIE = "mse_op"
 KEEPALIVE_SECS = 15.0
 REPLY_KINDS = ("spawn_ack", "spawn_halt", "answer", "hook_ack")
+DEFAULT_DESC = "dashboard console"
+"""Who a console session is when the person leaves "Who is answering" empty."""
 
 
 def _sse(event: str, data: Any) -> str:
@@ -64,7 +66,7 @@ class Console:
 
     async def join(self, request: Request) -> Response:
         body = await json_object(request)
-        desc = str(body.get("desc") or "").strip() or "dashboard console"
+        desc = str(body.get("desc") or "").strip() or DEFAULT_DESC
         status, data = await self.dashboard.call(request, "POST", "/v1/operators", {"desc": desc})
         if status >= 400 or not isinstance(data, Mapping):
             return JSONResponse(data or {"error": f"join failed ({status})"}, status_code=status)
@@ -94,7 +96,11 @@ class Console:
             return JSONResponse({"error": "join as an operator first"}, status_code=409)
         body = await json_object(request)
         run_id = str(body.get("run_id") or "").strip()
-        request_body: dict[str, Any] = {"op": creds[0], "desc": str(body.get("desc") or "") or "dashboard console"}
+        # The seat names its holder as the person joined (their "Who is answering"), unless told otherwise.
+        hub = server(request).operators
+        joined = hub.sessions.get(creds[0]) if hub is not None else None
+        desc = str(body.get("desc") or "") or (joined.desc if joined is not None and joined.desc else DEFAULT_DESC)
+        request_body: dict[str, Any] = {"op": creds[0], "desc": desc}
         if body.get("slot"):
             request_body["slot"] = str(body["slot"])
         status, data = await self.dashboard.call(

@@ -37,6 +37,7 @@ from .views import (
     BlueprintNames,
     blueprint_diff,
     launch_of,
+    operator_waits,
     pretty,
     run_record,
     run_row,
@@ -165,6 +166,7 @@ class Dashboard:
             "verdicts": launch.verdicts,
             "steps": step_rows(entries, replay),
             "trace": trace_rows(trace[-TRACE_PAGE:]),
+            "waiting": operator_waits(server(request).operators, str(run.run_id)),
             "now": time.time(),
         }
 
@@ -308,8 +310,16 @@ class Dashboard:
         replay = await self.store(request).list_replay(run.run_id) if len(entries) > start else []
         rows = step_rows(entries, replay, start) if len(entries) > start else []
         trace = await self.store(request).list_trace(run.run_id, after=after, limit=TRACE_PAGE)
+        waiting = operator_waits(server(request).operators, str(run.run_id))
         return JSONResponse(
-            {"run": run_record(run), "from": start, "steps": rows, "trace": trace_rows(trace), "now": time.time()}
+            {
+                "run": run_record(run),
+                "from": start,
+                "steps": rows,
+                "trace": trace_rows(trace),
+                "waiting": waiting,
+                "now": time.time(),
+            }
         )
 
     # -- actions --------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from typing import Any
 
 from ...flow.errors import FlowParseError
 from ...flow.nodes import parse_node
+from ...operator.hub import OperatorHub
 from ...store.records import TERMINAL, LaunchSnapshot, ReplayRow, RunRecord, StepEntry, TaskRecord, TraceEvent, dumps
 
 _NAME_CACHE_SIZE = 4096
@@ -198,6 +199,29 @@ def parse_value(text: str) -> Any:
         return text
 
 
+def operator_waits(hub: OperatorHub | None, run_id: str) -> list[dict[str, Any]]:
+    """The run's steps waiting on an operator right now: which step, for what, on which seat, the
+    holder as the seat names it, and whether its session has a socket (else the request is parked)."""
+    if hub is None:
+        return []
+    seats = hub.seats.get(run_id)
+    rows = []
+    for pending in hub.pending_for_run(run_id):
+        holder = seats.holders.get(pending.slot) if seats is not None and pending.slot else None
+        rows.append(
+            {
+                "step_id": pending.step_id,
+                "agent": pending.frame.get("agent"),
+                "kind": pending.kind,
+                "slot": pending.slot,
+                "holder": holder.desc if holder is not None else pending.session.desc,
+                "sid": pending.session.sid,
+                "connected": pending.session.connected,
+            }
+        )
+    return rows
+
+
 __all__ = [
     "BlueprintNames",
     "Launch",
@@ -205,6 +229,7 @@ __all__ = [
     "flow_ir",
     "launch_document",
     "launch_of",
+    "operator_waits",
     "parse_value",
     "pretty",
     "run_record",

@@ -292,6 +292,21 @@ function paintRun(record, now) {
   }
 }
 
+// ---------- steps waiting on an operator ----------
+
+const WAITS_FOR = { spawn: "waits for its operator's answer", hook_before: "waits for its operator's approval to start",
+  ask: "waits for its operator's answer to a question" };
+
+function paintWaiting(rows, status) {
+  const box = document.getElementById("waiting");
+  const list = TERMINAL.has(status) ? [] : rows || [];
+  box.hidden = !list.length;
+  box.replaceChildren(...list.map((w) => el("p", { "data-step": w.step_id },
+    el("b", null, w.agent || w.step_id), ` ${WAITS_FOR[w.kind] || "waits for its operator"}: seat ${w.slot || "—"}, held by “${w.holder}” (${w.sid}), `,
+    w.connected ? el("span", null, "connected") : el("span", { class: "off" }, "not connected (the request waits until it attaches)"),
+    " · ", el("a", { href: "/operator" }, "operator console"))));
+}
+
 // ---------- the trace ----------
 
 const traceBody = document.getElementById("trace-body");
@@ -353,6 +368,7 @@ async function refresh() {
     addEntries(u.steps);
     addTrace(u.trace);
     paintRun(u.run, u.now);
+    paintWaiting(u.waiting, u.run.status);
     requestFlush();
     quiet = u.steps.length || u.trace.length ? 0 : quiet + 1;
     const ended = TERMINAL.has(u.run.status);
@@ -516,6 +532,7 @@ addTrace(data.trace);
 for (const list of nodesByRef.values()) for (const info of list) dirtySteps.add(info);
 for (const g of groups) dirtyGroups.add(g);
 paintRun(data.run, data.now);
+paintWaiting(data.waiting, data.run.status);
 flush();
 startLive();
 setLive(!finished);
