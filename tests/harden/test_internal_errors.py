@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.conftest import run_mse
-from tests.serverkit import ServeProcess, start_server
+from tests.serverkit import ServeProcess, spawn_mse_serve, start_server
 
 SECRET = "sk-live-4242 /srv/private/keys"
 
@@ -59,15 +59,20 @@ def test_an_internal_error_answers_a_reference_and_logs_the_details(
         live.stop()
 
 
-def test_a_500_is_answered_once_logged_once_and_keeps_the_connection(served: ServeProcess, tmp_path: Path) -> None:
+def unreadable_run(served: ServeProcess, home: Path) -> str:
+    """A run of `served` whose stored row reading it fails on (a 500)."""
     with served.client() as client:
         launched = client.post("/v1/tasks", json={"blueprint": {"kind": "id", "id": "main"}, "init_ctx": {"x": 1}})
         assert launched.status_code == 200, launched.text
-    run_id = launched.json()["run_id"]
-    with sqlite3.connect(tmp_path / "home" / "mse.sqlite3") as conn:
+    with sqlite3.connect(home / "mse.sqlite3") as conn:
         conn.execute("UPDATE runs SET status = ?", (SECRET,))
     conn.close()
+    run_id: str = launched.json()["run_id"]
+    return run_id
 
+
+def test_a_500_is_answered_once_logged_once_and_keeps_the_connection(served: ServeProcess, tmp_path: Path) -> None:
+    run_id = unreadable_run(served, tmp_path / "home")
     url = urlsplit(served.base_url)
     assert url.hostname is not None and url.port is not None
     connection = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
@@ -90,6 +95,21 @@ def test_a_500_is_answered_once_logged_once_and_keeps_the_connection(served: Ser
     log = served.whole_log()
     assert log.count("Traceback (most recent call last)") == 1, log
     assert log.count(ref.group(1)) == 1
+    # Printed as uvicorn prints its own records, so a log reader sees the level.
+    assert f"\nERROR:    internal error (ref {ref.group(1)}) in a route: ValueError" in log
     logged = log[log.index(ref.group(1)) :]
     assert f"ValueError: {SECRET!r} is not a valid RunStatus" in logged[logged.index("Traceback") :]
     assert "Exception in ASGI application" not in log
+
+
+def test_the_log_level_of_mse_serve_governs_its_own_records(tmp_path: Path) -> None:
+    quiet = spawn_mse_serve(
+        ["--bind", "127.0.0.1:0", "--log-level", "critical"], env={"MSE_HOME": str(tmp_path / "home")}
+    )
+    try:
+        run_id = unreadable_run(quiet, tmp_path / "home")
+        with quiet.client() as client:
+            assert client.get(f"/v1/runs/{run_id}").status_code == 500
+    finally:
+        log = quiet.whole_log()
+    assert "internal error" not in log and "Traceback" not in log, log

@@ -251,6 +251,26 @@ def test_file_sentinel_refusals_name_only_what_the_worker_sent(live_server: Live
     h.gate.write_text("go")
 
 
+def test_the_json_result_route_checks_the_types_of_task_id_and_attempt(live_server: LiveServer, held: Held) -> None:
+    c = live_server.client()
+    who = auth(held.env["MSE_WORKER_HANDLE"])
+    step = held.env["MSE_TASK_ID"]
+    for extra, status, message in (
+        ({"attempt": "1"}, 400, "attempt must be an integer"),
+        ({"attempt": True}, 400, "attempt must be an integer"),
+        ({"attempt": {"n": 1}}, 400, "attempt must be an integer"),
+        ({"task_id": [step]}, 400, "task_id must be the step id"),
+        ({"attempt": 2}, 410, "attempt 2 has ended"),
+        ({"task_id": "ST-0"}, 403, "not ST-0"),
+    ):
+        answer = c.post("/v1/worker/result", json={"value": "v", **extra}, headers=who)
+        assert answer.status_code == status and message in answer.json()["error"], (extra, answer.text)
+    accepted = c.post("/v1/worker/result", json={"value": "v", "task_id": step, "attempt": 1}, headers=who)
+    assert accepted.status_code == 204, accepted.text
+    held.gate.write_text("go")
+    assert live_server.wait_run(held.run_id)["result"]["out"] == "v"
+
+
 def test_file_sentinel_refused_without_opt_in(live_server: LiveServer, held: Held) -> None:
     r = live_server.client().post(
         "/v1/worker/submit", content=b"@file:/etc/passwd", headers=auth(held.env["MSE_TOKEN"])

@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from ..server.config import MIN_ADMIN_TOKEN_CHARS, TOKEN_RECIPE, load_config, weak_admin_token
-    from ..server.serve import serve
+    from ..server.serve import log_to_stderr, serve
 
     if args.config is not None and not args.config.is_file():
         missing = Diagnostic(
@@ -65,6 +65,7 @@ def main(args: argparse.Namespace) -> int:
         )
     from ..store import StoreError
 
+    log_to_stderr(args.log_level)
     try:
         asyncio.run(serve(config, log_level=args.log_level))
     except KeyboardInterrupt:

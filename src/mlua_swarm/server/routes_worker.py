@@ -305,10 +305,15 @@ async def result(request: Request) -> Response:
     body = await json_object(request)
     if "value" not in body:
         raise ApiError(400, "the body needs a value")
-    if body.get("task_id") not in (None, call.step_id):
-        raise ApiError(403, f"this credential belongs to step {call.step_id}, not {body.get('task_id')}")
-    if body.get("attempt") not in (None, call.attempt):
-        raise ApiError(410, f"attempt {body.get('attempt')} has ended; the live attempt is {call.attempt}")
+    task_id, attempt = body.get("task_id"), body.get("attempt")
+    if task_id is not None and not isinstance(task_id, str):
+        raise ApiError(400, "task_id must be the step id (a string)")
+    if attempt is not None and (isinstance(attempt, bool) or not isinstance(attempt, int)):
+        raise ApiError(400, "attempt must be an integer")
+    if task_id not in (None, call.step_id):
+        raise ApiError(403, f"this credential belongs to step {call.step_id}, not {task_id}")
+    if attempt not in (None, call.attempt):
+        raise ApiError(410, f"attempt {attempt} has ended; the live attempt is {call.attempt}")
     ok = body.get("ok", True)
     if not isinstance(ok, bool):
         raise ApiError(400, "ok must be true or false")

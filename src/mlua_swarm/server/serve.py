@@ -8,12 +8,14 @@ connections and the lifespan closes the store.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import sys
 from collections.abc import Callable
 from types import FrameType
 
 import uvicorn
+from uvicorn.logging import DefaultFormatter
 
 from .app import create_app
 from .config import ServerConfig
@@ -86,6 +88,18 @@ async def build_server(
     return server, state
 
 
+def log_to_stderr(level: str) -> None:
+    """Print the package's own log records on stderr as uvicorn prints its (`ERROR:    message`), from
+    `level` up: what `mse serve --log-level` means for the whole server, an internal error's reference
+    and traceback included."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(DefaultFormatter("%(levelprefix)s %(message)s"))
+    package = logging.getLogger(__name__.split(".", 1)[0])
+    package.addHandler(handler)
+    package.setLevel(level.upper())
+    package.propagate = False
+
+
 async def serve(config: ServerConfig, *, announce: bool = True, log_level: str = "warning") -> None:
     """`mse serve`: listen on the configured bind until SIGINT/SIGTERM."""
     sock = bind_socket(config.host, config.port)
@@ -98,4 +112,4 @@ async def serve(config: ServerConfig, *, announce: bool = True, log_level: str =
         sock.close()
 
 
-__all__ = ["bind_socket", "build_server", "serve", "url_of"]
+__all__ = ["bind_socket", "build_server", "log_to_stderr", "serve", "url_of"]
