@@ -119,7 +119,7 @@ def run_mse(
     )
 
 
-_SIGINT_AT_DEFAULT = (
+SIGINT_AT_DEFAULT = (
     "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
     "runpy.run_module('mlua_swarm', run_name='__main__', alter_sys=True)"
 )
@@ -131,7 +131,7 @@ def start_mse(args: Sequence[str], *, env: dict[str, str] | None = None) -> subp
     """Start `mse` in a child interpreter without waiting (stdout and stderr piped, as text); SIGINT
     reaches it as a Ctrl-C would, whatever the tests' own process inherited."""
     return subprocess.Popen(
-        [sys.executable, "-c", _SIGINT_AT_DEFAULT, *args],
+        [sys.executable, "-c", SIGINT_AT_DEFAULT, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

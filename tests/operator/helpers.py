@@ -15,6 +15,7 @@ from mlua_swarm.blueprint.compiler import CompiledBlueprint, compile_blueprint
 from mlua_swarm.operator.frames import ServerFrame, parse_server_frame
 from mlua_swarm.operator.hub import Connection, OperatorHub, OperatorSession
 from mlua_swarm.services import RuntimeServices
+from tests.conftest import SIGINT_AT_DEFAULT
 from tests.ptyterm import PtyProcess
 from tests.serverkit import SRC
 
@@ -39,7 +40,8 @@ def join_in_terminal(live: Any, home: Path, *extra: str) -> tuple[PtyProcess, st
     """`mse operator join --server LIVE` on a pseudo-terminal (MSE_HOME `home`), once it waits for
     requests: the terminal (the caller closes it) and its session id."""
     env = {**os.environ, "PYTHONPATH": str(SRC), "TERM": "xterm", "COLUMNS": "120", "MSE_HOME": str(home)}
-    term = PtyProcess([sys.executable, "-m", "mlua_swarm", "operator", "join", "--server", live.base_url, *extra], env)
+    argv = [sys.executable, "-c", SIGINT_AT_DEFAULT, "operator", "join", "--server", live.base_url, *extra]
+    term = PtyProcess(argv, env)
     try:
         sid = term.expect(r"session (S-[0-9a-f]+)").group(1)
         term.expect("waiting for requests")

@@ -142,6 +142,12 @@ def test_operator_flags_without_a_server_or_a_sid_are_diagnostics(live_server: L
     )
     assert unknown.returncode == 2 and "Traceback" not in unknown.stderr
     assert "operator session S-0123456789abcdef not found" in unknown.stderr
+    two_seats = tmp_path / "two-seats.json"
+    two_seats.write_text(json.dumps({**MIXED, "operators": [{"name": "desk"}, {"name": "lead"}]}))
+    unnamed = run_mse(["run", str(two_seats), "--server", live_server.base_url, "--operator-sid", "S-01"], env=env)
+    assert unnamed.returncode == 2
+    assert "the Blueprint declares 2 operator seats (desk, lead): --operator-sid holds one" in unnamed.stderr
+    assert "hint: name it with --operator-slot" in unnamed.stderr
     unpinned = run_mse(["run", str(bp)], env=env)
     assert unpinned.returncode == 2
     assert "`mse run --server URL --operator-sid S-…`" in unpinned.stderr

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
-from typing import Any
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from rich.console import Console
 from rich.markup import escape
@@ -25,6 +29,8 @@ from ..diagnostics import Diagnostic, Location
 from ..jsontext import compact
 from .common import EXIT_INVALID, EXIT_OK, report_diagnostics
 
+T = TypeVar("T")
+LEFT = "left the terminal; the session stays on the server"
 DEFAULT_SERVER = "http://127.0.0.1:7777"
 CHOICES = {"v": "submit a value", "p": "pass with a verdict", "f": "fail the step", "h": "halt the step"}
 
@@ -57,7 +63,7 @@ def _join_main(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(TerminalOperator(console, server, args.desc, args.sid, args.token).run())
     except KeyboardInterrupt:
-        console.print("\n[dim]left the terminal; the session stays on the server[/dim]")
+        console.print(f"\n[dim]{LEFT}[/dim]")
         return EXIT_OK
 
 
@@ -78,12 +84,12 @@ class TerminalOperator:
         self.token = token
 
     async def ask(self, prompt: str, **kwargs: Any) -> str:
-        """A Rich prompt in a thread, so the socket keeps being served while the person types."""
-        answer = await asyncio.to_thread(lambda: Prompt.ask(prompt, console=self.console, **kwargs))
+        """A Rich prompt read off the event loop, so the socket keeps being served while the person types."""
+        answer = await _typed(lambda: Prompt.ask(prompt, console=self.console, **kwargs))
         return str(answer)
 
     async def confirm(self, prompt: str) -> bool:
-        answer: bool = await asyncio.to_thread(Confirm.ask, prompt, console=self.console, default=True)
+        answer: bool = await _typed(lambda: Confirm.ask(prompt, console=self.console, default=True))
         return answer
 
     async def run(self) -> int:
@@ -117,6 +123,9 @@ class TerminalOperator:
         except OperatorClientError as exc:
             self.console.print(f"[red]the session ended[/red]: {escape(exc.message)}")
             return EXIT_INVALID
+        except EOFError:  # Ctrl-D, or no more input: leaving, as with Ctrl-C
+            self.console.print(f"\n[dim]{LEFT}[/dim]")
+            return EXIT_OK
         finally:
             await client.aclose()
         return EXIT_OK
@@ -184,6 +193,37 @@ class TerminalOperator:
             reason = await self.ask("reason", default="halted by the operator")
             await client.spawn_halt(request.req_id, {}, reason)
         self.console.print(f"[green]{escape(f'answered {request.req_id}')}[/green]")
+
+
+async def _typed(read: Callable[[], T]) -> T:
+    """`read` (a blocking terminal prompt) on a daemon thread that leaves SIGINT to the main thread.
+
+    A terminal read in a thread can swallow Ctrl-C (the signal lands on the reading thread, which
+    retries its read) and, in the event loop's executor, would hold the exit until a line is typed.
+    Here Ctrl-C always reaches the loop, and leaving does not wait for the read.
+    """
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[T] = loop.create_future()
+
+    def settle(value: T | None, error: BaseException | None) -> None:
+        if answer.done():
+            return
+        if error is not None:
+            answer.set_exception(error)
+        else:
+            answer.set_result(value)  # type: ignore[arg-type]
+
+    def work() -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            value, error = read(), None
+        except BaseException as exc:  # handed to the awaiting coroutine
+            value, error = None, exc
+        with contextlib.suppress(RuntimeError):  # the loop closed: the terminal was left meanwhile
+            loop.call_soon_threadsafe(settle, value, error)
+
+    threading.Thread(target=work, name="mse-operator-prompt", daemon=True).start()
+    return await answer
 
 
 def _context_lines(context: Any) -> list[str]:

@@ -333,24 +333,44 @@ def launch_body(args: argparse.Namespace, blueprint: dict[str, Any], init: Any, 
         body["work_dir"] = str(args.work_dir.resolve())
     if args.timeout is not None:
         body["ttl_secs"] = args.timeout
-    if args.operator_sid is not None:
-        body["operator_sid"] = args.operator_sid
-        body["operator_desc"] = args.operator_desc or f"{os.environ.get('USER') or 'someone'} via mse run"
-        if args.operator_slot is not None:
-            body["operator_slot"] = args.operator_slot
-    elif args.operator_desc is not None or args.operator_slot is not None:
-        raise DiagnosticError(
-            [
-                Diagnostic(
-                    "invalid-argument",
-                    "--operator-desc and --operator-slot describe the pin of --operator-sid, which is missing",
-                    location=Location("command line"),
-                    hint="add --operator-sid S-… (the session that holds the seats)",
-                    stage="server",
-                )
-            ]
-        )
+    body.update(operator_pin(args, blueprint))
     return body
+
+
+def operator_pin(args: argparse.Namespace, blueprint: dict[str, Any]) -> dict[str, Any]:
+    """The launch's `operator_sid/desc/slot` from `--operator-*`, checked against the seats the
+    Blueprint declares (so a missing or unknown `--operator-slot` is said in the flag's words)."""
+
+    def refused(message: str, hint: str) -> DiagnosticError:
+        return DiagnosticError(
+            [Diagnostic("invalid-argument", message, location=Location("command line"), hint=hint, stage="server")]
+        )
+
+    if args.operator_sid is None:
+        if args.operator_desc is not None or args.operator_slot is not None:
+            raise refused(
+                "--operator-desc and --operator-slot describe the pin of --operator-sid, which is missing",
+                "add --operator-sid S-… (the session that holds the seats)",
+            )
+        return {}
+    seats = [str(seat.get("name")) for seat in blueprint.get("operators") or [] if isinstance(seat, dict)]
+    if args.operator_slot is None and len(seats) > 1:
+        raise refused(
+            f"the Blueprint declares {len(seats)} operator seats ({', '.join(seats)}): --operator-sid holds one",
+            f"name it with --operator-slot (the others go to the same session), e.g. --operator-slot {seats[0]}",
+        )
+    if args.operator_slot is not None and args.operator_slot not in seats:
+        raise refused(
+            f"--operator-slot {args.operator_slot}: the Blueprint declares no such seat",
+            f"declared: {', '.join(seats) or 'none'}",
+        )
+    pin = {
+        "operator_sid": args.operator_sid,
+        "operator_desc": args.operator_desc or f"{os.environ.get('USER') or 'someone'} via mse run",
+    }
+    if args.operator_slot is not None:
+        pin["operator_slot"] = args.operator_slot
+    return pin
 
 
 async def launch_and_follow(server: ServerClient, body: dict[str, Any], title: str) -> RunResult:
