@@ -61,6 +61,10 @@ def test_a_trusted_proxy_names_the_client_the_throttle_counts(proxied: ServeProc
     assert guess(proxied, "192.0.2.1, 203.0.113.7") == 429
     assert guess(proxied, "203.0.113.8") == 401
     assert guess(proxied, None) == 401  # the proxy itself, signing in for no one else
+    # An IPv6 client counts as its /64: hopping addresses inside it buys no fresh attempts.
+    assert [guess(proxied, f"2001:db8:1:2::{n}") for n in range(1, 7)] == [401] * 5 + [429]
+    assert guess(proxied, "2001:db8:1:2:ffff:ffff:ffff:ffff") == 429
+    assert guess(proxied, "2001:db8:1:3::1") == 401
     with proxied.client(headers={"x-forwarded-proto": "https"}) as http:
         assert "secure" in http.get("/ui/login").headers["set-cookie"].lower()
 

@@ -56,9 +56,10 @@ class LoginThrottle:
     """Failed dashboard sign-ins per client address, so the admin token cannot be guessed at speed.
 
     An address that failed `failures` times within `window_secs` of its first failure is refused until
-    that window ends; a successful sign-in forgets it. At most `clients` addresses are tracked: past
-    that, the one whose last failure is oldest is dropped, so a flood of addresses costs bounded memory.
-    `clock` (monotonic seconds) is replaceable so a test can let a window pass without waiting.
+    that window ends; a successful sign-in forgets it. An IPv6 client counts as its /64 (the block one
+    subscriber is given: hopping inside it buys no fresh attempts). At most `clients` addresses are
+    tracked: past that, the one whose last failure is oldest is dropped, so a flood of addresses costs
+    bounded memory. `clock` (monotonic seconds) is replaceable so a test can let a window pass without waiting.
     """
 
     def __init__(
@@ -77,6 +78,7 @@ class LoginThrottle:
 
     def retry_after(self, client: str) -> float:
         """Seconds before `client` may try again (0: it may try now)."""
+        client = _counted_as(client)
         entry = self._seen.get(client)
         if entry is None:
             return 0.0
@@ -88,6 +90,7 @@ class LoginThrottle:
         return left if count >= self.failures else 0.0
 
     def failed(self, client: str) -> None:
+        client = _counted_as(client)
         now = self.clock()
         first, count = self._seen.pop(client, (now, 0))
         if now - first >= self.window_secs:
@@ -97,7 +100,19 @@ class LoginThrottle:
             self._seen.popitem(last=False)
 
     def succeeded(self, client: str) -> None:
-        self._seen.pop(client, None)
+        self._seen.pop(_counted_as(client), None)
+
+
+def _counted_as(address: str) -> str:
+    """What the sign-in limit counts for a client address: an IPv6 one's /64, any other as it is."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if ip.version == 4:
+        return address
+    mapped = ip.ipv4_mapped
+    return str(mapped) if mapped is not None else str(ipaddress.ip_network(f"{ip}/64", strict=False))
 
 
 def bearer_of(headers: Sequence[tuple[bytes, bytes]] | Request) -> str | None:
