@@ -137,7 +137,9 @@ async def test_operator_loop_completes_with_the_submitted_value(served: ServePro
             work = payload(await client.call_tool("mse_worker_fetch", {"worker_handle": handle}))
             assert work["prompt"] == "check the notes" and work["agent"] == "solo"
             seats = payload(await client.call_tool("mse_run_assignees", {"run_id": work["context"]["run_id"]}))
-            assert [seat["holder"]["op"] for seat in seats["seats"]] == [sid]
+            assert [(seat["holder"]["op"], seat["holder"]["desc"]) for seat in seats["seats"]] == [
+                (sid, "the MCP test driver")
+            ]
             submitted = payload(
                 await client.call_tool(
                     "mse_worker_submit", {"worker_handle": handle, "body": {"verdict": "fine", "notes": 3}}

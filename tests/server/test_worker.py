@@ -310,6 +310,34 @@ def test_skip_verdict_degradation_and_data_plane(live_server: LiveServer, held: 
     assert kinds == ["data.emit", "data.emit", "core.run_finished"]
 
 
+def test_a_runs_data_records_are_bounded_and_a_refused_one_is_not_kept(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "server", max_run_data_bytes=4096)
+    try:
+        c = server.client()
+        first, second = hold(server, tmp_path, "first"), hold(server, tmp_path, "second")
+        record = {"event": {"type": "progress", "stage": "s", "note": "x" * 900}}
+        who = auth(first.env["MSE_WORKER_HANDLE"])
+        kept = [c.post("/v1/data/report", json=record, headers=who) for _ in range(4)]
+        assert [r.status_code for r in kept] == [200] * 4
+        refused = c.post("/v1/data/report", json=record, headers=who)
+        assert refused.status_code == 413, refused.text
+        details = refused.json()["details"]
+        assert details["limit_bytes"] == 4096 and 3600 < details["held_bytes"] <= 4096
+        assert "max_run_data_bytes" in details["hint"]
+        latest = c.get("/v1/data/report", headers=who).json()
+        assert latest["out_id"] == kept[-1].json()["out_id"], "the refused record replaced the last kept one"
+        # The bound is per run: another run's worker still publishes.
+        other = c.post("/v1/data/report", json=record, headers=auth(second.env["MSE_WORKER_HANDLE"]))
+        assert other.status_code == 200
+        for h in (first, second):
+            h.gate.write_text("go")
+            assert server.wait_run(h.run_id)["status"] == "done"
+        stored = c.get(f"/v1/runs/{first.run_id}/trace", params={"kind": "data."}).json()["events"]
+        assert len([e for e in stored if e["kind"] == "data.emit"]) == 4
+    finally:
+        server.stop()
+
+
 def test_worker_routes_are_outside_the_admin_gate(tmp_path: Path) -> None:
     server = start_server(tmp_path, admin_token="adm")
     try:

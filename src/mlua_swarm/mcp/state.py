@@ -83,7 +83,10 @@ class McpState:
                 return pin
             pin = {**pin, "operator_sid": mine[0]}
         if not pin.get("operator_desc"):
-            pin = {**pin, "operator_desc": f"driving {blueprint_id} through mse mcp"}
+            # The seat names its holder as the session joined (mse_operator_join's desc).
+            joined = self.sessions.get(str(pin["operator_sid"]))
+            desc = joined.desc if joined is not None and joined.desc else f"driving {blueprint_id} through mse mcp"
+            pin = {**pin, "operator_desc": desc}
         return pin
 
     def forget_routes(self, keep: Callable[[WorkerRoute], bool]) -> None:

@@ -23,6 +23,7 @@ from .feed import SUBSCRIBER_BYTES
 DEFAULT_BIND = "127.0.0.1:7777"
 CONFIG_FILE = "config.toml"
 MAX_BODY_BYTES = 2 * 1024 * 1024
+MAX_RUN_DATA_BYTES = 256 * 1024 * 1024
 MIN_ADMIN_TOKEN_CHARS = 16
 """Off loopback an admin token must be at least this long (and not one character repeated)."""
 TOKEN_RECIPE = 'make one with: python -c "import secrets; print(secrets.token_urlsafe(24))"'
@@ -61,6 +62,10 @@ class ServerConfig:
     max_attempt_output_bytes: int = DEFAULT_MAX_ATTEMPT_OUTPUT_BYTES
     """What one attempt's output (its Finals and Artifacts, the Progress/Partial events kept) may
     weigh in the engine; past it the worker's submit gets 413 and the attempt fails."""
+    max_run_data_bytes: int = MAX_RUN_DATA_BYTES
+    """What the records one run's workers publish on the data plane may weigh together (each counted
+    as its request body) while this server drives the run; past it `/v1/data/...` answers 413 and
+    the record is not kept."""
     max_event_streams: int = 256
     """Event streams (SSE) open at once; more are answered 503 with Retry-After."""
     fns: Mapping[str, str] = field(default_factory=dict)
@@ -118,7 +123,7 @@ class ServerConfig:
         _check_proxies(self.trusted_proxies)
         if self.max_body_bytes < 1024:
             raise _config_error("invalid-config", "max_body_bytes must be at least 1024", "use the default 2 MiB")
-        for name in ("max_attempt_output_bytes", "sse_buffer_bytes"):
+        for name in ("max_attempt_output_bytes", "sse_buffer_bytes", "max_run_data_bytes"):
             if getattr(self, name) < 1024:
                 raise _config_error(
                     "invalid-config", f"{name} must be at least 1024", f"remove {name} to use the default"

@@ -44,6 +44,21 @@ async def _emit(request: Request, producer: str | None) -> Response:
     parents = body.get("parent_refs") or []
     if not isinstance(parents, list) or not all(isinstance(p, str) for p in parents):
         raise ApiError(400, "parent_refs must be a list of out ids")
+    weight = len(await request.body())
+    limit = state.config.max_run_data_bytes
+    if live.data_bytes + weight > limit:
+        raise ApiError(
+            413,
+            f"run {live.run_id} has published {live.data_bytes} bytes of data records; this one"
+            f" ({weight} bytes) would pass the run's limit of {limit}",
+            {
+                "limit_bytes": limit,
+                "held_bytes": live.data_bytes,
+                "hint": "publish less (a reference to a file instead of its content), or raise"
+                " max_run_data_bytes in the server's config.toml",
+            },
+        )
+    live.data_bytes += weight
     out_id = f"out-{secure_hex(5)}"
     now = time.time()
     encoded = event.to_json()
@@ -57,7 +72,7 @@ async def _emit(request: Request, producer: str | None) -> Response:
         "parent_refs": parents,
         "created_at": now,
     }
-    state.data_index.add(record, len(await request.body()))
+    state.data_index.add(record, weight)
     state.store.put_output(OutputRecord(live.run_id, call.step_id, call.attempt, producer, encoded, now))
     summary = {"out_id": out_id, "step_id": call.step_id, "producer_agent": producer, "type": encoded["type"]}
     live.feed.publish("data.emit", call.agent, call.attempt, summary)

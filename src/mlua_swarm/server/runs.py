@@ -45,6 +45,8 @@ class LiveRun:
         self.task: asyncio.Task[None] | None = None
         self.steps: dict[StepId, str] = {}
         """Engine step id → step ref of every step started so far."""
+        self.data_bytes = 0
+        """What the data-plane records this server kept for the run weigh (their request bodies)."""
         self._run: Run | None = None
 
     @property
