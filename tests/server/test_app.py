@@ -41,6 +41,10 @@ def test_unknown_route_and_wrong_method_answer_json(live_server: LiveServer) -> 
     assert r.status_code == 404 and "no route" in r.json()["error"]
     r = c.put("/v1/healthz")
     assert r.status_code == 405 and "not allowed" in r.json()["error"]
+    r = c.post("/v1/blueprints", json={})
+    assert r.status_code == 405 and set(r.headers["allow"].split(", ")) == {"GET", "HEAD"}
+    assert r.json()["error"] == "method POST not allowed on /v1/blueprints (it answers GET, HEAD)"
+    assert r.json()["details"]["allow"] == ["GET", "HEAD"]
 
 
 def test_blueprint_register_versions_history_archive(live_server: LiveServer) -> None:

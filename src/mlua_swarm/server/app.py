@@ -48,8 +48,15 @@ async def _not_found(request: Request, exc: Exception) -> Response:
 
 
 async def _not_allowed(request: Request, exc: Exception) -> Response:
-    headers = getattr(exc, "headers", None)
-    return error_response(405, f"method {request.method} not allowed on {request.url.path}", headers=headers)
+    headers = getattr(exc, "headers", None) or {}
+    allowed = sorted(m.strip() for m in headers.get("Allow", "").split(",") if m.strip())
+    answers = f" (it answers {', '.join(allowed)})" if allowed else ""
+    return error_response(
+        405,
+        f"method {request.method} not allowed on {request.url.path}{answers}",
+        {"allow": allowed, "hint": "see docs/server.md for the routes and their methods"},
+        headers=headers or None,
+    )
 
 
 def create_app(state: ServerState) -> Starlette:
