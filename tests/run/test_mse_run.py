@@ -16,7 +16,7 @@ from ..conftest import json_of, run_mse, start_mse, wait_for_file
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 AGENTS = """
-import asyncio, os, pathlib
+import asyncio, gc, os, pathlib
 from mlua_swarm import WorkerResult
 
 async def double(inv):
@@ -34,6 +34,9 @@ async def boom(inv):
 async def park(inv):
     pathlib.Path(os.environ["PARK_FILE"]).write_text(str(os.getpid()))
     await asyncio.Event().wait()
+
+async def frozen(inv):
+    return gc.get_freeze_count()
 
 async def mark_then_count(inv):
     if inv.input == 0:
@@ -196,6 +199,17 @@ def test_small_flows_give_exact_final_ctx(
     proc = run_mse(args)
     assert proc.returncode == 0, proc.stderr
     assert json_of(proc)["final_ctx"] == expected
+
+
+@pytest.mark.parametrize("stored", [False, True], ids=["ephemeral", "stored"])
+def test_mse_run_freezes_its_startup_heap_before_running(tmp_path: Path, stored: bool) -> None:
+    """The imports and the compiled Blueprint are out of the collector's reach while the steps run."""
+    doc = {"id": "frozen", "flow": step("f", L(0), "$.frozen"), "agents": [py_agent("f", "frozen")]}
+    path = write_bp(tmp_path, doc)
+    where = ["--store", str(tmp_path / "runs.sqlite3")] if stored else ["--ephemeral"]
+    proc = run_mse(["run", str(path), "--json", *where])
+    assert proc.returncode == 0, proc.stderr
+    assert json_of(proc)["final_ctx"]["frozen"] > 10_000  # every module `mse run` imported, at least
 
 
 def test_fn_option_registers_a_rust_fn_id(tmp_path: Path) -> None:

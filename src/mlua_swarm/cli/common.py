@@ -6,6 +6,7 @@ command's `--help` does not pay for it.
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -25,6 +26,13 @@ EXIT_CANCELLED = 130
 class Interrupted(KeyboardInterrupt):
     """A Ctrl-C a command has turned into a message: what it left undone, and how to find it.
     `mse` prints it and exits 130, as for any Ctrl-C it was not otherwise handling."""
+
+
+def freeze_heap() -> None:
+    """Put every object alive now out of the garbage collector's reach, for a command about to run
+    flows for a while: its imports (and whatever it compiled or opened) stay for the process's life,
+    so a full collection need not scan those tens of thousands of objects again and again."""
+    gc.freeze()
 
 
 def read_json_arg(value: str, option: str) -> Any:

@@ -9,7 +9,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from ..diagnostics import Diagnostic, Location
-from .common import EXIT_INVALID, EXIT_OK, report_diagnostics
+from .common import EXIT_INVALID, EXIT_OK, freeze_heap, report_diagnostics
 
 if TYPE_CHECKING:
     from mcp.server.transport_security import TransportSecuritySettings
@@ -36,6 +36,7 @@ def main(args: argparse.Namespace) -> int:
     from ..mcp.server import build_server
 
     server = build_server()
+    freeze_heap()
     if args.transport == "stdio":
         server.run("stdio")
         return EXIT_OK

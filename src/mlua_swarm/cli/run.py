@@ -29,6 +29,7 @@ from .common import (
     EXIT_OK,
     fn_options,
     fn_registry,
+    freeze_heap,
     read_object_arg,
     report_diagnostics,
 )
@@ -203,6 +204,7 @@ async def drive(run: Run, init: Any = None, *, warn: bool = True) -> RunResult:
     loop = asyncio.get_running_loop()
     for signum, why in SIGNALS:
         loop.add_signal_handler(signum, run.cancel, why)
+    freeze_heap()
     try:
         async with run:
             if warn:

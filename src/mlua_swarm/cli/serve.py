@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ..diagnostics import Diagnostic, DiagnosticError, Location
-from .common import EXIT_INVALID, EXIT_OK, fn_options, report_diagnostics
+from .common import EXIT_INVALID, EXIT_OK, fn_options, freeze_heap, report_diagnostics
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -66,6 +66,7 @@ def main(args: argparse.Namespace) -> int:
     from ..store import StoreError
 
     log_to_stderr(args.log_level)
+    freeze_heap()
     try:
         asyncio.run(serve(config, log_level=args.log_level))
     except KeyboardInterrupt:
