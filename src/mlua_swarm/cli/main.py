@@ -76,13 +76,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(words: list[str]) -> int:
     parser = build_parser(words)
-    args = parser.parse_args(words)
+    args, unknown = parser.parse_known_args(words)
+    if unknown:  # said by the command's own parser, with its usage line, not the top-level one
+        _chosen_parser(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help(sys.stderr)
         return 2
     code: int = handler(args)
     return code
+
+
+def _chosen_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The innermost (sub)command parser `args` went through (`mse runs list`'s for `mse runs list …`)."""
+    while True:
+        groups = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not groups:
+            return parser
+        name = getattr(args, groups[0].dest, None)
+        if name not in groups[0].choices:
+            return parser
+        parser = groups[0].choices[name]
 
 
 def _stdout_closed() -> bool:
