@@ -6,7 +6,7 @@ functions; every other spawner follows its pattern: build a `WorkerJoinHandler`,
 task the worker owns, and fold the result into exactly one `Final` on the engine's output tail.
 
 A plain `def` function runs in a worker thread or on the event loop: by default it starts in
-threads and moves onto the loop once it has proved quick there, and back for good after one slow
+threads, moves onto the loop once it has proved quick there, and goes back to threads after a slow
 call on the loop (`InProcSpawner`).
 """
 
@@ -175,9 +175,10 @@ class InProcSpawner(SpawnerAdapter, Generic[W]):
       runs.
     - `None` (the default), adaptive: its first calls run in worker threads, each timed there. Once
       `PROMOTE_AFTER` calls in a row returned within `QUICK_CALL_SECS`, it is called on the event
-      loop; the first such call that runs `SLOW_INLINE_SECS` or longer sends it back to worker
-      threads for the life of this spawner (of the compiled Blueprint). That one slow call could not
-      be interrupted: it held the loop, and a timeout or cancel of its step, until it returned.
+      loop; a call there that runs `SLOW_INLINE_SECS` or longer sends it back to worker threads,
+      until eight times as many calls in a row were quick. That slow call could not be interrupted:
+      it held the loop, and a timeout or cancel of its step, until it returned. What a function
+      taught lives as long as this spawner (the compiled Blueprint).
 
     On the loop, a plain function sees no running event loop, as in a thread: `asyncio.run` inside
     it runs a loop of its own there. A function that waits for the event loop itself (for instance
@@ -244,7 +245,7 @@ class InProcSpawner(SpawnerAdapter, Generic[W]):
 
 PROMOTE_AFTER = 8
 """Calls in a row an adaptive plain function must return within `QUICK_CALL_SECS` in worker threads
-before it is called on the event loop."""
+before it is called on the event loop; 8 times as many after each time it was sent back."""
 
 QUICK_CALL_SECS = 0.0002
 """The run time (in its thread, the hop excluded) of a call that counts towards `PROMOTE_AFTER`: less
@@ -255,31 +256,37 @@ network, a lock or another thread rarely returns this soon eight times in a row.
 
 SLOW_INLINE_SECS = 0.001
 """A call on the event loop of an adaptive function that runs this long sends it back to worker
-threads for good."""
+threads. Not for good: a call of a quick function may run this long through no fault of its own
+(the process preempted while in it: on a loaded 2-core VM about one call in 25,000), so it may come
+back after `PROMOTE_AFTER` times 8, 64, ... quick calls in a row. A function that does block now and
+then thus holds up the loop a few times at most, once more for each eightfold run of quick calls."""
 
 
 class _Placement:
     """Where a plain function's calls run: on the event loop when `inline`, else in a worker thread;
     an `adaptive` one learns it from its calls (see `InProcSpawner`)."""
 
-    __slots__ = ("adaptive", "inline", "quick_calls")
+    __slots__ = ("adaptive", "inline", "quick_calls", "quick_needed")
 
     def __init__(self, inline: bool | None) -> None:
         self.adaptive = inline is None
         self.inline = inline is True
         self.quick_calls = 0
+        self.quick_needed = PROMOTE_AFTER
 
     def ran_in_thread(self, secs: float) -> None:
         if secs < QUICK_CALL_SECS:
             self.quick_calls += 1
-            if self.quick_calls >= PROMOTE_AFTER:
+            if self.quick_calls >= self.quick_needed:
                 self.inline = True
         else:
             self.quick_calls = 0
 
     def ran_slow_inline(self) -> None:
         if self.adaptive:
-            self.adaptive = self.inline = False
+            self.inline = False
+            self.quick_calls = 0
+            self.quick_needed *= 8
 
 
 BLOCKED_LOOP_WARN_SECS = 1.0
