@@ -3,9 +3,12 @@
 A `bench.blueprints.loop` of `rust_fn` steps whose input is `$.big` (N keys of small objects, about
 150 bytes each) run through `Run`, without a store or on a fresh SQLite store (`batch`); then the
 same with a step that returns its input, so its result is as large (checked as JSON data, and
-stored when durable). The floor is one orjson encode and decode of the same object (what a copy of
-the input costs).
-`python -m bench.big_input [--keys N] [--steps N] [--repeat N]` prints both, with the input's size.
+stored when durable). A step's cost is its marginal cost: two loop lengths run in each repetition
+and the difference of their times over the difference of their steps, so what a run pays once
+(writing the large init ctx and final ctx of a durable run) cancels out; the shorter run's time
+over its steps is reported beside it. The floor is one orjson encode and decode of the same
+object (what a copy of the input costs).
+`python -m bench.big_input [--keys N] [--steps SHORT,LONG] [--repeat N]` prints them, with the input's size.
 """
 
 from __future__ import annotations
@@ -41,24 +44,30 @@ async def echo(inv: Any) -> Any:
     return inv.input
 
 
-def per_step_ms(keys: int, steps: int, reps: int, durable: bool = False, echoed: bool = False) -> Metrics:
+def per_step_ms(keys: int, steps: tuple[int, int], reps: int, durable: bool = False, echoed: bool = False) -> Metrics:
     """Milliseconds per step of the loop whose every step takes the `keys`-key object as input
-    (`echoed`: and returns it, so its result is that large too)."""
+    (`echoed`: and returns it, so its result is that large too): `ms_per_step`, the marginal cost
+    between the two loop lengths of `steps` run in the same repetition; `ms_per_step_whole`, the
+    shorter run's whole time over its steps."""
     compiler = needs("mlua_swarm.blueprint.compiler", ours=True)
     run_layer = needs("mlua_swarm.run", ours=True)
     store_mod = needs("mlua_swarm.store", ours=True)
     agent = {"name": "a", "kind": "rust_fn", "spec": {"fn_id": "fn"}}
-    raw = blueprints.loop(steps, agent, source="$.big")
-    compiled = compiler.compile_blueprint(raw, base_dir=REPO_ROOT, fns={"fn": echo if echoed else count_keys})
+    fns = {"fn": echo if echoed else count_keys}
+    short, long = steps
+    compiled = {
+        n: compiler.compile_blueprint(blueprints.loop(n, agent, source="$.big"), base_dir=REPO_ROOT, fns=fns)
+        for n in (short, long)
+    }
     big = big_object(keys)
 
     with tempfile.TemporaryDirectory() as tmp:
         counter = iter(range(1_000_000))
 
-        async def once() -> float:
+        async def once(n: int) -> float:
             store = await store_mod.open_store(str(Path(tmp) / f"big-{next(counter)}.sqlite3")) if durable else None
             try:
-                async with run_layer.Run(compiled, store=store) as run:
+                async with run_layer.Run(compiled[n], store=store) as run:
                     started = time.perf_counter()
                     result = await run.execute({"big": big})
                     spent = time.perf_counter() - started
@@ -67,10 +76,15 @@ def per_step_ms(keys: int, steps: int, reps: int, durable: bool = False, echoed:
                     await store.close()
             if result.status != "done":
                 raise RuntimeError(f"run ended {result.status}: {result.error}")
-            return spent / steps * 1000
+            return spent * 1000
 
-        samples = [asyncio.run(once()) for _ in range(reps + 1)][1:]
-    return {"ms_per_step": samples}
+        asyncio.run(once(short))
+        marginal, whole = [], []
+        for _ in range(reps):
+            t_short, t_long = asyncio.run(once(short)), asyncio.run(once(long))
+            marginal.append((t_long - t_short) / (long - short))
+            whole.append(t_short / short)
+    return {"ms_per_step": marginal, "ms_per_step_whole": whole}
 
 
 def copy_ms(keys: int, reps: int) -> Metrics:
@@ -88,17 +102,23 @@ def copy_ms(keys: int, reps: int) -> Metrics:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.big_input", description=__doc__)
     parser.add_argument("--keys", type=int, default=10_000)
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", default="20,60", help="the two loop lengths, SHORT,LONG")
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args(argv)
+    short, long = (int(n) for n in args.steps.split(","))
     print(f"at start: {load()}; input about {args.keys * KEY_BYTES / 1e6:.2f} MB")
     for echoed in (False, True):
         for durable in (False, True):
-            ms = per_step_ms(args.keys, args.steps, args.repeat, durable, echoed)["ms_per_step"]
-            assert isinstance(ms, list)
+            metrics = per_step_ms(args.keys, (short, long), args.repeat, durable, echoed)
+            marginal, whole = metrics["ms_per_step"], metrics["ms_per_step_whole"]
+            assert isinstance(marginal, list) and isinstance(whole, list)
             where = "durable (SQLite, batch)" if durable else "in memory"
             what = "and as its result" if echoed else "input"
-            print(f"step with that {what}, {where}: {statistics.median(ms):.1f} ms (min {min(ms):.1f})")
+            print(
+                f"step with that {what}, {where}: {statistics.median(marginal):.2f} ms a step "
+                f"({long} - {short} steps; min {min(marginal):.2f}); a {short}-step run over its steps "
+                f"{statistics.median(whole):.2f} (min {min(whole):.2f})"
+            )
     floor = copy_ms(args.keys, args.repeat)["ms"]
     assert isinstance(floor, list)
     print(f"orjson encode + decode of the input: {statistics.median(floor):.1f} ms (min {min(floor):.1f})")
