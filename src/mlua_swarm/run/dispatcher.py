@@ -90,10 +90,7 @@ OpenSSL's; longer ones by OpenSSL's, which is several times faster per byte. Bot
 
 def input_hash(directive: Any) -> str:
     """The replay key of a step's input: SHA-256 of its canonical JSON (`jsontext.canonical_bytes`)."""
-    return _digest(canonical_bytes(directive))
-
-
-def _digest(data: bytes) -> str:
+    data = canonical_bytes(directive)
     return (_small_sha256 if len(data) <= _SMALL_INPUT else sha256)(data).hexdigest()
 
 
@@ -175,11 +172,10 @@ class EngineDispatcher:
         if kept is not None:
             return kept
         data = canonical_bytes(directive)
-        key = _digest(data)
-        if len(data) >= KEPT_KEY_BYTES:
-            self._keys[id(directive)] = key
-        else:
+        if len(data) < KEPT_KEY_BYTES:  # not worth keeping: hashed afresh from now on
             del self._owned[id(directive)]
+            return input_hash(directive)
+        key = self._keys[id(directive)] = sha256(data).hexdigest()
         return key
 
     async def dispatch(self, step: Step, input: Any) -> Any:
@@ -188,9 +184,12 @@ class EngineDispatcher:
             directive, step_ctx = self._unwrap_meta(input)
         else:
             directive, step_ctx = input, None
-        digest = self.replay_key(directive) if self.journal is not None else ""
-        if self.journal is not None:
-            hit = self.journal.lookup(ref, digest)
+        journal = self.journal
+        if journal is None:
+            digest = ""
+        else:
+            digest = self.replay_key(directive) if self._owned else input_hash(directive)
+            hit = journal.lookup(ref, digest)
             if hit is not None:
                 self.steps_replayed += 1
                 if self._watched:
