@@ -21,7 +21,8 @@ async def inc(inv: Any) -> int:
 
 
 def inc_def(inv: Any) -> int:
-    """`inc` as a plain function (LangGraph runs such nodes inline; we hop to a thread unless inline)."""
+    """`inc` as a plain function (LangGraph runs such nodes inline; ours, by default, once it has
+    proved quick in worker threads)."""
     value: int = inv.input
     return value + 1
 

@@ -9,17 +9,17 @@ def _path(at: str) -> dict[str, Any]:
     return {"op": "path", "at": at}
 
 
-def _python_agent(name: str, fn: str, inline: bool = False) -> dict[str, Any]:
+def _python_agent(name: str, fn: str, inline: bool | None = None) -> dict[str, Any]:
     spec: dict[str, Any] = {"callable": f"bench.agents:{fn}"}
-    if inline:
-        spec["inline"] = True
+    if inline is not None:
+        spec["inline"] = inline
     return {"name": name, "kind": "python", "spec": spec}
 
 
-def sequence(n: int, fn: str = "inc", inline: bool = False) -> dict[str, Any]:
+def sequence(n: int, fn: str = "inc", inline: bool | None = None) -> dict[str, Any]:
     """A `loop` running one step `n` times; each step adds one to `$.i` (start from `{"i": 0}`).
 
-    `inline` runs a plain `def` agent on the event loop (`spec.inline`).
+    `inline` is the agent's `spec.inline` (where a plain `def` agent runs), left out when None.
     """
     return {
         "id": f"bench-sequence-{n}",

@@ -25,7 +25,7 @@ def _compiled(raw: dict[str, Any]) -> tuple[Any, Any]:
     return compiler.compile_blueprint(raw, base_dir=REPO_ROOT, fns={}), run
 
 
-def seq_memory(n: int, reps: int, fn: str = "inc", inline: bool = False) -> Metrics:
+def seq_memory(n: int, reps: int, fn: str = "inc", inline: bool | None = None) -> Metrics:
     """A `loop` of `n` trivial `python` steps (`fn` of bench.agents), run in memory (no store)."""
     compiled, run_layer = _compiled(blueprints.sequence(n, fn, inline))
 

@@ -176,26 +176,34 @@ def plain_def_rows(quick: bool) -> list[Comparison]:
     s = Sizes.for_mode(quick)
     async_def = Measure(f"{OURS}, async def agent", _ours_memory(s).probe, "us_per_step")
 
-    def plain(inline: bool) -> Measure:
+    def plain(inline: bool | None) -> Measure:
         probe = Probe.of("bench.ours_run:seq_memory", n=s.seq_steps, reps=s.reps, fn="inc_def", inline=inline)
         return Measure(OURS, probe, "us_per_step")
 
     return [
         Comparison(
-            "plain def agent, worker thread (the default) vs async def agent",
+            "plain def agent, the default (worker threads until it proved quick, then the event loop) "
+            "vs async def agent",
             "us/step",
-            plain(False),
+            plain(None),
             _langgraph(s),
             async_def,
             (within_floor(1.5),),
         ),
         Comparison(
-            "plain def agent, spec.inline: true vs async def agent",
+            "plain def agent, spec.inline: true (always the event loop) vs async def agent",
             "us/step",
             plain(True),
             _langgraph(s),
             async_def,
             (within_floor(1.5),),
+        ),
+        Comparison(
+            "plain def agent, spec.inline: false (always a worker thread) vs async def agent",
+            "us/step",
+            plain(False),
+            _langgraph(s),
+            async_def,
         ),
     ]
 
@@ -619,8 +627,10 @@ WORKLOADS: tuple[Workload, ...] = (
         "plain_def",
         "Plain `def` agents against `async def`, in one process",
         f"Ours: {SEQ_OURS.replace('(`async def`)', 'written as a plain `def`')}, through `run_blueprint`: by "
-        "default in a worker thread (safe to block), and with `spec.inline: true` (called on the event "
-        "loop). Floor: the same agent as `async def`. LangGraph, which calls plain nodes inline: "
+        "default (worker threads for its first calls, then, once 8 in a row returned within 0.2 ms, called on "
+        "the event loop), with `spec.inline: true` (always on the loop) and with `spec.inline: false` "
+        "(always in a worker thread: safe to block; no target). Floor: the same agent as `async def`. "
+        "LangGraph, which calls plain nodes inline: "
         f"{LANGGRAPH_LOOP}.",
         plain_def_rows,
     ),

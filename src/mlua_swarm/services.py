@@ -17,6 +17,10 @@ if TYPE_CHECKING:
 class RuntimeServices:
     operators: OperatorHub | None = None
     """The server's WebSocket operator hub: sessions, parking and run seats."""
+    adaptive_inline: bool = True
+    """Whether a plain `def` agent that leaves `spec.inline` unset may move onto the event loop once it
+    proves quick (`worker.adapter.InProcSpawner`). The server keeps such agents in worker threads:
+    there one slow call on the loop would hold up every run and request it serves."""
 
 
 __all__ = ["RuntimeServices"]

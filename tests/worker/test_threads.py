@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import math
 import multiprocessing
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from mlua_swarm.errors import DispatchFailed
 from mlua_swarm.run import run_blueprint
 from mlua_swarm.tokens import CapToken
 from mlua_swarm.worker.adapter import InProcSpawner, WorkerInvocation
-from mlua_swarm.worker.threads import MAX_THREADS, QUICK_WAIT_SECS, THREADS, WorkerThreads, in_thread
+from mlua_swarm.worker.threads import MAX_THREADS, QUICK_WAIT_SECS, THREADS, RunTime, WorkerThreads, in_thread
 
 from ..conftest import SRC, run_one
 
@@ -76,6 +77,31 @@ async def test_the_callers_contextvars_are_visible(wait: float, pools: Callable[
     pool = pools(quick_wait=wait)
     request_id.set("r-42")
     assert await pool.call(lambda _: request_id.get(), None) == "r-42"
+
+
+@pytest.mark.parametrize("wait", WAITS)
+async def test_the_caller_learns_how_long_the_function_itself_ran(
+    wait: float, pools: Callable[..., WorkerThreads]
+) -> None:
+    pool = pools(quick_wait=wait)
+    quick, working, failing = RunTime(), RunTime(), RunTime()
+    began = time.monotonic()
+    assert await pool.call(plus_one, 1, quick) == 2
+    assert 0 <= quick.secs < time.monotonic() - began
+    assert await pool.call(lambda _: threading.Event().wait(0.02), None, working) is False
+    assert 0.02 <= working.secs < 30
+
+    def bad(_: Any) -> None:
+        raise ValueError("bad input")
+
+    with pytest.raises(ValueError):
+        await pool.call(bad, None, failing)
+    assert 0 <= failing.secs < 30
+    release, still_running = threading.Event(), RunTime()
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(pool.call(lambda _: release.wait(30), None, still_running), 0.01)
+    assert still_running.secs == math.inf
+    release.set()
 
 
 async def test_the_loop_waits_for_a_quick_function_but_not_again_after_one_outlasted_the_wait(

@@ -92,7 +92,7 @@ class ServerState:
                 durability=config.durability,
                 sse_buffer=config.sse_buffer,
                 sse_buffer_bytes=config.sse_buffer_bytes,
-                services=RuntimeServices(operators=hub),
+                services=RuntimeServices(operators=hub, adaptive_inline=False),
             )
             state = cls(config, store, engine, runs, base_url, operators=hub)
             await state._seed()

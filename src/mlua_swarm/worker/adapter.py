@@ -4,6 +4,10 @@ A spawner pulls the attempt's prompt itself (`engine.fetch_prompt`) and delivers
 worker kind wants (an invocation field, stdin, a frame). `InProcSpawner` is the registry of Python
 functions; every other spawner follows its pattern: build a `WorkerJoinHandler`, run the work in a
 task the worker owns, and fold the result into exactly one `Final` on the engine's output tail.
+
+A plain `def` function runs in a worker thread or on the event loop: by default it starts in
+threads, moves onto the loop once it has proved quick there, and goes back to threads after a slow
+call on the loop (`InProcSpawner`).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import inspect
 import json
 import time
 import types
+from asyncio.events import _get_running_loop, _set_running_loop
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeAlias, TypeVar
@@ -41,7 +46,7 @@ from ..jsontext import JsonValueError, check_value, compact
 from ..jsontext import text_of as render_prompt
 from . import JoinHandleWorker, MiddlewareWorker, WorkerJoinHandler
 from .output import EngineSink, Final, Inline, OutputSink
-from .threads import in_thread
+from .threads import RunTime, in_thread
 
 if TYPE_CHECKING:
     from ..core.engine import Engine
@@ -167,13 +172,29 @@ def _is_async(fn: Callable[..., Any]) -> bool:
 class InProcSpawner(SpawnerAdapter, Generic[W]):
     """A registry of Python worker functions keyed by agent name.
 
-    A function may be `async` or plain. A plain one runs in a worker thread, so it may block, unless
-    it was registered `inline`: then it runs on the event loop, which saves the thread round trip
-    (`worker/threads.py`, a few tens of microseconds) but stalls every other step, timeout and
-    cancel while it runs, so only quick non-blocking functions should be inline. It returns a
-    `WorkerResult` or any JSON value (meaning `ok=True`); raising means `WorkerFailed`. The function
-    starts at once, inside `spawn`: an `async` one that never suspends is finished, Final and all,
-    before `spawn` returns; one that suspends is carried on by the task that joins it (`start_eager`).
+    A function may be `async` or plain. It returns a `WorkerResult` or any JSON value (meaning
+    `ok=True`); raising means `WorkerFailed`. The function starts at once, inside `spawn`: an `async`
+    one that never suspends is finished, Final and all, before `spawn` returns; one that suspends is
+    carried on by the task that joins it (`start_eager`).
+
+    Where a plain one runs is its registration's `inline`:
+
+    - `False`: always in a worker thread (`worker/threads.py`), so it may block: a timeout or cancel
+      ends its step at once while the function finishes in its thread.
+    - `True`: always on the event loop, which saves the thread round trip (a few tens of
+      microseconds, most of a trivial step) but stalls every other step, timeout and cancel while it
+      runs.
+    - `None` (the default), adaptive: its first calls run in worker threads, each timed there. Once
+      `PROMOTE_AFTER` calls in a row returned within `QUICK_CALL_SECS`, it is called on the event
+      loop; a call there that runs `SLOW_INLINE_SECS` or longer sends it back to worker threads,
+      until eight times as many calls in a row were quick. That slow call could not be interrupted:
+      it held the loop, and a timeout or cancel of its step, until it returned. What a function
+      taught lives as long as this spawner (the compiled Blueprint).
+
+    On the loop, a plain function sees no running event loop, as in a thread: `asyncio.run` inside
+    it runs a loop of its own there. A function that waits for the event loop itself (for instance
+    `asyncio.run_coroutine_threadsafe(...).result()` on the loop that runs the flow) would wait
+    forever on it, and must be registered `inline=False`.
     """
 
     worker_kind = "rust_fn"
@@ -181,7 +202,7 @@ class InProcSpawner(SpawnerAdapter, Generic[W]):
     def __init__(self, worker_type: type[W] | None = None) -> None:
         self.registry: dict[str, WorkerFn] = {}
         self._async: dict[str, bool] = {}
-        self._inline: set[str] = set()
+        self._placement: dict[str, _Placement] = {}
         self._worker_type: type[JoinHandleWorker] = worker_type or MiddlewareWorker
 
     @classmethod
@@ -189,14 +210,12 @@ class InProcSpawner(SpawnerAdapter, Generic[W]):
         """A spawner whose workers are of `worker_type` (a per-kind subclass of `JoinHandleWorker`)."""
         return cls(worker_type)
 
-    def register(self, agent: str, fn: WorkerFn, *, inline: bool = False) -> InProcSpawner[W]:
-        """Register (or replace) the function for `agent`; chainable. `inline`: see the class."""
+    def register(self, agent: str, fn: WorkerFn, *, inline: bool | None = None) -> InProcSpawner[W]:
+        """Register (or replace) the function for `agent`; chainable. `inline` (for a plain function):
+        True on the event loop, False in a worker thread, None adaptive (see the class)."""
         self.registry[agent] = fn
         self._async[agent] = _is_async(fn)
-        if inline:
-            self._inline.add(agent)
-        else:
-            self._inline.discard(agent)
+        self._placement[agent] = _Placement(inline)
         return self
 
     async def spawn(self, engine: Engine, ctx: Ctx, task_id: StepId, attempt: int, token: CapToken) -> Worker:
@@ -226,10 +245,59 @@ class InProcSpawner(SpawnerAdapter, Generic[W]):
         if is_async:
             completion = _start_async(engine, fn, inv, self.worker_kind)
         else:
-            completion = start_eager(_drive(engine, fn, agent in self._inline, inv, self.worker_kind))
+            placement = self._placement.get(agent)
+            if placement is None:
+                placement = self._placement[agent] = _Placement(None)
+            completion = start_eager(_drive(engine, fn, placement, inv, self.worker_kind))
         if isinstance(completion, Eager) and not completion.done():
             cancel.on_cancel(completion.cancel)
         return self._worker_type(WorkerJoinHandler(None, cancel, completion))
+
+
+PROMOTE_AFTER = 8
+"""Calls in a row an adaptive plain function must return within `QUICK_CALL_SECS` in worker threads
+before it is called on the event loop; 8 times as many after each time it was sent back."""
+
+QUICK_CALL_SECS = 0.0002
+"""The run time (in its thread, the hop excluded) of a call that counts towards `PROMOTE_AFTER`: less
+than the loop already waits for a function in a worker thread (`threads.QUICK_WAIT_SECS`), so a
+function that qualifies held the loop about as long before. A function that starts an event loop of
+its own (`asyncio.run`) or does a little file or SQLite work may qualify; one that waits on the
+network, a lock or another thread rarely returns this soon eight times in a row."""
+
+SLOW_INLINE_SECS = 0.001
+"""A call on the event loop of an adaptive function that runs this long sends it back to worker
+threads. Not for good: a call of a quick function may run this long through no fault of its own
+(the process preempted while in it: on a loaded 2-core VM about one call in 25,000), so it may come
+back after `PROMOTE_AFTER` times 8, 64, ... quick calls in a row. A function that does block now and
+then thus holds up the loop a few times at most, once more for each eightfold run of quick calls."""
+
+
+class _Placement:
+    """Where a plain function's calls run: on the event loop when `inline`, else in a worker thread;
+    an `adaptive` one learns it from its calls (see `InProcSpawner`)."""
+
+    __slots__ = ("adaptive", "inline", "quick_calls", "quick_needed")
+
+    def __init__(self, inline: bool | None) -> None:
+        self.adaptive = inline is None
+        self.inline = inline is True
+        self.quick_calls = 0
+        self.quick_needed = PROMOTE_AFTER
+
+    def ran_in_thread(self, secs: float) -> None:
+        if secs < QUICK_CALL_SECS:
+            self.quick_calls += 1
+            if self.quick_calls >= self.quick_needed:
+                self.inline = True
+        else:
+            self.quick_calls = 0
+
+    def ran_slow_inline(self) -> None:
+        if self.adaptive:
+            self.inline = False
+            self.quick_calls = 0
+            self.quick_needed *= 8
 
 
 BLOCKED_LOOP_WARN_SECS = 1.0
@@ -344,9 +412,9 @@ def _watched(coro: Coroutine[Any, Any, Any], first: Any, watch: _LoopWatch) -> G
             watch.longest = max(watch.longest, clock() - began)
 
 
-async def _drive(engine: Engine, fn: WorkerFn, inline: bool, inv: WorkerInvocation, kind: str) -> None:
-    """Run a plain function (in a worker thread, or on the loop when `inline`), then fold its result
-    into the attempt's one `Final`.
+async def _drive(engine: Engine, fn: WorkerFn, placement: _Placement, inv: WorkerInvocation, kind: str) -> None:
+    """Run a plain function (on the loop or in a worker thread, as `placement` says, teaching it the
+    call's run time), then fold its result into the attempt's one `Final`.
 
     Whatever the function raises is this attempt's failure, `SystemExit` and `KeyboardInterrupt`
     included: only the run's own cancellation (`CancelledError`) leaves as cancellation.
@@ -354,12 +422,24 @@ async def _drive(engine: Engine, fn: WorkerFn, inline: bool, inv: WorkerInvocati
     watch = _LoopWatch()
     try:
         try:
-            if inline:
+            if placement.inline:
+                # no running loop to be seen, as in a worker thread: `asyncio.run` in it runs its own
+                loop = _get_running_loop()
+                _set_running_loop(None)
                 began = time.monotonic()
                 try:
                     result = fn(inv)
                 finally:
                     watch.longest = time.monotonic() - began
+                    _set_running_loop(loop)
+                    if watch.longest >= SLOW_INLINE_SECS:
+                        placement.ran_slow_inline()
+            elif placement.adaptive:
+                run_time = RunTime()
+                try:
+                    result = await in_thread(fn, inv, run_time)
+                finally:
+                    placement.ran_in_thread(run_time.secs)
             else:
                 result = await in_thread(fn, inv)
         except GeneratorExit:
@@ -429,6 +509,9 @@ def submit_result(engine: Engine, token: CapToken, task_id: StepId, attempt: int
 
 __all__ = [
     "BLOCKED_LOOP_WARN_SECS",
+    "PROMOTE_AFTER",
+    "QUICK_CALL_SECS",
+    "SLOW_INLINE_SECS",
     "InProcSpawner",
     "NotRegistered",
     "RejectedByMiddleware",

@@ -66,14 +66,22 @@ def _spec(agent: Mapping[str, Any]) -> Mapping[str, Any]:
     return spec
 
 
-def _inline(agent: Mapping[str, Any]) -> bool:
-    """`spec.inline`: run a plain `def` function on the event loop instead of a worker thread."""
+def _inline(agent: Mapping[str, Any], env: LinkEnv) -> bool | None:
+    """Where a plain `def` function runs, from `spec.inline` (see `InProcSpawner`): true on the event
+    loop, false in a worker thread, "auto" adaptive. Unset means adaptive, unless the hosting process
+    keeps unset ones in threads (`RuntimeServices.adaptive_inline`: the server does)."""
     spec = agent.get("spec")
-    inline = spec.get("inline", False) if isinstance(spec, Mapping) else False
+    inline = spec.get("inline") if isinstance(spec, Mapping) else None
+    if inline is None:
+        return None if env.services is None or env.services.adaptive_inline else False
+    if inline == "auto":
+        return None
     if not isinstance(inline, bool):
         raise InvalidAgentSpec(
-            f"agent '{agent.get('name')}': spec.inline must be true or false",
-            "true runs a plain def function on the event loop: only for quick functions that never block",
+            f"agent '{agent.get('name')}': spec.inline must be true, false or \"auto\"",
+            "true runs a plain def function on the event loop (only for quick functions that never block), "
+            'false always in a worker thread; "auto" (or leaving it out) starts in threads and moves a '
+            "function that proves quick onto the loop",
         )
     return inline
 
@@ -96,7 +104,7 @@ class RustFnKind(AgentKind):
                 f"function id '{fn_id}' is not registered (known: {known})",
                 f"pass --fn {fn_id}=module:attr, or register it in the 'mlua_swarm.fns' entry point group",
             )
-        return InProcSpawner().register(str(agent["name"]), fn, inline=_inline(agent))
+        return InProcSpawner().register(str(agent["name"]), fn, inline=_inline(agent, env))
 
 
 class PythonKind(AgentKind):
@@ -116,7 +124,7 @@ class PythonKind(AgentKind):
                 f"cannot import {target!r}: {exc}",
                 "check the module is importable from the Blueprint's folder and the name after ':' exists",
             ) from exc
-        spawner: InProcSpawner[Any] = InProcSpawner().register(str(agent["name"]), fn, inline=_inline(agent))
+        spawner: InProcSpawner[Any] = InProcSpawner().register(str(agent["name"]), fn, inline=_inline(agent, env))
         spawner.worker_kind = "python"
         return spawner
 

@@ -31,6 +31,10 @@ jobs need them and kept for the life of the process; more jobs wait in its queue
 They are daemon threads: an idle pool, or a function still running after its step was cancelled or
 timed out, never holds up interpreter exit. The caller's `contextvars` are visible in the function,
 as with `asyncio.to_thread`.
+
+A caller may pass a `RunTime` to learn how long the function itself ran in its thread, the hop
+excluded: `InProcSpawner` uses it to move a plain function that proves quick onto the event loop
+(`worker/adapter.py`).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import math
 import os
 import threading
 import time
@@ -55,12 +60,23 @@ QUICK_WAIT_SECS = 0.0005
 """How long the loop thread waits for a function to return before awaiting it."""
 
 
-class _Job(Generic[A, R]):
-    __slots__ = ("arg", "context", "done", "failure", "finished", "fn", "future", "loop", "value")
+class RunTime:
+    """How long a function ran in its pool thread, in seconds (`math.inf` until it has returned or
+    raised); set before its caller hears of the outcome."""
 
-    def __init__(self, fn: Callable[[A], R], arg: A) -> None:
+    __slots__ = ("secs",)
+
+    def __init__(self) -> None:
+        self.secs = math.inf
+
+
+class _Job(Generic[A, R]):
+    __slots__ = ("arg", "context", "done", "failure", "finished", "fn", "future", "loop", "run_time", "value")
+
+    def __init__(self, fn: Callable[[A], R], arg: A, run_time: RunTime | None) -> None:
         self.fn = fn
         self.arg = arg
+        self.run_time = run_time
         self.context = contextvars.copy_context()
         self.done: threading.Lock | None = None
         self.finished = False
@@ -122,10 +138,11 @@ class WorkerThreads:
         """Threads started so far (never more than `max_threads`)."""
         return len(self._threads)
 
-    async def call(self, fn: Callable[[A], R], arg: A) -> R:
+    async def call(self, fn: Callable[[A], R], arg: A, run_time: RunTime | None = None) -> R:
         """`fn(arg)` in a pool thread; its exception is raised here. Cancelling the caller returns
-        at once and leaves the function to finish in its thread, its result dropped."""
-        job: _Job[A, R] = _Job(fn, arg)
+        at once and leaves the function to finish in its thread, its result dropped. `run_time`, when
+        given, gets how long the function ran."""
+        job: _Job[A, R] = _Job(fn, arg, run_time)
         done = None
         with self._lock:
             self._jobs.append(job)
@@ -181,7 +198,10 @@ class WorkerThreads:
                 job.value = job.context.run(job.fn, job.arg)
             except BaseException as exc:
                 job.failure = exc
-            quick = clock() - began < self.quick_wait
+            ran = clock() - began
+            if job.run_time is not None:
+                job.run_time.secs = ran
+            quick = ran < self.quick_wait
             with lock:
                 job.finished = True
                 if quick:
@@ -219,4 +239,4 @@ in_thread = THREADS.call
 """`await in_thread(fn, arg)`: `fn(arg)` off the event loop, in `THREADS`."""
 
 
-__all__ = ["MAX_THREADS", "QUICK_WAIT_SECS", "THREADS", "WorkerThreads", "in_thread"]
+__all__ = ["MAX_THREADS", "QUICK_WAIT_SECS", "THREADS", "RunTime", "WorkerThreads", "in_thread"]
