@@ -1,7 +1,8 @@
 """`EngineDispatcher`: the bridge from the flow evaluator to the engine, one engine step per Step node.
 
 For each step it strips a `$step_meta` envelope, consults the run journal (a step that already
-finished in an earlier attempt of this run is replayed, not re-executed), starts an engine step
+finished in an earlier attempt of this run is replayed, not re-executed; see `own` for how a large
+input's replay key is computed once a run), starts an engine step
 with the agent's policies, runs it through the linked spawner stack, records the step entry, and
 maps the outcome onto the flow: a pass returns the value, a skip returns `Skipped`, blocked and
 failures raise.
@@ -28,6 +29,7 @@ from ..jsontext import canonical_bytes
 from ..store.journal import ReplayHit
 from ..store.records import ReplayRow, StepEntry
 from ..tokens import CapToken
+from ..worker.adapter import json_copy
 from .observer import NullObserver, RunObserver
 
 STEP_META = "$step_meta"
@@ -92,6 +94,15 @@ def input_hash(directive: Any) -> str:
     return (_small_sha256 if len(data) <= _SMALL_INPUT else sha256)(data).hexdigest()
 
 
+KEPT_KEY_BYTES = 64 * 1024
+"""An owned value (see `EngineDispatcher.own`) whose canonical JSON is at least this long keeps its
+replay key for the run; a shorter one is hashed afresh each time, as any other input."""
+
+
+_KEYED = (dict, list, str)
+"""The types of owned value a replay key is kept for (numbers and constants hash in no time)."""
+
+
 class EngineDispatcher:
     def __init__(
         self,
@@ -122,6 +133,10 @@ class EngineDispatcher:
         self.steps_dispatched = 0
         self.steps_replayed = 0
         self._started: set[StepId] | None = None
+        self._owned: dict[int, Any] = {}
+        """The run's own values by id (see `own`): holding them keeps their ids from being reused."""
+        self._keys: dict[int, str] = {}
+        """Replay keys of owned values, by id."""
 
     def track_steps(self) -> set[StepId]:
         """From now on, remember the id of every step this dispatcher starts (in the returned set)."""
@@ -129,15 +144,52 @@ class EngineDispatcher:
             self._started = set()
         return self._started
 
+    def own(self, ctx: Any) -> Any:
+        """The run's initial ctx as the run's own: a copy of it (`worker.adapter.json_copy`, what every
+        step's worker gets of it anyway; a non-finite number reads as `null`) whose top-level values
+        the run takes as unchanging.
+
+        Nobody outside the run holds the copy, and the flow shares nested ctx values but never changes
+        them in place (see `flow.evaluator`), so a top-level value stays what it was for the whole run
+        and its replay key needs computing once: a step whose input is `$.big` at every turn of a
+        loop hashes a megabyte once a run, not once a step. Only these values are trusted: a worker
+        may keep and change what it returned, and the caller what it passed in. At most one entry a
+        top-level value, holding what the copy holds (until the run ends, even once the flow has
+        replaced it). A ctx that is not an object is returned as it is (the flow refuses it).
+        """
+        if type(ctx) is not dict:
+            return ctx
+        copy: dict[str, Any] = json_copy(ctx)
+        self._owned = {id(value): value for value in copy.values() if type(value) in _KEYED}
+        self._keys = {}
+        return copy
+
+    def replay_key(self, directive: Any) -> str:
+        """`input_hash(directive)`, kept for an owned value whose canonical JSON is long (see `own`)."""
+        if not self._owned or id(directive) not in self._owned:
+            return input_hash(directive)
+        kept = self._keys.get(id(directive))
+        if kept is not None:
+            return kept
+        data = canonical_bytes(directive)
+        if len(data) < KEPT_KEY_BYTES:  # not worth keeping: hashed afresh from now on
+            del self._owned[id(directive)]
+            return input_hash(directive)
+        key = self._keys[id(directive)] = sha256(data).hexdigest()
+        return key
+
     async def dispatch(self, step: Step, input: Any) -> Any:
         ref = step.ref
         if type(input) is dict and STEP_META in input:
             directive, step_ctx = self._unwrap_meta(input)
         else:
             directive, step_ctx = input, None
-        digest = input_hash(directive) if self.journal is not None else ""
-        if self.journal is not None:
-            hit = self.journal.lookup(ref, digest)
+        journal = self.journal
+        if journal is None:
+            digest = ""
+        else:
+            digest = self.replay_key(directive) if self._owned else input_hash(directive)
+            hit = journal.lookup(ref, digest)
             if hit is not None:
                 self.steps_replayed += 1
                 if self._watched:
@@ -259,4 +311,4 @@ class EngineDispatcher:
         return directive, step_ctx
 
 
-__all__ = ["STEP_META", "AgentPolicy", "EngineDispatcher", "Journal", "input_hash"]
+__all__ = ["KEPT_KEY_BYTES", "STEP_META", "AgentPolicy", "EngineDispatcher", "Journal", "input_hash"]

@@ -427,8 +427,13 @@ class Run:
                 observer=self.observer,
             )
             sink = feed.trace if feed is not None else journal.trace if journal is not None else None
+            ctx = initial_ctx(self.compiled, init_ctx)
+            if record is not None:
+                # recorded in the store: the run works from its own copy, as a resume would (see
+                # EngineDispatcher.own)
+                ctx = dispatcher.own(ctx)
             async with self._traced(sink, dispatcher):
-                result = await self._evaluate(initial_ctx(self.compiled, init_ctx), dispatcher)
+                result = await self._evaluate(ctx, dispatcher)
             if feed is not None:
                 feed.flow_ended()
             if record is not None:

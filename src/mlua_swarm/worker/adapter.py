@@ -98,7 +98,7 @@ class WorkerInvocation:
         """The prompt parsed as JSON when it parses, else the string itself; never shared with the
         flow ctx, so the function may change it."""
         if self._input is _UNSET:
-            self._input = _parsed(self.directive) if isinstance(self.directive, str) else _copied(self.directive)
+            self._input = _parsed(self.directive) if isinstance(self.directive, str) else json_copy(self.directive)
         return self._input
 
 
@@ -116,8 +116,9 @@ def _parsed(text: str) -> Any:
 _IMMUTABLE = frozenset({int, float, bool, type(None)})
 
 
-def _copied(value: Any) -> Any:
-    """An independent copy of a JSON value (what rendering it and parsing it back gave)."""
+def json_copy(value: Any) -> Any:
+    """An independent copy of a JSON value: what rendering it (as a prompt is, a non-finite number as
+    `null`) and parsing it back gives, a large value built with the cyclic GC held off (see `_built`)."""
     if type(value) in _IMMUTABLE:
         return value
     try:
