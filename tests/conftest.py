@@ -43,6 +43,16 @@ async def run_one(engine: Engine, op: CapToken, spawner: SpawnerAdapter, spec: T
     return await engine.run_step(op, step, spawner)
 
 
+def alive(pid: int) -> bool:
+    """Whether `pid` is a live process: a zombie has ended (it only waits for a parent to collect it,
+    which, for a process re-parented to a subreaper that never waits, may be never)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
 def P(at: str) -> dict[str, Any]:
     """A flow path expression."""
     return {"op": "path", "at": at}

@@ -10,7 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from ..conftest import mse_env
+from ..conftest import alive, mse_env
 
 CHILD = textwrap.dedent(
     """
@@ -33,15 +33,6 @@ CHILD = textwrap.dedent(
     print('{"ok": true}')
     """
 )
-
-
-def gone(pid: int) -> bool:
-    """Dead: no such process, or a zombie waiting for a parent to collect it."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return True
-    return state in ("Z", "X")
 
 
 def test_a_daemonized_grandchild_does_not_outlive_its_step(tmp_path: Path) -> None:
@@ -71,7 +62,7 @@ def test_a_daemonized_grandchild_does_not_outlive_its_step(tmp_path: Path) -> No
     try:
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert json.loads(proc.stdout)["final_ctx"] == {"r": {"ok": True}}
-        assert gone(pid), f"the grandchild {pid} survived its step"
+        assert not alive(pid), f"the grandchild {pid} survived its step"
     finally:
-        if not gone(pid):
+        if alive(pid):
             os.kill(pid, signal.SIGKILL)

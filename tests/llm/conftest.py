@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,15 +47,6 @@ def anthropic_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[AnthropicServe
     with AnthropicServer() as server:
         monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
         yield server
-
-
-def alive(pid: int) -> bool:
-    """Whether process `pid` still exists."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def facts_server(pidfile: Path | None = None, name: str = "facts") -> dict[str, Any]:

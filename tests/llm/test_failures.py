@@ -12,7 +12,8 @@ from mlua_swarm.core.engine import Engine
 from mlua_swarm.errors import DispatchFailed
 from mlua_swarm.tokens import CapToken
 
-from .conftest import agent, alive, facts_server, start
+from ..conftest import alive
+from .conftest import agent, facts_server, start
 from .fakes import AnthropicServer, OpenAIServer, Reply
 
 

@@ -11,7 +11,8 @@ from mlua_swarm.errors import DispatchFailed
 from mlua_swarm.tokens import CapToken
 from mlua_swarm.worker.output import Partial, Progress
 
-from .conftest import agent, alive, facts_server, start
+from ..conftest import alive
+from .conftest import agent, facts_server, start
 from .fakes import AnthropicServer, OpenAIServer, Reply
 
 VERDICT = {"channel": "body", "values": ["PASS", "FAIL"]}

@@ -81,15 +81,6 @@ async def gone(exited: asyncio.Future[None]) -> bool:
     return True
 
 
-def alive(pid: int) -> bool:
-    """Whether `pid` is a live (not zombie) process, read from /proc."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-
-
 class Gate:
     """A FIFO a child blocks on (`wait_gate(path)`) until the test opens it: a real signal, not a sleep."""
 

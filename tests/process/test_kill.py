@@ -17,7 +17,8 @@ from mlua_swarm.worker import Worker, process
 from mlua_swarm.worker.adapter import SpawnerAdapter
 from mlua_swarm.worker.process import ProcessSpawner, ProcessWorker
 
-from .helpers import SAFETY_SECS, Gate, alive, gone, progress_note, py, watch_exit
+from ..conftest import alive
+from .helpers import SAFETY_SECS, Gate, gone, progress_note, py, watch_exit
 
 FORKS_A_GRANDCHILD = """
     import subprocess

@@ -21,6 +21,7 @@ from mlua_swarm.tokens import CapToken, Role
 from mlua_swarm.worker.kinds import LinkEnv, agent_kind, is_runnable
 from mlua_swarm.worker.ray import RaySpawner
 
+from ..conftest import alive
 from .ray_helpers import AGENTS, agent, arrived, blueprint, step, write_agents
 
 pytestmark = pytest.mark.usefixtures("ray_address")
@@ -152,10 +153,10 @@ async def test_a_task_ignoring_the_graceful_cancel_has_its_worker_killed(op: Cap
     assert (tmp_path / "stubborn.ignored").exists()
     assert engine.worker_stats(step_id, 1)["ray_cancel"] == "forced"
     for _ in range(1500):  # the raylet reaps the killed worker shortly after
-        if not Path(f"/proc/{pid}").exists():
+        if not alive(pid):
             break
         await asyncio.sleep(0.02)
-    assert not Path(f"/proc/{pid}").exists()
+    assert not alive(pid)
 
 
 async def test_each_retry_is_a_new_ray_task_with_a_fresh_token(engine: Engine, op: CapToken, tmp_path: Path) -> None:
