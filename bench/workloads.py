@@ -627,7 +627,7 @@ WORKLOADS: tuple[Workload, ...] = (
         "plain_def",
         "Plain `def` agents against `async def`, in one process",
         f"Ours: {SEQ_OURS.replace('(`async def`)', 'written as a plain `def`')}, through `run_blueprint`: by "
-        "default (worker threads for its first calls, then, once 8 in a row returned within 0.2 ms, called on "
+        "default (worker threads for its first calls, then, once 8 in a row returned within 50 us, called on "
         "the event loop), with `spec.inline: true` (always on the loop) and with `spec.inline: false` "
         "(always in a worker thread: safe to block; no target). Floor: the same agent as `async def`. "
         "LangGraph, which calls plain nodes inline: "

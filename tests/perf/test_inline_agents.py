@@ -59,6 +59,16 @@ def with_its_own_loop(inv: Any) -> int:
     return asyncio.run(_plus_one(inv.input))
 
 
+flow_loop: list[asyncio.AbstractEventLoop] = []
+
+
+def asks_the_flow_loop(inv: Any) -> int:
+    """A sync function over async code that runs on the flow's own event loop: on that loop's thread
+    it would wait for itself (bounded here, so that such a call fails instead of hanging the test)."""
+    ran_on.append(threading.current_thread())
+    return asyncio.run_coroutine_threadsafe(_plus_one(inv.input), flow_loop[-1]).result(timeout=5)
+
+
 def blueprint(kind: str, inline: object, fn: str = "where") -> dict[str, Any]:
     spec: dict[str, Any] = {"callable": f"tests.perf.test_inline_agents:{fn}"} if kind == "python" else {"fn_id": fn}
     if inline is not None:
@@ -71,7 +81,12 @@ def blueprint(kind: str, inline: object, fn: str = "where") -> dict[str, Any]:
     }
 
 
-FNS = {"where": where, "slow_once_on_the_loop": slow_once_on_the_loop, "with_its_own_loop": with_its_own_loop}
+FNS = {
+    "where": where,
+    "slow_once_on_the_loop": slow_once_on_the_loop,
+    "with_its_own_loop": with_its_own_loop,
+    "asks_the_flow_loop": asks_the_flow_loop,
+}
 
 
 def compiled(kind: str, inline: object, fn: str = "where", **options: Any) -> CompiledBlueprint:
@@ -127,6 +142,17 @@ async def test_a_function_that_runs_its_own_event_loop_keeps_working(inline: boo
     on_loop = await run_it(agent) + await run_it(agent)
     if inline:
         assert all(on_loop)
+
+
+async def test_a_function_waiting_for_the_flow_loop_is_never_moved_onto_it() -> None:
+    """Its calls need the loop to wake up and answer, which takes longer than a call may to count as
+    quick: left unset, it stays in worker threads however often it runs."""
+    flow_loop.append(asyncio.get_running_loop())
+    agent = compiled("python", None, "asks_the_flow_loop")
+    on_loop: list[bool] = []
+    for _ in range(4):
+        on_loop += await run_it(agent)
+    assert not any(on_loop), on_loop
 
 
 async def test_a_blocking_plain_function_never_holds_up_the_loop(engine: Engine, op: CapToken) -> None:

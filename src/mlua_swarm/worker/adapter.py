@@ -192,9 +192,10 @@ class InProcSpawner(SpawnerAdapter, Generic[W]):
       taught lives as long as this spawner (the compiled Blueprint).
 
     On the loop, a plain function sees no running event loop, as in a thread: `asyncio.run` inside
-    it runs a loop of its own there. A function that waits for the event loop itself (for instance
-    `asyncio.run_coroutine_threadsafe(...).result()` on the loop that runs the flow) would wait
-    forever on it, and must be registered `inline=False`.
+    it runs a loop of its own there. A function that waits for the event loop running the flow (for
+    instance `asyncio.run_coroutine_threadsafe(..., loop).result()`) would wait forever there: it
+    must not be registered `inline=True`, and adaptive placement leaves it in threads, since no
+    such call returns within `QUICK_CALL_SECS`.
     """
 
     worker_kind = "rust_fn"
@@ -258,12 +259,14 @@ PROMOTE_AFTER = 8
 """Calls in a row an adaptive plain function must return within `QUICK_CALL_SECS` in worker threads
 before it is called on the event loop; 8 times as many after each time it was sent back."""
 
-QUICK_CALL_SECS = 0.0002
-"""The run time (in its thread, the hop excluded) of a call that counts towards `PROMOTE_AFTER`: less
-than the loop already waits for a function in a worker thread (`threads.QUICK_WAIT_SECS`), so a
-function that qualifies held the loop about as long before. A function that starts an event loop of
-its own (`asyncio.run`) or does a little file or SQLite work may qualify; one that waits on the
-network, a lock or another thread rarely returns this soon eight times in a row."""
+QUICK_CALL_SECS = 0.00005
+"""The run time (in its thread, the hop excluded) of a call that counts towards `PROMOTE_AFTER`.
+Short enough that a function which needs the event loop running the flow to do something for it
+(`asyncio.run_coroutine_threadsafe(..., loop).result()`: 64-355 µs here, two wake-ups at least)
+does not qualify: on the loop it would wait for itself forever. A trivial function takes well under
+a microsecond, a small file read ~11 µs; one that starts an event loop of its own (`asyncio.run`,
+~70 µs), waits on the network, a lock or another thread stays in worker threads, where the hop is
+a smaller share of its call."""
 
 SLOW_INLINE_SECS = 0.001
 """A call on the event loop of an adaptive function that runs this long sends it back to worker
