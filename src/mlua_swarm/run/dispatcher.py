@@ -103,6 +103,10 @@ _KEYED = (dict, list, str)
 """The types of owned value a replay key is kept for (numbers and constants hash in no time)."""
 
 
+async def _nothing() -> None:
+    """Nothing to wait for: a step of a run without a journal is not recorded."""
+
+
 class EngineDispatcher:
     def __init__(
         self,
@@ -227,10 +231,13 @@ class EngineDispatcher:
                 attempt = self.engine.read_task_state(self.token, step_id).attempt
                 await self._finish(step, step_id, _CANCELLED, started, digest, None, "cancelled", attempt)
                 raise
-            if outcome.kind == "pass" and self.journal is None:
-                # Nothing to record: an observer hears the pass here, without the bookkeeping path.
-                if self._watched:
-                    self.observer.step_finished(ref, step_id, StepOutcome.PASSED, time.time() - started, outcome.value)
+            if outcome.kind == "pass":
+                if journal is None:
+                    # Nothing to record: an observer hears the pass here, without the bookkeeping path.
+                    if self._watched:
+                        self.observer.step_finished(ref, step_id, _PASSED, time.time() - started, outcome.value)
+                else:
+                    await self._finish(step, step_id, _PASSED, started, digest, outcome.value, None, outcome.attempt)
                 return outcome.value
             return await self._apply(step, step_id, outcome, started, digest)
         finally:
@@ -238,10 +245,8 @@ class EngineDispatcher:
             self.engine.release_task(self.token, step_id)
 
     async def _apply(self, step: Step, step_id: StepId, outcome: DispatchOutcome, started: float, digest: str) -> Any:
+        """Record an outcome other than a pass (`dispatch` records those itself) and map it onto the flow."""
         kind = _OF_KIND[outcome.kind]
-        if kind is _PASSED:
-            await self._finish(step, step_id, kind, started, digest, outcome.value, None, outcome.attempt)
-            return outcome.value
         if kind is _SKIPPED:
             await self._finish(step, step_id, kind, started, digest, outcome.value, None, outcome.attempt)
             return Skipped(outcome.value)
@@ -252,7 +257,7 @@ class EngineDispatcher:
         await self._finish(step, step_id, kind, started, digest, None, message, outcome.attempt)
         raise StepFailed(message)
 
-    async def _finish(
+    def _finish(
         self,
         step: Step,
         step_id: StepId,
@@ -262,14 +267,17 @@ class EngineDispatcher:
         value: Any,
         error: str | None,
         attempt: int,
-    ) -> None:
+    ) -> Awaitable[None]:
+        """Tell the observer the step ended and hand its entry to the journal; await the result to
+        reach the journal's commit point. A plain function returning the journal's awaitable rather
+        than a coroutine around it: one coroutine fewer per step."""
         finished = time.time()
         ref = step.ref
         if self._watched:
             self.observer.step_finished(ref, step_id, status, finished - started, value if error is None else error)
         journal = self.journal
         if journal is None:
-            return
+            return _nothing()
         stats: dict[str, Any] | None = self.engine.worker_stats(step_id, attempt) if attempt else None
         stderr = None
         if stats and "stderr_tail" in stats:
@@ -277,16 +285,14 @@ class EngineDispatcher:
             stderr = stats.pop("stderr_tail")
         replayed = status is _PASSED or status is _SKIPPED
         if self._record is not None:
-            await self._record(
+            return self._record(  # type: ignore[no-any-return]
                 ref, step_id, status, attempt, started, finished, stats or None, stderr, error, step.index,
                 digest if replayed else None, value,
             )  # fmt: skip
-            return
         entry = StepEntry(ref, step_id, status, attempt, started, finished, stats or None, stderr, error, step.index)
         if replayed:
-            await journal.record_step(entry, ReplayRow(ref, digest, value, status is _SKIPPED))
-        else:
-            await journal.record_step(entry, None)
+            return journal.record_step(entry, ReplayRow(ref, digest, value, status is _SKIPPED))
+        return journal.record_step(entry, None)
 
     def _unwrap_meta(self, input: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         """Split a `$step_meta` envelope into (directive, step context)."""
