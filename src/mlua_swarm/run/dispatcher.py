@@ -90,7 +90,10 @@ OpenSSL's; longer ones by OpenSSL's, which is several times faster per byte. Bot
 
 def input_hash(directive: Any) -> str:
     """The replay key of a step's input: SHA-256 of its canonical JSON (`jsontext.canonical_bytes`)."""
-    data = canonical_bytes(directive)
+    return _digest(canonical_bytes(directive))
+
+
+def _digest(data: bytes) -> str:
     return (_small_sha256 if len(data) <= _SMALL_INPUT else sha256)(data).hexdigest()
 
 
@@ -170,16 +173,17 @@ class EngineDispatcher:
 
     def replay_key(self, directive: Any) -> str:
         """`input_hash(directive)`, kept for an owned value whose canonical JSON is long (see `own`)."""
-        if not self._owned or id(directive) not in self._owned:
+        if id(directive) not in self._owned:
             return input_hash(directive)
         kept = self._keys.get(id(directive))
         if kept is not None:
             return kept
         data = canonical_bytes(directive)
+        key = _digest(data)
         if len(data) < KEPT_KEY_BYTES:  # not worth keeping: hashed afresh from now on
             del self._owned[id(directive)]
-            return input_hash(directive)
-        key = self._keys[id(directive)] = sha256(data).hexdigest()
+        else:
+            self._keys[id(directive)] = key
         return key
 
     async def dispatch(self, step: Step, input: Any) -> Any:
