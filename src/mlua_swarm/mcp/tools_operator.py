@@ -304,7 +304,7 @@ Long waits send progress notifications; cancelling the call stops the wait and l
                 "or the server cancelled it (the seat moved, the run ended)",
                 "answer the req_id mse_pending_wait returned; a cancelled request needs no answer",
             )
-        await as_session(state, sid, f"sending {kind}", replies[kind])
+        await call_server(f"sending {kind}", lambda: replies[kind](client))
         if kind in ("spawn_ack", "spawn_halt"):
             state.forget_routes(lambda route: route.spawn.req_id != req_id)
         return {"sent": True, "req_id": req_id, "kind": kind}
