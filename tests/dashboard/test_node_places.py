@@ -89,7 +89,9 @@ def test_a_fanout_over_an_agent_then_a_try_around_it_draws_each_run_where_it_ran
     # The same run as a store from before node indexes has it (in its entries and its step.started
     # events): its runs of `x` go by ref order.
     with closing(sqlite3.connect(tmp_path / "server.sqlite3", timeout=30)) as conn, conn:
-        conn.execute("UPDATE history SET node_index = NULL WHERE run_id = ?", (run_id,))
+        conn.execute(
+            "UPDATE history SET node_index = NULL WHERE key >> 32 = (SELECT num FROM runs WHERE id = ?)", (run_id,)
+        )
         conn.execute(
             "UPDATE trace SET payload_json = json_remove(payload_json, '$.node_index')"
             " WHERE run_id = ? AND kind = 'step.started'",

@@ -71,6 +71,8 @@ def test_a_step_failed_before_its_worker_ran_records_its_attempt(served: ServePr
         assert re.search(rf"^{ref}\s+{attempt}\s+failed\s", shown.stdout, re.M), shown.stdout
 
     with sqlite3.connect(tmp_path / "home" / "mse.sqlite3") as db:
-        rows = db.execute("SELECT run_id, attempt FROM history ORDER BY run_id").fetchall()
+        rows = db.execute(
+            "SELECT r.id, h.attempt FROM history AS h JOIN runs AS r ON h.key >> 32 = r.num ORDER BY r.id"
+        ).fetchall()
     db.close()
     assert sorted(rows) == sorted([(seat_run, 1), (spawn_run, 2)])

@@ -1,16 +1,17 @@
 """The SQLite schema as numbered migrations; `PRAGMA user_version` records how many have run.
 
-Per-run tables are clustered by `(run_id, seq)` (WITHOUT ROWID). A run's step entries (`kind` 0),
-replay rows (`kind` 1) and steps stored with their replay row (`kind` 2, one insert per step) share
-one table: a commit costs about one page write per run that moved. Replay-key uniqueness is kept by
-the store, not an index.
+A run's history (step entries, `kind` 0; replay rows, `kind` 1; a step stored with its replay row,
+`kind` 2, one insert per step) lives in `history`, a rowid table whose integer key is the run's number
+(`runs.num`) times 2**32 plus the row's seq within the run. So a run's rows are one key range, in seq
+order, and a run that writes after every other appends at the right edge of the tree: SQLite then
+splits a full leaf by starting a new one (one page, plus its parent's), and a commit writes ~1.1
+pages a step. Tables clustered by a composite key (WITHOUT ROWID) redistribute cells over up to three
+sibling leaves at each split (~1.7 pages a step) and keep only ~1 KB of a row on its 4 KiB page; a
+rowid table keeps ~4 KB. Replay-key uniqueness is kept by the store, not an index.
 
-Since version 6, a row whose value is large goes whole into `history_big`, a rowid table with the
-same columns (`run_id` and `seq` numbered with the run's other history rows). A WITHOUT ROWID table
-keeps ~1 KB of a row on its page (4 KiB) and moves the rest to overflow pages, which made KB-sized
-values cost a page more each and large ones far slower to write and to read; a rowid table keeps
-~4 KB, but writes a second b-tree (its key index) per row, which small rows should not pay.
-Rows written before version 6 stay where they are; readers read both tables.
+Version 7 moved the rows of versions 6 and before (`history`, clustered by `(run_id, seq)`, and
+`history_big`, its rowid twin for large values) into this table; rows of a run no longer in `runs`,
+which no reader could reach, were left behind.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # 5: the flow node that ran each step (`flow.Step.index`); NULL in the rows of earlier versions.
     "ALTER TABLE history ADD COLUMN node_index INTEGER;",
-    # 6: history rows with large values (see the module docstring).
+    # 6: history rows with large values, in a rowid table (folded into `history` by 7).
     """
     CREATE TABLE history_big (
         run_id TEXT NOT NULL, seq INTEGER NOT NULL, kind INTEGER NOT NULL, step_ref TEXT NOT NULL,
@@ -88,6 +89,35 @@ MIGRATIONS: tuple[str, ...] = (
         input_hash TEXT, occurrence INTEGER, skip INTEGER, value_json TEXT, created_at REAL, node_index INTEGER,
         PRIMARY KEY (run_id, seq)
     )
+    """,
+    # 7: one history table keyed by run number and seq (see the module docstring).
+    """
+    ALTER TABLE runs ADD COLUMN num INTEGER;
+    UPDATE runs SET num = rowid;
+    CREATE UNIQUE INDEX runs_num ON runs (num);
+    ALTER TABLE history RENAME TO history_v6;
+    CREATE TABLE history (
+        key INTEGER PRIMARY KEY, kind INTEGER NOT NULL, step_ref TEXT NOT NULL,
+        step_id TEXT, status TEXT, attempt INTEGER, started_at REAL, finished_at REAL,
+        stats_json TEXT, stderr_tail TEXT, error_json TEXT,
+        input_hash TEXT, occurrence INTEGER, skip INTEGER, value_json TEXT, created_at REAL, node_index INTEGER
+    );
+    INSERT INTO history
+    SELECT r.num * 4294967296 + h.seq, h.kind, h.step_ref, h.step_id, h.status, h.attempt, h.started_at,
+        h.finished_at, h.stats_json, h.stderr_tail, h.error_json, h.input_hash, h.occurrence, h.skip,
+        h.value_json, h.created_at, h.node_index
+    FROM (
+        SELECT run_id, seq, kind, step_ref, step_id, status, attempt, started_at, finished_at, stats_json,
+            stderr_tail, error_json, input_hash, occurrence, skip, value_json, created_at, node_index
+        FROM history_v6
+        UNION ALL
+        SELECT run_id, seq, kind, step_ref, step_id, status, attempt, started_at, finished_at, stats_json,
+            stderr_tail, error_json, input_hash, occurrence, skip, value_json, created_at, node_index
+        FROM history_big
+    ) AS h JOIN runs AS r ON r.id = h.run_id
+    ORDER BY 1;
+    DROP TABLE history_v6;
+    DROP TABLE history_big
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -87,105 +87,77 @@ _OPENED: dict[tuple[str, int], int] = {}
 (cheaper to ask than the weak set; a store dropped without `close` only keeps it high)."""
 
 _EXIT, _SYNC = Durability.EXIT, Durability.SYNC
-_HISTORY_TABLES = ("history", "history_big", "trace", "outputs")
+_HISTORY_TABLES = ("history", "trace", "outputs")
 _STEP, _REPLAY, _STEP_REPLAY = HISTORY_STEP, HISTORY_REPLAY, HISTORY_STEP_REPLAY
 _STEP_KINDS = (_STEP, _STEP_REPLAY)
 _REPLAY_KINDS = (_REPLAY, _STEP_REPLAY)
+
+SEQ_LIMIT = (1 << 32) - 1
+"""A run's `history` rows are numbered 1 to this: a row's key is the run's base (`runs.num` times
+2**32, see schema.py) plus its seq."""
+RUN_NUM_LIMIT = (1 << 31) - 1
+"""The largest run number (keys stay 64-bit signed integers); past it a new run takes a free one."""
+
 _HISTORY_INSERT = (
-    "INSERT INTO history (run_id, seq, kind, step_ref, step_id, status, attempt, started_at, finished_at,"
+    "INSERT INTO history (key, kind, step_ref, step_id, status, attempt, started_at, finished_at,"
     " stats_json, stderr_tail, error_json, input_hash, occurrence, skip, value_json, created_at, node_index)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _LEAN_HISTORY_INSERT = (
-    "INSERT INTO history (run_id, seq, kind, step_ref, step_id, status, attempt, started_at, finished_at,"
+    "INSERT INTO history (key, kind, step_ref, step_id, status, attempt, started_at, finished_at,"
     " stats_json, input_hash, occurrence, skip, value_json, created_at, node_index)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-_BARE_HISTORY_INSERT = (
-    "INSERT INTO history (run_id, seq, kind, step_ref, step_id, status, attempt, started_at, finished_at,"
-    " input_hash, occurrence, skip, value_json, created_at, node_index)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-
-_BIG_HISTORY_INSERT, _BIG_LEAN_INSERT, _BIG_BARE_INSERT = (
-    sql.replace("INTO history (", "INTO history_big (")
-    for sql in (_HISTORY_INSERT, _LEAN_HISTORY_INSERT, _BARE_HISTORY_INSERT)
+_BARE_HISTORY_INSERT = (
+    "INSERT INTO history (key, kind, step_ref, step_id, status, attempt, started_at, finished_at,"
+    " input_hash, occurrence, skip, value_json, created_at, node_index)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _REPLAY_INSERT = (
-    "INSERT INTO history (run_id, seq, kind, step_ref, input_hash, occurrence, skip, value_json, created_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO history (key, kind, step_ref, input_hash, occurrence, skip, value_json, created_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_BIG_REPLAY_INSERT = _REPLAY_INSERT.replace("INTO history (", "INTO history_big (")
-_HISTORY_TOP = (
-    "SELECT MAX(COALESCE((SELECT MAX(seq) FROM history WHERE run_id = ?1), 0),"
-    " COALESCE((SELECT MAX(seq) FROM history_big WHERE run_id = ?1), 0))"
-)
-
-BIG_VALUE_BYTES = 640
-"""A history row whose value's JSON text is longer than this (UTF-8 bytes) goes into `history_big`:
-with the ~200 bytes of the rest of a row, a longer one would not fit the ~1,000 bytes a row of the
-WITHOUT ROWID `history` keeps on its page (schema.py says why that matters)."""
-_MAYBE_BIG = BIG_VALUE_BYTES // 4
-"""No text of this many characters or fewer is more than `BIG_VALUE_BYTES` bytes in UTF-8."""
+_RUN_ROWS = f"FROM history WHERE key BETWEEN ?1 AND ?1 + {SEQ_LIMIT}"
+"""A run's `history` rows, in key (so seq) order; `?1` is the run's base."""
 
 
-def _is_big(value: str | None) -> bool:
-    """Whether the JSON text `value` is longer than `BIG_VALUE_BYTES` in UTF-8."""
-    if value is None or len(value) <= _MAYBE_BIG:
-        return False
-    return len(value) > BIG_VALUE_BYTES or (not value.isascii() and len(value.encode()) > BIG_VALUE_BYTES)
-
-
-def _step_insert(value: str | None) -> str:
-    """The statement that inserts a step's `history` row holding `value` (a `StepRow.value_json`)."""
-    return _BIG_HISTORY_INSERT if _is_big(value) else _HISTORY_INSERT
-
-
-def _history_insert(run_id: str, seq: int, kind: int, row: StepRow) -> tuple[str, tuple[Any, ...]]:
-    """The statement and parameters that insert one `history` row (into `history_big` for a large value).
+def _history_insert(key: int, kind: int, row: StepRow) -> tuple[str, tuple[Any, ...]]:
+    """The statement and parameters that insert one step's `history` row under `key`.
 
     The sqlite3 module binds exact `str`, `int` and `float` values directly, but looks for an adapter
     (two failed attribute lookups, each raising and clearing an `AttributeError`) for anything else:
-    `None`, a `bool`, a `str` subclass such as `RunId`. A step with its replay row and no error or
-    stderr, the common case, leaves its NULL columns out of the statement and binds plain values.
+    `None`, a `bool`. A step with its replay row and no error or stderr, the common case, leaves its
+    NULL columns out of the statement and binds plain values.
     """
     (
         ref, step_id, status, attempt, started, finished, stats, stderr, error,
         digest, occurrence, skip, value, created, node,
     ) = row  # fmt: skip
-    big = value is not None and len(value) > _MAYBE_BIG and _is_big(value)
     if digest is None or stderr is not None or error is not None:
-        return _BIG_HISTORY_INSERT if big else _HISTORY_INSERT, (run_id, seq, kind, *row)
+        return _HISTORY_INSERT, (key, kind, *row)
     if stats is None:
-        return _BIG_BARE_INSERT if big else _BARE_HISTORY_INSERT, (
-            str(run_id), seq, kind, ref, step_id, status, attempt, started, finished,
+        return _BARE_HISTORY_INSERT, (
+            key, kind, ref, step_id, status, attempt, started, finished,
             digest, occurrence, 1 if skip else 0, value, created, node,
         )  # fmt: skip
-    return _BIG_LEAN_INSERT if big else _LEAN_HISTORY_INSERT, (
-        str(run_id), seq, kind, ref, step_id, status, attempt, started, finished, stats,
+    return _LEAN_HISTORY_INSERT, (
+        key, kind, ref, step_id, status, attempt, started, finished, stats,
         digest, occurrence, 1 if skip else 0, value, created, node,
     )  # fmt: skip
 
 
-def _both_history(columns: str, where: str = "kind IN (?2, ?3)", *, ordered: bool = True) -> str:
-    """A query of `columns` (then `seq`) from a run's rows in `history` and `history_big` (`?1` is
-    the run id, `where` a further condition), in seq order unless `ordered` is False."""
-    parts = [
-        f"SELECT {columns}, seq FROM {table} WHERE run_id = ?1 AND {where}" for table in ("history", "history_big")
-    ]
-    return " UNION ALL ".join(parts) + (" ORDER BY seq" if ordered else "")
-
-
-_STEPS_SELECT = _both_history(
-    "step_ref, step_id, status, attempt, started_at, finished_at, stats_json, stderr_tail, error_json, node_index"
+_STEPS_SELECT = (
+    "SELECT step_ref, step_id, status, attempt, started_at, finished_at, stats_json, stderr_tail, error_json,"
+    f" node_index {_RUN_ROWS} AND kind IN (?2, ?3) ORDER BY key"
 )
-_REPLAY_SELECT = _both_history("step_ref, input_hash, value_json, skip, occurrence, created_at")
-_KEYS_SELECT = _both_history("step_ref, input_hash, occurrence", ordered=False)
-_COUNT_SELECT = (
-    "SELECT COALESCE(SUM(kind IN (?2, ?3)), 0), COALESCE(SUM(kind IN (?4, ?5)), 0)"
-    f" FROM ({_both_history('kind', '1', ordered=False)})"
+_REPLAY_SELECT = (
+    f"SELECT step_ref, input_hash, value_json, skip, occurrence, created_at {_RUN_ROWS} AND kind IN (?2, ?3)"
+    " ORDER BY key"
 )
-_CUT_SELECT = _both_history("seq") + " LIMIT 1 OFFSET ?4"
+_KEYS_SELECT = f"SELECT step_ref, input_hash, occurrence {_RUN_ROWS} AND kind IN (?2, ?3)"
+_COUNT_SELECT = f"SELECT COALESCE(SUM(kind IN (?2, ?3)), 0), COALESCE(SUM(kind IN (?4, ?5)), 0) {_RUN_ROWS}"
+_CUT_SELECT = f"SELECT key {_RUN_ROWS} AND kind IN (?2, ?3) ORDER BY key LIMIT 1 OFFSET ?4"
+_TOP_SELECT = f"SELECT MAX(key) {_RUN_ROWS}"
 
 
 def _loads(text: str | None) -> Any:
@@ -323,6 +295,8 @@ class SqliteStore(Store):
         self.commits = 0
         """Write transactions this store committed."""
         self._seqs: dict[tuple[str, RunId], int] = {}
+        self._bases: dict[RunId, int] = {}
+        """`history` key bases of the runs this store writes (see `_history_key`)."""
         self._replay_keys: dict[RunId, set[tuple[str, str, int]]] = {}
         self._closed = False
         self._traces: list[tuple[Any, ...]] = []
@@ -402,6 +376,7 @@ class SqliteStore(Store):
                 self._failed = (self._txn, self._write_failed(exc) if _is_write_failure(exc) else exc)
                 # Counters and replay keys may name rows that were just rolled back: read them again.
                 self._seqs.clear()
+                self._bases.clear()
                 self._replay_keys.clear()
                 log.error("store %s: commit failed, its writes are lost: %s", self.path, exc)
             self._committed = self._txn
@@ -633,9 +608,10 @@ class SqliteStore(Store):
 
     async def create_run(self, run: RunRecord) -> None:
         owner = run.owner
+        scheduled = self._begin()
         try:
             self._write(
-                f"INSERT INTO runs ({RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO runs ({RUN_COLUMNS}, num) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run.run_id,
                     run.task_id,
@@ -648,13 +624,36 @@ class SqliteStore(Store):
                     None if owner is None else owner.pid,
                     None if owner is None else owner.started_at,
                     run.heartbeat_at,
+                    self._new_run_num(),
                 ),
             )
         except sqlite3.IntegrityError as exc:
             if not _is_key_clash(exc):
                 raise
             raise Duplicate(f"run {run.run_id} exists") from exc
+        finally:
+            if not scheduled:
+                self._commit()
         await self.flush()
+
+    def _new_run_num(self) -> int:
+        """A number for a new run, read inside the write transaction: one past the largest, or once
+        that is `RUN_NUM_LIMIT`, a free one (a deleted run's)."""
+        top = self._conn.execute("SELECT MAX(num) FROM runs").fetchone()[0]
+        if top is None or top < RUN_NUM_LIMIT:
+            return 1 if top is None else int(top) + 1
+        row = self._conn.execute(
+            "SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM runs WHERE num = 1) UNION ALL"
+            " SELECT num + 1 FROM runs AS r WHERE num < ?1 AND NOT EXISTS (SELECT 1 FROM runs WHERE num = r.num + 1)"
+            " LIMIT 1",
+            (RUN_NUM_LIMIT,),
+        ).fetchone()
+        if row is None:
+            raise StoreWriteFailed(
+                f"the store {self.path} holds {RUN_NUM_LIMIT:,} runs, the most one SQLite store numbers",
+                "delete finished runs (`mse runs prune`) or pass --store with another file",
+            )
+        return int(row[0])
 
     async def get_run(self, run_id: RunId, *, with_result: bool = True) -> RunRecord:
         columns = RUN_COLUMNS if with_result else RUN_COLUMNS.replace("result_json", "NULL")
@@ -757,8 +756,11 @@ class SqliteStore(Store):
 
     async def delete_run(self, run_id: RunId) -> None:
         self._write_traces()
-        row = self._conn.execute("SELECT task_id FROM runs WHERE id = ?", (run_id,)).fetchone()
-        for table in _HISTORY_TABLES:
+        row = self._conn.execute("SELECT task_id, num FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is not None:
+            base = int(row[1]) << 32
+            self._write("DELETE FROM history WHERE key BETWEEN ? AND ?", (base, base + SEQ_LIMIT))
+        for table in ("trace", "outputs"):
             self._write(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
         self._write("DELETE FROM runs WHERE id = ?", (run_id,))
         if row is not None:
@@ -769,14 +771,41 @@ class SqliteStore(Store):
 
     # -- per-run history ------------------------------------------------------------------------
 
-    def _max_seq(self, table: str, run_id: RunId) -> int:
-        """The run's top seq in `table`; for `history`, in `history` and `history_big` together (one numbering).
+    def _read_base(self, run_id: RunId) -> int:
+        """The run's `history` key base (its number times 2**32); `RunNotFound` for an unknown run."""
+        row = self._conn.execute("SELECT num FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise RunNotFound(run_id)
+        return int(row[0]) << 32
 
-        A seq another process took is detected by each table's key, so a row this store writes into
-        one table is not checked against the other's; only a run's owner writes its history.
-        """
+    def _base(self, run_id: RunId) -> int:
+        """The `history` key base of a run this store writes, read once (until `release`)."""
+        base = self._bases.get(run_id)
+        if base is None:
+            base = self._bases[run_id] = self._read_base(run_id)
+        return base
+
+    def _history_key(self, run_id: RunId, seq: int) -> int:
+        """The `history` key of the run's row `seq`."""
+        if seq > SEQ_LIMIT:
+            raise StoreWriteFailed(
+                f"run {run_id} has {SEQ_LIMIT:,} history rows, the most a SQLite store keeps for one run",
+                "the run is kept as interrupted; start the work again as a new run",
+            )
+        return self._base(run_id) + seq
+
+    def _params(self, table: str, run_id: RunId, seq: int, values: Sequence[Any]) -> tuple[Any, ...]:
+        """A row's parameters: `(run_id, seq, *values)`, and `(key, *values)` for `history`."""
         if table == "history":
-            return int(self._conn.execute(_HISTORY_TOP, (run_id,)).fetchone()[0])
+            return (self._history_key(run_id, seq), *values)
+        return (run_id, seq, *values)
+
+    def _max_seq(self, table: str, run_id: RunId) -> int:
+        """The run's top seq in `table`."""
+        if table == "history":
+            base = self._base(run_id)
+            top = self._conn.execute(_TOP_SELECT, (base,)).fetchone()[0]
+            return 0 if top is None else int(top) - base
         row = self._conn.execute(f"SELECT COALESCE(MAX(seq), 0) FROM {table} WHERE run_id = ?", (run_id,))
         return int(row.fetchone()[0])
 
@@ -794,12 +823,12 @@ class SqliteStore(Store):
         The retry runs inside our write transaction, so nobody else can take the new seq.
         """
         try:
-            self._write(sql, (run_id, seq, *values))
+            self._write(sql, self._params(table, run_id, seq, values))
         except sqlite3.IntegrityError as exc:
             if not _is_key_clash(exc):
                 raise
             seq = self._max_seq(table, run_id) + 1
-            self._write(sql, (run_id, seq, *values))
+            self._write(sql, self._params(table, run_id, seq, values))
         key = (table, run_id)
         self._seqs[key] = max(self._seqs.get(key, 0), seq)
         return seq
@@ -811,6 +840,7 @@ class SqliteStore(Store):
     def release(self, run_id: RunId) -> None:
         for table in _HISTORY_TABLES:
             self._seqs.pop((table, run_id), None)
+        self._bases.pop(run_id, None)
         self._replay_keys.pop(run_id, None)
 
     def _require_run(self, run_id: RunId) -> None:
@@ -831,17 +861,12 @@ class SqliteStore(Store):
         if len(set(fresh)) < len(fresh):
             raise Duplicate(f"replay rows for run {run_id} repeat a key")
         seq = self._next_seq("history", run_id) - 1
-        small: list[tuple[Any, ...]] = []
-        big: list[tuple[Any, ...]] = []
-        for i, r in enumerate(rows, start=1):
-            queue = big if _is_big(r.value_json) else small
-            queue.append((run_id, seq + i, _STEP if r.input_hash is None else _STEP_REPLAY, *r))
+        queued = [
+            (run_id, seq + i, _STEP if r.input_hash is None else _STEP_REPLAY, *r) for i, r in enumerate(rows, start=1)
+        ]
         scheduled = self._begin()
         try:
-            top = self._insert_many("history", _HISTORY_INSERT, small) if small else {}
-            if big:
-                top_big = self._insert_many("history", _BIG_HISTORY_INSERT, big)
-                top[run_id] = max(top.get(run_id, 0), top_big[run_id])
+            top = self._insert_many("history", _HISTORY_INSERT, queued)
         finally:
             if not scheduled:
                 self._commit()
@@ -860,7 +885,7 @@ class SqliteStore(Store):
     def _append_step_row(self, run_id: RunId, row: StepRow) -> None:
         """One step inside the open transaction: one insert, and its replay key remembered."""
         key = self._free_replay_key(run_id, row)
-        self._append("history", _step_insert(row.value_json), run_id, (_STEP if key is None else _STEP_REPLAY, *row))
+        self._append("history", _HISTORY_INSERT, run_id, (_STEP if key is None else _STEP_REPLAY, *row))
         if key is not None:
             self._replay_keys[run_id].add(key)
 
@@ -888,20 +913,21 @@ class SqliteStore(Store):
             or durability is _EXIT
             or (durability is _SYNC and self._traces)
         ):
-            self._append("history", _step_insert(row.value_json), run_id, (kind, *row))
+            self._append("history", _HISTORY_INSERT, run_id, (kind, *row))
             self._note_key(run_id, row)
             await self.flush(durability)
             return
         if _OPENED.get(self._key, 0) > 1:
             self._commit_siblings()
-        seq = self._next_seq("history", run_id)
         try:
-            self._cursor.execute(*_history_insert(run_id, seq, kind, row))
+            self._cursor.execute(
+                *_history_insert(self._history_key(run_id, self._next_seq("history", run_id)), kind, row)
+            )
         except sqlite3.IntegrityError as exc:
             if not _is_key_clash(exc):
                 raise
             # Another process took the seq: insert after its rows under the write lock.
-            self._append("history", _step_insert(row.value_json), run_id, (kind, *row))
+            self._append("history", _HISTORY_INSERT, run_id, (kind, *row))
             self._note_key(run_id, row)
             self._commit_now()
             return
@@ -912,14 +938,13 @@ class SqliteStore(Store):
             self._note_key(run_id, row)
 
     async def list_steps(self, run_id: RunId) -> list[StepEntry]:
-        self._require_run(run_id)
-        rows = self._conn.execute(_STEPS_SELECT, (run_id, *_STEP_KINDS))
-        return [step_entry(*r[:10]) for r in rows]
+        rows = self._conn.execute(_STEPS_SELECT, (self._read_base(run_id), *_STEP_KINDS))
+        return [step_entry(*r) for r in rows]
 
     def _keys_of(self, run_id: RunId) -> set[tuple[str, str, int]]:
         keys = self._replay_keys.get(run_id)
         if keys is None:
-            rows = self._conn.execute(_KEYS_SELECT, (run_id, *_REPLAY_KINDS))
+            rows = self._conn.execute(_KEYS_SELECT, (self._base(run_id), *_REPLAY_KINDS))
             keys = self._replay_keys[run_id] = {(r[0], r[1], r[2]) for r in rows}
         return keys
 
@@ -930,10 +955,9 @@ class SqliteStore(Store):
         key = (row.step_ref, row.input_hash, row.occurrence)
         if key in keys:
             raise Duplicate(f"replay row {key} exists for run {run_id}")
-        value = dumps(row.value)
         self._append(
             "history",
-            _BIG_REPLAY_INSERT if _is_big(value) else _REPLAY_INSERT,
+            _REPLAY_INSERT,
             run_id,
             (
                 _REPLAY,
@@ -941,38 +965,35 @@ class SqliteStore(Store):
                 row.input_hash,
                 row.occurrence,
                 int(row.skip),
-                value,
+                dumps(row.value),
                 row.created_at or time.time(),
             ),
         )
         keys.add(key)
 
     async def list_replay(self, run_id: RunId) -> list[ReplayRow]:
-        self._require_run(run_id)
-        rows = self._conn.execute(_REPLAY_SELECT, (run_id, *_REPLAY_KINDS))
+        rows = self._conn.execute(_REPLAY_SELECT, (self._read_base(run_id), *_REPLAY_KINDS))
         return [ReplayRow(r[0], r[1], json.loads(r[2]), bool(r[3]), r[4], r[5]) for r in rows]
 
     async def count_history(self, run_id: RunId) -> tuple[int, int]:
-        self._require_run(run_id)
-        row = self._conn.execute(_COUNT_SELECT, (run_id, *_STEP_KINDS, *_REPLAY_KINDS)).fetchone()
+        row = self._conn.execute(_COUNT_SELECT, (self._read_base(run_id), *_STEP_KINDS, *_REPLAY_KINDS)).fetchone()
         return int(row[0]), int(row[1])
 
     async def delete_replay_from(self, run_id: RunId, index: int) -> int:
         """Cut the log; a step stored with its replay row keeps its entry and loses the replay part."""
-        self._require_run(run_id)
-        row = self._conn.execute(_CUT_SELECT, (run_id, *_REPLAY_KINDS, max(index, 0))).fetchone()
+        base = self._read_base(run_id)
+        row = self._conn.execute(_CUT_SELECT, (base, *_REPLAY_KINDS, max(index, 0))).fetchone()
         if row is None:
             return 0
-        dropped = 0
-        for table in ("history", "history_big"):
-            dropped += self._write(
-                f"DELETE FROM {table} WHERE run_id = ? AND kind = ? AND seq >= ?", (run_id, _REPLAY, row[0])
-            ).rowcount
-            dropped += self._write(
-                f"UPDATE {table} SET kind = ?, input_hash = NULL, occurrence = NULL, skip = NULL, value_json = NULL,"
-                " created_at = NULL WHERE run_id = ? AND kind = ? AND seq >= ?",
-                (_STEP, run_id, _STEP_REPLAY, row[0]),
-            ).rowcount
+        cut = (row[0], base + SEQ_LIMIT)
+        dropped: int = self._write(
+            "DELETE FROM history WHERE key BETWEEN ? AND ? AND kind = ?", (*cut, _REPLAY)
+        ).rowcount
+        dropped += self._write(
+            "UPDATE history SET kind = ?, input_hash = NULL, occurrence = NULL, skip = NULL, value_json = NULL,"
+            " created_at = NULL WHERE key BETWEEN ? AND ? AND kind = ?",
+            (_STEP, *cut, _STEP_REPLAY),
+        ).rowcount
         self._replay_keys.pop(run_id, None)
         self._commit_now()
         return dropped
@@ -1025,7 +1046,9 @@ class SqliteStore(Store):
         conn = self._conn
         conn.execute("SAVEPOINT many")
         try:
-            conn.executemany(sql, queued)
+            conn.executemany(
+                sql, (self._params(table, r[0], r[1], r[2:]) for r in queued) if table == "history" else queued
+            )
             top: dict[RunId, int] = {}
             for row in queued:
                 top[row[0]] = max(top.get(row[0], 0), row[1])
