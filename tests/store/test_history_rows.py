@@ -6,7 +6,10 @@ rerun-from, and the limits of the key (run numbers past the largest, seqs past 2
 
 from __future__ import annotations
 
+import socket
 import sqlite3
+import subprocess
+import sys
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -15,13 +18,15 @@ import pytest
 
 from mlua_swarm.core.state import StepOutcome
 from mlua_swarm.ids import RunId
-from mlua_swarm.store import ReplayRow, RunStatus, SqliteStore, StepEntry, Store, StoreWriteFailed
+from mlua_swarm.store import ReplayRow, RunStatus, SqliteStore, StepEntry, Store, StoreInUse, StoreWriteFailed
 from mlua_swarm.store import sqlite as sqlite_store
 from mlua_swarm.store.base import RUN_COLUMNS, step_row
+from mlua_swarm.store.owner import process_start_time
 from mlua_swarm.store.records import dumps
 from mlua_swarm.store.schema import SCHEMA_VERSION, migrate
 from mlua_swarm.store.sqlite import SEQ_LIMIT
 
+from ..conftest import run_mse
 from .conftest import new_run
 
 SIZES = (2, 200, 1_000, 4_000, 16_000, 100_000, 1_500_000)
@@ -347,5 +352,44 @@ async def test_a_run_past_the_last_seq_stops_with_a_clear_error(tmp_path: Path) 
         other = await _fill(store, [20])
         assert [r.value for r in await store.list_replay(other)] == [text(20)]
         assert [s.step_ref for s in await store.list_steps(run.run_id)] == ["top"]
+    finally:
+        await store.close()
+
+
+async def test_the_upgrade_waits_for_an_older_release_still_running_a_run_in_the_file(tmp_path: Path) -> None:
+    """The upgrade to version 7 replaces the table an older release writes steps into: while a
+    process of that release still runs a run here, opening the file is refused and changes nothing;
+    once that process is gone, it upgrades."""
+    path = tmp_path / "mse.sqlite3"
+    older = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+            conn.execute("PRAGMA journal_mode = WAL")
+            migrate(conn, str(path), target=6)
+            conn.execute(
+                f"INSERT INTO runs ({RUN_COLUMNS})"
+                " VALUES ('R-live', 'T-1', 'running', 1.0, 2.0, NULL, NULL, ?, ?, ?, NULL)",
+                (socket.gethostname(), older.pid, process_start_time(older.pid)),
+            )
+            insert_old_step(conn, "history", "R-live", 1, 2, step_row(entry("s1", 1), replay("s1", "kept")))
+
+        with pytest.raises(StoreInUse, match=rf"run R-live is still running in it, in process {older.pid}") as caught:
+            SqliteStore(path)
+        assert "left untouched" in caught.value.hint
+        refused = run_mse(["runs", "list"], env={"MSE_HOME": str(tmp_path)})
+        assert refused.returncode == 2, refused.stderr
+        assert "store_in_use" in refused.stderr and "Traceback" not in refused.stderr
+        with closing(sqlite3.connect(path)) as conn:
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == 6
+            assert conn.execute("SELECT COUNT(*) FROM history").fetchone()[0] == 1
+    finally:
+        assert older.stdin is not None
+        older.stdin.close()
+        older.wait()
+
+    store = SqliteStore(path)
+    try:
+        assert [r.value for r in await store.list_replay(RunId("R-live"))] == ["kept"]
+        assert store._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     finally:
         await store.close()

@@ -50,6 +50,13 @@ class SchemaTooNew(StoreError):
     code = "store_schema_too_new"
 
 
+class StoreInUse(StoreError):
+    """An upgrade of the store's schema that would pull a table from under a process of an older
+    release still running a run in it; the file is left as it was."""
+
+    code = "store_in_use"
+
+
 class RecordNotFound(StoreError):
     code = "not_found"
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from .errors import SchemaTooNew
+from .errors import SchemaTooNew, StoreInUse
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: every entity.
@@ -121,6 +121,8 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+HISTORY_REKEYED = 7
+"""The version whose upgrade replaces `history`, the table older releases write a run's steps into."""
 
 
 def schema_version(conn: sqlite3.Connection) -> int:
@@ -141,6 +143,8 @@ def migrate(conn: sqlite3.Connection, path: str, target: int = SCHEMA_VERSION) -
                 f"store {path} has schema version {found}; this mlua-swarm understands up to {SCHEMA_VERSION}",
                 "upgrade mlua-swarm, or point --store / MSE_HOME at another file",
             )
+        if 2 <= found < HISTORY_REKEYED <= target:
+            _refuse_older_writer(conn, path)
         for version in range(found, target):
             for statement in MIGRATIONS[version].split(";"):
                 if statement.strip():
@@ -152,3 +156,24 @@ def migrate(conn: sqlite3.Connection, path: str, target: int = SCHEMA_VERSION) -
         conn.execute("ROLLBACK")
         raise
     return found
+
+
+def _refuse_older_writer(conn: sqlite3.Connection, path: str) -> None:
+    """Refuse to replace `history` while a process of an older release on this host still runs a run
+    in the file: its next step would fail against the new table. (Owners on other hosts cannot be
+    checked from here; a run left `running` by a dead process does not block the upgrade.)"""
+    from .owner import owner_gone  # here: the listing read path imports this module and must stay light
+    from .records import RunOwner
+
+    rows = conn.execute(
+        "SELECT id, owner_host, owner_pid, owner_started_at FROM runs"
+        " WHERE status = 'running' AND owner_host IS NOT NULL AND owner_pid IS NOT NULL"
+    )
+    for run_id, host, pid, started in rows:
+        if owner_gone(RunOwner(host, pid, started or 0.0)) is False:
+            raise StoreInUse(
+                f"store {path} must upgrade its history table to schema version {HISTORY_REKEYED}, but run"
+                f" {run_id} is still running in it, in process {pid} of an older mlua-swarm",
+                "let that run finish, or stop its process (the run is kept interrupted and resumes on this"
+                " release), then run this again; the file was left untouched",
+            )
