@@ -10,6 +10,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,14 @@ OLD_COLUMNS = (
     " error_json, input_hash, occurrence, skip, value_json, created_at"
 )
 """A `history` row's columns before version 7 (version 5 added `node_index` after them)."""
+
+
+@pytest.fixture
+async def file_store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    """A SQLite store in a fresh file."""
+    store = SqliteStore(tmp_path / "s.sqlite3")
+    yield store
+    await store.close()
 
 
 def text(size: int, char: str = "x") -> str:
@@ -217,20 +226,17 @@ def page_count(store: SqliteStore) -> int:
     return int(store._conn.execute("PRAGMA page_count").fetchone()[0])
 
 
-async def test_kilobyte_values_take_no_overflow_page_each(tmp_path: Path) -> None:
+async def test_kilobyte_values_take_no_overflow_page_each(file_store: SqliteStore) -> None:
     """200 steps with 1 KB values fill ~70 pages; in version 5, each of these rows overflowed onto a
     page of its own (over 200 pages)."""
-    store = SqliteStore(tmp_path / "s.sqlite3")
-    try:
-        run = await new_run(store)
-        before = page_count(store)
-        for i in range(200):
-            store.append_step(run.run_id, entry(f"s{i}", i), replay(f"s{i}", text(1_000)))
-        await store.flush()
-        store._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        assert page_count(store) - before < 100
-    finally:
-        await store.close()
+    store = file_store
+    run = await new_run(store)
+    before = page_count(store)
+    for i in range(200):
+        store.append_step(run.run_id, entry(f"s{i}", i), replay(f"s{i}", text(1_000)))
+    await store.flush()
+    store._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    assert page_count(store) - before < 100
 
 
 def wal_frames(path: Path, page_size: int) -> int:
@@ -238,26 +244,22 @@ def wal_frames(path: Path, page_size: int) -> int:
     return max(0, wal.stat().st_size - 32) // (page_size + 24)
 
 
-async def test_a_sequential_run_writes_about_one_page_a_step(tmp_path: Path) -> None:
+async def test_a_sequential_run_writes_about_one_page_a_step(file_store: SqliteStore) -> None:
     """The commit of each step of a lone run (the journal's path) appends to the table's last leaf;
     a full leaf starts a new one. With the layout of version 6, ~1.7 pages a step."""
-    path = tmp_path / "s.sqlite3"
-    store = SqliteStore(path)
-    try:
-        store._conn.execute("PRAGMA wal_autocheckpoint = 0")
-        page_size = int(store._conn.execute("PRAGMA page_size").fetchone()[0])
-        run = await new_run(store)
-        await store.commit_step(run.run_id, step_row(entry("s0", 0), replay("s0", 0)), store.durability)
-        before, commits = wal_frames(path, page_size), store.commits
-        for i in range(1, 601):
-            row = step_row(entry(f"s{i}", i), ReplayRow(f"s{i}", f"{i:064x}", i, False, 0, 2.0))
-            await store.commit_step(run.run_id, row, store.durability)
-        assert store.commits - commits == 600
-        per_step = (wal_frames(path, page_size) - before) / 600
-        assert per_step < 1.25, per_step
-        assert [r.value for r in await store.list_replay(run.run_id)] == list(range(601))
-    finally:
-        await store.close()
+    store, path = file_store, file_store.path
+    store._conn.execute("PRAGMA wal_autocheckpoint = 0")
+    page_size = int(store._conn.execute("PRAGMA page_size").fetchone()[0])
+    run = await new_run(store)
+    await store.commit_step(run.run_id, step_row(entry("s0", 0), replay("s0", 0)), store.durability)
+    before, commits = wal_frames(path, page_size), store.commits
+    for i in range(1, 601):
+        row = step_row(entry(f"s{i}", i), ReplayRow(f"s{i}", f"{i:064x}", i, False, 0, 2.0))
+        await store.commit_step(run.run_id, row, store.durability)
+    assert store.commits - commits == 600
+    per_step = (wal_frames(path, page_size) - before) / 600
+    assert per_step < 1.25, per_step
+    assert [r.value for r in await store.list_replay(run.run_id)] == list(range(601))
 
 
 async def _fill(store: SqliteStore, sizes: list[int]) -> RunId:
@@ -269,91 +271,76 @@ async def _fill(store: SqliteStore, sizes: list[int]) -> RunId:
     return run.run_id
 
 
-async def test_prune_leaves_no_row_of_a_deleted_run_and_gives_the_space_back(tmp_path: Path) -> None:
-    path = tmp_path / "s.sqlite3"
-    store = SqliteStore(path)
-    try:
-        await _fill(store, [200] * 3)
-        for _ in range(3):
-            await _fill(store, [100_000, 200] * 10)
-        kept = await _fill(store, [2_000, 20])
-        store._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        grown = path.stat().st_size
-        assert await store.prune(keep=1) == 4
-        assert keys(path) == [(5, 1), (5, 2)]
-        assert [r.value for r in await store.list_replay(kept)] == [text(2_000), text(20)]
-        assert store._conn.execute("PRAGMA freelist_count").fetchone()[0] == 0
-        assert path.stat().st_size < grown // 20
-        # The space given back (VACUUM) keeps run numbers: the next run is numbered after the kept one.
-        assert (await store.list_replay(await _fill(store, [30])))[0].value == text(30)
-        assert keys(path)[-1] == (6, 1)
-    finally:
-        await store.close()
+async def test_prune_leaves_no_row_of_a_deleted_run_and_gives_the_space_back(file_store: SqliteStore) -> None:
+    store, path = file_store, file_store.path
+    await _fill(store, [200] * 3)
+    for _ in range(3):
+        await _fill(store, [100_000, 200] * 10)
+    kept = await _fill(store, [2_000, 20])
+    store._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    grown = path.stat().st_size
+    assert await store.prune(keep=1) == 4
+    assert keys(path) == [(5, 1), (5, 2)]
+    assert [r.value for r in await store.list_replay(kept)] == [text(2_000), text(20)]
+    assert store._conn.execute("PRAGMA freelist_count").fetchone()[0] == 0
+    assert path.stat().st_size < grown // 20
+    # The space given back (VACUUM) keeps run numbers: the next run is numbered after the kept one.
+    assert (await store.list_replay(await _fill(store, [30])))[0].value == text(30)
+    assert keys(path)[-1] == (6, 1)
 
 
-async def test_rerun_from_cuts_the_log_of_that_run_only(tmp_path: Path) -> None:
-    path = tmp_path / "s.sqlite3"
-    store = SqliteStore(path)
-    try:
-        run_id = await _fill(store, [50_000, 20, 50_000, 20, 50_000, 20])
-        store.append_replay(run_id, replay("lone", text(3_000)))
-        store.append_replay(run_id, replay("lone-small", text(30)))
-        other = await _fill(store, [20, 20])
-        await store.flush()
-        assert await store.delete_replay_from(run_id, 3) == 5
-        assert [r.value for r in await store.list_replay(run_id)] == [text(50_000), text(20), text(50_000)]
-        assert [s.step_ref for s in await store.list_steps(run_id)] == [f"s{i}" for i in range(6)]
-        assert await store.count_history(run_id) == (6, 3)
-        with closing(sqlite3.connect(path)) as conn:
-            kept = [
-                (key & SEQ_LIMIT, value is None)
-                for key, value in conn.execute("SELECT key, value_json FROM history WHERE key >> 32 = 1")
-            ]
-        assert kept == [(1, False), (2, False), (3, False), (4, True), (5, True), (6, True)]
-        assert [r.value for r in await store.list_replay(other)] == [text(20), text(20)]
-    finally:
-        await store.close()
+async def test_rerun_from_cuts_the_log_of_that_run_only(file_store: SqliteStore) -> None:
+    store, path = file_store, file_store.path
+    run_id = await _fill(store, [50_000, 20, 50_000, 20, 50_000, 20])
+    store.append_replay(run_id, replay("lone", text(3_000)))
+    store.append_replay(run_id, replay("lone-small", text(30)))
+    other = await _fill(store, [20, 20])
+    await store.flush()
+    assert await store.delete_replay_from(run_id, 3) == 5
+    assert [r.value for r in await store.list_replay(run_id)] == [text(50_000), text(20), text(50_000)]
+    assert [s.step_ref for s in await store.list_steps(run_id)] == [f"s{i}" for i in range(6)]
+    assert await store.count_history(run_id) == (6, 3)
+    with closing(sqlite3.connect(path)) as conn:
+        kept = [
+            (key & SEQ_LIMIT, value is None)
+            for key, value in conn.execute("SELECT key, value_json FROM history WHERE key >> 32 = 1")
+        ]
+    assert kept == [(1, False), (2, False), (3, False), (4, True), (5, True), (6, True)]
+    assert [r.value for r in await store.list_replay(other)] == [text(20), text(20)]
 
 
 async def test_past_the_largest_run_number_a_new_run_takes_a_free_one(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    file_store: SqliteStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    store = file_store
     monkeypatch.setattr(sqlite_store, "RUN_NUM_LIMIT", 3)
-    store = SqliteStore(tmp_path / "s.sqlite3")
-    try:
-        runs = [await _fill(store, [20 + i]) for i in range(3)]
-        with pytest.raises(StoreWriteFailed, match="holds 3 runs") as caught:
-            await new_run(store)
-        assert "mse runs prune" in caught.value.hint
-        await store.delete_run(runs[1])
-        fresh = await _fill(store, [99])
-        assert store._conn.execute("SELECT num FROM runs WHERE id = ?", (fresh,)).fetchone()[0] == 2
-        assert [(await store.list_replay(r))[0].value for r in (runs[0], fresh, runs[2])] == [
-            text(20),
-            text(99),
-            text(22),
-        ]
-    finally:
-        await store.close()
+    runs = [await _fill(store, [20 + i]) for i in range(3)]
+    with pytest.raises(StoreWriteFailed, match="holds 3 runs") as caught:
+        await new_run(store)
+    assert "mse runs prune" in caught.value.hint
+    await store.delete_run(runs[1])
+    fresh = await _fill(store, [99])
+    assert store._conn.execute("SELECT num FROM runs WHERE id = ?", (fresh,)).fetchone()[0] == 2
+    assert [(await store.list_replay(r))[0].value for r in (runs[0], fresh, runs[2])] == [
+        text(20),
+        text(99),
+        text(22),
+    ]
 
 
-async def test_a_run_past_the_last_seq_stops_with_a_clear_error(tmp_path: Path) -> None:
-    path = tmp_path / "s.sqlite3"
-    store = SqliteStore(path)
-    try:
-        run = await new_run(store)
-        store._conn.execute(
-            "INSERT INTO history (key, kind, step_ref, step_id, status, attempt)"
-            " VALUES ((SELECT num FROM runs WHERE id = ?) * 4294967296 + ?, 0, 'top', 'ST-top', 'passed', 1)",
-            (run.run_id, SEQ_LIMIT),
-        )
-        with pytest.raises(StoreWriteFailed, match="4,294,967,295 history rows"):
-            await store.commit_step(run.run_id, step_row(entry("next", 1)), store.durability)
-        other = await _fill(store, [20])
-        assert [r.value for r in await store.list_replay(other)] == [text(20)]
-        assert [s.step_ref for s in await store.list_steps(run.run_id)] == ["top"]
-    finally:
-        await store.close()
+async def test_a_run_past_the_last_seq_stops_with_a_clear_error(file_store: SqliteStore) -> None:
+    store = file_store
+    run = await new_run(store)
+    store._conn.execute(
+        "INSERT INTO history (key, kind, step_ref, step_id, status, attempt)"
+        " VALUES ((SELECT num FROM runs WHERE id = ?) * 4294967296 + ?, 0, 'top', 'ST-top', 'passed', 1)",
+        (run.run_id, SEQ_LIMIT),
+    )
+    with pytest.raises(StoreWriteFailed, match="4,294,967,295 history rows"):
+        await store.commit_step(run.run_id, step_row(entry("next", 1)), store.durability)
+    other = await _fill(store, [20])
+    assert [r.value for r in await store.list_replay(other)] == [text(20)]
+    assert [s.step_ref for s in await store.list_steps(run.run_id)] == ["top"]
 
 
 async def test_the_upgrade_waits_for_an_older_release_still_running_a_run_in_the_file(tmp_path: Path) -> None:
