@@ -147,6 +147,29 @@ async def test_a_version_6_store_moves_both_tables_into_one_and_reads_back_ident
         await store.close()
 
 
+async def test_upgrading_a_large_file_says_so_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Copying the history of a large file takes a while (~20 s a GB), so it is announced; a small
+    file (the other migration tests) upgrades quietly."""
+    quiet, loud = tmp_path / "quiet.sqlite3", tmp_path / "loud.sqlite3"
+    for path in (quiet, loud):
+        with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+            migrate(conn, str(path), target=6)
+    SqliteStore(quiet).close_sync()
+    assert not caplog.records
+    size = loud.stat().st_size
+    monkeypatch.setattr(sqlite_store, "LOUD_UPGRADE_BYTES", size)
+    SqliteStore(loud).close_sync()
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        (
+            "WARNING",
+            f"upgrading the store {loud} to schema version 7: its run history is copied once (a 0 MB file,"
+            " about 1 s); other mse processes opening it wait",
+        )
+    ]
+
+
 async def test_a_version_5_store_with_small_and_large_values_migrates_and_reads_back_identical(tmp_path: Path) -> None:
     path = tmp_path / "v5.sqlite3"
     values: list[Any] = [text(size) for size in SIZES] + [
