@@ -793,8 +793,8 @@ class SqliteStore(Store):
 
     # -- per-run history ------------------------------------------------------------------------
 
-    def _read_base(self, run_id: RunId) -> int:
-        """The run's `history` key base (its number times 2**32); `RunNotFound` for an unknown run."""
+    def _require_run(self, run_id: RunId) -> int:
+        """`RunNotFound` for an unknown run; else the run's `history` key base (its number times 2**32)."""
         row = self._conn.execute("SELECT num FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
             raise RunNotFound(run_id)
@@ -804,7 +804,7 @@ class SqliteStore(Store):
         """The `history` key base of a run this store writes, read once (until `release`)."""
         base = self._bases.get(run_id)
         if base is None:
-            base = self._bases[run_id] = self._read_base(run_id)
+            base = self._bases[run_id] = self._require_run(run_id)
         return base
 
     def _history_key(self, run_id: RunId, seq: int) -> int:
@@ -864,10 +864,6 @@ class SqliteStore(Store):
             self._seqs.pop((table, run_id), None)
         self._bases.pop(run_id, None)
         self._replay_keys.pop(run_id, None)
-
-    def _require_run(self, run_id: RunId) -> None:
-        if self._conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
-            raise RunNotFound(run_id)
 
     def append_step_rows(self, run_id: RunId, rows: Sequence[StepRow]) -> None:
         if not rows:
@@ -960,7 +956,7 @@ class SqliteStore(Store):
             self._note_key(run_id, row)
 
     async def list_steps(self, run_id: RunId) -> list[StepEntry]:
-        rows = self._conn.execute(_STEPS_SELECT, (self._read_base(run_id), *_STEP_KINDS))
+        rows = self._conn.execute(_STEPS_SELECT, (self._require_run(run_id), *_STEP_KINDS))
         return [step_entry(*r) for r in rows]
 
     def _keys_of(self, run_id: RunId) -> set[tuple[str, str, int]]:
@@ -994,16 +990,16 @@ class SqliteStore(Store):
         keys.add(key)
 
     async def list_replay(self, run_id: RunId) -> list[ReplayRow]:
-        rows = self._conn.execute(_REPLAY_SELECT, (self._read_base(run_id), *_REPLAY_KINDS))
+        rows = self._conn.execute(_REPLAY_SELECT, (self._require_run(run_id), *_REPLAY_KINDS))
         return [ReplayRow(r[0], r[1], json.loads(r[2]), bool(r[3]), r[4], r[5]) for r in rows]
 
     async def count_history(self, run_id: RunId) -> tuple[int, int]:
-        row = self._conn.execute(_COUNT_SELECT, (self._read_base(run_id), *_STEP_KINDS, *_REPLAY_KINDS)).fetchone()
+        row = self._conn.execute(_COUNT_SELECT, (self._require_run(run_id), *_STEP_KINDS, *_REPLAY_KINDS)).fetchone()
         return int(row[0]), int(row[1])
 
     async def delete_replay_from(self, run_id: RunId, index: int) -> int:
         """Cut the log; a step stored with its replay row keeps its entry and loses the replay part."""
-        base = self._read_base(run_id)
+        base = self._require_run(run_id)
         row = self._conn.execute(_CUT_SELECT, (base, *_REPLAY_KINDS, max(index, 0))).fetchone()
         if row is None:
             return 0
