@@ -19,7 +19,7 @@ import pytest
 
 from mlua_swarm.core.state import StepOutcome
 from mlua_swarm.ids import RunId
-from mlua_swarm.store import ReplayRow, RunStatus, SqliteStore, StepEntry, Store, StoreInUse, StoreWriteFailed
+from mlua_swarm.store import ReplayRow, RunStatus, SqliteStore, StepEntry, Store, StoreInUse, StoreWriteFailed, schema
 from mlua_swarm.store import sqlite as sqlite_store
 from mlua_swarm.store.base import RUN_COLUMNS, step_row
 from mlua_swarm.store.owner import process_start_time
@@ -159,7 +159,7 @@ async def test_upgrading_a_large_file_says_so_first(
     SqliteStore(quiet).close_sync()
     assert not caplog.records
     size = loud.stat().st_size
-    monkeypatch.setattr(sqlite_store, "LOUD_UPGRADE_BYTES", size)
+    monkeypatch.setattr(schema, "LOUD_UPGRADE_BYTES", size)
     SqliteStore(loud).close_sync()
     assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
         (

@@ -123,6 +123,10 @@ MIGRATIONS: tuple[str, ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 HISTORY_REKEYED = 7
 """The version whose upgrade replaces `history`, the table older releases write a run's steps into."""
+LOUD_UPGRADE_BYTES = 64 << 20
+"""A store file at least this large says so before that upgrade copies its history."""
+UPGRADE_SECS_PER_MB = 0.02
+"""What that copy took here (0.4 s for 19 MB), for the notice's estimate."""
 
 
 def schema_version(conn: sqlite3.Connection) -> int:
@@ -143,8 +147,10 @@ def migrate(conn: sqlite3.Connection, path: str, target: int = SCHEMA_VERSION) -
                 f"store {path} has schema version {found}; this mlua-swarm understands up to {SCHEMA_VERSION}",
                 "upgrade mlua-swarm, or point --store / MSE_HOME at another file",
             )
-        if 2 <= found < HISTORY_REKEYED <= target:
-            _refuse_older_writer(conn, path)
+        if found < HISTORY_REKEYED <= target:
+            if found >= 2:
+                _refuse_older_writer(conn, path)
+            _announce_copy(conn, path)
         for version in range(found, target):
             for statement in MIGRATIONS[version].split(";"):
                 if statement.strip():
@@ -177,3 +183,22 @@ def _refuse_older_writer(conn: sqlite3.Connection, path: str) -> None:
                 "let that run finish, or stop its process (the run is kept interrupted and resumes on this"
                 " release), then run this again; the file was left untouched",
             )
+
+
+def _announce_copy(conn: sqlite3.Connection, path: str) -> None:
+    """Say on the log (stderr in `mse` commands) that a large file's history is about to be copied."""
+    pages, page_size = (conn.execute(f"PRAGMA {name}").fetchone()[0] for name in ("page_count", "page_size"))
+    size = pages * page_size
+    if size < LOUD_UPGRADE_BYTES:
+        return
+    import logging  # here: the listing read path imports this module and stays light
+
+    megabytes = size / (1 << 20)
+    logging.getLogger(__name__).warning(
+        "upgrading the store %s to schema version %d: its run history is copied once (a %.0f MB file,"
+        " about %.0f s); other mse processes opening it wait",
+        path,
+        HISTORY_REKEYED,
+        megabytes,
+        max(1.0, megabytes * UPGRADE_SECS_PER_MB),
+    )

@@ -66,16 +66,12 @@ from .records import (
     TraceEvent,
     dumps,
 )
-from .schema import HISTORY_REKEYED, migrate, schema_version
+from .schema import migrate
 
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 30_000
 """How long a writer waits for another process's write lock before giving up."""
-LOUD_UPGRADE_BYTES = 64 << 20
-"""A store file at least this large says so before the upgrade that copies its history (version 7)."""
-UPGRADE_SECS_PER_MB = 0.02
-"""What that copy took here (0.4 s for 19 MB), for the notice's estimate."""
 
 TRACE_DELAY_SECS = 0.1
 """Trace events are written in bulk this long after the first one is queued (or at 512 queued)."""
@@ -275,7 +271,6 @@ class SqliteStore(Store):
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(f"PRAGMA synchronous = {'FULL' if self.durability is Durability.SYNC else 'NORMAL'}")
             self._commit_siblings()
-            self._announce_upgrade(conn)
             migrate(conn, str(self.path))
         except sqlite3.DatabaseError as exc:
             conn.close()
@@ -308,23 +303,6 @@ class SqliteStore(Store):
         self._trace_handle: asyncio.TimerHandle | None = None
         _SIBLINGS.setdefault(self._key, weakref.WeakSet()).add(self)
         _OPENED[self._key] = _OPENED.get(self._key, 0) + 1
-
-    def _announce_upgrade(self, conn: sqlite3.Connection) -> None:
-        """Say on the log (stderr in `mse` commands) that a large file's history is about to be copied."""
-        if schema_version(conn) >= HISTORY_REKEYED:
-            return
-        pages, page_size = (conn.execute(f"PRAGMA {name}").fetchone()[0] for name in ("page_count", "page_size"))
-        size = pages * page_size
-        if size >= LOUD_UPGRADE_BYTES:
-            megabytes = size / (1 << 20)
-            log.warning(
-                "upgrading the store %s to schema version %d: its run history is copied once (a %.0f MB file,"
-                " about %.0f s); other mse processes opening it wait",
-                self.path,
-                HISTORY_REKEYED,
-                megabytes,
-                max(1.0, megabytes * UPGRADE_SECS_PER_MB),
-            )
 
     # -- the commit model -----------------------------------------------------------------------
 
